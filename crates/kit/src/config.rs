@@ -1,0 +1,201 @@
+//! Config loading: one loader for every binary, with errors that name file, key path and value.
+//!
+//! Config structs are plain serde types (`deny_unknown_fields`); their `validate()` reports
+//! semantic problems through [`ConfigError::invalid`], so every message has the same shape:
+//! `/etc/x.yaml: clients[0].burp_port: invalid value "0": must be 1-65535`.
+
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A config file could not be read, parsed or validated.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("{file}: cannot read config: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML/JSON or does not match the schema.
+    #[error("{file}: {key}{message}")]
+    Parse {
+        file: PathBuf,
+        /// Key path such as `clients[0].burp_port`, followed by `: ` when non-empty.
+        key: KeyPrefix,
+        message: String,
+    },
+    /// The file parsed but a value is not acceptable.
+    #[error("{file}: {key}: invalid value {value:?}: {reason}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        /// The offending value; callers pass `"<secret>"` for secrets.
+        value: String,
+        reason: String,
+    },
+}
+
+/// A key path printed as `path: `, or nothing for the document root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPrefix(pub String);
+
+impl fmt::Display for KeyPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() || self.0 == "." {
+            Ok(())
+        } else {
+            write!(f, "{}: ", self.0)
+        }
+    }
+}
+
+impl ConfigError {
+    /// A semantic error found by a `validate()` step.
+    pub fn invalid(
+        file: impl Into<PathBuf>,
+        key: impl Into<String>,
+        value: impl fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            file: file.into(),
+            key: key.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The key path the error is about, if any (used by tests and callers that re-word errors).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Parse { key, .. } => Some(&key.0),
+            ConfigError::Invalid { key, .. } => Some(key),
+        }
+    }
+}
+
+/// Reads a whole config file, mapping I/O errors to [`ConfigError::Read`].
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_owned(),
+        source,
+    })
+}
+
+/// Parses YAML text (already read from `file`) into `T`, naming the failing key path.
+pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
+    let de = yaml_serde::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Parse {
+        file: file.to_owned(),
+        key: KeyPrefix(e.path().to_string()),
+        message: e.into_inner().to_string(),
+    })
+}
+
+/// Parses JSON text (already read from `file`) into `T`, naming the failing key path.
+pub fn parse_json<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigError::Parse {
+        file: file.to_owned(),
+        key: KeyPrefix(e.path().to_string()),
+        message: e.into_inner().to_string(),
+    })?;
+    de.end().map_err(|e| ConfigError::Parse {
+        file: file.to_owned(),
+        key: KeyPrefix(String::new()),
+        message: e.to_string(),
+    })?;
+    Ok(value)
+}
+
+/// Reads and parses a YAML config file.
+pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    parse_yaml(path, &read(path)?)
+}
+
+/// Logs a warning when a file that holds secrets can be read by group or others.
+///
+/// Returns whether the warning was given, so tests can check it.
+pub fn warn_if_readable_by_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode();
+            if mode & 0o044 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format_args!("{:o}", mode & 0o777),
+                    "config holds secrets but is readable by group/others; chmod 600 it"
+                );
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Server {
+        name: String,
+        port: u16,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Root {
+        servers: Vec<Server>,
+    }
+
+    #[test]
+    fn yaml_error_names_key_path() {
+        let err = parse_yaml::<Root>(
+            Path::new("/etc/x.yaml"),
+            "servers:\n  - name: a\n    port: 70000\n",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/etc/x.yaml: servers[0].port: "), "{msg}");
+        assert!(msg.contains("70000"), "{msg}");
+    }
+
+    #[test]
+    fn yaml_unknown_key_is_an_error() {
+        let err = parse_yaml::<Root>(
+            Path::new("f.yaml"),
+            "servers:\n  - name: a\n    port: 1\n    colour: red\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+        assert_eq!(err.key(), Some("servers[0].colour"));
+    }
+
+    #[test]
+    fn json_error_names_key_path() {
+        let err =
+            parse_json::<Root>(Path::new("j.json"), r#"{"servers":[{"name":"a"}]}"#).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("servers[0]"), "{msg}");
+        assert!(msg.contains("missing field `port`"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_names_file_key_value() {
+        let e = ConfigError::invalid("/c.yaml", "clients[1].burp_port", 0, "must be 1-65535");
+        assert_eq!(
+            e.to_string(),
+            "/c.yaml: clients[1].burp_port: invalid value \"0\": must be 1-65535"
+        );
+    }
+}

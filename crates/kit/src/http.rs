@@ -1,0 +1,129 @@
+//! The one HTTP server of every custos exporter: a landing page at `/` and `/metrics`.
+//!
+//! Binaries that need more endpoints (burp's `/probe`) merge their own routes into
+//! [`router`]'s result, so listening, shutdown and encoding stay in one place.
+
+use crate::exposition;
+use axum::{
+    http::{header, HeaderMap, HeaderValue},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use prometheus_client::registry::Registry;
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+/// Builds a response with `registry` encoded as the request's `Accept` header asks.
+pub fn metrics_response(registry: &Registry, headers: &HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = exposition::encode(registry, accept);
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// A landing page: the binary's name, a line of description and links.
+pub fn landing_page(title: &str, description: &str, links: &[(&str, &str)]) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html><head><title>{t}</title></head><body>\n<h1>{t}</h1>\n<p>{d}</p>\n<ul>\n",
+        t = esc(title),
+        d = esc(description)
+    );
+    for (href, text) in links {
+        html.push_str(&format!(
+            "<li><a href=\"{}\">{}</a></li>\n",
+            esc(href),
+            esc(text)
+        ));
+    }
+    html.push_str("</ul>\n</body></html>\n");
+    html
+}
+
+/// The router every exporter starts from: `/` (landing page) and `/metrics`.
+pub fn router(registry: Arc<Registry>, landing_html: String) -> Router {
+    let landing = Arc::new(landing_html);
+    Router::new()
+        .route(
+            "/",
+            get(move || {
+                let landing = Arc::clone(&landing);
+                async move { Html(landing.as_str().to_owned()) }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move |headers: HeaderMap| {
+                let registry = Arc::clone(&registry);
+                async move { metrics_response(&registry, &headers) }
+            }),
+        )
+}
+
+/// Binds `addr` (error names the address) and serves `app` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::http_get;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_landing_and_metrics() {
+        let mut reg = Registry::default();
+        let g: Gauge = Gauge::default();
+        g.set(42);
+        reg.register("kit_test_value", "A value", g);
+        let app = router(
+            Arc::new(reg),
+            landing_page("kit test", "demo <page>", &[("/metrics", "Metrics")]),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        let (m, l) = tokio::task::spawn_blocking(move || {
+            (
+                http_get(addr, "/metrics", None).unwrap(),
+                http_get(addr, "/", None).unwrap(),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(m.status, 200);
+        assert!(m
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        assert!(m.body.contains("kit_test_value 42"));
+        assert!(l.body.contains("demo &lt;page&gt;"));
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}

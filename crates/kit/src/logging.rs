@@ -1,0 +1,32 @@
+//! Logging setup shared by all binaries: human-readable lines on stderr, or journald.
+
+use tracing_subscriber::{filter::EnvFilter, prelude::*};
+
+/// Installs the global subscriber.
+///
+/// `debug` lowers the default level from `info` to `debug` (`-d/--debug` in every original);
+/// `RUST_LOG` still overrides both. With `journal` the lines go to journald with their fields;
+/// if journald is not reachable we fall back to stderr and say so, rather than log nothing.
+pub fn init(debug: bool, journal: bool) {
+    let default = if debug { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    if journal {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let _ = tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer)
+                    .try_init();
+                return;
+            }
+            Err(e) => eprintln!("journald not reachable ({e}); logging to stderr"),
+        }
+    }
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(debug);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init();
+}
