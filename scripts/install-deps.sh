@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the demo, the tests and the benchmarks need on a fresh Debian 12 machine:
+# the Debian packages in scripts/apt-packages.txt and the Rust components fmt/clippy.
+# Idempotent: packages already installed are skipped quickly.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+mapfile -t pkgs < <(grep -v '^\s*#' "$here/apt-packages.txt" | grep -v '^\s*$')
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get update -qq
+	# Debian's service packages try to start their daemons; we start our own on 127.0.0.1.
+	$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The packaged daemons are not used by the tests: stop them if the install started any.
+for svc in mariadb postgresql burp prometheus; do
+	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+		systemctl stop "$svc" || true
+	fi
+done
+if command -v rustup >/dev/null 2>&1; then
+	rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+	rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+echo "dependencies ready"

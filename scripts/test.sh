@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: format and lint checks, then every unit and integration
+# test against real local servers (burp, Prometheus, MariaDB, PostgreSQL, gpg) that the tests
+# start on 127.0.0.1 through scripts/. With CUSTOS_REQUIRE_SERVICES=1 (CI) a missing service
+# fails the run instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CUSTOS_REQUIRE_SERVICES=${CUSTOS_REQUIRE_SERVICES:-1}
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# Integration tests start servers with fixed loopback ports; run test binaries one at a time
+# but the tests inside each binary in parallel where they use their own ports.
+cargo test --workspace --no-fail-fast -- --test-threads=2
