@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# A throw-away burp 3.x server on 127.0.0.1 for the demo, the integration tests and the
+# benchmark. No systemd, no root needed, nothing installed: it only uses Debian's `burp`
+# package (scripts/install-deps.sh installs it) and fails clearly when that is missing.
+#
+# Everything lives under BASE (default /tmp/custos-burp-demo):
+#   etc/burp-server.conf, etc/CA.cnf, etc/clientconfdir/{testclient,monitor,extra-*}
+#   etc/testclient.conf   a normal backup client (backs up BASE/data)
+#   etc/monitor.conf      a client that does no backups; every client names it in
+#                         `restore_client`, so its status-port view shows all clients
+#   etc/slow.conf         testclient again, but backing up BASE/slowdata with a rate limit,
+#                         so a backup stays RUNNING long enough to be observed
+#   CA/                   burp's own CA (burp_ca, made on the server's first start)
+#   client-<name>/        each client's CA copy, certificate and key (ssl_cert_ca.pem,
+#                         ssl_cert-client.pem, ssl_cert-client.key) -- what an exporter needs
+#   spool/                the backups; server.log and client-*.log
+#
+# Commands:
+#   start        write the configs, (re)start the server, wait for the status port, take a
+#                first backup of testclient if it has none yet (FORCE_BACKUP=1: always),
+#                make sure the monitor client has its certificate. Idempotent: re-running
+#                keeps CA, certificates and backups, so a restart is cheap.
+#   stop         stop the server (its whole process group) and any slow backup.
+#   restart      stop + start the server only (no config rewrite, no backup).
+#   status       "running (pid N)" / "not running"; exit 0 / 1.
+#   backup       take one more backup of testclient now (foreground).
+#   slow-backup  start a backup of BASE/slowdata (SLOW_MB MiB, default 64) at RATELIMIT Mb/s
+#                (default 8) in the background; prints the client's pid and returns once the
+#                server reports testclient as running. The backup ends by itself.
+#   wait-idle    wait (up to 600 s) until no slow backup is running.
+#   env          print the values an exporter config needs, as shell assignments.
+#
+# Environment: BASE, PORT (backups, default 4971), STATUS_PORT (default 4972),
+#   EXTRA_CLIENTS (N >= 0: exactly N extra clients extra-0001.. in the clientconfdir; they
+#   have no backups and exist to make the client list large, e.g. 2000 for the benchmark),
+#   PASS_TEST, PASS_MON, BURP (path of the burp binary), BURP_CA (path of burp_ca).
+set -euo pipefail
+
+BASE=${BASE:-/tmp/custos-burp-demo}
+PORT=${PORT:-4971}
+STATUS_PORT=${STATUS_PORT:-4972}
+PASS_TEST=${PASS_TEST:-abcdefgh}
+PASS_MON=${PASS_MON:-monitorpass}
+SLOW_MB=${SLOW_MB:-64}
+RATELIMIT=${RATELIMIT:-8}
+ETC=$BASE/etc
+PIDFILE=$BASE/burp.server.pid
+SLOWPID=$BASE/slow-backup.pid
+
+die() { echo "burp-test-server: $*" >&2; exit 1; }
+
+find_bin() { # name -> path on PATH or in /usr/sbin (Debian puts burp there; not on a user's PATH)
+	command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || true
+}
+need_burp() {
+	BURP=${BURP:-$(find_bin burp)}
+	BURP_CA=${BURP_CA:-$(find_bin burp_ca)}
+	[ -n "$BURP" ] && [ -x "$BURP" ] ||
+		die "burp is not installed (Debian package 'burp'; scripts/install-deps.sh installs it)"
+	[ -n "$BURP_CA" ] && [ -x "$BURP_CA" ] || die "burp_ca not found (part of Debian's 'burp')"
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+stop_pidfile() { # pidfile: TERM the process group, wait, then KILL
+	local pid
+	alive "$1" || { rm -f "$1"; return 0; }
+	pid=$(cat "$1")
+	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL -- "-$pid" 2>/dev/null || true
+	rm -f "$1"
+}
+
+stop_all() {
+	stop_pidfile "$SLOWPID"
+	stop_pidfile "$PIDFILE"
+}
+
+write_configs() {
+	mkdir -p "$ETC/clientconfdir" "$BASE/spool" "$BASE/data/sub" "$BASE/slowdata" \
+		"$BASE/client-testclient/CA-client" "$BASE/client-monitor/CA-client"
+
+	cat >"$ETC/CA.cnf" <<EOF
+# /etc/burp/CA.cnf with CA_DIR moved under BASE
+CA_DIR                  = $BASE/CA
+
+[ ca ]
+dir                     = \$ENV::CA_DIR
+database                = \$dir/index.txt
+serial                  = \$dir/serial.txt
+certs                   = \$dir/certs
+new_certs_dir           = \$dir/newcerts
+crlnumber               = \$dir/crlnumber.txt
+unique_subject          = no
+default_md              = sha256
+default_days            = 7300
+default_crl_days        = 7300
+name_opt                = ca_default
+cert_opt                = ca_default
+x509_extensions         = usr_cert
+copy_extensions         = copy
+policy                  = policy_anything
+
+[ usr_cert ]
+basicConstraints        = CA:FALSE
+
+[ policy_anything ]
+commonName              = supplied
+EOF
+
+	cat >"$ETC/burp-server.conf" <<EOF
+mode = server
+listen = 127.0.0.1:$PORT
+max_children = 5
+listen_status = 127.0.0.1:$STATUS_PORT
+max_status_children = 8
+directory = $BASE/spool
+dedup_group = global
+clientconfdir = $ETC/clientconfdir
+pidfile = $PIDFILE
+hardlinked_archive = 0
+working_dir_recovery_method = delete
+umask = 0022
+syslog = 0
+stdout = 1
+client_can_delete = 1
+client_can_diff = 1
+client_can_force_backup = 1
+client_can_list = 1
+client_can_monitor = 1
+client_can_restore = 1
+client_can_verify = 1
+version_warn = 1
+keep = 7
+# Every client lets the 'monitor' client see it on the status port.
+restore_client = monitor
+ca_conf = $ETC/CA.cnf
+ca_name = burpCA
+ca_server_name = burpserver
+ca_burp_ca = $BURP_CA
+ca_crl_check = 1
+ssl_cert_ca = $ETC/ssl_cert_ca.pem
+ssl_cert = $ETC/ssl_cert-server.pem
+ssl_key = $ETC/ssl_cert-server.key
+ssl_dhfile = $ETC/dhfile.pem
+EOF
+
+	printf 'password = %s\n' "$PASS_TEST" >"$ETC/clientconfdir/testclient"
+	printf 'password = %s\n' "$PASS_MON" >"$ETC/clientconfdir/monitor"
+
+	# Extra clients: exactly EXTRA_CLIENTS of them (unset: leave whatever is there).
+	if [ -n "${EXTRA_CLIENTS:-}" ]; then
+		find "$ETC/clientconfdir" -maxdepth 1 -name 'extra-*' -delete
+		local i
+		for ((i = 1; i <= EXTRA_CLIENTS; i++)); do
+			printf 'password = extra%d\n' "$i" >"$ETC/clientconfdir/$(printf 'extra-%04d' "$i")"
+		done
+	fi
+
+	client_conf testclient "$PASS_TEST" "$BASE/client-testclient" "$BASE/data" "" >"$ETC/testclient.conf"
+	client_conf monitor "$PASS_MON" "$BASE/client-monitor" "$BASE/data" "" >"$ETC/monitor.conf"
+	client_conf testclient "$PASS_TEST" "$BASE/client-testclient" "$BASE/slowdata" \
+		"ratelimit = $RATELIMIT" >"$ETC/slow.conf"
+
+	# Something to back up.
+	if [ ! -f "$BASE/data/hello.txt" ]; then
+		echo "hello burp" >"$BASE/data/hello.txt"
+		head -c 200000 /dev/urandom >"$BASE/data/sub/random.bin"
+		seq 1 20000 >"$BASE/data/sub/numbers.txt"
+	fi
+}
+
+client_conf() { # cname password dir include extra-line
+	cat <<EOF
+mode = client
+server = 127.0.0.1:$PORT
+status_port = $STATUS_PORT
+cname = $1
+password = $2
+pidfile = $3/burp.client.pid
+syslog = 0
+stdout = 1
+progress_counter = 0
+server_can_restore = 0
+network_timeout = 60
+ca_burp_ca = $BURP_CA
+ca_csr_dir = $3/CA-client
+ssl_cert_ca = $3/ssl_cert_ca.pem
+ssl_cert = $3/ssl_cert-client.pem
+ssl_key = $3/ssl_cert-client.key
+ssl_peer_cn = burpserver
+include = $4
+$5
+EOF
+}
+
+start_server() {
+	stop_pidfile "$PIDFILE"
+	if port_open "$STATUS_PORT"; then
+		die "127.0.0.1:$STATUS_PORT is already in use by another process (set STATUS_PORT)"
+	fi
+	# -F: foreground (we background it); setsid: its own process group, so `stop` also ends
+	# the children it forks. On first start the server makes its CA, certificate and DH file.
+	setsid "$BURP" -c "$ETC/burp-server.conf" -F >>"$BASE/server.log" 2>&1 </dev/null &
+	echo $! >"$PIDFILE"
+	local pid=$!
+	for _ in $(seq 1 600); do
+		kill -0 "$pid" 2>/dev/null || die "server exited at start, see $BASE/server.log"
+		port_open "$STATUS_PORT" && port_open "$PORT" && break
+		sleep 0.1
+	done
+	port_open "$STATUS_PORT" || die "server did not open 127.0.0.1:$STATUS_PORT, see $BASE/server.log"
+	echo "burp server up: pid $pid, backups 127.0.0.1:$PORT, status 127.0.0.1:$STATUS_PORT"
+}
+
+run_backup() {
+	"$BURP" -c "$ETC/testclient.conf" -a b >>"$BASE/client-testclient.log" 2>&1 ||
+		die "backup failed, see $BASE/client-testclient.log"
+	echo "backup of testclient done"
+}
+
+# The status-port view of the monitor client, one JSON document (what an exporter sees).
+# stdin stays open until the reply arrived (the first request on a connection takes 1-4 s).
+status_json() { # [client]
+	local out
+	out=$(mktemp)
+	{
+		echo "j:pretty-print-off"
+		echo "c:${1:-}"
+		for _ in $(seq 1 150); do
+			grep -q '^{"clients"\|Could not find' "$out" && break
+			sleep 0.1
+		done
+	} | timeout 20 "$BURP" -c "$ETC/monitor.conf" -a m >"$out" 2>/dev/null || true
+	grep '^{"clients"\|Could not find' "$out" | head -n1
+	rm -f "$out"
+}
+
+cmd_start() {
+	need_burp
+	write_configs
+	start_server
+	if [ "${FORCE_BACKUP:-0}" = 1 ] || [ ! -e "$BASE/spool/testclient/current" ]; then
+		run_backup
+	fi
+	# The monitor client gets its certificate on its first connection (burp's automatic CSR
+	# signing); `-a m` with empty stdin logs in and leaves.
+	if [ ! -s "$BASE/client-monitor/ssl_cert-client.pem" ]; then
+		"$BURP" -c "$ETC/monitor.conf" -a m </dev/null >>"$BASE/client-monitor.log" 2>&1 || true
+	fi
+	[ -s "$BASE/client-monitor/ssl_cert-client.pem" ] ||
+		die "monitor client got no certificate, see $BASE/client-monitor.log"
+	echo "ready: BASE=$BASE"
+}
+
+cmd_slow_backup() {
+	need_burp
+	alive "$PIDFILE" || die "server not running (run '$0 start' first)"
+	alive "$SLOWPID" && die "a slow backup is already running (pid $(cat "$SLOWPID"))"
+	# Fresh random data each time, so nothing dedups and the rate limit really applies.
+	rm -rf "$BASE/slowdata"
+	mkdir -p "$BASE/slowdata"
+	local i files=$(((SLOW_MB + 3) / 4))
+	for ((i = 1; i <= files; i++)); do
+		head -c 4194304 /dev/urandom >"$BASE/slowdata/chunk-$i.bin"
+	done
+	for ((i = 1; i <= 200; i++)); do echo "$i" >"$BASE/slowdata/small-$i.txt"; done
+	setsid "$BURP" -c "$ETC/slow.conf" -a b >>"$BASE/client-slow.log" 2>&1 </dev/null &
+	echo $! >"$SLOWPID"
+	local pid=$!
+	for _ in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || die "slow backup ended at once, see $BASE/client-slow.log"
+		if status_json testclient | grep -q '"run_status":"running"'; then
+			echo "slow backup running: pid $pid"
+			return 0
+		fi
+		sleep 0.2
+	done
+	die "server never reported testclient as running, see $BASE/client-slow.log"
+}
+
+cmd_wait_idle() {
+	for _ in $(seq 1 6000); do
+		alive "$SLOWPID" || { rm -f "$SLOWPID"; echo "idle"; return 0; }
+		sleep 0.1
+	done
+	die "slow backup still running after 600 s"
+}
+
+case "${1:-start}" in
+start) cmd_start ;;
+stop) stop_all; echo "stopped" ;;
+restart)
+	need_burp
+	[ -f "$ETC/burp-server.conf" ] || die "no config under $BASE (run '$0 start' first)"
+	start_server
+	;;
+status)
+	if alive "$PIDFILE"; then echo "running (pid $(cat "$PIDFILE"))"; exit 0; fi
+	echo "not running"; exit 1
+	;;
+backup) need_burp; alive "$PIDFILE" || die "server not running"; run_backup ;;
+slow-backup) cmd_slow_backup ;;
+wait-idle) cmd_wait_idle ;;
+json) need_burp; status_json "${2:-}" ;;
+env)
+	cat <<EOF
+BURP_HOST=127.0.0.1
+BURP_STATUS_PORT=$STATUS_PORT
+BURP_CNAME=burpserver
+MONITOR_CNAME=monitor
+MONITOR_PASSWORD=$PASS_MON
+TLS_CA_CERT=$BASE/client-monitor/ssl_cert_ca.pem
+TLS_CERT=$BASE/client-monitor/ssl_cert-client.pem
+TLS_KEY=$BASE/client-monitor/ssl_cert-client.key
+EOF
+	;;
+*)
+	echo "usage: $0 [start|stop|restart|status|backup|slow-backup|wait-idle|json [client]|env]" >&2
+	exit 2
+	;;
+esac
