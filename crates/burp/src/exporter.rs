@@ -1,0 +1,874 @@
+//! Polling burp servers, serving the result over HTTP, and the `--once` summary.
+//!
+//! Per server one background task polls at `refresh_interval_seconds`, the first poll at once.
+//! A poll asks `c:` (every client, current and in-progress backups) and publishes the result;
+//! then, for clients whose current backup changed since the last poll, it asks `c:<client>`
+//! (the whole backup list) and the `backup_stats` log of the new backup, once, and caches both.
+//! A 2,000-client server thus costs one request per poll once its details are known.
+
+use crate::config::{Config, ServerConfig};
+use crate::error::Error;
+use crate::metrics::{registry, BurpCollector};
+use crate::model::{self, BackupStats, ClientList, History, ModelError};
+use crate::session::Connection;
+use crate::snapshot::{error_kind, ClientSnapshot, ServerSnapshot, Snapshots};
+use axum::extract::Query;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A backup list older than this is fetched again even if the current backup did not change
+/// (someone may have deleted old backups by hand).
+pub const HISTORY_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Where a poll gets its documents: the real [`Connection`], or a replay in tests.
+pub trait Source: Send {
+    /// Sends one request and returns one whole JSON document.
+    fn request(&mut self, cmd: &str) -> impl Future<Output = Result<Vec<u8>, Error>> + Send;
+    /// Connects unless connected or backing off.
+    fn ensure_connected(&mut self) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Whether a connection is open.
+    fn is_connected(&self) -> bool;
+}
+
+impl Source for Connection {
+    fn request(&mut self, cmd: &str) -> impl Future<Output = Result<Vec<u8>, Error>> + Send {
+        Connection::request(self, cmd)
+    }
+    fn ensure_connected(&mut self) -> impl Future<Output = Result<(), Error>> + Send {
+        Connection::ensure_connected(self)
+    }
+    fn is_connected(&self) -> bool {
+        Connection::is_connected(self)
+    }
+}
+
+/// What we fetched for one client's current backup, kept across polls.
+#[derive(Debug, Clone)]
+struct Details {
+    /// Current backup number the details were fetched for.
+    number: u64,
+    history: Option<History>,
+    history_at: Instant,
+    stats: Option<(u64, BackupStats)>,
+}
+
+/// Why a detail fetch stopped.
+enum Stop {
+    /// The connection broke; details wait for the next poll.
+    Transport,
+}
+
+/// The state of one server's polling: counters and the per-client cache.
+#[derive(Debug)]
+pub struct Poller {
+    snap: ServerSnapshot,
+    details: HashMap<String, Details>,
+    /// Time a poll may spend on detail requests before leaving the rest to the next poll.
+    budget: Duration,
+}
+
+impl Poller {
+    /// A poller for `server` that spends at most `budget` per poll on detail requests.
+    pub fn new(server: &str, budget: Duration) -> Poller {
+        Poller {
+            snap: ServerSnapshot::empty(server),
+            details: HashMap::new(),
+            budget,
+        }
+    }
+
+    /// The last snapshot this poller built.
+    pub fn snapshot(&self) -> &ServerSnapshot {
+        &self.snap
+    }
+
+    fn count_error(&mut self, e: &Error, what: &str) {
+        if let Some(kind) = error_kind(e) {
+            self.snap.errors.add(kind);
+        }
+        let msg = e.to_string();
+        tracing::warn!(server = %self.snap.server, "{what}: {msg}");
+        self.snap.last_error = Some(msg);
+    }
+
+    fn count_parse_error(&mut self, e: &ModelError, what: &str) {
+        self.snap.parse_errors += 1;
+        self.snap.errors.add("parse");
+        let msg = format!("{what}: {e}");
+        tracing::warn!(server = %self.snap.server, "{msg}");
+        self.snap.last_error = Some(msg);
+    }
+
+    async fn request<S: Source>(&mut self, src: &mut S, cmd: &str) -> Result<Vec<u8>, Error> {
+        if !src.is_connected() {
+            match src.ensure_connected().await {
+                Err(Error::Backoff { .. }) => {}
+                Err(e) => {
+                    self.snap.contact_attempts += 1;
+                    return Err(e);
+                }
+                Ok(()) => self.snap.contact_attempts += 1,
+            }
+        }
+        let r = src.request(cmd).await;
+        if r.is_ok() || matches!(r, Err(Error::Warning(_))) {
+            self.snap.last_contact = Some(SystemTime::now());
+        }
+        r
+    }
+
+    /// Polls once and publishes the result to `store` (after `c:`, and again with details).
+    pub async fn poll<S: Source>(&mut self, src: &mut S, store: &Snapshots) {
+        let t0 = Instant::now();
+        self.snap.polls += 1;
+        let list = match self.request(src, "c:").await {
+            Ok(doc) => match model::parse_clients(&doc) {
+                Ok(list) => Some(list),
+                Err(e) => {
+                    self.count_parse_error(&e, "client list (c:)");
+                    None
+                }
+            },
+            Err(e) => {
+                self.count_error(&e, "polling client list (c:) failed");
+                None
+            }
+        };
+        let Some(list) = list else {
+            // Keep the last good client data (its age is exported) but say we are down.
+            self.finish(t0, false, store);
+            return;
+        };
+        self.take_list(list);
+        store.publish(self.snap.clone());
+        let complete = self.fetch_details(src, t0).await;
+        self.finish(t0, complete.is_ok(), store);
+    }
+
+    fn finish(&mut self, t0: Instant, up: bool, store: &Snapshots) {
+        self.snap.up = up;
+        if up {
+            self.snap.last_error = None;
+        }
+        self.snap.poll_duration = Some(t0.elapsed());
+        self.snap.last_poll = Some(SystemTime::now());
+        store.publish(self.snap.clone());
+    }
+
+    /// Installs a fresh client list, with cached details where they still apply.
+    fn take_list(&mut self, list: ClientList) {
+        for s in &list.skipped {
+            self.snap.parse_errors += 1;
+            tracing::warn!(server = %self.snap.server, "skipped a client entry: {s}");
+        }
+        let present: std::collections::HashSet<&str> =
+            list.clients.iter().map(|c| c.name.as_str()).collect();
+        self.details
+            .retain(|name, _| present.contains(name.as_str()));
+        let clients = list
+            .clients
+            .into_iter()
+            .map(|client| self.with_details(client))
+            .collect();
+        self.snap.clients = Arc::new(clients);
+        self.snap.data_time = Some(SystemTime::now());
+    }
+
+    fn with_details(&self, client: model::Client) -> ClientSnapshot {
+        match (
+            client.current().map(|b| b.number),
+            self.details.get(&client.name),
+        ) {
+            // No completed backup: the `c:` entry already shows everything there is.
+            (None, _) => ClientSnapshot {
+                history: Some(History::of(&client)),
+                stats: None,
+                client,
+            },
+            (Some(_), Some(d)) => ClientSnapshot {
+                history: d.history,
+                stats: d.stats.clone(),
+                client,
+            },
+            (Some(_), None) => ClientSnapshot {
+                client,
+                ..ClientSnapshot::default()
+            },
+        }
+    }
+
+    /// Fetches backup lists and stats that are due, newest-backup changes first, within the
+    /// budget. Returns `Err` when the connection broke.
+    async fn fetch_details<S: Source>(&mut self, src: &mut S, t0: Instant) -> Result<(), Stop> {
+        let now = Instant::now();
+        let mut due: Vec<(bool, String, model::Backup)> = Vec::new();
+        for c in self.snap.clients.iter() {
+            let Some(cur) = c.client.current() else {
+                continue;
+            };
+            if c.client.name.contains([':', '\n', '\r', '\0']) {
+                continue; // cannot be named in a request
+            }
+            match self.details.get(&c.client.name) {
+                Some(d) if d.number == cur.number => {
+                    if now.duration_since(d.history_at) >= HISTORY_MAX_AGE {
+                        due.push((false, c.client.name.clone(), cur.clone()));
+                    }
+                }
+                _ => due.push((true, c.client.name.clone(), cur.clone())),
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        due.sort_by_key(|(changed, _, _)| !*changed);
+        let mut changed_any = false;
+        let mut result = Ok(());
+        for (changed, name, cur) in due {
+            if t0.elapsed() >= self.budget {
+                tracing::debug!(server = %self.snap.server, "detail budget used up; rest next poll");
+                break;
+            }
+            match self.fetch_client(src, &name, &cur, changed).await {
+                Ok(()) => changed_any = true,
+                Err(stop) => {
+                    result = Err(stop);
+                    break;
+                }
+            }
+        }
+        if changed_any {
+            let clients = self
+                .snap
+                .clients
+                .iter()
+                .map(|c| self.with_details(c.client.clone()))
+                .collect();
+            self.snap.clients = Arc::new(clients);
+        }
+        result
+    }
+
+    async fn fetch_client<S: Source>(
+        &mut self,
+        src: &mut S,
+        name: &str,
+        cur: &model::Backup,
+        changed: bool,
+    ) -> Result<(), Stop> {
+        let cmd = format!("c:{name}");
+        let history = match self.request(src, &cmd).await {
+            Ok(doc) => match model::parse_clients(&doc) {
+                Ok(l) => l.clients.iter().find(|c| c.name == name).map(History::of),
+                Err(e) => {
+                    self.count_parse_error(&e, &format!("backup list ({cmd})"));
+                    None
+                }
+            },
+            Err(e) if e.needs_reconnect() => {
+                self.count_error(&e, &format!("{cmd} failed"));
+                return Err(Stop::Transport);
+            }
+            Err(e) => {
+                // The client vanished between `c:` and now: fine, forget it.
+                tracing::debug!(server = %self.snap.server, "{cmd}: {e}");
+                None
+            }
+        };
+        let old = self.details.get(name).cloned();
+        let stats = if !changed {
+            old.and_then(|d| d.stats)
+        } else if cur.has_log("backup_stats") {
+            let cmd = format!("c:{name}:b:{}:l:backup_stats", cur.number);
+            match self.request(src, &cmd).await {
+                Ok(doc) => match model::parse_backup_stats(&doc, name, cur.number) {
+                    Ok(s) => Some((cur.number, s)),
+                    Err(e) => {
+                        self.count_parse_error(&e, &format!("backup stats ({cmd})"));
+                        None
+                    }
+                },
+                Err(e) if e.needs_reconnect() => {
+                    self.count_error(&e, &format!("{cmd} failed"));
+                    return Err(Stop::Transport);
+                }
+                Err(e) => {
+                    tracing::debug!(server = %self.snap.server, "{cmd}: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.details.insert(
+            name.to_string(),
+            Details {
+                number: cur.number,
+                history,
+                history_at: Instant::now(),
+                stats,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Polls one server for ever, every `interval`, the first time at once.
+pub async fn run_poller<S: Source>(
+    server: String,
+    mut src: S,
+    interval: Duration,
+    store: Arc<Snapshots>,
+) {
+    let mut poller = Poller::new(&server, interval / 2);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        poller.poll(&mut src, &store).await;
+        let s = poller.snapshot();
+        tracing::debug!(
+            server = %server,
+            up = s.up,
+            clients = s.clients.len(),
+            duration_ms = s.poll_duration.map_or(0, |d| d.as_millis()),
+            "poll done"
+        );
+    }
+}
+
+/// The reconnect backoff for a server polled every `interval`: capped below the interval, so
+/// each scheduled poll makes an attempt, yet the requests within a failed poll are not retried.
+fn connection(cfg: &Config, s: &ServerConfig) -> Connection {
+    let interval = cfg.refresh_interval(s);
+    let max = (interval / 2).max(Duration::from_millis(100));
+    Connection::new(cfg.target(s)).with_backoff(Duration::from_millis(500).min(max), max)
+}
+
+/// Starts one poll task per configured server; returns the store they publish to.
+pub fn spawn_pollers(cfg: &Config) -> Arc<Snapshots> {
+    let store = Arc::new(Snapshots::new(cfg.clients.iter().map(|s| s.name.as_str())));
+    for s in &cfg.clients {
+        let conn = connection(cfg, s);
+        tracing::info!(
+            server = %s.name,
+            addr = %conn.target().addr(),
+            interval_s = cfg.refresh_interval(s).as_secs(),
+            "polling burp status port"
+        );
+        tokio::spawn(run_poller(
+            s.name.clone(),
+            conn,
+            cfg.refresh_interval(s),
+            Arc::clone(&store),
+        ));
+    }
+    store
+}
+
+/// The HTTP routes: `/` (landing page), `/metrics` (every server) and
+/// `/probe?server[]=<name>` (the named servers only; all without a name, as the original).
+pub fn router(store: Arc<Snapshots>) -> Router {
+    let mut links: Vec<(String, String)> = vec![
+        ("/metrics".into(), "/metrics: all servers".into()),
+        ("/probe".into(), "/probe: all servers".into()),
+    ];
+    for n in store.names() {
+        links.push((
+            format!("/probe?server[]={}", query_escape(n)),
+            format!("/probe?server[]={n}: this server only"),
+        ));
+    }
+    let links: Vec<(&str, &str)> = links
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let landing = custos_kit::http::landing_page(
+        &format!("burp_exporter {}", env!("CARGO_PKG_VERSION")),
+        "Prometheus exporter for the status port of Burp backup servers (custos).",
+        &links,
+    );
+    let all = Arc::new(registry(BurpCollector::new(Arc::clone(&store))));
+    custos_kit::http::router(all, landing).route(
+        "/probe",
+        get(
+            move |Query(q): Query<Vec<(String, String)>>, headers: HeaderMap| {
+                let store = Arc::clone(&store);
+                async move { probe(&store, &q, &headers) }
+            },
+        ),
+    )
+}
+
+fn probe(store: &Arc<Snapshots>, query: &[(String, String)], headers: &HeaderMap) -> Response {
+    let names: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k == "server[]" || k == "server")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if names.is_empty() {
+        let r = registry(BurpCollector::new(Arc::clone(store)));
+        return custos_kit::http::metrics_response(&r, headers);
+    }
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| !store.names().contains(n))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        let msg = format!(
+            "unknown server(s): {}; configured: {}\n",
+            unknown.join(", "),
+            store.names().join(", ")
+        );
+        return (StatusCode::NOT_FOUND, msg).into_response();
+    }
+    let r = registry(BurpCollector::for_servers(Arc::clone(store), names));
+    custos_kit::http::metrics_response(&r, headers)
+}
+
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+// --- --once ------------------------------------------------------------------------------
+
+/// Polls every server once (client lists only) and renders a `burp -a S`-like summary.
+/// Returns the text and whether every server answered.
+pub async fn once(cfg: &Config) -> (String, bool) {
+    let polls = cfg.clients.iter().map(|s| {
+        let mut conn = connection(cfg, s);
+        async move {
+            let r = match conn.request("c:").await {
+                Ok(doc) => model::parse_clients(&doc).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            (s, conn.target().addr(), r)
+        }
+    });
+    let results = join_all(polls).await;
+    let now = unix_now();
+    let mut out = String::new();
+    let mut ok = true;
+    for (s, addr, r) in &results {
+        match r {
+            Ok(list) => out.push_str(&render_summary(&s.name, addr, now, list)),
+            Err(e) => {
+                ok = false;
+                out.push_str(&header(&s.name, addr, now));
+                let _ = writeln!(out, "   UNREACHABLE: {e}");
+            }
+        }
+    }
+    (out, ok)
+}
+
+/// Runs futures concurrently on this task (few servers; no extra dependency for it).
+async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futs.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn header(server: &str, addr: &str, now: i64) -> String {
+    let left = format!(" burp status  {server} ({addr})");
+    let right = format_time(now);
+    let pad = 78usize.saturating_sub(left.len() + right.len()).max(2);
+    format!("\n{left}{}{right}\n\n", " ".repeat(pad))
+}
+
+/// The summary of one server, in the layout of `burp -a S` (`client_summary` in burp's
+/// status_client_ncurses.c), plus one line per running child.
+pub fn render_summary(server: &str, addr: &str, now: i64, list: &ClientList) -> String {
+    let mut out = header(server, addr, now);
+    let width = list
+        .clients
+        .iter()
+        .map(|c| c.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(18);
+    for c in &list.clients {
+        let last = match c.current() {
+            Some(b) => format!("{:07} {}", b.number, format_time(b.timestamp)),
+            None => format!("{:07} never", 0),
+        };
+        let _ = writeln!(
+            out,
+            "   {:<width$} {:>9}  last backup: {last}",
+            c.name, c.run_status
+        );
+        for ch in &c.children {
+            let f = ch.counters.files();
+            let _ = writeln!(
+                out,
+                "   {:<width$}   {} {:07} (pid {}): phase {}, {} files scanned, {} done, {} bytes",
+                "",
+                ch.action,
+                ch.backup,
+                ch.pid,
+                ch.phase,
+                f.scanned,
+                f.total(),
+                ch.counters.value("bytes"),
+            );
+        }
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS +0000`: burp's date format, in UTC.
+pub fn format_time(unix: i64) -> String {
+    let days = unix.div_euclid(86400);
+    let secs = unix.rem_euclid(86400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn data(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// Replays captured replies by command; records what was asked.
+    #[derive(Default)]
+    struct Replay {
+        replies: HashMap<String, Vec<u8>>,
+        /// Errors to return instead, first come first served.
+        fail: VecDeque<Error>,
+        asked: Vec<String>,
+        /// A command whose request breaks the connection.
+        break_on: Option<&'static str>,
+        connected: bool,
+    }
+
+    impl Replay {
+        fn idle() -> Replay {
+            let mut r = Replay::default();
+            r.replies.insert("c:".into(), data("c.json"));
+            r.replies
+                .insert("c:testclient".into(), data("c_testclient.json"));
+            r.replies.insert(
+                "c:testclient:b:1:l:backup_stats".into(),
+                data("c_testclient_b_1_l_backup_stats.json"),
+            );
+            r
+        }
+    }
+
+    impl Source for Replay {
+        fn request(&mut self, cmd: &str) -> impl Future<Output = Result<Vec<u8>, Error>> + Send {
+            self.asked.push(cmd.to_string());
+            if self.break_on == Some(cmd) {
+                self.connected = false;
+                return std::future::ready(Err(eof()));
+            }
+            let r = match self.fail.pop_front() {
+                Some(e) => {
+                    if e.needs_reconnect() {
+                        self.connected = false;
+                    }
+                    Err(e)
+                }
+                None => self
+                    .replies
+                    .get(cmd)
+                    .cloned()
+                    .ok_or_else(|| Error::Warning(format!("Could not find client: {cmd}"))),
+            };
+            std::future::ready(r)
+        }
+        fn ensure_connected(&mut self) -> impl Future<Output = Result<(), Error>> + Send {
+            self.connected = true;
+            std::future::ready(Ok(()))
+        }
+        fn is_connected(&self) -> bool {
+            self.connected
+        }
+    }
+
+    fn eof() -> Error {
+        Error::Eof {
+            addr: "127.0.0.1:4972".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn first_poll_fetches_details_once() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::from_secs(30));
+        let mut src = Replay::idle();
+        p.poll(&mut src, &store).await;
+        assert_eq!(
+            src.asked,
+            ["c:", "c:testclient", "c:testclient:b:1:l:backup_stats"]
+        );
+        let s = store.get("s").unwrap();
+        assert!(s.up);
+        assert_eq!(s.contact_attempts, 1);
+        assert_eq!(s.clients.len(), 2);
+        let tc = s
+            .clients
+            .iter()
+            .find(|c| c.client.name == "testclient")
+            .unwrap();
+        assert_eq!(tc.history.unwrap().count, 1);
+        assert_eq!(tc.current_stats().unwrap().bytes, 308905);
+        let mon = s
+            .clients
+            .iter()
+            .find(|c| c.client.name == "monitor")
+            .unwrap();
+        assert_eq!(mon.history.unwrap().count, 0);
+
+        // Second poll: nothing changed, one request.
+        src.asked.clear();
+        p.poll(&mut src, &store).await;
+        assert_eq!(src.asked, ["c:"]);
+        let s = store.get("s").unwrap();
+        assert_eq!(s.polls, 2);
+        assert_eq!(s.contact_attempts, 1);
+        let tc = s
+            .clients
+            .iter()
+            .find(|c| c.client.name == "testclient")
+            .unwrap();
+        assert_eq!(tc.current_stats().unwrap().bytes, 308905);
+    }
+
+    #[tokio::test]
+    async fn new_backup_number_fetches_stats_again() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::from_secs(30));
+        let mut src = Replay::idle();
+        p.poll(&mut src, &store).await;
+        // Backup 2 completes: c: shows it as current.
+        let c2 = String::from_utf8(data("c.json"))
+            .unwrap()
+            .replace("\"number\":1", "\"number\":2");
+        src.replies.insert("c:".into(), c2.into_bytes());
+        src.asked.clear();
+        p.poll(&mut src, &store).await;
+        assert_eq!(
+            src.asked,
+            ["c:", "c:testclient", "c:testclient:b:2:l:backup_stats"]
+        );
+        let s = store.get("s").unwrap();
+        let tc = s
+            .clients
+            .iter()
+            .find(|c| c.client.name == "testclient")
+            .unwrap();
+        // The stats log for 2 is missing (warning): no stale stats of backup 1 are shown.
+        assert!(tc.current_stats().is_none());
+        assert!(s.up);
+        // And it is not asked again on the next poll.
+        src.asked.clear();
+        p.poll(&mut src, &store).await;
+        assert_eq!(src.asked, ["c:"]);
+    }
+
+    #[tokio::test]
+    async fn server_down_keeps_data_and_counts_errors() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::from_secs(30));
+        let mut src = Replay::idle();
+        p.poll(&mut src, &store).await;
+        let good = store.get("s").unwrap();
+        src.fail.push_back(eof());
+        p.poll(&mut src, &store).await;
+        let s = store.get("s").unwrap();
+        assert!(!s.up);
+        assert_eq!(s.errors.get("closed"), 1);
+        assert_eq!(s.clients.len(), 2, "last good data kept");
+        assert_eq!(s.data_time, good.data_time);
+        assert!(s.last_error.as_deref().unwrap().contains("closed"));
+        // Back up: reconnects (a second contact attempt) and clears the error.
+        p.poll(&mut src, &store).await;
+        let s = store.get("s").unwrap();
+        assert!(s.up);
+        assert_eq!(s.contact_attempts, 2);
+        assert!(s.last_error.is_none());
+        assert_eq!(s.errors.total(), 1);
+    }
+
+    #[tokio::test]
+    async fn broken_detail_request_retries_next_poll() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::from_secs(30));
+        let mut f = Replay::idle();
+        f.break_on = Some("c:testclient");
+        p.poll(&mut f, &store).await;
+        assert_eq!(f.asked, ["c:", "c:testclient"]);
+        let s = store.get("s").unwrap();
+        assert!(!s.up, "a broken connection fails the poll");
+        assert_eq!(s.errors.get("closed"), 1);
+        assert_eq!(s.clients.len(), 2, "the client list of this poll is served");
+        // Next poll (connection fine again) fetches the details.
+        let mut ok = Replay::idle();
+        p.poll(&mut ok, &store).await;
+        assert_eq!(
+            ok.asked,
+            ["c:", "c:testclient", "c:testclient:b:1:l:backup_stats"]
+        );
+        let s = store.get("s").unwrap();
+        assert!(s.up);
+        assert_eq!(s.contact_attempts, 2);
+    }
+
+    #[tokio::test]
+    async fn garbage_reply_is_a_parse_error() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::from_secs(30));
+        let mut src = Replay::idle();
+        src.replies
+            .insert("c:".into(), b"{\"clients\":[{\"name\":1},".to_vec());
+        p.poll(&mut src, &store).await;
+        let s = store.get("s").unwrap();
+        assert!(!s.up);
+        assert_eq!(s.parse_errors, 1);
+        assert_eq!(s.errors.get("parse"), 1);
+        // One bad entry in an otherwise fine list: counted, the rest served.
+        src.replies.insert(
+            "c:".into(),
+            br#"{"clients":[{"name":1},{"name":"ok","run_status":"idle"}]}"#.to_vec(),
+        );
+        p.poll(&mut src, &store).await;
+        let s = store.get("s").unwrap();
+        assert!(s.up);
+        assert_eq!(s.parse_errors, 2);
+        assert_eq!(s.clients.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn running_backup_then_vanished_client() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::from_secs(30));
+        let mut src = Replay::idle();
+        src.replies.insert("c:".into(), data("running_c.json"));
+        src.replies
+            .insert("c:testclient".into(), data("running_c_testclient.json"));
+        p.poll(&mut src, &store).await;
+        let s = store.get("s").unwrap();
+        let tc = s
+            .clients
+            .iter()
+            .find(|c| c.client.name == "testclient")
+            .unwrap();
+        assert_eq!(tc.client.children[0].phase, "backup");
+        assert_eq!(
+            tc.history.unwrap().count,
+            1,
+            "the working backup is not counted"
+        );
+        src.replies.insert(
+            "c:".into(),
+            br#"{"clients":[{"name":"monitor","run_status":"idle","backups":[]}]}"#.to_vec(),
+        );
+        p.poll(&mut src, &store).await;
+        assert_eq!(store.get("s").unwrap().clients.len(), 1);
+        assert!(p.details.is_empty(), "cache follows the client list");
+    }
+
+    #[tokio::test]
+    async fn budget_defers_details() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::ZERO);
+        let mut src = Replay::idle();
+        p.poll(&mut src, &store).await;
+        assert_eq!(src.asked, ["c:"]);
+        assert!(store.get("s").unwrap().up);
+    }
+
+    #[test]
+    fn summary_like_burp_a_s() {
+        let list = model::parse_clients(&data("c.json")).unwrap();
+        let text = render_summary("demo", "127.0.0.1:4972", 1_795_300_256, &list);
+        let want = String::from_utf8(data("burp-a-S.txt")).unwrap();
+        // The client lines are burp's, byte for byte.
+        for line in want.lines().filter(|l| l.contains("last backup")) {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
+        assert!(text.contains(" burp status  demo (127.0.0.1:4972)"));
+        assert!(text.contains("2026-11-21 22:30:56 +0000"), "{text}");
+        let running = model::parse_clients(&data("running_c.json")).unwrap();
+        let text = render_summary("demo", "x:1", 0, &running);
+        assert!(
+            text.contains("   testclient           running  last backup: 0000001"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backup 0000002 (pid 13962): phase backup, 1504 files scanned, 1503 done, 322798 bytes"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn time_format() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00 +0000");
+        assert_eq!(format_time(1_795_300_217), "2026-11-21 22:30:17 +0000");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00:00 +0000");
+        assert_eq!(format_time(-1), "1969-12-31 23:59:59 +0000");
+    }
+
+    #[test]
+    fn escapes_query() {
+        assert_eq!(query_escape("a b&c"), "a%20b%26c");
+    }
+}

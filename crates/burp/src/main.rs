@@ -1,0 +1,92 @@
+//! `burp_exporter`: Prometheus exporter for the status port of Burp backup servers.
+//!
+//! Exit codes: 0 ok, 1 `--once` found a server unreachable (or the HTTP server failed),
+//! 2 bad usage or config.
+
+use anyhow::Context;
+use clap::Parser;
+use custos_burp::{config, exporter};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "burp_exporter",
+    version,
+    about = "Prometheus exporter for the status port of Burp backup servers.",
+    long_about = "Connects to one or more burp servers' status ports as a monitor client, polls \
+                  them in the background and serves the result on /metrics and \
+                  /probe?server[]=<name>. Certificates are made by burp's own CA: run a \
+                  regular burp client once with the monitor's cname to get them."
+)]
+struct Cli {
+    /// YAML configuration file.
+    #[arg(short, long, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Log at debug level.
+    #[arg(short, long)]
+    debug: bool,
+    /// Log to the systemd journal instead of stderr.
+    #[arg(long)]
+    journal: bool,
+    /// Poll every server once, print a summary like `burp -a S` and exit
+    /// (1 if a server is unreachable).
+    #[arg(long)]
+    once: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    custos_kit::logging::init(cli.debug, cli.journal);
+    let cfg = match config::Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("burp_exporter: {e}");
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("burp_exporter: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = if cli.once {
+        rt.block_on(run_once(&cfg))
+    } else {
+        rt.block_on(serve(cfg))
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("burp_exporter: {e:#}");
+            tracing::error!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_once(cfg: &config::Config) -> anyhow::Result<ExitCode> {
+    let (text, all_up) = exporter::once(cfg).await;
+    print!("{text}");
+    Ok(if all_up {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn serve(cfg: config::Config) -> anyhow::Result<ExitCode> {
+    let store = exporter::spawn_pollers(&cfg);
+    let app = exporter::router(store);
+    custos_kit::http::serve(cfg.listen_addr(), app, custos_kit::shutdown::signal())
+        .await
+        .context("HTTP server")?;
+    Ok(ExitCode::SUCCESS)
+}
