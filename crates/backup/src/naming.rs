@@ -1,0 +1,373 @@
+//! Object names, as the original writes them, and their parsing for restore and retention.
+//!
+//! Public API:
+//! - [`RunStamp`]: the one timestamp of a run, `YYYYmmddHHMMSS` in local time (the original
+//!   uses Python's `datetime.now()`); [`RunStamp::now`], [`RunStamp::parse`], `Display`.
+//! - [`Payload`] (`tar`, `sql`), [`Compression`] (`.zst`, `.gz`, none) and [`Encoding`]
+//!   (compression + `.gpg`): the suffix chain, which tells restore how to decode.
+//!   [`Encoding::CUSTOS`] = `.zst.gpg` (default), [`Encoding::ORIGINAL`] = `.gpg` (gpg's own
+//!   zlib inside), [`Encoding::COMPRESS_ONLY`] = `.gz`.
+//! - [`ObjectName`]: `{id}/{YYYYmmddHHMMSS}/{id}.{payload}{.zst|.gz|}{.gpg|}`;
+//!   [`ObjectName::path`] formats it, [`ObjectName::parse`] reads it back and returns `None`
+//!   for anything else in the tree (sidecars, temp files, foreign objects).
+//! - Sidecars: [`sidecar_name`] (`{object}.sha256`), [`sidecar_body`] (sha256sum format:
+//!   `<hex>  <file>\n`, checkable with `sha256sum -c` from the object's directory),
+//!   [`parse_sidecar`], [`is_sidecar`].
+//! - [`valid_source_id`]: what a source id may contain so that names round-trip.
+
+use std::fmt;
+
+use chrono::{Local, NaiveDateTime, Timelike};
+
+/// `strftime` format of the run timestamp (the original's).
+pub const STAMP_FORMAT: &str = "%Y%m%d%H%M%S";
+
+/// Suffix of the checksum object written beside each object.
+pub const SIDECAR_SUFFIX: &str = ".sha256";
+
+/// The timestamp shared by every object of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RunStamp(NaiveDateTime);
+
+impl RunStamp {
+    /// Now, local time, whole seconds. Take it once per run.
+    pub fn now() -> Self {
+        Self::from_datetime(Local::now().naive_local())
+    }
+
+    /// A given local date-time, truncated to whole seconds.
+    pub fn from_datetime(dt: NaiveDateTime) -> Self {
+        Self(dt.with_nanosecond(0).unwrap_or(dt))
+    }
+
+    /// Parses exactly 14 digits `YYYYmmddHHMMSS`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != 14 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        NaiveDateTime::parse_from_str(s, STAMP_FORMAT)
+            .ok()
+            .map(Self)
+    }
+
+    /// The local date-time.
+    pub fn datetime(&self) -> NaiveDateTime {
+        self.0
+    }
+
+    /// Age relative to `now` (local); negative when the stamp is in the future.
+    pub fn age(&self, now: NaiveDateTime) -> chrono::TimeDelta {
+        now - self.0
+    }
+}
+
+impl fmt::Display for RunStamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format(STAMP_FORMAT))
+    }
+}
+
+/// What the object holds before compression and encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Payload {
+    /// A tar archive (folder sources).
+    Tar,
+    /// An SQL dump (mysql, pgsql).
+    Sql,
+}
+
+impl Payload {
+    /// The suffix word (`tar`, `sql`), as `Source::suffix` returns it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Payload::Tar => "tar",
+            Payload::Sql => "sql",
+        }
+    }
+
+    /// From a suffix word; `None` for anything else.
+    pub fn from_suffix(s: &str) -> Option<Self> {
+        match s {
+            "tar" => Some(Payload::Tar),
+            "sql" => Some(Payload::Sql),
+            _ => None,
+        }
+    }
+}
+
+/// Compression applied outside OpenPGP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// zstd, `.zst` (custos' default).
+    Zstd,
+    /// gzip, `.gz` (the original's `compress_only`).
+    Gzip,
+    /// None outside OpenPGP (the original's `.tar.gpg`: gpg compresses inside).
+    None,
+}
+
+impl Compression {
+    /// The suffix including its dot, empty for none.
+    pub fn suffix(&self) -> &'static str {
+        match self {
+            Compression::Zstd => ".zst",
+            Compression::Gzip => ".gz",
+            Compression::None => "",
+        }
+    }
+}
+
+/// The suffix chain after the payload: how to decode the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Encoding {
+    pub compression: Compression,
+    /// OpenPGP-encrypted (`.gpg`).
+    pub encrypted: bool,
+}
+
+impl Encoding {
+    /// custos default: `.zst.gpg`.
+    pub const CUSTOS: Encoding = Encoding {
+        compression: Compression::Zstd,
+        encrypted: true,
+    };
+    /// The original's layout: `.gpg`, compressed inside by OpenPGP (ZLIB).
+    pub const ORIGINAL: Encoding = Encoding {
+        compression: Compression::None,
+        encrypted: true,
+    };
+    /// The original's `compress_only`: `.gz`, no encryption.
+    pub const COMPRESS_ONLY: Encoding = Encoding {
+        compression: Compression::Gzip,
+        encrypted: false,
+    };
+
+    /// `.zst.gpg`, `.gpg`, `.gz`, ... (may be empty: plain payload).
+    pub fn suffix(&self) -> String {
+        let mut s = self.compression.suffix().to_string();
+        if self.encrypted {
+            s.push_str(".gpg");
+        }
+        s
+    }
+}
+
+/// May `id` be used as a source id? Non-empty, no `/`, not `.`/`..`, no control characters:
+/// it becomes a directory name and the start of a file name.
+pub fn valid_source_id(id: &str) -> bool {
+    !id.is_empty() && id != "." && id != ".." && !id.chars().any(|c| c == '/' || c.is_control())
+}
+
+/// One object's name, `{id}/{YYYYmmddHHMMSS}/{id}.{payload}{suffix}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectName {
+    pub source_id: String,
+    pub stamp: RunStamp,
+    pub payload: Payload,
+    pub encoding: Encoding,
+}
+
+impl ObjectName {
+    /// The last path component, e.g. `www.tar.zst.gpg`.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{}.{}{}",
+            self.source_id,
+            self.payload.as_str(),
+            self.encoding.suffix()
+        )
+    }
+
+    /// The full name relative to the destination root.
+    pub fn path(&self) -> String {
+        format!("{}/{}/{}", self.source_id, self.stamp, self.file_name())
+    }
+
+    /// The name of its sha256 sidecar.
+    pub fn sidecar(&self) -> String {
+        sidecar_name(&self.path())
+    }
+
+    /// Parses a name written by [`ObjectName::path`] (or by the original); `None` for
+    /// anything else, so listings can skip foreign objects, sidecars and temp files.
+    pub fn parse(name: &str) -> Option<Self> {
+        let mut parts = name.split('/');
+        let (id, stamp, file) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !valid_source_id(id) {
+            return None;
+        }
+        let stamp = RunStamp::parse(stamp)?;
+        let rest = file.strip_prefix(id)?.strip_prefix('.')?;
+        let mut words = rest.split('.');
+        let payload = Payload::from_suffix(words.next()?)?;
+        let mut compression = Compression::None;
+        let mut encrypted = false;
+        let mut next = words.next();
+        match next {
+            Some("zst") => {
+                compression = Compression::Zstd;
+                next = words.next();
+            }
+            Some("gz") => {
+                compression = Compression::Gzip;
+                next = words.next();
+            }
+            _ => {}
+        }
+        if next == Some("gpg") {
+            encrypted = true;
+            next = words.next();
+        }
+        if next.is_some() {
+            return None;
+        }
+        Some(Self {
+            source_id: id.to_string(),
+            stamp,
+            payload,
+            encoding: Encoding {
+                compression,
+                encrypted,
+            },
+        })
+    }
+}
+
+impl fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+/// `{object}.sha256`.
+pub fn sidecar_name(object: &str) -> String {
+    format!("{object}{SIDECAR_SUFFIX}")
+}
+
+/// Is `name` a sidecar (by suffix)?
+pub fn is_sidecar(name: &str) -> bool {
+    name.ends_with(SIDECAR_SUFFIX)
+}
+
+/// The sidecar's content in `sha256sum` format: `<64 hex>  <file name>\n`.
+pub fn sidecar_body(sha256_hex: &str, file_name: &str) -> String {
+    format!("{sha256_hex}  {file_name}\n")
+}
+
+/// The lower-case hex digest from a sidecar (`sha256sum` format, text or binary marker).
+pub fn parse_sidecar(body: &str) -> Option<String> {
+    let line = body.lines().next()?;
+    let hex = line.split_whitespace().next()?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn stamp(s: &str) -> RunStamp {
+        RunStamp::parse(s).expect("valid stamp")
+    }
+
+    #[test]
+    fn formats_the_three_layouts() {
+        let mut n = ObjectName {
+            source_id: "www".into(),
+            stamp: stamp("20240131235959"),
+            payload: Payload::Tar,
+            encoding: Encoding::CUSTOS,
+        };
+        assert_eq!(n.path(), "www/20240131235959/www.tar.zst.gpg");
+        n.encoding = Encoding::ORIGINAL;
+        assert_eq!(n.path(), "www/20240131235959/www.tar.gpg");
+        n.encoding = Encoding::COMPRESS_ONLY;
+        n.payload = Payload::Sql;
+        assert_eq!(n.path(), "www/20240131235959/www.sql.gz");
+        assert_eq!(n.sidecar(), "www/20240131235959/www.sql.gz.sha256");
+    }
+
+    #[test]
+    fn parses_original_names_and_skips_others() {
+        let n = ObjectName::parse("db-1/20230102030405/db-1.sql.gpg").expect("parses");
+        assert_eq!(n.source_id, "db-1");
+        assert_eq!(n.payload, Payload::Sql);
+        assert_eq!(n.encoding, Encoding::ORIGINAL);
+        assert_eq!(n.stamp.to_string(), "20230102030405");
+        for other in [
+            "db-1/20230102030405/db-1.sql.gpg.sha256",
+            "db-1/20230102030405/.db-1.sql.gpg.partial-77",
+            "db-1/20230102030405/other.sql.gpg",
+            "db-1/2023010203040/db-1.sql.gpg",
+            "db-1/20231302030405/db-1.sql.gpg",
+            "db-1/20230102030405/db-1.zip",
+            "db-1/20230102030405/db-1.sql.gpg.bak",
+            "db-1/20230102030405/db-1.sql.gz.zst",
+            "x/db-1/20230102030405/db-1.sql.gpg",
+            "README",
+            "",
+        ] {
+            assert_eq!(ObjectName::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn sidecar_round_trip() {
+        let hex = "ab".repeat(32);
+        let body = sidecar_body(&hex, "www.tar.zst.gpg");
+        assert_eq!(body, format!("{hex}  www.tar.zst.gpg\n"));
+        assert_eq!(parse_sidecar(&body), Some(hex));
+        assert_eq!(parse_sidecar("xyz  f\n"), None);
+        assert!(is_sidecar("a/b/c.sha256"));
+    }
+
+    #[test]
+    fn stamp_is_whole_seconds_and_ordered() {
+        let a = RunStamp::now();
+        assert_eq!(a.datetime().nanosecond(), 0);
+        assert_eq!(RunStamp::parse(&a.to_string()), Some(a));
+        assert!(stamp("20240101000000") < stamp("20240101000001"));
+    }
+
+    fn arb_encoding() -> impl Strategy<Value = Encoding> {
+        (
+            prop_oneof![
+                Just(Compression::Zstd),
+                Just(Compression::Gzip),
+                Just(Compression::None)
+            ],
+            any::<bool>(),
+        )
+            .prop_map(|(compression, encrypted)| Encoding {
+                compression,
+                encrypted,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn format_then_parse_round_trips(
+            id in "[^/\\x00-\\x1f\\x7f]{1,20}",
+            secs in 0i64..4_000_000_000,
+            sql in any::<bool>(),
+            encoding in arb_encoding(),
+        ) {
+            prop_assume!(valid_source_id(&id));
+            let dt = chrono::DateTime::from_timestamp(secs, 0).expect("in range").naive_utc();
+            let name = ObjectName {
+                source_id: id,
+                stamp: RunStamp::from_datetime(dt),
+                payload: if sql { Payload::Sql } else { Payload::Tar },
+                encoding,
+            };
+            prop_assert_eq!(ObjectName::parse(&name.path()), Some(name.clone()));
+            prop_assert_eq!(ObjectName::parse(&name.sidecar()), None);
+        }
+
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,80}") {
+            let _ = ObjectName::parse(&s);
+            let _ = parse_sidecar(&s);
+        }
+    }
+}
