@@ -28,6 +28,9 @@
 #                (default 8) in the background; prints the client's pid and returns once the
 #                server reports testclient as running. The backup ends by itself.
 #   wait-idle    wait (up to 600 s) until no slow backup is running.
+#   json [REQ]   what the server answers the monitor client for `c:REQ` (one JSON line), read
+#                with burp's own client (`burp -a m`): the reference the tests compare with.
+#   summary      `burp -a S` as the monitor client (burp's own one-screen status summary).
 #   env          print the values an exporter config needs, as shell assignments.
 #
 # Environment: BASE, PORT (backups, default 4971), STATUS_PORT (default 4972),
@@ -309,6 +312,7 @@ backup) need_burp; alive "$PIDFILE" || die "server not running"; run_backup ;;
 slow-backup) cmd_slow_backup ;;
 wait-idle) cmd_wait_idle ;;
 json) need_burp; status_json "${2:-}" ;;
+summary) need_burp; timeout 30 "$BURP" -c "$ETC/monitor.conf" -a S 2>/dev/null ;;
 env)
 	cat <<EOF
 BURP_HOST=127.0.0.1
@@ -322,7 +326,7 @@ TLS_KEY=$BASE/client-monitor/ssl_cert-client.key
 EOF
 	;;
 *)
-	echo "usage: $0 [start|stop|restart|status|backup|slow-backup|wait-idle|json [client]|env]" >&2
+	echo "usage: $0 [start|stop|restart|status|backup|slow-backup|wait-idle|json [req]|summary|env]" >&2
 	exit 2
 	;;
 esac

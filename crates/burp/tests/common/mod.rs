@@ -1,0 +1,675 @@
+//! Harness for the integration tests: a real burp server (started through the repo's
+//! `scripts/burp-test-server.sh`), the real `burp_exporter` binary, and a small reader for the
+//! text exposition. Every wait polls against a deadline, never a fixed sleep, so the tests are
+//! as fast as the machine allows and fail with a message instead of hanging.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+pub use custos_kit::testing::http_get;
+
+/// The exporter binary cargo built for these tests.
+pub const EXPORTER: &str = env!("CARGO_BIN_EXE_burp_exporter");
+
+/// Repository root (the crate lives in crates/burp).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn script() -> PathBuf {
+    repo_root().join("scripts/burp-test-server.sh")
+}
+
+/// Finds a Debian service binary on PATH or in the sbin directories (burp lives in /usr/sbin,
+/// which a normal user's PATH lacks).
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].iter().map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `Some(path)` when the service binary exists; otherwise [`missing`] (`None`).
+pub fn require(binary: &str, package: &str) -> Option<PathBuf> {
+    match find_binary(binary) {
+        Some(p) => Some(p),
+        None => {
+            missing(&format!("`{binary}`"), package);
+            None
+        }
+    }
+}
+
+/// Reports a missing service: a loud SKIP line, or a test failure when CI demands every
+/// service (`CUSTOS_REQUIRE_SERVICES=1`).
+pub fn missing(what: &str, package: &str) {
+    let required = std::env::var("CUSTOS_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{what} is missing but CUSTOS_REQUIRE_SERVICES=1: install Debian's `{package}` \
+         (scripts/install-deps.sh)"
+    );
+    eprintln!(
+        "SKIP: {what} not found (Debian package `{package}`; scripts/install-deps.sh \
+         installs it). Set CUSTOS_REQUIRE_SERVICES=1 to make this a failure."
+    );
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released; good enough on a test machine).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs a command with a deadline; kills it and panics if it does not finish in time.
+pub fn run_with_deadline(cmd: &mut Command, timeout: Duration) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("stdout");
+    let err = dir.path().join("stderr");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("create stdout file"))
+        .stderr(std::fs::File::create(&err).expect("create stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {timeout:?} (hang); stderr:\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out).unwrap_or_default(),
+        stderr: std::fs::read(&err).unwrap_or_default(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// burp server
+
+/// A throw-away burp server under its own BASE and ports; stopped when the last handle drops.
+///
+/// BASE lives in cargo's target tmp dir and is kept between runs: the CA, certificates and
+/// first backup are made once (about 12 s), later starts take about 2 s.
+pub struct BurpServer {
+    pub name: String,
+    pub base: PathBuf,
+    pub port: u16,
+    pub status_port: u16,
+    env: Vec<(String, String)>,
+}
+
+impl BurpServer {
+    /// Starts (or restarts) the server called `name` with fresh ports.
+    pub fn start(name: &str, extra_env: &[(&str, &str)]) -> BurpServer {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("burp-{name}"));
+        let mut s = BurpServer {
+            name: name.to_string(),
+            base,
+            port: free_port(),
+            status_port: free_port(),
+            env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        if s.port == s.status_port {
+            s.status_port = free_port();
+        }
+        let out = s.script(&["start"], Duration::from_secs(180));
+        assert!(
+            out.status.success(),
+            "burp-test-server.sh start failed for {name}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s
+    }
+
+    /// A server shared by the tests of one binary that only read from it; it runs while at
+    /// least one test holds the `Arc`.
+    pub fn shared(name: &str) -> Arc<BurpServer> {
+        static SHARED: OnceLock<Mutex<HashMap<String, Weak<BurpServer>>>> = OnceLock::new();
+        let map = SHARED.get_or_init(|| Mutex::new(HashMap::new()));
+        let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(name).and_then(Weak::upgrade) {
+            return s;
+        }
+        let s = Arc::new(BurpServer::start(name, &[]));
+        map.insert(name.to_string(), Arc::downgrade(&s));
+        s
+    }
+
+    /// Runs `scripts/burp-test-server.sh <args>` for this server.
+    pub fn script(&self, args: &[&str], timeout: Duration) -> Output {
+        let mut cmd = Command::new("bash");
+        cmd.arg(script())
+            .args(args)
+            .env("BASE", &self.base)
+            .env("PORT", self.port.to_string())
+            .env("STATUS_PORT", self.status_port.to_string());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        run_with_deadline(&mut cmd, timeout)
+    }
+
+    fn script_ok(&self, args: &[&str], timeout: Duration) -> String {
+        let out = self.script(args, timeout);
+        assert!(
+            out.status.success(),
+            "burp-test-server.sh {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn stop(&self) {
+        self.script_ok(&["stop"], Duration::from_secs(30));
+    }
+
+    /// Starts the stopped server again on the same ports (no new backup).
+    pub fn restart(&self) {
+        self.script_ok(&["restart"], Duration::from_secs(60));
+    }
+
+    /// Starts a rate-limited backup of testclient in the background; returns once the server
+    /// reports testclient as running.
+    pub fn slow_backup(&self, mib: u32, mbit_per_s: u32) {
+        let out = {
+            let mut cmd = Command::new("bash");
+            cmd.arg(script())
+                .arg("slow-backup")
+                .env("BASE", &self.base)
+                .env("PORT", self.port.to_string())
+                .env("STATUS_PORT", self.status_port.to_string())
+                .env("SLOW_MB", mib.to_string())
+                .env("RATELIMIT", mbit_per_s.to_string());
+            run_with_deadline(&mut cmd, Duration::from_secs(120))
+        };
+        assert!(
+            out.status.success(),
+            "slow-backup failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn wait_idle(&self) {
+        self.script_ok(&["wait-idle"], Duration::from_secs(620));
+    }
+
+    /// What the server reports to the monitor client for `c:<client>` (`""`: all clients),
+    /// as JSON, read with burp's own client (`burp -a m`), not with our code.
+    pub fn status_json(&self, client: &str) -> serde_json::Value {
+        let text = self.script_ok(&["json", client], Duration::from_secs(60));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| {
+                panic!("no JSON from burp -a m for c:{client}; got {text:?}");
+            });
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
+    }
+
+    /// The monitor client's credentials, as a `clients:` entry of the exporter config.
+    pub fn client_entry(&self, name: &str) -> ClientEntry {
+        let m = self.base.join("client-monitor");
+        ClientEntry {
+            name: name.to_string(),
+            burp_host: "127.0.0.1".into(),
+            burp_port: self.status_port,
+            burp_cname: "burpserver".into(),
+            cname: "monitor".into(),
+            password: "monitorpass".into(),
+            tls_ca_cert: m.join("ssl_cert_ca.pem"),
+            tls_cert: m.join("ssl_cert-client.pem"),
+            tls_key: m.join("ssl_cert-client.key"),
+        }
+    }
+}
+
+impl Drop for BurpServer {
+    fn drop(&mut self) {
+        let _ = self.script(&["stop"], Duration::from_secs(30));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// exporter config and process
+
+/// One entry of the original's `clients:` list (one burp server to watch).
+#[derive(Clone, Debug)]
+pub struct ClientEntry {
+    pub name: String,
+    pub burp_host: String,
+    pub burp_port: u16,
+    pub burp_cname: String,
+    pub cname: String,
+    pub password: String,
+    pub tls_ca_cert: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+}
+
+/// Writes the exporter's YAML config (the original's format) with a 1 s refresh interval;
+/// `extra` is more top-level YAML (e.g. `connect_timeout_seconds: 2`).
+pub fn write_config(dir: &Path, bind_port: u16, clients: &[ClientEntry], extra: &str) -> PathBuf {
+    let mut y = format!(
+        "bind_address: 127.0.0.1\nbind_port: {bind_port}\nrefresh_interval_seconds: 1\n{extra}\nclients:\n"
+    );
+    for c in clients {
+        let _ = write!(
+            y,
+            "  - name: {}\n    burp_host: {}\n    burp_port: {}\n    burp_cname: {}\n    \
+             cname: {}\n    password: {}\n    tls_ca_cert: {}\n    tls_cert: {}\n    \
+             tls_key: {}\n",
+            c.name,
+            c.burp_host,
+            c.burp_port,
+            c.burp_cname,
+            c.cname,
+            c.password,
+            c.tls_ca_cert.display(),
+            c.tls_cert.display(),
+            c.tls_key.display()
+        );
+    }
+    let path = dir.join("burp_exporter.yaml");
+    std::fs::write(&path, y).expect("write config");
+    // The exporter warns about configs with passwords readable by others.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    path
+}
+
+/// A running `burp_exporter`; killed when dropped. Its stderr goes to a file the test reads.
+pub struct Exporter {
+    child: Child,
+    pub addr: SocketAddr,
+    pub stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    /// Starts the exporter on a free port for these servers and waits until `/metrics` answers.
+    pub fn start(clients: &[ClientEntry]) -> Exporter {
+        Exporter::start_with(clients, "")
+    }
+
+    /// As [`Exporter::start`], with more top-level config YAML.
+    pub fn start_with(clients: &[ClientEntry], extra: &str) -> Exporter {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config = write_config(dir.path(), port, clients, extra);
+        let stderr = dir.path().join("stderr");
+        let child = Command::new(EXPORTER)
+            .arg("-c")
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn burp_exporter");
+        let mut e = Exporter {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            stderr,
+            _dir: dir,
+        };
+        wait_for(
+            "burp_exporter to serve /metrics",
+            Duration::from_secs(30),
+            || {
+                e.assert_alive();
+                http_get(e.addr, "/metrics", None)
+                    .ok()
+                    .filter(|r| r.status == 200)
+            },
+        );
+        e
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Panics (with the log) if the process has exited, e.g. after a panic.
+    pub fn assert_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("burp_exporter exited ({status}); stderr:\n{}", self.log());
+        }
+    }
+
+    /// Everything the exporter logged so far, without terminal colour codes.
+    pub fn log(&self) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.stderr).unwrap_or_default())
+    }
+
+    /// GET `path`; asserts 200 and that it answered within 5 s (a scrape must never hang on
+    /// a slow or dead burp server).
+    pub fn get(&mut self, path: &str) -> String {
+        self.assert_alive();
+        let t = Instant::now();
+        let r = http_get(self.addr, path, None)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}; log:\n{}", self.log()));
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "GET {path} took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+        r.body
+    }
+
+    pub fn metrics(&mut self) -> Metrics {
+        Metrics::parse(&self.get("/metrics"))
+    }
+
+    /// Polls /metrics until `f` accepts it; the panic message shows the last exposition.
+    pub fn wait_metrics<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Metrics) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.metrics();
+            if let Some(v) = f(&m) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n--- last /metrics (burp_*):\n{}\n--- log:\n{}",
+                    m.burp_lines(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until a log line (lower-cased) satisfies `pred`; returns it.
+    pub fn wait_log(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.assert_alive();
+            let log = self.log();
+            if let Some(l) = log.lines().find(|l| pred(&l.to_lowercase())) {
+                return l.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for a log line about {what}; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `burp_exporter --once -c <config>` with a deadline.
+pub fn run_once(config: &Path, timeout: Duration) -> (ExitStatus, String, String) {
+    let out = run_with_deadline(
+        Command::new(EXPORTER)
+            .arg("--once")
+            .arg("-c")
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG"),
+        timeout,
+    );
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        strip_ansi(&String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// exposition reader
+
+/// One sample line of the exposition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// The samples and `# TYPE` lines of one scrape (text 0.0.4 or OpenMetrics).
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub samples: Vec<Sample>,
+    pub types: BTreeMap<String, String>,
+    pub text: String,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut m = Metrics {
+            text: text.to_string(),
+            ..Metrics::default()
+        };
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut it = rest.split_whitespace();
+                if let (Some(n), Some(t)) = (it.next(), it.next()) {
+                    m.types.insert(n.to_string(), t.to_string());
+                }
+                continue;
+            }
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            m.samples
+                .push(parse_sample(line).unwrap_or_else(|| panic!("unparsable line {line:?}")));
+        }
+        m
+    }
+
+    /// Samples of metric `name` whose labels include all of `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The value of the single sample of `name` with `labels`; `None` if absent or ambiguous.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        match self.find(name, labels).as_slice() {
+            [one] => Some(one.value),
+            _ => None,
+        }
+    }
+
+    /// Names of all metrics (sample names) present.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.samples.iter().map(|s| s.name.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The `burp_` lines, for failure messages.
+    pub fn burp_lines(&self) -> String {
+        self.text
+            .lines()
+            .filter(|l| l.starts_with("burp_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let (name, rest) = match line.find(['{', ' ']) {
+        Some(i) => line.split_at(i),
+        None => return None,
+    };
+    let mut labels = BTreeMap::new();
+    let rest = if let Some(body) = rest.strip_prefix('{') {
+        // label values may contain '}' or ',' inside quotes: scan by hand
+        let mut chars = body.char_indices().peekable();
+        let end = loop {
+            // key
+            let mut key = String::new();
+            while let Some(&(_, c)) = chars.peek() {
+                if c == '=' || c == '}' {
+                    break;
+                }
+                if c != ',' && !c.is_whitespace() {
+                    key.push(c);
+                }
+                chars.next();
+            }
+            match chars.next() {
+                Some((i, '}')) => break i,
+                Some((_, '=')) => {}
+                _ => return None,
+            }
+            if chars.next()?.1 != '"' {
+                return None;
+            }
+            let mut val = String::new();
+            loop {
+                let (_, c) = chars.next()?;
+                match c {
+                    '\\' => match chars.next()?.1 {
+                        'n' => val.push('\n'),
+                        other => val.push(other),
+                    },
+                    '"' => break,
+                    c => val.push(c),
+                }
+            }
+            labels.insert(key, val);
+        };
+        &body[end + 1..]
+    } else {
+        rest
+    };
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+/// Percent-encodes a query parameter value.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Makes a self-signed CA and a `burpserver` certificate signed by it with openssl, so a test
+/// can point the exporter at a CA the server's certificate does not chain to.
+pub fn openssl_foreign_ca(dir: &Path) -> PathBuf {
+    let openssl = find_binary("openssl").expect("openssl (Debian package `openssl`)");
+    let ca = dir.join("foreign-ca.pem");
+    let key = dir.join("foreign-ca.key");
+    let out = run_with_deadline(
+        Command::new(openssl)
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=foreign test CA"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&ca),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ca
+}

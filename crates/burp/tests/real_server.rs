@@ -1,0 +1,719 @@
+//! The real `burp_exporter` binary against real burp 3.1.4 servers on 127.0.0.1, started by
+//! `scripts/burp-test-server.sh` (certificates from burp's own CA, a real backup taken).
+//!
+//! What the exporter serves is compared with what the server tells burp's own client (`burp -a m`
+//! JSON, `burp -a S`), never with our own parser. Faults (server gone and back, wrong password,
+//! wrong server CN, untrusted CA, a peer that never answers) must give a log line, `burp_up 0`
+//! and an error counter, never a panic or a hang.
+//!
+//! Servers: `main` is shared by the read-only tests; `running` and `restart` belong to one test
+//! each because those tests change the server's state.
+
+mod common;
+
+use common::{
+    openssl_foreign_ca, require, run_once, write_config, BurpServer, ClientEntry, Exporter, Metrics,
+};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::time::Duration;
+
+const FIRST_POLL: Duration = Duration::from_secs(60);
+
+fn clients(truth: &Value) -> Vec<Value> {
+    truth["clients"].as_array().cloned().unwrap_or_default()
+}
+
+fn current_backup(client: &Value) -> Option<Value> {
+    client["backups"]
+        .as_array()?
+        .iter()
+        .find(|b| has_flag(b, "current"))
+        .cloned()
+}
+
+fn has_flag(backup: &Value, flag: &str) -> bool {
+    backup["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == flag))
+}
+
+fn client_named(truth: &Value, name: &str) -> Value {
+    clients(truth)
+        .into_iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("server reports no client {name}: {truth}"))
+}
+
+/// The `burp_client_run_status` state whose sample is 1.
+fn run_status(m: &Metrics, server: &str, client: &str) -> Option<String> {
+    let on: Vec<_> = m
+        .find(
+            "burp_client_run_status",
+            &[("server", server), ("name", client)],
+        )
+        .into_iter()
+        .filter(|s| s.value == 1.0)
+        .collect();
+    match on.as_slice() {
+        [one] => one.labels.get("burp_client_run_status").cloned(),
+        _ => None,
+    }
+}
+
+fn up(m: &Metrics, server: &str) -> Option<f64> {
+    m.value("burp_up", &[("server", server)])
+}
+
+fn errors(m: &Metrics, server: &str, kind: &str) -> f64 {
+    m.value(
+        "burp_poll_errors_total",
+        &[("server", server), ("kind", kind)],
+    )
+    .unwrap_or(0.0)
+}
+
+/// Asserts the exporter logged nothing that looks like a crash.
+fn assert_no_panic(log: &str) {
+    assert!(
+        !log.contains("panicked") && !log.contains("RUST_BACKTRACE"),
+        "the exporter panicked:\n{log}"
+    );
+}
+
+#[test]
+fn metrics_match_what_the_server_reports() {
+    if require("burp", "burp").is_none() {
+        return;
+    }
+    let server = BurpServer::shared("main");
+    let truth = server.status_json("");
+    let mut ex = Exporter::start(&[server.client_entry("main")]);
+    // Wait for the first poll including its details (backup list and backup_stats).
+    let m = ex.wait_metrics("the first poll with details", FIRST_POLL, |m| {
+        m.value(
+            "burp_client_last_backup_bytes",
+            &[("server", "main"), ("name", "testclient")],
+        )
+        .map(|_| m.clone())
+    });
+    let s = [("server", "main")];
+
+    assert_eq!(up(&m, "main"), Some(1.0), "burp_up");
+    let want_names: BTreeSet<String> = clients(&truth)
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        want_names,
+        ["monitor", "testclient"].map(String::from).into(),
+        "the test server's clients"
+    );
+    assert_eq!(
+        m.value("burp_clients", &s),
+        Some(want_names.len() as f64),
+        "burp_clients"
+    );
+    let got_names: BTreeSet<String> = m
+        .find("burp_client_run_status", &s)
+        .iter()
+        .filter_map(|x| x.labels.get("name").cloned())
+        .collect();
+    assert_eq!(
+        got_names, want_names,
+        "client names in burp_client_run_status"
+    );
+
+    for c in clients(&truth) {
+        let name = c["name"].as_str().expect("name");
+        let l = [("server", "main"), ("name", name)];
+        assert_eq!(
+            run_status(&m, "main", name).as_deref(),
+            c["run_status"].as_str(),
+            "run_status of {name}"
+        );
+        assert_eq!(
+            m.value("burp_client_backup_has_in_progress", &l),
+            Some(0.0),
+            "has_in_progress of {name}"
+        );
+        let backups = c["backups"].as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            m.value("burp_client_backups", &l),
+            Some(backups.len() as f64),
+            "burp_client_backups of {name}"
+        );
+        match current_backup(&c) {
+            Some(b) => {
+                assert_eq!(
+                    m.value("burp_client_backup_num", &l),
+                    b["number"].as_f64(),
+                    "backup_num of {name}"
+                );
+                assert_eq!(
+                    m.value("burp_client_backup_timestamp", &l),
+                    b["timestamp"].as_f64(),
+                    "backup_timestamp of {name}"
+                );
+                let stamps: Vec<f64> = backups
+                    .iter()
+                    .filter_map(|b| b["timestamp"].as_f64())
+                    .collect();
+                let min = stamps.iter().cloned().fold(f64::INFINITY, f64::min);
+                let max = stamps.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!(
+                    m.value("burp_client_oldest_backup_timestamp_seconds", &l),
+                    Some(min),
+                    "oldest backup of {name}"
+                );
+                assert_eq!(
+                    m.value("burp_client_newest_backup_timestamp_seconds", &l),
+                    Some(max),
+                    "newest backup of {name}"
+                );
+                for log in ["backup", "backup_stats"] {
+                    assert_eq!(
+                        m.value(
+                            "burp_client_backup_log",
+                            &[("server", "main"), ("name", name), ("log", log)]
+                        ),
+                        Some(1.0),
+                        "burp_client_backup_log {log} of {name}"
+                    );
+                }
+            }
+            None => assert!(
+                m.find("burp_client_backup_num", &l).is_empty(),
+                "{name} has no backup but a burp_client_backup_num series"
+            ),
+        }
+    }
+
+    // backup_stats of testclient's current backup, as the server reports it.
+    let tc = client_named(&truth, "testclient");
+    let n = current_backup(&tc).expect("testclient has a backup")["number"]
+        .as_u64()
+        .expect("number");
+    let stats_doc = server.status_json(&format!("testclient:b:{n}:l:backup_stats"));
+    let lines = stats_doc["clients"][0]["backups"][0]["logs"]["backup_stats"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no backup_stats log: {stats_doc}"))
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let stats: Value = serde_json::from_str(&lines).expect("backup_stats JSON");
+    let counter = |name: &str, field: &str| -> f64 {
+        stats["counters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c[field].as_f64())
+            .unwrap_or(0.0)
+    };
+    let l = [("server", "main"), ("name", "testclient")];
+    assert_eq!(
+        m.value("burp_client_last_backup_bytes", &l),
+        Some(counter("bytes", "count")),
+        "last backup bytes"
+    );
+    assert_eq!(
+        m.value("burp_client_last_backup_received_bytes", &l),
+        Some(counter("bytes_received", "count")),
+        "last backup received bytes"
+    );
+    assert_eq!(
+        m.value("burp_client_last_backup_files", &l),
+        Some(counter("files", "count") + counter("files", "changed") + counter("files", "same")),
+        "last backup files"
+    );
+    assert_eq!(
+        m.value("burp_client_last_backup_end_timestamp_seconds", &l),
+        Some(counter("time_end", "count")),
+        "last backup end"
+    );
+    assert_eq!(
+        m.value("burp_client_last_backup_duration_seconds", &l),
+        Some(counter("time_end", "count") - counter("time_start", "count")),
+        "last backup duration"
+    );
+
+    // The exporter's own health.
+    assert!(
+        m.value("burp_polls_total", &s).is_some_and(|v| v >= 1.0),
+        "burp_polls_total"
+    );
+    assert!(
+        m.value("burp_snapshot_age_seconds", &s)
+            .is_some_and(|v| (0.0..30.0).contains(&v)),
+        "burp_snapshot_age_seconds: {:?}",
+        m.value("burp_snapshot_age_seconds", &s)
+    );
+    let last_contact = m.value("burp_last_contact", &s).expect("burp_last_contact");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        (now - last_contact).abs() < 60.0,
+        "burp_last_contact {last_contact} is not recent (now {now})"
+    );
+    assert_no_panic(&ex.log());
+}
+
+#[test]
+fn landing_page_and_probe() {
+    if require("burp", "burp").is_none() {
+        return;
+    }
+    let server = BurpServer::shared("main");
+    let mut ex = Exporter::start(&[server.client_entry("main")]);
+    ex.wait_metrics("the first poll", FIRST_POLL, |m| {
+        m.value(
+            "burp_client_backup_num",
+            &[("server", "main"), ("name", "testclient")],
+        )
+    });
+    let landing = ex.get("/");
+    for link in ["/metrics", "/probe"] {
+        assert!(
+            landing.contains(link),
+            "landing page lacks {link}: {landing}"
+        );
+    }
+    // /probe with this server: its client series; with an unknown name: none of them.
+    let probe = Metrics::parse(&ex.get("/probe?server[]=main"));
+    assert!(
+        probe
+            .value(
+                "burp_client_backup_num",
+                &[("server", "main"), ("name", "testclient")]
+            )
+            .is_some(),
+        "/probe?server[]=main lacks testclient:\n{}",
+        probe.burp_lines()
+    );
+    let probe = Metrics::parse(&ex.get("/probe?server%5B%5D=main"));
+    assert!(
+        probe.value("burp_up", &[("server", "main")]) == Some(1.0),
+        "/probe with an encoded server%5B%5D key:\n{}",
+        probe.burp_lines()
+    );
+    let other = Metrics::parse(&ex.get("/probe?server[]=nosuch"));
+    assert!(
+        other.find("burp_client_backup_num", &[]).is_empty(),
+        "/probe?server[]=nosuch shows clients:\n{}",
+        other.burp_lines()
+    );
+}
+
+#[test]
+fn once_prints_what_burp_a_s_prints() {
+    if require("burp", "burp").is_none() {
+        return;
+    }
+    let server = BurpServer::shared("main");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path(), 9645, &[server.client_entry("main")], "");
+    let (status, stdout, stderr) = run_once(&cfg, Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "--once failed ({status}):\n{stdout}\n{stderr}"
+    );
+    // burp's own summary of the same server: its client lines must appear byte for byte.
+    let out = server.script(&["summary"], Duration::from_secs(60));
+    let reference = String::from_utf8_lossy(&out.stdout);
+    let client_lines: Vec<&str> = reference
+        .lines()
+        .filter(|l| l.contains("last backup:"))
+        .collect();
+    assert_eq!(client_lines.len(), 2, "burp -a S output:\n{reference}");
+    for line in client_lines {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "--once lacks burp -a S's line {line:?}:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("main"),
+        "--once names the server:\n{stdout}"
+    );
+    assert_no_panic(&stderr);
+}
+
+#[test]
+fn once_fails_when_the_server_is_down() {
+    if require("burp", "burp").is_none() {
+        return;
+    }
+    let server = BurpServer::shared("main"); // for its certificate files
+    let mut entry = server.client_entry("gone");
+    entry.burp_port = common::free_port(); // nothing listens there
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path(), 9645, &[entry], "connect_timeout_seconds: 3");
+    let (status, stdout, stderr) = run_once(&cfg, Duration::from_secs(30));
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "--once exit code:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("gone") && stdout.to_lowercase().contains("unreachable"),
+        "--once should say which server is unreachable:\n{stdout}\n{stderr}"
+    );
+    assert_no_panic(&stderr);
+}
+
+#[test]
+fn running_backup_shows_children_phase_and_counters() {
+    if require("burp", "burp").is_none() {
+        return;
+    }
+    let server = BurpServer::start("running", &[]);
+    let mut ex = Exporter::start(&[server.client_entry("run")]);
+    let l = [("server", "run"), ("name", "testclient")];
+    let before = ex.wait_metrics("the first poll", FIRST_POLL, |m| {
+        m.value("burp_client_backup_num", &l)
+    });
+
+    // 24 MiB at 8 Mbit/s: about 25 s of RUNNING.
+    server.slow_backup(24, 8);
+    let truth = server.status_json("testclient");
+    let tc = client_named(&truth, "testclient");
+    assert_eq!(tc["run_status"], "running", "server view: {truth}");
+    let child = tc["children"][0].clone();
+    let pid = child["pid"].as_u64().expect("child pid").to_string();
+    let number = child["backup"].as_f64().expect("child backup number");
+    assert_eq!(number, before + 1.0, "the running backup's number");
+
+    let cl = [
+        ("server", "run"),
+        ("name", "testclient"),
+        ("pid", pid.as_str()),
+        ("action", "backup"),
+    ];
+    let m = ex.wait_metrics(
+        "child metrics of the running backup",
+        Duration::from_secs(20),
+        |m| {
+            m.value("burp_client_child_backup_num", &cl)
+                .map(|_| m.clone())
+        },
+    );
+    assert_eq!(
+        run_status(&m, "run", "testclient").as_deref(),
+        Some("running")
+    );
+    assert_eq!(m.value("burp_client_backup_has_in_progress", &l), Some(1.0));
+    assert_eq!(m.value("burp_client_child_backup_num", &cl), Some(number));
+    let phases = m.find("burp_client_child_phase", &cl);
+    assert_eq!(
+        phases.len(),
+        1,
+        "one phase series per child:\n{}",
+        m.burp_lines()
+    );
+    let phase = phases[0].labels.get("phase").cloned().unwrap_or_default();
+    assert!(
+        ["scanning", "backup", "merging", "shuffling"].contains(&phase.as_str()),
+        "unexpected phase {phase:?}"
+    );
+    assert_eq!(phases[0].value, 1.0);
+    let start = m
+        .value("burp_client_child_start_timestamp_seconds", &cl)
+        .expect("child start time");
+    assert!(start > 1.6e9, "child start time {start}");
+    // The previous backup stays the completed one while the new one runs.
+    assert_eq!(m.value("burp_client_backup_num", &l), Some(before));
+
+    // Counters move while the backup runs.
+    let (est, first_bytes) = ex.wait_metrics(
+        "estimated bytes and progress",
+        Duration::from_secs(30),
+        |m| {
+            let est = m.value("burp_client_child_estimated_bytes", &cl)?;
+            let bytes = m.value("burp_client_child_bytes", &cl)?;
+            (est >= 24.0 * 1024.0 * 1024.0 && bytes > 0.0).then_some((est, bytes))
+        },
+    );
+    assert!(est < 26.0 * 1024.0 * 1024.0, "estimated bytes {est}");
+    ex.wait_metrics("the byte counter to grow", Duration::from_secs(30), |m| {
+        m.value("burp_client_child_bytes", &cl)
+            .filter(|b| *b > first_bytes)
+    });
+    let m = ex.metrics();
+    assert!(
+        m.value("burp_client_child_scanned_files", &cl)
+            .is_some_and(|v| v >= 200.0),
+        "scanned files:\n{}",
+        m.burp_lines()
+    );
+
+    // --once shows the child too.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path(), 9645, &[server.client_entry("run")], "");
+    let (status, stdout, _) = run_once(&cfg, Duration::from_secs(60));
+    assert!(status.success());
+    assert!(
+        stdout.contains(&format!("backup {:07}: phase", number as u64)),
+        "--once lacks the running child:\n{stdout}"
+    );
+
+    // When it ends: idle, the new backup is current, the child series are gone.
+    server.wait_idle();
+    let m = ex.wait_metrics("the finished backup", Duration::from_secs(30), |m| {
+        (m.value("burp_client_backup_num", &l) == Some(number)).then(|| m.clone())
+    });
+    assert_eq!(run_status(&m, "run", "testclient").as_deref(), Some("idle"));
+    assert_eq!(m.value("burp_client_backup_has_in_progress", &l), Some(0.0));
+    assert!(
+        m.find("burp_client_child_phase", &[("server", "run")])
+            .is_empty()
+            && m.find("burp_client_child_bytes", &[("server", "run")])
+                .is_empty(),
+        "child series remain after the backup ended:\n{}",
+        m.burp_lines()
+    );
+    // backup_stats of the new backup are fetched: 24 MiB of random data plus small files.
+    ex.wait_metrics(
+        "backup_stats of the new backup",
+        Duration::from_secs(30),
+        |m| {
+            m.value("burp_client_last_backup_bytes", &l)
+                .filter(|b| *b >= 24.0 * 1024.0 * 1024.0)
+        },
+    );
+    assert_no_panic(&ex.log());
+}
+
+#[test]
+fn server_stopped_and_restarted_burp_up_goes_0_then_1() {
+    if require("burp", "burp").is_none() {
+        return;
+    }
+    let server = BurpServer::start("restart", &[]);
+    let mut ex = Exporter::start(&[server.client_entry("rs")]);
+    ex.wait_metrics("burp_up 1", FIRST_POLL, |m| {
+        (up(m, "rs") == Some(1.0)).then_some(())
+    });
+    let pid = ex.pid();
+
+    server.stop();
+    let m = ex.wait_metrics(
+        "burp_up 0 after the server stopped",
+        Duration::from_secs(30),
+        |m| (up(m, "rs") == Some(0.0)).then(|| m.clone()),
+    );
+    // The last known client data stays visible, with its age.
+    assert!(
+        m.value(
+            "burp_client_backup_num",
+            &[("server", "rs"), ("name", "testclient")]
+        )
+        .is_some(),
+        "client data vanished while the server is down:\n{}",
+        m.burp_lines()
+    );
+    let line = ex.wait_log("the lost server", Duration::from_secs(10), |l| {
+        l.contains("warn") && l.contains("rs")
+    });
+    eprintln!("log line for the stopped server: {line}");
+    let attempts_down = m
+        .value("burp_contact_attempts_total", &[("server", "rs")])
+        .unwrap_or(0.0);
+
+    server.restart();
+    let m = ex.wait_metrics(
+        "burp_up 1 after the restart",
+        Duration::from_secs(90),
+        |m| (up(m, "rs") == Some(1.0)).then(|| m.clone()),
+    );
+    assert_eq!(ex.pid(), pid, "same exporter process");
+    assert!(
+        m.value("burp_contact_attempts_total", &[("server", "rs")])
+            .is_some_and(|v| v > attempts_down),
+        "burp_contact_attempts_total did not grow:\n{}",
+        m.burp_lines()
+    );
+    assert!(
+        m.value("burp_snapshot_age_seconds", &[("server", "rs")])
+            .is_some_and(|v| v < 10.0),
+        "snapshot not fresh after reconnect:\n{}",
+        m.burp_lines()
+    );
+    assert_no_panic(&ex.log());
+}
+
+/// One exporter with a good server and three broken entries: each broken one gives its own
+/// log line, error kind and `burp_up 0`; the good one is unaffected.
+#[test]
+fn wrong_password_cname_and_ca_are_reported_per_server() {
+    if require("burp", "burp").is_none() || require("openssl", "openssl").is_none() {
+        return;
+    }
+    let server = BurpServer::shared("main");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = server.client_entry("good");
+    let badpw = ClientEntry {
+        name: "badpw".into(),
+        password: "not-the-password".into(),
+        ..good.clone()
+    };
+    let badcn = ClientEntry {
+        name: "badcn".into(),
+        burp_cname: "notburpserver".into(),
+        ..good.clone()
+    };
+    let badca = ClientEntry {
+        name: "badca".into(),
+        tls_ca_cert: openssl_foreign_ca(dir.path()),
+        ..good.clone()
+    };
+    let mut ex = Exporter::start(&[good, badpw, badcn, badca]);
+    let m = ex.wait_metrics("all four servers polled", FIRST_POLL, |m| {
+        let ok = up(m, "good") == Some(1.0)
+            && m.value(
+                "burp_client_backup_num",
+                &[("server", "good"), ("name", "testclient")],
+            )
+            .is_some()
+            && errors(m, "badpw", "auth") >= 1.0
+            && errors(m, "badcn", "tls") >= 1.0
+            && errors(m, "badca", "tls") >= 1.0;
+        ok.then(|| m.clone())
+    });
+    for s in ["badpw", "badcn", "badca"] {
+        assert_eq!(up(&m, s), Some(0.0), "burp_up of {s}");
+        assert!(
+            m.find("burp_client_backup_num", &[("server", s)])
+                .is_empty(),
+            "{s} shows client data"
+        );
+    }
+
+    let pw = ex.wait_log("the wrong password", Duration::from_secs(10), |l| {
+        l.contains("badpw")
+            && (l.contains("authoris") || l.contains("password") || l.contains("login"))
+    });
+    assert!(
+        !pw.contains("not-the-password"),
+        "the password is in the log: {pw}"
+    );
+    let cn = ex.wait_log("the wrong burp_cname", Duration::from_secs(10), |l| {
+        l.contains("badcn") && l.contains("notburpserver") && l.contains("burpserver\"")
+    });
+    let ca = ex.wait_log("the untrusted CA", Duration::from_secs(10), |l| {
+        l.contains("badca") && (l.contains("tls_ca_cert") || l.contains("issuer"))
+    });
+    eprintln!("log lines:\n  {pw}\n  {cn}\n  {ca}");
+
+    // Still alive and still answering quickly after several failed polls each.
+    std::thread::sleep(Duration::from_secs(3));
+    let m = ex.metrics();
+    assert_eq!(up(&m, "good"), Some(1.0));
+    assert!(
+        errors(&m, "badpw", "auth") >= 2.0,
+        "retries of badpw:\n{}",
+        m.burp_lines()
+    );
+    let log = ex.log();
+    assert_no_panic(&log);
+    assert!(
+        !log.contains("not-the-password"),
+        "the password is in the log"
+    );
+}
+
+/// A peer that accepts TCP and never says a word: the poll times out, `/metrics` stays fast,
+/// `--once` ends with exit 1.
+#[test]
+fn a_peer_that_never_answers_times_out() {
+    if require("burp", "burp").is_none() {
+        return;
+    }
+    let server = BurpServer::shared("main"); // for certificate files
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    // Accept and hold connections without reading or writing.
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().take(50) {
+            match c {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+    });
+    let mut entry = server.client_entry("silent");
+    entry.burp_port = port;
+    let mut ex = Exporter::start_with(
+        &[entry.clone(), server.client_entry("good")],
+        "connect_timeout_seconds: 2\nrequest_timeout_seconds: 2",
+    );
+    let m = ex.wait_metrics(
+        "a timeout of the silent server",
+        Duration::from_secs(30),
+        |m| (errors(m, "silent", "timeout") >= 1.0).then(|| m.clone()),
+    );
+    assert_eq!(up(&m, "silent"), Some(0.0));
+    ex.wait_metrics("the good server meanwhile", FIRST_POLL, |m| {
+        (up(m, "good") == Some(1.0)).then_some(())
+    });
+    ex.wait_log("the timeout", Duration::from_secs(10), |l| {
+        l.contains("silent")
+            && (l.contains("timeout") || l.contains("no answer") || l.contains("timed out"))
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(
+        dir.path(),
+        9645,
+        &[entry],
+        "connect_timeout_seconds: 2\nrequest_timeout_seconds: 2",
+    );
+    let (status, stdout, stderr) = run_once(&cfg, Duration::from_secs(20));
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "--once against a silent peer:\n{stdout}\n{stderr}"
+    );
+    assert_no_panic(&ex.log());
+    drop(ex);
+    drop(holder); // detached: ends with the test process
+}
+
+#[test]
+fn version_and_bad_config_exit_codes() {
+    let out = common::run_with_deadline(
+        std::process::Command::new(common::EXPORTER).arg("--version"),
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success());
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        v.contains("burp_exporter") && v.contains(env!("CARGO_PKG_VERSION")),
+        "--version: {v}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bad.yaml");
+    std::fs::write(
+        &cfg,
+        "bind_port: 9645\nrefresh_intervall_seconds: 1\nclients: []\n",
+    )
+    .expect("write");
+    let out = common::run_with_deadline(
+        std::process::Command::new(common::EXPORTER)
+            .arg("-c")
+            .arg(&cfg),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2), "bad config exit code");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml") && err.contains("refresh_intervall_seconds"),
+        "the error names file and key: {err}"
+    );
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Benchmark of burp_exporter against real burp 3.1.4 servers on 127.0.0.1, in one run:
+#   - CPU-seconds per poll, in a quiet window (no scrapes) with refresh_interval_seconds 1;
+#   - peak RSS (VmHWM) over the whole run;
+#   - /metrics latency p50/p99 over BENCH_REQUESTS sequential scrapes while polls go on;
+# on a small server (testclient + monitor) and on a large one (EXTRA_CLIENTS=2000, whose `c:`
+# reply is about 136 kB in 9 frames).
+#
+# The Python original is measured side by side when ORIGINAL_BURP_EXPORTER names a checkout of
+# it and ORIGINAL_PYTHON a python that can import it and its dependencies (e.g. a venv it was
+# pip-installed into). This script never fetches or builds it.
+#
+# Environment: CARGO_TARGET_DIR (release build goes there), BENCH_SECONDS (quiet window,
+# default 60), BENCH_REQUESTS (default 500), BENCH_OUT (also write the table to this file),
+# BENCH_SIZES (default "small large").
+#
+# How polls are counted: custos from its own poll counter; the original, which has none, from
+# the write(2) calls of its process (/proc/PID/io syscw) in the quiet window: it writes exactly
+# once per poll (the `c:` request) and nothing else while nobody scrapes it. CPU time is the sum
+# of /proc/PID/task/*/schedstat (ns resolution; /proc/PID/stat only counts 10 ms ticks), or the
+# tick count if that is larger (threads that ended).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+BENCH_SECONDS=${BENCH_SECONDS:-60}
+BENCH_REQUESTS=${BENCH_REQUESTS:-500}
+BENCH_SIZES=${BENCH_SIZES:-small large}
+work=$(mktemp -d /tmp/custos-bench.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for size in small large; do
+		BASE=/tmp/custos-bench-$size bash scripts/burp-test-server.sh stop >/dev/null 2>&1 || true
+	done
+}
+trap cleanup EXIT
+
+command -v curl >/dev/null || { echo "bench: curl missing" >&2; exit 1; }
+
+echo "== build (release)" >&2
+cargo build --release -q -p custos-burp --bin burp_exporter
+custos_bin=${CARGO_TARGET_DIR:-target}/release/burp_exporter
+[ -x "$custos_bin" ] || { echo "bench: $custos_bin not built" >&2; exit 1; }
+
+# --- servers ------------------------------------------------------------------------------
+declare -A sport
+start_server() { # size extra_clients port status_port
+	echo "== burp server '$1' ($2 extra clients)" >&2
+	BASE=/tmp/custos-bench-$1 PORT=$3 STATUS_PORT=$4 EXTRA_CLIENTS=$2 \
+		bash scripts/burp-test-server.sh start >&2
+	sport[$1]=$4
+}
+
+# --- measurements ------------------------------------------------------------------------
+cpu_ns() { # pid -> CPU time in ns (max of schedstat sum over threads and stat ticks)
+	local pid=$1 sum=0 t v ticks hz
+	for t in /proc/"$pid"/task/*/schedstat; do
+		v=$(cut -d' ' -f1 "$t" 2>/dev/null || echo 0)
+		sum=$((sum + v))
+	done
+	hz=$(getconf CLK_TCK)
+	ticks=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' /proc/"$pid"/stat)
+	ticks=$((ticks * 1000000000 / hz))
+	echo $((sum > ticks ? sum : ticks))
+}
+syscw() { awk '/^syscw:/ { print $2 }' /proc/"$1"/io; }
+hwm_kb() { awk '/^VmHWM:/ { print $2 }' /proc/"$1"/status; }
+scrape() { curl -fsS --max-time 10 "http://127.0.0.1:$1/metrics" 2>/dev/null || true; }
+metric_sum() { # port regex -> sum of the values of matching sample lines
+	scrape "$1" | awk -v re="$2" '$0 ~ re { s += $NF; n++ } END { if (n) printf "%.0f\n", s; else print "" }'
+}
+
+write_config() { # file bind_port status_port base
+	cat >"$1" <<EOF
+bind_address: 127.0.0.1
+bind_port: $2
+clients:
+  - name: bench
+    burp_host: 127.0.0.1
+    burp_port: $3
+    burp_cname: burpserver
+    cname: monitor
+    password: monitorpass
+    tls_ca_cert: $4/client-monitor/ssl_cert_ca.pem
+    tls_cert: $4/client-monitor/ssl_cert-client.pem
+    tls_key: $4/client-monitor/ssl_cert-client.key
+    # per server, where the original reads it; custos accepts both places
+    refresh_interval_seconds: 1
+EOF
+	chmod 600 "$1"
+}
+
+rows=()
+measure() { # tool size
+	local tool=$1 size=$2 base=/tmp/custos-bench-$2 port cfg log pid
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	cfg=$work/$tool-$size.yaml
+	log=$work/$tool-$size.log
+	write_config "$cfg" "$port" "${sport[$size]}" "$base"
+	echo "== $tool on $size server (log $log)" >&2
+	case $tool in
+	custos) setsid "$custos_bin" -c "$cfg" >"$log" 2>&1 </dev/null & ;;
+	original)
+		setsid env PYTHONPATH="$ORIGINAL_BURP_EXPORTER/src" "$ORIGINAL_PYTHON" -c \
+			'import sys; from burp_exporter.cli import cli; sys.argv[0] = "burp_exporter"; cli()' \
+			-c "$cfg" >"$log" 2>&1 </dev/null &
+		;;
+	esac
+	pid=$!
+	pids+=("$pid")
+
+	# First poll: the client list is in /metrics (the original connects after 60 s).
+	local t0=$SECONDS note="" first=""
+	while [ $((SECONDS - t0)) -lt 150 ]; do
+		if ! kill -0 "$pid" 2>/dev/null; then break; fi
+		first=$(metric_sum "$port" '^burp_clients[{ ]')
+		if [ -n "$first" ] && [ "$first" -gt 0 ]; then break; fi
+		first=""
+		sleep 0.2
+	done
+	local first_s=$((SECONDS - t0))
+	if ! kill -0 "$pid" 2>/dev/null; then
+		note="exits before/at first poll: $(grep -v '^\s*$' "$log" | tail -n1 | cut -c1-100)"
+		rows+=("| $tool | $size | - | - | - | - | $note |")
+		return
+	fi
+	sleep 2 # let a crash on the first reply surface
+	if ! kill -0 "$pid" 2>/dev/null; then
+		note="crashes on first poll: $(grep -v '^\s*$' "$log" | tail -n1 | cut -c1-100)"
+		rows+=("| $tool | $size | - | - | - | - | $note |")
+		return
+	fi
+	if [ -z "$first" ]; then
+		note="no client list after 150 s"
+		rows+=("| $tool | $size | - | $(($(hwm_kb "$pid") / 1024)) MB | - | - | $note |")
+		kill "$pid" 2>/dev/null || true
+		return
+	fi
+
+	# Quiet window: no scrapes between the two CPU readings.
+	local polls0 polls1 c0 c1 w0 w1 polls
+	polls0=$(custos_polls "$tool" "$port")
+	c0=$(cpu_ns "$pid")
+	w0=$(syscw "$pid")
+	sleep "$BENCH_SECONDS"
+	c1=$(cpu_ns "$pid")
+	w1=$(syscw "$pid")
+	polls1=$(custos_polls "$tool" "$port")
+	if [ "$tool" = custos ]; then polls=$((polls1 - polls0)); else polls=$((w1 - w0)); fi
+	local cpu_per_poll="-"
+	[ "$polls" -gt 0 ] && cpu_per_poll=$(awk -v c=$((c1 - c0)) -v p="$polls" 'BEGIN { printf "%.5f", c / 1e9 / p }')
+	local cpu_total
+	cpu_total=$(awk -v c=$((c1 - c0)) 'BEGIN { printf "%.3f", c / 1e9 }')
+
+	# Latency: sequential scrapes, one keep-alive connection, while polls continue.
+	local cfgcurl=$work/curl-$tool-$size.cfg
+	: >"$cfgcurl"
+	for _ in $(seq 1 "$BENCH_REQUESTS"); do
+		printf 'url = "http://127.0.0.1:%s/metrics"\noutput = "/dev/null"\n' "$port" >>"$cfgcurl"
+	done
+	local times=$work/times-$tool-$size.txt
+	curl -s -K "$cfgcurl" -w '%{http_code} %{time_total}\n' >"$times" || true
+	local ok p50 p99
+	ok=$(awk '$1 == 200' "$times" | wc -l)
+	p50=$(awk '$1 == 200 { print $2 }' "$times" | sort -n | awk '{ a[NR] = $1 } END { i = int(NR * 0.50 + 0.5); if (i < 1) i = 1; printf "%.2f ms", a[i] * 1000 }')
+	p99=$(awk '$1 == 200 { print $2 }' "$times" | sort -n | awk '{ a[NR] = $1 } END { i = int(NR * 0.99 + 0.5); if (i < 1) i = 1; printf "%.2f ms", a[i] * 1000 }')
+	[ "$ok" -eq "$BENCH_REQUESTS" ] || note="$note only $ok/$BENCH_REQUESTS scrapes answered 200;"
+
+	local rss_mb
+	rss_mb=$(awk -v k="$(hwm_kb "$pid")" 'BEGIN { printf "%.1f", k / 1024 }')
+	kill -0 "$pid" 2>/dev/null || note="$note died during the run;"
+	note="$note $polls polls in ${BENCH_SECONDS} s ($cpu_total CPU-s), first poll after ${first_s} s, $first clients"
+	rows+=("| $tool | $size | $cpu_per_poll | $rss_mb MB | $p50 | $p99 | ${note# } |")
+	kill "$pid" 2>/dev/null || true
+}
+
+custos_polls() { # tool port -> polls so far (custos: its own counter; original: unused)
+	[ "$1" = custos ] || { echo 0; return; }
+	local v
+	v=$(metric_sum "$2" "$CUSTOS_POLL_COUNTER")
+	echo "${v:-0}"
+}
+# custos' counter of finished polls (successful or not), summed over servers.
+CUSTOS_POLL_COUNTER=${CUSTOS_POLL_COUNTER:-'^burp_polls_total[{ ]'}
+
+tools=(custos)
+if [ -n "${ORIGINAL_BURP_EXPORTER:-}" ]; then
+	[ -d "$ORIGINAL_BURP_EXPORTER/src/burp_exporter" ] ||
+		{ echo "bench: ORIGINAL_BURP_EXPORTER=$ORIGINAL_BURP_EXPORTER is not a checkout of it" >&2; exit 1; }
+	ORIGINAL_PYTHON=${ORIGINAL_PYTHON:-python3}
+	tools+=(original)
+fi
+
+i=0
+for size in $BENCH_SIZES; do
+	case $size in
+	small) start_server small 0 24991 24992 ;;
+	large) start_server large 2000 24993 24994 ;;
+	*) echo "bench: unknown size $size" >&2; exit 2 ;;
+	esac
+	for tool in "${tools[@]}"; do measure "$tool" "$size"; done
+	BASE=/tmp/custos-bench-$size bash scripts/burp-test-server.sh stop >/dev/null
+	i=$((i + 1))
+done
+
+{
+	echo "burp_exporter benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, burp $(dpkg-query -W -f='${Version}' burp 2>/dev/null || echo '?'),"
+	echo "refresh_interval_seconds 1, quiet window ${BENCH_SECONDS} s, ${BENCH_REQUESTS} sequential scrapes for latency."
+	echo
+	echo "| tool | server | CPU-s per poll | peak RSS | /metrics p50 | /metrics p99 | notes |"
+	echo "|---|---|---|---|---|---|---|"
+	printf '%s\n' "${rows[@]}"
+} | tee "$work/table.md"
+[ -z "${BENCH_OUT:-}" ] || cp "$work/table.md" "$BENCH_OUT"
+echo "(logs in $work)" >&2
