@@ -1,0 +1,994 @@
+//! The job file: the original's JSON (`hostname`, `tmpdir`, `modules`, `sources`,
+//! `destinations`, `notifications`), read so that its files keep working, plus a few custos
+//! options whose defaults change nothing for those files.
+//!
+//! Parsing happens in two steps so that every error names its JSON path: the root is parsed
+//! with [`custos_kit::config::parse_json`], then each source/destination is split into the keys
+//! every entry has (`id`, `type`, `passphrase`, ...) and the keys of its type, and each part is
+//! deserialized on its own (`deny_unknown_fields`) with the entry's path as prefix.
+//!
+//! Types that the original knows but custos does not implement yet (s3, samba, rds, smtp, ...)
+//! parse into an `Unsupported` variant: the job still runs and that entry fails with
+//! "type 'X' is not yet supported". A type nobody knows is a config error (a typo must not turn
+//! into a silently skipped backup, as it does in the original).
+
+use custos_kit::config::{ConfigError, KeyPrefix};
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::retention::RetentionPolicy;
+
+/// A password or passphrase: never shown by `Debug`, never echoed in parse errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value (tests and callers that build configs in code).
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is handed to the consumer (a 0600 file, the
+    /// OpenPGP encoder).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        // Every non-string input gets the same message, so a numeric password typed without
+        // quotes is not printed back by serde's "invalid type: integer `1234`".
+        const WRONG: &str = "expected a string (value not shown: it is a secret)";
+        impl Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(E::custom(WRONG))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
+                Err(E::custom(WRONG))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
+                Err(E::custom(WRONG))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom(WRONG))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Compression applied before encryption (custos option `compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Multi-threaded zstd: `.tar.zst.gpg`. Several times faster than gzip at a similar ratio.
+    #[default]
+    Zstd,
+    /// gzip (`--fast`, as the original's `compress_only`): `.tar.gz.gpg`.
+    Gzip,
+}
+
+impl Compression {
+    /// The name used in config files and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+        }
+    }
+}
+
+/// Which object layout to write (custos option `layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// custos objects: the compression is named in the suffix (`.tar.zst.gpg`), and a
+    /// `.sha256` sidecar is written beside each object.
+    #[default]
+    Custos,
+    /// Exactly the original's objects: `.tar.gpg`/`.sql.gpg` whose `gpg -d` output is the tar
+    /// or dump, `.tar.gz`/`.sql.gz` with `compress_only`. For tools that read the original's
+    /// files directly.
+    Original,
+}
+
+/// How a source's stream is protected, resolved from `compress_only`, `recipients`,
+/// `passphrase` with the original's precedence (compress_only, then recipients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection<'a> {
+    /// `compress_only: 1`: compressed, not encrypted.
+    CompressOnly,
+    /// Public-key encryption to these recipients (key ids, fingerprints or e-mail addresses).
+    Recipients(&'a [String]),
+    /// Symmetric encryption with a passphrase.
+    Passphrase(&'a Secret),
+}
+
+/// The whole job as read and validated.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// The file the job was read from (for messages).
+    pub file: PathBuf,
+    /// `hostname`: used in messages/notifications; the system's host name when absent.
+    pub hostname: Option<String>,
+    /// `tmpdir`: where the few small temporary files (database credentials) go.
+    pub tmpdir: Option<PathBuf>,
+    /// Sources in file order.
+    pub sources: Vec<SourceConfig>,
+    /// Destinations in file order.
+    pub destinations: Vec<DestinationConfig>,
+    /// Notifications in file order (all left to a later issue).
+    pub notifications: Vec<NotificationConfig>,
+    /// Lines (1-based) of trailing commas that were tolerated.
+    pub trailing_commas: Vec<usize>,
+    /// Whether the file holds passwords/passphrases/credentials.
+    pub holds_secrets: bool,
+}
+
+/// One source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// `id`: first part of every object name.
+    pub id: String,
+    /// `name` (defaults to `id`).
+    pub name: String,
+    /// `type` as written.
+    pub kind: String,
+    /// `passphrase`.
+    pub passphrase: Option<Secret>,
+    /// `recipients`.
+    pub recipients: Vec<String>,
+    /// `compress_only` (true only for `1`/`true`, as the original's `== 1`).
+    pub compress_only: bool,
+    /// `tmpdir` (per source in the original), else the root `tmpdir`.
+    pub tmpdir: Option<PathBuf>,
+    /// custos `compression` (per source, else root, else zstd); ignored by `layout: original`.
+    pub compression: Compression,
+    /// custos `compression_level`: zstd level (per source, else root, else the pipeline's
+    /// default).
+    pub compression_level: Option<i32>,
+    /// custos `layout` (per source, else root, else custos).
+    pub layout: Layout,
+    /// custos `keyring`: public keys for `recipients` (per source, else root, else the
+    /// user's gpg keyring).
+    pub keyring: Option<PathBuf>,
+    /// The type-specific part.
+    pub spec: SourceSpec,
+}
+
+impl SourceConfig {
+    /// The protection this source gets, `None` when nothing is configured (an error that
+    /// `validate` reports for implemented types).
+    pub fn protection(&self) -> Option<Protection<'_>> {
+        if self.compress_only {
+            Some(Protection::CompressOnly)
+        } else if !self.recipients.is_empty() {
+            Some(Protection::Recipients(&self.recipients))
+        } else {
+            self.passphrase
+                .as_ref()
+                .filter(|p| !p.expose().is_empty())
+                .map(Protection::Passphrase)
+        }
+    }
+}
+
+/// The type-specific part of a source.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    Folder(FolderConfig),
+    Mysql(MysqlConfig),
+    Pgsql(PgsqlConfig),
+    /// A type the original has and custos will implement later: fails at run time.
+    Unsupported,
+}
+
+/// `type: folder`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderConfig {
+    /// `path`: the file or folder to archive; members are `./<basename>/...`.
+    pub path: PathBuf,
+    /// `excludes`: GNU tar `--exclude` patterns.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub excludes: Vec<String>,
+    /// custos `sudo`: run `sudo -n tar` (the original's deployment: a `backups` user with a
+    /// sudoers line for tar) instead of `tar`.
+    #[serde(default)]
+    pub sudo: bool,
+}
+
+/// `type: mysql`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlConfig {
+    /// `dbhost` (absent: mysqldump's default, the local socket).
+    #[serde(default)]
+    pub dbhost: Option<String>,
+    /// custos `dbport`.
+    #[serde(default, deserialize_with = "port")]
+    pub dbport: Option<u16>,
+    /// `dbuser`.
+    #[serde(default)]
+    pub dbuser: Option<String>,
+    /// `dbpass`.
+    #[serde(default)]
+    pub dbpass: Option<Secret>,
+    /// `dbname`: one name, several separated by spaces, or a list; none = `--all-databases`.
+    #[serde(default, deserialize_with = "names")]
+    pub dbname: Vec<String>,
+    /// `defaults`: an existing option file used instead of the generated one (then `dbuser`
+    /// and `dbpass` are ignored, as in the original).
+    #[serde(default)]
+    pub defaults: Option<PathBuf>,
+    /// `options`: extra mysqldump options, one string split at spaces (or a list).
+    #[serde(default, deserialize_with = "words")]
+    pub options: Vec<String>,
+    /// `noevents`: do not pass `--events`.
+    #[serde(default, deserialize_with = "truthy")]
+    pub noevents: bool,
+}
+
+/// `type: pgsql`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgsqlConfig {
+    /// `dbhost` (absent: libpq's default, the local socket).
+    #[serde(default)]
+    pub dbhost: Option<String>,
+    /// custos `dbport`.
+    #[serde(default, deserialize_with = "port")]
+    pub dbport: Option<u16>,
+    /// `dbuser`.
+    #[serde(default)]
+    pub dbuser: Option<String>,
+    /// `dbpass`.
+    #[serde(default)]
+    pub dbpass: Option<Secret>,
+    /// `dbname`.
+    pub dbname: String,
+    /// `defaults`: an existing pgpass file used instead of the generated one.
+    #[serde(default)]
+    pub defaults: Option<PathBuf>,
+    /// custos `options`: extra pg_dump options, one string split at spaces (or a list).
+    #[serde(default, deserialize_with = "words")]
+    pub options: Vec<String>,
+}
+
+/// One destination.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    /// `id`.
+    pub id: String,
+    /// `type` as written.
+    pub kind: String,
+    /// `retention_copies` / `retention_days`.
+    pub retention: RetentionPolicy,
+    /// The type-specific part.
+    pub spec: DestinationSpec,
+}
+
+/// The type-specific part of a destination.
+#[derive(Debug, Clone)]
+pub enum DestinationSpec {
+    Local(LocalConfig),
+    /// A type the original has and custos will implement later: fails at run time.
+    Unsupported,
+}
+
+/// `type: local`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// `path`: objects go to `{path}/{source id}/{timestamp}/{file}`.
+    pub path: PathBuf,
+}
+
+/// One notification. None is implemented in this issue; each fails at run time with
+/// "not yet supported" so that nobody believes they are being notified.
+#[derive(Debug, Clone)]
+pub struct NotificationConfig {
+    /// `type` as written.
+    pub kind: String,
+    /// `id` when given (the original does not require one).
+    pub id: Option<String>,
+}
+
+/// Source types of the original (2.5.0) that custos does not implement yet.
+const LATER_SOURCES: &[&str] = &[
+    "folder-ssh",
+    "mysql-ssh",
+    "lvm-ssh",
+    "rds",
+    "rds-pgsql",
+    "snapshot",
+    "azure-managed-disk",
+];
+/// Destination types of the original that custos does not implement yet.
+const LATER_DESTINATIONS: &[&str] = &["s3", "gs", "b2", "minio", "samba", "dropbox", "gdrive"];
+/// Notification types of the original (all later).
+const LATER_NOTIFICATIONS: &[&str] = &[
+    "smtp",
+    "slack",
+    "telegram",
+    "discord",
+    "matrix",
+    "hipchat",
+    "flagfile",
+    "prometheus",
+    "elasticsearch",
+];
+
+/// Keys every source accepts, whatever its type.
+const SOURCE_COMMON_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "type",
+    "passphrase",
+    "recipients",
+    "compress_only",
+    "tmpdir",
+    "compression",
+    "compression_level",
+    "layout",
+    "keyring",
+];
+/// Keys every destination accepts, whatever its type.
+const DESTINATION_COMMON_KEYS: &[&str] = &["id", "type", "retention_copies", "retention_days"];
+
+/// Keys whose presence means the file holds a secret (checked at any depth).
+const SECRET_KEYS: &[&str] = &[
+    "passphrase",
+    "dbpass",
+    "password",
+    "credentials",
+    "access_token",
+    "api_token",
+    "aws_secret_access_key",
+    "application_key",
+    "secret_key",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    tmpdir: Option<PathBuf>,
+    /// The original imports these Python modules; every handler is built in here.
+    #[serde(default)]
+    #[allow(dead_code)]
+    modules: Option<Vec<String>>,
+    sources: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    destinations: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    notifications: Vec<Value>,
+    #[serde(default)]
+    compression: Option<Compression>,
+    #[serde(default)]
+    compression_level: Option<i32>,
+    #[serde(default)]
+    layout: Option<Layout>,
+    #[serde(default)]
+    keyring: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSourceCommon {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    passphrase: Option<Secret>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    recipients: Vec<String>,
+    #[serde(default, deserialize_with = "equals_one")]
+    compress_only: bool,
+    #[serde(default)]
+    tmpdir: Option<PathBuf>,
+    #[serde(default)]
+    compression: Option<Compression>,
+    #[serde(default)]
+    compression_level: Option<i32>,
+    #[serde(default)]
+    layout: Option<Layout>,
+    #[serde(default)]
+    keyring: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestinationCommon {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, deserialize_with = "count")]
+    retention_copies: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    retention_days: Option<u32>,
+}
+
+/// Reads, parses and validates a job file; logs the tolerated trailing commas and a warning
+/// when a file holding secrets is readable by others.
+pub fn load(path: &Path) -> Result<JobConfig, ConfigError> {
+    let text = custos_kit::config::read(path)?;
+    let job = parse(path, &text)?;
+    if !job.trailing_commas.is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            lines = ?job.trailing_commas,
+            "trailing commas are not JSON; tolerated as in the original's examples"
+        );
+    }
+    job.validate()?;
+    if job.holds_secrets {
+        custos_kit::config::warn_if_readable_by_others(path);
+    }
+    Ok(job)
+}
+
+/// Parses job text read from `file` (no validation; see [`JobConfig::validate`]).
+pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
+    let (clean, trailing_commas) = strip_trailing_commas(text);
+    let raw: RawJob = custos_kit::config::parse_json(file, &clean)?;
+    let holds_secrets = raw
+        .sources
+        .iter()
+        .chain(&raw.destinations)
+        .chain(&raw.notifications)
+        .any(has_secret_key);
+    let defaults = RootDefaults {
+        tmpdir: raw.tmpdir.clone(),
+        compression: raw.compression,
+        compression_level: raw.compression_level,
+        layout: raw.layout,
+        keyring: raw.keyring.clone(),
+    };
+    let sources = raw
+        .sources
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| parse_source(file, &format!("sources[{i}]"), v, &defaults))
+        .collect::<Result<Vec<_>, _>>()?;
+    let destinations = raw
+        .destinations
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| parse_destination(file, &format!("destinations[{i}]"), v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let notifications = raw
+        .notifications
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| parse_notification(file, &format!("notifications[{i}]"), v))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(JobConfig {
+        file: file.to_owned(),
+        hostname: raw.hostname.filter(|h| !h.is_empty()),
+        tmpdir: raw.tmpdir,
+        sources,
+        destinations,
+        notifications,
+        trailing_commas,
+        holds_secrets,
+    })
+}
+
+/// Root-level custos options that sources inherit.
+struct RootDefaults {
+    tmpdir: Option<PathBuf>,
+    compression: Option<Compression>,
+    compression_level: Option<i32>,
+    layout: Option<Layout>,
+    keyring: Option<PathBuf>,
+}
+
+fn parse_source(
+    file: &Path,
+    at: &str,
+    value: Value,
+    root: &RootDefaults,
+) -> Result<SourceConfig, ConfigError> {
+    let (common, specific) = split(file, at, value, SOURCE_COMMON_KEYS)?;
+    let c: RawSourceCommon = from_map(file, at, common)?;
+    let spec = match c.kind.as_str() {
+        "folder" => SourceSpec::Folder(from_map(file, at, specific)?),
+        "mysql" => SourceSpec::Mysql(from_map(file, at, specific)?),
+        "pgsql" => SourceSpec::Pgsql(from_map(file, at, specific)?),
+        k if LATER_SOURCES.contains(&k) => SourceSpec::Unsupported,
+        k => {
+            return Err(unknown_type(
+                file,
+                at,
+                k,
+                &["folder", "mysql", "pgsql"],
+                LATER_SOURCES,
+            ))
+        }
+    };
+    Ok(SourceConfig {
+        name: c.name.filter(|n| !n.is_empty()).unwrap_or_else(|| c.id.clone()),
+        id: c.id,
+        kind: c.kind,
+        passphrase: c.passphrase,
+        recipients: c.recipients,
+        compress_only: c.compress_only,
+        tmpdir: c.tmpdir.or_else(|| root.tmpdir.clone()),
+        compression: c.compression.or(root.compression).unwrap_or_default(),
+        compression_level: c.compression_level.or(root.compression_level),
+        layout: c.layout.or(root.layout).unwrap_or_default(),
+        keyring: c.keyring.or_else(|| root.keyring.clone()),
+        spec,
+    })
+}
+
+fn parse_destination(
+    file: &Path,
+    at: &str,
+    value: Value,
+) -> Result<DestinationConfig, ConfigError> {
+    let (common, specific) = split(file, at, value, DESTINATION_COMMON_KEYS)?;
+    let c: RawDestinationCommon = from_map(file, at, common)?;
+    let spec = match c.kind.as_str() {
+        "local" => DestinationSpec::Local(from_map(file, at, specific)?),
+        k if LATER_DESTINATIONS.contains(&k) => DestinationSpec::Unsupported,
+        k => return Err(unknown_type(file, at, k, &["local"], LATER_DESTINATIONS)),
+    };
+    Ok(DestinationConfig {
+        id: c.id,
+        kind: c.kind,
+        retention: RetentionPolicy {
+            copies: c.retention_copies.unwrap_or(0),
+            days: c.retention_days.unwrap_or(0),
+        },
+        spec,
+    })
+}
+
+fn parse_notification(
+    file: &Path,
+    at: &str,
+    value: Value,
+) -> Result<NotificationConfig, ConfigError> {
+    let Value::Object(map) = value else {
+        return Err(parse_error(file, at, "expected an object"));
+    };
+    let kind = match map.get("type") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(parse_error(file, &format!("{at}.type"), "expected a string")),
+        None => return Err(parse_error(file, at, "missing field `type`")),
+    };
+    if !LATER_NOTIFICATIONS.contains(&kind.as_str()) {
+        return Err(unknown_type(file, at, &kind, &[], LATER_NOTIFICATIONS));
+    }
+    let id = match map.get("id") {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    Ok(NotificationConfig { kind, id })
+}
+
+fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str], later: &[&str]) -> ConfigError {
+    let mut known: Vec<&str> = have.iter().chain(later).copied().collect();
+    known.sort_unstable();
+    ConfigError::invalid(
+        file,
+        format!("{at}.type"),
+        kind,
+        format!("unknown type; known types: {}", known.join(", ")),
+    )
+}
+
+fn parse_error(file: &Path, key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Parse {
+        file: file.to_owned(),
+        key: KeyPrefix(key.to_owned()),
+        message: message.into(),
+    }
+}
+
+/// Splits an entry into the keys all entries share and the keys of its type.
+fn split(
+    file: &Path,
+    at: &str,
+    value: Value,
+    common_keys: &[&str],
+) -> Result<(Map<String, Value>, Map<String, Value>), ConfigError> {
+    let Value::Object(map) = value else {
+        return Err(parse_error(file, at, "expected an object"));
+    };
+    let (common, specific): (Map<_, _>, Map<_, _>) = map
+        .into_iter()
+        .partition(|(k, _)| common_keys.contains(&k.as_str()));
+    Ok((common, specific))
+}
+
+/// Deserializes part of an entry, prefixing the entry's path to any error.
+fn from_map<T: DeserializeOwned>(
+    file: &Path,
+    at: &str,
+    map: Map<String, Value>,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+        let inner = e.path().to_string();
+        let key = if inner.is_empty() || inner == "." {
+            at.to_owned()
+        } else {
+            format!("{at}.{inner}")
+        };
+        parse_error(file, &key, e.into_inner().to_string())
+    })
+}
+
+fn has_secret_key(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, v)| {
+            (SECRET_KEYS.contains(&k.as_str()) && !v.is_null() && v != "") || has_secret_key(v)
+        }),
+        Value::Array(a) => a.iter().any(has_secret_key),
+        _ => false,
+    }
+}
+
+impl JobConfig {
+    /// The host name for messages: `hostname` from the file, else the system's.
+    pub fn hostname(&self) -> String {
+        if let Some(h) = &self.hostname {
+            return h.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
+    }
+
+    /// Checks what the schema cannot: ids unique and usable as object name parts, paths not
+    /// empty, every implemented source protected or explicitly `compress_only`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let f = self.file.as_path();
+        if self.sources.is_empty() {
+            return Err(ConfigError::invalid(
+                f,
+                "sources",
+                "[]",
+                "no sources: nothing to back up",
+            ));
+        }
+        if self.destinations.is_empty() {
+            return Err(ConfigError::invalid(
+                f,
+                "destinations",
+                "[]",
+                "no destinations: backups would be made and thrown away",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let at = format!("sources[{i}]");
+            check_id(f, &at, &s.id)?;
+            if !seen.insert(s.id.as_str()) {
+                return Err(ConfigError::invalid(
+                    f,
+                    format!("{at}.id"),
+                    &s.id,
+                    "duplicate source id (objects would overwrite each other)",
+                ));
+            }
+            validate_source(f, &at, s)?;
+        }
+        let mut seen = HashSet::new();
+        for (i, d) in self.destinations.iter().enumerate() {
+            let at = format!("destinations[{i}]");
+            check_id(f, &at, &d.id)?;
+            if !seen.insert(d.id.as_str()) {
+                return Err(ConfigError::invalid(
+                    f,
+                    format!("{at}.id"),
+                    &d.id,
+                    "duplicate destination id",
+                ));
+            }
+            if let DestinationSpec::Local(l) = &d.spec {
+                if l.path.as_os_str().is_empty() {
+                    return Err(ConfigError::invalid(
+                        f,
+                        format!("{at}.path"),
+                        "",
+                        "must not be empty",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_id(file: &Path, at: &str, id: &str) -> Result<(), ConfigError> {
+    let reason = if id.is_empty() {
+        Some("must not be empty")
+    } else if id == "." || id == ".." {
+        Some("must not be . or ..")
+    } else if id.contains('/') || id.contains('\\') {
+        Some("must not contain / or \\ (it is a folder name at the destination)")
+    } else if id.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else {
+        None
+    };
+    match reason {
+        Some(r) => Err(ConfigError::invalid(file, format!("{at}.id"), id, r)),
+        None => Ok(()),
+    }
+}
+
+fn validate_source(f: &Path, at: &str, s: &SourceConfig) -> Result<(), ConfigError> {
+    if matches!(s.spec, SourceSpec::Unsupported) {
+        return Ok(());
+    }
+    if s.protection().is_none() {
+        return Err(ConfigError::invalid(
+            f,
+            format!("{at}.passphrase"),
+            "",
+            "no passphrase or recipients: set one, or \"compress_only\": 1 to store \
+             the backup unencrypted",
+        ));
+    }
+    if s.recipients.iter().any(|r| r.trim().is_empty()) {
+        return Err(ConfigError::invalid(
+            f,
+            format!("{at}.recipients"),
+            "",
+            "a recipient must not be empty",
+        ));
+    }
+    if let Some(level) = s.compression_level {
+        if s.layout == Layout::Custos {
+            let reason = match s.compression {
+                Compression::Zstd if !(1..=19).contains(&level) => "out of range for zstd: 1-19",
+                Compression::Gzip => "only zstd takes a level (gzip is always --fast)",
+                Compression::Zstd => "",
+            };
+            if !reason.is_empty() {
+                return Err(ConfigError::invalid(
+                    f,
+                    format!("{at}.compression_level"),
+                    level,
+                    reason,
+                ));
+            }
+        }
+    }
+    match &s.spec {
+        SourceSpec::Folder(c) => {
+            if c.path.as_os_str().is_empty() {
+                return Err(ConfigError::invalid(
+                    f,
+                    format!("{at}.path"),
+                    "",
+                    "must not be empty",
+                ));
+            }
+            if let Some(i) = c.excludes.iter().position(|e| e.is_empty()) {
+                return Err(ConfigError::invalid(
+                    f,
+                    format!("{at}.excludes[{i}]"),
+                    "",
+                    "an empty pattern would match nothing useful",
+                ));
+            }
+        }
+        SourceSpec::Mysql(c) => {
+            if let Some(p) = &c.dbpass {
+                no_newline(f, &format!("{at}.dbpass"), p)?;
+            }
+            if let Some(i) = c.options.iter().position(|o| o.starts_with("--defaults")) {
+                return Err(ConfigError::invalid(
+                    f,
+                    format!("{at}.options"),
+                    &c.options[i],
+                    "use the \"defaults\" key: --defaults* must be mysqldump's first argument",
+                ));
+            }
+        }
+        SourceSpec::Pgsql(c) => {
+            if c.dbname.is_empty() {
+                return Err(ConfigError::invalid(
+                    f,
+                    format!("{at}.dbname"),
+                    "",
+                    "must not be empty",
+                ));
+            }
+            if let Some(p) = &c.dbpass {
+                no_newline(f, &format!("{at}.dbpass"), p)?;
+            }
+        }
+        SourceSpec::Unsupported => {}
+    }
+    Ok(())
+}
+
+/// Credential files are line-based: a newline in a password cannot be written to them.
+fn no_newline(f: &Path, key: &str, p: &Secret) -> Result<(), ConfigError> {
+    if p.expose().contains(['\n', '\r']) {
+        return Err(ConfigError::invalid(
+            f,
+            key,
+            "<secret>",
+            "must not contain a line break",
+        ));
+    }
+    Ok(())
+}
+
+/// Replaces commas that directly precede `}` or `]` (outside strings) with spaces, so that
+/// line and column numbers in later errors still match the file. Returns the 1-based lines.
+pub fn strip_trailing_commas(text: &str) -> (String, Vec<usize>) {
+    let bytes = text.as_bytes();
+    let mut out = bytes.to_vec();
+    let mut lines = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut line = 1;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' {
+            line += 1;
+        }
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' => {
+                let next = bytes[i + 1..]
+                    .iter()
+                    .find(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'));
+                if matches!(next, Some(b'}') | Some(b']')) {
+                    out[i] = b' ';
+                    lines.push(line);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Only ASCII commas were replaced by ASCII spaces, so the text is still UTF-8.
+    let out = String::from_utf8(out).unwrap_or_else(|_| text.to_owned());
+    (out, lines)
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `compress_only`: the original tests `== 1`, so `1`, `1.0` and `true` mean yes.
+fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(Value::Number(n)) => Ok(n.as_f64() == Some(1.0)),
+        Some(other) => Err(de::Error::custom(format!(
+            "expected 1, 0, true or false, got {other}"
+        ))),
+    }
+}
+
+/// `noevents`: the original tests truthiness; numbers other than 0 mean yes.
+fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(Value::Number(n)) => Ok(n.as_f64() != Some(0.0)),
+        Some(other) => Err(de::Error::custom(format!(
+            "expected 1, 0, true or false, got {other}"
+        ))),
+    }
+}
+
+/// A non-negative count written as a number or a numeric string (the original calls `int()`).
+fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| de::Error::custom(format!("expected a whole number >= 0, got {n}"))),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| de::Error::custom(format!("expected a whole number >= 0, got {s:?}"))),
+        Some(other) => Err(de::Error::custom(format!(
+            "expected a whole number >= 0, got {other}"
+        ))),
+    }
+}
+
+/// A TCP port as a number or a numeric string.
+fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let bad = |v: &dyn fmt::Display| de::Error::custom(format!("expected a port 1-65535, got {v}"));
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+            .map(Some)
+            .ok_or_else(|| bad(&n)),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .map(Some)
+            .ok_or_else(|| bad(&format!("{s:?}"))),
+        Some(other) => Err(bad(&other)),
+    }
+}
+
+/// Names written as one string (split at whitespace, as the original's `split()`) or a list.
+fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    words(d)
+}
+
+/// Options written as one string split at whitespace (the original's `split()`) or a list
+/// (which lets an option contain a space).
+fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let bad = || de::Error::custom("expected a string or a list of strings");
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(s.split_whitespace().map(str::to_owned).collect()),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .filter(|v| v != "")
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(bad()),
+            })
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

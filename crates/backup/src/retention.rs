@@ -1,0 +1,398 @@
+//! Retention: which stored copies of a source to delete at a destination, and deleting them.
+//!
+//! The original's rules, per destination and source id, applied to the timestamped copies
+//! (`{id}/{YYYYmmddHHMMSS}/`): `retention_copies: N` removes all but the newest N,
+//! `retention_days: D` removes copies whose age in whole days is greater than D, and a copy
+//! goes when either rule says so (0 or absent disables a rule). custos adds two guarantees the
+//! original lacks: retention never runs for a destination whose upload failed in this run (the
+//! runner does not call it), and the newest *good* copy (committed, with its sha256 sidecar)
+//! is never removed, whatever the rules say. Copies without a sidecar (a run killed before its
+//! commit finished) do not count towards N, so they cannot push a good copy out.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use chrono::{Local, NaiveDateTime, TimeZone};
+
+use crate::destination::{Destination, DestinationError, ObjectInfo};
+use crate::naming::{self, ObjectName, RunStamp};
+
+/// `retention_copies` and `retention_days` of one destination; 0 disables a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionPolicy {
+    /// Keep the newest N good copies.
+    pub copies: u32,
+    /// Remove copies older than D whole days.
+    pub days: u32,
+}
+
+impl RetentionPolicy {
+    /// Whether any rule is set.
+    pub fn is_active(&self) -> bool {
+        self.copies > 0 || self.days > 0
+    }
+}
+
+/// One stored copy of a source at a destination: every object of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCopy {
+    /// The run's timestamp folder (`YYYYmmddHHMMSS`), as named.
+    pub timestamp: String,
+    /// When the run happened (from the name).
+    pub time: SystemTime,
+    /// Committed with a checksum sidecar: restorable and verifiable.
+    pub good: bool,
+    /// Every object of this copy (payloads and sidecars), full names.
+    pub objects: Vec<String>,
+}
+
+/// Decides which copies to delete; returns their indices into `copies` (any order in,
+/// ascending indices out). Pure: the caller lists and deletes.
+pub fn plan(policy: &RetentionPolicy, copies: &[StoredCopy], now: SystemTime) -> Vec<usize> {
+    if !policy.is_active() || copies.is_empty() {
+        return Vec::new();
+    }
+    // Newest first; ties broken by name so the outcome does not depend on listing order.
+    let mut order: Vec<usize> = (0..copies.len()).collect();
+    order.sort_by(|&a, &b| {
+        copies[b]
+            .time
+            .cmp(&copies[a].time)
+            .then_with(|| copies[b].timestamp.cmp(&copies[a].timestamp))
+    });
+    let newest_good = order.iter().copied().find(|&i| copies[i].good);
+
+    let mut delete = vec![false; copies.len()];
+    if policy.copies > 0 {
+        let keep = policy.copies as usize;
+        // Good copies strictly newer than the one being looked at.
+        let mut good_newer = 0usize;
+        for &i in &order {
+            if good_newer >= keep {
+                delete[i] = true;
+            }
+            if copies[i].good {
+                good_newer += 1;
+            }
+        }
+    }
+    if policy.days > 0 {
+        let limit = u64::from(policy.days);
+        for (i, c) in copies.iter().enumerate() {
+            let age_days = now
+                .duration_since(c.time)
+                .unwrap_or(Duration::ZERO)
+                .as_secs()
+                / 86_400;
+            if age_days > limit {
+                delete[i] = true;
+            }
+        }
+    }
+    if let Some(i) = newest_good {
+        delete[i] = false;
+    }
+    (0..copies.len()).filter(|&i| delete[i]).collect()
+}
+
+/// Groups a listing of `{source_id}/` into copies, one per timestamp folder. Every object in
+/// a copy's folder belongs to it (as the original removes whole folders); a copy is good when
+/// an object named by [`ObjectName`] has its sidecar beside it.
+pub fn copies(source_id: &str, listing: &[ObjectInfo]) -> Vec<StoredCopy> {
+    let mut by_stamp: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for o in listing {
+        let mut parts = o.name.splitn(3, '/');
+        let (Some(id), Some(stamp), Some(_file)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if id != source_id || RunStamp::parse(stamp).is_none() {
+            continue;
+        }
+        by_stamp.entry(stamp.to_owned()).or_default().push(&o.name);
+    }
+    by_stamp
+        .into_iter()
+        .filter_map(|(stamp, names)| {
+            let time = stamp_time(RunStamp::parse(&stamp)?.datetime());
+            let good = names.iter().any(|n| {
+                ObjectName::parse(n).is_some_and(|o| o.source_id == source_id)
+                    && names.contains(&naming::sidecar_name(n).as_str())
+            });
+            let mut objects: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            // Sidecars first: a copy half deleted never looks good.
+            objects.sort_by_key(|n| (!naming::is_sidecar(n), n.clone()));
+            Some(StoredCopy {
+                timestamp: stamp,
+                time,
+                good,
+                objects,
+            })
+        })
+        .collect()
+}
+
+/// A run stamp (local time, as the original names folders) as an instant.
+fn stamp_time(dt: NaiveDateTime) -> SystemTime {
+    match Local.from_local_datetime(&dt).earliest() {
+        Some(t) => t.into(),
+        // A time skipped by a DST change: read it as UTC, an hour off at most.
+        None => dt.and_utc().into(),
+    }
+}
+
+/// What retention did at one destination for one source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Timestamps of the copies removed.
+    pub removed: Vec<String>,
+    /// Good copies left.
+    pub retained_good: usize,
+}
+
+/// Lists `{source_id}/` at `destination`, decides with [`plan`] and deletes the chosen copies
+/// (every object of each). Call it only after this run's upload there succeeded.
+pub fn apply(
+    destination: &dyn Destination,
+    source_id: &str,
+    policy: &RetentionPolicy,
+    now: SystemTime,
+) -> Result<Applied, DestinationError> {
+    if !policy.is_active() {
+        return Ok(Applied::default());
+    }
+    let listing = destination.list(&format!("{source_id}/"))?;
+    let all = copies(source_id, &listing);
+    let doomed = plan(policy, &all, now);
+    let mut applied = Applied {
+        removed: Vec::new(),
+        retained_good: all
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| c.good && !doomed.contains(i))
+            .count(),
+    };
+    for i in doomed {
+        let copy = &all[i];
+        tracing::info!(
+            destination = destination.id(),
+            source = source_id,
+            copy = %copy.timestamp,
+            good = copy.good,
+            "retention: removing copy"
+        );
+        for object in &copy.objects {
+            destination.delete(object)?;
+        }
+        applied.removed.push(copy.timestamp.clone());
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000)
+    }
+
+    /// A copy `days_ago` days and one minute before now.
+    fn copy(days_ago: u64, good: bool) -> StoredCopy {
+        let time = now() - Duration::from_secs(days_ago * DAY + 60);
+        StoredCopy {
+            timestamp: format!("ts-{days_ago:03}"),
+            time,
+            good,
+            objects: vec![format!("src/ts-{days_ago:03}/src.tar.zst.gpg")],
+        }
+    }
+
+    fn names(copies: &[StoredCopy], idx: &[usize]) -> Vec<String> {
+        idx.iter().map(|&i| copies[i].timestamp.clone()).collect()
+    }
+
+    #[test]
+    fn no_policy_deletes_nothing() {
+        let c = vec![copy(1, true), copy(100, true)];
+        assert!(plan(&RetentionPolicy::default(), &c, now()).is_empty());
+    }
+
+    #[test]
+    fn copies_keeps_the_newest_n() {
+        let c = vec![copy(3, true), copy(0, true), copy(2, true), copy(1, true)];
+        let p = RetentionPolicy { copies: 2, days: 0 };
+        assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-003", "ts-002"]);
+    }
+
+    #[test]
+    fn days_removes_only_copies_older_than_d_whole_days() {
+        // Ages: 6 days + 60 s (6 whole days), 7 days + 60 s (7), 8 days + 60 s (8).
+        let c = vec![copy(6, true), copy(7, true), copy(8, true)];
+        let p = RetentionPolicy { copies: 0, days: 7 };
+        assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-008"]);
+    }
+
+    #[test]
+    fn both_rules_remove_the_union() {
+        let c = vec![
+            copy(0, true),
+            copy(1, true),
+            copy(2, true),
+            copy(40, true),
+        ];
+        // copies=3 removes ts-040; days=1 removes ts-002 and ts-040.
+        let p = RetentionPolicy { copies: 3, days: 1 };
+        assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-002", "ts-040"]);
+    }
+
+    #[test]
+    fn the_newest_good_copy_survives_every_rule() {
+        // Only old copies, the newest of them good: days=7 would remove everything.
+        let c = vec![copy(30, true), copy(31, true), copy(20, false)];
+        let p = RetentionPolicy { copies: 0, days: 7 };
+        assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-031", "ts-020"]);
+    }
+
+    #[test]
+    fn incomplete_copies_do_not_count_towards_n() {
+        // Newest two are incomplete (killed runs): the two newest good ones stay.
+        let c = vec![
+            copy(0, false),
+            copy(1, false),
+            copy(2, true),
+            copy(3, true),
+            copy(4, true),
+        ];
+        let p = RetentionPolicy { copies: 2, days: 0 };
+        assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-004"]);
+    }
+
+    #[test]
+    fn incomplete_copies_beyond_the_window_go() {
+        let c = vec![copy(0, true), copy(1, false), copy(2, true), copy(3, false)];
+        let p = RetentionPolicy { copies: 1, days: 0 };
+        assert_eq!(
+            names(&c, &plan(&p, &c, now())),
+            ["ts-001", "ts-002", "ts-003"]
+        );
+    }
+
+    #[test]
+    fn without_any_good_copy_the_copies_rule_removes_nothing() {
+        // No good copy at all: copies=1 counts none, so nothing is beyond the window.
+        let c = vec![copy(0, false), copy(1, false)];
+        let p = RetentionPolicy { copies: 1, days: 0 };
+        assert!(plan(&p, &c, now()).is_empty());
+    }
+
+    #[test]
+    fn future_timestamps_are_not_old() {
+        let mut c = vec![copy(0, true)];
+        c[0].time = now() + Duration::from_secs(3 * DAY);
+        let p = RetentionPolicy { copies: 0, days: 1 };
+        assert!(plan(&p, &c, now()).is_empty());
+    }
+
+    #[test]
+    fn listing_order_does_not_matter() {
+        let a = vec![copy(0, true), copy(1, true), copy(2, true)];
+        let mut b = a.clone();
+        b.reverse();
+        let p = RetentionPolicy { copies: 1, days: 0 };
+        let mut na = names(&a, &plan(&p, &a, now()));
+        let mut nb = names(&b, &plan(&p, &b, now()));
+        na.sort();
+        nb.sort();
+        assert_eq!(na, nb);
+    }
+
+    fn info(name: &str) -> ObjectInfo {
+        ObjectInfo {
+            name: name.to_owned(),
+            size: 1,
+            modified: None,
+        }
+    }
+
+    #[test]
+    fn copies_groups_by_stamp_and_needs_a_sidecar_to_be_good() {
+        let listing = [
+            info("www/20240101020000/www.tar.zst.gpg"),
+            info("www/20240101020000/www.tar.zst.gpg.sha256"),
+            info("www/20240102020000/www.tar.zst.gpg"),
+            info("www/20240103020000/www.tar.gpg"),
+            info("www/20240103020000/www.tar.gpg.sha256"),
+            info("www/20240103020000/notes.txt"),
+            info("www/not-a-stamp/www.tar.gpg"),
+            info("www-old/20240101020000/www-old.tar.gpg"),
+        ];
+        let c = copies("www", &listing);
+        let summary: Vec<(&str, bool, usize)> = c
+            .iter()
+            .map(|c| (c.timestamp.as_str(), c.good, c.objects.len()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("20240101020000", true, 2),
+                ("20240102020000", false, 1),
+                ("20240103020000", true, 3)
+            ]
+        );
+        // Sidecars are deleted first.
+        assert!(naming::is_sidecar(&c[0].objects[0]));
+        assert!(c[0].time < c[1].time && c[1].time < c[2].time);
+    }
+
+    fn put(root: &std::path::Path, name: &str) {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"x").unwrap();
+    }
+
+    fn stamp_days_ago(days: i64) -> String {
+        RunStamp::from_datetime(Local::now().naive_local() - chrono::TimeDelta::days(days))
+            .to_string()
+    }
+
+    #[test]
+    fn apply_deletes_whole_copies_at_a_local_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let stamps: Vec<String> = (0..4).map(|d| stamp_days_ago(d * 10)).collect();
+        // Newest copy (stamps[0]) is incomplete: a run killed before its sidecar.
+        put(root, &format!("db/{}/db.sql.zst.gpg", stamps[0]));
+        for s in &stamps[1..] {
+            put(root, &format!("db/{s}/db.sql.zst.gpg"));
+            put(root, &format!("db/{s}/db.sql.zst.gpg.sha256"));
+        }
+        let dest = crate::destination::local::LocalDestination::new("local", root);
+        let policy = RetentionPolicy { copies: 1, days: 0 };
+        let applied = apply(&dest, "db", &policy, SystemTime::now()).unwrap();
+        let mut removed = applied.removed.clone();
+        removed.sort();
+        let mut expected = vec![stamps[2].clone(), stamps[3].clone()];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert_eq!(applied.retained_good, 1);
+        assert!(root.join(format!("db/{}/db.sql.zst.gpg.sha256", stamps[1])).exists());
+        assert!(root.join(format!("db/{}/db.sql.zst.gpg", stamps[0])).exists());
+        assert!(!root.join(format!("db/{}", stamps[3])).exists(), "folder left behind");
+
+        // days=5 would remove the only good copy left (10 days old): it stays.
+        let policy = RetentionPolicy { copies: 0, days: 5 };
+        let applied = apply(&dest, "db", &policy, SystemTime::now()).unwrap();
+        assert!(applied.removed.is_empty(), "{applied:?}");
+        assert!(root.join(format!("db/{}/db.sql.zst.gpg", stamps[1])).exists());
+    }
+
+    #[test]
+    fn inactive_policy_does_not_even_list() {
+        let dest = crate::destination::local::LocalDestination::new("l", "/nonexistent/custos");
+        let applied = apply(&dest, "db", &RetentionPolicy::default(), SystemTime::now()).unwrap();
+        assert_eq!(applied, Applied::default());
+    }
+}

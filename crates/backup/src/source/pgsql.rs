@@ -1,0 +1,250 @@
+//! `type: pgsql`: a `pg_dump` stream (plain SQL, as the original).
+//!
+//! The password goes to a 0600 temporary pgpass file; the child gets `PGPASSFILE` pointing at
+//! it (a path, not the secret) and never an inherited `PGPASSWORD`, which would override the
+//! file. `--no-password` keeps pg_dump from ever waiting at a prompt under cron. With
+//! `defaults` (documented by the original, ignored by its code), that pgpass file is used.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::process::{describe, secret_file, ChildStream, Keep, Verdict};
+use super::{Source, SourceError, SourceStream};
+use crate::config::PgsqlConfig;
+
+/// A PostgreSQL dump.
+#[derive(Debug, Clone)]
+pub struct PgsqlSource {
+    id: String,
+    name: String,
+    config: PgsqlConfig,
+    tmpdir: Option<PathBuf>,
+    program: OsString,
+}
+
+impl PgsqlSource {
+    /// Builds the source; `tmpdir` is where the pgpass file goes (system temp if absent or
+    /// missing).
+    pub fn new(id: &str, name: &str, config: &PgsqlConfig, tmpdir: Option<&Path>) -> Self {
+        PgsqlSource {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            config: config.clone(),
+            tmpdir: tmpdir.map(Path::to_owned),
+            program: OsString::from("pg_dump"),
+        }
+    }
+
+    /// Uses another pg_dump (tests; a versioned `/usr/lib/postgresql/N/bin/pg_dump`).
+    pub fn with_program(mut self, program: impl Into<OsString>) -> Self {
+        self.program = program.into();
+        self
+    }
+
+    /// The pgpass line: every field a wildcard but the password, since the file is used by
+    /// this one pg_dump only (and wildcards need no host/port matching rules).
+    pub fn pgpass(&self) -> Option<String> {
+        self.config
+            .dbpass
+            .as_ref()
+            .map(|p| format!("*:*:*:*:{}\n", pgpass_escape(p.expose())))
+    }
+
+    /// The arguments: connection, `options`, database.
+    pub fn args(&self) -> Vec<String> {
+        let c = &self.config;
+        let mut args = vec!["--no-password".to_owned()];
+        if let Some(h) = c.dbhost.as_deref().filter(|h| !h.is_empty()) {
+            args.push(format!("--host={h}"));
+        }
+        if let Some(p) = c.dbport {
+            args.push(format!("--port={p}"));
+        }
+        if let Some(u) = c.dbuser.as_deref().filter(|u| !u.is_empty()) {
+            args.push(format!("--username={u}"));
+        }
+        args.extend(c.options.iter().cloned());
+        args.push(format!("--dbname={}", c.dbname));
+        args
+    }
+
+    fn command(&self, extra: &[&str]) -> Result<(Command, Vec<Keep>), SourceError> {
+        let mut keep: Vec<Keep> = Vec::new();
+        let mut cmd = Command::new(&self.program);
+        cmd.args(extra).args(self.args()).env_remove("PGPASSWORD");
+        if let Some(defaults) = &self.config.defaults {
+            cmd.env("PGPASSFILE", defaults);
+        } else if let Some(line) = self.pgpass() {
+            let file = secret_file(self.tmpdir.as_deref(), ".custos-pgpass-", "", &line)?;
+            cmd.env("PGPASSFILE", file.path());
+            keep.push(Box::new(file));
+        }
+        Ok((cmd, keep))
+    }
+}
+
+/// Escapes `\` and `:` as the pgpass format requires.
+pub fn pgpass_escape(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c == '\\' || c == ':' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s
+}
+
+fn dump_verdict(code: i32) -> Verdict {
+    if code == 0 {
+        Verdict::Ok
+    } else {
+        Verdict::Failed
+    }
+}
+
+impl Source for PgsqlSource {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "pgsql"
+    }
+
+    fn suffix(&self) -> &'static str {
+        "sql"
+    }
+
+    /// Connects and dumps the schema of no table: proves credentials and database access.
+    fn check(&self) -> Result<(), SourceError> {
+        let (mut cmd, _keep) = self.command(&[
+            "--schema-only",
+            "--table=custos_dry_run_matches_no_table",
+        ])?;
+        let out = cmd.output().map_err(|e| {
+            SourceError::Unavailable(format!(
+                "cannot run {}: {e}",
+                self.program.to_string_lossy()
+            ))
+        })?;
+        if !out.status.success() {
+            return Err(SourceError::Unavailable(format!(
+                "{} failed ({}): {}",
+                self.program.to_string_lossy(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
+        let (cmd, keep) = self.command(&[])?;
+        tracing::debug!(source = %self.id, command = %describe(&cmd), "dumping");
+        Ok(Box::new(ChildStream::spawn(
+            "pg_dump",
+            cmd,
+            dump_verdict,
+            keep,
+        )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn config() -> PgsqlConfig {
+        PgsqlConfig {
+            dbhost: Some("127.0.0.1".into()),
+            dbport: Some(5433),
+            dbuser: Some("backups".into()),
+            dbpass: Some(Secret::new("pa:ss\\word")),
+            dbname: "livecompany".into(),
+            defaults: None,
+            options: vec![],
+        }
+    }
+
+    #[test]
+    fn args_name_host_port_user_database() {
+        let s = PgsqlSource::new("pg", "PG", &config(), None);
+        assert_eq!(
+            s.args(),
+            [
+                "--no-password",
+                "--host=127.0.0.1",
+                "--port=5433",
+                "--username=backups",
+                "--dbname=livecompany"
+            ]
+        );
+    }
+
+    #[test]
+    fn pgpass_escapes_colon_and_backslash() {
+        let s = PgsqlSource::new("pg", "PG", &config(), None);
+        assert_eq!(s.pgpass().unwrap(), "*:*:*:*:pa\\:ss\\\\word\n");
+    }
+
+    #[test]
+    fn password_is_in_a_0600_file_not_argv_or_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PgsqlSource::new("pg", "PG", &config(), Some(dir.path()));
+        let (cmd, keep) = s.command(&[]).unwrap();
+        assert!(!describe(&cmd).contains("pa:ss"));
+        let envs: Vec<_> = cmd.get_envs().collect();
+        let file = envs
+            .iter()
+            .find(|(k, _)| *k == "PGPASSFILE")
+            .and_then(|(_, v)| *v)
+            .unwrap();
+        assert!(envs
+            .iter()
+            .any(|(k, v)| *k == "PGPASSWORD" && v.is_none()));
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let file = PathBuf::from(file);
+        drop(keep);
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn defaults_file_is_used_as_pgpassfile() {
+        let mut c = config();
+        c.defaults = Some("/home/backups/.pgpass".into());
+        let (cmd, keep) = PgsqlSource::new("pg", "PG", &c, None).command(&[]).unwrap();
+        assert!(keep.is_empty());
+        assert!(cmd.get_envs().any(|(k, v)| k == "PGPASSFILE"
+            && v == Some(std::ffi::OsStr::new("/home/backups/.pgpass"))));
+    }
+
+    #[test]
+    fn failing_pg_dump_fails_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-pg_dump");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho \"pass=$(cat \"$PGPASSFILE\")\"\necho 'pg_dump: error: connection to server failed' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = PgsqlSource::new("pg", "PG", &config(), Some(dir.path())).with_program(&fake);
+        let mut stream = s.open().unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).unwrap();
+        assert!(out.contains("pa\\:ss"), "{out}");
+        let e = stream.finish().unwrap_err().to_string();
+        assert!(e.contains("pg_dump exited with status 1"), "{e}");
+        assert!(e.contains("connection to server failed"), "{e}");
+    }
+}
