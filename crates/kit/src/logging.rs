@@ -8,7 +8,13 @@ use tracing_subscriber::{filter::EnvFilter, prelude::*};
 /// `RUST_LOG` still overrides both. With `journal` the lines go to journald with their fields;
 /// if journald is not reachable we fall back to stderr and say so, rather than log nothing.
 pub fn init(debug: bool, journal: bool) {
-    let default = if debug { "debug" } else { "info" };
+    init_level(if debug { "debug" } else { "info" }, journal);
+}
+
+/// Like [`init`] with an explicit default level (`warn`, `info`, `debug`, ...), for tools
+/// whose original is silent unless asked (a cron job mails whatever it prints, so `backup`
+/// logs only warnings unless `-v`/`-d`). `RUST_LOG` still overrides it.
+pub fn init_level(default: &str, journal: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     if journal {
         match tracing_journald::layer() {
