@@ -30,7 +30,7 @@ pub fn init_level(default: &str, journal: bool) {
     }
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(debug);
+        .with_target(default == "debug" || default == "trace");
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
