@@ -344,6 +344,16 @@ pub fn load_recipients(
     recipients: &[String],
     keyring: Option<&Path>,
 ) -> Result<RecipientKeys, CryptoError> {
+    load_recipients_with_gnupg_home(recipients, keyring, None)
+}
+
+/// [`load_recipients`] with an explicit gpg home directory for the `gpg --export` fallback
+/// (`None`: gpg's default, `$GNUPGHOME` or `~/.gnupg`).
+pub fn load_recipients_with_gnupg_home(
+    recipients: &[String],
+    keyring: Option<&Path>,
+    gnupg_home: Option<&Path>,
+) -> Result<RecipientKeys, CryptoError> {
     let ring = match keyring {
         Some(path) => Some(read_public_keys(path)?),
         None => None,
@@ -352,7 +362,7 @@ pub fn load_recipients(
     for recipient in recipients {
         let candidates = match &ring {
             Some(keys) => keys.clone(),
-            None => gpg_export(recipient)?,
+            None => gpg_export(recipient, gnupg_home)?,
         };
         let cert = candidates
             .into_iter()
@@ -378,8 +388,19 @@ pub fn load_recipients(
     Ok(RecipientKeys { certs })
 }
 
-fn gpg_export(recipient: &str) -> Result<Vec<SignedPublicKey>, CryptoError> {
-    let out = Command::new("gpg")
+fn gpg_command(gnupg_home: Option<&Path>) -> Command {
+    let mut cmd = Command::new("gpg");
+    if let Some(home) = gnupg_home {
+        cmd.env("GNUPGHOME", home);
+    }
+    cmd
+}
+
+fn gpg_export(
+    recipient: &str,
+    gnupg_home: Option<&Path>,
+) -> Result<Vec<SignedPublicKey>, CryptoError> {
+    let out = gpg_command(gnupg_home)
         .args(["--batch", "--no-tty", "--export", "--"])
         .arg(recipient)
         .stdin(Stdio::null())
@@ -440,7 +461,8 @@ pub enum Decryption {
     },
     /// Let the user's `gpg` (and its agent, pinentry, smartcard) decrypt: for objects
     /// encrypted to `recipients` whose secret key lives in the gpg keyring.
-    Gpg,
+    /// `gnupg_home` overrides `$GNUPGHOME`.
+    Gpg { gnupg_home: Option<PathBuf> },
 }
 
 /// Wraps the object stream for rPGP's parser, which wants `BufRead + Debug`.
@@ -492,8 +514,8 @@ pub fn decrypt<R: Read + Send + 'static>(
     input: R,
     how: &Decryption,
 ) -> Result<Box<dyn Read + Send>, CryptoError> {
-    if let Decryption::Gpg = how {
-        return Ok(Box::new(GpgDecrypt::start(input)?));
+    if let Decryption::Gpg { gnupg_home } = how {
+        return Ok(Box::new(GpgDecrypt::start(input, gnupg_home.as_deref())?));
     }
     let reader = ObjectReader(BufReader::with_capacity(READ_BUFFER, input));
     let (message, _) = Message::from_reader(reader).map_err(|e| CryptoError::Corrupt {
@@ -539,7 +561,7 @@ pub fn decrypt<R: Read + Send + 'static>(
                 })?
                 .0
         }
-        Decryption::Gpg => unreachable_gpg()?,
+        Decryption::Gpg { .. } => unreachable_gpg()?,
     };
     let mut message = message;
     while message.is_compressed() {
@@ -568,8 +590,11 @@ struct GpgDecrypt {
 }
 
 impl GpgDecrypt {
-    fn start<R: Read + Send + 'static>(mut input: R) -> Result<Self, CryptoError> {
-        let mut child = Command::new("gpg")
+    fn start<R: Read + Send + 'static>(
+        mut input: R,
+        gnupg_home: Option<&Path>,
+    ) -> Result<Self, CryptoError> {
+        let mut child = gpg_command(gnupg_home)
             .args(["--batch", "--no-tty", "--quiet", "--decrypt"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -666,5 +691,312 @@ impl Drop for GpgDecrypt {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A throw-away gpg home for tests that run the real `gpg`.
+#[cfg(test)]
+pub(crate) mod gpg_test {
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output, Stdio};
+
+    /// A temporary GNUPGHOME; its agent is stopped on drop.
+    pub(crate) struct GpgHome {
+        dir: tempfile::TempDir,
+    }
+
+    impl GpgHome {
+        /// `None` (after a loud SKIP) when gpg is missing, unless CUSTOS_REQUIRE_SERVICES=1.
+        pub(crate) fn new() -> Option<Self> {
+            let found = Command::new("gpg")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !found {
+                assert!(
+                    std::env::var("CUSTOS_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "gpg is required (CUSTOS_REQUIRE_SERVICES=1) but not installed"
+                );
+                eprintln!("SKIP: gpg not installed");
+                return None;
+            }
+            // Short path: the agent's socket lives in it.
+            let dir = tempfile::Builder::new()
+                .prefix("gpgh")
+                .tempdir_in("/tmp")
+                .expect("tempdir");
+            std::fs::set_permissions(
+                dir.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .expect("chmod");
+            Some(Self { dir })
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// Runs gpg in this home with `stdin` (passphrases go here, never in argv).
+        pub(crate) fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+            let mut child = Command::new("gpg")
+                .env("GNUPGHOME", self.path())
+                .args(["--batch", "--no-tty", "--quiet"])
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn gpg");
+            let mut input = child.stdin.take().expect("stdin");
+            let data = stdin.to_vec();
+            let feeder = std::thread::spawn(move || {
+                let _ = input.write_all(&data);
+            });
+            let out = child.wait_with_output().expect("gpg output");
+            let _ = feeder.join();
+            out
+        }
+
+        /// Like [`GpgHome::run`], asserting success.
+        pub(crate) fn ok(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+            let out = self.run(args, stdin);
+            assert!(
+                out.status.success(),
+                "gpg {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        }
+
+        /// Creates an unprotected key (ed25519 + cv25519, gpg's default) for `uid`.
+        pub(crate) fn generate_key(&self, uid: &str) {
+            self.ok(
+                &[
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase-fd",
+                    "0",
+                    "--quick-gen-key",
+                    uid,
+                    "default",
+                    "default",
+                    "never",
+                ],
+                b"\n",
+            );
+        }
+
+        /// Writes `data` to a file in the home and returns its path.
+        pub(crate) fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+            let p = self.path().join(name);
+            std::fs::write(&p, data).expect("write");
+            p
+        }
+    }
+
+    impl Drop for GpgHome {
+        fn drop(&mut self) {
+            let _ = Command::new("gpgconf")
+                .env("GNUPGHOME", self.path())
+                .args(["--kill", "all"])
+                .status();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gpg_test::GpgHome;
+    use super::*;
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| if i % 3000 < 1500 { b"abc\n"[i % 4] } else { (i * 7919 % 251) as u8 })
+            .collect()
+    }
+
+    fn encrypt_vec(how: &Encryption, zlib: bool, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encrypt(how, zlib, data, &mut out).expect("encrypt");
+        out
+    }
+
+    fn decrypt_vec(data: Vec<u8>, how: &Decryption) -> Result<Vec<u8>, String> {
+        let mut r = decrypt(io::Cursor::new(data), how).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn passphrase_debug_is_secret() {
+        let p = Passphrase::new("hunter2");
+        assert_eq!(format!("{p:?}"), "<secret>");
+        let e = Encryption::Passphrase(p);
+        assert!(!format!("{e:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn round_trip_and_wrong_passphrase() {
+        let data = sample(300_000);
+        let enc = encrypt_vec(&Encryption::Passphrase(Passphrase::new("right")), false, &data);
+        let back = decrypt_vec(enc.clone(), &Decryption::Passphrase(Passphrase::new("right")));
+        assert_eq!(back.expect("decrypts"), data);
+        let err = decrypt_vec(enc, &Decryption::Passphrase(Passphrase::new("wrong")))
+            .expect_err("wrong passphrase");
+        assert!(err.contains("wrong passphrase"), "{err}");
+        assert!(!err.contains("right") && !err.contains(": wrong"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_not_a_message() {
+        let err = decrypt_vec(b"plain text, no OpenPGP".to_vec(), &Decryption::Passphrase(
+            Passphrase::new("x"),
+        ))
+        .expect_err("garbage");
+        assert!(err.contains("not a valid OpenPGP message"), "{err}");
+    }
+
+    #[test]
+    fn tampered_ciphertext_fails_at_the_end() {
+        let data = sample(200_000);
+        let mut enc = encrypt_vec(&Encryption::Passphrase(Passphrase::new("p")), false, &data);
+        let mid = enc.len() / 2;
+        enc[mid] ^= 0x40;
+        let err = decrypt_vec(enc, &Decryption::Passphrase(Passphrase::new("p")))
+            .expect_err("tampered");
+        assert!(err.contains("corrupted"), "{err}");
+    }
+
+    #[test]
+    fn gpg_decrypts_our_symmetric_streams() {
+        let Some(gpg) = GpgHome::new() else { return };
+        let data = sample(2_500_000);
+        for zlib in [false, true] {
+            let enc = encrypt_vec(&Encryption::Passphrase(Passphrase::new("s3cret pass")), zlib, &data);
+            let f = gpg.file("obj.gpg", &enc);
+            let out = gpg.ok(
+                &[
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase-fd",
+                    "0",
+                    "--decrypt",
+                    f.to_str().expect("utf8"),
+                ],
+                b"s3cret pass\n",
+            );
+            assert!(out == data, "gpg output differs (zlib inside: {zlib})");
+        }
+    }
+
+    #[test]
+    fn we_decrypt_gpg_symmetric_and_recognise_a_wrong_passphrase() {
+        let Some(gpg) = GpgHome::new() else { return };
+        let data = sample(1_000_000);
+        let input = gpg.file("plain", &data);
+        // The original's command line: gpg --batch --yes -q --passphrase-fd 0 -c FILE
+        // (2.2 defaults: AES256, S2K SHA-1 iterated+salted, ZLIB inside).
+        let enc = gpg.ok(
+            &[
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase-fd",
+                "0",
+                "-c",
+                "-o",
+                "-",
+                input.to_str().expect("utf8"),
+            ],
+            b"orig pass\n",
+        );
+        let back = decrypt_vec(enc.clone(), &Decryption::Passphrase(Passphrase::new("orig pass")))
+            .expect("decrypt gpg -c");
+        assert!(back == data);
+        let err = decrypt_vec(enc, &Decryption::Passphrase(Passphrase::new("nope")))
+            .expect_err("wrong");
+        assert!(err.contains("wrong passphrase"), "{err}");
+    }
+
+    #[test]
+    fn recipients_from_gpg_keyring_and_keyring_file() {
+        let Some(gpg) = GpgHome::new() else { return };
+        gpg.generate_key("Backup Operator <ops@example.org>");
+        let data = sample(1_500_000);
+        // Via `gpg --export <recipient>` in that home.
+        let keys = load_recipients_with_gnupg_home(
+            &["ops@example.org".into()],
+            None,
+            Some(gpg.path()),
+        )
+        .expect("recipient from gpg");
+        let enc = encrypt_vec(&Encryption::Recipients(keys.clone()), false, &data);
+        let f = gpg.file("r.gpg", &enc);
+        let out = gpg.ok(&["--decrypt", f.to_str().expect("utf8")], b"");
+        assert!(out == data, "gpg could not decrypt the recipient stream");
+        // Via an armored keyring file, by fingerprint.
+        let fpr = keys.summary()[0].1.clone();
+        let armored = gpg.ok(&["--armor", "--export", &fpr], b"");
+        let ring = gpg.file("ring.asc", &armored);
+        let by_fpr = load_recipients(&[format!("0x{fpr}")], Some(&ring)).expect("by fingerprint");
+        assert_eq!(by_fpr.summary()[0].1, fpr);
+        let missing = load_recipients(&["nobody@example.org".into()], Some(&ring))
+            .expect_err("unknown recipient");
+        assert!(missing.to_string().contains("nobody@example.org"), "{missing}");
+        // Decrypt with the exported secret key (binary), and through gpg itself.
+        let secret = gpg.ok(&["--export-secret-keys", &fpr], b"");
+        let sec_path = gpg.file("sec.gpg", &secret);
+        let keys = load_secret_keys(&sec_path).expect("secret keys");
+        let back = decrypt_vec(
+            enc.clone(),
+            &Decryption::SecretKeys {
+                keys,
+                passphrase: None,
+            },
+        )
+        .expect("decrypt with secret key");
+        assert!(back == data);
+        let via_gpg = decrypt_vec(
+            enc,
+            &Decryption::Gpg {
+                gnupg_home: Some(gpg.path().to_path_buf()),
+            },
+        )
+        .expect("decrypt via gpg");
+        assert!(via_gpg == data);
+        // gpg's own recipient encryption, read back with the secret key file.
+        let plain = gpg.file("p", &data);
+        let theirs = gpg.ok(
+            &["--trust-model", "always", "-e", "-r", "ops@example.org", "-o", "-",
+              plain.to_str().expect("utf8")],
+            b"",
+        );
+        let back = decrypt_vec(
+            theirs,
+            &Decryption::SecretKeys {
+                keys: load_secret_keys(&sec_path).expect("keys"),
+                passphrase: None,
+            },
+        )
+        .expect("decrypt gpg -e");
+        assert!(back == data);
+    }
+
+    #[test]
+    fn gpg_decryption_failure_is_an_error_at_end_of_stream() {
+        let Some(gpg) = GpgHome::new() else { return };
+        let enc = encrypt_vec(&Encryption::Passphrase(Passphrase::new("x")), false, b"data");
+        // No passphrase available to gpg in batch mode: it must fail, loudly.
+        let err = decrypt_vec(
+            enc,
+            &Decryption::Gpg {
+                gnupg_home: Some(gpg.path().to_path_buf()),
+            },
+        )
+        .expect_err("gpg cannot decrypt");
+        assert!(err.contains("gpg --decrypt failed"), "{err}");
     }
 }

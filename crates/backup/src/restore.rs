@@ -1,0 +1,781 @@
+//! Getting backups back: `list`, `restore`, `verify`.
+//!
+//! Public API (the CLI in `main.rs` wires these to `backup list|restore|verify CONFIG`):
+//! - [`list`]`(&destinations, source_id)` -> [`Listing`]: every copy ([`Copy`]: source id,
+//!   timestamp, destination, size, sidecar present, [`Copy::age`]), newest first, plus the
+//!   destinations that could not be listed. Objects that are not ours are skipped.
+//! - [`restore`]`(&destinations, &RestoreOptions)` -> [`Restored`]: picks the copy (`at` a
+//!   timestamp or the newest; on `destination` or the first one that has it), then streams
+//!   open -> sha256 -> decrypt -> decompress -> untar into a directory (or writes the SQL dump
+//!   as `{dir}/{id}.sql`), or writes the payload to a writer (`--to -`: stdout).
+//! - [`verify`]`(&destinations, &source_ids, keys)` -> one [`VerifyReport`] per source and
+//!   destination: reads the newest copy end to end into a sink (tar payloads are walked entry by
+//!   entry) and compares the sha256 with the sidecar.
+//!
+//! Decoding is chosen from the object name's suffix chain ([`Encoding`]): `.gpg` needs a
+//! [`Decryption`]; `.zst` and `.gz` are decompressed; the original's `.tar.gpg` (gpg's zlib
+//! inside) and `.tar.gz` work as well as custos' `.tar.zst.gpg`.
+//!
+//! Untar keeps symlinks, hard links, sparse files (GNU format), permissions, mtimes (also of
+//! directories, set last), ownership when run as root, and names of any bytes; a member whose
+//! path leaves the target directory (`..`, through a symlink) stops the restore with
+//! [`RestoreError::UnsafePath`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::crypto::{self, CryptoError, Decryption};
+use crate::destination::{Destination, DestinationError};
+use crate::naming::{self, Compression, Encoding, ObjectName, Payload, RunStamp};
+
+const BUFFER: usize = 1 << 20;
+
+/// One stored copy of a source's backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    /// The destination's `id`.
+    pub destination: String,
+    /// The parsed object name (source id, timestamp, payload, encoding).
+    pub name: ObjectName,
+    /// Object size in bytes.
+    pub size: u64,
+    /// Whether `{object}.sha256` exists beside it.
+    pub has_sidecar: bool,
+}
+
+impl Copy {
+    /// Age of the copy, from its run timestamp to now (local time).
+    pub fn age(&self) -> chrono::TimeDelta {
+        self.name
+            .stamp
+            .age(chrono::Local::now().naive_local())
+    }
+}
+
+/// What [`list`] found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Newest first; for equal timestamps in destination order.
+    pub copies: Vec<Copy>,
+    /// Destinations that could not be listed (the others are still listed).
+    pub errors: Vec<DestinationError>,
+}
+
+/// Where a restore writes.
+pub enum RestoreTarget {
+    /// Untar into this directory (created if missing), or write `{id}.sql` into it.
+    Directory(PathBuf),
+    /// Write the payload (tar stream or SQL dump) to this writer, e.g. stdout for `--to -`.
+    Writer(Box<dyn Write>),
+}
+
+impl std::fmt::Debug for RestoreTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestoreTarget::Directory(p) => f.debug_tuple("Directory").field(p).finish(),
+            RestoreTarget::Writer(_) => f.write_str("Writer"),
+        }
+    }
+}
+
+/// What to restore and where.
+#[derive(Debug)]
+pub struct RestoreOptions {
+    /// The source `id`.
+    pub source_id: String,
+    /// A run timestamp; `None` for the newest copy.
+    pub at: Option<RunStamp>,
+    /// A destination `id`; `None` for the first destination (config order) that has the copy.
+    pub destination: Option<String>,
+    pub target: RestoreTarget,
+    /// Needed for `.gpg` objects: the source's passphrase, a secret key file, or gpg.
+    pub decryption: Option<Decryption>,
+}
+
+/// How the sha256 sidecar compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SidecarCheck {
+    /// The object's sha256 equals the sidecar's.
+    Match,
+    /// No sidecar beside the object (e.g. made by the original): nothing to compare.
+    Missing,
+}
+
+/// What [`restore`] did.
+#[derive(Debug)]
+pub struct Restored {
+    pub copy: Copy,
+    /// sha256 of the object as read.
+    pub sha256: String,
+    pub sidecar: SidecarCheck,
+    /// Payload bytes written (tar stream or dump size).
+    pub payload_bytes: u64,
+    /// Where it went: the directory, the dump file, or `None` for a writer.
+    pub written_to: Option<PathBuf>,
+}
+
+/// Result of verifying one source at one destination.
+#[derive(Debug)]
+pub struct VerifyReport {
+    pub source_id: String,
+    pub destination: String,
+    /// The copy checked (the newest at that destination), or the reason none could be.
+    pub result: Result<Verified, RestoreError>,
+}
+
+/// A copy that read back cleanly.
+#[derive(Debug)]
+pub struct Verified {
+    pub copy: Copy,
+    pub sha256: String,
+    pub sidecar: SidecarCheck,
+    pub payload_bytes: u64,
+    /// Entries in the archive (tar payloads), `None` for dumps.
+    pub members: Option<u64>,
+}
+
+/// Restore, list or verify failed; each variant names the object or path concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("no copy of source {source_id:?}{at} found{on}")]
+    NotFound {
+        source_id: String,
+        at: String,
+        on: String,
+    },
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+    #[error("{object}: the object is encrypted; give the source's passphrase or a secret key")]
+    NeedKey { object: String },
+    #[error("{object}: {source}")]
+    Crypto {
+        object: String,
+        #[source]
+        source: CryptoError,
+    },
+    #[error("{object}: corrupted or truncated: {message}")]
+    Corrupt { object: String, message: String },
+    #[error("{object}: sha256 {actual} does not match the sidecar's {expected}")]
+    ChecksumMismatch {
+        object: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{object}: member {member:?} would be written outside {target}; refusing")]
+    UnsafePath {
+        object: String,
+        member: String,
+        target: PathBuf,
+    },
+    #[error("{object}: writing {path}: {source}")]
+    Write {
+        object: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Lists the copies of `source_id` (all sources when `None`) on every destination.
+pub fn list(destinations: &[&dyn Destination], source_id: Option<&str>) -> Listing {
+    let prefix = source_id.map(|s| format!("{s}/")).unwrap_or_default();
+    let mut listing = Listing::default();
+    for d in destinations {
+        let objects = match d.list(&prefix) {
+            Ok(o) => o,
+            Err(e) => {
+                listing.errors.push(e);
+                continue;
+            }
+        };
+        let names: std::collections::HashSet<&str> =
+            objects.iter().map(|o| o.name.as_str()).collect();
+        for o in &objects {
+            let Some(name) = ObjectName::parse(&o.name) else {
+                continue;
+            };
+            let has_sidecar = names.contains(naming::sidecar_name(&o.name).as_str());
+            listing.copies.push(Copy {
+                destination: d.id().to_string(),
+                name,
+                size: o.size,
+                has_sidecar,
+            });
+        }
+    }
+    // Source id, newest first, then destination order as given.
+    let order_of = |id: &str| destinations.iter().position(|d| d.id() == id);
+    listing.copies.sort_by(|a, b| {
+        a.name
+            .source_id
+            .cmp(&b.name.source_id)
+            .then(b.name.stamp.cmp(&a.name.stamp))
+            .then(order_of(&a.destination).cmp(&order_of(&b.destination)))
+    });
+    listing
+}
+
+/// Chooses the copy: `at` or newest, on `destination` or the first (in order) that has it.
+fn choose(
+    destinations: &[&dyn Destination],
+    source_id: &str,
+    at: Option<RunStamp>,
+    destination: Option<&str>,
+) -> Result<Copy, RestoreError> {
+    let chosen: Vec<&dyn Destination> = destinations
+        .iter()
+        .copied()
+        .filter(|d| destination.is_none_or(|want| d.id() == want))
+        .collect();
+    let not_found = |extra: String| RestoreError::NotFound {
+        source_id: source_id.to_string(),
+        at: at.map(|t| format!(" at {t}")).unwrap_or_default(),
+        on: match destination {
+            Some(d) => format!(" on destination {d:?}{extra}"),
+            None => extra,
+        },
+    };
+    if chosen.is_empty() {
+        return Err(not_found(" (no such destination in the config)".into()));
+    }
+    let listing = list(&chosen, Some(source_id));
+    let copy = listing
+        .copies
+        .into_iter()
+        .find(|c| c.name.source_id == source_id && at.is_none_or(|t| c.name.stamp == t));
+    match copy {
+        Some(c) => Ok(c),
+        None => match listing.errors.into_iter().next() {
+            // A destination could not be listed: that is the more useful error.
+            Some(e) if chosen.len() == 1 => Err(RestoreError::Destination(e)),
+            Some(e) => Err(not_found(format!(" (and a destination failed: {e})"))),
+            None => Err(not_found(String::new())),
+        },
+    }
+}
+
+fn find_destination<'a>(
+    destinations: &[&'a dyn Destination],
+    id: &str,
+) -> Option<&'a dyn Destination> {
+    destinations.iter().copied().find(|d| d.id() == id)
+}
+
+/// Restores one copy; see the module docs.
+pub fn restore(
+    destinations: &[&dyn Destination],
+    opts: RestoreOptions,
+) -> Result<Restored, RestoreError> {
+    let copy = choose(
+        destinations,
+        &opts.source_id,
+        opts.at,
+        opts.destination.as_deref(),
+    )?;
+    let dest = find_destination(destinations, &copy.destination).ok_or_else(|| {
+        RestoreError::NotFound {
+            source_id: opts.source_id.clone(),
+            at: String::new(),
+            on: String::new(),
+        }
+    })?;
+    let object = copy.name.path();
+    let expected = read_sidecar(dest, &copy)?;
+    let mut decoded = open_decoded(dest, &copy, opts.decryption.as_ref())?;
+    let (payload_bytes, written_to) = match opts.target {
+        RestoreTarget::Writer(mut w) => {
+            let n = copy_payload(&mut decoded, &mut w, &object, Path::new("-"))?;
+            w.flush().map_err(|e| RestoreError::Write {
+                object: object.clone(),
+                path: "-".into(),
+                source: e,
+            })?;
+            (n, None)
+        }
+        RestoreTarget::Directory(dir) => {
+            fs::create_dir_all(&dir).map_err(|e| RestoreError::Write {
+                object: object.clone(),
+                path: dir.clone(),
+                source: e,
+            })?;
+            match copy.name.payload {
+                Payload::Tar => {
+                    let n = untar(&mut decoded, &dir, &object)?;
+                    (n, Some(dir))
+                }
+                Payload::Sql => {
+                    let path = dir.join(format!(
+                        "{}.{}",
+                        copy.name.source_id,
+                        copy.name.payload.as_str()
+                    ));
+                    let n = write_file(&mut decoded, &path, &object)?;
+                    (n, Some(path))
+                }
+            }
+        }
+    };
+    let (sha256, sidecar) = decoded.finish(expected.as_deref())?;
+    Ok(Restored {
+        copy,
+        sha256,
+        sidecar,
+        payload_bytes,
+        written_to,
+    })
+}
+
+/// Verifies the newest copy of each source on each destination.
+///
+/// `keys` gives the decryption for a source id (its passphrase from the config, or a secret
+/// key); `None` for a source whose objects are not encrypted. A destination without any copy of
+/// a source gets a [`RestoreError::NotFound`] report.
+pub fn verify(
+    destinations: &[&dyn Destination],
+    source_ids: &[String],
+    keys: &dyn Fn(&str) -> Option<Decryption>,
+) -> Vec<VerifyReport> {
+    let mut reports = Vec::new();
+    for source_id in source_ids {
+        for d in destinations {
+            let result = verify_one(*d, source_id, keys);
+            reports.push(VerifyReport {
+                source_id: source_id.clone(),
+                destination: d.id().to_string(),
+                result,
+            });
+        }
+    }
+    reports
+}
+
+fn verify_one(
+    d: &dyn Destination,
+    source_id: &str,
+    keys: &dyn Fn(&str) -> Option<Decryption>,
+) -> Result<Verified, RestoreError> {
+    let copy = choose(&[d], source_id, None, Some(d.id()))?;
+    let object = copy.name.path();
+    let expected = read_sidecar(d, &copy)?;
+    let decryption = keys(source_id);
+    let mut decoded = open_decoded(d, &copy, decryption.as_ref())?;
+    let (payload_bytes, members) = match copy.name.payload {
+        Payload::Tar => {
+            let (bytes, members) = walk_tar(&mut decoded, &object)?;
+            (bytes, Some(members))
+        }
+        Payload::Sql => (
+            copy_payload(&mut decoded, &mut io::sink(), &object, Path::new("/dev/null"))?,
+            None,
+        ),
+    };
+    let (sha256, sidecar) = decoded.finish(expected.as_deref())?;
+    Ok(Verified {
+        copy,
+        sha256,
+        sidecar,
+        payload_bytes,
+        members,
+    })
+}
+
+/// The sidecar's digest, `None` when there is no sidecar.
+fn read_sidecar(d: &dyn Destination, copy: &Copy) -> Result<Option<String>, RestoreError> {
+    if !copy.has_sidecar {
+        return Ok(None);
+    }
+    let name = copy.name.sidecar();
+    let mut body = String::new();
+    d.open(&name)?
+        .take(4096)
+        .read_to_string(&mut body)
+        .map_err(|e| DestinationError::Io {
+            destination: d.id().to_string(),
+            op: "read",
+            object: name.clone(),
+            source: e,
+        })?;
+    naming::parse_sidecar(&body)
+        .map(Some)
+        .ok_or_else(|| RestoreError::Corrupt {
+            object: name,
+            message: "the sidecar is not in sha256sum format".into(),
+        })
+}
+
+/// Shared between the raw object reader (hashing) and the decoded stream's owner.
+#[derive(Default)]
+struct ReadState {
+    hasher: Sha256,
+    bytes: u64,
+    /// First error reading the object itself (as opposed to decoding it).
+    error: Option<String>,
+}
+
+struct HashingReader {
+    inner: Box<dyn Read + Send>,
+    state: Arc<Mutex<ReadState>>,
+}
+
+impl Read for HashingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        if let Ok(mut st) = self.state.lock() {
+            match &r {
+                Ok(n) => {
+                    st.hasher.update(&buf[..*n]);
+                    st.bytes += *n as u64;
+                }
+                Err(e) if st.error.is_none() => st.error = Some(e.to_string()),
+                Err(_) => {}
+            }
+        }
+        r
+    }
+}
+
+/// The decoded payload of one object, plus what is needed to check it at the end.
+struct Decoded {
+    reader: Box<dyn Read + Send>,
+    state: Arc<Mutex<ReadState>>,
+    object: String,
+    size: u64,
+    /// First decode error seen by a caller (tar hides our reader's errors in its own).
+    decode_error: Option<String>,
+}
+
+impl Read for Decoded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.reader.read(buf);
+        if let Err(e) = &r {
+            if self.decode_error.is_none() {
+                self.decode_error = Some(e.to_string());
+            }
+        }
+        r
+    }
+}
+
+impl Decoded {
+    /// Error for a failure while reading the payload: a decode error if one was seen.
+    fn read_failure(&self, fallback: &io::Error) -> RestoreError {
+        let object_error = self.state.lock().ok().and_then(|s| s.error.clone());
+        let message = object_error
+            .map(|e| format!("reading the object failed: {e}"))
+            .or_else(|| self.decode_error.clone())
+            .unwrap_or_else(|| fallback.to_string());
+        RestoreError::Corrupt {
+            object: self.object.clone(),
+            message,
+        }
+    }
+
+    /// Reads what is left (trailing padding, the MDC), then compares with the sidecar.
+    fn finish(mut self, expected: Option<&str>) -> Result<(String, SidecarCheck), RestoreError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.read_failure(&e)),
+            }
+        }
+        drop(self.reader);
+        let state = Arc::try_unwrap(self.state)
+            .ok()
+            .and_then(|m| m.into_inner().ok())
+            .unwrap_or_default();
+        let actual = hex::encode(state.hasher.finalize());
+        match expected {
+            None => Ok((actual, SidecarCheck::Missing)),
+            Some(exp) if exp == actual => Ok((actual, SidecarCheck::Match)),
+            Some(exp) => Err(RestoreError::ChecksumMismatch {
+                object: self.object,
+                expected: exp.to_string(),
+                actual: if state.bytes == self.size {
+                    actual
+                } else {
+                    format!("{actual} (over {} of {} bytes)", state.bytes, self.size)
+                },
+            }),
+        }
+    }
+}
+
+/// open -> hash -> decrypt -> decompress, as the object's suffixes say.
+fn open_decoded(
+    d: &dyn Destination,
+    copy: &Copy,
+    decryption: Option<&Decryption>,
+) -> Result<Decoded, RestoreError> {
+    let object = copy.name.path();
+    let raw = d.open(&object)?;
+    let state = Arc::new(Mutex::new(ReadState::default()));
+    let mut reader: Box<dyn Read + Send> = Box::new(io::BufReader::with_capacity(
+        BUFFER,
+        HashingReader {
+            inner: raw,
+            state: state.clone(),
+        },
+    ));
+    let Encoding {
+        compression,
+        encrypted,
+    } = copy.name.encoding;
+    if encrypted {
+        let Some(how) = decryption else {
+            return Err(RestoreError::NeedKey { object });
+        };
+        reader = crypto::decrypt(reader, how).map_err(|source| RestoreError::Crypto {
+            object: object.clone(),
+            source,
+        })?;
+    }
+    reader = match compression {
+        Compression::Zstd => {
+            Box::new(
+                zstd::stream::read::Decoder::new(reader).map_err(|e| RestoreError::Corrupt {
+                    object: object.clone(),
+                    message: e.to_string(),
+                })?,
+            )
+        }
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Compression::None => reader,
+    };
+    Ok(Decoded {
+        reader,
+        state,
+        object,
+        size: copy.size,
+        decode_error: None,
+    })
+}
+
+fn copy_payload(
+    decoded: &mut Decoded,
+    out: &mut dyn Write,
+    object: &str,
+    path: &Path,
+) -> Result<u64, RestoreError> {
+    let mut buf = vec![0u8; BUFFER];
+    let mut total = 0u64;
+    loop {
+        let n = match decoded.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(decoded.read_failure(&e)),
+        };
+        out.write_all(&buf[..n])
+            .map_err(|e| RestoreError::Write {
+                object: object.to_string(),
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        total += n as u64;
+    }
+}
+
+/// Writes a dump file; refuses to overwrite an existing one.
+fn write_file(decoded: &mut Decoded, path: &Path, object: &str) -> Result<u64, RestoreError> {
+    let werr = |e: io::Error| RestoreError::Write {
+        object: object.to_string(),
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(werr)?;
+    let n = match copy_payload(decoded, &mut file, object, path) {
+        Ok(n) => n,
+        Err(e) => {
+            drop(file);
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
+    };
+    file.sync_all().map_err(werr)?;
+    Ok(n)
+}
+
+/// Counts bytes read through it (the tar stream size).
+struct Counting<'a, R> {
+    inner: &'a mut R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Unpacks a tar stream into `dir`; returns the tar stream's size.
+fn untar(decoded: &mut Decoded, dir: &Path, object: &str) -> Result<u64, RestoreError> {
+    let mut counting = Counting {
+        inner: decoded,
+        n: 0,
+    };
+    // Directory metadata is applied last, deepest first: a read-only directory must not
+    // stop its own contents from being written, and writing contents changes its mtime.
+    let mut dirs: Vec<(PathBuf, u32, Option<u64>)> = Vec::new();
+    let result = (|| -> Result<(), (Option<String>, RestoreError)> {
+        let mut archive = tar::Archive::new(&mut counting);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_mtime(true);
+        archive.set_overwrite(true);
+        archive.set_unpack_xattrs(false);
+        archive.set_preserve_ownerships(rustix::process::geteuid().is_root());
+        let entries = archive.entries().map_err(|e| (None, unpack_error(object, dir, e)))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| (None, unpack_error(object, dir, e)))?;
+            let member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let is_dir = entry.header().entry_type().is_dir();
+            let mode = entry.header().mode().unwrap_or(0o755);
+            let mtime = entry.header().mtime().ok();
+            if is_dir {
+                entry.set_preserve_permissions(false);
+                entry.set_preserve_mtime(false);
+            }
+            match entry.unpack_in(dir) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err((
+                        None,
+                        RestoreError::UnsafePath {
+                            object: object.to_string(),
+                            member,
+                            target: dir.to_path_buf(),
+                        },
+                    ))
+                }
+                Err(e) => return Err((Some(member), unpack_error(object, dir, e))),
+            }
+            if is_dir {
+                if let Some(path) = member_path(dir, &entry.path_bytes()) {
+                    dirs.push((path, mode, mtime));
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err((member, e)) = result {
+        // Prefer the decode error (corruption) over tar's wrapped version of it.
+        let decode = counting.inner.decode_error.clone();
+        let object_err = counting
+            .inner
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.error.clone());
+        if let Some(msg) = object_err
+            .map(|m| format!("reading the object failed: {m}"))
+            .or(decode)
+        {
+            return Err(RestoreError::Corrupt {
+                object: object.to_string(),
+                message: msg,
+            });
+        }
+        return Err(match (member, e) {
+            (Some(m), RestoreError::Write { object, path, source })
+                if source.to_string().contains("outside of") =>
+            {
+                let _ = path;
+                RestoreError::UnsafePath {
+                    object,
+                    member: m,
+                    target: dir.to_path_buf(),
+                }
+            }
+            (_, e) => e,
+        });
+    }
+    dirs.sort_by(|a, b| b.0.cmp(&a.0));
+    for (path, mode, mtime) in dirs {
+        let werr = |e: io::Error| RestoreError::Write {
+            object: object.to_string(),
+            path: path.clone(),
+            source: e,
+        };
+        if let Some(secs) = mtime {
+            let f = File::open(&path).map_err(werr)?;
+            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+                .map_err(werr)?;
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777)).map_err(werr)?;
+    }
+    Ok(counting.n)
+}
+
+fn unpack_error(object: &str, dir: &Path, e: io::Error) -> RestoreError {
+    RestoreError::Write {
+        object: object.to_string(),
+        path: dir.to_path_buf(),
+        source: e,
+    }
+}
+
+/// The on-disk path of a member, as `unpack_in` computes it (`.`, `/` dropped).
+fn member_path(dir: &Path, member: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let rel = Path::new(std::ffi::OsStr::from_bytes(member));
+    let mut out = dir.to_path_buf();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => return None,
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// Reads a tar stream entry by entry without writing anything; returns (bytes, members).
+fn walk_tar(decoded: &mut Decoded, object: &str) -> Result<(u64, u64), RestoreError> {
+    let mut counting = Counting {
+        inner: decoded,
+        n: 0,
+    };
+    let mut members = 0u64;
+    let result = (|| -> io::Result<()> {
+        let mut archive = tar::Archive::new(&mut counting);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            io::copy(&mut entry, &mut io::sink())?;
+            members += 1;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok((counting.n, members)),
+        Err(e) => {
+            let err = counting.inner.read_failure(&e);
+            Err(match err {
+                RestoreError::Corrupt { object: o, message } if message == e.to_string() => {
+                    RestoreError::Corrupt {
+                        object: o,
+                        message: format!("not a valid tar archive: {message}"),
+                    }
+                }
+                other => {
+                    let _ = object;
+                    other
+                }
+            })
+        }
+    }
+}
