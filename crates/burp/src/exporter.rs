@@ -153,6 +153,15 @@ impl Poller {
     }
 
     fn finish(&mut self, t0: Instant, up: bool, store: &Snapshots) {
+        if up && !self.snap.up {
+            tracing::info!(
+                server = %self.snap.server,
+                clients = self.snap.clients.len(),
+                "burp status port answers (poll {} took {:?})",
+                self.snap.polls,
+                t0.elapsed()
+            );
+        }
         self.snap.up = up;
         if up {
             self.snap.last_error = None;
@@ -834,6 +843,43 @@ mod tests {
         p.poll(&mut src, &store).await;
         assert_eq!(src.asked, ["c:"]);
         assert!(store.get("s").unwrap().up);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_metrics_and_probe() {
+        let store = Arc::new(Snapshots::new(["one", "two"]));
+        let mut p = Poller::new("one", Duration::from_secs(30));
+        p.poll(&mut Replay::idle(), &store).await;
+        let mut p = Poller::new("two", Duration::from_secs(30));
+        let mut running = Replay::idle();
+        running.replies.insert("c:".into(), data("running_c.json"));
+        p.poll(&mut running, &store).await;
+
+        let app = router(Arc::clone(&store));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let get = |path: &'static str| {
+            tokio::task::spawn_blocking(move || {
+                custos_kit::testing::http_get(addr, path, None).unwrap()
+            })
+        };
+        let all = get("/metrics").await.unwrap();
+        assert_eq!(all.status, 200);
+        assert!(all.body.contains("burp_up{server=\"one\"} 1"));
+        assert!(all.body.contains("burp_up{server=\"two\"} 1"));
+        let two = get("/probe?server%5B%5D=two").await.unwrap();
+        assert_eq!(two.status, 200);
+        assert!(two.body.contains("burp_client_child_phase{server=\"two\""));
+        assert!(!two.body.contains("server=\"one\""), "{}", two.body);
+        let plain = get("/probe?server=one&server=two").await.unwrap();
+        assert!(plain.body.contains("server=\"one\"") && plain.body.contains("server=\"two\""));
+        let none = get("/probe?server[]=three").await.unwrap();
+        assert_eq!(none.status, 404);
+        assert!(none.body.contains("configured: one, two"), "{}", none.body);
+        let landing = get("/").await.unwrap();
+        assert!(landing.body.contains("/probe?server[]=two"));
+        server.abort();
     }
 
     #[test]
