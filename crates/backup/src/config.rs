@@ -534,7 +534,10 @@ fn parse_source(
         }
     };
     Ok(SourceConfig {
-        name: c.name.filter(|n| !n.is_empty()).unwrap_or_else(|| c.id.clone()),
+        name: c
+            .name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| c.id.clone()),
         id: c.id,
         kind: c.kind,
         passphrase: c.passphrase,
@@ -582,7 +585,13 @@ fn parse_notification(
     };
     let kind = match map.get("type") {
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(parse_error(file, &format!("{at}.type"), "expected a string")),
+        Some(_) => {
+            return Err(parse_error(
+                file,
+                &format!("{at}.type"),
+                "expected a string",
+            ))
+        }
         None => return Err(parse_error(file, at, "missing field `type`")),
     };
     if !LATER_NOTIFICATIONS.contains(&kind.as_str()) {
@@ -614,13 +623,11 @@ fn parse_error(file: &Path, key: &str, message: impl Into<String>) -> ConfigErro
     }
 }
 
+/// The keys an entry shares with every entry of its kind, and the keys of its type.
+type Parts = (Map<String, Value>, Map<String, Value>);
+
 /// Splits an entry into the keys all entries share and the keys of its type.
-fn split(
-    file: &Path,
-    at: &str,
-    value: Value,
-    common_keys: &[&str],
-) -> Result<(Map<String, Value>, Map<String, Value>), ConfigError> {
+fn split(file: &Path, at: &str, value: Value, common_keys: &[&str]) -> Result<Parts, ConfigError> {
     let Value::Object(map) = value else {
         return Err(parse_error(file, at, "expected an object"));
     };

@@ -237,12 +237,7 @@ mod tests {
 
     #[test]
     fn both_rules_remove_the_union() {
-        let c = vec![
-            copy(0, true),
-            copy(1, true),
-            copy(2, true),
-            copy(40, true),
-        ];
+        let c = vec![copy(0, true), copy(1, true), copy(2, true), copy(40, true)];
         // copies=3 removes ts-040; days=1 removes ts-002 and ts-040.
         let p = RetentionPolicy { copies: 3, days: 1 };
         assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-002", "ts-040"]);
@@ -378,15 +373,24 @@ mod tests {
         expected.sort();
         assert_eq!(removed, expected);
         assert_eq!(applied.retained_good, 1);
-        assert!(root.join(format!("db/{}/db.sql.zst.gpg.sha256", stamps[1])).exists());
-        assert!(root.join(format!("db/{}/db.sql.zst.gpg", stamps[0])).exists());
-        assert!(!root.join(format!("db/{}", stamps[3])).exists(), "folder left behind");
+        assert!(root
+            .join(format!("db/{}/db.sql.zst.gpg.sha256", stamps[1]))
+            .exists());
+        assert!(root
+            .join(format!("db/{}/db.sql.zst.gpg", stamps[0]))
+            .exists());
+        assert!(
+            !root.join(format!("db/{}", stamps[3])).exists(),
+            "folder left behind"
+        );
 
         // days=5 would remove the only good copy left (10 days old): it stays.
         let policy = RetentionPolicy { copies: 0, days: 5 };
         let applied = apply(&dest, "db", &policy, SystemTime::now()).unwrap();
         assert!(applied.removed.is_empty(), "{applied:?}");
-        assert!(root.join(format!("db/{}/db.sql.zst.gpg", stamps[1])).exists());
+        assert!(root
+            .join(format!("db/{}/db.sql.zst.gpg", stamps[1]))
+            .exists());
     }
 
     #[test]

@@ -13,7 +13,7 @@ fn parse_ok(text: &str) -> JobConfig {
 fn parse_err(text: &str) -> ConfigError {
     match parse(Path::new("/etc/backups/job.json"), text) {
         Err(e) => e,
-        Ok(job) => job.validate().err().expect("expected an error"),
+        Ok(job) => job.validate().expect_err("expected an error"),
     }
 }
 
@@ -74,13 +74,7 @@ fn root_object_with_trailing_comma_parses_and_reports_the_line() {
     assert_eq!(s.compression, Compression::Zstd);
     assert_eq!(s.layout, Layout::Custos);
     let d = &job.destinations[0];
-    assert_eq!(
-        d.retention,
-        RetentionPolicy {
-            copies: 7,
-            days: 0
-        }
-    );
+    assert_eq!(d.retention, RetentionPolicy { copies: 7, days: 0 });
     let DestinationSpec::Local(l) = &d.spec else {
         panic!()
     };
@@ -245,7 +239,10 @@ fn mysql_several_databases_options_noevents_defaults_port() {
     assert_eq!(a.options, ["--single-transaction", "--skip-triggers"]);
     assert_eq!(a.dbport, Some(3307));
     assert_eq!(a.dbuser, None);
-    assert_eq!(a.defaults.as_deref(), Some(Path::new("/home/backups/.my.cnf")));
+    assert_eq!(
+        a.defaults.as_deref(),
+        Some(Path::new("/home/backups/.my.cnf"))
+    );
     let b = m(1);
     assert_eq!(b.dbname, ["x", "y"]);
     assert!(!b.noevents);
@@ -326,7 +323,10 @@ fn unknown_type_is_a_config_error_listing_known_types() {
     );
     assert_eq!(e.key(), Some("sources[0].type"), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("\"folders\"") && msg.contains("folder, folder-ssh"), "{msg}");
+    assert!(
+        msg.contains("\"folders\"") && msg.contains("folder, folder-ssh"),
+        "{msg}"
+    );
 }
 
 /// Shapes of the README's other handlers: they parse, whatever their keys, and wait for the
@@ -436,7 +436,10 @@ fn custos_options_inherit_from_root_and_sources_override() {
         (a.compression, a.compression_level, a.layout),
         (Compression::Gzip, Some(6), Layout::Original)
     );
-    assert_eq!(a.keyring.as_deref(), Some(Path::new("/etc/backups/keys.asc")));
+    assert_eq!(
+        a.keyring.as_deref(),
+        Some(Path::new("/etc/backups/keys.asc"))
+    );
     assert_eq!(
         a.protection(),
         Some(Protection::Recipients(&["ops@example.org".to_owned()]))
@@ -496,7 +499,9 @@ fn validate_rejects_duplicates_bad_ids_and_missing_protection() {
             "must not be empty",
         ),
         (
-            format!(r#"{{"sources": [{{"id": "a", "type": "folder", "path": "/a"}}], {ONE_DEST}}}"#),
+            format!(
+                r#"{{"sources": [{{"id": "a", "type": "folder", "path": "/a"}}], {ONE_DEST}}}"#
+            ),
             "sources[0].passphrase",
             "compress_only",
         ),

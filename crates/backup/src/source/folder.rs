@@ -238,7 +238,11 @@ mod tests {
         ];
         for (path, dir, member) in cases {
             let (d, m) = split_member(Path::new(path));
-            assert_eq!((d.to_str().unwrap(), m.to_str().unwrap()), (dir, member), "{path}");
+            assert_eq!(
+                (d.to_str().unwrap(), m.to_str().unwrap()),
+                (dir, member),
+                "{path}"
+            );
         }
     }
 
@@ -293,7 +297,10 @@ mod tests {
         let src = source(Path::new("/nonexistent/custos-test-folder"), &[]);
         let e = src.open().err().unwrap();
         assert!(matches!(e, SourceError::Unavailable(_)), "{e}");
-        assert!(e.to_string().contains("/nonexistent/custos-test-folder"), "{e}");
+        assert!(
+            e.to_string().contains("/nonexistent/custos-test-folder"),
+            "{e}"
+        );
         assert!(src.check().is_err());
     }
 
@@ -314,11 +321,8 @@ mod tests {
         std::fs::create_dir(&data).unwrap();
         let secret = data.join("secret");
         std::fs::write(&secret, "x").unwrap();
-        std::fs::set_permissions(
-            &secret,
-            std::os::unix::fs::PermissionsExt::from_mode(0o000),
-        )
-        .unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+            .unwrap();
         let mut s = source(&data, &[]).open().unwrap();
         std::io::copy(&mut s, &mut std::io::sink()).unwrap();
         let e = s.finish().unwrap_err().to_string();

@@ -207,7 +207,12 @@ impl Source for MysqlSource {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "mysqldump".to_owned());
-        Ok(Box::new(ChildStream::spawn(&what, cmd, dump_verdict, keep)?))
+        Ok(Box::new(ChildStream::spawn(
+            &what,
+            cmd,
+            dump_verdict,
+            keep,
+        )?))
     }
 }
 

@@ -123,10 +123,8 @@ impl Source for PgsqlSource {
 
     /// Connects and dumps the schema of no table: proves credentials and database access.
     fn check(&self) -> Result<(), SourceError> {
-        let (mut cmd, _keep) = self.command(&[
-            "--schema-only",
-            "--table=custos_dry_run_matches_no_table",
-        ])?;
+        let (mut cmd, _keep) =
+            self.command(&["--schema-only", "--table=custos_dry_run_matches_no_table"])?;
         let out = cmd.output().map_err(|e| {
             SourceError::Unavailable(format!(
                 "cannot run {}: {e}",
@@ -208,9 +206,7 @@ mod tests {
             .find(|(k, _)| *k == "PGPASSFILE")
             .and_then(|(_, v)| *v)
             .unwrap();
-        assert!(envs
-            .iter()
-            .any(|(k, v)| *k == "PGPASSWORD" && v.is_none()));
+        assert!(envs.iter().any(|(k, v)| *k == "PGPASSWORD" && v.is_none()));
         let mode = std::fs::metadata(file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let file = PathBuf::from(file);
@@ -224,8 +220,10 @@ mod tests {
         c.defaults = Some("/home/backups/.pgpass".into());
         let (cmd, keep) = PgsqlSource::new("pg", "PG", &c, None).command(&[]).unwrap();
         assert!(keep.is_empty());
-        assert!(cmd.get_envs().any(|(k, v)| k == "PGPASSFILE"
-            && v == Some(std::ffi::OsStr::new("/home/backups/.pgpass"))));
+        assert!(cmd
+            .get_envs()
+            .any(|(k, v)| k == "PGPASSFILE"
+                && v == Some(std::ffi::OsStr::new("/home/backups/.pgpass"))));
     }
 
     #[test]

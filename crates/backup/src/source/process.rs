@@ -7,8 +7,8 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::path::Path;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
@@ -344,7 +344,8 @@ mod tests {
 
     #[test]
     fn long_stderr_is_cut_to_the_tail() {
-        let script = "i=0; while [ $i -lt 2000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; exit 2";
+        let script =
+            "i=0; while [ $i -lt 2000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; exit 2";
         let s = Box::new(ChildStream::spawn("sh", sh(script), strict, vec![]).unwrap());
         let err = s.finish().unwrap_err().to_string();
         assert!(err.contains("line 1999"), "{err}");

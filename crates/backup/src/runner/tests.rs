@@ -1,0 +1,444 @@
+//! Runner tests against real folders, GNU tar and the local destination.
+
+use super::*;
+use crate::config::parse;
+use crate::destination::{DestinationError, ObjectInfo, ObjectWriter};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    store: PathBuf,
+    root: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let data = root.join("accounts");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(data.join("sub/b.txt"), "beta\n").unwrap();
+    let store = root.join("store");
+    std::fs::create_dir(&store).unwrap();
+    Fixture {
+        _dir: dir,
+        data,
+        store,
+        root,
+    }
+}
+
+fn job(text: &str) -> JobConfig {
+    let j = parse(Path::new("job.json"), text).unwrap_or_else(|e| panic!("{e}"));
+    j.validate().unwrap_or_else(|e| panic!("{e}"));
+    j
+}
+
+fn run_job(text: &str) -> Report {
+    run(&job(text), &Options::default())
+}
+
+/// Decrypts (passphrase), decompresses (zstd) and lists a stored tar object.
+fn tar_members(object: &Path, passphrase: &str) -> Vec<(String, Vec<u8>)> {
+    let file = std::fs::File::open(object).unwrap();
+    let plain = crypto::decrypt(
+        file,
+        &crypto::Decryption::Passphrase(crypto::Passphrase::new(passphrase)),
+    )
+    .unwrap();
+    let tar = zstd::stream::read::Decoder::new(plain).unwrap();
+    let mut archive = tar::Archive::new(tar);
+    let mut out = Vec::new();
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).unwrap();
+        out.push((name, body));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn folder_to_local_stores_an_encrypted_object_with_its_sidecar() {
+    let f = fixture();
+    let report = run_job(&format!(
+        r#"{{"sources": [{{"id": "accounts", "type": "folder", "path": "{}",
+            "passphrase": "correct horse"}}],
+          "destinations": [{{"id": "disk", "type": "local", "path": "{}"}}]}}"#,
+        f.data.display(),
+        f.store.display()
+    ));
+    assert!(report.success(), "{}", report.table());
+    assert_eq!(report.exit_code(), 0);
+    let row = &report.rows[0];
+    let object = row.object.clone().unwrap();
+    assert_eq!(
+        object,
+        format!("accounts/{}/accounts.tar.zst.gpg", report.stamp)
+    );
+    let path = f.store.join(&object);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        row.stored_bytes.unwrap()
+    );
+    let sidecar = std::fs::read_to_string(f.store.join(format!("{object}.sha256"))).unwrap();
+    assert!(sidecar.ends_with("  accounts.tar.zst.gpg\n"), "{sidecar}");
+    let members = tar_members(&path, "correct horse");
+    let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "./accounts/",
+            "./accounts/a.txt",
+            "./accounts/sub/",
+            "./accounts/sub/b.txt"
+        ]
+    );
+    assert_eq!(members[1].1, b"alpha\n");
+}
+
+#[test]
+fn a_failing_source_does_not_stop_the_next_and_the_run_fails() {
+    let f = fixture();
+    let report = run_job(&format!(
+        r#"{{"sources": [
+            {{"id": "gone", "type": "folder", "path": "{0}/missing", "passphrase": "p"}},
+            {{"id": "accounts", "type": "folder", "path": "{1}", "passphrase": "p"}}],
+          "destinations": [{{"id": "disk", "type": "local", "path": "{2}"}}]}}"#,
+        f.root.display(),
+        f.data.display(),
+        f.store.display()
+    ));
+    assert_eq!(report.exit_code(), 1);
+    let gone = &report.rows[0];
+    assert_eq!(
+        (gone.source.as_str(), gone.destination.as_str()),
+        ("gone", "disk")
+    );
+    let Status::Failed(m) = &gone.status else {
+        panic!("{:?}", gone.status)
+    };
+    assert!(m.contains("gone") && m.contains("missing"), "{m}");
+    assert_eq!(report.rows[1].status, Status::Ok);
+    assert!(
+        !f.store.join("gone").exists(),
+        "nothing stored for a failed source"
+    );
+    assert!(f
+        .store
+        .join(report.rows[1].object.as_ref().unwrap())
+        .exists());
+}
+
+#[test]
+fn a_failing_destination_does_not_skip_the_others() {
+    let f = fixture();
+    let report = run_job(&format!(
+        r#"{{"sources": [{{"id": "accounts", "type": "folder", "path": "{0}", "passphrase": "p"}}],
+          "destinations": [
+            {{"id": "unmounted", "type": "local", "path": "{1}/not-mounted"}},
+            {{"id": "cloud", "type": "s3", "bucket": "b", "region": "eu-west-1"}},
+            {{"id": "disk", "type": "local", "path": "{2}"}}]}}"#,
+        f.data.display(),
+        f.root.display(),
+        f.store.display()
+    ));
+    assert_eq!(report.exit_code(), 1, "{}", report.table());
+    let by_dest = |d: &str| {
+        report
+            .rows
+            .iter()
+            .find(|r| r.destination == d)
+            .unwrap()
+            .status
+            .clone()
+    };
+    assert_eq!(by_dest("disk"), Status::Ok);
+    assert!(
+        matches!(by_dest("cloud"), Status::Failed(m) if m.contains("type 's3' is not yet supported"))
+    );
+    assert!(matches!(by_dest("unmounted"), Status::Failed(m) if m.contains("not-mounted")));
+    assert!(!f.root.join("not-mounted").exists());
+}
+
+#[test]
+fn unsupported_sources_and_notifications_fail_but_the_rest_runs() {
+    let f = fixture();
+    let report = run_job(&format!(
+        r#"{{"sources": [
+            {{"id": "db", "type": "rds", "instancename": "x", "passphrase": "p"}},
+            {{"id": "accounts", "type": "folder", "path": "{0}", "passphrase": "p"}}],
+          "destinations": [{{"id": "disk", "type": "local", "path": "{1}"}}],
+          "notifications": [{{"type": "flagfile", "flagfile": "{2}/ok"}}]}}"#,
+        f.data.display(),
+        f.store.display(),
+        f.root.display()
+    ));
+    assert_eq!(report.exit_code(), 1);
+    assert!(
+        matches!(&report.rows[0].status, Status::Failed(m) if m == "source 'db': type 'rds' is not yet supported"),
+        "{:?}",
+        report.rows[0]
+    );
+    assert_eq!(report.rows[1].status, Status::Ok);
+    let n = report.rows.last().unwrap();
+    assert_eq!(n.destination, "notify:flagfile");
+    assert!(matches!(&n.status, Status::Failed(m) if m.contains("not yet supported")));
+}
+
+#[test]
+fn dry_run_checks_everything_and_writes_nothing() {
+    let f = fixture();
+    let text = format!(
+        r#"{{"sources": [
+            {{"id": "accounts", "type": "folder", "path": "{0}", "passphrase": "p"}},
+            {{"id": "gone", "type": "folder", "path": "{1}/missing", "passphrase": "p"}}],
+          "destinations": [{{"id": "disk", "type": "local", "path": "{2}"}},
+                           {{"id": "nowhere", "type": "local", "path": "{1}/nowhere"}}]}}"#,
+        f.data.display(),
+        f.root.display(),
+        f.store.display()
+    );
+    let report = run(
+        &job(&text),
+        &Options {
+            dry_run: true,
+            progress_bar: false,
+        },
+    );
+    let summary: Vec<(&str, &str, bool)> = report
+        .rows
+        .iter()
+        .map(|r| (r.source.as_str(), r.destination.as_str(), r.status.is_ok()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("-", "disk", true),
+            ("-", "nowhere", false),
+            ("accounts", "-", true),
+            ("gone", "-", false)
+        ]
+    );
+    assert_eq!(report.rows[0].status, Status::Checked);
+    assert_eq!(report.exit_code(), 1);
+    assert_eq!(std::fs::read_dir(&f.store).unwrap().count(), 0);
+    assert!(report.table().contains("dry run: 2 of 4 succeeded"));
+}
+
+#[test]
+fn retention_runs_after_a_good_upload_and_keeps_the_newest_n() {
+    let f = fixture();
+    // Three older good copies from earlier runs.
+    for stamp in ["20200101020000", "20200102020000", "20200103020000"] {
+        let dir = f.store.join("accounts").join(stamp);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("accounts.tar.gpg"), "old").unwrap();
+        std::fs::write(dir.join("accounts.tar.gpg.sha256"), "x  accounts.tar.gpg\n").unwrap();
+    }
+    let report = run_job(&format!(
+        r#"{{"sources": [{{"id": "accounts", "type": "folder", "path": "{0}", "passphrase": "p"}}],
+          "destinations": [{{"id": "disk", "type": "local", "path": "{1}",
+                             "retention_copies": 2}}]}}"#,
+        f.data.display(),
+        f.store.display()
+    ));
+    assert!(report.success(), "{}", report.table());
+    assert_eq!(report.rows[0].removed, ["20200101020000", "20200102020000"]);
+    let mut left: Vec<String> = std::fs::read_dir(f.store.join("accounts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["20200103020000".to_owned(), report.stamp.to_string()]
+    );
+}
+
+/// A destination that lists and deletes like `local` but fails every upload.
+struct FailingUpload {
+    inner: LocalDestination,
+    deletes: AtomicUsize,
+}
+
+impl Destination for FailingUpload {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    fn kind(&self) -> &'static str {
+        "failing"
+    }
+    fn check(&self) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>, DestinationError> {
+        Err(DestinationError::Other {
+            destination: self.id().to_owned(),
+            message: format!("no space left on device writing {name}"),
+        })
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
+        self.inner.list(prefix)
+    }
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>, DestinationError> {
+        self.inner.open(name)
+    }
+    fn delete(&self, name: &str) -> Result<(), DestinationError> {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(name)
+    }
+}
+
+#[test]
+fn retention_never_runs_where_the_upload_failed() {
+    let f = fixture();
+    for stamp in ["20200101020000", "20200102020000"] {
+        let dir = f.store.join("accounts").join(stamp);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("accounts.tar.gpg"), "old").unwrap();
+        std::fs::write(dir.join("accounts.tar.gpg.sha256"), "x  accounts.tar.gpg\n").unwrap();
+    }
+    let j = job(&format!(
+        r#"{{"sources": [{{"id": "accounts", "type": "folder", "path": "{0}", "passphrase": "p"}}],
+          "destinations": [{{"id": "full", "type": "local", "path": "{1}",
+                             "retention_copies": 1, "retention_days": 1}}]}}"#,
+        f.data.display(),
+        f.store.display()
+    ));
+    let failing = std::sync::Arc::new(FailingUpload {
+        inner: LocalDestination::new("full", &f.store),
+        deletes: AtomicUsize::new(0),
+    });
+    struct Shared(std::sync::Arc<FailingUpload>);
+    impl Destination for Shared {
+        fn id(&self) -> &str {
+            self.0.id()
+        }
+        fn kind(&self) -> &'static str {
+            self.0.kind()
+        }
+        fn check(&self) -> Result<(), DestinationError> {
+            self.0.check()
+        }
+        fn create(&self, n: &str) -> Result<Box<dyn ObjectWriter>, DestinationError> {
+            self.0.create(n)
+        }
+        fn list(&self, p: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
+            self.0.list(p)
+        }
+        fn open(&self, n: &str) -> Result<Box<dyn Read + Send>, DestinationError> {
+            self.0.open(n)
+        }
+        fn delete(&self, n: &str) -> Result<(), DestinationError> {
+            self.0.delete(n)
+        }
+    }
+    let targets = vec![Target {
+        config: j.destinations[0].clone(),
+        built: Ok(Box::new(Shared(failing.clone()))),
+    }];
+    let rows = run_source(
+        &j.sources[0],
+        &targets,
+        RunStamp::now(),
+        &Options::default(),
+    );
+    assert!(
+        matches!(&rows[0].status, Status::Failed(m) if m.contains("no space left")),
+        "{rows:?}"
+    );
+    assert_eq!(failing.deletes.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        std::fs::read_dir(f.store.join("accounts")).unwrap().count(),
+        2
+    );
+}
+
+#[test]
+fn plans_follow_layout_compression_and_protection() {
+    let j = job(r#"{"sources": [
+          {"id": "a", "type": "folder", "path": "/a", "passphrase": "p"},
+          {"id": "b", "type": "folder", "path": "/b", "passphrase": "p", "layout": "original"},
+          {"id": "c", "type": "folder", "path": "/c", "compress_only": 1, "layout": "original"},
+          {"id": "d", "type": "folder", "path": "/d", "compress_only": 1},
+          {"id": "e", "type": "folder", "path": "/e", "passphrase": "p", "compression": "gzip"},
+          {"id": "f", "type": "mysql", "passphrase": "p", "compression_level": 7}
+        ], "destinations": [{"id": "l", "type": "local", "path": "/x"}]}"#);
+    let suffixes: Vec<String> = j
+        .sources
+        .iter()
+        .map(|s| build_plan(s).unwrap().encoding.suffix())
+        .collect();
+    assert_eq!(
+        suffixes,
+        [".zst.gpg", ".gpg", ".gz", ".zst", ".gz.gpg", ".zst.gpg"]
+    );
+    assert_eq!(build_plan(&j.sources[5]).unwrap().zstd_level, 7);
+    assert!(build_plan(&j.sources[3]).unwrap().encryption.is_none());
+}
+
+#[test]
+fn unknown_recipient_fails_only_that_source() {
+    let f = fixture();
+    let keyring = f.root.join("empty.asc");
+    std::fs::write(&keyring, "").unwrap();
+    let report = run_job(&format!(
+        r#"{{"keyring": "{0}", "sources": [
+            {{"id": "r", "type": "folder", "path": "{1}", "recipients": ["nobody@example.org"]}},
+            {{"id": "accounts", "type": "folder", "path": "{1}", "passphrase": "p"}}],
+          "destinations": [{{"id": "disk", "type": "local", "path": "{2}"}}]}}"#,
+        keyring.display(),
+        f.data.display(),
+        f.store.display()
+    ));
+    assert!(matches!(&report.rows[0].status, Status::Failed(m) if m.starts_with("source 'r'")));
+    assert_eq!(report.rows[1].status, Status::Ok);
+}
+
+#[test]
+fn table_lists_rows_and_failure_messages() {
+    let mut ok = Row::new("www", "disk", Status::Ok);
+    ok.input_bytes = Some(10 * 1024 * 1024);
+    ok.stored_bytes = Some(3 * 1024 * 1024);
+    ok.duration = Duration::from_secs(2);
+    let report = Report {
+        stamp: RunStamp::parse("20240102030405").unwrap(),
+        hostname: "host1".into(),
+        dry_run: false,
+        rows: vec![
+            ok,
+            Row::new(
+                "db",
+                "disk",
+                Status::Failed("mysqldump exited with status 2".into()),
+            ),
+        ],
+    };
+    let t = report.table();
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(
+        lines[0],
+        "SOURCE  DESTINATION  STATUS    INPUT  STORED  DURATION      RATE"
+    );
+    assert_eq!(
+        lines[1],
+        "www     disk         ok      10.0 MB  3.0 MB      2.0s  5.0 MB/s"
+    );
+    assert!(lines[2].starts_with("db      disk         FAILED"), "{t}");
+    assert_eq!(lines[3], "db -> disk: mysqldump exited with status 2");
+    assert_eq!(lines[4], "1 of 2 succeeded on host1 (run 20240102030405)");
+}
+
+#[test]
+fn size_description_matches_the_original() {
+    assert_eq!(size_description(100.0), "100.0 bytes");
+    assert_eq!(size_description(1024.0), "1.0 KB");
+    assert_eq!(size_description(12390.0), "12.1 KB");
+    assert_eq!(size_description(1024.0 * 1024.0 * 1024.0), "1.0 GB");
+}
