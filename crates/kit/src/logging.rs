@@ -28,7 +28,9 @@ pub fn init_level(default: &str, journal: bool) {
             Err(e) => eprintln!("journald not reachable ({e}); logging to stderr"),
         }
     }
+    // No colour codes in files, pipes and cron mails.
     let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(default == "debug" || default == "trace");
     let _ = tracing_subscriber::registry()
