@@ -278,6 +278,12 @@ impl StatusClient {
         &self.login_warnings
     }
 
+    /// False once a request was cancelled mid-way (its future dropped, e.g. by an outer
+    /// timeout): the stream position is unknown and the client must be replaced.
+    pub fn is_usable(&self) -> bool {
+        !self.in_flight
+    }
+
     /// `host:port` of the server.
     pub fn addr(&self) -> &str {
         &self.addr
@@ -603,7 +609,7 @@ impl Connection {
 
     /// Whether a logged-in connection is open (it may still have been closed by the server).
     pub fn is_connected(&self) -> bool {
-        self.client.is_some()
+        self.client.as_ref().is_some_and(StatusClient::is_usable)
     }
 
     /// The last failure that dropped (or prevented) the connection; `None` after a success.
@@ -628,7 +634,7 @@ impl Connection {
 
     /// Connects now unless connected or backing off.
     pub async fn ensure_connected(&mut self) -> Result<(), Error> {
-        if self.client.is_some() {
+        if self.is_connected() {
             return Ok(());
         }
         let result = self.open().await.map(|_| ());
@@ -642,7 +648,7 @@ impl Connection {
     /// retried once at once: burp drops idle connections after `network_timeout`, and status
     /// requests are read-only.
     pub async fn request(&mut self, cmd: &str) -> Result<Vec<u8>, Error> {
-        let reused = self.client.is_some();
+        let reused = self.is_connected();
         let mut result = self.try_request(cmd).await;
         if reused {
             if let Err(err @ (Error::Eof { .. } | Error::Io { .. })) = &result {
@@ -663,6 +669,13 @@ impl Connection {
     }
 
     async fn open(&mut self) -> Result<&mut StatusClient, Error> {
+        if self.client.as_ref().is_some_and(|c| !c.is_usable()) {
+            tracing::debug!(
+                addr = %self.target.addr(),
+                "dropping a connection whose last request was cancelled"
+            );
+            self.client = None;
+        }
         if self.client.is_none() {
             if let Some(retry_in) = self.backoff.wait(Instant::now()) {
                 return Err(Error::Backoff {

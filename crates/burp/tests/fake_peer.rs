@@ -816,6 +816,31 @@ async fn a_cancelled_request_poisons_the_client() {
         matches!(&err, Error::Protocol { reason, .. } if reason.contains("cancelled")),
         "{err:?}"
     );
+    assert!(!client.is_usable());
+}
+
+#[tokio::test]
+async fn connection_replaces_a_client_whose_request_was_cancelled() {
+    let pki = pki("burpserver");
+    let c = br#"{"clients":[]}"#.to_vec();
+    let peer = spawn_peer(
+        &pki,
+        true,
+        burp(&[("c:", Reply::Doc(c.clone())), ("c:hang", Reply::Silence)]),
+    )
+    .await;
+    let mut conn = Connection::new(pki.target(peer.addr));
+    assert_eq!(conn.request("c:").await.unwrap(), c);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), conn.request("c:hang"))
+            .await
+            .is_err()
+    );
+    assert!(!conn.is_connected());
+    // No error, no backoff: a fresh connection answers.
+    assert_eq!(conn.request("c:").await.unwrap(), c);
+    assert_eq!(conn.failures(), 0);
+    assert_eq!(peer.connections.load(Ordering::SeqCst), 2);
 }
 
 // ---------------------------------------------------------------------------------------
