@@ -50,16 +50,21 @@ impl FolderSource {
         self
     }
 
-    /// The tar command line: `[sudo -n] tar --create ... --directory=PARENT --exclude=P... ./BASE`.
-    pub fn command(&self) -> Command {
-        let (dir, member) = split_member(&self.path);
-        let mut cmd = if self.sudo {
+    /// `tar`, or `sudo -n -- tar` (never prompts: a missing sudoers line fails at once).
+    fn tar_command(&self) -> Command {
+        if self.sudo {
             let mut c = Command::new("sudo");
             c.arg("-n").arg("--").arg(&self.tar);
             c
         } else {
             Command::new(&self.tar)
-        };
+        }
+    }
+
+    /// The tar command line: `[sudo -n] tar --create ... --directory=PARENT --exclude=P... ./BASE`.
+    pub fn command(&self) -> Command {
+        let (dir, member) = split_member(&self.path);
+        let mut cmd = self.tar_command();
         cmd.arg("--create")
             .arg("--file=-")
             .arg("--format=gnu")
@@ -77,21 +82,23 @@ impl FolderSource {
     fn check_path(&self) -> Result<(), SourceError> {
         match std::fs::symlink_metadata(&self.path) {
             Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SourceError::Unavailable(
-                format!("{}: no such file or directory", self.path.display()),
-            )),
             // With sudo, tar (as root) may see what we cannot.
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && self.sudo => Ok(()),
-            Err(e) => Err(SourceError::Unavailable(format!(
-                "{}: {e}{}",
-                self.path.display(),
-                if e.kind() == std::io::ErrorKind::PermissionDenied {
-                    " (to read files only root can read, allow `sudo tar` and set \"sudo\": true)"
-                } else {
-                    ""
-                }
-            ))),
+            Err(e) => Err(self.unavailable(&e)),
         }
+    }
+
+    /// The path cannot be read; for permission errors, says how the original's deployment
+    /// reads root-only files.
+    fn unavailable(&self, e: &std::io::Error) -> SourceError {
+        let path = self.path.display();
+        SourceError::Unavailable(match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{path}: no such file or directory"),
+            std::io::ErrorKind::PermissionDenied if !self.sudo => format!(
+                "{path}: {e} (to read files only root can read, allow `sudo tar` and set \"sudo\": true)"
+            ),
+            _ => format!("{path}: {e}"),
+        })
     }
 }
 
@@ -145,13 +152,18 @@ impl Source for FolderSource {
 
     fn check(&self) -> Result<(), SourceError> {
         self.check_path()?;
-        let mut cmd = if self.sudo {
-            let mut c = Command::new("sudo");
-            c.arg("-n").arg("--").arg(&self.tar);
-            c
-        } else {
-            Command::new(&self.tar)
-        };
+        if !self.sudo {
+            // The top level must be readable by us; deeper files are tar's to report.
+            let readable = match std::fs::metadata(&self.path) {
+                Ok(m) if m.is_dir() => std::fs::read_dir(&self.path).map(drop),
+                Ok(_) => std::fs::File::open(&self.path).map(drop),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = readable {
+                return Err(self.unavailable(&e));
+            }
+        }
+        let mut cmd = self.tar_command();
         cmd.arg("--version");
         let out = cmd.output().map_err(|e| {
             SourceError::Unavailable(format!(
