@@ -104,13 +104,12 @@ impl Compression {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
-    /// custos objects: the compression is named in the suffix (`.tar.zst.gpg`), and a
-    /// `.sha256` sidecar is written beside each object.
+    /// custos objects: the compression is named in the suffix (`.tar.zst.gpg`).
     #[default]
     Custos,
-    /// Exactly the original's objects: `.tar.gpg`/`.sql.gpg` whose `gpg -d` output is the tar
-    /// or dump, `.tar.gz`/`.sql.gz` with `compress_only`. For tools that read the original's
-    /// files directly.
+    /// The original's objects: `.tar.gpg`/`.sql.gpg` whose `gpg -d` output is the tar or
+    /// dump, `.tar.gz`/`.sql.gz` with `compress_only`. For tools that read the original's
+    /// files directly. (Both layouts write a `.sha256` sidecar beside each object.)
     Original,
 }
 

@@ -1,1 +1,29 @@
-//! placeholder
+//! The `backup` job runner: the engine that every source, destination and notifier plugs into.
+//!
+//! Data flows one way, streamed end to end in bounded memory (no temporary file):
+//! `Source -> byte stream -> compress -> encrypt -> tee(sha256, size) -> each Destination writer`,
+//! then retention per destination (only where the upload succeeded), then (later) notifiers.
+//!
+//! The engine is synchronous std I/O with threads: zstd and OpenPGP are CPU-bound, the
+//! sources are child processes or files, and a runtime would add nothing but weight.
+//!
+//! Ownership of modules:
+//! - [`config`]: the original's JSON job file (trailing commas tolerated), validation.
+//! - [`source`]: the [`source::Source`] trait; `folder`, `mysql`, `pgsql`.
+//! - [`pipeline`]: compression, OpenPGP encryption, hashing, tee to destinations.
+//! - [`crypto`]: OpenPGP (passphrase or recipients) encrypt/decrypt streams.
+//! - [`destination`]: the [`destination::Destination`] trait; `local`.
+//! - [`naming`]: object names `{id}/{YYYYmmddHHMMSS}/{file}` and their parsing.
+//! - [`retention`]: which copies to delete (never the newest good one).
+//! - [`runner`]: runs a job: sources independent, destinations independent, summary, exit code.
+//! - [`restore`]: list / restore / verify.
+
+pub mod config;
+pub mod crypto;
+pub mod destination;
+pub mod naming;
+pub mod pipeline;
+pub mod restore;
+pub mod retention;
+pub mod runner;
+pub mod source;
