@@ -1,0 +1,780 @@
+//! Faults with the real binary: missing sources, unwritable and full destinations, wrong
+//! passphrases, corrupted objects, a run killed with SIGKILL, retention after failures, config
+//! errors, trailing commas, `--dry-run`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+fn small_folder(root: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let p = root.join(name);
+    fs::create_dir_all(&p).expect("mkdir");
+    fs::write(p.join("data.bin"), content).expect("write");
+    p
+}
+
+fn restore_to(cfg: &Path, id: &str, target: &Path) -> Run {
+    backup([
+        "restore".as_ref(),
+        cfg.as_os_str(),
+        "--source".as_ref(),
+        id.as_ref(),
+        "--to".as_ref(),
+        target.as_os_str(),
+    ])
+}
+
+/// Hidden/partial files a writer left in a destination (anything starting with `.`).
+fn partial_files(dest: &Path) -> Vec<String> {
+    files_under(dest)
+        .into_iter()
+        .filter(|f| f.rsplit('/').next().is_some_and(|n| n.starts_with('.')))
+        .collect()
+}
+
+/// A tmpfs mounted on a fresh directory; unmounted (lazily) when dropped. `None` when mounting
+/// is not possible here (not root, no CAP_SYS_ADMIN).
+struct Mount {
+    dir: PathBuf,
+}
+
+impl Mount {
+    fn tmpfs(dir: &Path, options: &str) -> Option<Mount> {
+        fs::create_dir_all(dir).expect("mkdir");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "custos-test"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        st.success().then(|| Mount {
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+#[test]
+fn missing_source_path_fails_that_source_only() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let good = small_folder(&t.path().join("src"), "good", b"good data");
+    let missing = t.path().join("src/no such folder");
+    let dest = t.path().join("dest");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("gone", &missing))
+        .source(folder_source("good", &good))
+        .destination(local_destination("disk", &dest));
+    let cfg = job.write();
+    let r = backup([&cfg]);
+    r.assert_code(1);
+    assert!(
+        r.all_text().contains(&missing.display().to_string()),
+        "message does not name the missing path {}:\n{}",
+        missing.display(),
+        r.describe()
+    );
+    assert!(
+        objects(&dest, "gone").is_empty(),
+        "an object was stored for the missing source: {:?}",
+        files_under(&dest)
+    );
+    only_object(&dest, "good");
+    let target = t.path().join("restore");
+    restore_to(&cfg, "good", &target).assert_code(0);
+    assert_eq!(
+        fs::read(target.join("good/data.bin")).expect("read"),
+        b"good data"
+    );
+}
+
+/// One destination unusable (a file where a directory is expected; a read-only mount): that
+/// destination fails with a message naming it, the other destination still gets the object,
+/// the run exits 1.
+#[test]
+fn unwritable_destination_fails_alone() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = small_folder(&t.path().join("src"), "data", &pseudo_random(100_000, 3));
+    let good = t.path().join("good");
+    let not_a_dir = t.path().join("not-a-dir");
+    fs::write(&not_a_dir, b"I am a file").expect("write");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(local_destination("broken", &not_a_dir))
+        .destination(local_destination("good", &good));
+    let cfg = job.write();
+    let r = backup([&cfg]);
+    r.assert_code(1);
+    assert!(
+        r.all_text().contains("broken"),
+        "message does not name destination `broken`:\n{}",
+        r.describe()
+    );
+    assert_eq!(
+        fs::read(&not_a_dir).expect("read"),
+        b"I am a file",
+        "the file was modified"
+    );
+    only_object(&good, "files");
+
+    // Read-only file system.
+    let ro_dir = t.path().join("ro");
+    let Some(_mount) = Mount::tmpfs(&ro_dir, "ro,size=1m") else {
+        eprintln!("SKIP (part): cannot mount a read-only tmpfs here (needs root)");
+        return;
+    };
+    let good2 = t.path().join("good2");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(local_destination("readonly", &ro_dir))
+        .destination(local_destination("good2", &good2));
+    let cfg = job.write_as("job-ro.json");
+    let r = backup([&cfg]);
+    r.assert_code(1);
+    assert!(
+        r.all_text().contains("readonly"),
+        "message does not name destination `readonly`:\n{}",
+        r.describe()
+    );
+    assert!(
+        r.all_text().to_lowercase().contains("read-only"),
+        "message does not say read-only:\n{}",
+        r.describe()
+    );
+    only_object(&good2, "files");
+    assert!(files_under(&ro_dir).is_empty());
+}
+
+/// A destination that fills up mid-object: that destination fails (ENOSPC named), nothing that
+/// looks like an object and no partial file is left there, the other destination succeeds.
+#[test]
+fn full_destination_leaves_no_object() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let full = t.path().join("full");
+    let Some(_mount) = Mount::tmpfs(&full, "size=1m") else {
+        if services_required() && is_root() {
+            panic!("CUSTOS_REQUIRE_SERVICES=1 but tmpfs mount failed as root");
+        }
+        eprintln!(
+            "SKIP: full_destination_leaves_no_object: cannot mount a tmpfs here (needs root)"
+        );
+        return;
+    };
+    // 4 MB of random data cannot compress into 1 MB.
+    let src = small_folder(&t.path().join("src"), "data", &pseudo_random(4 << 20, 4));
+    let good = t.path().join("good");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(local_destination("tiny", &full))
+        .destination(local_destination("good", &good));
+    let cfg = job.write();
+    let r = backup([&cfg]);
+    r.assert_code(1);
+    assert!(
+        r.all_text().contains("tiny"),
+        "message does not name destination `tiny`:\n{}",
+        r.describe()
+    );
+    assert!(
+        r.all_text().contains("No space left") || r.all_text().to_lowercase().contains("space"),
+        "message does not say the disk is full:\n{}",
+        r.describe()
+    );
+    assert!(
+        objects(&full, "files").is_empty(),
+        "object left on the full destination: {:?}",
+        files_under(&full)
+    );
+    assert!(
+        partial_files(&full).is_empty(),
+        "partial files left on the full destination: {:?}",
+        partial_files(&full)
+    );
+    only_object(&good, "files");
+    backup(["verify".as_ref(), cfg.as_os_str()]).code(); // must not hang or crash; result may be 1 (tiny has no copy)
+}
+
+#[test]
+fn wrong_passphrase_on_restore_fails_clearly() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = small_folder(&t.path().join("src"), "data", b"secret data");
+    let dest = t.path().join("dest");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(local_destination("disk", &dest));
+    let cfg = job.write();
+    backup([&cfg]).assert_code(0);
+
+    let wrong = "Wrong-Passphrase-123";
+    let mut job2 = Job::new(t.path());
+    let mut s = folder_source("files", &src);
+    s["passphrase"] = json!(wrong);
+    job2.source(s).destination(local_destination("disk", &dest));
+    let cfg2 = job2.write_as("job-wrong.json");
+    let target = t.path().join("restore");
+    let r = restore_to(&cfg2, "files", &target);
+    assert_ne!(
+        r.code(),
+        Some(0),
+        "restore with a wrong passphrase succeeded:\n{}",
+        r.describe()
+    );
+    assert!(
+        r.all_text().to_lowercase().contains("passphrase"),
+        "message does not mention the passphrase:\n{}",
+        r.describe()
+    );
+    assert!(
+        !r.all_text().contains(wrong),
+        "the passphrase is printed:\n{}",
+        r.describe()
+    );
+    assert!(
+        files_under(&target).is_empty(),
+        "files restored with a wrong passphrase: {:?}",
+        files_under(&target)
+    );
+    // verify with the wrong passphrase fails too.
+    let v = backup(["verify".as_ref(), cfg2.as_os_str()]);
+    assert_ne!(
+        v.code(),
+        Some(0),
+        "verify with a wrong passphrase succeeded:\n{}",
+        v.describe()
+    );
+}
+
+/// A flipped byte is found by `verify` (naming the object), both when only the object changed
+/// (sidecar mismatch) and when the sidecar was "fixed" too (decryption/MDC must catch it).
+#[test]
+fn corrupted_object_fails_verify_naming_it() {
+    if !require_tools("corrupted_object_fails_verify_naming_it", &["sha256sum"]) {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = small_folder(&t.path().join("src"), "data", &pseudo_random(2 << 20, 5));
+    let dest = t.path().join("dest");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(local_destination("disk", &dest));
+    let cfg = job.write();
+    backup([&cfg]).assert_code(0);
+    backup(["verify".as_ref(), cfg.as_os_str()]).assert_code(0);
+
+    let object = only_object(&dest, "files");
+    let original = fs::read(&object).expect("read");
+    let mut bad = original.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x01;
+    fs::write(&object, &bad).expect("write");
+    let name = object
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let stamp = object
+        .parent()
+        .and_then(|p| p.file_name())
+        .expect("stamp")
+        .to_string_lossy()
+        .into_owned();
+
+    let v = backup(["verify".as_ref(), cfg.as_os_str()]);
+    v.assert_code(1);
+    assert!(
+        v.all_text().contains(&name) && v.all_text().contains(&stamp),
+        "verify does not name the object files/{stamp}/{name}:\n{}",
+        v.describe()
+    );
+
+    // Sidecar rewritten to match the damaged object: only the content check can notice.
+    let sidecar = PathBuf::from(format!("{}.sha256", object.display()));
+    let sum = sh(&format!(
+        "cd '{}' && sha256sum '{}'",
+        object.parent().expect("dir").display(),
+        name
+    ));
+    fs::write(&sidecar, &sum.stdout).expect("write sidecar");
+    let v = backup(["verify".as_ref(), cfg.as_os_str()]);
+    v.assert_code(1);
+    assert!(
+        v.all_text().contains(&name),
+        "verify does not name the object:\n{}",
+        v.describe()
+    );
+
+    // Restore of the damaged object fails too and does not claim success.
+    let target = t.path().join("restore");
+    let r = restore_to(&cfg, "files", &target);
+    assert_ne!(
+        r.code(),
+        Some(0),
+        "restore of a corrupted object succeeded:\n{}",
+        r.describe()
+    );
+
+    // Truncated object.
+    fs::write(&object, &original[..original.len() - 100]).expect("write");
+    let v = backup(["verify".as_ref(), cfg.as_os_str()]);
+    v.assert_code(1);
+}
+
+/// Retention: with `retention_copies: 1` and `retention_days: 1`, a run whose source fails
+/// deletes nothing (the only good copy stays); a good run then replaces the old copy.
+#[test]
+fn retention_never_deletes_the_last_good_copy() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = small_folder(&t.path().join("src"), "data", b"v1");
+    let dest = t.path().join("dest");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src)).destination(json!({
+        "id": "disk", "type": "local", "path": dest, "retention_copies": 1, "retention_days": 1
+    }));
+    let cfg = job.write();
+    backup([&cfg]).assert_code(0);
+    // Age the copy far beyond retention_days.
+    let first = only_object(&dest, "files");
+    fs::rename(
+        first.parent().expect("dir"),
+        dest.join("files/20200101000000"),
+    )
+    .expect("rename");
+
+    // Source now fails: nothing may be deleted.
+    fs::rename(&src, t.path().join("src/moved")).expect("rename");
+    let r = backup([&cfg]);
+    r.assert_code(1);
+    let left = objects(&dest, "files");
+    assert_eq!(
+        left.len(),
+        1,
+        "retention after a failed run removed the last good copy: {:?}",
+        files_under(&dest)
+    );
+    assert!(left[0].to_string_lossy().contains("20200101000000"));
+
+    // Source back with new content: the new copy is stored, the old one expires.
+    fs::rename(t.path().join("src/moved"), &src).expect("rename");
+    fs::write(src.join("data.bin"), b"v2").expect("write");
+    backup([&cfg]).assert_code(0);
+    let left = objects(&dest, "files");
+    assert_eq!(left.len(), 1, "retention_copies 1 kept {:?}", left);
+    assert!(
+        !left[0].to_string_lossy().contains("20200101000000"),
+        "old copy kept: {:?}",
+        left
+    );
+    assert!(
+        files_under(&dest.join("files"))
+            .iter()
+            .all(|f| !f.starts_with("20200101000000")),
+        "old copy's sidecar or dir left: {:?}",
+        files_under(&dest)
+    );
+    let target = t.path().join("restore");
+    restore_to(&cfg, "files", &target).assert_code(0);
+    assert_eq!(fs::read(target.join("data/data.bin")).expect("read"), b"v2");
+}
+
+/// Retention by count keeps the newest N and deletes sidecars with their objects.
+#[test]
+fn retention_copies_keeps_newest() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = small_folder(&t.path().join("src"), "data", b"x");
+    let dest = t.path().join("dest");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src)).destination(json!({
+        "id": "disk", "type": "local", "path": dest, "retention_copies": 2
+    }));
+    let cfg = job.write();
+    for stamp in ["20200101000000", "20200102000000", "20200103000000"] {
+        backup([&cfg]).assert_code(0);
+        let newest = objects(&dest, "files")
+            .into_iter()
+            .find(|o| !o.to_string_lossy().contains("/2020"))
+            .expect("new object");
+        fs::rename(
+            newest.parent().expect("dir"),
+            dest.join("files").join(stamp),
+        )
+        .expect("rename");
+    }
+    backup([&cfg]).assert_code(0);
+    let left: Vec<String> = objects(&dest, "files")
+        .iter()
+        .map(|o| {
+            o.parent()
+                .and_then(|p| p.file_name())
+                .expect("stamp")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(left.len(), 2, "retention_copies 2 left {left:?}");
+    assert!(
+        left.contains(&"20200103000000".to_owned()),
+        "newest old copy deleted: {left:?}"
+    );
+    for gone in ["20200101000000", "20200102000000"] {
+        assert!(
+            !dest.join("files").join(gone).exists(),
+            "{gone} not removed entirely: {:?}",
+            files_under(&dest)
+        );
+    }
+}
+
+/// SIGKILL to the whole process group in the middle of a run (the source stalled with
+/// SIGSTOP, so the moment is deterministic): nothing that looks complete is left, the previous
+/// copy still verifies and restores, and the next run works normally.
+#[test]
+fn kill_9_mid_run_loses_nothing() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = small_folder(&t.path().join("src"), "data", b"first version");
+    let dest = t.path().join("dest");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src)).destination(json!({
+        "id": "disk", "type": "local", "path": dest, "retention_copies": 1
+    }));
+    let cfg = job.write();
+    backup([&cfg]).assert_code(0);
+    let first = only_object(&dest, "files");
+    fs::rename(
+        first.parent().expect("dir"),
+        dest.join("files/20200101000000"),
+    )
+    .expect("rename");
+
+    // Enough data that tar is still running when we look for it.
+    fs::write(src.join("big.bin"), pseudo_random(64 << 20, 6)).expect("write");
+    fs::write(src.join("data.bin"), b"second version").expect("write");
+    let mut cmd = Command::new(bin());
+    cmd.arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().expect("spawn backup");
+    let pid = child.id() as i32;
+    // Stop the tar child as soon as it exists: the pipeline stalls mid-stream.
+    let mut stopped = false;
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < end {
+        if let Some(tar) = descendants(pid)
+            .into_iter()
+            .find(|p| comm(*p).as_deref() == Some("tar"))
+        {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(tar).expect("pid"),
+                rustix::process::Signal::STOP,
+            );
+            stopped = true;
+            break;
+        }
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        stopped,
+        "never saw tar running under backup (pid {pid}) before it finished"
+    );
+    let _ = rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(pid).expect("pid"),
+        rustix::process::Signal::KILL,
+    );
+    let _ = child.wait();
+    // Reap/let go of the stopped tar too (SIGKILL works on stopped processes).
+
+    let objs = objects(&dest, "files");
+    assert_eq!(
+        objs.len(),
+        1,
+        "after kill -9 the destination shows more than the previous copy: {:?}",
+        files_under(&dest)
+    );
+    assert!(objs[0].to_string_lossy().contains("20200101000000"));
+    let list = backup(["list".as_ref(), cfg.as_os_str()]);
+    list.assert_code(0);
+    backup(["verify".as_ref(), cfg.as_os_str()]).assert_code(0);
+    let target = t.path().join("restore-old");
+    restore_to(&cfg, "files", &target).assert_code(0);
+    assert_eq!(
+        fs::read(target.join("data/data.bin")).expect("read"),
+        b"first version"
+    );
+
+    // A new run: succeeds, retention (copies 1) keeps only the new good copy.
+    backup([&cfg]).assert_code(0);
+    let objs = objects(&dest, "files");
+    assert_eq!(objs.len(), 1, "{:?}", files_under(&dest));
+    assert!(!objs[0].to_string_lossy().contains("20200101000000"));
+    let target = t.path().join("restore-new");
+    restore_to(&cfg, "files", &target).assert_code(0);
+    assert_eq!(
+        fs::read(target.join("data/data.bin")).expect("read"),
+        b"second version"
+    );
+    let leftovers = partial_files(&dest);
+    if !leftovers.is_empty() {
+        eprintln!(
+            "NOTE: partial files of the killed run are still in the destination: {leftovers:?}"
+        );
+    }
+}
+
+/// Direct and indirect children of `pid` (from /proc/*/stat).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    for e in fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let ppid = after
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse::<i32>().ok())
+            .unwrap_or(0);
+        parent_of.push((p, ppid));
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(x) = frontier.pop() {
+        for &(p, pp) in &parent_of {
+            if pp == x && !out.contains(&p) {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn comm(pid: i32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+// ---------------------------------------------------------------------------------- config
+
+/// Config errors exit 2 and name the JSON path (and never print secrets).
+#[test]
+fn config_errors_exit_2_naming_the_json_path() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = small_folder(&t.path().join("src"), "data", b"x");
+    let dest = t.path().join("dest");
+    let ok_source = folder_source("files", &src);
+    let ok_dest = local_destination("disk", &dest);
+    let cases: Vec<(&str, serde_json::Value, Vec<&str>)> = vec![
+        (
+            "unknown source key",
+            json!({"sources": [{"id": "files", "type": "folder", "path": src, "passphrase": PASSPHRASE, "pathh": "/x"}], "destinations": [ok_dest]}),
+            vec!["sources[0]", "pathh"],
+        ),
+        (
+            "missing source path",
+            json!({"sources": [{"id": "files", "type": "folder", "passphrase": PASSPHRASE}], "destinations": [ok_dest]}),
+            vec!["sources[0]", "path"],
+        ),
+        (
+            "unknown type",
+            json!({"sources": [ok_source, {"id": "b", "type": "foldr", "path": "/x", "passphrase": PASSPHRASE}], "destinations": [ok_dest]}),
+            vec!["sources[1].type", "foldr"],
+        ),
+        (
+            "bad retention",
+            json!({"sources": [ok_source], "destinations": [{"id": "disk", "type": "local", "path": dest, "retention_copies": "many"}]}),
+            vec!["destinations[0]", "retention_copies"],
+        ),
+        (
+            "unknown destination key",
+            json!({"sources": [ok_source], "destinations": [{"id": "disk", "type": "local", "path": dest, "bucket": "x"}]}),
+            vec!["destinations[0]", "bucket"],
+        ),
+        (
+            "unknown root key",
+            json!({"sources": [ok_source], "destinations": [ok_dest], "sourcez": []}),
+            vec!["sourcez"],
+        ),
+        (
+            "duplicate source id",
+            json!({"sources": [ok_source, ok_source], "destinations": [ok_dest]}),
+            vec!["sources[1]", "files"],
+        ),
+        (
+            "mysql port out of range",
+            json!({"sources": [{"id": "db", "type": "mysql", "dbport": 70000, "dbpass": "Dbpass-Secret-42", "passphrase": PASSPHRASE}], "destinations": [ok_dest]}),
+            vec!["sources[0]", "dbport"],
+        ),
+        (
+            "numeric password",
+            json!({"sources": [{"id": "db", "type": "mysql", "dbpass": 98765432, "passphrase": PASSPHRASE}], "destinations": [ok_dest]}),
+            vec!["sources[0]", "dbpass"],
+        ),
+    ];
+    for (what, cfg_json, needles) in cases {
+        let p = t.path().join("bad.json");
+        write_private(
+            &p,
+            serde_json::to_string_pretty(&cfg_json)
+                .expect("json")
+                .as_bytes(),
+        );
+        let r = backup([&p]);
+        assert_eq!(
+            r.code(),
+            Some(2),
+            "{what}: expected exit 2\n{}",
+            r.describe()
+        );
+        let text = r.all_text();
+        for n in needles {
+            assert!(
+                text.contains(n),
+                "{what}: message does not contain {n:?}:\n{}",
+                r.describe()
+            );
+        }
+        for secret in [PASSPHRASE, "Dbpass-Secret-42", "98765432"] {
+            assert!(
+                !text.contains(secret),
+                "{what}: a secret is printed:\n{}",
+                r.describe()
+            );
+        }
+        assert!(!dest.exists(), "{what}: the destination was created");
+    }
+    // Invalid JSON names the line; a missing file names the file.
+    let p = t.path().join("broken.json");
+    write_private(
+        &p,
+        b"{\n  \"sources\": [\n    {\"id\": \"x\" \"type\": \"folder\"}\n  ]\n}\n",
+    );
+    let r = backup([&p]);
+    assert_eq!(r.code(), Some(2), "invalid JSON:\n{}", r.describe());
+    assert!(
+        r.all_text().contains("line 3"),
+        "invalid JSON: no line number:\n{}",
+        r.describe()
+    );
+    let missing = t.path().join("nonexistent.json");
+    let r = backup([&missing]);
+    assert_eq!(r.code(), Some(2), "missing file:\n{}", r.describe());
+    assert!(
+        r.all_text().contains("nonexistent.json"),
+        "missing file not named:\n{}",
+        r.describe()
+    );
+    // Usage errors are 2 as well.
+    let r = backup(["restore"]);
+    assert_eq!(r.code(), Some(2), "usage error:\n{}", r.describe());
+}
+
+/// The original's example files carry trailing commas: tolerated, with a warning.
+#[test]
+fn trailing_commas_are_tolerated_with_a_warning() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = small_folder(&t.path().join("src"), "data", b"x");
+    let dest = t.path().join("dest");
+    let text = format!(
+        "{{\n  \"hostname\": \"h\",\n  \"modules\": [\"backups.sources.folder\", \"backups.destinations.local\",],\n  \"sources\": [\n    {{\n      \"id\": \"files\",\n      \"name\": \"Files\",\n      \"type\": \"folder\",\n      \"path\": \"{}\",\n      \"passphrase\": \"{}\",\n    }},\n  ],\n  \"destinations\": [\n    {{\"id\": \"disk\", \"type\": \"local\", \"path\": \"{}\",}},\n  ],\n}}\n",
+        src.display(),
+        PASSPHRASE,
+        dest.display()
+    );
+    let p = t.path().join("commas.json");
+    write_private(&p, text.as_bytes());
+    let r = backup([&p]);
+    r.assert_code(0);
+    assert!(
+        r.all_text().to_lowercase().contains("trailing comma"),
+        "no warning about trailing commas:\n{}",
+        r.describe()
+    );
+    only_object(&dest, "files");
+    // A comma inside a string value is data, not a trailing comma.
+    let text2 = text.replace("\"Files\"", "\"Files ,]\"");
+    write_private(&p, text2.as_bytes());
+    backup([&p]).assert_code(0);
+}
+
+/// `--dry-run` checks everything and writes nothing; a missing source still fails it.
+#[test]
+fn dry_run_writes_nothing() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = small_folder(&t.path().join("src"), "data", b"x");
+    let dest = t.path().join("dest");
+    fs::create_dir_all(&dest).expect("mkdir");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(local_destination("disk", &dest));
+    let cfg = job.write();
+    let r = backup(["--dry-run".as_ref(), cfg.as_os_str()]);
+    r.assert_code(0);
+    assert!(
+        files_under(&dest).is_empty() && fs::read_dir(&dest).expect("read").next().is_none(),
+        "dry run wrote {:?}",
+        files_under(&dest)
+    );
+    assert!(
+        files_under(&job.tmpdir()).is_empty(),
+        "dry run left temp files"
+    );
+
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &t.path().join("missing")))
+        .destination(local_destination("disk", &dest));
+    let cfg = job.write_as("job-missing.json");
+    let r = backup(["--dry-run".as_ref(), cfg.as_os_str()]);
+    r.assert_code(1);
+    assert!(
+        r.all_text().contains("missing"),
+        "dry run does not name the missing path:\n{}",
+        r.describe()
+    );
+    assert!(
+        fs::read_dir(&dest).expect("read").next().is_none(),
+        "dry run wrote something"
+    );
+}
+
+/// A job file readable by others while it holds a passphrase draws a warning.
+#[test]
+fn world_readable_config_with_secrets_warns() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = small_folder(&t.path().join("src"), "data", b"x");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(local_destination("disk", &t.path().join("dest")));
+    let cfg = job.write();
+    fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let r = backup([&cfg]);
+    r.assert_code(0);
+    let text = r.all_text().to_lowercase();
+    assert!(
+        text.contains("readable"),
+        "no warning about a world-readable config with secrets:\n{}",
+        r.describe()
+    );
+    assert!(!r.all_text().contains(PASSPHRASE));
+}
