@@ -56,9 +56,10 @@ if (exec 3<>/dev/tcp/127.0.0.1/9645) 2>/dev/null; then
 	echo "demo: $LISTEN is already in use by another process; stop it first" >&2
 	exit 1
 fi
-# The example config holds the monitor client's password: keep it private like a real one.
-chmod 600 "$CONFIG" 2>/dev/null || true
-setsid "$bin" -c "$CONFIG" >"$LOG" 2>&1 </dev/null &
+# The config holds the monitor client's password: run from a private copy (mode 600), as a
+# real installation would keep it; the exporter warns about configs others can read.
+install -m 600 "$CONFIG" "$BASE/burp_exporter.yaml"
+setsid "$bin" -c "$BASE/burp_exporter.yaml" >"$LOG" 2>&1 </dev/null &
 echo $! >"$PIDFILE"
 
 ok=""
@@ -78,5 +79,5 @@ curl -s "http://$LISTEN/metrics" | grep '^burp_'
 echo
 echo "burp_exporter is running (pid $(cat "$PIDFILE"), log $LOG), burp server too."
 echo "  more:  curl -s $LISTEN/   |  curl -s '$LISTEN/probe?server[]=demo'"
-echo "         $bin --once -c $CONFIG"
+echo "         $bin --once -c $BASE/burp_exporter.yaml"
 echo "  stop:  scripts/demo.sh stop"

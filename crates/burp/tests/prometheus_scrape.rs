@@ -7,7 +7,7 @@ mod common;
 use common::{http_get, require, urlencode, BurpServer, Exporter};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -259,24 +259,31 @@ fn exposition_passes_promtool_and_the_openmetrics_parser() {
         om.body.ends_with("# EOF\n"),
         "OpenMetrics must end with # EOF"
     );
-    let python = common::find_binary("python3");
-    let has_parser = python.as_ref().is_some_and(|p| {
+    // Debian's python3-prometheus-client is for the system python; a python3 earlier on PATH
+    // (pyenv, venv) may lack it.
+    let python = [
+        Some(PathBuf::from("/usr/bin/python3")),
+        common::find_binary("python3"),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p: &PathBuf| {
         Command::new(p)
             .args(["-c", "import prometheus_client.openmetrics.parser"])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     });
-    if !has_parser {
+    let Some(python) = python else {
         // Same rule as for services: CI must have it.
         common::missing(
             "python3 module prometheus_client.openmetrics",
             "python3-prometheus-client",
         );
         return;
-    }
+    };
     let out = pipe_to(
-        Command::new(python.expect("python3")).args([
+        Command::new(python).args([
             "-c",
             "import sys\n\
              from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
@@ -290,6 +297,10 @@ fn exposition_passes_promtool_and_the_openmetrics_parser() {
         "OpenMetrics parser rejected the exposition: {}\n--- exposition:\n{}",
         String::from_utf8_lossy(&out.stderr),
         om.body
+    );
+    eprintln!(
+        "OpenMetrics parser: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
     );
 }
 
