@@ -56,6 +56,8 @@ const READ_BUFFER: usize = 1 << 20;
 pub enum CryptoError {
     /// The passphrase (or secret key) does not open the message.
     #[error("wrong passphrase: it does not decrypt this OpenPGP message ({detail})")]
+    /// (gpg-style messages cannot tell a wrong passphrase from damage at the very start; the
+    /// restore path checks the sha256 sidecar to tell them apart.)
     WrongPassphrase { detail: String },
     /// None of the given secret keys matches a recipient of the message.
     #[error("no usable secret key for this OpenPGP message ({detail})")]
@@ -154,8 +156,8 @@ pub fn encrypt<R: Read, W: Write>(
     output: W,
 ) -> Result<(), CryptoError> {
     let mut rng = rand::thread_rng();
-    let mut builder = MessageBuilder::from_reader("", input)
-        .seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
+    let mut builder =
+        MessageBuilder::from_reader("", input).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
     builder
         .partial_chunk_size(PARTIAL_CHUNK_SIZE)
         .map_err(encrypt_error)?;
@@ -517,7 +519,19 @@ pub fn decrypt<R: Read + Send + 'static>(
     if let Decryption::Gpg { gnupg_home } = how {
         return Ok(Box::new(GpgDecrypt::start(input, gnupg_home.as_deref())?));
     }
-    let reader = ObjectReader(BufReader::with_capacity(READ_BUFFER, input));
+    let mut input = input;
+    let prefix = read_prefix(&mut input).map_err(|e| CryptoError::Corrupt {
+        detail: format!("reading the object: {e}"),
+    })?;
+    // Check the passphrase ourselves first (see `passphrase_session_key`).
+    let session_key = match how {
+        Decryption::Passphrase(pass) => Some(passphrase_session_key(&prefix, pass)?),
+        _ => None,
+    };
+    let reader = ObjectReader(BufReader::with_capacity(
+        READ_BUFFER,
+        io::Cursor::new(prefix).chain(input),
+    ));
     let (message, _) = Message::from_reader(reader).map_err(|e| CryptoError::Corrupt {
         detail: e.to_string(),
     })?;
@@ -526,21 +540,18 @@ pub fn decrypt<R: Read + Send + 'static>(
             detail: "the message is not encrypted".into(),
         });
     }
-    let options = pgp::composed::DecryptionOptions::new()
-        .set_seipdv1_read_mode(Seipdv1ReadMode::Streaming);
+    let options =
+        pgp::composed::DecryptionOptions::new().set_seipdv1_read_mode(Seipdv1ReadMode::Streaming);
     let message = match how {
-        Decryption::Passphrase(pass) => {
-            let pw = pass.password();
+        Decryption::Passphrase(_) => {
             let ring = TheRing {
-                message_password: vec![&pw],
+                session_keys: session_key.into_iter().collect(),
                 decrypt_options: options,
                 ..Default::default()
             };
             message
                 .decrypt_the_ring(ring, true)
-                .map_err(|e| CryptoError::WrongPassphrase {
-                    detail: e.to_string(),
-                })?
+                .map_err(|e| classify(e, |detail| CryptoError::WrongPassphrase { detail }))?
                 .0
         }
         Decryption::SecretKeys { keys, passphrase } => {
@@ -556,9 +567,7 @@ pub fn decrypt<R: Read + Send + 'static>(
             };
             message
                 .decrypt_the_ring(ring, true)
-                .map_err(|e| CryptoError::NoMatchingKey {
-                    detail: e.to_string(),
-                })?
+                .map_err(|e| classify(e, |detail| CryptoError::NoMatchingKey { detail }))?
                 .0
         }
         Decryption::Gpg { .. } => unreachable_gpg()?,
@@ -570,6 +579,154 @@ pub fn decrypt<R: Read + Send + 'static>(
         })?;
     }
     Ok(Box::new(Plaintext { message }))
+}
+
+/// How much of an object is looked at before decryption starts: the session key packets and
+/// the start of the encrypted data are far smaller.
+const PREFIX_LEN: usize = 64 * 1024;
+
+fn read_prefix<R: Read>(input: &mut R) -> io::Result<Vec<u8>> {
+    let mut prefix = Vec::with_capacity(PREFIX_LEN);
+    input.take(PREFIX_LEN as u64).read_to_end(&mut prefix)?;
+    Ok(prefix)
+}
+
+/// One OpenPGP packet header: (tag, header length, body length of the first chunk).
+fn packet_header(data: &[u8]) -> Option<(u8, usize, usize)> {
+    let b0 = *data.first()?;
+    if b0 & 0x80 == 0 {
+        return None;
+    }
+    if b0 & 0x40 != 0 {
+        let tag = b0 & 0x3f;
+        let o1 = *data.get(1)? as usize;
+        match o1 {
+            0..=191 => Some((tag, 2, o1)),
+            192..=223 => Some((tag, 3, ((o1 - 192) << 8) + *data.get(2)? as usize + 192)),
+            255 => {
+                let b = data.get(2..6)?;
+                Some((
+                    tag,
+                    6,
+                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize,
+                ))
+            }
+            _ => Some((tag, 2, 1usize << (o1 & 0x1f))),
+        }
+    } else {
+        let tag = (b0 >> 2) & 0x0f;
+        match b0 & 3 {
+            0 => Some((tag, 2, *data.get(1)? as usize)),
+            1 => {
+                let b = data.get(1..3)?;
+                Some((tag, 3, u16::from_be_bytes([b[0], b[1]]) as usize))
+            }
+            2 => {
+                let b = data.get(1..5)?;
+                Some((
+                    tag,
+                    5,
+                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize,
+                ))
+            }
+            _ => Some((tag, 1, data.len().saturating_sub(1))),
+        }
+    }
+}
+
+/// Derives the session key from the passphrase and checks it against the "quick check"
+/// bytes at the start of the SEIPD v1 data, so that a wrong passphrase is reported as such
+/// (rPGP itself skips the quick check, and gpg-style SKESKs without an encrypted session key
+/// would otherwise just decrypt to garbage). Only the outcome of our own check is exposed.
+fn passphrase_session_key(
+    prefix: &[u8],
+    pass: &Passphrase,
+) -> Result<pgp::composed::PlainSessionKey, CryptoError> {
+    use pgp::composed::PlainSessionKey;
+    use pgp::packet::{Packet, PacketParser};
+    let corrupt = |detail: &str| CryptoError::Corrupt {
+        detail: detail.to_string(),
+    };
+    let mut skesks = Vec::new();
+    let mut pos = 0usize;
+    let seipd = loop {
+        let Some((tag, hlen, blen)) = packet_header(&prefix[pos..]) else {
+            return Err(corrupt("no OpenPGP packet header where one was expected"));
+        };
+        let body = pos + hlen;
+        match tag {
+            // SKESK: parse the whole packet with rPGP.
+            3 => {
+                let end = body
+                    .checked_add(blen)
+                    .filter(|e| *e <= prefix.len())
+                    .ok_or_else(|| corrupt("truncated session key packet"))?;
+                if let Some(Ok(Packet::SymKeyEncryptedSessionKey(p))) =
+                    PacketParser::new(&prefix[pos..end]).next()
+                {
+                    skesks.push(p);
+                }
+                pos = end;
+            }
+            // PKESK, marker: skip.
+            1 | 10 => {
+                pos = body
+                    .checked_add(blen)
+                    .filter(|e| *e <= prefix.len())
+                    .ok_or_else(|| corrupt("truncated packet before the encrypted data"))?;
+            }
+            18 => break prefix.get(body..body + blen.min(prefix.len() - body)),
+            _ => return Err(corrupt("unexpected packet before the encrypted data")),
+        }
+    };
+    if skesks.is_empty() {
+        return Err(CryptoError::NoMatchingKey {
+            detail: "the object is encrypted to public keys (recipients), not with a \
+                     passphrase: restore it with a secret key or gpg"
+                .into(),
+        });
+    }
+    let pw = pass.password();
+    let mut last_error = String::from("quick check failed");
+    for skesk in &skesks {
+        let sk = match pgp::composed::decrypt_session_key_with_password(skesk, &pw) {
+            Ok(sk) => sk,
+            Err(e) => {
+                last_error = e.to_string();
+                continue;
+            }
+        };
+        let PlainSessionKey::V3_4 { sym_alg, key } = &sk else {
+            // v6 (AEAD) session keys authenticate themselves; let rPGP decide.
+            return Ok(sk);
+        };
+        // SEIPD v1: version byte 1, then CFB(prefix of block size + 2 repeated bytes).
+        let bs = sym_alg.block_size();
+        let Some(data) = seipd.filter(|d| d.first() == Some(&1) && d.len() > bs + 2) else {
+            return Ok(sk);
+        };
+        let mut check = data[1..bs + 3].to_vec();
+        let iv = vec![0u8; bs];
+        if sym_alg
+            .decrypt_with_iv_regular(key.as_ref(), &iv, &mut check)
+            .is_ok()
+            && check[bs - 2..bs] == check[bs..bs + 2]
+        {
+            return Ok(sk);
+        }
+    }
+    Err(CryptoError::WrongPassphrase { detail: last_error })
+}
+
+/// rPGP does not use the "quick check" bytes (an oracle), so a wrong passphrase on a gpg-style
+/// SKESK shows as garbage; only an MDC failure is known to be damage rather than the key.
+fn classify(e: pgp::errors::Error, key_error: impl FnOnce(String) -> CryptoError) -> CryptoError {
+    let detail = e.to_string();
+    if matches!(e, pgp::errors::Error::MdcError) || detail.contains("Modification Detection") {
+        CryptoError::Corrupt { detail }
+    } else {
+        key_error(detail)
+    }
 }
 
 /// `Decryption::Gpg` returns before rPGP is involved; keeps the match exhaustive without panic.
@@ -814,7 +971,13 @@ mod tests {
 
     fn sample(len: usize) -> Vec<u8> {
         (0..len)
-            .map(|i| if i % 3000 < 1500 { b"abc\n"[i % 4] } else { (i * 7919 % 251) as u8 })
+            .map(|i| {
+                if i % 3000 < 1500 {
+                    b"abc\n"[i % 4]
+                } else {
+                    (i * 7919 % 251) as u8
+                }
+            })
             .collect()
     }
 
@@ -842,8 +1005,15 @@ mod tests {
     #[test]
     fn round_trip_and_wrong_passphrase() {
         let data = sample(300_000);
-        let enc = encrypt_vec(&Encryption::Passphrase(Passphrase::new("right")), false, &data);
-        let back = decrypt_vec(enc.clone(), &Decryption::Passphrase(Passphrase::new("right")));
+        let enc = encrypt_vec(
+            &Encryption::Passphrase(Passphrase::new("right")),
+            false,
+            &data,
+        );
+        let back = decrypt_vec(
+            enc.clone(),
+            &Decryption::Passphrase(Passphrase::new("right")),
+        );
         assert_eq!(back.expect("decrypts"), data);
         let err = decrypt_vec(enc, &Decryption::Passphrase(Passphrase::new("wrong")))
             .expect_err("wrong passphrase");
@@ -853,9 +1023,10 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_message() {
-        let err = decrypt_vec(b"plain text, no OpenPGP".to_vec(), &Decryption::Passphrase(
-            Passphrase::new("x"),
-        ))
+        let err = decrypt_vec(
+            b"plain text, no OpenPGP".to_vec(),
+            &Decryption::Passphrase(Passphrase::new("x")),
+        )
         .expect_err("garbage");
         assert!(err.contains("not a valid OpenPGP message"), "{err}");
     }
@@ -866,8 +1037,8 @@ mod tests {
         let mut enc = encrypt_vec(&Encryption::Passphrase(Passphrase::new("p")), false, &data);
         let mid = enc.len() / 2;
         enc[mid] ^= 0x40;
-        let err = decrypt_vec(enc, &Decryption::Passphrase(Passphrase::new("p")))
-            .expect_err("tampered");
+        let err =
+            decrypt_vec(enc, &Decryption::Passphrase(Passphrase::new("p"))).expect_err("tampered");
         assert!(err.contains("corrupted"), "{err}");
     }
 
@@ -876,7 +1047,11 @@ mod tests {
         let Some(gpg) = GpgHome::new() else { return };
         let data = sample(2_500_000);
         for zlib in [false, true] {
-            let enc = encrypt_vec(&Encryption::Passphrase(Passphrase::new("s3cret pass")), zlib, &data);
+            let enc = encrypt_vec(
+                &Encryption::Passphrase(Passphrase::new("s3cret pass")),
+                zlib,
+                &data,
+            );
             let f = gpg.file("obj.gpg", &enc);
             let out = gpg.ok(
                 &[
@@ -913,11 +1088,14 @@ mod tests {
             ],
             b"orig pass\n",
         );
-        let back = decrypt_vec(enc.clone(), &Decryption::Passphrase(Passphrase::new("orig pass")))
-            .expect("decrypt gpg -c");
+        let back = decrypt_vec(
+            enc.clone(),
+            &Decryption::Passphrase(Passphrase::new("orig pass")),
+        )
+        .expect("decrypt gpg -c");
         assert!(back == data);
-        let err = decrypt_vec(enc, &Decryption::Passphrase(Passphrase::new("nope")))
-            .expect_err("wrong");
+        let err =
+            decrypt_vec(enc, &Decryption::Passphrase(Passphrase::new("nope"))).expect_err("wrong");
         assert!(err.contains("wrong passphrase"), "{err}");
     }
 
@@ -927,12 +1105,9 @@ mod tests {
         gpg.generate_key("Backup Operator <ops@example.org>");
         let data = sample(1_500_000);
         // Via `gpg --export <recipient>` in that home.
-        let keys = load_recipients_with_gnupg_home(
-            &["ops@example.org".into()],
-            None,
-            Some(gpg.path()),
-        )
-        .expect("recipient from gpg");
+        let keys =
+            load_recipients_with_gnupg_home(&["ops@example.org".into()], None, Some(gpg.path()))
+                .expect("recipient from gpg");
         let enc = encrypt_vec(&Encryption::Recipients(keys.clone()), false, &data);
         let f = gpg.file("r.gpg", &enc);
         let out = gpg.ok(&["--decrypt", f.to_str().expect("utf8")], b"");
@@ -945,7 +1120,10 @@ mod tests {
         assert_eq!(by_fpr.summary()[0].1, fpr);
         let missing = load_recipients(&["nobody@example.org".into()], Some(&ring))
             .expect_err("unknown recipient");
-        assert!(missing.to_string().contains("nobody@example.org"), "{missing}");
+        assert!(
+            missing.to_string().contains("nobody@example.org"),
+            "{missing}"
+        );
         // Decrypt with the exported secret key (binary), and through gpg itself.
         let secret = gpg.ok(&["--export-secret-keys", &fpr], b"");
         let sec_path = gpg.file("sec.gpg", &secret);
@@ -970,8 +1148,16 @@ mod tests {
         // gpg's own recipient encryption, read back with the secret key file.
         let plain = gpg.file("p", &data);
         let theirs = gpg.ok(
-            &["--trust-model", "always", "-e", "-r", "ops@example.org", "-o", "-",
-              plain.to_str().expect("utf8")],
+            &[
+                "--trust-model",
+                "always",
+                "-e",
+                "-r",
+                "ops@example.org",
+                "-o",
+                "-",
+                plain.to_str().expect("utf8"),
+            ],
             b"",
         );
         let back = decrypt_vec(
@@ -988,7 +1174,11 @@ mod tests {
     #[test]
     fn gpg_decryption_failure_is_an_error_at_end_of_stream() {
         let Some(gpg) = GpgHome::new() else { return };
-        let enc = encrypt_vec(&Encryption::Passphrase(Passphrase::new("x")), false, b"data");
+        let enc = encrypt_vec(
+            &Encryption::Passphrase(Passphrase::new("x")),
+            false,
+            b"data",
+        );
         // No passphrase available to gpg in batch mode: it must fail, loudly.
         let err = decrypt_vec(
             enc,

@@ -7,7 +7,7 @@
 //!   (compression + `.gpg`): the suffix chain, which tells restore how to decode.
 //!   [`Encoding::CUSTOS`] = `.zst.gpg` (default), [`Encoding::ORIGINAL`] = `.gpg` (gpg's own
 //!   zlib inside), [`Encoding::COMPRESS_ONLY`] = `.gz`.
-//! - [`ObjectName`]: `{id}/{YYYYmmddHHMMSS}/{id}.{payload}{.zst|.gz|}{.gpg|}`;
+//! - [`ObjectName`] is `{id}/{YYYYmmddHHMMSS}/{id}.{payload}{.zst|.gz|}{.gpg|}`;
 //!   [`ObjectName::path`] formats it, [`ObjectName::parse`] reads it back and returns `None`
 //!   for anything else in the tree (sidecars, temp files, foreign objects).
 //! - Sidecars: [`sidecar_name`] (`{object}.sha256`), [`sidecar_body`] (sha256sum format:

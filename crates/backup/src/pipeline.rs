@@ -190,14 +190,15 @@ pub fn run(
                 current: Vec::new(),
                 pos: 0,
             };
-            let result = match &plan.encryption {
-                Some(enc) => crypto::encrypt(enc, zlib_inside, &mut reader, &mut tee),
-                None => io::copy(&mut reader, &mut tee)
-                    .map(|_| ())
-                    .map_err(|e| CryptoError::Encrypt {
-                        detail: e.to_string(),
+            let result =
+                match &plan.encryption {
+                    Some(enc) => crypto::encrypt(enc, zlib_inside, &mut reader, &mut tee),
+                    None => io::copy(&mut reader, &mut tee).map(|_| ()).map_err(|e| {
+                        CryptoError::Encrypt {
+                            detail: e.to_string(),
+                        }
                     }),
-            };
+                };
             (tee, result)
         });
         let read_result = feed(&mut stream, plan, tx, progress);
@@ -230,13 +231,14 @@ pub fn run(
                 return Ok(finish_outcome(object, tee, 0, failed, destinations));
             }
             tee.abort_all();
-            return Err(stage2_result.err().map(PipelineError::Crypto).unwrap_or_else(
-                || {
+            return Err(stage2_result
+                .err()
+                .map(PipelineError::Crypto)
+                .unwrap_or_else(|| {
                     PipelineError::Crypto(CryptoError::Encrypt {
                         detail: "the encryption stage stopped early".into(),
                     })
-                },
-            ));
+                }));
         }
     };
     if let Err(e) = stage2_result {
@@ -844,7 +846,10 @@ mod tests {
         .expect("pipeline");
         assert_eq!(out.destinations.len(), 2);
         assert_eq!(out.destinations[0].destination, "flaky");
-        let err = out.destinations[0].result.as_ref().expect_err("flaky failed");
+        let err = out.destinations[0]
+            .result
+            .as_ref()
+            .expect_err("flaky failed");
         assert!(err.to_string().contains("os error 28"), "{err}");
         assert!(out.destinations[1].result.is_ok());
         assert_eq!(
@@ -923,8 +928,14 @@ mod tests {
         plan.encoding = Encoding::CUSTOS;
         let dir = tempfile::tempdir().expect("tempdir");
         let a = LocalDestination::new("a", dir.path());
-        let err = run(TestStream::ok(vec![]), &plan, "s/20240101000000/s.sql.zst.gpg", &[&a], None)
-            .expect_err("no keys");
+        let err = run(
+            TestStream::ok(vec![]),
+            &plan,
+            "s/20240101000000/s.sql.zst.gpg",
+            &[&a],
+            None,
+        )
+        .expect_err("no keys");
         assert!(matches!(err, PipelineError::Plan(_)));
     }
 
@@ -959,7 +970,9 @@ mod tests {
             .can_sign(true)
             .primary_user_id("Backup Test <backup@example.org>".into())
             .subkeys(vec![SubkeyParamsBuilder::default()
-                .key_type(KeyType::ECDH(pgp::crypto::ecc_curve::ECCCurve::Curve25519Legacy))
+                .key_type(KeyType::ECDH(
+                    pgp::crypto::ecc_curve::ECCCurve::Curve25519Legacy,
+                ))
                 .can_encrypt(pgp::composed::EncryptionCaps::All)
                 .build()
                 .expect("subkey params")])
@@ -971,9 +984,7 @@ mod tests {
         let ring = dir.path().join("ring.asc");
         std::fs::write(
             &ring,
-            public
-                .to_armored_string(Default::default())
-                .expect("armor"),
+            public.to_armored_string(Default::default()).expect("armor"),
         )
         .expect("write ring");
         let keys = crypto::load_recipients(&["backup@example.org".into()], Some(&ring))

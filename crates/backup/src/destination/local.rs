@@ -262,9 +262,8 @@ impl Write for LocalWriter {
         let Some(file) = self.file.as_mut() else {
             return Err(io::Error::other("object already closed"));
         };
-        file.write(buf).map_err(|e| {
-            io::Error::new(e.kind(), format!("write {}: {e}", self.temp.display()))
-        })
+        file.write(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("write {}: {e}", self.temp.display())))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -328,7 +327,13 @@ mod tests {
                 if e.file_type().expect("type").is_dir() {
                     stack.push(e.path());
                 } else {
-                    out.push(e.path().strip_prefix(root).expect("under").display().to_string());
+                    out.push(
+                        e.path()
+                            .strip_prefix(root)
+                            .expect("under")
+                            .display()
+                            .to_string(),
+                    );
                 }
             }
         }
@@ -339,7 +344,9 @@ mod tests {
     #[test]
     fn commit_makes_the_object_visible_and_listable() {
         let (dir, d) = dest();
-        let mut w = d.create("www/20240101000000/www.tar.zst.gpg").expect("create");
+        let mut w = d
+            .create("www/20240101000000/www.tar.zst.gpg")
+            .expect("create");
         w.write_all(b"hello").expect("write");
         // Invisible under its final name while written; the temp file is not listed.
         assert!(d.list("").expect("list").is_empty());
@@ -412,7 +419,9 @@ mod tests {
         fs::create_dir(&ro).expect("mkdir");
         fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555))
             .expect("chmod");
-        let err = LocalDestination::new("ro", &ro).check().expect_err("read-only");
+        let err = LocalDestination::new("ro", &ro)
+            .check()
+            .expect_err("read-only");
         assert!(err.to_string().contains("ro"), "{err}");
     }
 }
