@@ -147,17 +147,19 @@ impl Poller {
             return;
         };
         self.take_list(list);
+        self.set_up(true, t0);
         store.publish(self.snap.clone());
         let complete = self.fetch_details(src, t0).await;
         self.finish(t0, complete.is_ok(), store);
     }
 
-    fn finish(&mut self, t0: Instant, up: bool, store: &Snapshots) {
+    /// Records whether the server is usable; logs when it becomes so.
+    fn set_up(&mut self, up: bool, t0: Instant) {
         if up && !self.snap.up {
             tracing::info!(
                 server = %self.snap.server,
                 clients = self.snap.clients.len(),
-                "burp status port answers (poll {} took {:?})",
+                "burp status port answers (poll {}, client list after {:?})",
                 self.snap.polls,
                 t0.elapsed()
             );
@@ -166,6 +168,10 @@ impl Poller {
         if up {
             self.snap.last_error = None;
         }
+    }
+
+    fn finish(&mut self, t0: Instant, up: bool, store: &Snapshots) {
+        self.set_up(up, t0);
         self.snap.poll_duration = Some(t0.elapsed());
         self.snap.last_poll = Some(SystemTime::now());
         store.publish(self.snap.clone());

@@ -41,8 +41,8 @@ fn main() -> ExitCode {
     let cfg = match config::Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
+            // stderr only: under systemd it reaches the journal too.
             eprintln!("burp_exporter: {e}");
-            tracing::error!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -66,7 +66,6 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("burp_exporter: {e:#}");
-            tracing::error!("{e:#}");
             ExitCode::from(1)
         }
     }
