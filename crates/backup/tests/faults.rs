@@ -73,6 +73,7 @@ fn missing_source_path_fails_that_source_only() {
     let good = small_folder(&t.path().join("src"), "good", b"good data");
     let missing = t.path().join("src/no such folder");
     let dest = t.path().join("dest");
+    fs::create_dir_all(&dest).expect("mkdir dest");
     let mut job = Job::new(t.path());
     job.source(folder_source("gone", &missing))
         .source(folder_source("good", &good))
@@ -211,6 +212,7 @@ fn wrong_passphrase_on_restore_fails_clearly() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = small_folder(&t.path().join("src"), "data", b"secret data");
     let dest = t.path().join("dest");
+    fs::create_dir_all(&dest).expect("mkdir dest");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src))
         .destination(local_destination("disk", &dest));
@@ -266,6 +268,7 @@ fn corrupted_object_fails_verify_naming_it() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = small_folder(&t.path().join("src"), "data", &pseudo_random(2 << 20, 5));
     let dest = t.path().join("dest");
+    fs::create_dir_all(&dest).expect("mkdir dest");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src))
         .destination(local_destination("disk", &dest));
@@ -338,6 +341,7 @@ fn retention_never_deletes_the_last_good_copy() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = small_folder(&t.path().join("src"), "data", b"v1");
     let dest = t.path().join("dest");
+    fs::create_dir_all(&dest).expect("mkdir dest");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src)).destination(json!({
         "id": "disk", "type": "local", "path": dest, "retention_copies": 1, "retention_days": 1
@@ -394,6 +398,7 @@ fn retention_copies_keeps_newest() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = small_folder(&t.path().join("src"), "data", b"x");
     let dest = t.path().join("dest");
+    fs::create_dir_all(&dest).expect("mkdir dest");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src)).destination(json!({
         "id": "disk", "type": "local", "path": dest, "retention_copies": 2
@@ -444,6 +449,7 @@ fn kill_9_mid_run_loses_nothing() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = small_folder(&t.path().join("src"), "data", b"first version");
     let dest = t.path().join("dest");
+    fs::create_dir_all(&dest).expect("mkdir dest");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src)).destination(json!({
         "id": "disk", "type": "local", "path": dest, "retention_copies": 1
@@ -458,7 +464,7 @@ fn kill_9_mid_run_loses_nothing() {
     .expect("rename");
 
     // Enough data that tar is still running when we look for it.
-    fs::write(src.join("big.bin"), pseudo_random(64 << 20, 6)).expect("write");
+    fs::write(src.join("big.bin"), pseudo_random(8 << 20, 6)).expect("write");
     fs::write(src.join("data.bin"), b"second version").expect("write");
     let mut cmd = Command::new(bin());
     cmd.arg(&cfg)
@@ -583,6 +589,7 @@ fn config_errors_exit_2_naming_the_json_path() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = small_folder(&t.path().join("src"), "data", b"x");
     let dest = t.path().join("dest");
+    fs::create_dir_all(&dest).expect("mkdir dest");
     let ok_source = folder_source("files", &src);
     let ok_dest = local_destination("disk", &dest);
     let cases: Vec<(&str, serde_json::Value, Vec<&str>)> = vec![
@@ -662,7 +669,11 @@ fn config_errors_exit_2_naming_the_json_path() {
                 r.describe()
             );
         }
-        assert!(!dest.exists(), "{what}: the destination was created");
+        assert!(
+            files_under(&dest).is_empty(),
+            "{what}: something was written: {:?}",
+            files_under(&dest)
+        );
     }
     // Invalid JSON names the line; a missing file names the file.
     let p = t.path().join("broken.json");
@@ -696,6 +707,7 @@ fn trailing_commas_are_tolerated_with_a_warning() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = small_folder(&t.path().join("src"), "data", b"x");
     let dest = t.path().join("dest");
+    fs::create_dir_all(&dest).expect("mkdir dest");
     let text = format!(
         "{{\n  \"hostname\": \"h\",\n  \"modules\": [\"backups.sources.folder\", \"backups.destinations.local\",],\n  \"sources\": [\n    {{\n      \"id\": \"files\",\n      \"name\": \"Files\",\n      \"type\": \"folder\",\n      \"path\": \"{}\",\n      \"passphrase\": \"{}\",\n    }},\n  ],\n  \"destinations\": [\n    {{\"id\": \"disk\", \"type\": \"local\", \"path\": \"{}\",}},\n  ],\n}}\n",
         src.display(),
@@ -724,7 +736,7 @@ fn dry_run_writes_nothing() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = small_folder(&t.path().join("src"), "data", b"x");
     let dest = t.path().join("dest");
-    fs::create_dir_all(&dest).expect("mkdir");
+    fs::create_dir_all(&dest).expect("mkdir dest");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src))
         .destination(local_destination("disk", &dest));
