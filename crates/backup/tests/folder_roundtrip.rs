@@ -732,3 +732,72 @@ fn restore_into_existing_empty_directory() {
     .assert_code(0);
     assert_same_tree(&src, &restored_root(&target, "d"), false);
 }
+
+/// A hostile archive (a `../` member; a symlink to a directory outside followed by a member
+/// through it) placed in the destination must not write outside the restore target.
+#[test]
+fn restore_refuses_members_escaping_the_target() {
+    if !require_tools(
+        "restore_refuses_members_escaping_the_target",
+        &["tar", "gzip"],
+    ) {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let work = t.path().join("craft");
+    let outside = t.path().join("outside");
+    fs::create_dir_all(work.join("tree")).expect("mkdir");
+    fs::create_dir_all(&outside).expect("mkdir");
+    fs::write(work.join("f"), b"pwned\n").expect("write");
+    std::os::unix::fs::symlink(&outside, work.join("tree/ln")).expect("symlink");
+    let dest = t.path().join("dest");
+    for id in ["dotdot", "viasymlink"] {
+        fs::create_dir_all(dest.join(id).join("20240101000000")).expect("mkdir");
+    }
+    sh(&format!(
+        "cd '{w}' && tar -c -P --transform='s,^f,../escaped,' -f - f | gzip > '{d}/dotdot/20240101000000/dotdot.tar.gz' \
+         && tar -c -f evil.tar tree/ln && tar -r -P --transform='s,^f,tree/ln/pwned,' -f evil.tar f \
+         && gzip -c evil.tar > '{d}/viasymlink/20240101000000/viasymlink.tar.gz'",
+        w = work.display(),
+        d = dest.display()
+    ));
+    let mut job = Job::new(t.path());
+    for id in ["dotdot", "viasymlink"] {
+        job.source(json!({"id": id, "name": id, "type": "folder", "path": work, "compress_only": 1, "layout": "original"}));
+    }
+    job.destination(local_destination("disk", &dest));
+    let cfg = job.write();
+    for id in ["dotdot", "viasymlink"] {
+        let target = t.path().join(format!("restore-{id}/inner"));
+        let r = backup([
+            "restore".as_ref(),
+            cfg.as_os_str(),
+            "--source".as_ref(),
+            id.as_ref(),
+            "--to".as_ref(),
+            target.as_os_str(),
+        ]);
+        assert!(
+            !t.path().join(format!("restore-{id}/escaped")).exists(),
+            "{id}: `../escaped` was written outside the target\n{}",
+            r.describe()
+        );
+        assert!(
+            !outside.join("pwned").exists(),
+            "{id}: a member was written through a symlink to {}\n{}",
+            outside.display(),
+            r.describe()
+        );
+        assert_ne!(
+            r.code(),
+            Some(0),
+            "{id}: restore of a hostile archive reported success\n{}",
+            r.describe()
+        );
+        assert!(
+            r.stderr_text().contains("unsafe") || r.stderr_text().contains("outside"),
+            "{id}: the error does not say the archive is unsafe\n{}",
+            r.describe()
+        );
+    }
+}
