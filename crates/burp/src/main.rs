@@ -6,6 +6,7 @@
 use anyhow::Context;
 use clap::Parser;
 use custos_burp::{config, exporter};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -73,7 +74,14 @@ fn main() -> ExitCode {
 
 async fn run_once(cfg: &config::Config) -> anyhow::Result<ExitCode> {
     let (text, all_up) = exporter::once(cfg).await;
-    print!("{text}");
+    // `--once | head` closes the pipe early; that is not an error worth a panic.
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e).context("writing the summary")
+        }
+        _ => {}
+    }
     Ok(if all_up {
         ExitCode::SUCCESS
     } else {
