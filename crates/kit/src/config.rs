@@ -88,10 +88,19 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
 /// Parses YAML text (already read from `file`) into `T`, naming the failing key path.
 pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
     let de = yaml_serde::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Parse {
-        file: file.to_owned(),
-        key: KeyPrefix(e.path().to_string()),
-        message: e.into_inner().to_string(),
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // The YAML parser already prefixes some messages with the path; say it once.
+        let message = match message.strip_prefix(&format!("{key}: ")) {
+            Some(rest) => rest.to_string(),
+            None => message,
+        };
+        ConfigError::Parse {
+            file: file.to_owned(),
+            key: KeyPrefix(key),
+            message,
+        }
     })
 }
 
@@ -179,6 +188,18 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
         assert_eq!(err.key(), Some("servers[0].colour"));
+    }
+
+    #[test]
+    fn yaml_duplicate_key_named_once() {
+        let err = parse_yaml::<Root>(
+            Path::new("d.yaml"),
+            "servers:\n  - name: a\n    port: 1\n    port: 2\n",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(msg.matches("servers[0]").count(), 1, "{msg}");
+        assert!(msg.contains("duplicate"), "{msg}");
     }
 
     #[test]
