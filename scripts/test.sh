@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUSTOS_REQUIRE_SERVICES=${CUSTOS_REQUIRE_SERVICES:-1}
 
+# Debian packages of the real servers the tests start (idempotent, quick when present).
+bash scripts/install-deps.sh
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Integration tests start servers with fixed loopback ports; run test binaries one at a time
