@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark of the `backup` binary against the original's pipeline, side by side in one run.
 #
-#   scripts/bench-backup.sh [--gb N] [--big-gb M] [--no-build] [--md FILE]
+#   scripts/bench-backup.sh [--gb N] [--big-gb M] [--no-build] [--prepare-only] [--md FILE]
 #
 # 1. Generates a deterministic mixed folder of N GiB (default 1: half text, half random; big
 #    and small files) under $BENCH_DIR (default /tmp/custos-bench-backup), warms the page cache.
@@ -22,12 +22,14 @@ set -euo pipefail
 GB=1
 BIG_GB=4
 BUILD=1
+PREPARE_ONLY=0
 MD=""
 while (($#)); do
     case $1 in
     --gb) GB=$2; shift 2 ;;
     --big-gb) BIG_GB=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --prepare-only) PREPARE_ONLY=1; BUILD=0; shift ;;
     --md) MD=$2; shift 2 ;;
     -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -48,7 +50,7 @@ done
 if ((BUILD)); then
     (cd "$ROOT" && cargo build --release -p custos-backup --bin backup) >&2
 fi
-[[ -x $BACKUP ]] || { echo "no release binary at $BACKUP (run without --no-build)" >&2; exit 3; }
+((PREPARE_ONLY)) || [[ -x $BACKUP ]] || { echo "no release binary at $BACKUP (run without --no-build)" >&2; exit 3; }
 
 mkdir -p "$BENCH_DIR"
 WORK=$BENCH_DIR/work
@@ -117,6 +119,7 @@ PY
 IN=$BENCH_DIR/in-${GB}g
 echo "generating ${GB} GiB input in $IN (deterministic; reused when present) ..." >&2
 gen_set "$IN" "$GB" 42
+if ((PREPARE_ONLY)); then echo "prepared $IN" >&2; exit 0; fi
 INPUT_BYTES=$(tar cf - -C "$(dirname "$IN")" "./$(basename "$IN")" --exclude=.complete | wc -c)
 echo "input: $(du -sh --apparent-size "$IN" | cut -f1), tar stream $INPUT_BYTES bytes; warming page cache" >&2
 

@@ -173,14 +173,28 @@ fn full_destination_leaves_no_object() {
         );
         return;
     };
-    // 4 MB of random data cannot compress into 1 MB.
-    let src = small_folder(&t.path().join("src"), "data", &pseudo_random(4 << 20, 4));
+    // First a small good copy on both (aged, so retention would like to delete it).
+    let src = small_folder(&t.path().join("src"), "data", b"small first copy");
     let good = t.path().join("good");
     let mut job = Job::new(t.path());
+    let mut tiny = local_destination("tiny", &full);
+    tiny["retention_copies"] = json!(1);
+    tiny["retention_days"] = json!(1);
     job.source(folder_source("files", &src))
-        .destination(local_destination("tiny", &full))
+        .destination(tiny)
         .destination(local_destination("good", &good));
     let cfg = job.write();
+    backup([&cfg]).assert_code(0);
+    let first = only_object(&full, "files");
+    fs::rename(
+        first.parent().expect("dir"),
+        full.join("files/20200101000000"),
+    )
+    .expect("rename");
+    fs::remove_dir_all(good.join("files")).expect("clean good");
+
+    // 4 MB of random data cannot compress into 1 MB.
+    fs::write(src.join("data.bin"), pseudo_random(4 << 20, 4)).expect("write");
     let r = backup([&cfg]);
     r.assert_code(1);
     assert!(
@@ -193,9 +207,16 @@ fn full_destination_leaves_no_object() {
         "message does not say the disk is full:\n{}",
         r.describe()
     );
+    let left = objects(&full, "files");
+    assert_eq!(
+        left.len(),
+        1,
+        "the full destination should hold only the old copy: {:?}",
+        files_under(&full)
+    );
     assert!(
-        objects(&full, "files").is_empty(),
-        "object left on the full destination: {:?}",
+        left[0].to_string_lossy().contains("20200101000000"),
+        "retention ran after a failed upload and removed the last good copy: {:?}",
         files_under(&full)
     );
     assert!(
@@ -204,7 +225,23 @@ fn full_destination_leaves_no_object() {
         partial_files(&full)
     );
     only_object(&good, "files");
-    backup(["verify".as_ref(), cfg.as_os_str()]).code(); // must not hang or crash; result may be 1 (tiny has no copy)
+    // The old copy on the full destination still restores.
+    let target = t.path().join("restore");
+    backup([
+        "restore".as_ref(),
+        cfg.as_os_str(),
+        "--source".as_ref(),
+        "files".as_ref(),
+        "--destination".as_ref(),
+        "tiny".as_ref(),
+        "--to".as_ref(),
+        target.as_os_str(),
+    ])
+    .assert_code(0);
+    assert_eq!(
+        fs::read(target.join("data/data.bin")).expect("read"),
+        b"small first copy"
+    );
 }
 
 #[test]
