@@ -651,3 +651,52 @@ fn kill_9_while_dumping_leaves_no_object() {
     }
     drop_mysql(&s, &db);
 }
+
+/// The shipped example jobs run as written against the test services (only the destination
+/// folder and tmpdir are moved into a temp dir), and every source restores.
+#[test]
+fn example_jobs_run_and_restore() {
+    let Some(_s) = setup("example_jobs_run_and_restore") else {
+        return;
+    };
+    let examples = repo_root().join("examples");
+    for name in ["backup-quickstart.json", "backup-full.json"] {
+        let path = examples.join(name);
+        let Ok(text) = fs::read_to_string(&path) else {
+            panic!("{} is missing", path.display());
+        };
+        let t = tempfile::tempdir().expect("tempdir");
+        let dest = t.path().join("backups");
+        fs::create_dir_all(&dest).expect("mkdir");
+        let text = text
+            .replace("/tmp/custos-backups", &dest.display().to_string())
+            .replace("\"/var/tmp\"", &format!("\"{}\"", t.path().display()));
+        let cfg = t.path().join(name);
+        write_private(&cfg, text.as_bytes());
+        let r = backup([&cfg]);
+        r.assert_code(0);
+        let ids: Vec<String> = fs::read_dir(&dest)
+            .expect("read dest")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!ids.is_empty(), "{name}: nothing stored");
+        for id in ids {
+            let target = t.path().join("restore").join(&id);
+            let r = backup([
+                "restore".as_ref(),
+                cfg.as_os_str(),
+                "--source".as_ref(),
+                id.as_ref(),
+                "--to".as_ref(),
+                target.as_os_str(),
+            ]);
+            r.assert_code(0);
+            assert!(
+                !files_under(&target).is_empty(),
+                "{name}: restore of {id} produced no files"
+            );
+        }
+        backup(["verify".as_ref(), cfg.as_os_str()]).assert_code(0);
+    }
+}
