@@ -455,11 +455,13 @@ fn restores_objects_made_by_the_originals_pipeline() {
     let passfile = t.path().join("pass");
     write_private(&passfile, PASSPHRASE.as_bytes());
 
-    // gpg: the original's encrypted layout.
+    // gpg: the original's encrypted layout. `--s2k-count 65536` only keeps the test fast:
+    // gpg's calibrated default (tens of millions of SHA-1 rounds) costs ~10 s per key
+    // derivation in an unoptimised test build; the message format is the same.
     let obj_dir = dest.join("files/20240102030405");
     fs::create_dir_all(&obj_dir).expect("mkdir");
     sh(&format!(
-        "cd '{}' && tar cf - ./tree | GNUPGHOME='{}' gpg --batch --quiet --pinentry-mode loopback --passphrase-file '{}' --symmetric --cipher-algo AES256 -o '{}'",
+        "cd '{}' && tar cf - ./tree | GNUPGHOME='{}' gpg --batch --quiet --pinentry-mode loopback --passphrase-file '{}' --s2k-count 65536 --symmetric --cipher-algo AES256 -o '{}'",
         parent.display(),
         home.path().display(),
         passfile.display(),
