@@ -120,11 +120,12 @@ IN=$BENCH_DIR/in-${GB}g
 echo "generating ${GB} GiB input in $IN (deterministic; reused when present) ..." >&2
 gen_set "$IN" "$GB" 42
 if ((PREPARE_ONLY)); then echo "prepared $IN" >&2; exit 0; fi
-INPUT_BYTES=$(tar cf - -C "$(dirname "$IN")" "./$(basename "$IN")" --exclude=.complete | wc -c)
+INPUT_BYTES=$(tar cf - -C "$(dirname "$IN")" "./$(basename "$IN")" | wc -c)
 echo "input: $(du -sh --apparent-size "$IN" | cut -f1), tar stream $INPUT_BYTES bytes; warming page cache" >&2
 
 # ------------------------------------------------------------------ measurement
 ROWS=()
+FAILED=0
 # measure NAME OUTPUT_FILE_OR_DIR INPUT_BYTES CMD...: run under /usr/bin/time -v, record a row.
 measure() {
     local name=$1 out=$2 bytes=$3; shift 3
@@ -134,7 +135,8 @@ measure() {
         echo "FAILED: $name" >&2
         cat "$tf" >&2
         ROWS+=("| $name | FAILED | | | | |")
-        return 1
+        FAILED=1
+        return 0
     fi
     local wall rss outsz mbs
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$tf" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
@@ -156,6 +158,7 @@ measure "shell: tar \| zstd -1 \| gpg -z0 -c" "$WORK/out/shell.tar.zst.gpg" "$IN
     sh -c "tar cf - -C '$PARENT' './$BASE' | zstd -1 -q | gpg --batch --quiet --pinentry-mode loopback --passphrase-file '$WORK/pass' -z0 --symmetric --cipher-algo AES256 -o '$WORK/out/shell.tar.zst.gpg'"
 
 job() { # job FILE DEST LAYOUT SRC
+    mkdir -p "$2"
     cat >"$1" <<EOF
 {
   "hostname": "bench",
@@ -188,7 +191,7 @@ if [[ $BIG_GB != 0 ]]; then
     if ! [[ -f $BIG/.complete && $(cat "$BIG/.complete") == "$BIG_GB-copies" ]]; then
         rm -rf "$BIG"
         mkdir -p "$BIG"
-        n=$(awk -v b="$BIG_GB" -v g="$GB" 'BEGIN { printf "%d", (b + g - 1) / g }')
+        n=$(awk -v b="$BIG_GB" -v g="$GB" 'BEGIN { n = b / g; if (n > int(n)) n = int(n) + 1; print n }')
         for i in $(seq 1 "$n"); do cp -a "$IN" "$BIG/part$i"; done
         echo "$BIG_GB-copies" >"$BIG/.complete"
     fi
@@ -214,3 +217,4 @@ CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
     echo "|---|---:|---:|---:|---:|---:|"
     printf '%s\n' "${ROWS[@]}" "${BIG_ROWS[@]}"
 } | tee "${MD:-/dev/null}"
+exit $FAILED
