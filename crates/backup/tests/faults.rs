@@ -827,3 +827,64 @@ fn world_readable_config_with_secrets_warns() {
     );
     assert!(!r.all_text().contains(PASSPHRASE));
 }
+
+/// The original's deployment runs as a non-root user: a file that user cannot read makes tar
+/// exit 2, the source fails naming the file, and no object is stored.
+#[test]
+fn unreadable_file_fails_the_source_as_non_root() {
+    if !is_root() || which("runuser").is_none() {
+        eprintln!("SKIP: unreadable_file_fails_the_source_as_non_root: needs root and runuser to drop to nobody");
+        return;
+    }
+    let t = tempfile::Builder::new()
+        .prefix("custos-nobody")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let src = small_folder(t.path(), "data", b"readable");
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::set_permissions(src.join("data.bin"), fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::write(src.join("root-only.key"), b"secret").expect("write");
+    fs::set_permissions(src.join("root-only.key"), fs::Permissions::from_mode(0o600))
+        .expect("chmod");
+    let dest = t.path().join("dest");
+    fs::create_dir_all(&dest).expect("mkdir");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(local_destination("disk", &dest));
+    let cfg = job.write();
+    run_ok(
+        Command::new("chown")
+            .arg("-R")
+            .arg("nobody")
+            .arg(&dest)
+            .arg(&cfg)
+            .arg(job.tmpdir()),
+    );
+    let child = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(bin())
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runuser");
+    let out = wait_with_deadline(child, RUN_DEADLINE, "backup as nobody");
+    let r = Run {
+        status: out.status,
+        stdout: out.stdout,
+        stderr: out.stderr,
+    };
+    r.assert_code(1);
+    assert!(
+        r.all_text().contains("root-only.key"),
+        "message does not name the unreadable file:\n{}",
+        r.describe()
+    );
+    assert!(
+        objects(&dest, "files").is_empty(),
+        "an incomplete archive was stored: {:?}",
+        files_under(&dest)
+    );
+}

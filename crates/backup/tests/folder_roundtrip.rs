@@ -803,3 +803,53 @@ fn restore_refuses_members_escaping_the_target() {
         );
     }
 }
+
+/// `path` may be a single file (member `./<name>`) or end in `/` (the original then archives
+/// `./`, the folder's contents): both restore to what was backed up.
+#[test]
+fn single_file_and_trailing_slash_sources() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("src/folder");
+    fs::create_dir_all(dir.join("sub")).expect("mkdir");
+    fs::write(dir.join("sub/inner.txt"), b"inner").expect("write");
+    let single = t.path().join("src/single file.conf");
+    fs::write(&single, b"just one file\n").expect("write");
+    let dest = t.path().join("dest");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("single", &single))
+        .source(json!({"id": "slash", "name": "slash", "type": "folder",
+                       "path": format!("{}/", dir.display()), "passphrase": PASSPHRASE}))
+        .destination(local_destination("disk", &dest));
+    let cfg = job.write();
+    backup([&cfg]).assert_code(0);
+
+    let target = t.path().join("restore-single");
+    backup([
+        "restore".as_ref(),
+        cfg.as_os_str(),
+        "--source".as_ref(),
+        "single".as_ref(),
+        "--to".as_ref(),
+        target.as_os_str(),
+    ])
+    .assert_code(0);
+    assert_eq!(
+        fs::read(target.join("single file.conf")).expect("restored single file"),
+        b"just one file\n"
+    );
+
+    let target = t.path().join("restore-slash");
+    backup([
+        "restore".as_ref(),
+        cfg.as_os_str(),
+        "--source".as_ref(),
+        "slash".as_ref(),
+        "--to".as_ref(),
+        target.as_os_str(),
+    ])
+    .assert_code(0);
+    assert_eq!(
+        fs::read(target.join("sub/inner.txt")).expect("restored contents of folder/"),
+        b"inner"
+    );
+}
