@@ -1312,6 +1312,10 @@ mod tests {
     #[test]
     fn refuses_members_that_escape_the_target() {
         let (dir, a, _b) = setup();
+        // A directory outside every target that the symlink case points at.
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(&outside).expect("mkdir");
+        let outside_bytes = outside.as_os_str().as_bytes().to_vec();
         let cases: Vec<(&str, Vec<u8>)> = vec![
             (
                 "dotdot",
@@ -1320,7 +1324,7 @@ mod tests {
             (
                 "symlink",
                 raw_tar(&[
-                    (b"link", tar::EntryType::Symlink, b"/tmp", b""),
+                    (b"link", tar::EntryType::Symlink, &outside_bytes, b""),
                     (b"link/evil", tar::EntryType::Regular, b"", b"x"),
                 ]),
             ),
@@ -1336,7 +1340,8 @@ mod tests {
                 matches!(err, RestoreError::UnsafePath { .. }),
                 "{id}: {err}"
             );
-            assert!(!dir.path().join("evil").exists() && !Path::new("/tmp/evil").exists());
+            assert!(!dir.path().join("evil").exists(), "{id}");
+            assert!(!outside.join("evil").exists(), "{id}");
         }
     }
 
