@@ -682,6 +682,27 @@ fn untar(decoded: &mut Decoded, dir: &Path, object: &str) -> Result<u64, Restore
                 entry.set_preserve_permissions(false);
                 entry.set_preserve_mtime(false);
             }
+            // The tar crate unpacks a FIFO as an empty regular file; make a real one.
+            if entry.header().entry_type().is_fifo() {
+                let unsafe_path = || RestoreError::UnsafePath {
+                    object: object.to_string(),
+                    member: member.clone(),
+                    target: dir.to_path_buf(),
+                };
+                let path = member_path(dir, &entry.path_bytes()).ok_or((None, unsafe_path()))?;
+                make_fifo(dir, &path, mode, mtime).map_err(|e| match e {
+                    FifoError::Escapes => (None, unsafe_path()),
+                    FifoError::Io(source) => (
+                        Some(member.clone()),
+                        RestoreError::Write {
+                            object: object.to_string(),
+                            path: path.clone(),
+                            source,
+                        },
+                    ),
+                })?;
+                continue;
+            }
             match entry.unpack_in(dir) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -777,6 +798,54 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The on-disk path of a member, as `unpack_in` computes it (`.`, `/` dropped).
+enum FifoError {
+    /// The FIFO's parent resolves outside the restore target (through a symlink).
+    Escapes,
+    Io(io::Error),
+}
+
+/// Creates a FIFO at `path` (inside `dir`) with `mode` and `mtime`, replacing what is there.
+fn make_fifo(dir: &Path, path: &Path, mode: u32, mtime: Option<u64>) -> Result<(), FifoError> {
+    use rustix::fs::{mknodat, FileType, Mode, CWD};
+    let parent = path.parent().unwrap_or(dir);
+    fs::create_dir_all(parent).map_err(FifoError::Io)?;
+    let root = fs::canonicalize(dir).map_err(FifoError::Io)?;
+    let real_parent = fs::canonicalize(parent).map_err(FifoError::Io)?;
+    if !real_parent.starts_with(&root) {
+        return Err(FifoError::Escapes);
+    }
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir(path).map_err(FifoError::Io)?,
+        Ok(_) => fs::remove_file(path).map_err(FifoError::Io)?,
+        Err(_) => {}
+    }
+    mknodat(
+        CWD,
+        path,
+        FileType::Fifo,
+        Mode::from_raw_mode(mode & 0o7777),
+        0,
+    )
+    .map_err(|e| FifoError::Io(e.into()))?;
+    // mknod is subject to the umask; the archive's mode is what we restore.
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777)).map_err(FifoError::Io)?;
+    if let Some(secs) = mtime {
+        let t = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: secs as i64,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: secs as i64,
+                tv_nsec: 0,
+            },
+        };
+        rustix::fs::utimensat(CWD, path, &t, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| FifoError::Io(e.into()))?;
+    }
+    Ok(())
+}
+
 fn member_path(dir: &Path, member: &[u8]) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     let rel = Path::new(std::ffi::OsStr::from_bytes(member));
