@@ -35,6 +35,8 @@ pub trait Source: Send {
     fn ensure_connected(&mut self) -> impl Future<Output = Result<(), Error>> + Send;
     /// Whether a connection is open.
     fn is_connected(&self) -> bool;
+    /// Connection attempts made so far (`burp_contact_attempts_total`).
+    fn connect_attempts(&self) -> u64;
 }
 
 impl Source for Connection {
@@ -46,6 +48,9 @@ impl Source for Connection {
     }
     fn is_connected(&self) -> bool {
         Connection::is_connected(self)
+    }
+    fn connect_attempts(&self) -> u64 {
+        Connection::connect_attempts(self)
     }
 }
 
@@ -109,15 +114,15 @@ impl Poller {
     async fn request<S: Source>(&mut self, src: &mut S, cmd: &str) -> Result<Vec<u8>, Error> {
         if !src.is_connected() {
             match src.ensure_connected().await {
-                Err(Error::Backoff { .. }) => {}
+                Err(Error::Backoff { .. }) | Ok(()) => {}
                 Err(e) => {
-                    self.snap.contact_attempts += 1;
+                    self.snap.contact_attempts = src.connect_attempts();
                     return Err(e);
                 }
-                Ok(()) => self.snap.contact_attempts += 1,
             }
         }
         let r = src.request(cmd).await;
+        self.snap.contact_attempts = src.connect_attempts();
         if r.is_ok() || matches!(r, Err(Error::Warning(_))) {
             self.snap.last_contact = Some(SystemTime::now());
         }
@@ -611,6 +616,7 @@ mod tests {
         /// A command whose request breaks the connection.
         break_on: Option<&'static str>,
         connected: bool,
+        attempts: u64,
     }
 
     impl Replay {
@@ -650,11 +656,17 @@ mod tests {
             std::future::ready(r)
         }
         fn ensure_connected(&mut self) -> impl Future<Output = Result<(), Error>> + Send {
+            if !self.connected {
+                self.attempts += 1;
+            }
             self.connected = true;
             std::future::ready(Ok(()))
         }
         fn is_connected(&self) -> bool {
             self.connected
+        }
+        fn connect_attempts(&self) -> u64 {
+            self.attempts
         }
     }
 
@@ -776,10 +788,11 @@ mod tests {
         assert_eq!(s.errors.get("closed"), 1);
         assert_eq!(s.clients.len(), 2, "the client list of this poll is served");
         // Next poll (connection fine again) fetches the details.
-        let mut ok = Replay::idle();
-        p.poll(&mut ok, &store).await;
+        f.break_on = None;
+        f.asked.clear();
+        p.poll(&mut f, &store).await;
         assert_eq!(
-            ok.asked,
+            f.asked,
             ["c:", "c:testclient", "c:testclient:b:1:l:backup_stats"]
         );
         let s = store.get("s").unwrap();

@@ -583,6 +583,7 @@ pub struct Connection {
     client: Option<StatusClient>,
     backoff: Backoff,
     last_error: Option<String>,
+    attempts: u64,
 }
 
 impl Connection {
@@ -593,6 +594,7 @@ impl Connection {
             client: None,
             backoff: Backoff::new(DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX),
             last_error: None,
+            attempts: 0,
         }
     }
 
@@ -620,6 +622,12 @@ impl Connection {
     /// Consecutive failed attempts since the last success.
     pub fn failures(&self) -> u32 {
         self.backoff.failures()
+    }
+
+    /// Connection attempts (TCP + TLS + login) made so far, including the silent reconnect
+    /// of [`Connection::request`]; attempts skipped by the backoff do not count.
+    pub fn connect_attempts(&self) -> u64 {
+        self.attempts
     }
 
     /// The server version seen at the last login, if connected.
@@ -687,7 +695,10 @@ impl Connection {
         }
         match &mut self.client {
             Some(client) => Ok(client),
-            slot @ None => Ok(slot.insert(StatusClient::connect(&self.target).await?)),
+            slot @ None => {
+                self.attempts += 1;
+                Ok(slot.insert(StatusClient::connect(&self.target).await?))
+            }
         }
     }
 

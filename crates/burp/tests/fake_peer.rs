@@ -866,6 +866,8 @@ async fn connection_reuses_and_reconnects_transparently() {
     // 2 requests per connection: the server closed twice, we never failed a request.
     assert_eq!(peer.connections.load(Ordering::SeqCst), 3);
     assert_eq!(conn.failures(), 0);
+    // Silent reconnects are still contact attempts (burp_contact_attempts_total).
+    assert_eq!(conn.connect_attempts(), 3);
 }
 
 #[tokio::test]
@@ -894,6 +896,7 @@ async fn connection_backs_off_from_a_dead_server_and_recovers() {
     tokio::time::sleep(backoff).await;
     assert!(matches!(conn.request("c:").await, Err(Error::Io { .. })));
     assert_eq!(conn.failures(), 2);
+    assert_eq!(conn.connect_attempts(), 2, "backoff skips are not attempts");
 
     // The server comes back on the same port.
     let listener = TcpListener::bind(addr).await.unwrap();
