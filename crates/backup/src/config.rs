@@ -132,7 +132,8 @@ pub struct JobConfig {
     pub file: PathBuf,
     /// `hostname`: used in messages/notifications; the system's host name when absent.
     pub hostname: Option<String>,
-    /// `tmpdir`: where the few small temporary files (database credentials) go.
+    /// `tmpdir`: accepted as in the original; custos writes no temporary files (database
+    /// credentials stay in memory), so nothing uses it.
     pub tmpdir: Option<PathBuf>,
     /// Sources in file order.
     pub sources: Vec<SourceConfig>,
@@ -161,7 +162,8 @@ pub struct SourceConfig {
     pub recipients: Vec<String>,
     /// `compress_only` (true only for `1`/`true`, as the original's `== 1`).
     pub compress_only: bool,
-    /// `tmpdir` (per source in the original), else the root `tmpdir`.
+    /// `tmpdir` (per source in the original), else the root `tmpdir`; unused (see
+    /// [`JobConfig::tmpdir`]).
     pub tmpdir: Option<PathBuf>,
     /// custos `compression` (per source, else root, else zstd); ignored by `layout: original`.
     pub compression: Compression,
@@ -887,7 +889,10 @@ pub fn strip_trailing_commas(text: &str) -> (String, Vec<usize>) {
                     .find(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'));
                 if matches!(next, Some(b'}') | Some(b']')) {
                     out[i] = b' ';
-                    lines.push(line);
+                    // `[1,],}` on one line has two; name the line once.
+                    if lines.last() != Some(&line) {
+                        lines.push(line);
+                    }
                 }
             }
             _ => {}

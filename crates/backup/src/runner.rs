@@ -237,11 +237,10 @@ pub fn build_destination(d: &DestinationConfig) -> Result<Box<dyn Destination>, 
 
 /// Builds the source of a config entry.
 pub fn build_source(s: &SourceConfig) -> Result<Box<dyn Source>, String> {
-    let tmp = s.tmpdir.as_deref();
     match &s.spec {
         SourceSpec::Folder(c) => Ok(Box::new(FolderSource::new(&s.id, &s.name, c))),
-        SourceSpec::Mysql(c) => Ok(Box::new(MysqlSource::new(&s.id, &s.name, c, tmp))),
-        SourceSpec::Pgsql(c) => Ok(Box::new(PgsqlSource::new(&s.id, &s.name, c, tmp))),
+        SourceSpec::Mysql(c) => Ok(Box::new(MysqlSource::new(&s.id, &s.name, c))),
+        SourceSpec::Pgsql(c) => Ok(Box::new(PgsqlSource::new(&s.id, &s.name, c))),
         SourceSpec::Unsupported => Err(format!(
             "source '{}': type '{}' is not yet supported",
             s.id, s.kind
@@ -442,6 +441,16 @@ fn run_source(
     }
     .path();
     tracing::info!(source = %s.id, name = %s.name, kind = %s.kind, object = %object, "backing up");
+    // Half-written objects of this source's killed runs go first (space comes back before
+    // the new copy needs it). A failure here only costs space: log it and carry on.
+    let prefix = format!("{}/", s.id);
+    for t in &usable {
+        if let Ok(dest) = &t.built {
+            if let Err(e) = dest.remove_abandoned(&prefix) {
+                tracing::warn!(source = %s.id, destination = %t.config.id, "cannot remove partial objects of earlier runs: {e}");
+            }
+        }
+    }
 
     let outcome = match source.open() {
         Ok(stream) => {

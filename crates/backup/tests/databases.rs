@@ -9,7 +9,6 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -517,12 +516,33 @@ fn inspect_while_running(root: i32, name: &str, secrets: &[&str], tmpdir: &Path)
             );
         }
     }
-    // Credentials files in tmpdir (if any) are private.
-    for f in files_under(tmpdir) {
-        let m = fs::metadata(tmpdir.join(&f))
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0);
-        assert_eq!(m & 0o077, 0, "credentials file {f} has mode {m:o}");
+    // No credentials file on disk, even while the dump runs: the dumper reads them from an
+    // in-memory file that is its stdin, and no other process of the run holds it.
+    assert!(
+        files_under(tmpdir).is_empty(),
+        "file in tmpdir while {name} runs: {:?}",
+        files_under(tmpdir)
+    );
+    let stdin = fs::read_link(format!("/proc/{pid}/fd/0")).unwrap_or_default();
+    assert!(
+        stdin.to_string_lossy().starts_with("/memfd:custos-"),
+        "{name}'s stdin is {}, not the in-memory credentials",
+        stdin.display()
+    );
+    for p in all_pids_under(root).into_iter().filter(|p| *p != pid) {
+        for fd in fs::read_dir(format!("/proc/{p}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let target = fs::read_link(fd.path()).unwrap_or_default();
+            assert!(
+                !target.to_string_lossy().starts_with("/memfd:custos-"),
+                "pid {p} ({}) holds the credentials as fd {:?}",
+                comm(p),
+                fd.file_name()
+            );
+        }
     }
     pid
 }
@@ -631,6 +651,21 @@ fn kill_9_while_dumping_leaves_no_object() {
     let mut child = cmd.spawn().expect("spawn");
     let root = child.id() as i32;
     inspect_while_running(root, "mysqldump", &[&s.pass, PASSPHRASE], &job.tmpdir());
+    // Kill once the destination's partial file exists, so the next run must clean it up.
+    let partials = |dest: &Path| -> Vec<String> {
+        files_under(dest)
+            .into_iter()
+            .filter(|f| f.contains(".partial-"))
+            .collect()
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    while partials(&dest).is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        !partials(&dest).is_empty(),
+        "no partial file while mysqldump runs"
+    );
     rustix::process::kill_process_group(
         rustix::process::Pid::from_raw(root).expect("pid"),
         rustix::process::Signal::KILL,
@@ -638,6 +673,12 @@ fn kill_9_while_dumping_leaves_no_object() {
     .expect("kill -9");
     let _ = child.wait();
     lock.release();
+    // Nothing secret on disk right after the kill, before any cleanup could have run.
+    assert!(
+        files_under(&job.tmpdir()).is_empty(),
+        "kill -9 left files in tmpdir: {:?}",
+        files_under(&job.tmpdir())
+    );
     assert!(
         objects(&dest, "my").is_empty(),
         "object after kill -9: {:?}",
@@ -646,9 +687,15 @@ fn kill_9_while_dumping_leaves_no_object() {
     backup([&cfg]).assert_code(0);
     only_object(&dest, "my");
     let leftovers: Vec<String> = files_under(&job.tmpdir());
-    if !leftovers.is_empty() {
-        eprintln!("NOTE: the killed run left credentials files in tmpdir (0600): {leftovers:?}");
-    }
+    assert!(
+        leftovers.is_empty(),
+        "the killed run left files in tmpdir: {leftovers:?}"
+    );
+    let left = partials(&dest);
+    assert!(
+        left.is_empty(),
+        "the next run left the killed run's partial files: {left:?}"
+    );
     drop_mysql(&s, &db);
 }
 

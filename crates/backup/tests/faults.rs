@@ -535,12 +535,24 @@ fn kill_9_mid_run_loses_nothing() {
         stopped,
         "never saw tar running under backup (pid {pid}) before it finished"
     );
+    // The destination's partial file is created right after tar starts: kill once it is
+    // there, so the next run has something to clean up.
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while partial_files(&dest).is_empty() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let _ = rustix::process::kill_process_group(
         rustix::process::Pid::from_raw(pid).expect("pid"),
         rustix::process::Signal::KILL,
     );
     let _ = child.wait();
     // Reap/let go of the stopped tar too (SIGKILL works on stopped processes).
+    let killed_partials = partial_files(&dest);
+    assert!(
+        !killed_partials.is_empty(),
+        "the killed run left no partial file (test no longer covers the cleanup): {:?}",
+        files_under(&dest)
+    );
 
     let objs = objects(&dest, "files");
     assert_eq!(
@@ -571,12 +583,12 @@ fn kill_9_mid_run_loses_nothing() {
         fs::read(target.join("data/data.bin")).expect("read"),
         b"second version"
     );
+    // The new run removed what the killed one had half written.
     let leftovers = partial_files(&dest);
-    if !leftovers.is_empty() {
-        eprintln!(
-            "NOTE: partial files of the killed run are still in the destination: {leftovers:?}"
-        );
-    }
+    assert!(
+        leftovers.is_empty(),
+        "partial files of the killed run are still in the destination: {leftovers:?}"
+    );
 }
 
 /// Direct and indirect children of `pid` (from /proc/*/stat).

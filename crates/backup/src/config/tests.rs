@@ -95,6 +95,12 @@ fn trailing_commas_are_stripped_only_outside_strings_and_lines_kept() {
     let (clean, lines) = strip_trailing_commas(r#"{"a": "q\",]", }"#);
     assert_eq!(lines, vec![1]);
     assert!(clean.contains(r#""q\",]""#));
+    // Several on one line (`[1,],}`) name that line once, in order.
+    let text = "{\n \"a\": [1,],\n \"b\": {\"c\": [2,],},\n \"d\": 3,\n}";
+    let (clean, lines) = strip_trailing_commas(text);
+    assert_eq!(lines, vec![2, 3, 4]);
+    let v: Value = serde_json::from_str(&clean).unwrap();
+    assert_eq!(v["b"]["c"], serde_json::json!([2]));
 }
 
 /// The README's "Complete Example", as published: its mysql entry carries a folder's `path`

@@ -3,11 +3,15 @@
 //! Public API: [`LocalDestination::new`]`(id, path)`, then the [`Destination`] trait.
 //!
 //! Crash safety: [`Destination::create`] writes to a hidden temporary file in the object's
-//! own directory (`.{file}.partial-{pid}-{n}`); [`ObjectWriter::commit`] fsyncs it, renames it
-//! atomically to the final name and fsyncs the directory. A run killed with `kill -9` leaves
-//! at worst a hidden `.partial-` file that [`Destination::list`] ignores; it never leaves a
-//! file under an object name that is not complete. Files are created mode 0600: backups are
-//! as sensitive as what they hold.
+//! own directory (`.{file}.partial-{pid}-{n}-{host}`); [`ObjectWriter::commit`] fsyncs it,
+//! renames it atomically to the final name and fsyncs the directory. A run killed with
+//! `kill -9` leaves at worst a hidden `.partial-` file that [`Destination::list`] ignores; it
+//! never leaves a file under an object name that is not complete. The next run of that source
+//! removes such files ([`Destination::remove_abandoned`]) when their writer is gone: no
+//! process with that PID, a zombie, or a process that is not `backup` (the PID was reused).
+//! The host name in the file name keeps a run from judging partial files that another
+//! machine is writing to the same (network) file system by PIDs that mean nothing here.
+//! Files are created mode 0600: backups are as sensitive as what they hold.
 //!
 //! The root directory must exist already: creating it would silently fill the parent file
 //! system when a backup disk is not mounted.
@@ -17,6 +21,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use super::{Destination, DestinationError, ObjectInfo, ObjectWriter};
 
@@ -92,6 +97,86 @@ fn is_partial(file_name: &str) -> bool {
     file_name.starts_with('.') && file_name.contains(PARTIAL_MARKER)
 }
 
+/// Longest file name most file systems take (NAME_MAX).
+const NAME_MAX: usize = 255;
+
+/// This machine's name as it goes into partial file names: `[A-Za-z0-9._-]`, at most 32
+/// bytes (empty if unknown).
+fn host_tag() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        raw.trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .take(32)
+            .collect()
+    })
+}
+
+/// `.{file}.partial-{pid}-{n}-{host}`, with `file` shortened if the whole would exceed
+/// [`NAME_MAX`].
+fn partial_name(file_name: &str, pid: u32, n: u64, host: &str) -> String {
+    let tail = format!("{PARTIAL_MARKER}{pid}-{n}-{host}");
+    let mut keep = file_name.len().min(NAME_MAX.saturating_sub(1 + tail.len()));
+    while !file_name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!(".{}{tail}", &file_name[..keep])
+}
+
+/// Who wrote a partial file: PID and host (None for names without a host).
+fn partial_owner(file_name: &str) -> Option<(u32, Option<&str>)> {
+    if !is_partial(file_name) {
+        return None;
+    }
+    let start = file_name.rfind(PARTIAL_MARKER)? + PARTIAL_MARKER.len();
+    let mut parts = file_name[start..].splitn(3, '-');
+    let pid = parts.next()?.parse::<u32>().ok()?;
+    parts.next()?.parse::<u64>().ok()?;
+    Some((pid, parts.next()))
+}
+
+/// The command name and state of `pid` from `/proc/{pid}/stat` (the name may hold spaces
+/// and parentheses: it ends at the last `)`).
+fn proc_stat(pid: &str) -> Option<(String, char)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    let state = stat.get(close + 1..)?.trim_start().chars().next()?;
+    Some((comm, state))
+}
+
+/// True only when the writer of a partial file certainly no longer exists: another host's
+/// files, this process's own, and anything unclear count as alive.
+fn owner_is_gone(pid: u32, host: Option<&str>) -> bool {
+    if host.is_some_and(|h| h != host_tag()) || pid == std::process::id() {
+        return false;
+    }
+    let Some(raw) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(raw) {
+        Err(rustix::io::Errno::SRCH) => return true,
+        // Exists (EPERM: another user's process): look closer.
+        Ok(()) | Err(rustix::io::Errno::PERM) => {}
+        Err(_) => return false,
+    }
+    let Some((comm, state)) = proc_stat(&pid.to_string()) else {
+        // Hidden (hidepid) or just exited: not sure, keep it.
+        return false;
+    };
+    if state == 'Z' {
+        return true;
+    }
+    let own = proc_stat("self").map(|(c, _)| c).unwrap_or_default();
+    comm != "backup" && comm != own
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -137,10 +222,11 @@ impl Destination for LocalDestination {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = dir.join(format!(
-            ".{file_name}{PARTIAL_MARKER}{}-{}",
+        let temp = dir.join(partial_name(
+            &file_name,
             std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed),
+            host_tag(),
         ));
         let file = OpenOptions::new()
             .write(true)
@@ -220,6 +306,86 @@ impl Destination for LocalDestination {
         let path = self.object_path(name)?;
         let file = File::open(&path).map_err(|e| self.io_err("open", &path, e))?;
         Ok(Box::new(file))
+    }
+
+    /// Walks the directories under `prefix` like [`Destination::list`]; each partial file whose
+    /// writer is gone (see the module docs) is removed, then its directory if that is now
+    /// empty (the timestamp directory of the killed run).
+    fn remove_abandoned(&self, prefix: &str) -> Result<Vec<String>, DestinationError> {
+        self.require_root()?;
+        let start_rel = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let start = if start_rel.is_empty() {
+            self.root.clone()
+        } else {
+            match self.object_path(start_rel) {
+                Ok(p) => p,
+                Err(_) => return Ok(Vec::new()),
+            }
+        };
+        let mut removed = Vec::new();
+        let mut stack = vec![(start.clone(), start_rel.to_string())];
+        while let Some((dir, rel)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io_err("list", &dir, e)),
+            };
+            let mut emptied = false;
+            for entry in entries {
+                let entry = entry.map_err(|e| self.io_err("list", &dir, e))?;
+                let Ok(file_name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let name = if rel.is_empty() {
+                    file_name.clone()
+                } else {
+                    format!("{rel}/{file_name}")
+                };
+                let ft = entry
+                    .file_type()
+                    .map_err(|e| self.io_err("list", &entry.path(), e))?;
+                if ft.is_dir() {
+                    let as_dir = format!("{name}/");
+                    if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                        stack.push((entry.path(), name));
+                    }
+                    continue;
+                }
+                if !ft.is_file() || !name.starts_with(prefix) {
+                    continue;
+                }
+                let Some((pid, host)) = partial_owner(&file_name) else {
+                    continue;
+                };
+                if !owner_is_gone(pid, host) {
+                    continue;
+                }
+                let path = entry.path();
+                let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(
+                            destination = %self.id,
+                            file = %path.display(),
+                            pid,
+                            bytes,
+                            "removed a partial object left by a run that no longer exists"
+                        );
+                        removed.push(name);
+                        emptied = true;
+                    }
+                    // Someone else cleaned it up meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.io_err("delete", &path, e)),
+                }
+            }
+            if emptied && dir != self.root && dir != start {
+                // Fails (and is left) when anything else is in it.
+                let _ = fs::remove_dir(&dir);
+            }
+        }
+        removed.sort();
+        Ok(removed)
     }
 
     /// Removes the file, then its directories up to (not including) the root while empty.
@@ -423,5 +589,132 @@ mod tests {
             .check()
             .expect_err("read-only");
         assert!(err.to_string().contains("ro"), "{err}");
+    }
+
+    /// A process that has exited and been reaped: its PID names no process (for a while).
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = c.id();
+        c.wait().expect("wait");
+        pid
+    }
+
+    fn partial_in(root: &Path, rel_dir: &str, file: &str, pid: u32, host: &str) -> PathBuf {
+        let dir = root.join(rel_dir);
+        fs::create_dir_all(&dir).expect("mkdir");
+        let p = dir.join(partial_name(file, pid, 7, host));
+        fs::write(&p, b"half an object").expect("write");
+        p
+    }
+
+    #[test]
+    fn partial_names_carry_pid_counter_and_host_and_fit_name_max() {
+        let n = partial_name("db.sql.zst.gpg", 4242, 3, "web-1.example");
+        assert_eq!(n, ".db.sql.zst.gpg.partial-4242-3-web-1.example");
+        assert_eq!(partial_owner(&n), Some((4242, Some("web-1.example"))));
+        // The layout before host names were added.
+        assert_eq!(partial_owner(".db.sql.gz.partial-17-0"), Some((17, None)));
+        assert_eq!(partial_owner("db.sql.gz"), None);
+        assert_eq!(partial_owner(".x.partial-abc-1"), None);
+        let long = "é".repeat(200);
+        let n = partial_name(&long, u32::MAX, u64::MAX, "h");
+        assert!(n.len() <= NAME_MAX, "{}", n.len());
+        assert_eq!(partial_owner(&n), Some((u32::MAX, Some("h"))));
+        assert!(host_tag().len() <= 32);
+    }
+
+    /// Partial files of gone writers (dead PID, a PID now used by another program) are
+    /// removed with their emptied directory; those of this process, of a live `backup`,
+    /// of another host, and of other sources are kept, and objects are never touched.
+    #[test]
+    fn remove_abandoned_takes_only_partials_of_gone_writers() {
+        let (dir, d) = dest();
+        let root = dir.path();
+        let host = host_tag();
+        let mut w = d.create("db/20240101000000/db.sql.gz").expect("create");
+        w.write_all(b"complete").expect("write");
+        w.commit().expect("commit");
+
+        // A live process called `backup` (a copy of sleep), and one that is not.
+        let fake = root.join("bin/backup");
+        fs::create_dir_all(fake.parent().expect("parent")).expect("mkdir");
+        fs::copy("/bin/sleep", &fake).expect("copy sleep");
+        let mut live_backup = std::process::Command::new(&fake)
+            .arg("30")
+            .spawn()
+            .expect("spawn");
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn");
+        // Wait until both have exec'd (their names are what is judged).
+        for _ in 0..500 {
+            let named =
+                |pid: u32, want: &str| proc_stat(&pid.to_string()).is_some_and(|(c, _)| c == want);
+            if named(live_backup.id(), "backup") && named(other.id(), "sleep") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+
+        let dead = partial_in(root, "db/20240102000000", "db.sql.gz", dead_pid(), host);
+        let reused = partial_in(root, "db/20240103000000", "db.sql.gz", other.id(), host);
+        let legacy = root.join("db/20240104000000/.db.sql.gz.partial-1-0");
+        let legacy_pid = dead_pid();
+        let legacy = legacy.with_file_name(format!(".db.sql.gz.partial-{legacy_pid}-0"));
+        fs::create_dir_all(legacy.parent().expect("parent")).expect("mkdir");
+        fs::write(&legacy, b"x").expect("write");
+        let mine = partial_in(
+            root,
+            "db/20240105000000",
+            "db.sql.gz",
+            std::process::id(),
+            host,
+        );
+        let running = partial_in(
+            root,
+            "db/20240106000000",
+            "db.sql.gz",
+            live_backup.id(),
+            host,
+        );
+        let elsewhere = partial_in(
+            root,
+            "db/20240107000000",
+            "db.sql.gz",
+            dead_pid(),
+            "other-host",
+        );
+        let other_source = partial_in(root, "db2/20240102000000", "db2.sql.gz", dead_pid(), host);
+        let live_writer = d.create("db/20240108000000/db.sql.gz").expect("create");
+
+        let removed = d.remove_abandoned("db/").expect("remove");
+        let _ = live_backup.kill();
+        let _ = live_backup.wait();
+        let _ = other.kill();
+        let _ = other.wait();
+
+        let rel = |p: &Path| p.strip_prefix(root).expect("under").display().to_string();
+        let mut want = vec![rel(&dead), rel(&reused), rel(&legacy)];
+        want.sort();
+        assert_eq!(removed, want);
+        for p in [&dead, &reused, &legacy] {
+            assert!(!p.exists(), "{}", p.display());
+            assert!(!p.parent().expect("parent").exists(), "emptied dir left");
+        }
+        for p in [&mine, &running, &elsewhere, &other_source] {
+            assert!(p.exists(), "{} was removed", p.display());
+        }
+        assert_eq!(d.list("db/").expect("list").len(), 1);
+        assert!(root.join("db/20240101000000/db.sql.gz").exists());
+        // The writer of this process still commits.
+        live_writer.commit().expect("commit after cleanup");
+        // Once the `backup` writer is gone too, its partial goes on the next call.
+        assert_eq!(d.remove_abandoned("db/").expect("again"), [rel(&running)]);
+        assert!(d.remove_abandoned("db/").expect("again").is_empty());
+        assert!(d
+            .remove_abandoned("nothing-here/")
+            .expect("none")
+            .is_empty());
     }
 }

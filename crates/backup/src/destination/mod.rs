@@ -60,4 +60,11 @@ pub trait Destination: Send + Sync {
     fn open(&self, name: &str) -> Result<Box<dyn Read + Send>, DestinationError>;
     /// Deletes object `name`.
     fn delete(&self, name: &str) -> Result<(), DestinationError>;
+    /// Removes what writers that no longer exist (a run killed with `kill -9`) left
+    /// half-written under `prefix`, never anything a live writer may still commit; returns
+    /// the names removed. Called before a source is written, so space comes back first.
+    /// Destinations without such leftovers keep this default.
+    fn remove_abandoned(&self, _prefix: &str) -> Result<Vec<String>, DestinationError> {
+        Ok(Vec::new())
+    }
 }

@@ -442,3 +442,48 @@ fn size_description_matches_the_original() {
     assert_eq!(size_description(12390.0), "12.1 KB");
     assert_eq!(size_description(1024.0 * 1024.0 * 1024.0), "1.0 GB");
 }
+
+/// A run removes the partial objects that killed runs of the same source left (their PID is
+/// gone), before writing; other sources' partials wait for their own run. A dry run writes
+/// and removes nothing.
+#[test]
+fn a_run_removes_partial_objects_of_its_sources_killed_runs() {
+    let f = fixture();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let killed = f.store.join(format!(
+        "accounts/20200101000000/.accounts.tar.zst.gpg.partial-{pid}-0"
+    ));
+    let other = f.store.join(format!(
+        "payroll/20200101000000/.payroll.tar.zst.gpg.partial-{pid}-0"
+    ));
+    for p in [&killed, &other] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, vec![0u8; 4096]).unwrap();
+    }
+    let text = format!(
+        r#"{{"sources": [{{"id": "accounts", "type": "folder", "path": "{}",
+            "passphrase": "p"}}],
+          "destinations": [{{"id": "disk", "type": "local", "path": "{}"}}]}}"#,
+        f.data.display(),
+        f.store.display()
+    );
+    let dry = run(
+        &job(&text),
+        &Options {
+            dry_run: true,
+            ..Options::default()
+        },
+    );
+    assert!(dry.success(), "{}", dry.table());
+    assert!(killed.exists(), "a dry run removed a file");
+    let report = run_job(&text);
+    assert!(report.success(), "{}", report.table());
+    assert!(!killed.exists(), "partial of the killed run left");
+    assert!(
+        !f.store.join("accounts/20200101000000").exists(),
+        "its emptied directory left"
+    );
+    assert!(other.exists(), "another source's partial was touched");
+}

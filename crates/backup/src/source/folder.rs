@@ -191,12 +191,7 @@ impl Source for FolderSource {
         self.check_path()?;
         let cmd = self.command();
         tracing::debug!(source = %self.id, command = %describe(&cmd), "archiving");
-        Ok(Box::new(ChildStream::spawn(
-            "tar",
-            cmd,
-            tar_verdict,
-            vec![],
-        )?))
+        Ok(Box::new(ChildStream::spawn("tar", cmd, tar_verdict, None)?))
     }
 }
 

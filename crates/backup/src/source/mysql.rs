@@ -1,7 +1,8 @@
 //! `type: mysql`: a `mysqldump` stream.
 //!
-//! Credentials go to a 0600 temporary option file passed as `--defaults-file` (it must be the
-//! first argument), never argv or the environment. `--defaults-file` and not
+//! Credentials go to an in-memory 0600 option file (a memfd, see [`Credentials`]) given to
+//! mysqldump as its stdin and named by `--defaults-file=/dev/fd/0` (it must be the first
+//! argument); never argv, the environment, or a file on disk that a `kill -9` would leave. `--defaults-file` and not
 //! `--defaults-extra-file`: an extra file is read *before* `~/.my.cnf`, so a password there
 //! would silently win over the job's. With `defaults` set, that file is used instead, exactly as
 //! the original (then `dbuser`/`dbpass` are ignored; `dbhost`/`dbport` still go on the command
@@ -10,10 +11,10 @@
 //! all, `--all-databases`.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use super::process::{describe, secret_file, ChildStream, Keep, Verdict};
+use super::process::{describe, set_stdin, ChildStream, Credentials, Verdict, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
 use crate::config::MysqlConfig;
 
@@ -23,19 +24,16 @@ pub struct MysqlSource {
     id: String,
     name: String,
     config: MysqlConfig,
-    tmpdir: Option<PathBuf>,
     program: OsString,
 }
 
 impl MysqlSource {
-    /// Builds the source; `tmpdir` is where the credentials file goes (system temp if absent
-    /// or missing).
-    pub fn new(id: &str, name: &str, config: &MysqlConfig, tmpdir: Option<&Path>) -> Self {
+    /// Builds the source.
+    pub fn new(id: &str, name: &str, config: &MysqlConfig) -> Self {
         MysqlSource {
             id: id.to_owned(),
             name: name.to_owned(),
             config: config.clone(),
-            tmpdir: tmpdir.map(Path::to_owned),
             program: OsString::from("mysqldump"),
         }
     }
@@ -46,7 +44,7 @@ impl MysqlSource {
         self
     }
 
-    /// The option file's text (holds the password: write it only to a 0600 file).
+    /// The option file's text (holds the password: only ever goes into [`Credentials`]).
     pub fn option_file(&self) -> String {
         let c = &self.config;
         let mut s = String::from("[client]\n");
@@ -97,28 +95,20 @@ impl MysqlSource {
         args
     }
 
-    /// Writes the credentials file (unless `defaults` is set) and returns the command with
-    /// what must stay alive until mysqldump has exited.
-    fn command(&self, extra: &[&str]) -> Result<(Command, Vec<Keep>), SourceError> {
-        let mut keep: Vec<Keep> = Vec::new();
-        let defaults_file = match &self.config.defaults {
+    /// The command, and (unless `defaults` is set) the in-memory option file that must
+    /// become its stdin.
+    fn command(&self, extra: &[&str]) -> Result<(Command, Option<Credentials>), SourceError> {
+        let (defaults_file, credentials) = match &self.config.defaults {
             Some(path) => {
                 if self.config.dbuser.is_some() || self.config.dbpass.is_some() {
                     tracing::debug!(source = %self.id, "\"defaults\" is set: dbuser/dbpass ignored as in the original");
                 }
-                path.clone()
+                (path.as_os_str().to_owned(), None)
             }
-            None => {
-                let file = secret_file(
-                    self.tmpdir.as_deref(),
-                    ".custos-my-",
-                    ".cnf",
-                    &self.option_file(),
-                )?;
-                let path = file.path().to_owned();
-                keep.push(Box::new(file));
-                path
-            }
+            None => (
+                OsString::from(CREDENTIALS_PATH),
+                Some(Credentials::new("custos-my.cnf", &self.option_file())?),
+            ),
         };
         let mut cmd = Command::new(&self.program);
         let mut first = OsString::from("--defaults-file=");
@@ -127,7 +117,7 @@ impl MysqlSource {
         cmd.args(extra);
         cmd.args(self.dump_args());
         cmd.env_remove("MYSQL_PWD");
-        Ok((cmd, keep))
+        Ok((cmd, credentials))
     }
 }
 
@@ -177,13 +167,16 @@ impl Source for MysqlSource {
 
     /// Connects and dumps nothing but headers: proves credentials, databases and privileges.
     fn check(&self) -> Result<(), SourceError> {
-        let (mut cmd, _keep) = self.command(&[
+        let (mut cmd, credentials) = self.command(&[
             "--no-data",
             "--no-create-info",
             "--no-create-db",
             "--skip-triggers",
         ])?;
-        let out = cmd.output().map_err(|e| {
+        set_stdin(&mut cmd, credentials);
+        let out = cmd.output();
+        drop(cmd);
+        let out = out.map_err(|e| {
             SourceError::Unavailable(format!(
                 "cannot run {}: {e}",
                 self.program.to_string_lossy()
@@ -201,7 +194,7 @@ impl Source for MysqlSource {
     }
 
     fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
-        let (cmd, keep) = self.command(&[])?;
+        let (cmd, credentials) = self.command(&[])?;
         tracing::debug!(source = %self.id, command = %describe(&cmd), "dumping");
         let what = Path::new(&self.program)
             .file_name()
@@ -211,7 +204,7 @@ impl Source for MysqlSource {
             &what,
             cmd,
             dump_verdict,
-            keep,
+            credentials,
         )?))
     }
 }
@@ -238,7 +231,7 @@ mod tests {
 
     #[test]
     fn args_follow_the_original() {
-        let s = MysqlSource::new("db", "DB", &config(), None);
+        let s = MysqlSource::new("db", "DB", &config());
         assert_eq!(
             s.dump_args(),
             ["--routines", "--events", "--databases", "livecompany"]
@@ -249,7 +242,7 @@ mod tests {
         c.dbname = vec!["a".into(), "b".into()];
         c.options = vec!["--single-transaction".into(), "--skip-triggers".into()];
         assert_eq!(
-            MysqlSource::new("db", "DB", &c, None).dump_args(),
+            MysqlSource::new("db", "DB", &c).dump_args(),
             [
                 "--routines",
                 "--single-transaction",
@@ -263,14 +256,14 @@ mod tests {
         let mut c = config();
         c.options = vec!["--all-databases".into()];
         assert_eq!(
-            MysqlSource::new("db", "DB", &c, None).dump_args(),
+            MysqlSource::new("db", "DB", &c).dump_args(),
             ["--routines", "--events", "--all-databases"]
         );
 
         let mut c = config();
         c.dbname.clear();
         assert_eq!(
-            MysqlSource::new("db", "DB", &c, None).dump_args(),
+            MysqlSource::new("db", "DB", &c).dump_args(),
             ["--routines", "--events", "--all-databases"]
         );
     }
@@ -279,9 +272,9 @@ mod tests {
     fn defaults_file_replaces_credentials_and_keeps_host_on_argv() {
         let mut c = config();
         c.defaults = Some("/etc/mysql/backup.cnf".into());
-        let s = MysqlSource::new("db", "DB", &c, None);
-        let (cmd, keep) = s.command(&[]).unwrap();
-        assert!(keep.is_empty());
+        let s = MysqlSource::new("db", "DB", &c);
+        let (cmd, credentials) = s.command(&[]).unwrap();
+        assert!(credentials.is_none());
         let line = describe(&cmd);
         assert!(
             line.starts_with(
@@ -293,30 +286,24 @@ mod tests {
     }
 
     #[test]
-    fn password_goes_to_a_0600_file_named_first_never_argv_or_env() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = MysqlSource::new("db", "DB", &config(), Some(dir.path()));
-        let (cmd, keep) = s.command(&[]).unwrap();
-        assert_eq!(keep.len(), 1);
+    fn password_goes_to_an_in_memory_0600_file_named_first_never_argv_or_env() {
+        let s = MysqlSource::new("db", "DB", &config());
+        let (cmd, credentials) = s.command(&[]).unwrap();
         let args: Vec<String> = cmd
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        let file = args[0].strip_prefix("--defaults-file=").unwrap();
-        assert!(file.starts_with(dir.path().to_str().unwrap()), "{file}");
+        assert_eq!(args[0], "--defaults-file=/dev/fd/0");
         assert!(!args.iter().any(|a| a.contains("s3cr")), "{args:?}");
         assert!(!cmd
             .get_envs()
             .any(|(_, v)| v.is_some_and(|v| v.to_string_lossy().contains("s3cr"))));
-        let mode = std::fs::metadata(file).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let text = std::fs::read_to_string(file).unwrap();
+        let (mode, regular, text) = credentials.unwrap().read_back().unwrap();
+        assert_eq!((mode, regular), (0o600, true));
         assert_eq!(
             text,
             "[client]\nhost=\"127.0.0.1\"\nport=3307\nuser=\"backups\"\npassword=\"s3cr#t \\\"q\\\" \\\\x\"\n"
         );
-        drop(keep);
-        assert!(!Path::new(file).exists(), "credentials file left behind");
     }
 
     #[test]
@@ -328,29 +315,31 @@ mod tests {
     }
 
     /// A stand-in mysqldump that prints its option file and arguments: shows what the real
-    /// one receives (the real server test lives in tests/).
+    /// one receives (the real server test lives in tests/). Nothing is written to a file
+    /// system: the option file is the child's stdin.
     #[test]
-    fn streams_the_programs_stdout_and_removes_the_file_after() {
+    fn streams_the_programs_stdout_with_the_option_file_as_stdin() {
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("fake-mysqldump");
         std::fs::write(
             &fake,
-            "#!/bin/sh\nf=${1#--defaults-file=}\necho \"file=$f\"\ncat \"$f\"\nshift\necho \"args=$*\"\n",
+            "#!/bin/sh\nf=${1#--defaults-file=}\necho \"file=$f $(stat -L -c %a \"$f\")\"\ncat \"$f\"\nshift\necho \"args=$*\"\n",
         )
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let s = MysqlSource::new("db", "DB", &config(), Some(dir.path())).with_program(&fake);
+        let s = MysqlSource::new("db", "DB", &config()).with_program(&fake);
         let mut stream = s.open().unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).unwrap();
         stream.finish().unwrap();
+        assert_eq!(out.lines().next(), Some("file=/dev/fd/0 600"), "{out}");
         assert!(out.contains("password=\"s3cr#t"), "{out}");
         assert!(
             out.contains("args=--routines --events --databases livecompany"),
             "{out}"
         );
-        let file = out.lines().next().unwrap().strip_prefix("file=").unwrap();
-        assert!(!Path::new(file).exists());
+        let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(entries.len(), 1, "only the fake program: {entries:?}");
     }
 
     #[test]
@@ -363,7 +352,7 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let s = MysqlSource::new("db", "DB", &config(), Some(dir.path())).with_program(&fake);
+        let s = MysqlSource::new("db", "DB", &config()).with_program(&fake);
         let mut stream = s.open().unwrap();
         std::io::copy(&mut stream, &mut std::io::sink()).unwrap();
         let e = stream.finish().unwrap_err().to_string();

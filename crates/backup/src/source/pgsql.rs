@@ -1,15 +1,15 @@
 //! `type: pgsql`: a `pg_dump` stream (plain SQL, as the original).
 //!
-//! The password goes to a 0600 temporary pgpass file; the child gets `PGPASSFILE` pointing at
-//! it (a path, not the secret) and never an inherited `PGPASSWORD`, which would override the
-//! file. `--no-password` keeps pg_dump from ever waiting at a prompt under cron. With
+//! The password goes to an in-memory 0600 pgpass file (a memfd, see [`Credentials`]) given to
+//! pg_dump as its stdin; the child gets `PGPASSFILE=/dev/fd/0` (a path, not the secret) and
+//! never an inherited `PGPASSWORD`, which would override the file. Nothing is on disk, so a
+//! `kill -9` of the run leaves no secret behind. `--no-password` keeps pg_dump from ever waiting at a prompt under cron. With
 //! `defaults` (documented by the original, ignored by its code), that pgpass file is used.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::process::{describe, secret_file, ChildStream, Keep, Verdict};
+use super::process::{describe, set_stdin, ChildStream, Credentials, Verdict, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
 use crate::config::PgsqlConfig;
 
@@ -19,19 +19,16 @@ pub struct PgsqlSource {
     id: String,
     name: String,
     config: PgsqlConfig,
-    tmpdir: Option<PathBuf>,
     program: OsString,
 }
 
 impl PgsqlSource {
-    /// Builds the source; `tmpdir` is where the pgpass file goes (system temp if absent or
-    /// missing).
-    pub fn new(id: &str, name: &str, config: &PgsqlConfig, tmpdir: Option<&Path>) -> Self {
+    /// Builds the source.
+    pub fn new(id: &str, name: &str, config: &PgsqlConfig) -> Self {
         PgsqlSource {
             id: id.to_owned(),
             name: name.to_owned(),
             config: config.clone(),
-            tmpdir: tmpdir.map(Path::to_owned),
             program: OsString::from("pg_dump"),
         }
     }
@@ -69,18 +66,19 @@ impl PgsqlSource {
         args
     }
 
-    fn command(&self, extra: &[&str]) -> Result<(Command, Vec<Keep>), SourceError> {
-        let mut keep: Vec<Keep> = Vec::new();
+    /// The command, and (with a password and no `defaults`) the in-memory pgpass file that
+    /// must become its stdin.
+    fn command(&self, extra: &[&str]) -> Result<(Command, Option<Credentials>), SourceError> {
+        let mut credentials = None;
         let mut cmd = Command::new(&self.program);
         cmd.args(extra).args(self.args()).env_remove("PGPASSWORD");
         if let Some(defaults) = &self.config.defaults {
             cmd.env("PGPASSFILE", defaults);
         } else if let Some(line) = self.pgpass() {
-            let file = secret_file(self.tmpdir.as_deref(), ".custos-pgpass-", "", &line)?;
-            cmd.env("PGPASSFILE", file.path());
-            keep.push(Box::new(file));
+            credentials = Some(Credentials::new("custos-pgpass", &line)?);
+            cmd.env("PGPASSFILE", CREDENTIALS_PATH);
         }
-        Ok((cmd, keep))
+        Ok((cmd, credentials))
     }
 }
 
@@ -124,8 +122,11 @@ impl Source for PgsqlSource {
     /// Connects and dumps no schema at all: proves credentials and database access. (A
     /// `--table` that matches nothing is an error to pg_dump; an excluded schema is not.)
     fn check(&self) -> Result<(), SourceError> {
-        let (mut cmd, _keep) = self.command(&["--schema-only", "--exclude-schema=*"])?;
-        let out = cmd.output().map_err(|e| {
+        let (mut cmd, credentials) = self.command(&["--schema-only", "--exclude-schema=*"])?;
+        set_stdin(&mut cmd, credentials);
+        let out = cmd.output();
+        drop(cmd);
+        let out = out.map_err(|e| {
             SourceError::Unavailable(format!(
                 "cannot run {}: {e}",
                 self.program.to_string_lossy()
@@ -143,13 +144,13 @@ impl Source for PgsqlSource {
     }
 
     fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
-        let (cmd, keep) = self.command(&[])?;
+        let (cmd, credentials) = self.command(&[])?;
         tracing::debug!(source = %self.id, command = %describe(&cmd), "dumping");
         Ok(Box::new(ChildStream::spawn(
             "pg_dump",
             cmd,
             dump_verdict,
-            keep,
+            credentials,
         )?))
     }
 }
@@ -175,7 +176,7 @@ mod tests {
 
     #[test]
     fn args_name_host_port_user_database() {
-        let s = PgsqlSource::new("pg", "PG", &config(), None);
+        let s = PgsqlSource::new("pg", "PG", &config());
         assert_eq!(
             s.args(),
             [
@@ -190,15 +191,14 @@ mod tests {
 
     #[test]
     fn pgpass_escapes_colon_and_backslash() {
-        let s = PgsqlSource::new("pg", "PG", &config(), None);
+        let s = PgsqlSource::new("pg", "PG", &config());
         assert_eq!(s.pgpass().unwrap(), "*:*:*:*:pa\\:ss\\\\word\n");
     }
 
     #[test]
-    fn password_is_in_a_0600_file_not_argv_or_env() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = PgsqlSource::new("pg", "PG", &config(), Some(dir.path()));
-        let (cmd, keep) = s.command(&[]).unwrap();
+    fn password_is_in_an_in_memory_0600_file_not_argv_or_env() {
+        let s = PgsqlSource::new("pg", "PG", &config());
+        let (cmd, credentials) = s.command(&[]).unwrap();
         assert!(!describe(&cmd).contains("pa:ss"));
         let envs: Vec<_> = cmd.get_envs().collect();
         let file = envs
@@ -206,20 +206,30 @@ mod tests {
             .find(|(k, _)| *k == "PGPASSFILE")
             .and_then(|(_, v)| *v)
             .unwrap();
+        assert_eq!(file, "/dev/fd/0");
         assert!(envs.iter().any(|(k, v)| *k == "PGPASSWORD" && v.is_none()));
-        let mode = std::fs::metadata(file).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let file = PathBuf::from(file);
-        drop(keep);
-        assert!(!file.exists());
+        let (mode, regular, text) = credentials.unwrap().read_back().unwrap();
+        assert_eq!((mode, regular), (0o600, true));
+        assert_eq!(text, "*:*:*:*:pa\\:ss\\\\word\n");
+    }
+
+    #[test]
+    fn no_password_no_credentials() {
+        let mut c = config();
+        c.dbpass = None;
+        let (cmd, credentials) = PgsqlSource::new("pg", "PG", &c).command(&[]).unwrap();
+        assert!(credentials.is_none());
+        assert!(!cmd
+            .get_envs()
+            .any(|(k, v)| k == "PGPASSFILE" && v.is_some()));
     }
 
     #[test]
     fn defaults_file_is_used_as_pgpassfile() {
         let mut c = config();
         c.defaults = Some("/home/backups/.pgpass".into());
-        let (cmd, keep) = PgsqlSource::new("pg", "PG", &c, None).command(&[]).unwrap();
-        assert!(keep.is_empty());
+        let (cmd, credentials) = PgsqlSource::new("pg", "PG", &c).command(&[]).unwrap();
+        assert!(credentials.is_none());
         assert!(cmd
             .get_envs()
             .any(|(k, v)| k == "PGPASSFILE"
@@ -236,7 +246,7 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let s = PgsqlSource::new("pg", "PG", &config(), Some(dir.path())).with_program(&fake);
+        let s = PgsqlSource::new("pg", "PG", &config()).with_program(&fake);
         let mut stream = s.open().unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).unwrap();

@@ -4,11 +4,18 @@
 //! thread into a bounded tail, so a chatty child can never block on a full pipe and the error
 //! message still says what went wrong. If the stream is dropped without `finish` (a
 //! destination failed, the run is aborting), the child is killed and reaped.
+//!
+//! Credentials reach a child through [`Credentials`]: an anonymous memory file (memfd) that
+//! becomes the child's stdin, which the child opens again by name as `/dev/fd/0`. Nothing is
+//! ever written to a file system, so a `kill -9` of the run leaves no secret behind.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{self, Read, Write};
+#[cfg(test)]
+use std::os::fd::AsFd;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
@@ -28,8 +35,83 @@ pub enum Verdict {
     Failed,
 }
 
-/// Something kept alive until the child has exited (a 0600 credentials file).
-pub type Keep = Box<dyn Send>;
+/// The path under which a child finds the [`Credentials`] handed to it as stdin.
+pub const CREDENTIALS_PATH: &str = "/dev/fd/0";
+
+/// A secret option file held only in memory (a memfd, mode 0600), for one child.
+///
+/// Why stdin and not an inherited descriptor N: the memfd stays close-on-exec in this
+/// process, so no other child spawned meanwhile (by any thread) can inherit it; only the
+/// child it is given to gets it, as fd 0 (set up between fork and exec by std). Why a memfd:
+/// it is a regular file, so libpq's pgpass checks (regular file, no group/other bits) and
+/// MariaDB's option file reader (ignores world-writable files) accept `/dev/fd/0`, which
+/// opens it afresh from offset 0; and it vanishes with the last process holding it.
+pub struct Credentials {
+    fd: OwnedFd,
+}
+
+impl Credentials {
+    /// Creates the memfd (`name` only shows in `/proc/*/fd` links), makes it 0600 and writes
+    /// `text` into it.
+    pub fn new(name: &str, text: &str) -> Result<Self, SourceError> {
+        let context = |what: &str| format!("{what} the in-memory credentials file {name}");
+        let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| {
+            SourceError::Io {
+                context: context("creating"),
+                source: e.into(),
+            }
+        })?;
+        // memfds start as 0777; MariaDB ignores world-writable option files and libpq
+        // refuses a pgpass file with any group/other bit.
+        rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600)).map_err(|e| {
+            SourceError::Io {
+                context: context("restricting"),
+                source: e.into(),
+            }
+        })?;
+        let mut file = File::from(fd);
+        file.write_all(text.as_bytes())
+            .map_err(|source| SourceError::Io {
+                context: context("writing"),
+                source,
+            })?;
+        Ok(Credentials {
+            fd: OwnedFd::from(file),
+        })
+    }
+
+    /// Mode bits, whether it is a regular file, and the text, read back without moving the
+    /// offset (tests).
+    #[cfg(test)]
+    pub(crate) fn read_back(&self) -> io::Result<(u32, bool, String)> {
+        use std::os::unix::fs::{FileExt, PermissionsExt};
+        let file = File::from(self.fd.try_clone()?);
+        let meta = file.metadata()?;
+        let mut buf = vec![0u8; meta.len() as usize];
+        file.read_exact_at(&mut buf, 0)?;
+        Ok((
+            meta.permissions().mode() & 0o7777,
+            meta.file_type().is_file(),
+            String::from_utf8_lossy(&buf).into_owned(),
+        ))
+    }
+
+    /// Device and inode, to find copies of the descriptor in `/proc/*/fd` (tests).
+    #[cfg(test)]
+    pub(crate) fn identity(&self) -> io::Result<(u64, u64)> {
+        let st = rustix::fs::fstat(self.fd.as_fd())?;
+        Ok((st.st_dev, st.st_ino))
+    }
+}
+
+/// Makes `credentials` the stdin of `cmd`, or gives it no stdin at all. The descriptor then
+/// belongs to `cmd`: drop `cmd` right after spawning so this process holds no copy.
+pub fn set_stdin(cmd: &mut Command, credentials: Option<Credentials>) {
+    match credentials {
+        Some(c) => cmd.stdin(Stdio::from(c.fd)),
+        None => cmd.stdin(Stdio::null()),
+    };
+}
 
 /// A running child producing the stream on stdout.
 pub struct ChildStream {
@@ -39,27 +121,27 @@ pub struct ChildStream {
     stderr: Option<JoinHandle<String>>,
     classify: fn(i32) -> Verdict,
     bytes: u64,
-    _keep: Vec<Keep>,
 }
 
 impl ChildStream {
-    /// Starts `cmd` with stdin closed and stdout/stderr piped. `what` names the program in
-    /// messages (`tar`, `mysqldump`); `keep` lives until the child has been reaped.
+    /// Starts `cmd` with stdout/stderr piped and stdin either `credentials` (read by the
+    /// child as [`CREDENTIALS_PATH`]) or nothing. `what` names the program in messages (`tar`,
+    /// `mysqldump`). This process's copy of the credentials is closed as soon as the child
+    /// exists.
     pub fn spawn(
         what: &str,
         mut cmd: Command,
         classify: fn(i32) -> Verdict,
-        keep: Vec<Keep>,
+        credentials: Option<Credentials>,
     ) -> Result<Self, SourceError> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            SourceError::Unavailable(format!(
-                "cannot run {}: {e}",
-                cmd.get_program().to_string_lossy()
-            ))
-        })?;
+        set_stdin(&mut cmd, credentials);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let spawned = cmd.spawn();
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        // The Command owns the credentials descriptor: close it now, not when the stream ends.
+        drop(cmd);
+        let mut child =
+            spawned.map_err(|e| SourceError::Unavailable(format!("cannot run {program}: {e}")))?;
         let stdout = child.stdout.take();
         let stderr = child.stderr.take().map(|mut err| {
             let what = what.to_owned();
@@ -73,7 +155,6 @@ impl ChildStream {
             stderr,
             classify,
             bytes: 0,
-            _keep: keep,
         })
     }
 
@@ -200,40 +281,6 @@ pub fn describe(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// Creates a 0600 file in `dir` (or the system temp folder) holding `text`; it is removed when
-/// the returned handle is dropped.
-pub fn secret_file(
-    dir: Option<&Path>,
-    prefix: &str,
-    suffix: &str,
-    text: &str,
-) -> Result<tempfile::NamedTempFile, SourceError> {
-    let dir = match dir {
-        Some(d) if d.is_dir() => d.to_owned(),
-        Some(d) => {
-            tracing::debug!(tmpdir = %d.display(), "tmpdir does not exist; using the system temp folder");
-            std::env::temp_dir()
-        }
-        None => std::env::temp_dir(),
-    };
-    // tempfile creates the file with mode 0600 and O_EXCL.
-    let mut file = tempfile::Builder::new()
-        .prefix(prefix)
-        .suffix(suffix)
-        .tempfile_in(&dir)
-        .map_err(|source| SourceError::Io {
-            context: format!("creating a credentials file in {}", dir.display()),
-            source,
-        })?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.flush())
-        .map_err(|source| SourceError::Io {
-            context: format!("writing {}", file.path().display()),
-            source,
-        })?;
-    Ok(file)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,7 +309,7 @@ mod tests {
 
     #[test]
     fn streams_stdout_and_succeeds() {
-        let mut s = Box::new(ChildStream::spawn("sh", sh("printf hello"), strict, vec![]).unwrap());
+        let mut s = Box::new(ChildStream::spawn("sh", sh("printf hello"), strict, None).unwrap());
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         assert_eq!(out, "hello");
@@ -272,7 +319,7 @@ mod tests {
     #[test]
     fn failure_reports_status_and_stderr_tail() {
         let script = "printf partial; echo 'first line' >&2; echo 'boom: disk on fire' >&2; exit 3";
-        let mut s = Box::new(ChildStream::spawn("dumper", sh(script), strict, vec![]).unwrap());
+        let mut s = Box::new(ChildStream::spawn("dumper", sh(script), strict, None).unwrap());
         let mut out = Vec::new();
         s.read_to_end(&mut out).unwrap();
         let err = s.finish().unwrap_err().to_string();
@@ -282,9 +329,8 @@ mod tests {
 
     #[test]
     fn warning_exit_with_output_is_ok_without_output_fails() {
-        let mut s = Box::new(
-            ChildStream::spawn("tar", sh("printf data; exit 1"), tar_like, vec![]).unwrap(),
-        );
+        let mut s =
+            Box::new(ChildStream::spawn("tar", sh("printf data; exit 1"), tar_like, None).unwrap());
         std::io::copy(&mut s, &mut std::io::sink()).unwrap();
         s.finish().unwrap();
 
@@ -293,7 +339,7 @@ mod tests {
                 "tar",
                 sh("echo 'sudo: a password is required' >&2; exit 1"),
                 tar_like,
-                vec![],
+                None,
             )
             .unwrap(),
         );
@@ -305,7 +351,7 @@ mod tests {
     #[test]
     fn killed_child_is_a_failure() {
         let mut s =
-            Box::new(ChildStream::spawn("sh", sh("printf x; kill -9 $$"), strict, vec![]).unwrap());
+            Box::new(ChildStream::spawn("sh", sh("printf x; kill -9 $$"), strict, None).unwrap());
         std::io::copy(&mut s, &mut std::io::sink()).unwrap();
         let err = s.finish().unwrap_err().to_string();
         assert!(err.contains("killed by signal 9"), "{err}");
@@ -315,14 +361,14 @@ mod tests {
     fn finish_before_eof_does_not_report_success() {
         // The child writes more than a pipe holds; finishing early must not hang or succeed.
         let s = Box::new(
-            ChildStream::spawn("yes", sh("yes | head -c 10000000"), strict, vec![]).unwrap(),
+            ChildStream::spawn("yes", sh("yes | head -c 10000000"), strict, None).unwrap(),
         );
         assert!(s.finish().is_err());
     }
 
     #[test]
     fn drop_kills_a_running_child() {
-        let s = ChildStream::spawn("sleep", sh("exec sleep 30"), strict, vec![]).unwrap();
+        let s = ChildStream::spawn("sleep", sh("exec sleep 30"), strict, None).unwrap();
         let t = std::time::Instant::now();
         drop(s);
         assert!(t.elapsed() < std::time::Duration::from_secs(5));
@@ -334,7 +380,7 @@ mod tests {
             "nope",
             Command::new("/nonexistent/custos-no-such-program"),
             strict,
-            vec![],
+            None,
         )
         .err()
         .unwrap();
@@ -342,11 +388,78 @@ mod tests {
         assert!(e.to_string().contains("custos-no-such-program"), "{e}");
     }
 
+    /// The child finds the secret as a regular 0600 file at /dev/fd/0 (what libpq and
+    /// MariaDB's option reader require), readable more than once, and no path on disk.
+    #[test]
+    fn credentials_are_a_0600_regular_file_at_dev_fd_0() {
+        let c = Credentials::new("custos-test", "password=\"x\"\n").unwrap();
+        let (mode, regular, text) = c.read_back().unwrap();
+        assert_eq!((mode, regular), (0o600, true));
+        assert_eq!(text, "password=\"x\"\n");
+        let script =
+            "stat -L -c '%a %F' /dev/fd/0; readlink /dev/fd/0; cat /dev/fd/0; cat /dev/fd/0";
+        let mut s = Box::new(ChildStream::spawn("sh", sh(script), strict, Some(c)).unwrap());
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        s.finish().unwrap();
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("600 regular file"), "{out}");
+        let link = lines.next().unwrap_or_default();
+        assert!(link.starts_with("/memfd:custos-test"), "{out}");
+        assert_eq!(
+            lines.collect::<Vec<_>>(),
+            ["password=\"x\"", "password=\"x\""],
+            "{out}"
+        );
+    }
+
+    /// Device and inode of every descriptor `pid` holds.
+    fn open_files(pid: &str) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+        {
+            if let Ok(st) = rustix::fs::stat(e.path()) {
+                out.push((st.st_dev, st.st_ino));
+            }
+        }
+        out
+    }
+
+    /// This process holds no copy once the child runs, and a child spawned meanwhile (by
+    /// any thread) does not inherit it: only the child it was given to has it, as stdin.
+    #[test]
+    fn credentials_are_closed_after_spawn_and_reach_no_other_child() {
+        let c = Credentials::new("custos-test-leak", "secret").unwrap();
+        let id = c.identity().unwrap();
+        assert!(open_files("self").contains(&id));
+        // Another child started while the credentials exist here.
+        let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+        let seen = open_files(&other.id().to_string());
+        let _ = other.kill();
+        let _ = other.wait();
+        assert!(!seen.is_empty());
+        assert!(
+            !seen.contains(&id),
+            "another child inherited the credentials"
+        );
+
+        let holder = ChildStream::spawn("sleep", sh("exec sleep 30"), strict, Some(c)).unwrap();
+        assert!(
+            !open_files("self").contains(&id),
+            "the parent still holds the credentials after spawn"
+        );
+        let pid = holder.child.as_ref().map(|c| c.id()).unwrap();
+        assert!(open_files(&pid.to_string()).contains(&id));
+        drop(holder);
+    }
+
     #[test]
     fn long_stderr_is_cut_to_the_tail() {
         let script =
             "i=0; while [ $i -lt 2000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; exit 2";
-        let s = Box::new(ChildStream::spawn("sh", sh(script), strict, vec![]).unwrap());
+        let s = Box::new(ChildStream::spawn("sh", sh(script), strict, None).unwrap());
         let err = s.finish().unwrap_err().to_string();
         assert!(err.contains("line 1999"), "{err}");
         assert!(!err.contains("line 10;"), "{err}");
