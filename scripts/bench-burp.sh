@@ -121,7 +121,11 @@ measure() { # tool size
 	done
 	local first_s=$((SECONDS - t0))
 	if ! kill -0 "$pid" 2>/dev/null; then
-		note="exits before/at first poll: $(grep -v '^\s*$' "$log" | tail -n1 | cut -c1-100)"
+		if grep -q Traceback "$log"; then
+			note="crashes on its first poll (${first_s} s after start): $(grep -v '^\s*$' "$log" | tail -n1 | cut -c1-100)"
+		else
+			note="exits before its first poll: $(grep -v '^\s*$' "$log" | tail -n1 | cut -c1-100)"
+		fi
 		rows+=("| $tool | $size | - | - | - | - | $note |")
 		return
 	fi
@@ -160,7 +164,7 @@ measure() { # tool size
 		printf 'url = "http://127.0.0.1:%s/metrics"\noutput = "/dev/null"\n' "$port" >>"$cfgcurl"
 	done
 	local times=$work/times-$tool-$size.txt
-	curl -s -K "$cfgcurl" -w '%{http_code} %{time_total}\n' >"$times" || true
+	curl -s -K "$cfgcurl" -w '%{http_code} %{time_total} %{size_download}\n' >"$times" || true
 	local ok p50 p99
 	ok=$(awk '$1 == 200' "$times" | wc -l)
 	p50=$(awk '$1 == 200 { print $2 }' "$times" | sort -n | awk '{ a[NR] = $1 } END { i = int(NR * 0.50 + 0.5); if (i < 1) i = 1; printf "%.2f ms", a[i] * 1000 }')
@@ -170,7 +174,9 @@ measure() { # tool size
 	local rss_mb
 	rss_mb=$(awk -v k="$(hwm_kb "$pid")" 'BEGIN { printf "%.1f", k / 1024 }')
 	kill -0 "$pid" 2>/dev/null || note="$note died during the run;"
-	note="$note $polls polls in ${BENCH_SECONDS} s ($cpu_total CPU-s), first poll after ${first_s} s, $first clients"
+	local kb
+	kb=$(awk '$1 == 200 { b = $3 } END { printf "%.0f", b / 1024 }' "$times")
+	note="$note $polls polls in ${BENCH_SECONDS} s ($cpu_total CPU-s), first poll after ${first_s} s, $first clients, /metrics $kb kB"
 	rows+=("| $tool | $size | $cpu_per_poll | $rss_mb MB | $p50 | $p99 | ${note# } |")
 	kill "$pid" 2>/dev/null || true
 }
@@ -192,7 +198,7 @@ if [ -n "${ORIGINAL_BURP_EXPORTER:-}" ]; then
 	tools+=(original)
 fi
 
-i=0
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for size in $BENCH_SIZES; do
 	case $size in
 	small) start_server small 0 24991 24992 ;;
@@ -201,12 +207,12 @@ for size in $BENCH_SIZES; do
 	esac
 	for tool in "${tools[@]}"; do measure "$tool" "$size"; done
 	BASE=/tmp/custos-bench-$size bash scripts/burp-test-server.sh stop >/dev/null
-	i=$((i + 1))
 done
 
 {
 	echo "burp_exporter benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, burp $(dpkg-query -W -f='${Version}' burp 2>/dev/null || echo '?'),"
-	echo "refresh_interval_seconds 1, quiet window ${BENCH_SECONDS} s, ${BENCH_REQUESTS} sequential scrapes for latency."
+	echo "refresh_interval_seconds 1, quiet window ${BENCH_SECONDS} s, ${BENCH_REQUESTS} sequential scrapes for latency,"
+	echo "load average at start $load_start, at end $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo
 	echo "| tool | server | CPU-s per poll | peak RSS | /metrics p50 | /metrics p99 | notes |"
 	echo "|---|---|---|---|---|---|---|"

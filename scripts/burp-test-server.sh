@@ -8,8 +8,8 @@
 #   etc/testclient.conf   a normal backup client (backs up BASE/data)
 #   etc/monitor.conf      a client that does no backups; every client names it in
 #                         `restore_client`, so its status-port view shows all clients
-#   etc/slow.conf         testclient again, but backing up BASE/slowdata with a rate limit,
-#                         so a backup stays RUNNING long enough to be observed
+#   etc/slow.conf         testclient again, but backing up BASE/slowdata, whose fifos it reads
+#                         (read_all_fifos), so a backup stays RUNNING as long as they are fed
 #   CA/                   burp's own CA (burp_ca, made on the server's first start)
 #   client-<name>/        each client's CA copy, certificate and key (ssl_cert_ca.pem,
 #                         ssl_cert-client.pem, ssl_cert-client.key) -- what an exporter needs
@@ -24,9 +24,9 @@
 #   restart      stop + start the server only (no config rewrite, no backup).
 #   status       "running (pid N)" / "not running"; exit 0 / 1.
 #   backup       take one more backup of testclient now (foreground).
-#   slow-backup  start a backup of BASE/slowdata (SLOW_MB MiB, default 64) at RATELIMIT Mb/s
-#                (default 8) in the background; prints the client's pid and returns once the
-#                server reports testclient as running. The backup ends by itself.
+#   slow-backup  start a backup of BASE/slowdata (SLOW_MB MiB of random data, default 8, plus
+#                two fifos fed for SLOW_SECONDS, default 30) in the background; returns once
+#                the server reports it running. It ends by itself after about SLOW_SECONDS.
 #   wait-idle    wait (up to 600 s) until no slow backup is running.
 #   json [REQ]   what the server answers the monitor client for `c:REQ` (one JSON line), read
 #                with burp's own client (`burp -a m`): the reference the tests compare with.
@@ -44,11 +44,12 @@ PORT=${PORT:-4971}
 STATUS_PORT=${STATUS_PORT:-4972}
 PASS_TEST=${PASS_TEST:-abcdefgh}
 PASS_MON=${PASS_MON:-monitorpass}
-SLOW_MB=${SLOW_MB:-64}
-RATELIMIT=${RATELIMIT:-8}
+SLOW_MB=${SLOW_MB:-8}
+SLOW_SECONDS=${SLOW_SECONDS:-30}
 ETC=$BASE/etc
 PIDFILE=$BASE/burp.server.pid
 SLOWPID=$BASE/slow-backup.pid
+FEEDPID=$BASE/slow-feed.pid
 
 die() { echo "burp-test-server: $*" >&2; exit 1; }
 
@@ -81,6 +82,7 @@ stop_pidfile() { # pidfile: TERM the process group, wait, then KILL
 }
 
 stop_all() {
+	stop_pidfile "$FEEDPID"
 	stop_pidfile "$SLOWPID"
 	stop_pidfile "$PIDFILE"
 }
@@ -169,7 +171,7 @@ EOF
 	client_conf testclient "$PASS_TEST" "$BASE/client-testclient" "$BASE/data" "" >"$ETC/testclient.conf"
 	client_conf monitor "$PASS_MON" "$BASE/client-monitor" "$BASE/data" "" >"$ETC/monitor.conf"
 	client_conf testclient "$PASS_TEST" "$BASE/client-testclient" "$BASE/slowdata" \
-		"ratelimit = $RATELIMIT" >"$ETC/slow.conf"
+		"read_all_fifos = 1" >"$ETC/slow.conf"
 
 	# Something to back up.
 	if [ ! -f "$BASE/data/hello.txt" ]; then
@@ -266,31 +268,63 @@ cmd_slow_backup() {
 	need_burp
 	alive "$PIDFILE" || die "server not running (run '$0 start' first)"
 	alive "$SLOWPID" && die "a slow backup is already running (pid $(cat "$SLOWPID"))"
-	# Fresh random data each time, so nothing dedups and the rate limit really applies.
+	stop_pidfile "$FEEDPID"
+	# What is backed up, in burp's (name) order: SLOW_MB MiB of fresh random data (nothing
+	# dedups), a fifo, 200 small files, a second fifo. burp reads the fifos' contents
+	# (read_all_fifos), so the backup lasts exactly as long as we feed them: SLOW_SECONDS
+	# (default 30), half each, 64 KiB a second. Between the fifos the server's byte and file
+	# counters move, so a test sees progress. Independent of CPU speed; no rate limit needed.
 	rm -rf "$BASE/slowdata"
 	mkdir -p "$BASE/slowdata"
-	local i files=$(((SLOW_MB + 3) / 4))
-	for ((i = 1; i <= files; i++)); do
-		head -c 4194304 /dev/urandom >"$BASE/slowdata/chunk-$i.bin"
+	local i
+	for ((i = 1; i <= SLOW_MB; i++)); do
+		head -c 1048576 /dev/urandom >"$BASE/slowdata/1-chunk-$i.bin"
 	done
-	for ((i = 1; i <= 200; i++)); do echo "$i" >"$BASE/slowdata/small-$i.txt"; done
-	setsid "$BURP" -c "$ETC/slow.conf" -a b >>"$BASE/client-slow.log" 2>&1 </dev/null &
-	echo $! >"$SLOWPID"
-	local pid=$!
-	for _ in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || die "slow backup ended at once, see $BASE/client-slow.log"
-		if status_json testclient | grep -q '"run_status":"running"'; then
-			echo "slow backup running: pid $pid"
-			return 0
-		fi
-		sleep 0.2
+	mkfifo "$BASE/slowdata/2-stream.fifo" "$BASE/slowdata/4-stream.fifo"
+	for ((i = 1; i <= 200; i++)); do echo "$i" >"$BASE/slowdata/3-small-$i.txt"; done
+	local half=$(((SLOW_SECONDS + 1) / 2))
+	# The feeder opens both fifos read-write at once (never blocks on Linux), so whenever the
+	# client opens one there is a writer and it waits for data instead of reading EOF; closing
+	# a fifo ends that "file".
+	setsid bash -c '
+		exec 3<>"$0/2-stream.fifo" 4<>"$0/4-stream.fifo"
+		for ((s = 0; s < $1; s++)); do head -c 65536 /dev/urandom >&3; sleep 1; done
+		exec 3>&-
+		for ((s = 0; s < $1; s++)); do head -c 65536 /dev/urandom >&4; sleep 1; done
+		exec 4>&-
+		sleep 600
+	' "$BASE/slowdata" "$half" </dev/null >/dev/null 2>&1 &
+	echo $! >"$FEEDPID"
+	# The server refuses a backup while it still finalises the previous one ("Now finalising
+	# previous backup of client. Please try again later."): retry for up to a minute.
+	local pid attempt lines
+	for attempt in $(seq 1 30); do
+		lines=$(wc -l <"$BASE/client-slow.log" 2>/dev/null || echo 0)
+		setsid "$BURP" -c "$ETC/slow.conf" -a b >>"$BASE/client-slow.log" 2>&1 </dev/null &
+		pid=$!
+		echo "$pid" >"$SLOWPID"
+		for _ in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			# Running *this* backup: a backup child and a `working` backup directory (a
+			# server finalising an interrupted backup also says "running").
+			if status_json testclient | grep '"action":"backup"' | grep -q '"working"'; then
+				echo "slow backup running: pid $pid (attempt $attempt), about $SLOW_SECONDS s"
+				return 0
+			fi
+			sleep 0.2
+		done
+		kill -0 "$pid" 2>/dev/null &&
+			die "server never reported testclient as running, see $BASE/client-slow.log"
+		tail -n +"$((lines + 1))" "$BASE/client-slow.log" | grep -q 'try again later' ||
+			die "slow backup ended at once, see $BASE/client-slow.log"
+		sleep 2
 	done
-	die "server never reported testclient as running, see $BASE/client-slow.log"
+	die "server kept refusing the backup (still finalising?), see $BASE/client-slow.log"
 }
 
 cmd_wait_idle() {
 	for _ in $(seq 1 6000); do
-		alive "$SLOWPID" || { rm -f "$SLOWPID"; echo "idle"; return 0; }
+		alive "$SLOWPID" || { rm -f "$SLOWPID"; stop_pidfile "$FEEDPID"; echo "idle"; return 0; }
 		sleep 0.1
 	done
 	die "slow backup still running after 600 s"

@@ -380,8 +380,10 @@ fn running_backup_shows_children_phase_and_counters() {
         m.value("burp_client_backup_num", &l)
     });
 
-    // 24 MiB at 8 Mbit/s: about 25 s of RUNNING.
-    server.slow_backup(24, 8);
+    // 8 MiB of random data, then two fifos fed for 20 s each: about 40 s of RUNNING,
+    // whatever the speed of the machine.
+    const MIB: f64 = 1024.0 * 1024.0;
+    server.slow_backup(8, 40);
     let truth = server.status_json("testclient");
     let tc = client_named(&truth, "testclient");
     assert_eq!(tc["run_status"], "running", "server view: {truth}");
@@ -399,18 +401,20 @@ fn running_backup_shows_children_phase_and_counters() {
     let m = ex.wait_metrics(
         "child metrics of the running backup",
         Duration::from_secs(20),
-        // The server lists the `working` backup a moment after the child appears.
         |m| {
             m.value("burp_client_child_backup_num", &cl)
-                .filter(|_| m.value("burp_client_backup_has_in_progress", &l) == Some(1.0))
                 .map(|_| m.clone())
         },
     );
+    // Not asserted: burp_client_backup_has_in_progress. burp's status child caches each
+    // client's backup list and may never list the `working` backup to a connection that
+    // polls often (seen with burp's own `burp -a m` sending `c:` every 0.3 s: running, a
+    // child, but no `working` entry until the backup ended), so 0 here is what the server
+    // says, not an exporter fault.
     assert_eq!(
         run_status(&m, "run", "testclient").as_deref(),
         Some("running")
     );
-    assert_eq!(m.value("burp_client_backup_has_in_progress", &l), Some(1.0));
     assert_eq!(m.value("burp_client_child_backup_num", &cl), Some(number));
     let phases = m.find("burp_client_child_phase", &cl);
     assert_eq!(
@@ -419,41 +423,25 @@ fn running_backup_shows_children_phase_and_counters() {
         "one phase series per child:\n{}",
         m.burp_lines()
     );
-    let phase = phases[0].labels.get("phase").cloned().unwrap_or_default();
-    assert!(
-        ["scanning", "backup", "merging", "shuffling"].contains(&phase.as_str()),
-        "unexpected phase {phase:?}"
+    assert_eq!(
+        phases[0].labels.get("phase").map(String::as_str),
+        child["phase"].as_str(),
+        "phase label (the server says {})",
+        child["phase"]
     );
     assert_eq!(phases[0].value, 1.0);
     let start = m
         .value("burp_client_child_start_timestamp_seconds", &cl)
         .expect("child start time");
-    assert!(start > 1.6e9, "child start time {start}");
+    let time_start = child["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "time_start")
+        .and_then(|c| c["count"].as_f64());
+    assert_eq!(Some(start), time_start, "child start time");
     // The previous backup stays the completed one while the new one runs.
     assert_eq!(m.value("burp_client_backup_num", &l), Some(before));
-
-    // Counters move while the backup runs.
-    let (est, first_bytes) = ex.wait_metrics(
-        "estimated bytes and progress",
-        Duration::from_secs(30),
-        |m| {
-            let est = m.value("burp_client_child_estimated_bytes", &cl)?;
-            let bytes = m.value("burp_client_child_bytes", &cl)?;
-            (est >= 24.0 * 1024.0 * 1024.0 && bytes > 0.0).then_some((est, bytes))
-        },
-    );
-    assert!(est < 26.0 * 1024.0 * 1024.0, "estimated bytes {est}");
-    ex.wait_metrics("the byte counter to grow", Duration::from_secs(30), |m| {
-        m.value("burp_client_child_bytes", &cl)
-            .filter(|b| *b > first_bytes)
-    });
-    let m = ex.metrics();
-    assert!(
-        m.value("burp_client_child_scanned_files", &cl)
-            .is_some_and(|v| v >= 200.0),
-        "scanned files:\n{}",
-        m.burp_lines()
-    );
 
     // --once shows the child too.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -468,12 +456,36 @@ fn running_backup_shows_children_phase_and_counters() {
         "--once lacks the running child ({child_line} ... phase):\n{stdout}"
     );
 
+    // Counters: the estimate from the scan, then bytes that grow while the backup runs.
+    let (est, first_bytes) = ex.wait_metrics(
+        "estimated bytes and progress",
+        Duration::from_secs(30),
+        |m| {
+            let est = m.value("burp_client_child_estimated_bytes", &cl)?;
+            let bytes = m.value("burp_client_child_bytes", &cl)?;
+            (est >= 8.0 * MIB && bytes > 0.0).then_some((est, bytes))
+        },
+    );
+    assert!(est < 9.0 * MIB, "estimated bytes {est}");
+    ex.wait_metrics("the byte counter to grow", Duration::from_secs(40), |m| {
+        m.value("burp_client_child_bytes", &cl)
+            .filter(|b| *b > first_bytes)
+    });
+    let m = ex.metrics();
+    assert!(
+        m.value("burp_client_child_scanned_files", &cl)
+            .is_some_and(|v| v >= 200.0),
+        "scanned files:\n{}",
+        m.burp_lines()
+    );
+
     // When it ends: idle, the new backup is current, the child series are gone.
     server.wait_idle();
-    let m = ex.wait_metrics("the finished backup", Duration::from_secs(30), |m| {
-        (m.value("burp_client_backup_num", &l) == Some(number)).then(|| m.clone())
+    let m = ex.wait_metrics("the finished backup", Duration::from_secs(60), |m| {
+        let done = m.value("burp_client_backup_num", &l) == Some(number)
+            && run_status(m, "run", "testclient").as_deref() == Some("idle");
+        done.then(|| m.clone())
     });
-    assert_eq!(run_status(&m, "run", "testclient").as_deref(), Some("idle"));
     assert_eq!(m.value("burp_client_backup_has_in_progress", &l), Some(0.0));
     assert!(
         m.find("burp_client_child_phase", &[("server", "run")])
@@ -483,13 +495,13 @@ fn running_backup_shows_children_phase_and_counters() {
         "child series remain after the backup ended:\n{}",
         m.burp_lines()
     );
-    // backup_stats of the new backup are fetched: 24 MiB of random data plus small files.
+    // backup_stats of the new backup are fetched: 8 MiB plus what came through the fifos.
     ex.wait_metrics(
         "backup_stats of the new backup",
         Duration::from_secs(30),
         |m| {
             m.value("burp_client_last_backup_bytes", &l)
-                .filter(|b| *b >= 24.0 * 1024.0 * 1024.0)
+                .filter(|b| *b > 8.0 * MIB)
         },
     );
     assert_no_panic(&ex.log());
@@ -616,15 +628,18 @@ fn wrong_password_cname_and_ca_are_reported_per_server() {
     });
     eprintln!("log lines:\n  {pw}\n  {cn}\n  {ca}");
 
-    // Still alive and still answering quickly after several failed polls each.
-    std::thread::sleep(Duration::from_secs(3));
-    let m = ex.metrics();
-    assert_eq!(up(&m, "good"), Some(1.0));
-    assert!(
-        errors(&m, "badpw", "auth") >= 2.0,
-        "retries of badpw:\n{}",
-        m.burp_lines()
+    // It retries (with backoff), stays alive and answers quickly meanwhile.
+    let m = ex.wait_metrics(
+        "a retry of each broken server",
+        Duration::from_secs(90),
+        |m| {
+            let retried = errors(m, "badpw", "auth") >= 2.0
+                && errors(m, "badcn", "tls") >= 2.0
+                && errors(m, "badca", "tls") >= 2.0;
+            retried.then(|| m.clone())
+        },
     );
+    assert_eq!(up(&m, "good"), Some(1.0));
     let log = ex.log();
     assert_no_panic(&log);
     assert!(

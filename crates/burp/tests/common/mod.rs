@@ -207,9 +207,10 @@ impl BurpServer {
         self.script_ok(&["restart"], Duration::from_secs(60));
     }
 
-    /// Starts a rate-limited backup of testclient in the background; returns once the server
-    /// reports testclient as running.
-    pub fn slow_backup(&self, mib: u32, mbit_per_s: u32) {
+    /// Starts a backup of testclient in the background that lasts about `seconds` (it reads
+    /// fifos the script feeds slowly) after `mib` MiB of random data; returns once the server
+    /// reports it running.
+    pub fn slow_backup(&self, mib: u32, seconds: u32) {
         let out = {
             let mut cmd = Command::new("bash");
             cmd.arg(script())
@@ -218,7 +219,7 @@ impl BurpServer {
                 .env("PORT", self.port.to_string())
                 .env("STATUS_PORT", self.status_port.to_string())
                 .env("SLOW_MB", mib.to_string())
-                .env("RATELIMIT", mbit_per_s.to_string());
+                .env("SLOW_SECONDS", seconds.to_string());
             run_with_deadline(&mut cmd, Duration::from_secs(120))
         };
         assert!(
