@@ -17,7 +17,10 @@
 //! - [`retention`]: which copies to delete (never the newest good one).
 //! - [`runner`]: runs a job: sources independent, destinations independent, summary, exit code.
 //! - [`restore`]: list / restore / verify.
+//! - [`commands`]: the `list`, `restore` and `verify` commands (keys, destinations, output).
+//! - [`table`]: aligned text tables (run summary, `list`, `verify`).
 
+pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod destination;
@@ -27,3 +30,4 @@ pub mod restore;
 pub mod retention;
 pub mod runner;
 pub mod source;
+pub mod table;

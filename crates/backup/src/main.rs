@@ -6,18 +6,13 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use custos_backup::config::{self, JobConfig, Protection};
-use custos_backup::crypto::{self, Decryption};
-use custos_backup::destination::Destination;
-use custos_backup::naming::RunStamp;
-use custos_backup::restore::{self, RestoreOptions, RestoreTarget, SidecarCheck};
-use custos_backup::runner::{self, size_description};
+use custos_backup::commands::{self, CommandError, Keys, Outcome, RestoreRequest};
+use custos_backup::runner;
 
 /// Backs up folders and databases as the job file says: stream, compress, encrypt, store.
 #[derive(Debug, Parser)]
@@ -126,25 +121,35 @@ fn main() -> ExitCode {
     match execute(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("backup: {e:#}");
-            ExitCode::from(e.downcast_ref::<Usage>().map_or(1, |_| 2))
+            let code = if e.is_usage() { 2 } else { 1 };
+            // anyhow's alternate form: the message and each of its causes, `: `-joined.
+            eprintln!("backup: {:#}", anyhow::Error::from(e));
+            ExitCode::from(code)
         }
     }
 }
 
-/// An error of usage or config: exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Usage(String);
-
-fn load(path: &Path) -> anyhow::Result<JobConfig> {
-    config::load(path).map_err(|e| Usage(e.to_string()).into())
+impl KeyArgs {
+    fn keys(&self) -> Keys {
+        Keys {
+            key: self.key.clone(),
+            key_passphrase_env: self.key_passphrase_env.clone(),
+            gnupg_home: self.gnupg_home.clone(),
+        }
+    }
 }
 
-fn execute(cli: &Cli) -> anyhow::Result<u8> {
+/// Prints what a command has to say; its exit code.
+fn report(outcome: &Outcome) -> u8 {
+    print!("{}", outcome.stdout);
+    eprint!("{}", outcome.stderr);
+    u8::from(outcome.failed)
+}
+
+fn execute(cli: &Cli) -> Result<u8, CommandError> {
     match &cli.command {
         Command::Run { config, dry_run } => {
-            let job = load(config)?;
+            let job = commands::load(config)?;
             let report = runner::run(
                 &job,
                 &runner::Options {
@@ -160,8 +165,8 @@ fn execute(cli: &Cli) -> anyhow::Result<u8> {
             Ok(report.exit_code() as u8)
         }
         Command::List { config, source } => {
-            let job = load(config)?;
-            list(&job, source.as_deref())
+            let job = commands::load(config)?;
+            Ok(report(&commands::list(&job, source.as_deref())))
         }
         Command::Restore {
             config,
@@ -171,264 +176,31 @@ fn execute(cli: &Cli) -> anyhow::Result<u8> {
             to,
             keys,
         } => {
-            let job = load(config)?;
-            let at = match at {
-                Some(s) => Some(RunStamp::parse(s).ok_or_else(|| {
-                    Usage(format!(
-                        "--at {s:?}: expected YYYYmmddHHMMSS, as `backup list` shows"
-                    ))
-                })?),
-                None => None,
+            let job = commands::load(config)?;
+            let request = RestoreRequest {
+                source,
+                at: at.as_deref(),
+                destination: destination.as_deref(),
+                to,
+                keys: &keys.keys(),
             };
-            let decryption = decryption_for(&job, source, keys)?;
-            let (dests, skipped) = destinations(&job);
-            for m in &skipped {
-                tracing::warn!("{m}");
-            }
-            let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
-            let target = if to.as_os_str() == "-" {
-                RestoreTarget::Writer(Box::new(std::io::stdout().lock()))
-            } else {
-                RestoreTarget::Directory(to.clone())
-            };
-            let done = restore::restore(
-                &refs,
-                RestoreOptions {
-                    source_id: source.clone(),
-                    at,
-                    destination: destination.clone(),
-                    target,
-                    decryption,
-                },
-            )
-            .with_context(|| format!("restoring source {source:?}"))?;
-            let check = match done.sidecar {
-                SidecarCheck::Match => "sha256 matches its sidecar",
-                SidecarCheck::Missing => "no sidecar to check (made by the original?)",
-            };
-            eprintln!(
-                "restored {} from {} ({} of payload) to {}; {check}",
-                done.copy.name.path(),
-                done.copy.destination,
-                size_description(done.payload_bytes as f64),
-                done.written_to
-                    .as_deref()
-                    .map_or("stdout".to_owned(), |p| p.display().to_string()),
-            );
-            Ok(0)
+            Ok(report(&commands::restore(&job, request)?))
         }
         Command::Verify {
             config,
             source,
             keys,
         } => {
-            let job = load(config)?;
-            verify(&job, source, keys)
+            let job = commands::load(config)?;
+            Ok(report(&commands::verify(&job, source, &keys.keys())?))
         }
     }
-}
-
-/// Destinations of the job; those not implemented yet come back as messages.
-fn destinations(job: &JobConfig) -> (Vec<Box<dyn Destination>>, Vec<String>) {
-    let mut out = Vec::new();
-    let mut skipped = Vec::new();
-    for d in &job.destinations {
-        match runner::build_destination(d) {
-            Ok(b) => out.push(b),
-            Err(m) => skipped.push(m),
-        }
-    }
-    (out, skipped)
-}
-
-/// How to open a source's objects: its passphrase from the config; for recipients (or a
-/// source no longer in the config) a `--key` file, else the user's gpg and its agent.
-fn decryption_for(
-    job: &JobConfig,
-    source_id: &str,
-    keys: &KeyArgs,
-) -> anyhow::Result<Option<Decryption>> {
-    if let Some(file) = &keys.key {
-        let secret = crypto::load_secret_keys(file)?;
-        let passphrase = match &keys.key_passphrase_env {
-            Some(var) => Some(crypto::Passphrase::new(std::env::var(var).map_err(
-                |_| Usage(format!("--key-passphrase-env: variable {var} is not set")),
-            )?)),
-            None => None,
-        };
-        return Ok(Some(Decryption::SecretKeys {
-            keys: secret,
-            passphrase,
-        }));
-    }
-    let source = job.sources.iter().find(|s| s.id == source_id);
-    Ok(match source.and_then(|s| s.protection()) {
-        Some(Protection::Passphrase(p)) => {
-            Some(Decryption::Passphrase(crypto::Passphrase::new(p.expose())))
-        }
-        // compress_only objects are not encrypted; one made before the config changed still
-        // can be opened by gpg.
-        Some(Protection::CompressOnly) | Some(Protection::Recipients(_)) | None => {
-            Some(Decryption::Gpg {
-                gnupg_home: keys.gnupg_home.clone(),
-            })
-        }
-    })
-}
-
-fn list(job: &JobConfig, source: Option<&str>) -> anyhow::Result<u8> {
-    let (dests, skipped) = destinations(job);
-    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
-    let listing = restore::list(&refs, source);
-    let mut rows = vec![[
-        "SOURCE".to_owned(),
-        "TIMESTAMP".to_owned(),
-        "DESTINATION".to_owned(),
-        "SIZE".to_owned(),
-        "AGE".to_owned(),
-        "SHA256".to_owned(),
-        "OBJECT".to_owned(),
-    ]];
-    for c in &listing.copies {
-        rows.push([
-            c.name.source_id.clone(),
-            c.name.stamp.to_string(),
-            c.destination.clone(),
-            size_description(c.size as f64),
-            age(c.age()),
-            if c.has_sidecar { "yes" } else { "none" }.to_owned(),
-            c.name.path(),
-        ]);
-    }
-    print!("{}", columns(&rows, &[3]));
-    if listing.copies.is_empty() {
-        println!("(no copies)");
-    }
-    let mut failed = false;
-    for m in skipped {
-        eprintln!("backup: {m}");
-        failed = true;
-    }
-    for e in listing.errors {
-        eprintln!("backup: {e}");
-        failed = true;
-    }
-    Ok(u8::from(failed))
-}
-
-fn verify(job: &JobConfig, only: &[String], keys: &KeyArgs) -> anyhow::Result<u8> {
-    for id in only {
-        if !job.sources.iter().any(|s| &s.id == id) {
-            return Err(Usage(format!("--source {id:?}: no such source in the config")).into());
-        }
-    }
-    let ids: Vec<String> = job
-        .sources
-        .iter()
-        .filter(|s| only.is_empty() || only.contains(&s.id))
-        .map(|s| s.id.clone())
-        .collect();
-    let mut resolved = Vec::new();
-    for id in &ids {
-        resolved.push((id.clone(), decryption_for(job, id, keys)?));
-    }
-    let (dests, skipped) = destinations(job);
-    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
-    let keys_for = |id: &str| {
-        resolved
-            .iter()
-            .find(|(i, _)| i == id)
-            .and_then(|(_, d)| d.clone())
-    };
-    let reports = restore::verify(&refs, &ids, &keys_for);
-    let mut rows = vec![[
-        "SOURCE".to_owned(),
-        "DESTINATION".to_owned(),
-        "STATUS".to_owned(),
-        "TIMESTAMP".to_owned(),
-        "SIZE".to_owned(),
-        "SHA256".to_owned(),
-    ]];
-    let mut failures = Vec::new();
-    for r in &reports {
-        match &r.result {
-            Ok(v) => rows.push([
-                r.source_id.clone(),
-                r.destination.clone(),
-                "ok".to_owned(),
-                v.copy.name.stamp.to_string(),
-                size_description(v.copy.size as f64),
-                match v.sidecar {
-                    SidecarCheck::Match => "matches".to_owned(),
-                    SidecarCheck::Missing => "no sidecar".to_owned(),
-                },
-            ]),
-            Err(e) => {
-                rows.push([
-                    r.source_id.clone(),
-                    r.destination.clone(),
-                    "FAILED".to_owned(),
-                    "-".to_owned(),
-                    "-".to_owned(),
-                    "-".to_owned(),
-                ]);
-                failures.push(format!("{} -> {}: {e}", r.source_id, r.destination));
-            }
-        }
-    }
-    print!("{}", columns(&rows, &[4]));
-    for f in &failures {
-        println!("{f}");
-    }
-    for m in &skipped {
-        println!("{m}");
-    }
-    Ok(u8::from(!failures.is_empty() || !skipped.is_empty()))
-}
-
-/// `3d 4h`, `5h 12m`, `42m`.
-fn age(d: chrono::TimeDelta) -> String {
-    let mins = d.num_minutes().max(0);
-    let (days, hours, m) = (mins / 1440, (mins / 60) % 24, mins % 60);
-    if days > 0 {
-        format!("{days}d {hours}h")
-    } else if hours > 0 {
-        format!("{hours}h {m}m")
-    } else {
-        format!("{m}m")
-    }
-}
-
-/// Aligns rows into columns; `right` lists the right-aligned column indices.
-fn columns<const N: usize>(rows: &[[String; N]], right: &[usize]) -> String {
-    let mut widths = [0usize; N];
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            if right.contains(&i) {
-                line.push_str(&format!("{c:>w$}"));
-            } else {
-                line.push_str(&format!("{c:<w$}"));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn args(a: &[&str]) -> Vec<OsString> {
         a.iter().map(OsString::from).collect()
@@ -519,12 +291,5 @@ mod tests {
             with_default_subcommand(args(&["backup", "help"])),
             args(&["backup", "help"])
         );
-    }
-
-    #[test]
-    fn ages_read_naturally() {
-        assert_eq!(age(chrono::TimeDelta::minutes(42)), "42m");
-        assert_eq!(age(chrono::TimeDelta::minutes(5 * 60 + 12)), "5h 12m");
-        assert_eq!(age(chrono::TimeDelta::hours(76)), "3d 4h");
     }
 }

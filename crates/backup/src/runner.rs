@@ -29,6 +29,7 @@ use crate::source::folder::FolderSource;
 use crate::source::mysql::MysqlSource;
 use crate::source::pgsql::PgsqlSource;
 use crate::source::Source;
+use crate::table;
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -164,29 +165,8 @@ impl Report {
                 rate,
             ]);
         }
-        let mut widths = [0usize; 7];
-        for l in &lines {
-            for (w, c) in widths.iter_mut().zip(l) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let mut out = String::new();
-        for l in &lines {
-            let mut line = String::new();
-            for (i, (c, w)) in l.iter().zip(widths).enumerate() {
-                if i > 0 {
-                    line.push_str("  ");
-                }
-                // Numbers right-aligned, words left-aligned.
-                if i >= 3 {
-                    let _ = write!(line, "{c:>w$}");
-                } else {
-                    let _ = write!(line, "{c:<w$}");
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
+        // Numbers right-aligned, words left-aligned.
+        let mut out = table::render(&lines, &[3, 4, 5, 6]);
         for r in &self.rows {
             if let Status::Failed(m) = &r.status {
                 let _ = writeln!(out, "{} -> {}: {m}", r.source, r.destination);

@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
 
-use super::process::{describe, set_stdin, ChildStream, Credentials, Verdict, CREDENTIALS_PATH};
+use super::process::{describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
 use crate::config::MysqlConfig;
 
@@ -140,14 +140,6 @@ pub fn option_value(v: &str) -> String {
     s
 }
 
-fn dump_verdict(code: i32) -> Verdict {
-    if code == 0 {
-        Verdict::Ok
-    } else {
-        Verdict::Failed
-    }
-}
-
 impl Source for MysqlSource {
     fn id(&self) -> &str {
         &self.id
@@ -167,30 +159,13 @@ impl Source for MysqlSource {
 
     /// Connects and dumps nothing but headers: proves credentials, databases and privileges.
     fn check(&self) -> Result<(), SourceError> {
-        let (mut cmd, credentials) = self.command(&[
+        let (cmd, credentials) = self.command(&[
             "--no-data",
             "--no-create-info",
             "--no-create-db",
             "--skip-triggers",
         ])?;
-        set_stdin(&mut cmd, credentials);
-        let out = cmd.output();
-        drop(cmd);
-        let out = out.map_err(|e| {
-            SourceError::Unavailable(format!(
-                "cannot run {}: {e}",
-                self.program.to_string_lossy()
-            ))
-        })?;
-        if !out.status.success() {
-            return Err(SourceError::Unavailable(format!(
-                "{} failed ({}): {}",
-                self.program.to_string_lossy(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(())
+        run_check(cmd, credentials)
     }
 
     fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
@@ -203,7 +178,7 @@ impl Source for MysqlSource {
         Ok(Box::new(ChildStream::spawn(
             &what,
             cmd,
-            dump_verdict,
+            Verdict::zero_only,
             credentials,
         )?))
     }

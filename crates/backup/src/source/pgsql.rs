@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::process::Command;
 
-use super::process::{describe, set_stdin, ChildStream, Credentials, Verdict, CREDENTIALS_PATH};
+use super::process::{describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
 use crate::config::PgsqlConfig;
 
@@ -94,14 +94,6 @@ pub fn pgpass_escape(v: &str) -> String {
     s
 }
 
-fn dump_verdict(code: i32) -> Verdict {
-    if code == 0 {
-        Verdict::Ok
-    } else {
-        Verdict::Failed
-    }
-}
-
 impl Source for PgsqlSource {
     fn id(&self) -> &str {
         &self.id
@@ -122,25 +114,8 @@ impl Source for PgsqlSource {
     /// Connects and dumps no schema at all: proves credentials and database access. (A
     /// `--table` that matches nothing is an error to pg_dump; an excluded schema is not.)
     fn check(&self) -> Result<(), SourceError> {
-        let (mut cmd, credentials) = self.command(&["--schema-only", "--exclude-schema=*"])?;
-        set_stdin(&mut cmd, credentials);
-        let out = cmd.output();
-        drop(cmd);
-        let out = out.map_err(|e| {
-            SourceError::Unavailable(format!(
-                "cannot run {}: {e}",
-                self.program.to_string_lossy()
-            ))
-        })?;
-        if !out.status.success() {
-            return Err(SourceError::Unavailable(format!(
-                "{} failed ({}): {}",
-                self.program.to_string_lossy(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(())
+        let (cmd, credentials) = self.command(&["--schema-only", "--exclude-schema=*"])?;
+        run_check(cmd, credentials)
     }
 
     fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
@@ -149,7 +124,7 @@ impl Source for PgsqlSource {
         Ok(Box::new(ChildStream::spawn(
             "pg_dump",
             cmd,
-            dump_verdict,
+            Verdict::zero_only,
             credentials,
         )?))
     }

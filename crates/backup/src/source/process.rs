@@ -35,6 +35,17 @@ pub enum Verdict {
     Failed,
 }
 
+impl Verdict {
+    /// Any exit code but 0 fails (mysqldump, pg_dump).
+    pub fn zero_only(code: i32) -> Verdict {
+        if code == 0 {
+            Verdict::Ok
+        } else {
+            Verdict::Failed
+        }
+    }
+}
+
 /// The path under which a child finds the [`Credentials`] handed to it as stdin.
 pub const CREDENTIALS_PATH: &str = "/dev/fd/0";
 
@@ -106,11 +117,31 @@ impl Credentials {
 
 /// Makes `credentials` the stdin of `cmd`, or gives it no stdin at all. The descriptor then
 /// belongs to `cmd`: drop `cmd` right after spawning so this process holds no copy.
-pub fn set_stdin(cmd: &mut Command, credentials: Option<Credentials>) {
+fn set_stdin(cmd: &mut Command, credentials: Option<Credentials>) {
     match credentials {
         Some(c) => cmd.stdin(Stdio::from(c.fd)),
         None => cmd.stdin(Stdio::null()),
     };
+}
+
+/// Runs `cmd` to its end with `credentials` as stdin, for a check that produces no stream
+/// (a dumper's connection test): a nonzero exit is [`SourceError::Unavailable`] with the
+/// program, its status and its stderr.
+pub fn run_check(mut cmd: Command, credentials: Option<Credentials>) -> Result<(), SourceError> {
+    set_stdin(&mut cmd, credentials);
+    let out = cmd.output();
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    // The Command owns the credentials descriptor: close it now.
+    drop(cmd);
+    let out = out.map_err(|e| SourceError::Unavailable(format!("cannot run {program}: {e}")))?;
+    if !out.status.success() {
+        return Err(SourceError::Unavailable(format!(
+            "{program} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 /// A running child producing the stream on stdout.
@@ -291,14 +322,6 @@ mod tests {
         c
     }
 
-    fn strict(code: i32) -> Verdict {
-        if code == 0 {
-            Verdict::Ok
-        } else {
-            Verdict::Failed
-        }
-    }
-
     fn tar_like(code: i32) -> Verdict {
         match code {
             0 => Verdict::Ok,
@@ -309,7 +332,9 @@ mod tests {
 
     #[test]
     fn streams_stdout_and_succeeds() {
-        let mut s = Box::new(ChildStream::spawn("sh", sh("printf hello"), strict, None).unwrap());
+        let mut s = Box::new(
+            ChildStream::spawn("sh", sh("printf hello"), Verdict::zero_only, None).unwrap(),
+        );
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         assert_eq!(out, "hello");
@@ -319,7 +344,8 @@ mod tests {
     #[test]
     fn failure_reports_status_and_stderr_tail() {
         let script = "printf partial; echo 'first line' >&2; echo 'boom: disk on fire' >&2; exit 3";
-        let mut s = Box::new(ChildStream::spawn("dumper", sh(script), strict, None).unwrap());
+        let mut s =
+            Box::new(ChildStream::spawn("dumper", sh(script), Verdict::zero_only, None).unwrap());
         let mut out = Vec::new();
         s.read_to_end(&mut out).unwrap();
         let err = s.finish().unwrap_err().to_string();
@@ -350,8 +376,9 @@ mod tests {
 
     #[test]
     fn killed_child_is_a_failure() {
-        let mut s =
-            Box::new(ChildStream::spawn("sh", sh("printf x; kill -9 $$"), strict, None).unwrap());
+        let mut s = Box::new(
+            ChildStream::spawn("sh", sh("printf x; kill -9 $$"), Verdict::zero_only, None).unwrap(),
+        );
         std::io::copy(&mut s, &mut std::io::sink()).unwrap();
         let err = s.finish().unwrap_err().to_string();
         assert!(err.contains("killed by signal 9"), "{err}");
@@ -361,14 +388,20 @@ mod tests {
     fn finish_before_eof_does_not_report_success() {
         // The child writes more than a pipe holds; finishing early must not hang or succeed.
         let s = Box::new(
-            ChildStream::spawn("yes", sh("yes | head -c 10000000"), strict, None).unwrap(),
+            ChildStream::spawn(
+                "yes",
+                sh("yes | head -c 10000000"),
+                Verdict::zero_only,
+                None,
+            )
+            .unwrap(),
         );
         assert!(s.finish().is_err());
     }
 
     #[test]
     fn drop_kills_a_running_child() {
-        let s = ChildStream::spawn("sleep", sh("exec sleep 30"), strict, None).unwrap();
+        let s = ChildStream::spawn("sleep", sh("exec sleep 30"), Verdict::zero_only, None).unwrap();
         let t = std::time::Instant::now();
         drop(s);
         assert!(t.elapsed() < std::time::Duration::from_secs(5));
@@ -379,7 +412,7 @@ mod tests {
         let e = ChildStream::spawn(
             "nope",
             Command::new("/nonexistent/custos-no-such-program"),
-            strict,
+            Verdict::zero_only,
             None,
         )
         .err()
@@ -398,7 +431,8 @@ mod tests {
         assert_eq!(text, "password=\"x\"\n");
         let script =
             "stat -L -c '%a %F' /dev/fd/0; readlink /dev/fd/0; cat /dev/fd/0; cat /dev/fd/0";
-        let mut s = Box::new(ChildStream::spawn("sh", sh(script), strict, Some(c)).unwrap());
+        let mut s =
+            Box::new(ChildStream::spawn("sh", sh(script), Verdict::zero_only, Some(c)).unwrap());
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         s.finish().unwrap();
@@ -445,7 +479,8 @@ mod tests {
             "another child inherited the credentials"
         );
 
-        let holder = ChildStream::spawn("sleep", sh("exec sleep 30"), strict, Some(c)).unwrap();
+        let holder =
+            ChildStream::spawn("sleep", sh("exec sleep 30"), Verdict::zero_only, Some(c)).unwrap();
         assert!(
             !open_files("self").contains(&id),
             "the parent still holds the credentials after spawn"
@@ -459,7 +494,7 @@ mod tests {
     fn long_stderr_is_cut_to_the_tail() {
         let script =
             "i=0; while [ $i -lt 2000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; exit 2";
-        let s = Box::new(ChildStream::spawn("sh", sh(script), strict, None).unwrap());
+        let s = Box::new(ChildStream::spawn("sh", sh(script), Verdict::zero_only, None).unwrap());
         let err = s.finish().unwrap_err().to_string();
         assert!(err.contains("line 1999"), "{err}");
         assert!(!err.contains("line 10;"), "{err}");

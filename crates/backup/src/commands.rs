@@ -1,0 +1,320 @@
+//! The `list`, `restore` and `verify` commands: which destinations and keys to use, and what
+//! to print. Each returns an [`Outcome`] (the text for stdout and stderr, and whether anything
+//! failed) or a [`CommandError`]; the CLI prints the one and turns the other into an exit code.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, JobConfig, Protection};
+use crate::crypto::{self, CryptoError, Decryption};
+use crate::destination::Destination;
+use crate::naming::RunStamp;
+use crate::restore::{self, RestoreError, RestoreOptions, RestoreTarget, SidecarCheck};
+use crate::runner::{self, size_description};
+use crate::table;
+
+/// How to open objects encrypted to `recipients` (passphrase sources use the config).
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    /// Secret key file (armored or binary).
+    pub key: Option<PathBuf>,
+    /// Environment variable holding the passphrase that unlocks `key`.
+    pub key_passphrase_env: Option<String>,
+    /// gpg home for objects opened by gpg (recipients without `key`); default `$GNUPGHOME`.
+    pub gnupg_home: Option<PathBuf>,
+}
+
+/// Why a command could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Bad usage or config (the CLI's exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The `--key` file cannot be used.
+    #[error(transparent)]
+    Key(#[from] CryptoError),
+    /// The copy could not be restored.
+    #[error("restoring source {source_id:?}")]
+    Restore {
+        source_id: String,
+        #[source]
+        error: RestoreError,
+    },
+}
+
+impl CommandError {
+    /// True for bad usage or config, as opposed to a failure while working.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, CommandError::Usage(_))
+    }
+}
+
+/// What a command has to say, and whether anything failed (the CLI's exit code 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub stdout: String,
+    pub stderr: String,
+    pub failed: bool,
+}
+
+/// Loads the job file; any problem with it is a [`CommandError::Usage`].
+pub fn load(path: &Path) -> Result<JobConfig, CommandError> {
+    config::load(path).map_err(|e| CommandError::Usage(e.to_string()))
+}
+
+/// Destinations of the job; those not implemented yet come back as messages.
+fn destinations(job: &JobConfig) -> (Vec<Box<dyn Destination>>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for d in &job.destinations {
+        match runner::build_destination(d) {
+            Ok(b) => out.push(b),
+            Err(m) => skipped.push(m),
+        }
+    }
+    (out, skipped)
+}
+
+/// How to open a source's objects: its passphrase from the config; for recipients (or a
+/// source no longer in the config) a `--key` file, else the user's gpg and its agent.
+fn decryption_for(
+    job: &JobConfig,
+    source_id: &str,
+    keys: &Keys,
+) -> Result<Option<Decryption>, CommandError> {
+    if let Some(file) = &keys.key {
+        let secret = crypto::load_secret_keys(file)?;
+        let passphrase = match &keys.key_passphrase_env {
+            Some(var) => Some(crypto::Passphrase::new(std::env::var(var).map_err(
+                |_| CommandError::Usage(format!("--key-passphrase-env: variable {var} is not set")),
+            )?)),
+            None => None,
+        };
+        return Ok(Some(Decryption::SecretKeys {
+            keys: secret,
+            passphrase,
+        }));
+    }
+    let source = job.sources.iter().find(|s| s.id == source_id);
+    Ok(match source.and_then(|s| s.protection()) {
+        Some(Protection::Passphrase(p)) => {
+            Some(Decryption::Passphrase(crypto::Passphrase::new(p.expose())))
+        }
+        // compress_only objects are not encrypted; one made before the config changed still
+        // can be opened by gpg.
+        Some(Protection::CompressOnly) | Some(Protection::Recipients(_)) | None => {
+            Some(Decryption::Gpg {
+                gnupg_home: keys.gnupg_home.clone(),
+            })
+        }
+    })
+}
+
+/// `backup list`: the stored copies (of `source` only, if given) as a table; destinations
+/// that cannot be listed go to stderr and fail the command.
+pub fn list(job: &JobConfig, source: Option<&str>) -> Outcome {
+    let (dests, skipped) = destinations(job);
+    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
+    let listing = restore::list(&refs, source);
+    let mut rows = vec![[
+        "SOURCE".to_owned(),
+        "TIMESTAMP".to_owned(),
+        "DESTINATION".to_owned(),
+        "SIZE".to_owned(),
+        "AGE".to_owned(),
+        "SHA256".to_owned(),
+        "OBJECT".to_owned(),
+    ]];
+    for c in &listing.copies {
+        rows.push([
+            c.name.source_id.clone(),
+            c.name.stamp.to_string(),
+            c.destination.clone(),
+            size_description(c.size as f64),
+            age(c.age()),
+            if c.has_sidecar { "yes" } else { "none" }.to_owned(),
+            c.name.path(),
+        ]);
+    }
+    let mut out = Outcome {
+        stdout: table::render(&rows, &[3]),
+        ..Outcome::default()
+    };
+    if listing.copies.is_empty() {
+        out.stdout.push_str("(no copies)\n");
+    }
+    let errors = listing.errors.iter().map(ToString::to_string);
+    for m in skipped.into_iter().chain(errors) {
+        out.stderr.push_str(&format!("backup: {m}\n"));
+        out.failed = true;
+    }
+    out
+}
+
+/// What `backup restore` is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreRequest<'a> {
+    /// Source id to restore.
+    pub source: &'a str,
+    /// Run timestamp as `backup list` shows it (YYYYmmddHHMMSS); the newest copy if absent.
+    pub at: Option<&'a str>,
+    /// Destination id to read from; the first one (config order) with the copy if absent.
+    pub destination: Option<&'a str>,
+    /// Target directory, or `-` for the raw tar/dump on stdout.
+    pub to: &'a Path,
+    pub keys: &'a Keys,
+}
+
+/// `backup restore`: streams the copy back; the line saying what was restored goes to stderr
+/// (stdout may be carrying the copy itself).
+pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, CommandError> {
+    let at = match request.at {
+        Some(s) => Some(RunStamp::parse(s).ok_or_else(|| {
+            CommandError::Usage(format!(
+                "--at {s:?}: expected YYYYmmddHHMMSS, as `backup list` shows"
+            ))
+        })?),
+        None => None,
+    };
+    let decryption = decryption_for(job, request.source, request.keys)?;
+    let (dests, skipped) = destinations(job);
+    for m in &skipped {
+        tracing::warn!("{m}");
+    }
+    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
+    let target = if request.to.as_os_str() == "-" {
+        RestoreTarget::Writer(Box::new(std::io::stdout().lock()))
+    } else {
+        RestoreTarget::Directory(request.to.to_path_buf())
+    };
+    let done = restore::restore(
+        &refs,
+        RestoreOptions {
+            source_id: request.source.to_owned(),
+            at,
+            destination: request.destination.map(str::to_owned),
+            target,
+            decryption,
+        },
+    )
+    .map_err(|error| CommandError::Restore {
+        source_id: request.source.to_owned(),
+        error,
+    })?;
+    let check = match done.sidecar {
+        SidecarCheck::Match => "sha256 matches its sidecar",
+        SidecarCheck::Missing => "no sidecar to check (made by the original?)",
+    };
+    Ok(Outcome {
+        stderr: format!(
+            "restored {} from {} ({} of payload) to {}; {check}\n",
+            done.copy.name.path(),
+            done.copy.destination,
+            size_description(done.payload_bytes as f64),
+            done.written_to
+                .as_deref()
+                .map_or("stdout".to_owned(), |p| p.display().to_string()),
+        ),
+        ..Outcome::default()
+    })
+}
+
+/// `backup verify`: reads the newest copy of each source (of `only`, if not empty) at each
+/// destination end to end; a table, then one line per failure and per unusable destination.
+pub fn verify(job: &JobConfig, only: &[String], keys: &Keys) -> Result<Outcome, CommandError> {
+    for id in only {
+        if !job.sources.iter().any(|s| &s.id == id) {
+            return Err(CommandError::Usage(format!(
+                "--source {id:?}: no such source in the config"
+            )));
+        }
+    }
+    let ids: Vec<String> = job
+        .sources
+        .iter()
+        .filter(|s| only.is_empty() || only.contains(&s.id))
+        .map(|s| s.id.clone())
+        .collect();
+    let mut resolved = Vec::new();
+    for id in &ids {
+        resolved.push((id.clone(), decryption_for(job, id, keys)?));
+    }
+    let (dests, skipped) = destinations(job);
+    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
+    let keys_for = |id: &str| {
+        resolved
+            .iter()
+            .find(|(i, _)| i == id)
+            .and_then(|(_, d)| d.clone())
+    };
+    let reports = restore::verify(&refs, &ids, &keys_for);
+    let mut rows = vec![[
+        "SOURCE".to_owned(),
+        "DESTINATION".to_owned(),
+        "STATUS".to_owned(),
+        "TIMESTAMP".to_owned(),
+        "SIZE".to_owned(),
+        "SHA256".to_owned(),
+    ]];
+    let mut failures = Vec::new();
+    for r in &reports {
+        match &r.result {
+            Ok(v) => rows.push([
+                r.source_id.clone(),
+                r.destination.clone(),
+                "ok".to_owned(),
+                v.copy.name.stamp.to_string(),
+                size_description(v.copy.size as f64),
+                match v.sidecar {
+                    SidecarCheck::Match => "matches".to_owned(),
+                    SidecarCheck::Missing => "no sidecar".to_owned(),
+                },
+            ]),
+            Err(e) => {
+                rows.push([
+                    r.source_id.clone(),
+                    r.destination.clone(),
+                    "FAILED".to_owned(),
+                    "-".to_owned(),
+                    "-".to_owned(),
+                    "-".to_owned(),
+                ]);
+                failures.push(format!("{} -> {}: {e}", r.source_id, r.destination));
+            }
+        }
+    }
+    let mut stdout = table::render(&rows, &[4]);
+    for line in failures.iter().chain(&skipped) {
+        stdout.push_str(line);
+        stdout.push('\n');
+    }
+    Ok(Outcome {
+        stdout,
+        stderr: String::new(),
+        failed: !failures.is_empty() || !skipped.is_empty(),
+    })
+}
+
+/// `3d 4h`, `5h 12m`, `42m`.
+fn age(d: chrono::TimeDelta) -> String {
+    let mins = d.num_minutes().max(0);
+    let (days, hours, m) = (mins / 1440, (mins / 60) % 24, mins % 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {m}m")
+    } else {
+        format!("{m}m")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age(chrono::TimeDelta::minutes(42)), "42m");
+        assert_eq!(age(chrono::TimeDelta::minutes(5 * 60 + 12)), "5h 12m");
+        assert_eq!(age(chrono::TimeDelta::hours(76)), "3d 4h");
+    }
+}
