@@ -529,21 +529,34 @@ fn inspect_while_running(root: i32, name: &str, secrets: &[&str], tmpdir: &Path)
         "{name}'s stdin is {}, not the in-memory credentials",
         stdin.display()
     );
-    for p in all_pids_under(root).into_iter().filter(|p| *p != pid) {
-        for fd in fs::read_dir(format!("/proc/{p}/fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let target = fs::read_link(fd.path()).unwrap_or_default();
-            assert!(
-                !target.to_string_lossy().starts_with("/memfd:custos-"),
-                "pid {p} ({}) holds the credentials as fd {:?}",
-                comm(p),
-                fd.file_name()
-            );
+    // The parent closes its copy right after spawning the dumper; on a busy machine we may
+    // look in between, so allow it a moment before calling it a leak.
+    let holders = || -> Vec<String> {
+        let mut found = Vec::new();
+        for p in all_pids_under(root).into_iter().filter(|p| *p != pid) {
+            for fd in fs::read_dir(format!("/proc/{p}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let target = fs::read_link(fd.path()).unwrap_or_default();
+                if target.to_string_lossy().starts_with("/memfd:custos-") {
+                    found.push(format!("pid {p} ({}) fd {:?}", comm(p), fd.file_name()));
+                }
+            }
         }
+        found
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut held = holders();
+    while !held.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        held = holders();
     }
+    assert!(
+        held.is_empty(),
+        "other processes hold the credentials: {held:?}"
+    );
     pid
 }
 
