@@ -119,9 +119,12 @@ impl Client {
         self.backups.iter().find(|b| b.has_flag("current"))
     }
 
-    /// Whether a backup is in progress: one with flag `working` or `finishing`.
+    /// Whether a backup is in progress: one with flag `working` or `finishing`, or a running
+    /// child whose action is `backup`. burp 3.1.4 sometimes leaves the `working` entry out of
+    /// `c:` while its child is listed (seen with requests < 2 s apart), so both count.
     pub fn has_in_progress(&self) -> bool {
         self.backups.iter().any(|b| !b.is_complete())
+            || self.children.iter().any(|c| c.action == "backup")
     }
 }
 
@@ -463,6 +466,14 @@ mod tests {
         assert!(cur.has_log("backup_stats"));
         assert!(cur.has_flag("manifest"));
         assert!(tc.children.is_empty());
+    }
+
+    #[test]
+    fn backup_child_without_working_entry_is_in_progress() {
+        let doc = br#"{"clients":[{"name":"a","run_status":"running","children":[{"pid":1,"backup":2,"action":"backup","phase":"scanning","counters":[]}],"backups":[{"number":1,"timestamp":1,"flags":["current"]}]},{"name":"b","run_status":"running","children":[{"pid":2,"backup":1,"action":"restore","phase":"restoring","counters":[]}],"backups":[{"number":1,"timestamp":1,"flags":["current"]}]}]}"#;
+        let l = parse_clients(doc).unwrap();
+        assert!(l.clients[0].has_in_progress(), "backup child");
+        assert!(!l.clients[1].has_in_progress(), "a restore is not a backup");
     }
 
     #[test]

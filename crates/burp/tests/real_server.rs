@@ -406,11 +406,15 @@ fn running_backup_shows_children_phase_and_counters() {
                 .map(|_| m.clone())
         },
     );
-    // Not asserted: burp_client_backup_has_in_progress. burp's status child caches each
-    // client's backup list and may never list the `working` backup to a connection that
-    // polls often (seen with burp's own `burp -a m` sending `c:` every 0.3 s: running, a
-    // child, but no `working` entry until the backup ended), so 0 here is what the server
-    // says, not an exporter fault.
+    // burp's status child caches each client's backup list and may never list the `working`
+    // backup to a connection that polls often (seen with burp's own `burp -a m` sending `c:`
+    // every 0.3 s), so the exporter also counts a running backup child as in progress.
+    let tl = [("server", "run"), ("name", "testclient")];
+    assert_eq!(
+        m.value("burp_client_backup_has_in_progress", &tl),
+        Some(1.0),
+        "a running backup child is a backup in progress"
+    );
     assert_eq!(
         run_status(&m, "run", "testclient").as_deref(),
         Some("running")
