@@ -36,6 +36,8 @@ fi
 [ "${1:-start}" = start ] || { echo "usage: $0 [start|stop]" >&2; exit 2; }
 
 command -v cargo >/dev/null || { echo "demo: cargo not found (install Rust: rustup)" >&2; exit 1; }
+# A fresh machine lacks Debian's burp (and curl): install what is missing (quick when present).
+bash scripts/install-deps.sh
 command -v curl >/dev/null || { echo "demo: curl not found (Debian package 'curl')" >&2; exit 1; }
 
 echo "== 1/3 burp server (burp 3.1.4 on 127.0.0.1:$STATUS_PORT, data in $BASE)"
