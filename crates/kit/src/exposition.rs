@@ -3,14 +3,21 @@
 //! prometheus-client writes OpenMetrics. Prometheus prefers it, but `promtool check metrics`
 //! and many older scrapers (PRTG, Telegraf, curl-and-grep scripts) read only the classic text
 //! format 0.0.4, so we serve OpenMetrics when the scraper asks for it and 0.0.4 otherwise.
+//!
+//! An exporter whose data changes only when it publishes a new snapshot serves an
+//! [`Exposition::cached`]: the bulk is encoded once per generation and format, and a scrape
+//! encodes only the few families that change by themselves (ages), so a large exposition costs
+//! a copy, not an encode, per scrape.
 
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Content type of OpenMetrics text.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Content type of the classic Prometheus text format.
 pub const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const EOF_LINE: &str = "# EOF\n";
 
 /// Whether an `Accept` header asks for OpenMetrics (Prometheus sends it first in its list).
 pub fn wants_openmetrics(accept: Option<&str>) -> bool {
@@ -19,15 +26,130 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
 
 /// Encodes `registry` in the format the `Accept` header asks for; returns (content type, body).
 pub fn encode(registry: &Registry, accept: Option<&str>) -> (&'static str, String) {
+    let om = encode_openmetrics(registry);
+    if wants_openmetrics(accept) {
+        (OPENMETRICS, om)
+    } else {
+        (TEXT_004, openmetrics_to_text004(&om))
+    }
+}
+
+fn encode_openmetrics(registry: &Registry) -> String {
     let mut om = String::with_capacity(16 * 1024);
     if let Err(e) = prometheus_client::encoding::text::encode(&mut om, registry) {
         // Only fmt::Error from a String writer, i.e. never; still, no panic on a scrape.
         tracing::error!("encoding metrics failed: {e}");
     }
-    if wants_openmetrics(accept) {
-        (OPENMETRICS, om)
-    } else {
-        (TEXT_004, openmetrics_to_text004(&om))
+    om
+}
+
+/// Where the data of a cached exposition stands: bumped by the exporter on every change.
+pub type Generation = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// What a `/metrics` route serves: a registry encoded on every scrape, or a cached one.
+pub struct Exposition {
+    stable: Registry,
+    volatile: Option<Registry>,
+    generation: Option<Generation>,
+    cache: Mutex<Cache>,
+}
+
+/// Encoded stable part of one generation, per format (each made on its first scrape).
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    openmetrics: Option<Arc<String>>,
+    text004: Option<Arc<String>>,
+}
+
+impl std::fmt::Debug for Exposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exposition")
+            .field("cached", &self.generation.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exposition {
+    /// `registry` encoded on every scrape.
+    pub fn uncached(registry: Registry) -> Exposition {
+        Exposition {
+            stable: registry,
+            volatile: None,
+            generation: None,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    /// `stable` encoded once per value of `generation` (which must change whenever any of its
+    /// metrics may have), followed by `volatile`, encoded on every scrape. The families of
+    /// `volatile` come last in the output.
+    pub fn cached(stable: Registry, volatile: Registry, generation: Generation) -> Exposition {
+        Exposition {
+            stable,
+            volatile: Some(volatile),
+            generation: Some(generation),
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    /// The body for a scrape with this `Accept` header; returns (content type, body).
+    pub fn render(&self, accept: Option<&str>) -> (&'static str, String) {
+        let Some(generation) = &self.generation else {
+            return encode(&self.stable, accept);
+        };
+        let om = wants_openmetrics(accept);
+        let stable = self.stable_part(generation(), om);
+        let volatile = self.volatile.as_ref().map(encode_openmetrics);
+        let mut out = String::with_capacity(
+            stable.len() + volatile.as_ref().map_or(0, |v| v.len() + EOF_LINE.len()),
+        );
+        if om {
+            out.push_str(stable.strip_suffix(EOF_LINE).unwrap_or(&stable));
+            match volatile {
+                Some(v) => out.push_str(&v),
+                None => out.push_str(EOF_LINE),
+            }
+            (OPENMETRICS, out)
+        } else {
+            out.push_str(&stable);
+            if let Some(v) = volatile {
+                openmetrics_to_text004_into(&v, &mut out);
+            }
+            (TEXT_004, out)
+        }
+    }
+
+    /// The stable part of `generation` in one format, encoded now if not yet cached.
+    fn stable_part(&self, generation: u64, openmetrics: bool) -> Arc<String> {
+        // Held while encoding: concurrent scrapes of a new generation wait for one encode
+        // instead of each doing their own.
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.generation != generation {
+            *cache = Cache {
+                generation,
+                ..Cache::default()
+            };
+        }
+        let om = match &cache.openmetrics {
+            Some(om) => Arc::clone(om),
+            None => {
+                let om = Arc::new(encode_openmetrics(&self.stable));
+                cache.openmetrics = Some(Arc::clone(&om));
+                om
+            }
+        };
+        if openmetrics {
+            return om;
+        }
+        match &cache.text004 {
+            Some(t) => Arc::clone(t),
+            None => {
+                let t = Arc::new(openmetrics_to_text004(&om));
+                cache.text004 = Some(Arc::clone(&t));
+                t
+            }
+        }
     }
 }
 
@@ -37,65 +159,79 @@ pub fn encode(registry: &Registry, accept: Option<&str>) -> (&'static str, Strin
 /// `# UNIT` and `# EOF` have no 0.0.4 form; `info` becomes a gauge named `x_info`; `unknown`
 /// becomes `untyped`.
 pub fn openmetrics_to_text004(om: &str) -> String {
-    let mut types: HashMap<&str, &str> = HashMap::new();
-    for line in om.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            if let Some((name, ty)) = rest.split_once(' ') {
-                types.insert(name, ty);
-            }
-        }
-    }
-    let mut out = String::with_capacity(om.len());
-    for line in om.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        if let Some(rest) = line
-            .strip_prefix("# HELP ")
-            .map(|r| ("HELP", r))
-            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("TYPE", r)))
-        {
-            let (kind, rest) = rest;
-            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-            let ty = types.get(name).copied().unwrap_or("unknown");
-            let (name004, tail004) = match (ty, kind) {
-                ("counter", "TYPE") => (format!("{name}_total"), "counter".to_string()),
-                ("counter", _) => (format!("{name}_total"), tail.to_string()),
-                ("info", "TYPE") => (format!("{name}_info"), "gauge".to_string()),
-                ("info", _) => (format!("{name}_info"), tail.to_string()),
-                ("unknown", "TYPE") => (name.to_string(), "untyped".to_string()),
-                (_, _) => (name.to_string(), tail.to_string()),
+    // Renamed metadata adds a few bytes per family; dropped `# EOF`/`# UNIT` lines give some back.
+    let mut out = String::with_capacity(om.len() + om.len() / 32);
+    openmetrics_to_text004_into(om, &mut out);
+    out
+}
+
+/// [`openmetrics_to_text004`] appending to `out`, in one pass.
+///
+/// A family's `# HELP` comes right before its `# TYPE` (as prometheus-client writes them), so the
+/// type a `# HELP` line needs is the next line's; its samples follow its `# TYPE`.
+fn openmetrics_to_text004_into(om: &str, out: &mut String) {
+    let mut lines = om.lines().peekable();
+    // The family whose samples follow: (name, type).
+    let mut family: (&str, &str) = ("", "unknown");
+    while let Some(line) = lines.next() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            let ty = lines
+                .peek()
+                .and_then(|next| next.strip_prefix("# TYPE "))
+                .and_then(|r| r.split_once(' '))
+                .filter(|(n, _)| *n == name)
+                .map(|(_, ty)| ty)
+                .or_else(|| (family.0 == name).then_some(family.1))
+                .unwrap_or("unknown");
+            push_meta(out, "HELP", name, ty, help);
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').unwrap_or((rest, ""));
+            family = (name, if ty.is_empty() { "unknown" } else { ty });
+            let ty004 = match family.1 {
+                "info" => "gauge",
+                "unknown" => "untyped",
+                t => t,
             };
-            out.push_str("# ");
-            out.push_str(kind);
-            out.push(' ');
-            out.push_str(&name004);
-            if !tail004.is_empty() {
-                out.push(' ');
-                out.push_str(&tail004);
-            }
-            out.push('\n');
+            push_meta(out, "TYPE", name, family.1, ty004);
+        } else if line == "# EOF" || line.starts_with("# UNIT ") {
             continue;
-        }
-        if !line.starts_with('#') {
-            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
-            let sample = &line[..name_end];
-            if let Some(base) = sample.strip_suffix("_created") {
-                if types.get(base) == Some(&"counter") {
+        } else {
+            if family.1 == "counter" && !line.starts_with('#') {
+                let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+                if line[..name_end].strip_suffix("_created") == Some(family.0) {
                     continue;
                 }
             }
+            out.push_str(line);
+            out.push('\n');
         }
-        out.push_str(line);
-        out.push('\n');
     }
-    out
+}
+
+/// Writes `# <kind> <name as in 0.0.4>[ <tail>]`.
+fn push_meta(out: &mut String, kind: &str, name: &str, ty: &str, tail: &str) {
+    out.push_str("# ");
+    out.push_str(kind);
+    out.push(' ');
+    out.push_str(name);
+    match ty {
+        "counter" => out.push_str("_total"),
+        "info" => out.push_str("_info"),
+        _ => {}
+    }
+    if !tail.is_empty() {
+        out.push(' ');
+        out.push_str(tail);
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use prometheus_client::metrics::{counter::Counter, gauge::Gauge, info::Info};
+    use std::sync::Arc;
 
     fn registry() -> Registry {
         let mut r = Registry::default();
@@ -137,5 +273,88 @@ mod tests {
         assert!(body.contains("# TYPE demo_clients gauge\ndemo_clients 7\n"));
         assert!(body.contains("# TYPE demo_build_info gauge\n"));
         assert!(body.contains("demo_build_info{version=\"1.2.3\"} 1\n"));
+    }
+
+    #[test]
+    fn cached_encodes_stable_part_once_per_generation() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let stable_gauge: Gauge = Gauge::default();
+        let mut stable = registry();
+        stable.register("demo_value", "A value", stable_gauge.clone());
+        let age: Gauge = Gauge::default();
+        let mut volatile = Registry::default();
+        volatile.register("demo_age", "An age", age.clone());
+        let generation = Arc::new(AtomicU64::new(1));
+        let g = Arc::clone(&generation);
+        let cached = Exposition::cached(
+            stable,
+            volatile,
+            Box::new(move || g.load(Ordering::Acquire)),
+        );
+        let om_accept = Some("application/openmetrics-text; version=1.0.0");
+
+        stable_gauge.set(1);
+        age.set(10);
+        let (ct, om) = cached.render(om_accept);
+        assert_eq!(ct, OPENMETRICS);
+        assert!(
+            om.contains("demo_value 1\n") && om.contains("demo_age 10\n"),
+            "{om}"
+        );
+        assert!(om.ends_with("demo_age 10\n# EOF\n"), "{om}");
+        assert_eq!(om.matches("# EOF").count(), 1);
+        let (ct, text) = cached.render(None);
+        assert_eq!(ct, TEXT_004);
+        assert!(text.contains("demo_value 1\n") && text.ends_with("demo_age 10\n"));
+        assert!(text.contains("# TYPE demo_polls_total counter\ndemo_polls_total 3\n"));
+
+        // Same generation: the stable part is served from the cache, the volatile part is new.
+        stable_gauge.set(2);
+        age.set(11);
+        let (_, om) = cached.render(om_accept);
+        assert!(
+            om.contains("demo_value 1\n") && om.contains("demo_age 11\n"),
+            "{om}"
+        );
+        let (_, text) = cached.render(None);
+        assert!(text.contains("demo_value 1\n") && text.contains("demo_age 11\n"));
+
+        generation.store(2, Ordering::Release);
+        let (_, text) = cached.render(None);
+        assert!(text.contains("demo_value 2\n"), "{text}");
+        let (_, om) = cached.render(om_accept);
+        assert!(om.contains("demo_value 2\n"), "{om}");
+    }
+
+    #[test]
+    fn cached_has_the_same_lines_as_uncached() {
+        let mut volatile = Registry::default();
+        let g: Gauge = Gauge::default();
+        g.set(5);
+        volatile.register("demo_age", "An age", g.clone());
+        let mut all = registry();
+        all.register("demo_age", "An age", g);
+        let cached = Exposition::cached(registry(), volatile, Box::new(|| 0));
+        let uncached = Exposition::uncached(all);
+        for accept in [None, Some("application/openmetrics-text")] {
+            let (_, a) = cached.render(accept);
+            let (_, b) = uncached.render(accept);
+            assert_eq!(a, b, "volatile families come last, as registered last here");
+        }
+    }
+
+    #[test]
+    fn text004_conversion_of_every_kind() {
+        let om = "# HELP a_c Counts.\n# TYPE a_c counter\na_c_total 1\na_c_created 17.0\n\
+                  # HELP a_i Info.\n# TYPE a_i info\na_i_info{v=\"1\"} 1\n\
+                  # HELP a_u Unknown.\n# TYPE a_u unknown\na_u 3\n\
+                  # HELP a_s Seconds.\n# TYPE a_s gauge\n# UNIT a_s seconds\na_s 0.5\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text004(om),
+            "# HELP a_c_total Counts.\n# TYPE a_c_total counter\na_c_total 1\n\
+             # HELP a_i_info Info.\n# TYPE a_i_info gauge\na_i_info{v=\"1\"} 1\n\
+             # HELP a_u Unknown.\n# TYPE a_u untyped\na_u 3\n\
+             # HELP a_s Seconds.\n# TYPE a_s gauge\na_s 0.5\n"
+        );
     }
 }

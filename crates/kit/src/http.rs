@@ -3,20 +3,19 @@
 //! Binaries that need more endpoints (burp's `/probe`) merge their own routes into
 //! [`router`]'s result, so listening, shutdown and encoding stay in one place.
 
-use crate::exposition;
+use crate::exposition::Exposition;
 use axum::{
     http::{header, HeaderMap, HeaderValue},
     response::{Html, IntoResponse, Response},
     routing::get,
     Router,
 };
-use prometheus_client::registry::Registry;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-/// Builds a response with `registry` encoded as the request's `Accept` header asks.
-pub fn metrics_response(registry: &Registry, headers: &HeaderMap) -> Response {
+/// Builds a response with `exposition` rendered as the request's `Accept` header asks.
+pub fn metrics_response(exposition: &Exposition, headers: &HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (content_type, body) = exposition::encode(registry, accept);
+    let (content_type, body) = exposition.render(accept);
     let mut resp = body.into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -48,7 +47,7 @@ pub fn landing_page(title: &str, description: &str, links: &[(&str, &str)]) -> S
 }
 
 /// The router every exporter starts from: `/` (landing page) and `/metrics`.
-pub fn router(registry: Arc<Registry>, landing_html: String) -> Router {
+pub fn router(exposition: Arc<Exposition>, landing_html: String) -> Router {
     let landing = Arc::new(landing_html);
     Router::new()
         .route(
@@ -61,8 +60,8 @@ pub fn router(registry: Arc<Registry>, landing_html: String) -> Router {
         .route(
             "/metrics",
             get(move |headers: HeaderMap| {
-                let registry = Arc::clone(&registry);
-                async move { metrics_response(&registry, &headers) }
+                let exposition = Arc::clone(&exposition);
+                async move { metrics_response(&exposition, &headers) }
             }),
         )
 }
@@ -87,6 +86,7 @@ mod tests {
     use super::*;
     use crate::testing::http_get;
     use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn serves_landing_and_metrics() {
@@ -95,7 +95,7 @@ mod tests {
         g.set(42);
         reg.register("kit_test_value", "A value", g);
         let app = router(
-            Arc::new(reg),
+            Arc::new(Exposition::uncached(reg)),
             landing_page("kit test", "demo <page>", &[("/metrics", "Metrics")]),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
