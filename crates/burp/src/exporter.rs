@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use custos_kit::exposition::Exposition;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -153,8 +154,16 @@ impl Poller {
         };
         self.take_list(list);
         self.set_up(true, t0);
-        store.publish(self.snap.clone());
-        let complete = self.fetch_details(src, t0).await;
+        let due = self.details_due();
+        let complete = if due.is_empty() {
+            // Nothing to fetch: `finish` publishes at once; publishing twice would only make
+            // `/metrics` encode its cache twice.
+            Ok(())
+        } else {
+            // Details may take a while: serve the fresh client list meanwhile.
+            store.publish(self.snap.clone());
+            self.fetch_details(src, t0, due).await
+        };
         self.finish(t0, complete.is_ok(), store);
     }
 
@@ -224,9 +233,8 @@ impl Poller {
         }
     }
 
-    /// Fetches backup lists and stats that are due, newest-backup changes first, within the
-    /// budget. Returns `Err` when the connection broke.
-    async fn fetch_details<S: Source>(&mut self, src: &mut S, t0: Instant) -> Result<(), Stop> {
+    /// Clients whose backup list or stats are due: `(current backup changed, name, backup)`.
+    fn details_due(&self) -> Vec<(bool, String, model::Backup)> {
         let now = Instant::now();
         let mut due: Vec<(bool, String, model::Backup)> = Vec::new();
         for c in self.snap.clients.iter() {
@@ -245,9 +253,17 @@ impl Poller {
                 _ => due.push((true, c.client.name.clone(), cur.clone())),
             }
         }
-        if due.is_empty() {
-            return Ok(());
-        }
+        due
+    }
+
+    /// Fetches the `due` backup lists and stats, newest-backup changes first, within the
+    /// budget. Returns `Err` when the connection broke.
+    async fn fetch_details<S: Source>(
+        &mut self,
+        src: &mut S,
+        t0: Instant,
+        mut due: Vec<(bool, String, model::Backup)>,
+    ) -> Result<(), Stop> {
         due.sort_by_key(|(changed, _, _)| !*changed);
         let mut changed_any = false;
         let mut result = Ok(());
@@ -415,8 +431,13 @@ pub fn router(store: Arc<Snapshots>) -> Router {
         "Prometheus exporter for the status port of Burp backup servers (custos).",
         &links,
     );
-    let all = Arc::new(registry(BurpCollector::new(Arc::clone(&store))));
-    custos_kit::http::router(all, landing).route(
+    let gen_store = Arc::clone(&store);
+    let all = Exposition::cached(
+        registry(BurpCollector::without_age(Arc::clone(&store))),
+        registry(BurpCollector::age_only(Arc::clone(&store))),
+        Box::new(move || gen_store.generation()),
+    );
+    custos_kit::http::router(Arc::new(all), landing).route(
         "/probe",
         get(
             move |Query(q): Query<Vec<(String, String)>>, headers: HeaderMap| {
@@ -434,7 +455,7 @@ fn probe(store: &Arc<Snapshots>, query: &[(String, String)], headers: &HeaderMap
         .map(|(_, v)| v.clone())
         .collect();
     if names.is_empty() {
-        let r = registry(BurpCollector::new(Arc::clone(store)));
+        let r = Exposition::uncached(registry(BurpCollector::new(Arc::clone(store))));
         return custos_kit::http::metrics_response(&r, headers);
     }
     let unknown: Vec<&str> = names
@@ -450,7 +471,10 @@ fn probe(store: &Arc<Snapshots>, query: &[(String, String)], headers: &HeaderMap
         );
         return (StatusCode::NOT_FOUND, msg).into_response();
     }
-    let r = registry(BurpCollector::for_servers(Arc::clone(store), names));
+    let r = Exposition::uncached(registry(BurpCollector::for_servers(
+        Arc::clone(store),
+        names,
+    )));
     custos_kit::http::metrics_response(&r, headers)
 }
 

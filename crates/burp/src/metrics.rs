@@ -38,12 +38,26 @@ pub const RUN_STATES: [&str; 2] = ["idle", "running"];
 pub struct BurpCollector {
     store: Arc<Snapshots>,
     only: Option<Vec<String>>,
+    families: Families,
+}
+
+/// Which families a collector encodes: `/metrics` caches everything but the snapshot age,
+/// which changes with the clock rather than with a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Families {
+    All,
+    AllButAge,
+    AgeOnly,
 }
 
 impl BurpCollector {
     /// All configured servers (`/metrics`).
     pub fn new(store: Arc<Snapshots>) -> BurpCollector {
-        BurpCollector { store, only: None }
+        BurpCollector {
+            store,
+            only: None,
+            families: Families::All,
+        }
     }
 
     /// Only the named servers (`/probe`).
@@ -51,6 +65,23 @@ impl BurpCollector {
         BurpCollector {
             store,
             only: Some(names),
+            families: Families::All,
+        }
+    }
+
+    /// All servers, every family that changes only when a poll publishes (`/metrics`' cache).
+    pub fn without_age(store: Arc<Snapshots>) -> BurpCollector {
+        BurpCollector {
+            families: Families::AllButAge,
+            ..BurpCollector::new(store)
+        }
+    }
+
+    /// All servers, `burp_snapshot_age_seconds` only (encoded on every `/metrics` scrape).
+    pub fn age_only(store: Arc<Snapshots>) -> BurpCollector {
+        BurpCollector {
+            families: Families::AgeOnly,
+            ..BurpCollector::new(store)
         }
     }
 
@@ -110,6 +141,21 @@ where
         ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+/// `burp_snapshot_age_seconds`: the one family that changes between polls.
+fn snapshot_age(
+    e: &mut DescriptorEncoder,
+    snaps: &[Arc<ServerSnapshot>],
+    now: SystemTime,
+) -> fmt::Result {
+    gauge(
+        e,
+        "burp_snapshot_age",
+        "Age of the client data served for the burp server (since its last successful poll).",
+        Some(&Unit::Seconds),
+        per_server(snaps, |s| s.age(now).map(|d| d.as_secs_f64())),
+    )
 }
 
 type L1<'a> = [(&'static str, &'a str); 1];
@@ -203,6 +249,9 @@ impl Collector for BurpCollector {
         let snaps = self.selected();
         let snaps = snaps.as_slice();
         let now = SystemTime::now();
+        if self.families == Families::AgeOnly {
+            return snapshot_age(&mut enc, snaps, now);
+        }
         let seconds = Unit::Seconds;
         let bytes = Unit::Bytes;
         let e = &mut enc;
@@ -503,13 +552,9 @@ impl Collector for BurpCollector {
             Some(&seconds),
             per_server(snaps, |s| s.poll_duration.map(|d| d.as_secs_f64())),
         )?;
-        gauge(
-            e,
-            "burp_snapshot_age",
-            "Age of the client data served for the burp server (since its last successful poll).",
-            Some(&seconds),
-            per_server(snaps, |s| s.age(now).map(|d| d.as_secs_f64())),
-        )?;
+        if self.families == Families::All {
+            snapshot_age(e, snaps, now)?;
+        }
         {
             let mut m = e.encode_descriptor(
                 "burp_exporter_build",
@@ -600,6 +645,38 @@ mod tests {
     fn render(c: BurpCollector, openmetrics: bool) -> String {
         let accept = openmetrics.then_some("application/openmetrics-text; version=1.0.0");
         exposition::encode(&registry(c), accept).1
+    }
+
+    #[test]
+    fn cached_parts_hold_the_same_lines_as_the_whole() {
+        let st = store();
+        for om in [false, true] {
+            let whole = render(BurpCollector::new(Arc::clone(&st)), om);
+            let cached = exposition::Exposition::cached(
+                registry(BurpCollector::without_age(Arc::clone(&st))),
+                registry(BurpCollector::age_only(Arc::clone(&st))),
+                Box::new(|| 0),
+            );
+            let accept = om.then_some("application/openmetrics-text; version=1.0.0");
+            let parts = cached.render(accept).1;
+            // Ages are computed at encode time; compare them without their value.
+            let lines = |t: &str| {
+                let mut v: Vec<String> = t
+                    .lines()
+                    .map(|l| match l.split_once("} ") {
+                        Some((k, _)) if l.starts_with("burp_snapshot_age") => k.to_string(),
+                        _ => l.to_string(),
+                    })
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(lines(&whole), lines(&parts));
+            assert!(parts.contains("burp_snapshot_age_seconds{server=\"main\"} "));
+            if om {
+                assert!(parts.ends_with("# EOF\n") && parts.matches("# EOF").count() == 1);
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use crate::error::Error;
 use crate::model::{BackupStats, Client, History};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -137,6 +138,8 @@ impl ServerSnapshot {
 pub struct Snapshots {
     names: Vec<String>,
     slots: Vec<RwLock<Arc<ServerSnapshot>>>,
+    /// Bumped after every publish: what `/metrics` keys its cached exposition on.
+    generation: AtomicU64,
 }
 
 impl Snapshots {
@@ -147,7 +150,11 @@ impl Snapshots {
             .iter()
             .map(|s| RwLock::new(Arc::new(ServerSnapshot::empty(s))))
             .collect();
-        Snapshots { names, slots }
+        Snapshots {
+            names,
+            slots,
+            generation: AtomicU64::new(0),
+        }
     }
 
     fn index(&self, server: &str) -> Option<usize> {
@@ -159,7 +166,15 @@ impl Snapshots {
         if let Some(i) = self.index(&snap.server) {
             let mut slot = self.slots[i].write().unwrap_or_else(|e| e.into_inner());
             *slot = Arc::new(snap);
+            drop(slot);
+            // After the swap: whoever sees the new generation also sees the new snapshot.
+            self.generation.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// Changes whenever a snapshot is published.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The current snapshot of `server`.
@@ -201,9 +216,11 @@ mod tests {
         // A reader holding the old Arc keeps a consistent view.
         assert_eq!(before.polls, 0);
         assert!(s.get("a").unwrap().up);
+        assert_eq!(s.generation(), 1);
         assert!(!s.get("b").unwrap().up);
         s.publish(ServerSnapshot::empty("zzz"));
         assert!(s.get("zzz").is_none());
+        assert_eq!(s.generation(), 1, "an unknown server changes nothing");
         assert_eq!(s.all().len(), 2);
     }
 
