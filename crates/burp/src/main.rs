@@ -47,10 +47,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One thread: a poll is a request, a reply and a parse, a scrape mostly a copy of a cached
-    // body; a second worker only added cross-thread wake-ups (eventfd writes, epoll rounds)
-    // to every poll.
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
