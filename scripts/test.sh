@@ -14,4 +14,13 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Integration tests start servers with fixed loopback ports; run test binaries one at a time
 # but the tests inside each binary in parallel where they use their own ports.
-cargo test --workspace --no-fail-fast -- --test-threads=2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole workspace (cargo ends on the last crate's doc-tests).
+awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;/) p += $(i-1); if ($i ~ /^failed;/) f += $(i-1) } }
+	END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
