@@ -120,14 +120,7 @@ fn pipe_into(mut cmd: Command, sql: &[u8]) {
 }
 
 fn restore_stdout(cfg: &Path, id: &str) -> Vec<u8> {
-    let r = backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        id.as_ref(),
-        "--to".as_ref(),
-        "-".as_ref(),
-    ]);
+    let r = restore_to(cfg, id, Path::new("-"));
     r.assert_code(0);
     assert!(
         !r.stdout.is_empty(),
@@ -161,7 +154,7 @@ fn mysql_dump_restores_into_a_fresh_database() {
     job.source(s.mysql_source("mydb", json!(format!("{db} {db2}"))))
         .destination(local_destination("disk", &dest));
     let cfg = job.write();
-    let r = backup([&cfg]);
+    let r = run_job(&cfg);
     r.assert_code(0);
     let object = only_object(&dest, "mydb");
     assert!(
@@ -191,15 +184,7 @@ fn mysql_dump_restores_into_a_fresh_database() {
     }
     // --to DIR writes {id}.sql.
     let target = t.path().join("restore");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "mydb".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-    .assert_code(0);
+    restore_to(&cfg, "mydb", &target).assert_code(0);
     assert!(
         fs::read(target.join("mydb.sql")).expect("restore --to DIR: mydb.sql") == dump,
         "mydb.sql differs from --to - output"
@@ -236,7 +221,7 @@ fn pgsql_dump_restores_into_a_fresh_database() {
     job.source(s.pgsql_source("pgdb", &db))
         .destination(local_destination("disk", &dest));
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let object = only_object(&dest, "pgdb");
     assert!(
         object.to_string_lossy().ends_with("/pgdb.sql.zst.gpg"),
@@ -293,7 +278,7 @@ fn mysqldump_failing_mid_stream_stores_nothing() {
         .source(folder_source("files", &folder))
         .destination(local_destination("disk", &dest));
     let cfg = job.write();
-    let r = backup([&cfg]);
+    let r = run_job(&cfg);
     r.assert_code(1);
     let text = r.all_text();
     assert!(
@@ -342,7 +327,7 @@ fn pg_dump_failure_stores_nothing() {
         .source(s.pgsql_source("nodb", "no_such_database_xyz"))
         .destination(local_destination("disk", &dest));
     let cfg = job.write();
-    let r = backup([&cfg]);
+    let r = run_job(&cfg);
     r.assert_code(1);
     let text = r.all_text();
     assert!(
@@ -697,7 +682,7 @@ fn kill_9_while_dumping_leaves_no_object() {
         "object after kill -9: {:?}",
         files_under(&dest)
     );
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     only_object(&dest, "my");
     let leftovers: Vec<String> = files_under(&job.tmpdir());
     assert!(
@@ -733,7 +718,7 @@ fn example_jobs_run_and_restore() {
             .replace("\"/var/tmp\"", &format!("\"{}\"", t.path().display()));
         let cfg = t.path().join(name);
         write_private(&cfg, text.as_bytes());
-        let r = backup([&cfg]);
+        let r = run_job(&cfg);
         r.assert_code(0);
         let ids: Vec<String> = fs::read_dir(&dest)
             .expect("read dest")
@@ -743,20 +728,13 @@ fn example_jobs_run_and_restore() {
         assert!(!ids.is_empty(), "{name}: nothing stored");
         for id in ids {
             let target = t.path().join("restore").join(&id);
-            let r = backup([
-                "restore".as_ref(),
-                cfg.as_os_str(),
-                "--source".as_ref(),
-                id.as_ref(),
-                "--to".as_ref(),
-                target.as_os_str(),
-            ]);
+            let r = restore_to(&cfg, id.as_ref(), &target);
             r.assert_code(0);
             assert!(
                 !files_under(&target).is_empty(),
                 "{name}: restore of {id} produced no files"
             );
         }
-        backup(["verify".as_ref(), cfg.as_os_str()]).assert_code(0);
+        verify(&cfg).assert_code(0);
     }
 }

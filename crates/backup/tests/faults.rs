@@ -20,17 +20,6 @@ fn small_folder(root: &Path, name: &str, content: &[u8]) -> PathBuf {
     p
 }
 
-fn restore_to(cfg: &Path, id: &str, target: &Path) -> Run {
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        id.as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-}
-
 /// Hidden/partial files a writer left in a destination (anything starting with `.`).
 fn partial_files(dest: &Path) -> Vec<String> {
     files_under(dest)
@@ -79,7 +68,7 @@ fn missing_source_path_fails_that_source_only() {
         .source(folder_source("good", &good))
         .destination(local_destination("disk", &dest));
     let cfg = job.write();
-    let r = backup([&cfg]);
+    let r = run_job(&cfg);
     r.assert_code(1);
     assert!(
         r.all_text().contains(&missing.display().to_string()),
@@ -116,7 +105,7 @@ fn unwritable_destination_fails_alone() {
         .destination(local_destination("broken", &not_a_dir))
         .destination(local_destination("good", &good));
     let cfg = job.write();
-    let r = backup([&cfg]);
+    let r = run_job(&cfg);
     r.assert_code(1);
     assert!(
         r.all_text().contains("broken"),
@@ -142,7 +131,7 @@ fn unwritable_destination_fails_alone() {
         .destination(local_destination("readonly", &ro_dir))
         .destination(local_destination("good2", &good2));
     let cfg = job.write_as("job-ro.json");
-    let r = backup([&cfg]);
+    let r = run_job(&cfg);
     r.assert_code(1);
     assert!(
         r.all_text().contains("readonly"),
@@ -184,7 +173,7 @@ fn full_destination_leaves_no_object() {
         .destination(tiny)
         .destination(local_destination("good", &good));
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let first = only_object(&full, "files");
     fs::rename(
         first.parent().expect("dir"),
@@ -195,7 +184,7 @@ fn full_destination_leaves_no_object() {
 
     // 4 MB of random data cannot compress into 1 MB.
     fs::write(src.join("data.bin"), pseudo_random(4 << 20, 4)).expect("write");
-    let r = backup([&cfg]);
+    let r = run_job(&cfg);
     r.assert_code(1);
     assert!(
         r.all_text().contains("tiny"),
@@ -227,16 +216,12 @@ fn full_destination_leaves_no_object() {
     only_object(&good, "files");
     // The old copy on the full destination still restores.
     let target = t.path().join("restore");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--destination".as_ref(),
-        "tiny".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
+    restore_with(
+        &cfg,
+        "files",
+        &["--destination".as_ref(), "tiny".as_ref()],
+        &target,
+    )
     .assert_code(0);
     assert_eq!(
         fs::read(target.join("data/data.bin")).expect("read"),
@@ -254,7 +239,7 @@ fn wrong_passphrase_on_restore_fails_clearly() {
     job.source(folder_source("files", &src))
         .destination(local_destination("disk", &dest));
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
 
     let wrong = "Wrong-Passphrase-123";
     let mut job2 = Job::new(t.path());
@@ -286,7 +271,7 @@ fn wrong_passphrase_on_restore_fails_clearly() {
         files_under(&target)
     );
     // verify with the wrong passphrase fails too.
-    let v = backup(["verify".as_ref(), cfg2.as_os_str()]);
+    let v = verify(&cfg2);
     assert_ne!(
         v.code(),
         Some(0),
@@ -310,8 +295,8 @@ fn corrupted_object_fails_verify_naming_it() {
     job.source(folder_source("files", &src))
         .destination(local_destination("disk", &dest));
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
-    backup(["verify".as_ref(), cfg.as_os_str()]).assert_code(0);
+    run_job(&cfg).assert_code(0);
+    verify(&cfg).assert_code(0);
 
     let object = only_object(&dest, "files");
     let original = fs::read(&object).expect("read");
@@ -331,7 +316,7 @@ fn corrupted_object_fails_verify_naming_it() {
         .to_string_lossy()
         .into_owned();
 
-    let v = backup(["verify".as_ref(), cfg.as_os_str()]);
+    let v = verify(&cfg);
     v.assert_code(1);
     assert!(
         v.all_text().contains(&name) && v.all_text().contains(&stamp),
@@ -347,7 +332,7 @@ fn corrupted_object_fails_verify_naming_it() {
         name
     ));
     fs::write(&sidecar, &sum.stdout).expect("write sidecar");
-    let v = backup(["verify".as_ref(), cfg.as_os_str()]);
+    let v = verify(&cfg);
     v.assert_code(1);
     assert!(
         v.all_text().contains(&name),
@@ -367,7 +352,7 @@ fn corrupted_object_fails_verify_naming_it() {
 
     // Truncated object.
     fs::write(&object, &original[..original.len() - 100]).expect("write");
-    let v = backup(["verify".as_ref(), cfg.as_os_str()]);
+    let v = verify(&cfg);
     v.assert_code(1);
 }
 
@@ -384,7 +369,7 @@ fn retention_never_deletes_the_last_good_copy() {
         "id": "disk", "type": "local", "path": dest, "retention_copies": 1, "retention_days": 1
     }));
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     // Age the copy far beyond retention_days.
     let first = only_object(&dest, "files");
     fs::rename(
@@ -395,7 +380,7 @@ fn retention_never_deletes_the_last_good_copy() {
 
     // Source now fails: nothing may be deleted.
     fs::rename(&src, t.path().join("src/moved")).expect("rename");
-    let r = backup([&cfg]);
+    let r = run_job(&cfg);
     r.assert_code(1);
     let left = objects(&dest, "files");
     assert_eq!(
@@ -409,7 +394,7 @@ fn retention_never_deletes_the_last_good_copy() {
     // Source back with new content: the new copy is stored, the old one expires.
     fs::rename(t.path().join("src/moved"), &src).expect("rename");
     fs::write(src.join("data.bin"), b"v2").expect("write");
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let left = objects(&dest, "files");
     assert_eq!(left.len(), 1, "retention_copies 1 kept {:?}", left);
     assert!(
@@ -442,7 +427,7 @@ fn retention_copies_keeps_newest() {
     }));
     let cfg = job.write();
     for stamp in ["20200101000000", "20200102000000", "20200103000000"] {
-        backup([&cfg]).assert_code(0);
+        run_job(&cfg).assert_code(0);
         let newest = objects(&dest, "files")
             .into_iter()
             .find(|o| !o.to_string_lossy().contains("/2020"))
@@ -453,7 +438,7 @@ fn retention_copies_keeps_newest() {
         )
         .expect("rename");
     }
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let left: Vec<String> = objects(&dest, "files")
         .iter()
         .map(|o| {
@@ -492,7 +477,7 @@ fn kill_9_mid_run_loses_nothing() {
         "id": "disk", "type": "local", "path": dest, "retention_copies": 1
     }));
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let first = only_object(&dest, "files");
     fs::rename(
         first.parent().expect("dir"),
@@ -562,9 +547,9 @@ fn kill_9_mid_run_loses_nothing() {
         files_under(&dest)
     );
     assert!(objs[0].to_string_lossy().contains("20200101000000"));
-    let list = backup(["list".as_ref(), cfg.as_os_str()]);
+    let list = list(&cfg);
     list.assert_code(0);
-    backup(["verify".as_ref(), cfg.as_os_str()]).assert_code(0);
+    verify(&cfg).assert_code(0);
     let target = t.path().join("restore-old");
     restore_to(&cfg, "files", &target).assert_code(0);
     assert_eq!(
@@ -573,7 +558,7 @@ fn kill_9_mid_run_loses_nothing() {
     );
 
     // A new run: succeeds, retention (copies 1) keeps only the new good copy.
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let objs = objects(&dest, "files");
     assert_eq!(objs.len(), 1, "{:?}", files_under(&dest));
     assert!(!objs[0].to_string_lossy().contains("20200101000000"));
@@ -696,7 +681,7 @@ fn config_errors_exit_2_naming_the_json_path() {
                 .expect("json")
                 .as_bytes(),
         );
-        let r = backup([&p]);
+        let r = run_job(&p);
         assert_eq!(
             r.code(),
             Some(2),
@@ -730,7 +715,7 @@ fn config_errors_exit_2_naming_the_json_path() {
         &p,
         b"{\n  \"sources\": [\n    {\"id\": \"x\" \"type\": \"folder\"}\n  ]\n}\n",
     );
-    let r = backup([&p]);
+    let r = run_job(&p);
     assert_eq!(r.code(), Some(2), "invalid JSON:\n{}", r.describe());
     assert!(
         r.all_text().contains("line 3"),
@@ -738,7 +723,7 @@ fn config_errors_exit_2_naming_the_json_path() {
         r.describe()
     );
     let missing = t.path().join("nonexistent.json");
-    let r = backup([&missing]);
+    let r = run_job(&missing);
     assert_eq!(r.code(), Some(2), "missing file:\n{}", r.describe());
     assert!(
         r.all_text().contains("nonexistent.json"),
@@ -765,7 +750,7 @@ fn trailing_commas_are_tolerated_with_a_warning() {
     );
     let p = t.path().join("commas.json");
     write_private(&p, text.as_bytes());
-    let r = backup([&p]);
+    let r = run_job(&p);
     r.assert_code(0);
     assert!(
         r.all_text().to_lowercase().contains("trailing comma"),
@@ -776,7 +761,7 @@ fn trailing_commas_are_tolerated_with_a_warning() {
     // A comma inside a string value is data, not a trailing comma.
     let text2 = text.replace("\"Files\"", "\"Files ,]\"");
     write_private(&p, text2.as_bytes());
-    backup([&p]).assert_code(0);
+    run_job(&p).assert_code(0);
 }
 
 /// `--dry-run` checks everything and writes nothing; a missing source still fails it.
@@ -829,7 +814,7 @@ fn world_readable_config_with_secrets_warns() {
         .destination(local_destination("disk", &t.path().join("dest")));
     let cfg = job.write();
     fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644)).expect("chmod");
-    let r = backup([&cfg]);
+    let r = run_job(&cfg);
     r.assert_code(0);
     let text = r.all_text().to_lowercase();
     assert!(

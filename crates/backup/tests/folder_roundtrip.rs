@@ -52,7 +52,7 @@ fn tricky_tree_round_trips_byte_identical() {
     let (job, dest) = folder_job(t.path(), &src);
     let cfg = job.write();
 
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
 
     let object = only_object(&dest, "files");
     assert_object_name(&dest, &object, "files", "tar.zst.gpg");
@@ -79,15 +79,7 @@ fn tricky_tree_round_trips_byte_identical() {
     );
 
     let target = t.path().join("restore");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-    .assert_code(0);
+    restore_to(&cfg, "files", &target).assert_code(0);
     assert_same_tree(&src, &restored_root(&target, "tree"), false);
 }
 
@@ -114,17 +106,9 @@ fn restore_as_root_keeps_owners() {
     run_ok(Command::new("chown").arg("2000:2000").arg(src.join("sub")));
     let (job, _dest) = folder_job(t.path(), &src);
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let target = t.path().join("restore");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-    .assert_code(0);
+    restore_to(&cfg, "files", &target).assert_code(0);
     assert_same_tree(&src, &restored_root(&target, "owned"), true);
     let l = fs::symlink_metadata(restored_root(&target, "owned").join("l")).expect("lstat");
     use std::os::unix::fs::MetadataExt;
@@ -155,7 +139,7 @@ fn sparse_3gb_file_round_trips() {
     fs::write(src.join("small.txt"), b"beside the sparse file\n").expect("write");
     let (job, dest) = folder_job(t.path(), &src);
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let object = only_object(&dest, "files");
     let size = fs::metadata(&object).expect("stat").len();
     assert!(
@@ -164,15 +148,7 @@ fn sparse_3gb_file_round_trips() {
     );
 
     let target = t.path().join("restore");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-    .assert_code(0);
+    restore_to(&cfg, "files", &target).assert_code(0);
     let got = restored_root(&target, "sparse");
     // Content first (digest_file is hole-aware, so this is fast for a sparse copy).
     assert_same_tree(&src, &got, false);
@@ -197,7 +173,7 @@ fn default_object_opens_with_gpg_zstd_and_tar() {
     let src = tricky_tree(&t.path().join("src"), "tree");
     let (job, dest) = folder_job(t.path(), &src);
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let object = only_object(&dest, "files");
 
     let home = GnupgHome::new();
@@ -245,7 +221,7 @@ fn recipient_object_opens_with_gpg_secret_key() {
     )
     .destination(local_destination("disk", &dest));
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let object = only_object(&dest, "files");
     assert_object_name(&dest, &object, "files", "tar.zst.gpg");
 
@@ -284,16 +260,12 @@ fn recipient_object_opens_with_gpg_secret_key() {
     let secret = t.path().join("secret.asc");
     home.export_secret("backup-test@example.org", &secret);
     let target = t.path().join("restore-key");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--key".as_ref(),
-        secret.as_os_str(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
+    restore_with(
+        &cfg,
+        "files",
+        &["--key".as_ref(), secret.as_os_str()],
+        &target,
+    )
     .assert_code(0);
     assert_same_tree(&src, &restored_root(&target, "tree"), false);
     // verify with the key file.
@@ -323,7 +295,7 @@ fn original_layout_is_a_tar_after_gpg_decrypt() {
     s["layout"] = json!("original");
     job.source(s).destination(local_destination("disk", &dest));
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let object = only_object(&dest, "files");
     assert_object_name(&dest, &object, "files", "tar.gpg");
 
@@ -341,15 +313,7 @@ fn original_layout_is_a_tar_after_gpg_decrypt() {
     assert_same_tree(&src, &out.join("tree"), false);
 
     let target = t.path().join("restore");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-    .assert_code(0);
+    restore_to(&cfg, "files", &target).assert_code(0);
     assert_same_tree(&src, &restored_root(&target, "tree"), false);
 }
 
@@ -377,7 +341,7 @@ fn compress_only_is_a_plain_compressed_tar() {
         job.source(json!({"id": "files", "name": "files", "type": "folder", "path": src, "compress_only": 1, "layout": layout}))
             .destination(local_destination("disk", &dest));
         let cfg = job.write();
-        backup([&cfg]).assert_code(0);
+        run_job(&cfg).assert_code(0);
         let object = only_object(&dest, "files");
         assert_object_name(&dest, &object, "files", suffix);
         let out = dir.join("untar");
@@ -390,15 +354,7 @@ fn compress_only_is_a_plain_compressed_tar() {
         assert_same_tree(&src, &out.join("tree"), false);
 
         let target = dir.join("restore");
-        backup([
-            "restore".as_ref(),
-            cfg.as_os_str(),
-            "--source".as_ref(),
-            "files".as_ref(),
-            "--to".as_ref(),
-            target.as_os_str(),
-        ])
-        .assert_code(0);
+        restore_to(&cfg, "files", &target).assert_code(0);
         assert_same_tree(&src, &restored_root(&target, "tree"), false);
     }
 }
@@ -422,17 +378,9 @@ fn fifo_round_trips_as_a_fifo() {
     fs::write(src.join("regular"), b"r").expect("write");
     let (job, _dest) = folder_job(t.path(), &src);
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let target = t.path().join("restore");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-    .assert_code(0);
+    restore_to(&cfg, "files", &target).assert_code(0);
     assert_same_tree(&src, &restored_root(&target, "special"), false);
 }
 
@@ -483,7 +431,7 @@ fn restores_objects_made_by_the_originals_pipeline() {
         .destination(local_destination("disk", &dest));
     let cfg = job.write();
 
-    let list = backup(["list".as_ref(), cfg.as_os_str()]);
+    let list = list(&cfg);
     list.assert_code(0);
     assert!(
         list.stdout_text().contains("20240102030405") || list.stdout_text().contains("2024-01-02"),
@@ -493,19 +441,11 @@ fn restores_objects_made_by_the_originals_pipeline() {
 
     for id in ["files", "plain"] {
         let target = t.path().join(format!("restore-{id}"));
-        backup([
-            "restore".as_ref(),
-            cfg.as_os_str(),
-            "--source".as_ref(),
-            id.as_ref(),
-            "--to".as_ref(),
-            target.as_os_str(),
-        ])
-        .assert_code(0);
+        restore_to(&cfg, id, &target).assert_code(0);
         assert_same_tree(&src, &restored_root(&target, "tree"), false);
     }
     // verify accepts objects without a sidecar (the original writes none).
-    backup(["verify".as_ref(), cfg.as_os_str()]).assert_code(0);
+    verify(&cfg).assert_code(0);
 }
 
 /// `--at` picks an older copy; without it the newest is restored. `--to -` writes the tar.
@@ -517,56 +457,41 @@ fn restore_at_timestamp_and_to_stdout() {
     fs::write(src.join("version.txt"), b"one\n").expect("write");
     let (job, dest) = folder_job(t.path(), &src);
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     // Make the first copy an old one (local destinations are plain trees), then back up again.
     let first = only_object(&dest, "files");
     let stamp_dir = first.parent().expect("stamp dir").to_owned();
     fs::rename(&stamp_dir, dest.join("files/20200101000000")).expect("rename");
     fs::write(src.join("version.txt"), b"two\n").expect("write");
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     assert_eq!(objects(&dest, "files").len(), 2);
 
     let old = t.path().join("old");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--at".as_ref(),
-        "20200101000000".as_ref(),
-        "--to".as_ref(),
-        old.as_os_str(),
-    ])
+    restore_with(
+        &cfg,
+        "files",
+        &["--at".as_ref(), "20200101000000".as_ref()],
+        &old,
+    )
     .assert_code(0);
     assert_eq!(
         fs::read(old.join("data/version.txt")).expect("read"),
         b"one\n"
     );
     let new = t.path().join("new");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--destination".as_ref(),
-        "disk".as_ref(),
-        "--to".as_ref(),
-        new.as_os_str(),
-    ])
+    restore_with(
+        &cfg,
+        "files",
+        &["--destination".as_ref(), "disk".as_ref()],
+        &new,
+    )
     .assert_code(0);
     assert_eq!(
         fs::read(new.join("data/version.txt")).expect("read"),
         b"two\n"
     );
 
-    let r = backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--to".as_ref(),
-        "-".as_ref(),
-    ]);
+    let r = restore_to(&cfg, "files", Path::new("-"));
     r.assert_code(0);
     let tarfile = t.path().join("out.tar");
     fs::write(&tarfile, &r.stdout).expect("write");
@@ -578,16 +503,12 @@ fn restore_at_timestamp_and_to_stdout() {
     );
 
     // An unknown timestamp or source is an error that says so.
-    let r = backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--at".as_ref(),
-        "20190101000000".as_ref(),
-        "--to".as_ref(),
-        t.path().join("x").as_os_str(),
-    ]);
+    let r = restore_with(
+        &cfg,
+        "files",
+        &["--at".as_ref(), "20190101000000".as_ref()],
+        &t.path().join("x"),
+    );
     assert_ne!(
         r.code(),
         Some(0),
@@ -599,14 +520,7 @@ fn restore_at_timestamp_and_to_stdout() {
         "message does not name the timestamp:\n{}",
         r.describe()
     );
-    let r = backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "nosuch".as_ref(),
-        "--to".as_ref(),
-        t.path().join("y").as_os_str(),
-    ]);
+    let r = restore_to(&cfg, "nosuch", &t.path().join("y"));
     assert_ne!(
         r.code(),
         Some(0),
@@ -636,7 +550,7 @@ fn list_shows_copies_per_source_and_destination() {
         .destination(local_destination("disk1", &t.path().join("d1")))
         .destination(local_destination("disk2", &t.path().join("d2")));
     let cfg = job.write();
-    backup([cfg.as_os_str()]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     for d in ["d1", "d2"] {
         let dir = t.path().join(d);
         for id in ["alpha", "beta"] {
@@ -652,7 +566,7 @@ fn list_shows_copies_per_source_and_destination() {
         .expect("name")
         .to_string_lossy()
         .into_owned();
-    let r = backup(["list".as_ref(), cfg.as_os_str()]);
+    let r = list(&cfg);
     r.assert_code(0);
     let text = r.stdout_text();
     for needle in ["alpha", "beta", "disk1", "disk2"] {
@@ -693,17 +607,9 @@ fn excludes_leave_members_out() {
     s["excludes"] = json!(["*.log", "./site/cache"]);
     job.source(s).destination(local_destination("disk", &dest));
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let target = t.path().join("restore");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-    .assert_code(0);
+    restore_to(&cfg, "files", &target).assert_code(0);
     let got = restored_root(&target, "site");
     assert!(got.join("keep/a.txt").is_file());
     assert!(!got.join("keep/a.log").exists(), "*.log was not excluded");
@@ -720,18 +626,10 @@ fn restore_into_existing_empty_directory() {
     fs::set_permissions(src.join("f"), fs::Permissions::from_mode(0o640)).expect("chmod");
     let (job, _dest) = folder_job(t.path(), &src);
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
     let target = t.path().join("existing");
     fs::create_dir_all(&target).expect("mkdir");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "files".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-    .assert_code(0);
+    restore_to(&cfg, "files", &target).assert_code(0);
     assert_same_tree(&src, &restored_root(&target, "d"), false);
 }
 
@@ -771,14 +669,7 @@ fn restore_refuses_members_escaping_the_target() {
     let cfg = job.write();
     for id in ["dotdot", "viasymlink"] {
         let target = t.path().join(format!("restore-{id}/inner"));
-        let r = backup([
-            "restore".as_ref(),
-            cfg.as_os_str(),
-            "--source".as_ref(),
-            id.as_ref(),
-            "--to".as_ref(),
-            target.as_os_str(),
-        ]);
+        let r = restore_to(&cfg, id, &target);
         assert!(
             !t.path().join(format!("restore-{id}/escaped")).exists(),
             "{id}: `../escaped` was written outside the target\n{}",
@@ -821,33 +712,17 @@ fn single_file_and_trailing_slash_sources() {
                        "path": format!("{}/", dir.display()), "passphrase": PASSPHRASE}))
         .destination(local_destination("disk", &dest));
     let cfg = job.write();
-    backup([&cfg]).assert_code(0);
+    run_job(&cfg).assert_code(0);
 
     let target = t.path().join("restore-single");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "single".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-    .assert_code(0);
+    restore_to(&cfg, "single", &target).assert_code(0);
     assert_eq!(
         fs::read(target.join("single file.conf")).expect("restored single file"),
         b"just one file\n"
     );
 
     let target = t.path().join("restore-slash");
-    backup([
-        "restore".as_ref(),
-        cfg.as_os_str(),
-        "--source".as_ref(),
-        "slash".as_ref(),
-        "--to".as_ref(),
-        target.as_os_str(),
-    ])
-    .assert_code(0);
+    restore_to(&cfg, "slash", &target).assert_code(0);
     assert_eq!(
         fs::read(target.join("sub/inner.txt")).expect("restored contents of folder/"),
         b"inner"

@@ -209,6 +209,40 @@ where
     }
 }
 
+/// `backup CFG`: one scheduled-style run of every source in the job.
+pub fn run_job(cfg: &Path) -> Run {
+    backup([cfg])
+}
+
+/// `backup verify CFG`.
+pub fn verify(cfg: &Path) -> Run {
+    backup(["verify".as_ref(), cfg.as_os_str()])
+}
+
+/// `backup list CFG`.
+pub fn list(cfg: &Path) -> Run {
+    backup(["list".as_ref(), cfg.as_os_str()])
+}
+
+/// `backup restore CFG --source SOURCE --to TARGET` (`TARGET` `-` streams to stdout).
+pub fn restore_to(cfg: &Path, source: &str, target: &Path) -> Run {
+    restore_with(cfg, source, &[], target)
+}
+
+/// `backup restore CFG --source SOURCE EXTRA... --to TARGET`, for `--at`, `--destination`,
+/// `--key`.
+pub fn restore_with(cfg: &Path, source: &str, extra: &[&OsStr], target: &Path) -> Run {
+    let mut args: Vec<&OsStr> = vec![
+        "restore".as_ref(),
+        cfg.as_os_str(),
+        "--source".as_ref(),
+        source.as_ref(),
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--to".as_ref(), target.as_os_str()]);
+    backup(args)
+}
+
 /// Runs any command to completion with a deadline; panics with its output if it fails.
 #[track_caller]
 pub fn run_ok(cmd: &mut Command) -> Output {
