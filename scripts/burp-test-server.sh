@@ -224,10 +224,22 @@ start_server() {
 	echo "burp server up: pid $pid, backups 127.0.0.1:$PORT, status 127.0.0.1:$STATUS_PORT"
 }
 
+# burp_ca guards itself with one lock directory in /tmp and quietly does nothing when another
+# burp_ca holds it, so a client's certificate request can fail when servers start in parallel
+# (the tests do). Our certificate steps therefore take a lock of their own and are retried.
+ca_lock() { flock "${TMPDIR:-/tmp}/custos-burp-ca.lock" "$@"; }
+
 run_backup() {
-	"$BURP" -c "$ETC/testclient.conf" -a b >>"$BASE/client-testclient.log" 2>&1 ||
-		die "backup failed, see $BASE/client-testclient.log"
-	echo "backup of testclient done"
+	local attempt
+	for attempt in 1 2 3; do
+		if ca_lock "$BURP" -c "$ETC/testclient.conf" -a b >>"$BASE/client-testclient.log" 2>&1; then
+			echo "backup of testclient done"
+			return 0
+		fi
+		echo "backup attempt $attempt failed, see $BASE/client-testclient.log" >&2
+		sleep 1
+	done
+	die "backup failed, see $BASE/client-testclient.log"
 }
 
 # The status-port view of the monitor client, one JSON document (what an exporter sees).
@@ -256,9 +268,12 @@ cmd_start() {
 	fi
 	# The monitor client gets its certificate on its first connection (burp's automatic CSR
 	# signing); `-a m` with empty stdin logs in and leaves.
-	if [ ! -s "$BASE/client-monitor/ssl_cert-client.pem" ]; then
-		"$BURP" -c "$ETC/monitor.conf" -a m </dev/null >>"$BASE/client-monitor.log" 2>&1 || true
-	fi
+	local attempt
+	for attempt in 1 2 3; do
+		[ -s "$BASE/client-monitor/ssl_cert-client.pem" ] && break
+		[ "$attempt" = 1 ] || sleep 1
+		ca_lock "$BURP" -c "$ETC/monitor.conf" -a m </dev/null >>"$BASE/client-monitor.log" 2>&1 || true
+	done
 	[ -s "$BASE/client-monitor/ssl_cert-client.pem" ] ||
 		die "monitor client got no certificate, see $BASE/client-monitor.log"
 	echo "ready: BASE=$BASE"
