@@ -112,6 +112,35 @@ impl Poller {
         self.snap.last_error = Some(msg);
     }
 
+    /// Requests one detail document and parses it. A broken connection stops the detail
+    /// fetch (`Stop::Transport`); a parse error is counted; a warning (the client vanished
+    /// between `c:` and now) just yields nothing.
+    async fn fetch_detail<S: Source, T>(
+        &mut self,
+        src: &mut S,
+        cmd: &str,
+        what: &str,
+        parse: impl FnOnce(&[u8]) -> Result<T, ModelError>,
+    ) -> Result<Option<T>, Stop> {
+        match self.request(src, cmd).await {
+            Ok(doc) => match parse(&doc) {
+                Ok(v) => Ok(Some(v)),
+                Err(e) => {
+                    self.count_parse_error(&e, &format!("{what} ({cmd})"));
+                    Ok(None)
+                }
+            },
+            Err(e) if e.needs_reconnect() => {
+                self.count_error(&e, &format!("{cmd} failed"));
+                Err(Stop::Transport)
+            }
+            Err(e) => {
+                tracing::debug!(server = %self.snap.server, "{cmd}: {e}");
+                Ok(None)
+            }
+        }
+    }
+
     async fn request<S: Source>(&mut self, src: &mut S, cmd: &str) -> Result<Vec<u8>, Error> {
         if !src.is_connected() {
             match src.ensure_connected().await {
@@ -299,47 +328,23 @@ impl Poller {
         cur: &model::Backup,
         changed: bool,
     ) -> Result<(), Stop> {
-        let cmd = format!("c:{name}");
-        let history = match self.request(src, &cmd).await {
-            Ok(doc) => match model::parse_clients(&doc) {
-                Ok(l) => l.clients.iter().find(|c| c.name == name).map(History::of),
-                Err(e) => {
-                    self.count_parse_error(&e, &format!("backup list ({cmd})"));
-                    None
-                }
-            },
-            Err(e) if e.needs_reconnect() => {
-                self.count_error(&e, &format!("{cmd} failed"));
-                return Err(Stop::Transport);
-            }
-            Err(e) => {
-                // The client vanished between `c:` and now: fine, forget it.
-                tracing::debug!(server = %self.snap.server, "{cmd}: {e}");
-                None
-            }
-        };
+        let history = self
+            .fetch_detail(src, &format!("c:{name}"), "backup list", |doc| {
+                model::parse_clients(doc)
+                    .map(|l| l.clients.iter().find(|c| c.name == name).map(History::of))
+            })
+            .await?
+            .flatten();
         let old = self.details.get(name).cloned();
         let stats = if !changed {
             old.and_then(|d| d.stats)
         } else if cur.has_log("backup_stats") {
             let cmd = format!("c:{name}:b:{}:l:backup_stats", cur.number);
-            match self.request(src, &cmd).await {
-                Ok(doc) => match model::parse_backup_stats(&doc, name, cur.number) {
-                    Ok(s) => Some((cur.number, s)),
-                    Err(e) => {
-                        self.count_parse_error(&e, &format!("backup stats ({cmd})"));
-                        None
-                    }
-                },
-                Err(e) if e.needs_reconnect() => {
-                    self.count_error(&e, &format!("{cmd} failed"));
-                    return Err(Stop::Transport);
-                }
-                Err(e) => {
-                    tracing::debug!(server = %self.snap.server, "{cmd}: {e}");
-                    None
-                }
-            }
+            self.fetch_detail(src, &cmd, "backup stats", |doc| {
+                model::parse_backup_stats(doc, name, cur.number)
+            })
+            .await?
+            .map(|s| (cur.number, s))
         } else {
             None
         };
