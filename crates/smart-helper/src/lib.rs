@@ -1,0 +1,21 @@
+//! smart_exporter_helper: the root half of the S.M.A.R.T. exporter.
+//!
+//! Small on purpose (std, the wire crate and serde_json): it finds drives with
+//! `smartctl --scan-open`, reads each with `smartctl --json` (killed after a timeout, a few at
+//! a time), and writes the result as one frame to whoever connects to its UNIX socket. It
+//! reads nothing from clients; what it runs is fixed by its command line.
+//!
+//! - [`cli`]: options, parsed by hand.
+//! - [`listen`]: systemd socket activation or its own 0660 socket.
+//! - [`serve`]: the accept loop.
+//! - [`sweep`]: scan, filter, parallel reads, the report.
+//! - [`smartctl`]: one bounded smartctl run; argument lists.
+//! - [`glob`]: `--include`/`--exclude` patterns.
+
+pub mod cli;
+pub mod glob;
+pub mod listen;
+pub mod log;
+pub mod serve;
+pub mod smartctl;
+pub mod sweep;

@@ -1,0 +1,172 @@
+//! One sweep: scan, filter, read every device with a bounded pool, build the [`Report`].
+
+use crate::cli::{ManualDevice, Options};
+use crate::glob;
+use crate::log::{debug, info, warning};
+use crate::smartctl::{self, RunResult};
+use custos_smart_wire::{DeviceReport, Outcome, Report, Scan, Source};
+use serde_json::value::RawValue;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Scans (unless `--no-scan`), adds the `--device` devices and reads them all.
+pub fn sweep(opts: &Options) -> Report {
+    let t0 = Instant::now();
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (scan, scanned) = if opts.scan {
+        scan(opts)
+    } else {
+        (Scan::default(), Vec::new())
+    };
+    let mut todo: Vec<(ManualDevice, Source)> = scanned
+        .into_iter()
+        .filter(|d| wanted(opts, &d.path))
+        .map(|d| (d, Source::Scan))
+        .collect();
+    for d in &opts.devices {
+        // A hand-added device the scan found too is read once.
+        if !todo.iter().any(|(t, _)| t == d) {
+            todo.push((d.clone(), Source::Manual));
+        }
+    }
+    let devices = read_all(opts, &todo);
+    let report = Report {
+        helper_version: env!("CARGO_PKG_VERSION").to_string(),
+        started,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        scan,
+        devices,
+    };
+    info!(
+        "sweep: {} devices in {} ms",
+        report.devices.len(),
+        report.duration_ms
+    );
+    report
+}
+
+/// `--include` (if any) must match and no `--exclude` may.
+fn wanted(opts: &Options, path: &str) -> bool {
+    let included = opts.include.is_empty() || opts.include.iter().any(|g| glob::matches(g, path));
+    let excluded = opts.exclude.iter().any(|g| glob::matches(g, path));
+    if !included || excluded {
+        debug!("{path}: filtered out");
+    }
+    included && !excluded
+}
+
+fn scan(opts: &Options) -> (Scan, Vec<ManualDevice>) {
+    let mut scan = Scan::default();
+    match smartctl::run(&opts.smartctl, &smartctl::scan_args(), opts.device_timeout) {
+        RunResult::Exited { status, stdout, .. } => {
+            scan.exit_status = status.code();
+            match serde_json::from_slice::<serde_json::Value>(&stdout) {
+                Ok(doc) => {
+                    let devices = smartctl::parse_scan(&doc);
+                    scan.ok = true;
+                    scan.found = devices.len() as u32;
+                    return (scan, devices);
+                }
+                Err(e) => scan.error = Some(format!("scan printed no JSON: {e}")),
+            }
+        }
+        RunResult::TimedOut => scan.error = Some("scan timed out".into()),
+        RunResult::Failed(e) => scan.error = Some(e),
+    }
+    if let Some(e) = &scan.error {
+        warning!("smartctl --scan-open: {e}");
+    }
+    (scan, Vec::new())
+}
+
+/// Reads `todo` with at most `opts.jobs` smartctl processes at a time; keeps `todo`'s order.
+fn read_all(opts: &Options, todo: &[(ManualDevice, Source)]) -> Vec<DeviceReport> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<DeviceReport>>> =
+        Mutex::new((0..todo.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.min(todo.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((dev, source)) = todo.get(i) else {
+                    break;
+                };
+                let r = read_one(opts, dev, *source);
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn read_one(opts: &Options, dev: &ManualDevice, source: Source) -> DeviceReport {
+    let t0 = Instant::now();
+    let result = smartctl::run(
+        &opts.smartctl,
+        &smartctl::device_args(opts, dev),
+        opts.device_timeout,
+    );
+    let mut r = DeviceReport {
+        name: dev.path.clone(),
+        dev_type: dev.dev_type.clone(),
+        source,
+        outcome: Outcome::Failed,
+        exit_status: None,
+        error: None,
+        elapsed_ms: 0,
+        smartctl: None,
+    };
+    match result {
+        RunResult::Exited {
+            status,
+            stdout,
+            truncated,
+        } => {
+            r.exit_status = status.code();
+            if let Some(sig) = status.signal() {
+                r.error = Some(format!("smartctl died from signal {sig}"));
+            } else if truncated {
+                r.error = Some(format!(
+                    "smartctl output above {} bytes",
+                    smartctl::MAX_OUTPUT
+                ));
+            } else {
+                match serde_json::from_slice::<Box<RawValue>>(&stdout) {
+                    Ok(doc) => {
+                        r.outcome = Outcome::Ok;
+                        r.smartctl = Some(doc);
+                    }
+                    Err(e) => r.error = Some(format!("smartctl printed no JSON: {e}")),
+                }
+            }
+        }
+        RunResult::TimedOut => {
+            r.outcome = Outcome::Timeout;
+            r.error = Some(format!(
+                "smartctl killed after {:.1} s",
+                opts.device_timeout.as_secs_f64()
+            ));
+        }
+        RunResult::Failed(e) => r.error = Some(e),
+    }
+    r.elapsed_ms = t0.elapsed().as_millis() as u64;
+    match &r.error {
+        Some(e) => warning!("{}: {e}", r.port()),
+        None => debug!(
+            "{}: exit status {:?} in {} ms",
+            r.port(),
+            r.exit_status,
+            r.elapsed_ms
+        ),
+    }
+    r
+}
