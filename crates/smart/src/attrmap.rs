@@ -78,7 +78,9 @@ impl AttrMap {
             let key = |k: &str| format!("generic[{i}].{k}");
             let valid_name = !r.name.is_empty()
                 && !r.name.starts_with(|c: char| c.is_ascii_digit())
-                && r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                && r.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid_name {
                 return Err(ConfigError::invalid(
                     file,
@@ -88,7 +90,10 @@ impl AttrMap {
                 )
                 .into());
             }
-            if names.insert(r.name.clone(), r.kind).is_some_and(|k| k != r.kind) {
+            if names
+                .insert(r.name.clone(), r.kind)
+                .is_some_and(|k| k != r.kind)
+            {
                 return Err(ConfigError::invalid(
                     file,
                     key("type"),
@@ -99,9 +104,10 @@ impl AttrMap {
             }
             let matcher = match r.matcher.as_deref().filter(|m| !m.is_empty()) {
                 None => None,
-                Some(m) => Some(Regex::new(&format!("^(?:{m})")).map_err(|e| {
-                    ConfigError::invalid(file, key("match"), m, e.to_string())
-                })?),
+                Some(m) => Some(
+                    Regex::new(&format!("^(?:{m})"))
+                        .map_err(|e| ConfigError::invalid(file, key("match"), m, e.to_string()))?,
+                ),
             };
             rules.entry(r.id).or_default().push(Rule {
                 matcher,
@@ -148,8 +154,14 @@ mod tests {
         let m = AttrMap::builtin();
         assert_eq!(m.len(), 16);
         let r = m.lookup(5, "Reallocated_Sector_Ct").unwrap();
-        assert_eq!((r.name.as_str(), r.kind), ("reallocated_sectors_total", Kind::Counter));
-        assert_eq!(m.lookup(194, "Temperature_Celsius").unwrap().kind, Kind::Gauge);
+        assert_eq!(
+            (r.name.as_str(), r.kind),
+            ("reallocated_sectors_total", Kind::Counter)
+        );
+        assert_eq!(
+            m.lookup(194, "Temperature_Celsius").unwrap().kind,
+            Kind::Gauge
+        );
         // `match` is anchored at the start like Python's re.match.
         assert!(m.lookup(241, "Total_LBAs_Written").is_some());
         assert!(m.lookup(241, "Lifetime_Writes_GiB").is_none());
@@ -161,19 +173,29 @@ mod tests {
     #[test]
     fn bad_rules_name_their_key() {
         let bad = [
-            (r#"{"generic":[{"id":5,"name":"a-b","type":"gauge"}]}"#, "generic[0].name"),
-            (r#"{"generic":[{"id":5,"name":"a","type":"gauge","match":"("}]}"#, "generic[0].match"),
+            (
+                r#"{"generic":[{"id":5,"name":"a-b","type":"gauge"}]}"#,
+                "generic[0].name",
+            ),
+            (
+                r#"{"generic":[{"id":5,"name":"a","type":"gauge","match":"("}]}"#,
+                "generic[0].match",
+            ),
             (
                 r#"{"generic":[{"id":5,"name":"a","type":"gauge"},{"id":6,"name":"a","type":"counter"}]}"#,
                 "generic[1].type",
             ),
-            (r#"{"generic":[{"id":5,"name":"a","type":"histogram"}]}"#, "generic[0].type"),
+            (
+                r#"{"generic":[{"id":5,"name":"a","type":"histogram"}]}"#,
+                "generic[0].type",
+            ),
         ];
         for (text, key) in bad {
             let e = AttrMap::parse(Path::new("m.json"), text).unwrap_err();
             assert!(e.to_string().contains(key), "{e}");
         }
-        let ok = AttrMap::parse(Path::new("m.json"), r#"{"generic":[], "per-device": []}"#).unwrap();
+        let ok =
+            AttrMap::parse(Path::new("m.json"), r#"{"generic":[], "per-device": []}"#).unwrap();
         assert!(ok.is_empty());
     }
 }

@@ -186,8 +186,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_file() {
-        let e = DeviceDb::parse(Path::new("/etc/db.json"), r#"{"Devices": {"X": {"Device": []}}}"#)
-            .unwrap_err();
+        let e = DeviceDb::parse(
+            Path::new("/etc/db.json"),
+            r#"{"Devices": {"X": {"Device": []}}}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("/etc/db.json"), "{e}");
     }
 }

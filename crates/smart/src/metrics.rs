@@ -7,8 +7,9 @@ use crate::attrmap::{self, AttrMap};
 use crate::devicedb::{DeviceDb, ValueKind};
 use crate::model::Doc;
 use crate::state::{Drive, State};
+use custos_kit::families::unix_seconds;
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// A label set: `(name, value)` pairs.
 pub type Labels = Vec<(String, String)>;
@@ -46,7 +47,9 @@ pub const BUILTIN_PREFIXES: [&str; 9] = [
 /// Whether a mapped name (without `smart_`) would collide with the exporter's own families.
 pub fn is_reserved(name: &str) -> bool {
     let base = name.strip_suffix("_total").unwrap_or(name);
-    BUILTIN_PREFIXES.iter().any(|p| base.starts_with(p)) || base == "data_age_seconds" || base == "power_mode"
+    BUILTIN_PREFIXES.iter().any(|p| base.starts_with(p))
+        || base == "data_age_seconds"
+        || base == "power_mode"
 }
 
 /// smartctl exit-status bits (smartctl(8), "RETURN VALUES").
@@ -99,10 +102,6 @@ fn l(pairs: &[(&str, &str)]) -> Labels {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Every family that changes only with a refresh.
@@ -210,7 +209,9 @@ fn drive_families(b: &mut Builder, d: &Drive, db: &DeviceDb, map: &AttrMap) -> b
         };
         let help = format!("S.M.A.R.T. metric based on attribute {}", a.name);
         match rule.kind {
-            attrmap::Kind::Gauge => b.gauge(&format!("smart_{}", rule.name), &help, &labels, v as f64),
+            attrmap::Kind::Gauge => {
+                b.gauge(&format!("smart_{}", rule.name), &help, &labels, v as f64)
+            }
             attrmap::Kind::Counter if v >= 0 => {
                 let name = rule.name.strip_suffix("_total").unwrap_or(&rule.name);
                 b.counter(&format!("smart_{name}"), &help, &labels, v as f64)
@@ -227,7 +228,12 @@ fn device_families(b: &mut Builder, doc: &Doc, labels: &Labels) {
     let mut info = labels.clone();
     let dev = doc.device.as_ref();
     for (k, v) in [
-        ("firmware", doc.firmware_version.as_deref().or(doc.scsi_revision.as_deref())),
+        (
+            "firmware",
+            doc.firmware_version
+                .as_deref()
+                .or(doc.scsi_revision.as_deref()),
+        ),
         ("protocol", dev.and_then(|d| d.protocol.as_deref())),
         ("type", dev.and_then(|d| d.dev_type.as_deref())),
     ] {
@@ -240,36 +246,90 @@ fn device_families(b: &mut Builder, doc: &Doc, labels: &Labels) {
         .or_else(|| doc.logical_unit_id.clone())
         .unwrap_or_default();
     info.push(("wwn".into(), wwn));
-    b.gauge("smart_device_info", "drive identity (value 1); wwn as in /dev/disk/by-id/wwn-*", &info, 1.0);
+    b.gauge(
+        "smart_device_info",
+        "drive identity (value 1); wwn as in /dev/disk/by-id/wwn-*",
+        &info,
+        1.0,
+    );
     if let Some(bytes) = doc.user_capacity.as_ref().and_then(|c| c.bytes) {
-        b.gauge("smart_device_capacity_bytes", "user capacity", labels, bytes as f64);
+        b.gauge(
+            "smart_device_capacity_bytes",
+            "user capacity",
+            labels,
+            bytes as f64,
+        );
     }
     if let Some(rpm) = doc.rotation_rate {
-        b.gauge("smart_device_rotation_rate_rpm", "rotation rate (0 for solid state)", labels, rpm as f64);
+        b.gauge(
+            "smart_device_rotation_rate_rpm",
+            "rotation rate (0 for solid state)",
+            labels,
+            rpm as f64,
+        );
     }
     if let Some(p) = doc.smart_status.as_ref().and_then(|s| s.passed) {
-        b.gauge("smart_device_health_passed", "overall health self-assessment passed (smart_status.passed)", labels, f64::from(u8::from(p)));
+        b.gauge(
+            "smart_device_health_passed",
+            "overall health self-assessment passed (smart_status.passed)",
+            labels,
+            f64::from(u8::from(p)),
+        );
     }
     if let Some(t) = doc.temperature.as_ref().and_then(|t| t.current) {
-        b.gauge("smart_device_temperature_celsius", "current drive temperature", labels, t);
+        b.gauge(
+            "smart_device_temperature_celsius",
+            "current drive temperature",
+            labels,
+            t,
+        );
     }
     if let Some(h) = doc.power_on_hours() {
-        let minutes = doc.power_on_time.as_ref().and_then(|p| p.minutes).unwrap_or(0);
-        b.gauge("smart_device_power_on_seconds", "power-on time", labels, (h * 3600 + minutes * 60) as f64);
+        let minutes = doc
+            .power_on_time
+            .as_ref()
+            .and_then(|p| p.minutes)
+            .unwrap_or(0);
+        b.gauge(
+            "smart_device_power_on_seconds",
+            "power-on time",
+            labels,
+            (h * 3600 + minutes * 60) as f64,
+        );
     }
     let cycles = doc
         .power_cycle_count
         .or_else(|| doc.nvme_smart_health_information_log.as_ref()?.power_cycles);
     if let Some(c) = cycles {
-        b.counter("smart_device_power_cycles", "power cycles", labels, c as f64);
+        b.counter(
+            "smart_device_power_cycles",
+            "power cycles",
+            labels,
+            c as f64,
+        );
     }
     if let Some(n) = doc.error_log_count() {
-        b.gauge("smart_device_error_log_entries", "errors in the drive's error log (ATA error count, NVMe error-log entries)", labels, n as f64);
+        b.gauge(
+            "smart_device_error_log_entries",
+            "errors in the drive's error log (ATA error count, NVMe error-log entries)",
+            labels,
+            n as f64,
+        );
     }
     if let Some((passed, at)) = doc.last_self_test() {
-        b.gauge("smart_device_selftest_passed", "the most recent completed self-test passed", labels, f64::from(u8::from(passed)));
+        b.gauge(
+            "smart_device_selftest_passed",
+            "the most recent completed self-test passed",
+            labels,
+            f64::from(u8::from(passed)),
+        );
         if let (Some(at), Some(now)) = (at, doc.power_on_hours()) {
-            b.gauge("smart_device_selftest_age_seconds", "power-on time since the most recent self-test", labels, (now.saturating_sub(at) * 3600) as f64);
+            b.gauge(
+                "smart_device_selftest_age_seconds",
+                "power-on time since the most recent self-test",
+                labels,
+                (now.saturating_sub(at) * 3600) as f64,
+            );
         }
     }
     if let Some(n) = &doc.nvme_smart_health_information_log {
@@ -283,24 +343,88 @@ fn device_families(b: &mut Builder, doc: &Doc, labels: &Labels) {
                 b.counter(name, help, labels, v as f64);
             }
         };
-        g(b, "smart_nvme_critical_warning", "NVMe critical warning bits (0 = none)", n.critical_warning.map(|v| v as f64));
-        g(b, "smart_nvme_available_spare_percent", "NVMe available spare", n.available_spare);
-        g(b, "smart_nvme_available_spare_threshold_percent", "NVMe available spare threshold", n.available_spare_threshold);
-        g(b, "smart_nvme_percentage_used", "NVMe estimate of life used, percent (may exceed 100)", n.percentage_used);
-        c(b, "smart_nvme_media_errors", "NVMe unrecovered data integrity errors", n.media_errors);
+        g(
+            b,
+            "smart_nvme_critical_warning",
+            "NVMe critical warning bits (0 = none)",
+            n.critical_warning.map(|v| v as f64),
+        );
+        g(
+            b,
+            "smart_nvme_available_spare_percent",
+            "NVMe available spare",
+            n.available_spare,
+        );
+        g(
+            b,
+            "smart_nvme_available_spare_threshold_percent",
+            "NVMe available spare threshold",
+            n.available_spare_threshold,
+        );
+        g(
+            b,
+            "smart_nvme_percentage_used",
+            "NVMe estimate of life used, percent (may exceed 100)",
+            n.percentage_used,
+        );
+        c(
+            b,
+            "smart_nvme_media_errors",
+            "NVMe unrecovered data integrity errors",
+            n.media_errors,
+        );
         // Data units are thousands of 512-byte units.
-        c(b, "smart_nvme_read_bytes", "NVMe data read", n.data_units_read.map(|u| u * 512_000));
-        c(b, "smart_nvme_written_bytes", "NVMe data written", n.data_units_written.map(|u| u * 512_000));
-        c(b, "smart_nvme_host_read_commands", "NVMe read commands", n.host_reads);
-        c(b, "smart_nvme_host_write_commands", "NVMe write commands", n.host_writes);
-        c(b, "smart_nvme_controller_busy_seconds", "NVMe controller busy time", n.controller_busy_time.map(|m| m * 60));
-        c(b, "smart_nvme_unsafe_shutdowns", "NVMe unsafe shutdowns", n.unsafe_shutdowns);
+        c(
+            b,
+            "smart_nvme_read_bytes",
+            "NVMe data read",
+            n.data_units_read.map(|u| u * 512_000),
+        );
+        c(
+            b,
+            "smart_nvme_written_bytes",
+            "NVMe data written",
+            n.data_units_written.map(|u| u * 512_000),
+        );
+        c(
+            b,
+            "smart_nvme_host_read_commands",
+            "NVMe read commands",
+            n.host_reads,
+        );
+        c(
+            b,
+            "smart_nvme_host_write_commands",
+            "NVMe write commands",
+            n.host_writes,
+        );
+        c(
+            b,
+            "smart_nvme_controller_busy_seconds",
+            "NVMe controller busy time",
+            n.controller_busy_time.map(|m| m * 60),
+        );
+        c(
+            b,
+            "smart_nvme_unsafe_shutdowns",
+            "NVMe unsafe shutdowns",
+            n.unsafe_shutdowns,
+        );
     }
     if let Some(g) = doc.scsi_grown_defect_list {
-        b.gauge("smart_scsi_grown_defects", "SCSI elements in the grown defect list", labels, g as f64);
+        b.gauge(
+            "smart_scsi_grown_defects",
+            "SCSI elements in the grown defect list",
+            labels,
+            g as f64,
+        );
     }
     if let Some(log) = &doc.scsi_error_counter_log {
-        for (op, c) in [("read", &log.read), ("write", &log.write), ("verify", &log.verify)] {
+        for (op, c) in [
+            ("read", &log.read),
+            ("write", &log.write),
+            ("verify", &log.verify),
+        ] {
             let Some(c) = c else { continue };
             let mut ol = labels.clone();
             ol.push(("operation".into(), op.into()));
@@ -309,10 +433,26 @@ fn device_families(b: &mut Builder, doc: &Doc, labels: &Labels) {
                     b.counter(name, help, &ol, v as f64);
                 }
             };
-            put("smart_scsi_errors_corrected", "SCSI errors corrected", c.total_errors_corrected);
-            put("smart_scsi_uncorrected_errors", "SCSI uncorrected errors", c.total_uncorrected_errors);
-            put("smart_scsi_correction_algorithm_invocations", "SCSI correction algorithm invocations", c.correction_algorithm_invocations);
-            put("smart_scsi_processed_bytes", "SCSI data processed", c.bytes_processed());
+            put(
+                "smart_scsi_errors_corrected",
+                "SCSI errors corrected",
+                c.total_errors_corrected,
+            );
+            put(
+                "smart_scsi_uncorrected_errors",
+                "SCSI uncorrected errors",
+                c.total_uncorrected_errors,
+            );
+            put(
+                "smart_scsi_correction_algorithm_invocations",
+                "SCSI correction algorithm invocations",
+                c.correction_algorithm_invocations,
+            );
+            put(
+                "smart_scsi_processed_bytes",
+                "SCSI data processed",
+                c.bytes_processed(),
+            );
         }
     }
 }
@@ -340,9 +480,19 @@ fn read_families(b: &mut Builder, d: &Drive) {
         &port,
         f64::from(u8::from(r.outcome == custos_smart_wire::Outcome::Timeout)),
     );
-    b.gauge("smart_read_duration_seconds", "wall time of the last smartctl run", &port, r.elapsed.as_secs_f64());
+    b.gauge(
+        "smart_read_duration_seconds",
+        "wall time of the last smartctl run",
+        &port,
+        r.elapsed.as_secs_f64(),
+    );
     if let Some(s) = r.exit_status {
-        b.gauge("smart_smartctl_exit_status", "exit status of the last smartctl run (a bitmask, smartctl(8))", &port, f64::from(s));
+        b.gauge(
+            "smart_smartctl_exit_status",
+            "exit status of the last smartctl run (a bitmask, smartctl(8))",
+            &port,
+            f64::from(s),
+        );
         for (i, name) in EXIT_BITS.iter().enumerate() {
             b.gauge(
                 "smart_smartctl_exit_status_bit",
@@ -356,16 +506,46 @@ fn read_families(b: &mut Builder, d: &Drive) {
 
 fn refresh_families(b: &mut Builder, s: &State) {
     let none = Labels::new();
-    b.counter("smart_refreshes", "refreshes (requests to the helper)", &none, s.refreshes as f64);
-    b.counter("smart_refresh_errors", "refreshes that got no report from the helper", &none, s.refresh_errors as f64);
+    b.counter(
+        "smart_refreshes",
+        "refreshes (requests to the helper)",
+        &none,
+        s.refreshes as f64,
+    );
+    b.counter(
+        "smart_refresh_errors",
+        "refreshes that got no report from the helper",
+        &none,
+        s.refresh_errors as f64,
+    );
     if let Some(t) = s.last_refresh {
-        b.gauge("smart_refresh_timestamp_seconds", "when the last refresh ended", &none, unix(t));
+        b.gauge(
+            "smart_refresh_timestamp_seconds",
+            "when the last refresh ended",
+            &none,
+            unix_seconds(t),
+        );
     }
     if let Some(d) = s.refresh_duration {
-        b.gauge("smart_refresh_duration_seconds", "how long the last refresh took", &none, d.as_secs_f64());
+        b.gauge(
+            "smart_refresh_duration_seconds",
+            "how long the last refresh took",
+            &none,
+            d.as_secs_f64(),
+        );
     }
     if let Some(scan) = &s.scan {
-        b.gauge("smart_scan_error", "the helper's smartctl --scan-open failed", &none, f64::from(u8::from(!scan.ok)));
-        b.gauge("smart_scan_devices", "devices smartctl --scan-open found", &none, f64::from(scan.found));
+        b.gauge(
+            "smart_scan_error",
+            "the helper's smartctl --scan-open failed",
+            &none,
+            f64::from(u8::from(!scan.ok)),
+        );
+        b.gauge(
+            "smart_scan_devices",
+            "devices smartctl --scan-open found",
+            &none,
+            f64::from(scan.found),
+        );
     }
 }

@@ -239,7 +239,11 @@ impl Doc {
         self.power_on_time
             .as_ref()
             .and_then(|p| p.hours)
-            .or_else(|| self.nvme_smart_health_information_log.as_ref()?.power_on_hours)
+            .or_else(|| {
+                self.nvme_smart_health_information_log
+                    .as_ref()?
+                    .power_on_hours
+            })
     }
 
     /// The most recent self-test: (passed, power-on hours when it ran). ATA entries still in
@@ -250,7 +254,12 @@ impl Doc {
             return table
                 .table
                 .iter()
-                .find(|t| t.status.as_ref().and_then(|s| s.value).is_none_or(|v| v >> 4 != 0xf))
+                .find(|t| {
+                    t.status
+                        .as_ref()
+                        .and_then(|s| s.value)
+                        .is_none_or(|v| v >> 4 != 0xf)
+                })
                 .map(|t| {
                     let passed = t.status.as_ref().and_then(|s| s.passed).unwrap_or(false);
                     (passed, t.lifetime_hours)
@@ -287,7 +296,7 @@ mod tests {
             oui: 9528,
             id: 61213911380,
         };
-        assert_eq!(w.hex(), "0x5002538e40a0eb54");
+        assert_eq!(w.hex(), "0x5002538e40a22954");
         let meta: Meta = serde_json::from_str(
             r#"{"exit_status":2,"messages":[{"string":"Device is in STANDBY mode, exit(2)","severity":"information"}]}"#,
         )

@@ -207,7 +207,11 @@ mod tests {
         let (a, b) = (&s.drives[0], &s.drives[1]);
         assert_eq!(a.last_read.skipped_mode.as_deref(), Some("standby"));
         assert!(!a.access_error(), "standby is a state, not an error");
-        assert_eq!(a.good.as_ref().unwrap().1, t0, "old data kept with its time");
+        assert_eq!(
+            a.good.as_ref().unwrap().1,
+            t0,
+            "old data kept with its time"
+        );
         assert!(b.access_error());
         assert_eq!(b.good.as_ref().unwrap().1, t0);
 
@@ -216,7 +220,10 @@ mod tests {
         assert_eq!(s.drives.len(), 2, "drives kept while the helper is away");
 
         s.apply(report(vec![]), t1, Duration::ZERO);
-        assert!(s.drives.is_empty(), "drives the helper no longer lists disappear");
+        assert!(
+            s.drives.is_empty(),
+            "drives the helper no longer lists disappear"
+        );
     }
 
     #[test]
