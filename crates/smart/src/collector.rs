@@ -5,7 +5,10 @@ use crate::state::State;
 use custos_kit::exposition::Exposition;
 use custos_kit::snapshot::{Snapshot, Store};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::fmt;
 use std::sync::Arc;
@@ -69,6 +72,21 @@ impl Collector for SmartCollector {
 /// Writes `families` with the kit's constant-family helpers.
 pub fn encode_families(enc: &mut DescriptorEncoder, families: &[Family]) -> fmt::Result {
     for f in families {
+        // A family without labels is written `name value`, not `name{} value`.
+        if let [(labels, v)] = f.samples.as_slice() {
+            if labels.is_empty() {
+                let ty = match f.kind {
+                    Kind::Gauge => MetricType::Gauge,
+                    Kind::Counter => MetricType::Counter,
+                };
+                let m = enc.encode_descriptor(&f.name, &f.help, None, ty)?;
+                match f.kind {
+                    Kind::Gauge => ConstGauge::new(*v).encode(m)?,
+                    Kind::Counter => ConstCounter::new(v.max(0.0) as u64).encode(m)?,
+                }
+                continue;
+            }
+        }
         let samples = f.samples.iter().map(|(l, v)| (l.clone(), *v));
         match f.kind {
             Kind::Gauge => custos_kit::families::gauge(enc, &f.name, &f.help, None, samples)?,

@@ -32,7 +32,7 @@ pub struct Family {
 }
 
 /// Names the exporter itself uses (without `smart_`), which the attribute map may not take.
-pub const BUILTIN_PREFIXES: [&str; 9] = [
+pub const BUILTIN_PREFIXES: [&str; 8] = [
     "system_error",
     "access_error",
     "metric_error",
@@ -40,7 +40,6 @@ pub const BUILTIN_PREFIXES: [&str; 9] = [
     "nvme_",
     "scsi_",
     "refresh",
-    "read_",
     "smartctl_",
 ];
 
@@ -201,7 +200,7 @@ fn drive_families(b: &mut Builder, d: &Drive, db: &DeviceDb, map: &AttrMap) -> b
         };
         let value = match kind {
             ValueKind::Value => a.value,
-            ValueKind::Raw => a.raw.as_ref().and_then(|r| r.value),
+            ValueKind::Raw => a.raw.as_ref().and_then(|r| r.number()),
         };
         let Some(v) = value else {
             metric_error = true;
@@ -475,13 +474,13 @@ fn read_families(b: &mut Builder, d: &Drive) {
         );
     }
     b.gauge(
-        "smart_read_timeout",
+        "smart_device_read_timeout",
         "the last smartctl run for this drive was killed at the helper's timeout",
         &port,
         f64::from(u8::from(r.outcome == custos_smart_wire::Outcome::Timeout)),
     );
     b.gauge(
-        "smart_read_duration_seconds",
+        "smart_device_read_duration_seconds",
         "wall time of the last smartctl run",
         &port,
         r.elapsed.as_secs_f64(),

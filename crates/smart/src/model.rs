@@ -116,6 +116,20 @@ pub struct AtaAttribute {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Raw {
     pub value: Option<i64>,
+    pub string: Option<String>,
+}
+
+impl Raw {
+    /// The raw value as `smartctl -A` prints it first, which the original exported:
+    /// `"26 (Min/Max 18/47)"` is 26, where `value` packs min and max into the upper bytes.
+    /// Falls back to `value` when the string does not start with a number.
+    pub fn number(&self) -> Option<i64> {
+        self.string
+            .as_deref()
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|t| t.parse().ok())
+            .or(self.value)
+    }
 }
 
 /// `summary` (`-l error`) or `extended` (`-x`) error log; `count` = errors the drive logged.
