@@ -34,6 +34,9 @@ struct Helper {
 impl Helper {
     fn start(dir: &Path, args: &[&str]) -> Helper {
         let socket = dir.join("ipc");
+        // A previous helper's socket would count as ready (the replacement of stale sockets
+        // is tested in listen.rs).
+        let _ = std::fs::remove_file(&socket);
         let child = Command::new(HELPER)
             .arg("--socket-path")
             .arg(&socket)
