@@ -1,0 +1,354 @@
+//! The real `prometheus_smart_exporter` binary against the helper (its library, run in this
+//! process on a temporary socket) driving the stand-in smartctl that replays recorded drives
+//! (crates/smart-helper/tests/data). The metrics must carry the recorded values; a real
+//! Prometheus must accept the exposition.
+
+use custos_kit::testing::prometheus::{check_exposition, Prometheus};
+use custos_kit::testing::{free_port, http_get, require, wait_for, Metrics};
+use custos_smart_helper::{cli::Options, listen, serve};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const EXPORTER: &str = env!("CARGO_BIN_EXE_prometheus_smart_exporter");
+
+fn data(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../smart-helper/tests/data")
+        .join(file)
+}
+
+fn fixture(dev: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(data(&format!("{dev}.json"))).unwrap()).unwrap()
+}
+
+/// Starts a helper serving `socket` in a thread of this process (it ends with the test).
+fn helper(socket: &Path, smartctl: &str, device_timeout: Duration) {
+    let listener = listen::bind(socket).expect("helper socket");
+    let opts = Options {
+        smartctl: data(smartctl),
+        device_timeout,
+        ..Options::default()
+    };
+    std::thread::spawn(move || serve::serve(listener, &opts));
+}
+
+struct Exporter {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Exporter {
+    fn start(socket: &Path, dir: &Path, extra: &[&str]) -> Exporter {
+        let port = free_port();
+        let log = dir.join("exporter.log");
+        let child = Command::new(EXPORTER)
+            .arg(socket)
+            .arg("--device-db")
+            .arg(data("check_smartdb.json"))
+            .args(["-p", &port.to_string(), "-a", "127.0.0.1", "-vv"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn exporter");
+        Exporter {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+        }
+    }
+
+    fn metrics(&self) -> Option<Metrics> {
+        let r = http_get(self.addr, "/metrics", None).ok()?;
+        (r.status == 200).then(|| Metrics::parse(&r.body))
+    }
+
+    /// Polls /metrics until `f` accepts it.
+    fn wait<T>(&mut self, what: &str, f: impl Fn(&Metrics) -> Option<T>) -> T {
+        wait_for(what, Duration::from_secs(30), || {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                panic!("exporter exited ({s}):\n{}", self.log());
+            }
+            f(&self.metrics()?)
+        })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn port(p: &str) -> [(&str, &str); 1] {
+    [("port", p)]
+}
+
+#[test]
+fn metrics_carry_the_recorded_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipc");
+    helper(&socket, "smartctl", Duration::from_secs(1));
+    let mut exp = Exporter::start(&socket, dir.path(), &["--interval", "2"]);
+    let m = exp.wait("the first refresh", |m| {
+        m.value("smart_access_error", &port("/dev/sdg"))
+            .map(|_| m.clone())
+    });
+    let v = |name: &str, p: &str| {
+        m.value(name, &port(p))
+            .unwrap_or_else(|| panic!("no {name}{{port=\"{p}\"}}"))
+    };
+    assert_eq!(m.value("smart_system_error", &[]), Some(0.0));
+    assert_eq!(m.value("smart_scan_devices", &[]), Some(10.0));
+
+    // Every drive with data: temperature, power-on time, health, as recorded.
+    for (dev, p) in [
+        ("sda", "/dev/sda"),
+        ("sdb", "/dev/sdb"),
+        ("sdc", "/dev/sdc"),
+        ("sdd", "/dev/sdd"),
+        ("sde", "/dev/sde"),
+        ("nvme0", "/dev/nvme0"),
+        ("nvme1", "/dev/nvme1"),
+    ] {
+        let f = fixture(dev);
+        assert_eq!(v("smart_access_error", p), 0.0, "{p}");
+        assert_eq!(
+            v("smart_device_temperature_celsius", p),
+            f["temperature"]["current"].as_f64().unwrap(),
+            "{p}"
+        );
+        let minutes = f["power_on_time"]["minutes"].as_u64().unwrap_or(0);
+        assert_eq!(
+            v("smart_device_power_on_seconds", p),
+            (f["power_on_time"]["hours"].as_u64().unwrap() * 3600 + minutes * 60) as f64,
+            "{p}"
+        );
+        let passed = f["smart_status"]["passed"].as_bool().unwrap();
+        assert_eq!(
+            v("smart_device_health_passed", p),
+            f64::from(u8::from(passed))
+        );
+        assert_eq!(
+            v("smart_device_power_mode", p),
+            1.0,
+            "{p} is active: {}",
+            m.lines_starting("smart_device_power_mode")
+        );
+        assert!(v("smart_device_data_age_seconds", p) < 10.0);
+        assert_eq!(v("smart_device_read_timeout", p), 0.0);
+    }
+
+    // The original's labels and mapped attributes (ATA), from the recorded attribute table.
+    let sda = fixture("sda");
+    let attr = |id: u64| {
+        sda["ata_smart_attributes"]["table"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap()["raw"]
+            .clone()
+    };
+    let labels = [
+        ("port", "/dev/sda"),
+        ("model", "ST16000NM001G-2KK103"),
+        ("family", "Seagate Exos X16"),
+        ("serial", "REDACTED"),
+    ];
+    assert_eq!(
+        m.value("smart_reallocated_sectors_total", &labels),
+        attr(5)["value"].as_f64()
+    );
+    let temp194: f64 = attr(194)["string"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(m.value("smart_temperature_celsius", &labels), Some(temp194));
+    assert_eq!(
+        temp194, 26.0,
+        "the first number of the raw string, as smartctl -A prints it"
+    );
+    // The Exos X16 model is not in the device DB: exported raw, flagged as the original did.
+    assert_eq!(v("smart_metric_error", "/dev/sda"), 1.0);
+    assert_eq!(v("smart_metric_error", "/dev/sdc"), 0.0);
+    assert_eq!(v("smart_metric_error", "/dev/nvme0"), 0.0);
+    // Samsung 860 EVO: in the device DB ("Samsung based SSDs" family entry or model).
+    assert!(m
+        .value("smart_written_lbas_total", &port("/dev/sdc"))
+        .is_some());
+
+    // NVMe health log.
+    let n = fixture("nvme0");
+    let log = &n["nvme_smart_health_information_log"];
+    assert_eq!(v("smart_nvme_critical_warning", "/dev/nvme0"), 0.0);
+    assert_eq!(
+        v("smart_nvme_read_bytes_total", "/dev/nvme0"),
+        log["data_units_read"].as_f64().unwrap() * 512_000.0
+    );
+    assert_eq!(
+        v("smart_device_error_log_entries", "/dev/nvme0"),
+        log["num_err_log_entries"].as_f64().unwrap()
+    );
+    assert_eq!(v("smart_nvme_available_spare_percent", "/dev/nvme0"), 100.0);
+    // The failing NVMe: health failed, critical warning, exit status 8 (disk failing).
+    assert_eq!(v("smart_device_health_passed", "/dev/nvme1"), 0.0);
+    assert_eq!(v("smart_nvme_critical_warning", "/dev/nvme1"), 16.0);
+    assert_eq!(v("smart_smartctl_exit_status", "/dev/nvme1"), 8.0);
+    assert_eq!(
+        m.value(
+            "smart_smartctl_exit_status_bit",
+            &[("port", "/dev/nvme1"), ("bit", "disk_failing")]
+        ),
+        Some(1.0)
+    );
+
+    // SAS: grown defects and error counters.
+    let s = fixture("sdd");
+    assert_eq!(
+        v("smart_scsi_grown_defects", "/dev/sdd"),
+        s["scsi_grown_defect_list"].as_f64().unwrap()
+    );
+    assert_eq!(
+        m.value(
+            "smart_scsi_errors_corrected_total",
+            &[("port", "/dev/sdd"), ("operation", "write")]
+        ),
+        s["scsi_error_counter_log"]["write"]["total_errors_corrected"].as_f64()
+    );
+
+    // Self-test log (ATA, -x and -a recordings).
+    assert_eq!(v("smart_device_selftest_passed", "/dev/sdc"), 1.0);
+    assert_eq!(
+        v("smart_device_selftest_age_seconds", "/dev/sdc"),
+        ((14551 - 14417) * 3600) as f64
+    );
+
+    // Device info with the WWN as in /dev/disk/by-id.
+    let info = m.find("smart_device_info", &[("port", "/dev/sdc")]);
+    assert_eq!(info.len(), 1);
+    assert!(
+        info[0]
+            .labels
+            .iter()
+            .any(|(k, v)| k == "wwn" && v == "0x5002538e40a22954"),
+        "{:?}",
+        info[0]
+    );
+
+    // The open failure and the hung device: access errors, no drive data; the sleeping drive
+    // is a state, not an error.
+    assert_eq!(v("smart_access_error", "/dev/sdf"), 1.0);
+    assert_eq!(v("smart_access_error", "/dev/sdg"), 1.0);
+    assert_eq!(v("smart_device_read_timeout", "/dev/sdg"), 1.0);
+    assert!(m.find("smart_device_info", &port("/dev/sdg")).is_empty());
+    assert_eq!(v("smart_access_error", "/dev/sdh"), 0.0);
+    assert_eq!(
+        m.value(
+            "smart_device_power_mode",
+            &[("port", "/dev/sdh"), ("mode", "sleep")]
+        ),
+        Some(1.0)
+    );
+    // The hung device cost only itself: the others were read in well under its timeout.
+    for p in ["/dev/sda", "/dev/nvme0", "/dev/sdd"] {
+        assert!(v("smart_device_read_duration_seconds", p) < 1.0, "{p}");
+    }
+
+    // A real Prometheus accepts the exposition; the strict checkers too.
+    if let Some(prom_bin) = require("prometheus", "prometheus") {
+        let pd = tempfile::tempdir().unwrap();
+        let prom = Prometheus::start(&prom_bin, "smart", exp.addr, pd.path());
+        prom.wait_target_up(Duration::from_secs(60));
+        let t = wait_for("a series in the TSDB", Duration::from_secs(30), || {
+            let v = prom.series_with("smart_device_temperature_celsius", &port("/dev/sda"));
+            (!v.is_empty()).then_some(v)
+        });
+        assert_eq!(t, vec![26.0]);
+        let type_of = prom.metadata_types("smart_system_error", Duration::from_secs(30));
+        assert_eq!(type_of("smart_reallocated_sectors_total"), "counter");
+        assert_eq!(type_of("smart_temperature_celsius"), "gauge");
+    }
+    if let Some(promtool) = require("promtool", "prometheus") {
+        check_exposition(&promtool, exp.addr, "/metrics", &[]);
+    }
+
+    // The helper goes away: the last good values stay, with growing ages, and the system
+    // error says why.
+    std::fs::remove_file(&socket).unwrap();
+    let m = exp.wait("smart_system_error 1", |m| {
+        (m.value("smart_system_error", &[]) == Some(1.0)).then(|| m.clone())
+    });
+    assert_eq!(
+        m.value("smart_device_temperature_celsius", &port("/dev/sda")),
+        Some(26.0)
+    );
+    let age = m
+        .value("smart_device_data_age_seconds", &port("/dev/sda"))
+        .unwrap();
+    assert!(age > 0.5, "{age}");
+    assert!(m.value("smart_refresh_errors_total", &[]).unwrap() >= 1.0);
+    assert!(!exp.log().contains("panicked"), "{}", exp.log());
+}
+
+#[test]
+fn a_machine_without_disks() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipc");
+    helper(&socket, "smartctl-nodisks", Duration::from_secs(5));
+    let mut exp = Exporter::start(&socket, dir.path(), &[]);
+    let m = exp.wait("the first refresh", |m| {
+        m.value("smart_scan_devices", &[]).map(|_| m.clone())
+    });
+    assert_eq!(m.value("smart_scan_devices", &[]), Some(0.0));
+    assert_eq!(m.value("smart_scan_error", &[]), Some(0.0));
+    assert_eq!(m.value("smart_system_error", &[]), Some(0.0));
+    assert!(m.find("smart_access_error", &[]).is_empty());
+}
+
+#[test]
+fn no_helper_and_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut exp = Exporter::start(&dir.path().join("nobody-listens"), dir.path(), &[]);
+    exp.wait("smart_system_error 1", |m| {
+        (m.value("smart_system_error", &[]) == Some(1.0)).then_some(())
+    });
+    let landing = http_get(exp.addr, "/", None).unwrap();
+    assert!(landing.body.contains("/metrics"));
+    drop(exp);
+
+    let bad_map = dir.path().join("map.json");
+    std::fs::write(
+        &bad_map,
+        r#"{"generic":[{"id":5,"name":"bad name","type":"gauge"}]}"#,
+    )
+    .unwrap();
+    for args in [
+        vec!["--attr-mapping".to_string(), bad_map.display().to_string()],
+        vec![
+            "--device-db".to_string(),
+            "/nonexistent/db.json".to_string(),
+        ],
+        vec!["--interval".to_string(), "0".to_string()],
+    ] {
+        let out = Command::new(EXPORTER)
+            .arg("/nonexistent.sock")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
