@@ -5,7 +5,7 @@
 //! start of the attribute name. The first rule for an ID whose `match` fits wins.
 
 use crate::error::Error;
-use custos_kit::config::ConfigError;
+use custos_kit::config::{ConfigError, Strictness};
 use regex_lite::Regex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -23,6 +23,7 @@ pub enum Kind {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     id: u32,
     #[serde(default, rename = "match")]
@@ -33,6 +34,7 @@ struct RawRule {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawMap {
     #[serde(default)]
     generic: Vec<RawRule>,
@@ -71,7 +73,8 @@ impl AttrMap {
 
     /// Parses a mapping (`file` names it in errors).
     pub fn parse(file: &Path, text: &str) -> Result<AttrMap, Error> {
-        let raw: RawMap = custos_kit::config::parse_json(file, text)?;
+        // Unknown keys are warnings naming the nearest known key, as the original warns.
+        let raw: RawMap = custos_kit::config::parse_json_with(file, text, Strictness::Warn)?;
         let mut rules: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
         let mut names: BTreeMap<String, Kind> = BTreeMap::new();
         for (i, r) in raw.generic.into_iter().enumerate() {
