@@ -100,7 +100,8 @@ fn load_map(path: Option<&Path>) -> anyhow::Result<AttrMap> {
     Ok(map)
 }
 
-fn main() -> ExitCode {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = ["error", "warn", "info", "debug"][usize::from(cli.verbosity.min(3))];
     custos_kit::logging::init_level(level, cli.journal);
@@ -126,17 +127,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("prometheus_smart_exporter: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let refresher = Refresher {
         socket: cli.socket,
         timeout,
@@ -144,7 +134,7 @@ fn main() -> ExitCode {
         map: Arc::new(map),
     };
     let addr = SocketAddr::new(cli.listen_address, cli.listen_port);
-    match rt.block_on(serve(refresher, interval, addr)) {
+    match serve(refresher, interval, addr).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("prometheus_smart_exporter: {e:#}");
