@@ -548,3 +548,38 @@ fn refresh_families(b: &mut Builder, s: &State) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_original_names_are_not_reserved() {
+        for name in crate::attrmap::AttrMap::builtin().metrics().keys() {
+            assert!(!is_reserved(name), "{name}");
+        }
+        for own in [
+            "device_info",
+            "nvme_media_errors_total",
+            "system_error",
+            "refreshes_total",
+        ] {
+            assert!(is_reserved(own), "{own}");
+        }
+    }
+
+    #[test]
+    fn a_label_set_appears_once_per_family() {
+        let mut b = Builder::default();
+        let labels = l(&[("port", "/dev/sda")]);
+        b.gauge("smart_x", "x", &labels, 1.0);
+        b.gauge("smart_x", "x", &labels, 2.0);
+        b.counter("smart_y", "y", &labels, 3.0);
+        assert_eq!(b.families.len(), 2);
+        assert_eq!(
+            b.families[0].samples,
+            vec![(labels, 1.0)],
+            "the first value wins"
+        );
+    }
+}
