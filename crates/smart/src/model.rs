@@ -320,6 +320,28 @@ mod tests {
     }
 
     #[test]
+    fn self_tests_ata_in_progress_skipped_and_nvme() {
+        // ATA: the newest entry is in progress (status 0xF_): the one before it counts.
+        let ata: Doc = serde_json::from_str(
+            r#"{"power_on_time":{"hours":100},"ata_smart_self_test_log":{"standard":{"table":[
+                {"status":{"value":249,"string":"Self-test routine in progress"},"lifetime_hours":99},
+                {"status":{"value":121,"string":"Completed: read failure","passed":false},"lifetime_hours":90}]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(ata.last_self_test(), Some((false, Some(90))));
+        // NVMe (smartctl 7.3 field names): result 0 = completed without error.
+        let nvme: Doc = serde_json::from_str(
+            r#"{"nvme_smart_health_information_log":{"power_on_hours":2200,"num_err_log_entries":3},
+                "nvme_self_test_log":{"current_self_test_operation":{"value":0},"table":[
+                {"self_test_code":{"value":1},"self_test_result":{"value":0},"power_on_hours":2100}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(nvme.last_self_test(), Some((true, Some(2100))));
+        assert_eq!(nvme.power_on_hours(), Some(2200));
+        assert_eq!(nvme.error_log_count(), Some(3));
+    }
+
+    #[test]
     fn scsi_gigabytes() {
         let c: ScsiErrorCounters =
             serde_json::from_str(r#"{"gigabytes_processed":"1.525"}"#).unwrap();
