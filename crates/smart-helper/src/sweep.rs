@@ -132,13 +132,14 @@ fn read_one(opts: &Options, dev: &ManualDevice, source: Source) -> DeviceReport 
             truncated,
         } => {
             r.exit_status = status.code();
-            if let Some(sig) = status.signal() {
-                r.error = Some(format!("smartctl died from signal {sig}"));
-            } else if truncated {
+            // Checked first: a smartctl whose output was cut off dies of SIGPIPE.
+            if truncated {
                 r.error = Some(format!(
                     "smartctl output above {} bytes",
                     smartctl::MAX_OUTPUT
                 ));
+            } else if let Some(sig) = status.signal() {
+                r.error = Some(format!("smartctl died from signal {sig}"));
             } else {
                 match serde_json::from_slice::<Box<RawValue>>(&stdout) {
                     Ok(doc) => {
