@@ -230,5 +230,19 @@ mod tests {
             ),
             RunResult::Failed(_)
         ));
+        // More output than the cap: cut off, flagged, the process ends (SIGPIPE).
+        match run(
+            Path::new("sh"),
+            &["-c".into(), "exec yes".into()],
+            Duration::from_secs(20),
+        ) {
+            RunResult::Exited {
+                stdout, truncated, ..
+            } => {
+                assert!(truncated);
+                assert_eq!(stdout.len(), MAX_OUTPUT);
+            }
+            r => panic!("{r:?}"),
+        }
     }
 }
