@@ -33,10 +33,11 @@ pub enum CommandError {
     /// The `--key` file cannot be used.
     #[error(transparent)]
     Key(#[from] CryptoError),
-    /// The copy could not be restored.
-    #[error("restoring source {source_id:?}")]
+    /// The copy could not be restored; `consequence` says what that means for the output.
+    #[error("restoring source {source_id:?} failed, {consequence}")]
     Restore {
         source_id: String,
+        consequence: String,
         #[source]
         error: RestoreError,
     },
@@ -183,10 +184,16 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
         tracing::warn!("{m}");
     }
     let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
-    let target = if request.to.as_os_str() == "-" {
-        RestoreTarget::Writer(Box::new(std::io::stdout().lock()))
+    let (target, consequence) = if request.to.as_os_str() == "-" {
+        (
+            RestoreTarget::Writer(Box::new(std::io::stdout().lock())),
+            "the output already written to stdout is unverified and must be discarded".to_owned(),
+        )
     } else {
-        RestoreTarget::Directory(request.to.to_path_buf())
+        (
+            RestoreTarget::Directory(request.to.to_path_buf()),
+            format!("nothing was restored into {}", request.to.display()),
+        )
     };
     let done = restore::restore(
         &refs,
@@ -200,22 +207,28 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
     )
     .map_err(|error| CommandError::Restore {
         source_id: request.source.to_owned(),
+        consequence,
         error,
     })?;
     let check = match done.sidecar {
         SidecarCheck::Match => "sha256 matches its sidecar",
         SidecarCheck::Missing => "no sidecar to check (made by the original?)",
     };
+    let mut stderr = String::new();
+    for w in &done.warnings {
+        stderr.push_str(&format!("backup: warning: {w}\n"));
+    }
     Ok(Outcome {
-        stderr: format!(
-            "restored {} from {} ({} of payload) to {}; {check}\n",
-            done.copy.name.path(),
-            done.copy.destination,
-            size_description(done.payload_bytes as f64),
-            done.written_to
-                .as_deref()
-                .map_or("stdout".to_owned(), |p| p.display().to_string()),
-        ),
+        stderr: stderr
+            + &format!(
+                "restored {} from {} ({} of payload) to {}; {check}\n",
+                done.copy.name.path(),
+                done.copy.destination,
+                size_description(done.payload_bytes as f64),
+                done.written_to
+                    .as_deref()
+                    .map_or("stdout".to_owned(), |p| p.display().to_string()),
+            ),
         ..Outcome::default()
     })
 }

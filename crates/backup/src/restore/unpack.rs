@@ -425,7 +425,15 @@ impl Unpacker {
     /// A hard link to an earlier member; the link target is resolved inside the staging
     /// directory without following symlinks.
     fn hard_link(&mut self, member: &str, full: &[OsString], link: &[u8]) -> Result<(), Failure> {
-        let mut source = self.components(member, link)?;
+        let mut source = self.components(member, link).map_err(|_| {
+            self.refuse(
+                member,
+                format!(
+                    "hard link target {:?} is outside the archive (unsafe archive)",
+                    String::from_utf8_lossy(link)
+                ),
+            )
+        })?;
         let Some(source_name) = source.pop() else {
             return Err(self
                 .refuse(member, "hard link to the archive's root")
@@ -623,6 +631,7 @@ enum CopyError {
 /// holes; returns the bytes copied.
 fn copy_sparse(from: &mut dyn Read, file: &mut File) -> Result<u64, CopyError> {
     const BLOCK: usize = 4096;
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     let mut pending_hole = 0u64;
@@ -634,7 +643,8 @@ fn copy_sparse(from: &mut dyn Read, file: &mut File) -> Result<u64, CopyError> {
             Err(e) => return Err(CopyError::Read(e)),
         };
         for block in buf[..n].chunks(BLOCK) {
-            if block.iter().all(|b| *b == 0) {
+            // A slice comparison is a memcmp, fast even in debug builds.
+            if block == &ZEROS[..block.len()] {
                 pending_hole += block.len() as u64;
                 continue;
             }
