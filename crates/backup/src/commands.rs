@@ -39,7 +39,7 @@ pub enum CommandError {
         source_id: String,
         consequence: String,
         #[source]
-        error: RestoreError,
+        error: Box<RestoreError>,
     },
 }
 
@@ -208,7 +208,7 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
     .map_err(|error| CommandError::Restore {
         source_id: request.source.to_owned(),
         consequence,
-        error,
+        error: Box::new(error),
     })?;
     let check = match done.sidecar {
         SidecarCheck::Match => "sha256 matches its sidecar",
