@@ -274,7 +274,7 @@ impl Unpacker {
         let parent = self
             .parent(&member, &parents)?
             .try_clone_to_owned()
-            .map_err(|e| Failure::Restore(self.write_error(&parents, io::Error::from(e))))?;
+            .map_err(|e| Failure::Restore(self.write_error(&parents, e)))?;
         if !self.make_room(&member, &parent, &name, is_dir, &full)? {
             // An existing directory that this member describes again.
             self.dirs.retain(|d| d.components != full);
@@ -459,7 +459,7 @@ impl Unpacker {
         let parent = self
             .parent(member, parents)?
             .try_clone_to_owned()
-            .map_err(|e| Failure::Restore(self.write_error(parents, io::Error::from(e))))?;
+            .map_err(|e| Failure::Restore(self.write_error(parents, e)))?;
         self.make_room(member, &parent, name, false, full)?;
         match rfs::linkat(
             &dir,
@@ -549,7 +549,7 @@ impl Unpacker {
                         ),
                     )
                 } else {
-                    self.write_error(&[name.clone()], e)
+                    self.write_error(std::slice::from_ref(name), e)
                 };
                 self.discard();
                 return Err(err);
