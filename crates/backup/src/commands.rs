@@ -145,6 +145,14 @@ pub fn list(job: &JobConfig, source: Option<&str>) -> Outcome {
     if listing.copies.is_empty() {
         out.stdout.push_str("(no copies)\n");
     }
+    for c in listing.copies.iter().filter(|c| c.is_future()) {
+        out.stderr.push_str(&format!(
+            "backup: warning: {}: copy {} is dated in the future (clock ran ahead, or planted?); \
+             retention leaves it alone and restore skips it without --at\n",
+            c.destination,
+            c.name.path()
+        ));
+    }
     let errors = listing.errors.iter().map(ToString::to_string);
     for m in skipped.into_iter().chain(errors) {
         out.stderr.push_str(&format!("backup: {m}\n"));

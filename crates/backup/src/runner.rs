@@ -467,8 +467,12 @@ fn run_source(
                                     &s.id,
                                     &t.config.retention,
                                     SystemTime::now(),
+                                    Some(&stamp.to_string()),
                                 ) {
-                                    Ok(applied) => row.removed = applied.removed,
+                                    Ok(applied) => {
+                                        warn_future(&s.id, &t.config.id, &applied.future);
+                                        row.removed = applied.removed;
+                                    }
                                     Err(e) => {
                                         row.status = Status::Failed(format!(
                                             "stored, but retention failed: {e}"
@@ -502,6 +506,17 @@ fn run_source(
         }
     }
     rows
+}
+
+/// Copies dated in the future: retention leaves them alone and restore skips them unless
+/// asked for by `--at`; the operator should know.
+fn warn_future(source: &str, destination: &str, stamps: &[String]) {
+    for stamp in stamps {
+        tracing::warn!(
+            "{destination}: copy {source}/{stamp} is dated in the future (clock ran ahead, or \
+             planted?); retention leaves it alone and restore skips it without --at"
+        );
+    }
 }
 
 /// Progress of one source: a bar on a terminal, a log line every 30 s otherwise.
