@@ -30,6 +30,9 @@ pub enum CommandError {
     /// Bad usage or config (the CLI's exit code 2).
     #[error("{0}")]
     Usage(String),
+    /// Another run of the job holds its lock.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// The `--key` file cannot be used.
     #[error(transparent)]
     Key(#[from] CryptoError),
