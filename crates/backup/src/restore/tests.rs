@@ -593,7 +593,7 @@ fn device_nodes_are_skipped_with_a_warning_when_not_root() {
     let target = dir.path().join("t");
     let mut unpacker = Unpacker::new(&target, "obj")
         .expect("unpacker")
-        .as_non_root();
+        .acting_as_non_root();
     let mut archive = tar::Archive::new(&tar[..]);
     for entry in archive.entries().expect("entries") {
         let mut entry = entry.expect("entry");

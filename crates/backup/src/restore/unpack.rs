@@ -121,7 +121,7 @@ impl Unpacker {
 
     /// Acts as a non-root restore would (tests of the device-node warning run as root too).
     #[cfg(test)]
-    pub(super) fn as_non_root(mut self) -> Self {
+    pub(super) fn acting_as_non_root(mut self) -> Self {
         self.root = false;
         self
     }
