@@ -137,7 +137,11 @@ fn main() -> ExitCode {
     match execute(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = if e.is_usage() { 2 } else { 1 };
+            let code = match interrupt::exit_code() {
+                Some(c) => c,
+                None if e.is_usage() => 2,
+                None => 1,
+            };
             // anyhow's alternate form: the message and each of its causes, `: `-joined.
             eprintln!("backup: {:#}", anyhow::Error::from(e));
             ExitCode::from(code)
@@ -207,6 +211,9 @@ fn execute(cli: &Cli) -> Result<u8, CommandError> {
             keys,
         } => {
             let job = commands::load(config, strictness)?;
+            if let Err(e) = interrupt::install() {
+                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
+            }
             let request = RestoreRequest {
                 source,
                 at: at.as_deref(),
