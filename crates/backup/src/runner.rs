@@ -22,6 +22,7 @@ use crate::config::{
 use crate::crypto::{self, Encryption};
 use crate::destination::local::LocalDestination;
 use crate::destination::Destination;
+use crate::interrupt;
 use crate::naming::{self, Encoding, ObjectName, Payload, RunStamp};
 use crate::pipeline::{self, Plan};
 use crate::retention;
@@ -279,12 +280,10 @@ pub fn build_plan(s: &SourceConfig) -> Result<Plan, String> {
 
 /// Runs (or with `dry_run` checks) the whole job.
 pub fn run(job: &JobConfig, options: &Options) -> Report {
-    let stamp = RunStamp::now();
     let hostname = job.hostname();
     tracing::info!(
         file = %job.file.display(),
         host = %hostname,
-        run = %stamp,
         dry_run = options.dry_run,
         "job started"
     );
@@ -296,6 +295,12 @@ pub fn run(job: &JobConfig, options: &Options) -> Report {
             built: build_destination(d),
         })
         .collect();
+    let stamp = if options.dry_run {
+        RunStamp::now()
+    } else {
+        free_stamp(job, &targets)
+    };
+    tracing::info!(run = %stamp, "run stamp");
     let mut rows = Vec::new();
     if options.dry_run {
         for t in &targets {
@@ -311,6 +316,12 @@ pub fn run(job: &JobConfig, options: &Options) -> Report {
         }
     }
     for s in &job.sources {
+        if let Some(sig) = interrupt::received() {
+            let status = Status::Failed(format!("not run: interrupted by signal {sig}"));
+            log_row(&s.id, "-", &status);
+            rows.push(Row::new(&s.id, "-", status));
+            continue;
+        }
         if options.dry_run {
             let status = check_source(s);
             log_row(&s.id, "-", &status);
@@ -340,6 +351,43 @@ pub fn run(job: &JobConfig, options: &Options) -> Report {
         "job finished"
     );
     report
+}
+
+/// This run's stamp: now, or, when a copy of any source already has that stamp at a
+/// destination (an earlier run in the same second), the next second on the clock, so a
+/// committed object is never overwritten. (Objects are committed without replacing, too.)
+fn free_stamp(job: &JobConfig, targets: &[Target]) -> RunStamp {
+    let taken = |stamp: RunStamp| {
+        targets
+            .iter()
+            .filter_map(|t| t.built.as_ref().ok())
+            .any(|d| {
+                job.sources.iter().any(|s| {
+                    d.list(&format!("{}/{stamp}/", s.id))
+                        .is_ok_and(|l| !l.is_empty())
+                })
+            })
+    };
+    let mut stamp = RunStamp::now();
+    for _ in 0..10 {
+        if !taken(stamp) {
+            break;
+        }
+        tracing::info!(run = %stamp, "a copy with this stamp exists; moving to the next second");
+        loop {
+            let sub = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - sub)));
+            let next = RunStamp::now();
+            if next > stamp {
+                stamp = next;
+                break;
+            }
+        }
+    }
+    stamp
 }
 
 fn log_row(source: &str, destination: &str, status: &Status) {
@@ -433,7 +481,10 @@ fn run_source(
     }
 
     let outcome = match source.open() {
-        Ok(stream) => {
+        Ok(mut stream) => {
+            if let Some(secs) = s.timeout {
+                stream.set_timeout(Duration::from_secs(u64::from(secs)));
+            }
             let progress = ProgressReport::new(&s.id, options.progress_bar);
             let dests: Vec<&dyn Destination> = usable
                 .iter()
@@ -442,7 +493,10 @@ fn run_source(
             let cb = |n: u64| progress.update(n);
             let result = pipeline::run(stream, &plan, &object, &dests, Some(&cb));
             progress.finish();
-            result.map_err(|e| format!("source '{}': {e}", s.id))
+            result.map_err(|e| match interrupt::received() {
+                Some(sig) => format!("source '{}': interrupted by signal {sig}: {e}", s.id),
+                None => format!("source '{}': {e}", s.id),
+            })
         }
         Err(e) => Err(format!("source '{}': {e}", s.id)),
     };
@@ -458,6 +512,7 @@ fn run_source(
                 row.duration = duration;
                 match &d.result {
                     Err(e) => row.status = Status::Failed(e.to_string()),
+                    Ok(()) if interrupt::received().is_some() => {}
                     Ok(()) => {
                         // Retention only where this run's copy is safely stored.
                         if let Some(t) = usable.iter().find(|t| t.config.id == d.destination) {
@@ -467,8 +522,12 @@ fn run_source(
                                     &s.id,
                                     &t.config.retention,
                                     SystemTime::now(),
+                                    Some(&stamp.to_string()),
                                 ) {
-                                    Ok(applied) => row.removed = applied.removed,
+                                    Ok(applied) => {
+                                        warn_future(&s.id, &t.config.id, &applied.future);
+                                        row.removed = applied.removed;
+                                    }
                                     Err(e) => {
                                         row.status = Status::Failed(format!(
                                             "stored, but retention failed: {e}"
@@ -502,6 +561,17 @@ fn run_source(
         }
     }
     rows
+}
+
+/// Copies dated in the future: retention leaves them alone and restore skips them unless
+/// asked for by `--at`; the operator should know.
+fn warn_future(source: &str, destination: &str, stamps: &[String]) {
+    for stamp in stamps {
+        tracing::warn!(
+            "{destination}: copy {source}/{stamp} is dated in the future (clock ran ahead, or \
+             planted?); retention leaves it alone and restore skips it without --at"
+        );
+    }
 }
 
 /// Progress of one source: a bar on a terminal, a log line every 30 s otherwise.
