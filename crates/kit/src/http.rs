@@ -1,14 +1,20 @@
 //! The one HTTP server of every custos exporter: a landing page at `/` and `/metrics`.
 //!
 //! Binaries that need more endpoints (burp's `/probe`) merge their own routes into
-//! [`router`]'s result, so listening, shutdown and encoding stay in one place.
+//! [`router`]'s result, so listening, shutdown, encoding and the limits on what a client may
+//! cost ([`Limits`]: header and idle timeouts, a connection cap, bounded shutdown) stay in
+//! one place.
 
-use crate::exposition::Exposition;
+mod server;
+
+pub use server::{serve_listener, ConnectionStats, Limits};
+
+use crate::exposition::{self, Exposition};
 use axum::{
     http::{header, HeaderMap, HeaderValue},
     response::{Html, IntoResponse, Response},
     routing::get,
-    Router,
+    Extension, Router,
 };
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -46,7 +52,31 @@ pub fn landing_page(title: &str, description: &str, links: &[(&str, &str)]) -> S
     html
 }
 
-/// The router every exporter starts from: `/` (landing page) and `/metrics`.
+/// [`metrics_response`] followed by the HTTP server's own metrics (`custos_http_*`).
+fn metrics_with_server_stats(
+    exposition: &Exposition,
+    headers: &HeaderMap,
+    stats: Option<&ConnectionStats>,
+) -> Response {
+    let Some(stats) = stats else {
+        return metrics_response(exposition, headers);
+    };
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, mut body) = exposition.render(accept);
+    let (_, extra) = exposition::encode(stats.registry(), accept);
+    if content_type == exposition::OPENMETRICS {
+        // One `# EOF` at the very end: the server's part brings its own.
+        body.truncate(body.strip_suffix("# EOF\n").map_or(body.len(), str::len));
+    }
+    body.push_str(&extra);
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// The router every exporter starts from: `/` (landing page) and `/metrics` (with the
+/// server's connection metrics when served by [`serve`]).
 pub fn router(exposition: Arc<Exposition>, landing_html: String) -> Router {
     let landing = Arc::new(landing_html);
     Router::new()
@@ -59,14 +89,23 @@ pub fn router(exposition: Arc<Exposition>, landing_html: String) -> Router {
         )
         .route(
             "/metrics",
-            get(move |headers: HeaderMap| {
-                let exposition = Arc::clone(&exposition);
-                async move { metrics_response(&exposition, &headers) }
-            }),
+            get(
+                move |headers: HeaderMap, stats: Option<Extension<Arc<ConnectionStats>>>| {
+                    let exposition = Arc::clone(&exposition);
+                    async move {
+                        metrics_with_server_stats(
+                            &exposition,
+                            &headers,
+                            stats.as_deref().map(|s| &**s),
+                        )
+                    }
+                },
+            ),
         )
 }
 
-/// Binds `addr` (error names the address) and serves `app` until `shutdown` resolves.
+/// Binds `addr` (error names the address) and serves `app` within [`Limits::default`] until
+/// `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     app: Router,
@@ -76,9 +115,7 @@ pub async fn serve(
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_listener(listener, app, shutdown, Limits::default()).await
 }
 
 #[cfg(test)]
@@ -102,11 +139,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+            serve_listener(
+                listener,
+                app,
+                async {
                     let _ = rx.await;
-                })
-                .await
+                },
+                Limits::default(),
+            )
+            .await
         });
         let (m, l) = tokio::task::spawn_blocking(move || {
             (
@@ -122,6 +163,12 @@ mod tests {
             .unwrap()
             .starts_with("text/plain; version=0.0.4"));
         assert!(m.body.contains("kit_test_value 42"));
+        assert!(
+            m.body.contains("custos_http_connections_open 1\n"),
+            "{}",
+            m.body
+        );
+        assert!(m.body.contains("custos_http_connections_refused_total 0\n"));
         assert!(l.body.contains("demo &lt;page&gt;"));
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
