@@ -28,6 +28,8 @@ mod transcript {
     include!("transcript/parse.rs");
 }
 
+mod common;
+
 const PASSWORD: &str = "monitorpass";
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// For the tests that wait for a timeout on purpose.
@@ -955,4 +957,46 @@ async fn wrong_password_through_connection_backs_off() {
     ));
     // One attempt only: the second call did not touch the server.
     assert_eq!(peer.connections.load(Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// The binary against hostile HTTP clients
+
+/// The exporter's entry for a burp server at `addr` with this PKI.
+fn entry(name: &str, pki: &Pki, addr: SocketAddr) -> common::ClientEntry {
+    common::ClientEntry {
+        name: name.into(),
+        burp_host: addr.ip().to_string(),
+        burp_port: addr.port(),
+        burp_cname: "burpserver".into(),
+        cname: "monitor".into(),
+        password: PASSWORD.into(),
+        tls_ca_cert: pki.ca_pem.clone(),
+        tls_cert: pki.client_cert.clone(),
+        tls_key: pki.client_key.clone(),
+    }
+}
+
+#[test]
+fn sigterm_with_a_stalled_http_client_exits_within_the_grace() {
+    use std::io::Write as _;
+    let pki = pki("burpserver");
+    // No burp server at all: shutdown must not depend on one.
+    let nowhere = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let mut ex = common::Exporter::start(&[entry("gone", &pki, nowhere)]);
+    // Half a request header: hyper waits for the rest during a graceful shutdown.
+    let mut stalled = std::net::TcpStream::connect(ex.addr).unwrap();
+    stalled
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    ex.wait_metrics("the stalled client accepted", TIMEOUT, |m| {
+        (m.value("custos_http_connections_open", &[]) == Some(2.0)).then_some(())
+    });
+    let grace = custos_kit::http::Limits::default().shutdown_grace;
+    let (status, took) = ex.terminate(grace + Duration::from_secs(10));
+    assert!(status.success(), "{status}; log:\n{}", ex.log());
+    assert!(took >= grace - Duration::from_millis(200), "{took:?}");
+    assert!(took < grace + Duration::from_secs(3), "{took:?}");
+    assert!(ex.log().contains("closing them"), "{}", ex.log());
+    drop(stalled);
 }
