@@ -176,11 +176,16 @@ impl Poller {
                 None
             }
         };
-        let Some(list) = list else {
+        let Some(mut list) = list else {
             // Keep the last good client data (its age is exported) but say we are down.
             self.finish(t0, false, store);
             return;
         };
+        if self.refresh_settled(src, &mut list).await.is_err() {
+            self.take_list(list);
+            self.finish(t0, false, store);
+            return;
+        }
         self.take_list(list);
         self.set_up(true, t0);
         let due = self.details_due();
@@ -194,6 +199,59 @@ impl Poller {
             self.fetch_details(src, t0, due).await
         };
         self.finish(t0, complete.is_ok(), store);
+    }
+
+    /// Asks `c:<client>` for each client that ran something at the last poll and is idle
+    /// now, and takes its backups from that reply.
+    ///
+    /// burp's status child rereads a client's backup list for `c:` only when the client's
+    /// directory mtime (1 s resolution) differs from that of its last reload, and only in a
+    /// second in which no request arrived; a backup that finishes within the second of a
+    /// reload stays invisible to `c:` on this connection until the directory changes again
+    /// (DESIGN.md §4). `c:<client>` always rereads that client's list, and later `c:`
+    /// replies use the reread list. So the finished backup shows in the poll that first sees
+    /// the client idle. (A backup that starts and ends between two polls is caught by the
+    /// hourly `c:<client>` of [`HISTORY_MAX_AGE`].)
+    async fn refresh_settled<S: Source>(
+        &mut self,
+        src: &mut S,
+        list: &mut ClientList,
+    ) -> Result<(), Stop> {
+        let was_busy: std::collections::HashSet<&str> = self
+            .snap
+            .clients
+            .iter()
+            .filter(|c| is_busy(&c.client))
+            .map(|c| c.client.name.as_str())
+            .collect();
+        let settled: Vec<String> = list
+            .clients
+            .iter()
+            .filter(|c| !is_busy(c) && was_busy.contains(c.name.as_str()))
+            .filter(|c| !c.name.contains([':', '\n', '\r', '\0']))
+            .map(|c| c.name.clone())
+            .collect();
+        for name in settled {
+            let cmd = format!("c:{name}");
+            let fresh = self
+                .fetch_detail(src, &cmd, "backup list", |doc| {
+                    model::parse_clients(doc)
+                        .map(|l| l.clients.into_iter().find(|c| c.name == name))
+                })
+                .await?
+                .flatten();
+            let (Some(fresh), Some(c)) = (fresh, list.clients.iter_mut().find(|c| c.name == name))
+            else {
+                continue;
+            };
+            // What `c:` lists: the current backup and any unfinished one.
+            c.backups = fresh
+                .backups
+                .into_iter()
+                .filter(|b| b.has_flag("current") || !b.is_complete())
+                .collect();
+        }
+        Ok(())
     }
 
     /// Records whether the server is usable; logs when it becomes so.
@@ -359,6 +417,11 @@ impl Poller {
         );
         Ok(())
     }
+}
+
+/// Whether burp reports work for this client: not idle, a child, or an unfinished backup.
+fn is_busy(c: &model::Client) -> bool {
+    c.run_status != "idle" || !c.children.is_empty() || c.has_in_progress()
 }
 
 /// Polls one server for ever, every `interval`, the first time at once.
@@ -881,6 +944,54 @@ mod tests {
         p.poll(&mut src, &store).await;
         assert_eq!(store.get("s").unwrap().clients.len(), 1);
         assert!(p.details.is_empty(), "cache follows the client list");
+    }
+
+    #[tokio::test]
+    async fn finished_backup_shows_in_the_poll_that_sees_the_client_idle() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::from_secs(30));
+        let mut src = Replay::idle();
+        src.replies.insert("c:".into(), data("running_c.json"));
+        src.replies
+            .insert("c:testclient".into(), data("running_c_testclient.json"));
+        p.poll(&mut src, &store).await;
+        // Backup 2 finished, but this connection's `c:` still lists backup 1 as current
+        // (burp's status child did not reload the list); `c:testclient` rereads it.
+        src.replies.insert("c:".into(), data("c.json"));
+        let fresh = String::from_utf8(data("c_testclient.json"))
+            .unwrap()
+            .replace("\"number\":1", "\"number\":2");
+        src.replies
+            .insert("c:testclient".into(), fresh.into_bytes());
+        src.asked.clear();
+        p.poll(&mut src, &store).await;
+        assert_eq!(
+            src.asked,
+            [
+                "c:",
+                "c:testclient",
+                "c:testclient",
+                "c:testclient:b:2:l:backup_stats"
+            ]
+        );
+        let s = store.get("s").unwrap();
+        let tc = s
+            .clients
+            .iter()
+            .find(|c| c.client.name == "testclient")
+            .unwrap();
+        assert_eq!(tc.client.run_status, "idle");
+        assert_eq!(tc.client.current().unwrap().number, 2);
+        assert!(!tc.client.has_in_progress());
+        // Idle at the last poll too: no more refreshes. (burp's later `c:` replies use the
+        // reread list.)
+        let c2 = String::from_utf8(data("c.json"))
+            .unwrap()
+            .replace("\"number\":1", "\"number\":2");
+        src.replies.insert("c:".into(), c2.into_bytes());
+        src.asked.clear();
+        p.poll(&mut src, &store).await;
+        assert_eq!(src.asked, ["c:"]);
     }
 
     #[tokio::test]

@@ -12,7 +12,8 @@
 mod common;
 
 use common::{
-    openssl_foreign_ca, require, run_once, write_config, BurpServer, ClientEntry, Exporter, Metrics,
+    openssl_foreign_ca, require, run_once, wait_for, write_config, BurpServer, ClientEntry,
+    Exporter, Metrics,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -485,7 +486,21 @@ fn running_backup_shows_children_phase_and_counters() {
 
     // When it ends: idle, the new backup is current, the child series are gone.
     server.wait_idle();
-    let m = ex.wait_metrics("the finished backup", Duration::from_secs(60), |m| {
+    // The reference: a fresh status connection (burp's own client) lists it as current...
+    wait_for(
+        "a fresh connection's c: to list the finished backup",
+        Duration::from_secs(120),
+        || {
+            let truth = server.status_json("");
+            let tc = client_named(&truth, "testclient");
+            let cur = current_backup(&tc).and_then(|b| b["number"].as_f64());
+            (tc["run_status"] == "idle" && cur == Some(number)).then_some(())
+        },
+    );
+    // ...and the exporter's long-lived connection, whose status child may hold a stale
+    // list (DESIGN.md §4), shows it within a few poll intervals (1 s) too: the exporter
+    // asks `c:testclient`, which rereads the list, when the client turns idle.
+    let m = ex.wait_metrics("the finished backup", Duration::from_secs(10), |m| {
         let done = m.value("burp_client_backup_num", &l) == Some(number)
             && run_status(m, "run", "testclient").as_deref() == Some("idle");
         done.then(|| m.clone())
