@@ -432,8 +432,7 @@ pub async fn run_poller<S: Source>(
     store: Arc<Snapshots>,
 ) {
     let mut poller = Poller::new(&server, interval / 2);
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = custos_kit::poll::fixed_rate(interval);
     loop {
         ticks.tick().await;
         poller.poll(&mut src, &store).await;

@@ -8,17 +8,16 @@
 
 use crate::model::Client;
 use crate::snapshot::{ClientSnapshot, ServerSnapshot, Snapshots};
+use custos_kit::families::{counter, gauge, unix_seconds as unix};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
-};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Log names burp knows (`json_output.c`); each gets a 0/1 `burp_client_backup_log` sample.
 pub const KNOWN_LOGS: [&str; 6] = [
@@ -102,45 +101,6 @@ pub fn registry(collector: BurpCollector) -> Registry {
     let mut r = Registry::default();
     r.register_collector(Box::new(collector));
     r
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Writes one family: descriptor, then a sample per `(labels, value)`.
-fn gauge<L, V, I>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    samples: I,
-) -> fmt::Result
-where
-    L: EncodeLabelSet,
-    V: EncodeGaugeValue + fmt::Debug,
-    I: IntoIterator<Item = (L, V)>,
-{
-    let mut m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    for (labels, v) in samples {
-        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-/// Like [`gauge`] for counters; `name` without `_total` (the encoder appends it).
-fn counter<L, I>(enc: &mut DescriptorEncoder, name: &str, help: &str, samples: I) -> fmt::Result
-where
-    L: EncodeLabelSet,
-    I: IntoIterator<Item = (L, u64)>,
-{
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, v) in samples {
-        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
 }
 
 /// `burp_snapshot_age_seconds`: the one family that changes between polls.
@@ -574,7 +534,7 @@ mod tests {
     use crate::model::{parse_backup_stats, parse_clients, History};
     use crate::snapshot::ServerSnapshot;
     use custos_kit::exposition;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn data(name: &str) -> Vec<u8> {
         std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()

@@ -32,6 +32,7 @@ use tokio_rustls::TlsConnector;
 use crate::error::Error;
 use crate::frame::{self, Assembler, Command, Decoder, Event, Frame, FrameError};
 use crate::tls;
+use custos_kit::poll::Backoff;
 
 /// The burp version whose status protocol this client speaks, sent in `hello:<version>`.
 pub const PROTOCOL_VERSION: &str = "3.1.4";
@@ -528,54 +529,6 @@ pub fn warning_text(doc: &[u8]) -> Option<String> {
         .map(|w| w.warning)
 }
 
-/// Exponential reconnect delay: `initial`, doubling per consecutive failure up to `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    failures: u32,
-    retry_at: Option<Instant>,
-}
-
-impl Backoff {
-    /// A backoff starting at `initial` and never above `max`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            failures: 0,
-            retry_at: None,
-        }
-    }
-
-    /// Records a failure at `now`; returns the delay before the next attempt.
-    pub fn fail(&mut self, now: Instant) -> Duration {
-        let factor = 1u32.checked_shl(self.failures.min(31)).unwrap_or(u32::MAX);
-        let delay = self.initial.saturating_mul(factor).min(self.max);
-        self.failures = self.failures.saturating_add(1);
-        self.retry_at = Some(now + delay);
-        delay
-    }
-
-    /// Records a success: the next failure waits `initial` again.
-    pub fn reset(&mut self) {
-        self.failures = 0;
-        self.retry_at = None;
-    }
-
-    /// How long to wait at `now` before the next attempt, `None` when one may start.
-    pub fn wait(&self, now: Instant) -> Option<Duration> {
-        self.retry_at
-            .filter(|&at| at > now)
-            .map(|at| at.duration_since(now))
-    }
-
-    /// Consecutive failures since the last success.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-}
-
 /// One long-lived, self-healing connection to a burp server (see the module docs).
 #[derive(Debug)]
 pub struct Connection {
@@ -764,25 +717,6 @@ mod tests {
         assert_eq!(warning_text(br#"{"warning":"x","clients":[]}"#), None);
         assert_eq!(warning_text(br#"{"warning":1}"#), None);
         assert_eq!(warning_text(b"{\"warning\""), None);
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_and_resets() {
-        let now = Instant::now();
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        assert_eq!(b.wait(now), None);
-        let delays: Vec<u64> = (0..9).map(|_| b.fail(now).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(b.wait(now), Some(Duration::from_secs(60)));
-        assert_eq!(b.wait(now + Duration::from_secs(60)), None);
-        for _ in 0..100 {
-            b.fail(now);
-        }
-        assert_eq!(b.wait(now), Some(Duration::from_secs(60)));
-        b.reset();
-        assert_eq!(b.failures(), 0);
-        assert_eq!(b.wait(now), None);
-        assert_eq!(b.fail(now), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

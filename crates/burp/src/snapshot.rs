@@ -1,13 +1,12 @@
 //! The latest poll result per burp server: what a scrape serves.
 //!
-//! A poll task builds a whole new [`ServerSnapshot`] and swaps it in; a scrape takes an `Arc` to
-//! the current one and encodes it. Neither waits for the other beyond an `Arc` clone, so a slow
-//! burp server never slows `/metrics`, and a scrape never sees half a poll.
+//! A poll task builds a whole new [`ServerSnapshot`] and swaps it into the kit's
+//! [`Store`](custos_kit::snapshot::Store); a scrape takes an `Arc` to the current one.
 
 use crate::error::Error;
 use crate::model::{BackupStats, Client, History};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use custos_kit::snapshot::{Snapshot, Store};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Kinds of poll errors, the values of the `kind` label of `burp_poll_errors_total`.
@@ -128,101 +127,25 @@ impl ServerSnapshot {
 
     /// Age of `clients` at `now`, if any data was ever fetched.
     pub fn age(&self, now: SystemTime) -> Option<Duration> {
-        self.data_time
-            .map(|t| now.duration_since(t).unwrap_or(Duration::ZERO))
+        custos_kit::snapshot::age(self.data_time, now)
     }
 }
 
-/// The current snapshot of every configured server, in config order.
-#[derive(Debug)]
-pub struct Snapshots {
-    names: Vec<String>,
-    slots: Vec<RwLock<Arc<ServerSnapshot>>>,
-    /// Bumped after every publish: what `/metrics` keys its cached exposition on.
-    generation: AtomicU64,
-}
-
-impl Snapshots {
-    /// One empty slot per server name.
-    pub fn new<'a>(servers: impl IntoIterator<Item = &'a str>) -> Snapshots {
-        let names: Vec<String> = servers.into_iter().map(str::to_string).collect();
-        let slots = names
-            .iter()
-            .map(|s| RwLock::new(Arc::new(ServerSnapshot::empty(s))))
-            .collect();
-        Snapshots {
-            names,
-            slots,
-            generation: AtomicU64::new(0),
-        }
+impl Snapshot for ServerSnapshot {
+    fn key(&self) -> &str {
+        &self.server
     }
-
-    fn index(&self, server: &str) -> Option<usize> {
-        self.names.iter().position(|s| s == server)
-    }
-
-    /// Replaces the snapshot of `snap.server` (ignored for a server not configured).
-    pub fn publish(&self, snap: ServerSnapshot) {
-        if let Some(i) = self.index(&snap.server) {
-            let mut slot = self.slots[i].write().unwrap_or_else(|e| e.into_inner());
-            *slot = Arc::new(snap);
-            drop(slot);
-            // After the swap: whoever sees the new generation also sees the new snapshot.
-            self.generation.fetch_add(1, Ordering::Release);
-        }
-    }
-
-    /// Changes whenever a snapshot is published.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// The current snapshot of `server`.
-    pub fn get(&self, server: &str) -> Option<Arc<ServerSnapshot>> {
-        self.index(server).map(|i| read(&self.slots[i]))
-    }
-
-    /// The current snapshots of all servers, in config order.
-    pub fn all(&self) -> Vec<Arc<ServerSnapshot>> {
-        self.slots.iter().map(read).collect()
-    }
-
-    /// The configured server names.
-    pub fn names(&self) -> &[String] {
-        &self.names
+    fn empty(server: &str) -> ServerSnapshot {
+        ServerSnapshot::empty(server)
     }
 }
 
-fn read(slot: &RwLock<Arc<ServerSnapshot>>) -> Arc<ServerSnapshot> {
-    Arc::clone(&slot.read().unwrap_or_else(|e| e.into_inner()))
-}
+/// The current snapshot of every configured server, in config order (the kit's store).
+pub type Snapshots = Store<ServerSnapshot>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn publish_replaces_whole_snapshot() {
-        let s = Snapshots::new(["a", "b"]);
-        assert_eq!(s.names(), ["a", "b"]);
-        let before = s.get("a").unwrap();
-        assert!(!before.up && before.data_time.is_none());
-        s.publish(ServerSnapshot {
-            server: "a".into(),
-            up: true,
-            polls: 1,
-            ..ServerSnapshot::default()
-        });
-        // A reader holding the old Arc keeps a consistent view.
-        assert_eq!(before.polls, 0);
-        assert!(s.get("a").unwrap().up);
-        assert_eq!(s.generation(), 1);
-        assert!(!s.get("b").unwrap().up);
-        s.publish(ServerSnapshot::empty("zzz"));
-        assert!(s.get("zzz").is_none());
-        assert_eq!(s.generation(), 1, "an unknown server changes nothing");
-        assert_eq!(s.all().len(), 2);
-    }
 
     #[test]
     fn error_counts_by_kind() {

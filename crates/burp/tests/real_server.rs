@@ -294,13 +294,13 @@ fn landing_page_and_probe() {
             )
             .is_some(),
         "/probe?server[]=main lacks testclient:\n{}",
-        probe.burp_lines()
+        probe.lines_starting("burp_")
     );
     let probe = Metrics::parse(&ex.get("/probe?server%5B%5D=main"));
     assert!(
         probe.value("burp_up", &[("server", "main")]) == Some(1.0),
         "/probe with an encoded server%5B%5D key:\n{}",
-        probe.burp_lines()
+        probe.lines_starting("burp_")
     );
     // Unknown server names: 404 that names them (the original sent an empty reply).
     let other = common::http_get(ex.addr, "/probe?server[]=nosuch", None).expect("GET /probe");
@@ -426,7 +426,7 @@ fn running_backup_shows_children_phase_and_counters() {
         phases.len(),
         1,
         "one phase series per child:\n{}",
-        m.burp_lines()
+        m.lines_starting("burp_")
     );
     assert_eq!(
         phases[0].labels.get("phase").map(String::as_str),
@@ -481,7 +481,7 @@ fn running_backup_shows_children_phase_and_counters() {
         m.value("burp_client_child_scanned_files", &cl)
             .is_some_and(|v| v >= 200.0),
         "scanned files:\n{}",
-        m.burp_lines()
+        m.lines_starting("burp_")
     );
 
     // When it ends: idle, the new backup is current, the child series are gone.
@@ -512,7 +512,7 @@ fn running_backup_shows_children_phase_and_counters() {
             && m.find("burp_client_child_bytes", &[("server", "run")])
                 .is_empty(),
         "child series remain after the backup ended:\n{}",
-        m.burp_lines()
+        m.lines_starting("burp_")
     );
     // backup_stats of the new backup are fetched: 8 MiB plus what came through the fifos.
     ex.wait_metrics(
@@ -552,7 +552,7 @@ fn server_stopped_and_restarted_burp_up_goes_0_then_1() {
         )
         .is_some(),
         "client data vanished while the server is down:\n{}",
-        m.burp_lines()
+        m.lines_starting("burp_")
     );
     let line = ex.wait_log("the lost server", Duration::from_secs(10), |l| {
         l.contains("warn") && l.contains("rs")
@@ -573,13 +573,13 @@ fn server_stopped_and_restarted_burp_up_goes_0_then_1() {
         m.value("burp_contact_attempts_total", &[("server", "rs")])
             .is_some_and(|v| v > attempts_down),
         "burp_contact_attempts_total did not grow:\n{}",
-        m.burp_lines()
+        m.lines_starting("burp_")
     );
     assert!(
         m.value("burp_snapshot_age_seconds", &[("server", "rs")])
             .is_some_and(|v| v < 10.0),
         "snapshot not fresh after reconnect:\n{}",
-        m.burp_lines()
+        m.lines_starting("burp_")
     );
     assert_no_panic(&ex.log());
 }

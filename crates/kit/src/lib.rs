@@ -5,11 +5,18 @@
 //! - [`logging`]: `-d/--debug` and optional journald.
 //! - [`shutdown`]: a future that resolves on SIGTERM/SIGINT.
 //! - [`config`]: YAML/JSON loading whose errors name file, key path and value.
-//! - [`testing`]: small helpers for tests that talk to the real binaries.
+//! - [`snapshot`]: the latest poll result per target, swapped whole, with a generation.
+//! - [`poll`]: the fixed-rate poll schedule and the reconnect backoff.
+//! - [`families`]: writing constant metric families from a collector.
+//! - [`testing`]: the integration-test harness (processes, services, exposition reader, a
+//!   real Prometheus).
 
 pub mod config;
 pub mod exposition;
+pub mod families;
 pub mod http;
 pub mod logging;
+pub mod poll;
 pub mod shutdown;
+pub mod snapshot;
 pub mod testing;

@@ -5,15 +5,20 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-pub use custos_kit::testing::http_get;
+// Each test binary uses a different part of these.
+#[allow(unused_imports)]
+pub use custos_kit::testing::{
+    find_binary, free_port, http_get, missing, require, run_with_deadline, strip_ansi, urlencode,
+    wait_for, Metrics,
+};
 
 /// The exporter binary cargo built for these tests.
 pub const EXPORTER: &str = env!("CARGO_BIN_EXE_burp_exporter");
@@ -25,96 +30,6 @@ pub fn repo_root() -> PathBuf {
 
 fn script() -> PathBuf {
     repo_root().join("scripts/burp-test-server.sh")
-}
-
-/// Finds a Debian service binary on PATH or in the sbin directories (burp lives in /usr/sbin,
-/// which a normal user's PATH lacks).
-pub fn find_binary(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].iter().map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// `Some(path)` when the service binary exists; otherwise [`missing`] (`None`).
-pub fn require(binary: &str, package: &str) -> Option<PathBuf> {
-    match find_binary(binary) {
-        Some(p) => Some(p),
-        None => {
-            missing(&format!("`{binary}`"), package);
-            None
-        }
-    }
-}
-
-/// Reports a missing service: a loud SKIP line, or a test failure when CI demands every
-/// service (`CUSTOS_REQUIRE_SERVICES=1`).
-pub fn missing(what: &str, package: &str) {
-    let required = std::env::var("CUSTOS_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "{what} is missing but CUSTOS_REQUIRE_SERVICES=1: install Debian's `{package}` \
-         (scripts/install-deps.sh)"
-    );
-    eprintln!(
-        "SKIP: {what} not found (Debian package `{package}`; scripts/install-deps.sh \
-         installs it). Set CUSTOS_REQUIRE_SERVICES=1 to make this a failure."
-    );
-}
-
-/// A free TCP port on 127.0.0.1 (bound, then released; good enough on a test machine).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
-
-/// Polls `f` every 200 ms until it returns `Some`, or panics with `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Runs a command with a deadline; kills it and panics if it does not finish in time.
-pub fn run_with_deadline(cmd: &mut Command, timeout: Duration) -> Output {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("stdout");
-    let err = dir.path().join("stderr");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("create stdout file"))
-        .stderr(std::fs::File::create(&err).expect("create stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not finish within {timeout:?} (hang); stderr:\n{}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&out).unwrap_or_default(),
-        stderr: std::fs::read(&err).unwrap_or_default(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,7 +359,7 @@ impl Exporter {
             if Instant::now() > deadline {
                 panic!(
                     "timed out after {timeout:?} waiting for {what}\n--- last /metrics (burp_*):\n{}\n--- log:\n{}",
-                    m.burp_lines(),
+                    m.lines_starting("burp_"),
                     self.log()
                 );
             }
@@ -498,177 +413,6 @@ pub fn run_once(config: &Path, timeout: Duration) -> (ExitStatus, String, String
         String::from_utf8_lossy(&out.stdout).into_owned(),
         strip_ansi(&String::from_utf8_lossy(&out.stderr)),
     )
-}
-
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// exposition reader
-
-/// One sample line of the exposition.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
-}
-
-/// The samples and `# TYPE` lines of one scrape (text 0.0.4 or OpenMetrics).
-#[derive(Clone, Debug, Default)]
-pub struct Metrics {
-    pub samples: Vec<Sample>,
-    pub types: BTreeMap<String, String>,
-    pub text: String,
-}
-
-impl Metrics {
-    pub fn parse(text: &str) -> Metrics {
-        let mut m = Metrics {
-            text: text.to_string(),
-            ..Metrics::default()
-        };
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let mut it = rest.split_whitespace();
-                if let (Some(n), Some(t)) = (it.next(), it.next()) {
-                    m.types.insert(n.to_string(), t.to_string());
-                }
-                continue;
-            }
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            m.samples
-                .push(parse_sample(line).unwrap_or_else(|| panic!("unparsable line {line:?}")));
-        }
-        m
-    }
-
-    /// Samples of metric `name` whose labels include all of `labels`.
-    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
-        self.samples
-            .iter()
-            .filter(|s| s.name == name)
-            .filter(|s| {
-                labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .collect()
-    }
-
-    /// The value of the single sample of `name` with `labels`; `None` if absent or ambiguous.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        match self.find(name, labels).as_slice() {
-            [one] => Some(one.value),
-            _ => None,
-        }
-    }
-
-    /// Names of all metrics (sample names) present.
-    pub fn names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.samples.iter().map(|s| s.name.as_str()).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    }
-
-    /// The `burp_` lines, for failure messages.
-    pub fn burp_lines(&self) -> String {
-        self.text
-            .lines()
-            .filter(|l| l.starts_with("burp_"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-fn parse_sample(line: &str) -> Option<Sample> {
-    let (name, rest) = match line.find(['{', ' ']) {
-        Some(i) => line.split_at(i),
-        None => return None,
-    };
-    let mut labels = BTreeMap::new();
-    let rest = if let Some(body) = rest.strip_prefix('{') {
-        // label values may contain '}' or ',' inside quotes: scan by hand
-        let mut chars = body.char_indices().peekable();
-        let end = loop {
-            // key
-            let mut key = String::new();
-            while let Some(&(_, c)) = chars.peek() {
-                if c == '=' || c == '}' {
-                    break;
-                }
-                if c != ',' && !c.is_whitespace() {
-                    key.push(c);
-                }
-                chars.next();
-            }
-            match chars.next() {
-                Some((i, '}')) => break i,
-                Some((_, '=')) => {}
-                _ => return None,
-            }
-            if chars.next()?.1 != '"' {
-                return None;
-            }
-            let mut val = String::new();
-            loop {
-                let (_, c) = chars.next()?;
-                match c {
-                    '\\' => match chars.next()?.1 {
-                        'n' => val.push('\n'),
-                        other => val.push(other),
-                    },
-                    '"' => break,
-                    c => val.push(c),
-                }
-            }
-            labels.insert(key, val);
-        };
-        &body[end + 1..]
-    } else {
-        rest
-    };
-    let value = rest.split_whitespace().next()?;
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().ok()?,
-    };
-    Some(Sample {
-        name: name.to_string(),
-        labels,
-        value,
-    })
-}
-
-/// Percent-encodes a query parameter value.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 /// Makes a self-signed CA and a `burpserver` certificate signed by it with openssl, so a test

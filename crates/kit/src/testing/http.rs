@@ -1,4 +1,4 @@
-//! Helpers for tests that drive the real binaries over HTTP; no client crate needed.
+//! A blocking HTTP/1.1 GET for tests; no client crate needed.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
