@@ -244,6 +244,15 @@ impl Poller {
             else {
                 continue;
             };
+            let listed = c.current().map(|b| b.number);
+            let reread = fresh.current().map(|b| b.number);
+            if listed != reread {
+                tracing::info!(
+                    server = %self.snap.server,
+                    client = %name,
+                    "c: listed a stale backup list (current {listed:?}, reread {reread:?})"
+                );
+            }
             // What `c:` lists: the current backup and any unfinished one.
             c.backups = fresh
                 .backups
