@@ -12,6 +12,7 @@
 //!   `StatusClient::request(&mut self, cmd) -> Result<Vec<u8>, Error>` returns one whole JSON
 //!   document (warnings like `{"warning":"Could not find client: x"}` become `Error::Warning`).
 //! - [`error`]: typed errors, each saying whether a reconnect may help.
+//! - [`warnings`]: the budget of `w` frames per login and per request.
 //!
 //! Semantics (owned by `model`, `config`, `snapshot`, `metrics`, `exporter`):
 //! - [`model`]: serde types for `c:` / `c:<client>` replies and backup_stats logs.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod frame;
 pub mod session;
 pub mod tls;
+pub mod warnings;
 
 pub mod config;
 pub mod exporter;

@@ -143,6 +143,8 @@ enum Reply {
     RawThenClose(Vec<u8>),
     /// Never answer.
     Silence,
+    /// `w` frames without end (until the client goes away).
+    WarningFlood,
 }
 
 /// What the peer does once TLS is up.
@@ -160,6 +162,8 @@ enum Mode {
     Raw(Vec<u8>),
     /// Say nothing.
     Silent,
+    /// Log in like burp up to the password, then send `w` frames without end.
+    LoginFlood,
     /// Play a captured transcript: check each `>>` frame, send each `<<` frame.
     Replay(Vec<transcript::Line>),
 }
@@ -260,6 +264,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     }
 }
 
+/// Sends the same warning until the client stops reading or goes away.
+async fn flood<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<S>) {
+    let frame = frame::encode(Command::Warning, b"flood of warnings\n").unwrap();
+    let burst = frame.repeat(64);
+    while wire.stream.write_all(&burst).await.is_ok() {}
+}
+
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut wire: Wire<S>,
     mode: Mode,
@@ -269,6 +280,17 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Mode::Silent => {
             // Hold the connection open until the client gives up.
             while wire.read().await.is_some() {}
+        }
+        Mode::LoginFlood => {
+            for answer in ["whoareyou:3.1.4", "okpassword"] {
+                if wire.read().await.is_none() {
+                    return;
+                }
+                wire.send(Command::Normal, answer).await;
+            }
+            if wire.read().await.is_some() {
+                flood(&mut wire).await;
+            }
         }
         Mode::Raw(bytes) => {
             wire.write(&bytes).await;
@@ -359,6 +381,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         return;
                     }
                     Reply::Silence => {}
+                    Reply::WarningFlood => {
+                        flood(&mut wire).await;
+                        return;
+                    }
                 }
                 served += 1;
                 if close_after == Some(served) {
@@ -957,6 +983,89 @@ async fn wrong_password_through_connection_backs_off() {
     ));
     // One attempt only: the second call did not touch the server.
     assert_eq!(peer.connections.load(Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile peers
+
+#[tokio::test]
+async fn endless_warnings_at_login_are_a_protocol_error() {
+    let pki = pki("burpserver");
+    let peer = spawn_peer(&pki, true, Mode::LoginFlood).await;
+    let started = Instant::now();
+    let err = StatusClient::connect(&pki.target(peer.addr))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol { reason, .. } if reason.contains("warnings")),
+        "{err}"
+    );
+    assert!(err.needs_reconnect());
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn endless_warnings_to_a_request_disconnect_and_count_a_protocol_error() {
+    use custos_burp::exporter::Poller;
+    use custos_burp::snapshot::Snapshots;
+    let pki = pki("burpserver");
+    let peer = spawn_peer(&pki, true, burp(&[("c:", Reply::WarningFlood)])).await;
+    let mut conn =
+        Connection::new(pki.target(peer.addr)).with_backoff(Duration::ZERO, Duration::ZERO);
+    let store = Snapshots::new(["s"]);
+    let mut poller = Poller::new("s", Duration::from_secs(5));
+    let started = Instant::now();
+    poller.poll(&mut conn, &store).await;
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+    let s = store.get("s").unwrap();
+    assert!(!s.up);
+    assert_eq!(s.errors.get("protocol"), 1);
+    assert!(s.last_error.as_deref().unwrap().contains("warnings"));
+    assert!(!conn.is_connected(), "the flooding peer is disconnected");
+    // Each poll meets the same flood: bounded again, counted again.
+    poller.poll(&mut conn, &store).await;
+    assert_eq!(store.get("s").unwrap().errors.get("protocol"), 2);
+    assert_eq!(peer.connections.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn exporter_against_a_warning_flood_logs_little_and_counts_protocol_errors() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = pki("burpserver");
+    let peer = rt.block_on(spawn_peer(&pki, true, burp(&[("c:", Reply::WarningFlood)])));
+    let mut ex = common::Exporter::start(&[entry("flood", &pki, peer.addr)]);
+    let kind = [("server", "flood"), ("kind", "protocol")];
+    ex.wait_metrics("two protocol errors", TIMEOUT, |m| {
+        m.value("burp_poll_errors_total", &kind)
+            .filter(|n| *n >= 2.0)
+    });
+    let log = ex.log();
+    let polls = peer.connections.load(Ordering::SeqCst) as usize;
+    // Per connection: the first warning, one "repeated N more times" line and the poll error
+    // (was: a line per frame, about 100,000 a second).
+    let lines = log.lines().count();
+    assert!(
+        lines <= 5 + 4 * polls,
+        "{lines} log lines for {polls} polls:\n{log}"
+    );
+    assert!(
+        log.contains("repeated that warning 63 more time(s)"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_few_warnings_with_a_reply_are_fine() {
+    let pki = pki("burpserver");
+    let w = frame::encode(Command::Warning, b"odd\n")
+        .unwrap()
+        .repeat(10);
+    let mut raw = w.clone();
+    raw.extend_from_slice(&frame::encode(Command::Normal, br#"{"clients":[]}"#).unwrap());
+    raw.extend_from_slice(b"c0001\n");
+    let peer = spawn_peer(&pki, true, burp(&[("c:", Reply::Raw(raw))])).await;
+    let mut client = StatusClient::connect(&pki.target(peer.addr)).await.unwrap();
+    assert_eq!(client.request("c:").await.unwrap(), br#"{"clients":[]}"#);
 }
 
 // ---------------------------------------------------------------------------------------
