@@ -19,7 +19,9 @@
 //! - [`config`]: the original's YAML config.
 //! - [`snapshot`]: the latest poll result per server, with its time.
 //! - [`metrics`]: a prometheus-client `Collector` that encodes the snapshot at scrape time.
-//! - [`exporter`]: poll loop per server, HTTP routes (`/`, `/metrics`, `/probe`), `--once`.
+//! - [`exporter`]: poll loop per server.
+//! - [`routes`]: HTTP routes (`/`, `/metrics`, `/probe`).
+//! - [`summary`]: `--once`, a `burp -a S`-like summary.
 
 pub mod error;
 pub mod frame;
@@ -31,4 +33,6 @@ pub mod config;
 pub mod exporter;
 pub mod metrics;
 pub mod model;
+pub mod routes;
 pub mod snapshot;
+pub mod summary;

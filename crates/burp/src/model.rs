@@ -28,7 +28,8 @@ pub enum ModelError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClientList {
     pub clients: Vec<Client>,
-    /// One message per client entry that could not be read (counted as parse errors).
+    /// One message per entry left out: a client entry that could not be read, or a repeated
+    /// client name, log name or child (each counted as a parse error).
     pub skipped: Vec<String>,
 }
 
@@ -291,13 +292,54 @@ pub fn parse_clients(doc: &[u8]) -> Result<ClientList, ModelError> {
         }
     };
     let mut list = ClientList::default();
+    let mut names = std::collections::HashSet::new();
     for (i, r) in raw.iter().enumerate() {
         match serde_json::from_str::<Client>(r.get()) {
-            Ok(c) => list.clients.push(c),
+            Ok(c) if names.contains(&c.name) => list.skipped.push(format!(
+                "clients[{i}]: client {:?} listed again; the first entry is used",
+                c.name
+            )),
+            Ok(mut c) => {
+                c.drop_repeats(&mut list.skipped);
+                names.insert(c.name.clone());
+                list.clients.push(c);
+            }
             Err(e) => list.skipped.push(format!("clients[{i}]: {e}")),
         }
     }
     Ok(list)
+}
+
+impl Client {
+    /// Removes repeated log names and children (same pid and action), keeping the first:
+    /// each would be a duplicate series, and Prometheus rejects a scrape that has one.
+    fn drop_repeats(&mut self, skipped: &mut Vec<String>) {
+        let name = &self.name;
+        for b in &mut self.backups {
+            let mut seen = std::collections::HashSet::new();
+            b.logs.list.retain(|log| {
+                let first = seen.insert(log.clone());
+                if !first {
+                    skipped.push(format!(
+                        "client {name:?} backup {}: log {log:?} listed again",
+                        b.number
+                    ));
+                }
+                first
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        self.children.retain(|ch| {
+            let first = seen.insert((ch.pid, ch.action.clone()));
+            if !first {
+                skipped.push(format!(
+                    "client {name:?}: child {} ({}) listed again",
+                    ch.pid, ch.action
+                ));
+            }
+            first
+        });
+    }
 }
 
 /// The `backup_stats` log document: `{"counters":[...]}`.
@@ -447,6 +489,31 @@ mod tests {
     fn data(name: &str) -> Vec<u8> {
         let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn repeated_clients_logs_and_children_keep_the_first() {
+        let doc = br#"{"clients":[
+            {"name":"a","run_status":"idle","backups":[{"number":1,"flags":["current"],"logs":{"list":["backup","x","backup","x"]}}]},
+            {"name":"a","run_status":"running","backups":[]},
+            {"name":"b","run_status":"running","children":[
+                {"pid":7,"backup":2,"action":"backup","phase":"scanning"},
+                {"pid":7,"backup":2,"action":"backup","phase":"backup"}]}]}"#;
+        let l = parse_clients(doc).unwrap();
+        assert_eq!(l.clients.len(), 2);
+        assert_eq!(l.clients[0].run_status, "idle", "the first entry wins");
+        assert_eq!(l.clients[0].backups[0].logs.list, ["backup", "x"]);
+        assert_eq!(l.clients[1].children.len(), 1);
+        assert_eq!(l.clients[1].children[0].phase, "scanning");
+        assert_eq!(l.skipped.len(), 4, "{:?}", l.skipped);
+        assert!(l
+            .skipped
+            .iter()
+            .any(|s| s.contains("client \"a\" listed again")));
+        assert!(l
+            .skipped
+            .iter()
+            .any(|s| s.contains("log \"x\" listed again")));
     }
 
     #[test]

@@ -1040,7 +1040,7 @@ fn exporter_against_a_warning_flood_logs_little_and_counts_protocol_errors() {
             .filter(|n| *n >= 2.0)
     });
     let log = ex.log();
-    let polls = peer.connections.load(Ordering::SeqCst) as usize;
+    let polls = peer.connections.load(Ordering::SeqCst);
     // Per connection: the first warning, one "repeated N more times" line and the poll error
     // (was: a line per frame, about 100,000 a second).
     let lines = log.lines().count();
