@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::exporter::connection;
 use crate::model::{self, ClientList};
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,7 +31,7 @@ pub async fn once(cfg: &Config) -> (String, bool) {
             Err(e) => {
                 ok = false;
                 out.push_str(&header(&s.name, addr, now));
-                let _ = writeln!(out, "   UNREACHABLE: {e}");
+                let _ = writeln!(out, "   UNREACHABLE: {}", printable(e));
             }
         }
     }
@@ -81,7 +82,7 @@ pub fn render_summary(server: &str, addr: &str, now: i64, list: &ClientList) -> 
     let width = list
         .clients
         .iter()
-        .map(|c| c.name.chars().count())
+        .map(|c| printable(&c.name).chars().count())
         .max()
         .unwrap_or(0)
         .max(18);
@@ -93,7 +94,8 @@ pub fn render_summary(server: &str, addr: &str, now: i64, list: &ClientList) -> 
         let _ = writeln!(
             out,
             "   {:<width$} {:>9}  last backup: {last}",
-            c.name, c.run_status
+            printable(&c.name),
+            printable(&c.run_status)
         );
         for ch in &c.children {
             let f = ch.counters.files();
@@ -101,10 +103,10 @@ pub fn render_summary(server: &str, addr: &str, now: i64, list: &ClientList) -> 
                 out,
                 "   {:<width$}   {} {:07} (pid {}): phase {}, {} files scanned, {} done, {} bytes",
                 "",
-                ch.action,
+                printable(&ch.action),
                 ch.backup,
                 ch.pid,
-                ch.phase,
+                printable(&ch.phase),
                 f.scanned,
                 f.total(),
                 ch.counters.value("bytes"),
@@ -112,6 +114,26 @@ pub fn render_summary(server: &str, addr: &str, now: i64, list: &ClientList) -> 
         }
     }
     out
+}
+
+/// `s` with control characters (terminal escape sequences, newlines) and bidirectional
+/// overrides written as `\u{..}` escapes: server-supplied text must not drive the operator's
+/// terminal or fake lines of the summary.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `YYYY-MM-DD HH:MM:SS +0000`: burp's date format, in UTC.
@@ -165,6 +187,24 @@ mod tests {
             text.contains("backup 0000002 (pid 13962): phase backup, 1504 files scanned, 1503 done, 322798 bytes"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain name"), "plain name");
+        assert_eq!(
+            printable("a\x1b[2Jb\nc\u{202e}d"),
+            "a\\u{1b}[2Jb\\u{a}c\\u{202e}d"
+        );
+        let doc =
+            "{\"clients\":[{\"name\":\"x\\u001b]0;owned\\u0007\",\"run_status\":\"idle\\r\"}]}";
+        let list = model::parse_clients(doc.as_bytes()).unwrap();
+        let text = render_summary("s", "a:1", 0, &list);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("x\\u{1b}]0;owned\\u{7}"), "{text}");
     }
 
     #[test]

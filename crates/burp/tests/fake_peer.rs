@@ -1054,6 +1054,93 @@ fn exporter_against_a_warning_flood_logs_little_and_counts_protocol_errors() {
     );
 }
 
+#[test]
+fn once_escapes_control_characters_in_server_text() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = pki("burpserver");
+    let names = br#"{"clients":[{"name":"evil\u001b[2J\u001b]0;pwned\u0007","run_status":"idle\r\nfake line","backups":[]}]}"#;
+    let names_peer = rt.block_on(spawn_peer(
+        &pki,
+        true,
+        burp(&[("c:", Reply::Doc(names.to_vec()))]),
+    ));
+    let error = frame::encode(Command::Error, b"bad \x1b[31mred\x1b[0m news").unwrap();
+    let error_peer = rt.block_on(spawn_peer(&pki, true, burp(&[("c:", Reply::Raw(error))])));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(
+        dir.path(),
+        common::free_port(),
+        &[
+            entry("names", &pki, names_peer.addr),
+            entry("errors", &pki, error_peer.addr),
+        ],
+        "",
+    );
+    let (status, stdout, stderr) = common::run_once(&cfg, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters reach the terminal: {stdout:?}"
+    );
+    assert!(
+        stdout.contains("evil\\u{1b}[2J\\u{1b}]0;pwned\\u{7}"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("idle\\u{d}\\u{a}fake line"), "{stdout}");
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("fake line")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bad \\u{1b}[31mred\\u{1b}[0m news"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn repeated_clients_and_log_names_give_no_duplicate_series() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = pki("burpserver");
+    let doc = br#"{"clients":[
+        {"name":"a","run_status":"idle","backups":[{"number":1,"timestamp":1,"flags":["current"],"logs":{"list":["backup","odd","backup","odd"]}}]},
+        {"name":"a","run_status":"running","backups":[]},
+        {"name":"b","run_status":"idle","backups":[]}]}"#;
+    let peer = rt.block_on(spawn_peer(
+        &pki,
+        true,
+        burp(&[("c:", Reply::Doc(doc.to_vec()))]),
+    ));
+    let mut ex = common::Exporter::start(&[entry("dup", &pki, peer.addr)]);
+    let server = [("server", "dup")];
+    ex.wait_metrics("parse errors of the first poll", TIMEOUT, |m| {
+        m.value("burp_parse_errors_total", &server)
+            .filter(|n| *n >= 3.0)
+    });
+    let body = ex.get("/metrics");
+    let mut seen = std::collections::HashSet::new();
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let series = line.rsplit_once(' ').map_or(line, |(k, _)| k);
+        assert!(seen.insert(series), "duplicate series {series}:\n{body}");
+    }
+    let a = [("server", "dup"), ("name", "a")];
+    let m = common::Metrics::parse(&body);
+    assert_eq!(
+        m.value(
+            "burp_client_run_status",
+            &[a[0], a[1], ("burp_client_run_status", "idle")]
+        ),
+        Some(1.0),
+        "the first entry of a wins"
+    );
+    assert!(
+        body.contains(r#"log="odd""#),
+        "the unknown log is still shown once:\n{body}"
+    );
+    let log = ex.log();
+    assert!(log.contains(r#"client "a" listed again"#), "{log}");
+    assert!(log.contains(r#"log "backup" listed again"#), "{log}");
+}
+
 #[tokio::test]
 async fn a_few_warnings_with_a_reply_are_fine() {
     let pki = pki("burpserver");
