@@ -52,27 +52,47 @@ pub fn landing_page(title: &str, description: &str, links: &[(&str, &str)]) -> S
     html
 }
 
-/// [`metrics_response`] followed by the HTTP server's own metrics (`custos_http_*`).
-fn metrics_with_server_stats(
-    exposition: &Exposition,
+/// [`metrics_response`] off the runtime's threads, followed by the HTTP server's own metrics
+/// (`custos_http_*`) when `stats` is given.
+///
+/// Rendering may encode (a new generation, or an uncached registry) while holding the
+/// exposition's cache lock; on a blocking-pool thread that stalls no other request, while on
+/// one of the runtime's few worker threads it would stall every scrape behind it.
+pub async fn render(
+    exposition: Arc<Exposition>,
     headers: &HeaderMap,
-    stats: Option<&ConnectionStats>,
+    stats: Option<Arc<ConnectionStats>>,
 ) -> Response {
-    let Some(stats) = stats else {
-        return metrics_response(exposition, headers);
-    };
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (content_type, mut body) = exposition.render(accept);
-    let (_, extra) = exposition::encode(stats.registry(), accept);
-    if content_type == exposition::OPENMETRICS {
-        // One `# EOF` at the very end: the server's part brings its own.
-        body.truncate(body.strip_suffix("# EOF\n").map_or(body.len(), str::len));
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let rendered = tokio::task::spawn_blocking(move || {
+        let accept = accept.as_deref();
+        let (content_type, mut body) = exposition.render(accept);
+        if let Some(stats) = stats {
+            let (_, extra) = exposition::encode(stats.registry(), accept);
+            if content_type == exposition::OPENMETRICS {
+                // One `# EOF` at the very end: the server's part brings its own.
+                body.truncate(body.strip_suffix("# EOF\n").map_or(body.len(), str::len));
+            }
+            body.push_str(&extra);
+        }
+        (content_type, body)
+    })
+    .await;
+    match rendered {
+        Ok((content_type, body)) => {
+            let mut resp = body.into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp
+        }
+        Err(e) => {
+            tracing::error!("rendering metrics failed: {e}");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
-    body.push_str(&extra);
-    let mut resp = body.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
 }
 
 /// The router every exporter starts from: `/` (landing page) and `/metrics` (with the
@@ -92,13 +112,7 @@ pub fn router(exposition: Arc<Exposition>, landing_html: String) -> Router {
             get(
                 move |headers: HeaderMap, stats: Option<Extension<Arc<ConnectionStats>>>| {
                     let exposition = Arc::clone(&exposition);
-                    async move {
-                        metrics_with_server_stats(
-                            &exposition,
-                            &headers,
-                            stats.as_deref().map(|s| &**s),
-                        )
-                    }
+                    async move { render(exposition, &headers, stats.map(|s| s.0)).await }
                 },
             ),
         )
