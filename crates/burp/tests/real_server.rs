@@ -757,3 +757,99 @@ fn version_and_bad_config_exit_codes() {
         "the error names file and key: {err}"
     );
 }
+
+/// The `burp_client_child_*` samples of one `c:` reply, as `/metrics` would show them, without
+/// the `pid` label (old servers do not say it).
+fn child_samples(doc: &[u8]) -> BTreeSet<String> {
+    use custos_burp::metrics::{registry, BurpCollector};
+    use custos_burp::snapshot::Snapshots;
+    let list = custos_burp::model::parse_clients(doc).expect("c: reply parses");
+    let store = std::sync::Arc::new(Snapshots::new(["s"]));
+    let mut snap = custos_burp::snapshot::ServerSnapshot::empty("s");
+    snap.clients = std::sync::Arc::new(
+        list.clients
+            .into_iter()
+            .map(|client| custos_burp::snapshot::ClientSnapshot {
+                client,
+                ..Default::default()
+            })
+            .collect(),
+    );
+    store.publish(snap);
+    let (_, text) = custos_kit::exposition::encode(&registry(BurpCollector::new(store)), None);
+    Metrics::parse(&text)
+        .samples
+        .iter()
+        .filter(|s| s.name.starts_with("burp_client_child_"))
+        .map(|s| {
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .filter(|(k, _)| k.as_str() != "pid")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("{}{{{}}} {}", s.name, labels.join(","), s.value)
+        })
+        .collect()
+}
+
+#[test]
+fn old_format_via_peer_version_gives_the_same_child_metrics() {
+    if require("burp", "burp").is_none() {
+        return;
+    }
+    let server = BurpServer::start("oldfmt", &[]);
+    // Long enough to be running through two logins (1-4 s each) on a loaded machine.
+    server.slow_backup(2, 15);
+    let e = server.client_entry("x");
+    let target = custos_burp::session::Target::new(
+        e.burp_host.clone(),
+        e.burp_port,
+        e.cname.clone(),
+        e.password.clone(),
+        e.burp_cname.clone(),
+        e.tls_ca_cert.clone(),
+    )
+    .with_client_cert(e.tls_cert.clone(), e.tls_key.clone());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (new, old) = rt.block_on(async {
+        use custos_burp::session::StatusClient;
+        let mut new = StatusClient::connect(&target).await.expect("connect");
+        let mut old = StatusClient::connect(&target).await.expect("connect");
+        // burp answers with a warning document: "Peer version updated".
+        let r = old.request("j:peer_version=2.1.8").await;
+        assert!(
+            matches!(&r, Err(custos_burp::error::Error::Warning(w)) if w.contains("updated")),
+            "{r:?}"
+        );
+        // The counters move while the backup runs: take the new-format reply between two
+        // identical old-format ones, so all three show the same moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let before = old.request("c:").await.expect("old c:");
+            let now = new.request("c:").await.expect("new c:");
+            let after = old.request("c:").await.expect("old c:");
+            if before == after {
+                return (now, after);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "counters never stood still"
+            );
+        }
+    });
+    let old_text = String::from_utf8_lossy(&old);
+    assert!(
+        old_text.contains(r#""phase":"#) && !old_text.contains(r#""children":"#),
+        "not the old format: {old_text}"
+    );
+    let (new_samples, old_samples) = (child_samples(&new), child_samples(&old));
+    assert!(
+        new_samples
+            .iter()
+            .any(|s| s.starts_with("burp_client_child_bytes{")),
+        "no running child in the new format: {new_samples:?}"
+    );
+    assert_eq!(old_samples, new_samples, "old: {old_text}");
+    server.wait_idle();
+}
