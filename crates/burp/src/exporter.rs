@@ -513,6 +513,17 @@ mod tests {
         }
     }
 
+    impl Replay {
+        /// testclient's backup 2 running.
+        fn running() -> Replay {
+            let mut r = Replay::idle();
+            r.replies.insert("c:".into(), data("running_c.json"));
+            r.replies
+                .insert("c:testclient".into(), data("running_c_testclient.json"));
+            r
+        }
+    }
+
     impl Source for Replay {
         fn request(&mut self, cmd: &str) -> impl Future<Output = Result<Vec<u8>, Error>> + Send {
             self.asked.push(cmd.to_string());
@@ -708,10 +719,7 @@ mod tests {
     async fn running_backup_then_vanished_client() {
         let store = Snapshots::new(["s"]);
         let mut p = Poller::new("s", Duration::from_secs(30));
-        let mut src = Replay::idle();
-        src.replies.insert("c:".into(), data("running_c.json"));
-        src.replies
-            .insert("c:testclient".into(), data("running_c_testclient.json"));
+        let mut src = Replay::running();
         p.poll(&mut src, &store).await;
         let s = store.get("s").unwrap();
         let tc = s
@@ -738,10 +746,7 @@ mod tests {
     async fn finished_backup_shows_in_the_poll_that_sees_the_client_idle() {
         let store = Snapshots::new(["s"]);
         let mut p = Poller::new("s", Duration::from_secs(30));
-        let mut src = Replay::idle();
-        src.replies.insert("c:".into(), data("running_c.json"));
-        src.replies
-            .insert("c:testclient".into(), data("running_c_testclient.json"));
+        let mut src = Replay::running();
         p.poll(&mut src, &store).await;
         // Backup 2 finished, but this connection's `c:` still lists backup 1 as current
         // (burp's status child did not reload the list); `c:testclient` rereads it.

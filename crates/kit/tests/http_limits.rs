@@ -4,7 +4,7 @@
 
 use custos_kit::exposition::Exposition;
 use custos_kit::http::{landing_page, router, serve_listener, Limits};
-use custos_kit::testing::http_get;
+use custos_kit::testing::{http_get, wait_for};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::io::{Read, Write};
@@ -90,15 +90,6 @@ impl Server {
     }
 }
 
-/// Waits until `f` holds, for at most `within`; panics with `what` otherwise.
-fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < end, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -172,8 +163,8 @@ fn partial_header_silent_and_idle_clients_are_closed_within_the_timeout() {
         answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
         "{answer:?}"
     );
-    wait_until(Duration::from_secs(3), "only the scrape open", || {
-        srv.sample("custos_http_connections_open") == 1.0
+    wait_for("only the scrape open", Duration::from_secs(3), || {
+        (srv.sample("custos_http_connections_open") == 1.0).then_some(())
     });
     srv.shutdown();
 }
@@ -188,8 +179,8 @@ fn client_that_stops_reading_is_closed() {
         .unwrap();
     let t0 = Instant::now();
     // It never reads; the write stall timeout (1 s) ends its connection.
-    wait_until(Duration::from_secs(20), "stalled reader closed", || {
-        srv.sample("custos_http_connections_open") == 1.0
+    wait_for("stalled reader closed", Duration::from_secs(20), || {
+        (srv.sample("custos_http_connections_open") == 1.0).then_some(())
     });
     let (got, _) = read_until_closed(&mut stalled);
     assert!(got.starts_with(b"HTTP/1.1 200"));
@@ -208,15 +199,15 @@ fn client_beyond_the_cap_is_refused_and_counted() {
     // Two silent clients hold two of three slots; a scrape still gets the third.
     let _a = connect(srv.addr);
     let _b = connect(srv.addr);
-    wait_until(Duration::from_secs(5), "two held connections", || {
-        srv.sample("custos_http_connections_open") == 3.0
+    wait_for("two held connections", Duration::from_secs(5), || {
+        (srv.sample("custos_http_connections_open") == 3.0).then_some(())
     });
     // The third slot: a keep-alive client that was answered holds it. (Until the server has
     // reaped the scrape above, a newcomer may still be refused: then try again.)
     let mut c = None;
-    wait_until(
-        Duration::from_secs(5),
+    wait_for(
         "a third client holds a slot",
+        Duration::from_secs(5),
         || {
             let mut s = connect(srv.addr);
             s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -225,7 +216,7 @@ fn client_beyond_the_cap_is_refused_and_counted() {
             if held {
                 c = Some(s);
             }
-            held
+            held.then_some(())
         },
     );
     let c = c.unwrap();
@@ -239,18 +230,12 @@ fn client_beyond_the_cap_is_refused_and_counted() {
     drop(c);
     // (Each scrape is checked on its own answer: back-to-back scrapes could meet the cap
     // until the server has reaped the previous one.)
-    let mut body = String::new();
-    wait_until(
-        Duration::from_secs(5),
-        "scrape after a slot freed",
-        || match http_get(srv.addr, "/metrics", None) {
-            Ok(r) if r.status == 200 => {
-                body = r.body;
-                true
-            }
-            _ => false,
-        },
-    );
+    let body = wait_for("scrape after a slot freed", Duration::from_secs(5), || {
+        http_get(srv.addr, "/metrics", None)
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|r| r.body)
+    });
     let refused = body
         .lines()
         .find_map(|l| l.strip_prefix("custos_http_connections_refused_total "))
@@ -268,8 +253,8 @@ fn shutdown_with_a_stalled_client_ends_within_the_grace() {
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     // A served scrape first: the partial request is surely being read by now.
-    wait_until(Duration::from_secs(5), "partial client accepted", || {
-        srv.sample("custos_http_connections_open") == 2.0
+    wait_for("partial client accepted", Duration::from_secs(5), || {
+        (srv.sample("custos_http_connections_open") == 2.0).then_some(())
     });
     let took = srv.shutdown();
     // The grace is 1 s: hyper waits for the unfinished request until then, not longer.
