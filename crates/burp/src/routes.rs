@@ -58,6 +58,9 @@ struct ProbeCache {
     all: Arc<Exposition>,
     /// Held only to look up or insert, never while encoding.
     selected: Mutex<HashMap<Vec<String>, Arc<Exposition>>>,
+    /// One `/probe` rendered at a time: a client hammering `/probe` gets at most one core's
+    /// worth of the exporter, and `/metrics` (not limited) the other.
+    rendering: tokio::sync::Semaphore,
 }
 
 impl ProbeCache {
@@ -66,6 +69,7 @@ impl ProbeCache {
             all: Arc::new(cached(&store, None)),
             store,
             selected: Mutex::new(HashMap::new()),
+            rendering: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -107,6 +111,8 @@ async fn probe(probes: &ProbeCache, query: &[(String, String)], headers: &Header
         .filter(|(k, _)| k == "server[]" || k == "server")
         .map(|(_, v)| v.clone())
         .collect();
+    // Never closed, so acquiring only waits.
+    let _turn = probes.rendering.acquire().await;
     if names.is_empty() {
         return custos_kit::http::render(Arc::clone(&probes.all), headers, None).await;
     }

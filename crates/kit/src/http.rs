@@ -18,16 +18,6 @@ use axum::{
 };
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-/// Builds a response with `exposition` rendered as the request's `Accept` header asks.
-pub fn metrics_response(exposition: &Exposition, headers: &HeaderMap) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (content_type, body) = exposition.render(accept);
-    let mut resp = body.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
-}
-
 /// A landing page: the binary's name, a line of description and links.
 pub fn landing_page(title: &str, description: &str, links: &[(&str, &str)]) -> String {
     let esc = |s: &str| {
@@ -52,8 +42,9 @@ pub fn landing_page(title: &str, description: &str, links: &[(&str, &str)]) -> S
     html
 }
 
-/// [`metrics_response`] off the runtime's threads, followed by the HTTP server's own metrics
-/// (`custos_http_*`) when `stats` is given.
+/// A response with `exposition` rendered as the request's `Accept` header asks, rendered off
+/// the runtime's threads and followed by the HTTP server's own metrics (`custos_http_*`)
+/// when `stats` is given.
 ///
 /// Rendering may encode (a new generation, or an uncached registry) while holding the
 /// exposition's cache lock; on a blocking-pool thread that stalls no other request, while on
