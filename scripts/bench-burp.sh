@@ -192,8 +192,10 @@ measure() { # tool size
 	local p99_probe="-"
 	if [ "$tool" = custos ]; then
 		local probecfg=$work/probe-$size.cfg loaders=() probes=$work/probes-$size.txt
+		local stop=$work/probe-$size.stop
 		: >"$probecfg"
-		for _ in $(seq 1 20000); do
+		: >"$probes"
+		for _ in $(seq 1 100); do
 			for sel in 'probe?server%5B%5D=bench' 'probe' 'probe?server=bench&server=bench'; do
 				printf 'url = "http://127.0.0.1:%s/%s"\noutput = "/dev/null"\n' "$port" "$sel" >>"$probecfg"
 			done
@@ -201,18 +203,29 @@ measure() { # tool size
 		# The loaders run at the lowest CPU priority: what is measured is whether the
 		# exporter lets /probe work delay /metrics, not how curl competes for the 2 CPUs.
 		for _ in $(seq 1 "$BENCH_PROBE_CLIENTS"); do
-			nice -n 19 stdbuf -oL curl -s -K "$probecfg" -w '%{http_code}\n' >>"$probes" 2>/dev/null &
+			(
+				while [ ! -e "$stop" ]; do
+					nice -n 19 stdbuf -oL curl -s -K "$probecfg" -w '%{http_code}\n' 2>/dev/null || true
+				done
+			) >>"$probes" &
 			loaders+=("$!")
+			pids+=("$!")
 		done
-		sleep 1
+		# Measure only once /probe answers are flowing.
+		local t1=$SECONDS
+		while [ "$(grep -c '^200' "$probes" || true)" -lt $((BENCH_PROBE_CLIENTS * 20)) ] && [ $((SECONDS - t1)) -lt 30 ]; do
+			sleep 0.2
+		done
+		local before after
+		before=$(grep -c '^200' "$probes" || true)
 		local times_probe=$work/times-probe-$tool-$size.txt
 		curl -s -K "$cfgcurl" -w '%{http_code} %{time_total} %{size_download}\n' >"$times_probe" || true
-		kill "${loaders[@]}" 2>/dev/null || true
+		after=$(grep -c '^200' "$probes" || true)
+		touch "$stop"
 		wait "${loaders[@]}" 2>/dev/null || true
 		p99_probe=$(percentile "$times_probe" 0.99)
-		local nprobes
-		nprobes=$(grep -c '^200' "$probes" || true)
-		note="$note $nprobes /probe answers during the loaded run ($BENCH_PROBE_CLIENTS curl clients at nice 19);"
+		local nprobes=$((after - before))
+		note="$note $nprobes /probe answers during the loaded /metrics run ($BENCH_PROBE_CLIENTS curl clients at nice 19);"
 	fi
 
 	local rss_mb
