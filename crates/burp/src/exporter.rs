@@ -420,9 +420,10 @@ impl Poller {
     }
 }
 
-/// Whether burp reports work for this client: not idle, a child, or an unfinished backup.
+/// Whether burp reports a process working for this client. (Not the backup list: that is
+/// what may be stale, e.g. still showing the `working` entry of a finished backup.)
 fn is_busy(c: &model::Client) -> bool {
-    c.run_status != "idle" || !c.children.is_empty() || c.has_in_progress()
+    c.run_status != "idle" || !c.children.is_empty()
 }
 
 /// Polls one server for ever, every `interval`, the first time at once.
@@ -785,6 +786,37 @@ mod tests {
         src.asked.clear();
         p.poll(&mut src, &store).await;
         assert_eq!(src.asked, ["c:"]);
+    }
+
+    #[tokio::test]
+    async fn stale_working_entry_of_an_idle_client_is_reread() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::from_secs(30));
+        let mut src = Replay::running();
+        p.poll(&mut src, &store).await;
+        // The child is gone, but this connection's list still has backup 2 as `working`.
+        let stale_doc = br#"{"clients":[{"name":"monitor","run_status":"idle","backups":[]},
+            {"name":"testclient","run_status":"idle","backups":[
+            {"number":1,"timestamp":1,"flags":["current"],"logs":{"list":["backup"]}},
+            {"number":2,"timestamp":2,"flags":["working"]}]}]}"#;
+        src.replies.insert("c:".into(), stale_doc.to_vec());
+        let fresh = String::from_utf8(data("c_testclient.json"))
+            .unwrap()
+            .replace("\"number\":1", "\"number\":2");
+        src.replies
+            .insert("c:testclient".into(), fresh.into_bytes());
+        p.poll(&mut src, &store).await;
+        let s = store.get("s").unwrap();
+        let tc = s
+            .clients
+            .iter()
+            .find(|c| c.client.name == "testclient")
+            .unwrap();
+        assert_eq!(tc.client.current().unwrap().number, 2);
+        assert!(
+            !tc.client.has_in_progress(),
+            "the stale working entry is gone"
+        );
     }
 
     #[tokio::test]
