@@ -219,13 +219,24 @@ fn client_beyond_the_cap_is_refused_and_counted() {
             held.then_some(())
         },
     );
-    let c = c.unwrap();
+    let mut c = c.unwrap();
     // All three slots taken now: the next client is refused at once with a 503.
     let t0 = Instant::now();
     let mut refused = connect(srv.addr);
     let (answer, closed) = read_until_closed(&mut refused);
     assert!(closed - t0 < Duration::from_secs(3), "refused promptly");
     assert!(answer.starts_with(b"HTTP/1.1 503"), "{answer:?}");
+    // Meanwhile the client on its kept-alive connection (as Prometheus keeps one) is still
+    // answered, and sees the refusal counted.
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (rest, _) = read_until_closed(&mut c);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("HTTP/1.1 200"), "{rest}");
+    assert!(
+        rest.contains("custos_http_connections_refused_total 1\n"),
+        "{rest}"
+    );
     // The slot of a client that leaves is free again for a scrape, while the others still hold theirs.
     drop(c);
     // (Each scrape is checked on its own answer: back-to-back scrapes could meet the cap
