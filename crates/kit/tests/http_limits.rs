@@ -124,6 +124,7 @@ fn short(header_read_timeout: Duration) -> Limits {
         header_read_timeout,
         write_stall_timeout: Duration::from_secs(1),
         max_connections: 64,
+        max_connections_per_ip: 64,
         shutdown_grace: Duration::from_secs(1),
     }
 }
@@ -253,6 +254,42 @@ fn client_beyond_the_cap_is_refused_and_counted() {
     });
     assert!(refused_total(&body) >= Some(1), "{body}");
     assert!(body.contains("custos_http_connections_open 3\n"), "{body}");
+    srv.shutdown();
+}
+
+/// A connection to `addr` from the loopback address `from` (all of 127/8 is loopback).
+fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    s.connect(&addr.into()).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+#[test]
+fn one_address_cannot_take_the_slots_of_another() {
+    let limits = Limits {
+        max_connections: 8,
+        max_connections_per_ip: 2,
+        ..short(Duration::from_secs(30))
+    };
+    let srv = Server::start(limits, 0);
+    // A flood from 127.0.0.3: two held, every further one refused at once.
+    let _a = connect_from([127, 0, 0, 3], srv.addr);
+    let _b = connect_from([127, 0, 0, 3], srv.addr);
+    wait_for("two held connections", Duration::from_secs(5), || {
+        (srv.sample("custos_http_connections_open") == 3.0).then_some(())
+    });
+    for _ in 0..5 {
+        let mut more = connect_from([127, 0, 0, 3], srv.addr);
+        let (answer, _) = read_until_closed(&mut more);
+        assert!(answer.starts_with(b"HTTP/1.1 503"), "{answer:?}");
+    }
+    // Meanwhile a scraper elsewhere (127.0.0.1) opens new connections and is answered.
+    let body = srv.metrics();
+    assert_eq!(refused_total(&body), Some(5), "{body}");
     srv.shutdown();
 }
 

@@ -10,10 +10,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -31,6 +33,9 @@ pub struct Limits {
     pub write_stall_timeout: Duration,
     /// Open connections at most; one more is answered 503 and closed at once.
     pub max_connections: usize,
+    /// Open connections at most from one IP address (same answer beyond it), so one source
+    /// cannot take every slot from the scrapers elsewhere.
+    pub max_connections_per_ip: usize,
     /// After the shutdown signal, how long open requests may finish before their
     /// connections are closed.
     pub shutdown_grace: Duration,
@@ -42,6 +47,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             write_stall_timeout: Duration::from_secs(10),
             max_connections: 256,
+            max_connections_per_ip: 32,
             shutdown_grace: Duration::from_secs(5),
         }
     }
@@ -62,7 +68,7 @@ impl ConnectionStats {
         let mut registry = Registry::default();
         registry.register(
             "custos_http_connections_refused",
-            "HTTP connections refused because max_connections were open",
+            "HTTP connections refused because too many were open (in all, or from one address)",
             refused.clone(),
         );
         registry.register(
@@ -102,6 +108,7 @@ pub async fn serve_listener(
         .header_read_timeout(limits.header_read_timeout);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut conns: JoinSet<()> = JoinSet::new();
+    let per_ip: PerIp = Arc::default();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -109,23 +116,25 @@ pub async fn serve_listener(
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             r = listener.accept() => r,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 accept_failed(e).await;
                 continue;
             }
         };
         while conns.try_join_next().is_some() {}
-        if conns.len() >= limits.max_connections {
-            refuse(&stats, stream, limits.max_connections);
+        let ip = peer.ip();
+        let from_ip = lock(&per_ip).get(&ip).copied().unwrap_or(0);
+        if conns.len() >= limits.max_connections || from_ip >= limits.max_connections_per_ip {
+            refuse(&stats, stream, &limits);
             continue;
         }
         let _ = stream.set_nodelay(true);
         let io = WriteDeadline::new(TokioIo::new(stream), limits.write_stall_timeout);
         let conn = http.serve_connection(io, TowerToHyperService::new(app.clone()));
         let mut stop = stop_rx.clone();
-        let open = OpenGuard::new(Arc::clone(&stats));
+        let open = OpenGuard::new(Arc::clone(&stats), Arc::clone(&per_ip), ip);
         conns.spawn(async move {
             let _open = open;
             tokio::pin!(conn);
@@ -159,13 +168,16 @@ pub async fn serve_listener(
 }
 
 /// Counts and closes a connection beyond the cap, with a 503 if the socket takes it at once.
-fn refuse(stats: &ConnectionStats, stream: TcpStream, max: usize) {
+fn refuse(stats: &ConnectionStats, stream: TcpStream, limits: &Limits) {
     let refused = stats.refused.inc() + 1;
     // Logged at the first and then every 1000th, so a flood does not flood the log as well.
     if refused % 1000 == 1 {
         tracing::warn!(
             refused,
-            "{max} HTTP connections open: refusing new ones (custos_http_connections_refused_total)"
+            "{} HTTP connections open, or {} from one address: refusing new ones \
+             (custos_http_connections_refused_total)",
+            limits.max_connections,
+            limits.max_connections_per_ip
         );
     }
     let _ = stream.try_write(REFUSED);
@@ -185,19 +197,40 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// Keeps `custos_http_connections_open` right however a connection task ends (even aborted).
-struct OpenGuard(Arc<ConnectionStats>);
+/// Open connections per client address.
+type PerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// The per-address counts; held only to read or change one number.
+fn lock(per_ip: &PerIp) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    per_ip.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps `custos_http_connections_open` and the per-address counts right however a
+/// connection task ends (even aborted).
+struct OpenGuard {
+    stats: Arc<ConnectionStats>,
+    per_ip: PerIp,
+    ip: IpAddr,
+}
 
 impl OpenGuard {
-    fn new(stats: Arc<ConnectionStats>) -> OpenGuard {
+    fn new(stats: Arc<ConnectionStats>, per_ip: PerIp, ip: IpAddr) -> OpenGuard {
         stats.open.inc();
-        OpenGuard(stats)
+        *lock(&per_ip).entry(ip).or_insert(0) += 1;
+        OpenGuard { stats, per_ip, ip }
     }
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.open.dec();
+        self.stats.open.dec();
+        let mut per_ip = lock(&self.per_ip);
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
     }
 }
 
