@@ -487,6 +487,21 @@ mod tests {
         std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
 
+    /// A captured reply with testclient's backup 1 renumbered 2 (a newer backup).
+    fn with_backup_2(name: &str) -> String {
+        String::from_utf8(data(name))
+            .unwrap()
+            .replace("\"number\":1", "\"number\":2")
+    }
+
+    /// testclient's entry in a snapshot.
+    fn testclient(s: &ServerSnapshot) -> &ClientSnapshot {
+        s.clients
+            .iter()
+            .find(|c| c.client.name == "testclient")
+            .unwrap()
+    }
+
     /// Replays captured replies by command; records what was asked.
     #[derive(Default)]
     struct Replay {
@@ -582,11 +597,7 @@ mod tests {
         assert!(s.up);
         assert_eq!(s.contact_attempts, 1);
         assert_eq!(s.clients.len(), 2);
-        let tc = s
-            .clients
-            .iter()
-            .find(|c| c.client.name == "testclient")
-            .unwrap();
+        let tc = testclient(&s);
         assert_eq!(tc.history.unwrap().count, 1);
         assert_eq!(tc.current_stats().unwrap().bytes, 308905);
         let mon = s
@@ -603,11 +614,7 @@ mod tests {
         let s = store.get("s").unwrap();
         assert_eq!(s.polls, 2);
         assert_eq!(s.contact_attempts, 1);
-        let tc = s
-            .clients
-            .iter()
-            .find(|c| c.client.name == "testclient")
-            .unwrap();
+        let tc = testclient(&s);
         assert_eq!(tc.current_stats().unwrap().bytes, 308905);
     }
 
@@ -618,9 +625,7 @@ mod tests {
         let mut src = Replay::idle();
         p.poll(&mut src, &store).await;
         // Backup 2 completes: c: shows it as current.
-        let c2 = String::from_utf8(data("c.json"))
-            .unwrap()
-            .replace("\"number\":1", "\"number\":2");
+        let c2 = with_backup_2("c.json");
         src.replies.insert("c:".into(), c2.into_bytes());
         src.asked.clear();
         p.poll(&mut src, &store).await;
@@ -629,11 +634,7 @@ mod tests {
             ["c:", "c:testclient", "c:testclient:b:2:l:backup_stats"]
         );
         let s = store.get("s").unwrap();
-        let tc = s
-            .clients
-            .iter()
-            .find(|c| c.client.name == "testclient")
-            .unwrap();
+        let tc = testclient(&s);
         // The stats log for 2 is missing (warning): no stale stats of backup 1 are shown.
         assert!(tc.current_stats().is_none());
         assert!(s.up);
@@ -723,11 +724,7 @@ mod tests {
         let mut src = Replay::running();
         p.poll(&mut src, &store).await;
         let s = store.get("s").unwrap();
-        let tc = s
-            .clients
-            .iter()
-            .find(|c| c.client.name == "testclient")
-            .unwrap();
+        let tc = testclient(&s);
         assert_eq!(tc.client.children[0].phase, "backup");
         assert_eq!(
             tc.history.unwrap().count,
@@ -752,9 +749,7 @@ mod tests {
         // Backup 2 finished, but this connection's `c:` still lists backup 1 as current
         // (burp's status child did not reload the list); `c:testclient` rereads it.
         src.replies.insert("c:".into(), data("c.json"));
-        let fresh = String::from_utf8(data("c_testclient.json"))
-            .unwrap()
-            .replace("\"number\":1", "\"number\":2");
+        let fresh = with_backup_2("c_testclient.json");
         src.replies
             .insert("c:testclient".into(), fresh.into_bytes());
         src.asked.clear();
@@ -769,19 +764,13 @@ mod tests {
             ]
         );
         let s = store.get("s").unwrap();
-        let tc = s
-            .clients
-            .iter()
-            .find(|c| c.client.name == "testclient")
-            .unwrap();
+        let tc = testclient(&s);
         assert_eq!(tc.client.run_status, "idle");
         assert_eq!(tc.client.current().unwrap().number, 2);
         assert!(!tc.client.has_in_progress());
         // Idle at the last poll too: no more refreshes. (burp's later `c:` replies use the
         // reread list.)
-        let c2 = String::from_utf8(data("c.json"))
-            .unwrap()
-            .replace("\"number\":1", "\"number\":2");
+        let c2 = with_backup_2("c.json");
         src.replies.insert("c:".into(), c2.into_bytes());
         src.asked.clear();
         p.poll(&mut src, &store).await;
@@ -800,18 +789,12 @@ mod tests {
             {"number":1,"timestamp":1,"flags":["current"],"logs":{"list":["backup"]}},
             {"number":2,"timestamp":2,"flags":["working"]}]}]}"#;
         src.replies.insert("c:".into(), stale_doc.to_vec());
-        let fresh = String::from_utf8(data("c_testclient.json"))
-            .unwrap()
-            .replace("\"number\":1", "\"number\":2");
+        let fresh = with_backup_2("c_testclient.json");
         src.replies
             .insert("c:testclient".into(), fresh.into_bytes());
         p.poll(&mut src, &store).await;
         let s = store.get("s").unwrap();
-        let tc = s
-            .clients
-            .iter()
-            .find(|c| c.client.name == "testclient")
-            .unwrap();
+        let tc = testclient(&s);
         assert_eq!(tc.client.current().unwrap().number, 2);
         assert!(
             !tc.client.has_in_progress(),
