@@ -10,6 +10,13 @@
 # it and ORIGINAL_PYTHON a python that can import it and its dependencies (e.g. a venv it was
 # pip-installed into). This script never fetches or builds it.
 #
+# The same /metrics latency is measured again while BENCH_PROBE_CLIENTS (default 8) clients
+# scrape /probe (three selectors) as fast as they can, at nice 19: /probe is served from a
+# per-selector cache, one at a time, rendered off the runtime's threads, so it must not slow
+# /metrics down.
+#
+# Usage: bench-burp.sh [--no-build]   (--no-build: use the release binary already built)
+#
 # Environment: CARGO_TARGET_DIR (release build goes there), BENCH_SECONDS (quiet window,
 # default 60), BENCH_REQUESTS (default 500), BENCH_OUT (also write the table to this file),
 # BENCH_SIZES (default "small large").
@@ -26,6 +33,14 @@ root=$(pwd)
 BENCH_SECONDS=${BENCH_SECONDS:-60}
 BENCH_REQUESTS=${BENCH_REQUESTS:-500}
 BENCH_SIZES=${BENCH_SIZES:-small large}
+BENCH_PROBE_CLIENTS=${BENCH_PROBE_CLIENTS:-8}
+build=1
+for arg in "$@"; do
+	case $arg in
+	--no-build) build=0 ;;
+	*) echo "usage: $0 [--no-build]" >&2; exit 2 ;;
+	esac
+done
 work=$(mktemp -d /tmp/custos-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -38,8 +53,10 @@ trap cleanup EXIT
 
 command -v curl >/dev/null || { echo "bench: curl missing" >&2; exit 1; }
 
-echo "== build (release)" >&2
-cargo build --release -q -p custos-burp --bin burp_exporter
+if [ "$build" = 1 ]; then
+	echo "== build (release)" >&2
+	cargo build --release -q -p custos-burp --bin burp_exporter
+fi
 custos_bin=${CARGO_TARGET_DIR:-target}/release/burp_exporter
 [ -x "$custos_bin" ] || { echo "bench: $custos_bin not built" >&2; exit 1; }
 
@@ -126,18 +143,18 @@ measure() { # tool size
 		else
 			note="exits before its first poll: $(grep -v '^\s*$' "$log" | tail -n1 | cut -c1-100)"
 		fi
-		rows+=("| $tool | $size | - | - | - | - | $note |")
+		rows+=("| $tool | $size | - | - | - | - | - | $note |")
 		return
 	fi
 	sleep 2 # let a crash on the first reply surface
 	if ! kill -0 "$pid" 2>/dev/null; then
 		note="crashes on first poll: $(grep -v '^\s*$' "$log" | tail -n1 | cut -c1-100)"
-		rows+=("| $tool | $size | - | - | - | - | $note |")
+		rows+=("| $tool | $size | - | - | - | - | - | $note |")
 		return
 	fi
 	if [ -z "$first" ]; then
 		note="no client list after 150 s"
-		rows+=("| $tool | $size | - | $(($(hwm_kb "$pid") / 1024)) MB | - | - | $note |")
+		rows+=("| $tool | $size | - | $(($(hwm_kb "$pid") / 1024)) MB | - | - | - | $note |")
 		kill "$pid" 2>/dev/null || true
 		return
 	fi
@@ -167,9 +184,49 @@ measure() { # tool size
 	curl -s -K "$cfgcurl" -w '%{http_code} %{time_total} %{size_download}\n' >"$times" || true
 	local ok p50 p99
 	ok=$(awk '$1 == 200' "$times" | wc -l)
-	p50=$(awk '$1 == 200 { print $2 }' "$times" | sort -n | awk '{ a[NR] = $1 } END { i = int(NR * 0.50 + 0.5); if (i < 1) i = 1; printf "%.2f ms", a[i] * 1000 }')
-	p99=$(awk '$1 == 200 { print $2 }' "$times" | sort -n | awk '{ a[NR] = $1 } END { i = int(NR * 0.99 + 0.5); if (i < 1) i = 1; printf "%.2f ms", a[i] * 1000 }')
+	p50=$(percentile "$times" 0.50)
+	p99=$(percentile "$times" 0.99)
 	[ "$ok" -eq "$BENCH_REQUESTS" ] || note="$note only $ok/$BENCH_REQUESTS scrapes answered 200;"
+
+	# The same while clients hammer /probe (the original has no /probe cache to compare).
+	local p99_probe="-"
+	if [ "$tool" = custos ]; then
+		local probecfg=$work/probe-$size.cfg loaders=() probes=$work/probes-$size.txt
+		local stop=$work/probe-$size.stop
+		: >"$probecfg"
+		: >"$probes"
+		for _ in $(seq 1 100); do
+			for sel in 'probe?server%5B%5D=bench' 'probe' 'probe?server=bench&server=bench'; do
+				printf 'url = "http://127.0.0.1:%s/%s"\noutput = "/dev/null"\n' "$port" "$sel" >>"$probecfg"
+			done
+		done
+		# The loaders run at the lowest CPU priority: what is measured is whether the
+		# exporter lets /probe work delay /metrics, not how curl competes for the 2 CPUs.
+		for _ in $(seq 1 "$BENCH_PROBE_CLIENTS"); do
+			(
+				while [ ! -e "$stop" ]; do
+					nice -n 19 stdbuf -oL curl -s -K "$probecfg" -w '%{http_code}\n' 2>/dev/null || true
+				done
+			) >>"$probes" &
+			loaders+=("$!")
+			pids+=("$!")
+		done
+		# Measure only once /probe answers are flowing.
+		local t1=$SECONDS
+		while [ "$(grep -c '^200' "$probes" || true)" -lt $((BENCH_PROBE_CLIENTS * 20)) ] && [ $((SECONDS - t1)) -lt 30 ]; do
+			sleep 0.2
+		done
+		local before after
+		before=$(grep -c '^200' "$probes" || true)
+		local times_probe=$work/times-probe-$tool-$size.txt
+		curl -s -K "$cfgcurl" -w '%{http_code} %{time_total} %{size_download}\n' >"$times_probe" || true
+		after=$(grep -c '^200' "$probes" || true)
+		touch "$stop"
+		wait "${loaders[@]}" 2>/dev/null || true
+		p99_probe=$(percentile "$times_probe" 0.99)
+		local nprobes=$((after - before))
+		note="$note $nprobes /probe answers during the loaded /metrics run ($BENCH_PROBE_CLIENTS curl clients at nice 19);"
+	fi
 
 	local rss_mb
 	rss_mb=$(awk -v k="$(hwm_kb "$pid")" 'BEGIN { printf "%.1f", k / 1024 }')
@@ -177,8 +234,13 @@ measure() { # tool size
 	local kb
 	kb=$(awk '$1 == 200 { b = $3 } END { printf "%.0f", b / 1024 }' "$times")
 	note="$note $polls polls in ${BENCH_SECONDS} s ($cpu_total CPU-s), first poll after ${first_s} s, $first clients, /metrics $kb kB"
-	rows+=("| $tool | $size | $cpu_per_poll | $rss_mb MB | $p50 | $p99 | ${note# } |")
+	rows+=("| $tool | $size | $cpu_per_poll | $rss_mb MB | $p50 | $p99 | $p99_probe | ${note# } |")
 	kill "$pid" 2>/dev/null || true
+}
+
+percentile() { # file-of-curl-lines fraction -> "X.XX ms" over the 200 answers
+	awk '$1 == 200 { print $2 }' "$1" | sort -n |
+		awk -v q="$2" '{ a[NR] = $1 } END { i = int(NR * q + 0.5); if (i < 1) i = 1; printf "%.2f ms", a[i] * 1000 }'
 }
 
 custos_polls() { # tool port -> polls so far (custos: its own counter; original: unused)
@@ -214,8 +276,8 @@ done
 	echo "refresh_interval_seconds 1, quiet window ${BENCH_SECONDS} s, ${BENCH_REQUESTS} sequential scrapes for latency,"
 	echo "load average at start $load_start, at end $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo
-	echo "| tool | server | CPU-s per poll | peak RSS | /metrics p50 | /metrics p99 | notes |"
-	echo "|---|---|---|---|---|---|---|"
+	echo "| tool | server | CPU-s per poll | peak RSS | /metrics p50 | /metrics p99 | /metrics p99, $BENCH_PROBE_CLIENTS clients on /probe | notes |"
+	echo "|---|---|---|---|---|---|---|---|"
 	printf '%s\n' "${rows[@]}"
 } | tee "$work/table.md"
 [ -z "${BENCH_OUT:-}" ] || cp "$work/table.md" "$BENCH_OUT"

@@ -1,4 +1,4 @@
-//! Polling burp servers, serving the result over HTTP, and the `--once` summary.
+//! Polling burp servers: one task per server publishing snapshots.
 //!
 //! Per server one background task polls at `refresh_interval_seconds`, the first poll at once.
 //! A poll asks `c:` (every client, current and in-progress backups) and publishes the result;
@@ -8,21 +8,13 @@
 
 use crate::config::{Config, ServerConfig};
 use crate::error::Error;
-use crate::metrics::{registry, BurpCollector};
 use crate::model::{self, BackupStats, ClientList, History, ModelError};
 use crate::session::Connection;
 use crate::snapshot::{error_kind, ClientSnapshot, ServerSnapshot, Snapshots};
-use axum::extract::Query;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
-use custos_kit::exposition::Exposition;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A backup list older than this is fetched again even if the current backup did not change
 /// (someone may have deleted old backups by hand).
@@ -176,11 +168,16 @@ impl Poller {
                 None
             }
         };
-        let Some(list) = list else {
+        let Some(mut list) = list else {
             // Keep the last good client data (its age is exported) but say we are down.
             self.finish(t0, false, store);
             return;
         };
+        if self.refresh_settled(src, &mut list).await.is_err() {
+            self.take_list(list);
+            self.finish(t0, false, store);
+            return;
+        }
         self.take_list(list);
         self.set_up(true, t0);
         let due = self.details_due();
@@ -194,6 +191,68 @@ impl Poller {
             self.fetch_details(src, t0, due).await
         };
         self.finish(t0, complete.is_ok(), store);
+    }
+
+    /// Asks `c:<client>` for each client that ran something at the last poll and is idle
+    /// now, and takes its backups from that reply.
+    ///
+    /// burp's status child rereads a client's backup list for `c:` only when the client's
+    /// directory mtime (1 s resolution) differs from that of its last reload, and only in a
+    /// second in which no request arrived; a backup that finishes within the second of a
+    /// reload stays invisible to `c:` on this connection until the directory changes again
+    /// (DESIGN.md §4). `c:<client>` always rereads that client's list, and later `c:`
+    /// replies use the reread list. So the finished backup shows in the poll that first sees
+    /// the client idle. (A backup that starts and ends between two polls is caught by the
+    /// hourly `c:<client>` of [`HISTORY_MAX_AGE`].)
+    async fn refresh_settled<S: Source>(
+        &mut self,
+        src: &mut S,
+        list: &mut ClientList,
+    ) -> Result<(), Stop> {
+        let was_busy: std::collections::HashSet<&str> = self
+            .snap
+            .clients
+            .iter()
+            .filter(|c| is_busy(&c.client))
+            .map(|c| c.client.name.as_str())
+            .collect();
+        let settled: Vec<String> = list
+            .clients
+            .iter()
+            .filter(|c| !is_busy(c) && was_busy.contains(c.name.as_str()))
+            .filter(|c| !c.name.contains([':', '\n', '\r', '\0']))
+            .map(|c| c.name.clone())
+            .collect();
+        for name in settled {
+            let cmd = format!("c:{name}");
+            let fresh = self
+                .fetch_detail(src, &cmd, "backup list", |doc| {
+                    model::parse_clients(doc)
+                        .map(|l| l.clients.into_iter().find(|c| c.name == name))
+                })
+                .await?
+                .flatten();
+            let (Some(fresh), Some(c)) = (fresh, list.clients.iter_mut().find(|c| c.name == name))
+            else {
+                continue;
+            };
+            let listed = c.current().map(|b| b.number);
+            let reread = fresh.current().map(|b| b.number);
+            if listed != reread {
+                tracing::info!(
+                    server = %self.snap.server,
+                    client = %name,
+                    "c: listed a stale backup list (current {listed:?}, reread {reread:?})"
+                );
+            }
+            // What `c:` lists: the current backup and any unfinished one.
+            c.backups = fresh
+                .backups
+                .into_iter()
+                .filter(|b| b.has_flag("current") || !b.is_complete())
+                .collect();
+        }
+        Ok(())
     }
 
     /// Records whether the server is usable; logs when it becomes so.
@@ -224,7 +283,7 @@ impl Poller {
     fn take_list(&mut self, list: ClientList) {
         for s in &list.skipped {
             self.snap.parse_errors += 1;
-            tracing::warn!(server = %self.snap.server, "skipped a client entry: {s}");
+            tracing::warn!(server = %self.snap.server, "left out of the client list: {s}");
         }
         let present: std::collections::HashSet<&str> =
             list.clients.iter().map(|c| c.name.as_str()).collect();
@@ -361,6 +420,12 @@ impl Poller {
     }
 }
 
+/// Whether burp reports a process working for this client. (Not the backup list: that is
+/// what may be stale, e.g. still showing the `working` entry of a finished backup.)
+fn is_busy(c: &model::Client) -> bool {
+    c.run_status != "idle" || !c.children.is_empty()
+}
+
 /// Polls one server for ever, every `interval`, the first time at once.
 pub async fn run_poller<S: Source>(
     server: String,
@@ -386,7 +451,7 @@ pub async fn run_poller<S: Source>(
 
 /// The reconnect backoff for a server polled every `interval`: capped below the interval, so
 /// each scheduled poll makes an attempt, yet the requests within a failed poll are not retried.
-fn connection(cfg: &Config, s: &ServerConfig) -> Connection {
+pub(crate) fn connection(cfg: &Config, s: &ServerConfig) -> Connection {
     let interval = cfg.refresh_interval(s);
     let max = (interval / 2).max(Duration::from_millis(100));
     Connection::new(cfg.target(s)).with_backoff(Duration::from_millis(500).min(max), max)
@@ -413,218 +478,6 @@ pub fn spawn_pollers(cfg: &Config) -> Arc<Snapshots> {
     store
 }
 
-/// The HTTP routes: `/` (landing page), `/metrics` (every server) and
-/// `/probe?server[]=<name>` (the named servers only; all without a name, as the original).
-pub fn router(store: Arc<Snapshots>) -> Router {
-    let mut links: Vec<(String, String)> = vec![
-        ("/metrics".into(), "/metrics: all servers".into()),
-        ("/probe".into(), "/probe: all servers".into()),
-    ];
-    for n in store.names() {
-        links.push((
-            format!("/probe?server[]={}", query_escape(n)),
-            format!("/probe?server[]={n}: this server only"),
-        ));
-    }
-    let links: Vec<(&str, &str)> = links
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let landing = custos_kit::http::landing_page(
-        &format!("burp_exporter {}", env!("CARGO_PKG_VERSION")),
-        "Prometheus exporter for the status port of Burp backup servers (custos).",
-        &links,
-    );
-    let gen_store = Arc::clone(&store);
-    let all = Exposition::cached(
-        registry(BurpCollector::without_age(Arc::clone(&store))),
-        registry(BurpCollector::age_only(Arc::clone(&store))),
-        Box::new(move || gen_store.generation()),
-    );
-    custos_kit::http::router(Arc::new(all), landing).route(
-        "/probe",
-        get(
-            move |Query(q): Query<Vec<(String, String)>>, headers: HeaderMap| {
-                let store = Arc::clone(&store);
-                async move { probe(&store, &q, &headers) }
-            },
-        ),
-    )
-}
-
-fn probe(store: &Arc<Snapshots>, query: &[(String, String)], headers: &HeaderMap) -> Response {
-    let names: Vec<String> = query
-        .iter()
-        .filter(|(k, _)| k == "server[]" || k == "server")
-        .map(|(_, v)| v.clone())
-        .collect();
-    if names.is_empty() {
-        let r = Exposition::uncached(registry(BurpCollector::new(Arc::clone(store))));
-        return custos_kit::http::metrics_response(&r, headers);
-    }
-    let unknown: Vec<&str> = names
-        .iter()
-        .filter(|n| !store.names().contains(n))
-        .map(String::as_str)
-        .collect();
-    if !unknown.is_empty() {
-        let msg = format!(
-            "unknown server(s): {}; configured: {}\n",
-            unknown.join(", "),
-            store.names().join(", ")
-        );
-        return (StatusCode::NOT_FOUND, msg).into_response();
-    }
-    let r = Exposition::uncached(registry(BurpCollector::for_servers(
-        Arc::clone(store),
-        names,
-    )));
-    custos_kit::http::metrics_response(&r, headers)
-}
-
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-// --- --once ------------------------------------------------------------------------------
-
-/// Polls every server once (client lists only) and renders a `burp -a S`-like summary.
-/// Returns the text and whether every server answered.
-pub async fn once(cfg: &Config) -> (String, bool) {
-    let polls = cfg.clients.iter().map(|s| {
-        let mut conn = connection(cfg, s);
-        async move {
-            let r = match conn.request("c:").await {
-                Ok(doc) => model::parse_clients(&doc).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            (s, conn.target().addr(), r)
-        }
-    });
-    let results = join_all(polls).await;
-    let now = unix_now();
-    let mut out = String::new();
-    let mut ok = true;
-    for (s, addr, r) in &results {
-        match r {
-            Ok(list) => out.push_str(&render_summary(&s.name, addr, now, list)),
-            Err(e) => {
-                ok = false;
-                out.push_str(&header(&s.name, addr, now));
-                let _ = writeln!(out, "   UNREACHABLE: {e}");
-            }
-        }
-    }
-    (out, ok)
-}
-
-/// Runs futures concurrently on this task (few servers; no extra dependency for it).
-async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in futs.iter_mut().zip(out.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn header(server: &str, addr: &str, now: i64) -> String {
-    let left = format!(" burp status  {server} ({addr})");
-    let right = format_time(now);
-    let pad = 78usize.saturating_sub(left.len() + right.len()).max(2);
-    format!("\n{left}{}{right}\n\n", " ".repeat(pad))
-}
-
-/// The summary of one server, in the layout of `burp -a S` (`client_summary` in burp's
-/// status_client_ncurses.c), plus one line per running child.
-pub fn render_summary(server: &str, addr: &str, now: i64, list: &ClientList) -> String {
-    let mut out = header(server, addr, now);
-    let width = list
-        .clients
-        .iter()
-        .map(|c| c.name.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(18);
-    for c in &list.clients {
-        let last = match c.current() {
-            Some(b) => format!("{:07} {}", b.number, format_time(b.timestamp)),
-            None => format!("{:07} never", 0),
-        };
-        let _ = writeln!(
-            out,
-            "   {:<width$} {:>9}  last backup: {last}",
-            c.name, c.run_status
-        );
-        for ch in &c.children {
-            let f = ch.counters.files();
-            let _ = writeln!(
-                out,
-                "   {:<width$}   {} {:07} (pid {}): phase {}, {} files scanned, {} done, {} bytes",
-                "",
-                ch.action,
-                ch.backup,
-                ch.pid,
-                ch.phase,
-                f.scanned,
-                f.total(),
-                ch.counters.value("bytes"),
-            );
-        }
-    }
-    out
-}
-
-/// `YYYY-MM-DD HH:MM:SS +0000`: burp's date format, in UTC.
-pub fn format_time(unix: i64) -> String {
-    let days = unix.div_euclid(86400);
-    let secs = unix.rem_euclid(86400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,6 +485,21 @@ mod tests {
 
     fn data(name: &str) -> Vec<u8> {
         std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// A captured reply with testclient's backup 1 renumbered 2 (a newer backup).
+    fn with_backup_2(name: &str) -> String {
+        String::from_utf8(data(name))
+            .unwrap()
+            .replace("\"number\":1", "\"number\":2")
+    }
+
+    /// testclient's entry in a snapshot.
+    fn testclient(s: &ServerSnapshot) -> &ClientSnapshot {
+        s.clients
+            .iter()
+            .find(|c| c.client.name == "testclient")
+            .unwrap()
     }
 
     /// Replays captured replies by command; records what was asked.
@@ -657,6 +525,17 @@ mod tests {
                 "c:testclient:b:1:l:backup_stats".into(),
                 data("c_testclient_b_1_l_backup_stats.json"),
             );
+            r
+        }
+    }
+
+    impl Replay {
+        /// testclient's backup 2 running.
+        fn running() -> Replay {
+            let mut r = Replay::idle();
+            r.replies.insert("c:".into(), data("running_c.json"));
+            r.replies
+                .insert("c:testclient".into(), data("running_c_testclient.json"));
             r
         }
     }
@@ -718,11 +597,7 @@ mod tests {
         assert!(s.up);
         assert_eq!(s.contact_attempts, 1);
         assert_eq!(s.clients.len(), 2);
-        let tc = s
-            .clients
-            .iter()
-            .find(|c| c.client.name == "testclient")
-            .unwrap();
+        let tc = testclient(&s);
         assert_eq!(tc.history.unwrap().count, 1);
         assert_eq!(tc.current_stats().unwrap().bytes, 308905);
         let mon = s
@@ -739,11 +614,7 @@ mod tests {
         let s = store.get("s").unwrap();
         assert_eq!(s.polls, 2);
         assert_eq!(s.contact_attempts, 1);
-        let tc = s
-            .clients
-            .iter()
-            .find(|c| c.client.name == "testclient")
-            .unwrap();
+        let tc = testclient(&s);
         assert_eq!(tc.current_stats().unwrap().bytes, 308905);
     }
 
@@ -754,9 +625,7 @@ mod tests {
         let mut src = Replay::idle();
         p.poll(&mut src, &store).await;
         // Backup 2 completes: c: shows it as current.
-        let c2 = String::from_utf8(data("c.json"))
-            .unwrap()
-            .replace("\"number\":1", "\"number\":2");
+        let c2 = with_backup_2("c.json");
         src.replies.insert("c:".into(), c2.into_bytes());
         src.asked.clear();
         p.poll(&mut src, &store).await;
@@ -765,11 +634,7 @@ mod tests {
             ["c:", "c:testclient", "c:testclient:b:2:l:backup_stats"]
         );
         let s = store.get("s").unwrap();
-        let tc = s
-            .clients
-            .iter()
-            .find(|c| c.client.name == "testclient")
-            .unwrap();
+        let tc = testclient(&s);
         // The stats log for 2 is missing (warning): no stale stats of backup 1 are shown.
         assert!(tc.current_stats().is_none());
         assert!(s.up);
@@ -856,17 +721,10 @@ mod tests {
     async fn running_backup_then_vanished_client() {
         let store = Snapshots::new(["s"]);
         let mut p = Poller::new("s", Duration::from_secs(30));
-        let mut src = Replay::idle();
-        src.replies.insert("c:".into(), data("running_c.json"));
-        src.replies
-            .insert("c:testclient".into(), data("running_c_testclient.json"));
+        let mut src = Replay::running();
         p.poll(&mut src, &store).await;
         let s = store.get("s").unwrap();
-        let tc = s
-            .clients
-            .iter()
-            .find(|c| c.client.name == "testclient")
-            .unwrap();
+        let tc = testclient(&s);
         assert_eq!(tc.client.children[0].phase, "backup");
         assert_eq!(
             tc.history.unwrap().count,
@@ -880,6 +738,68 @@ mod tests {
         p.poll(&mut src, &store).await;
         assert_eq!(store.get("s").unwrap().clients.len(), 1);
         assert!(p.details.is_empty(), "cache follows the client list");
+    }
+
+    #[tokio::test]
+    async fn finished_backup_shows_in_the_poll_that_sees_the_client_idle() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::from_secs(30));
+        let mut src = Replay::running();
+        p.poll(&mut src, &store).await;
+        // Backup 2 finished, but this connection's `c:` still lists backup 1 as current
+        // (burp's status child did not reload the list); `c:testclient` rereads it.
+        src.replies.insert("c:".into(), data("c.json"));
+        let fresh = with_backup_2("c_testclient.json");
+        src.replies
+            .insert("c:testclient".into(), fresh.into_bytes());
+        src.asked.clear();
+        p.poll(&mut src, &store).await;
+        assert_eq!(
+            src.asked,
+            [
+                "c:",
+                "c:testclient",
+                "c:testclient",
+                "c:testclient:b:2:l:backup_stats"
+            ]
+        );
+        let s = store.get("s").unwrap();
+        let tc = testclient(&s);
+        assert_eq!(tc.client.run_status, "idle");
+        assert_eq!(tc.client.current().unwrap().number, 2);
+        assert!(!tc.client.has_in_progress());
+        // Idle at the last poll too: no more refreshes. (burp's later `c:` replies use the
+        // reread list.)
+        let c2 = with_backup_2("c.json");
+        src.replies.insert("c:".into(), c2.into_bytes());
+        src.asked.clear();
+        p.poll(&mut src, &store).await;
+        assert_eq!(src.asked, ["c:"]);
+    }
+
+    #[tokio::test]
+    async fn stale_working_entry_of_an_idle_client_is_reread() {
+        let store = Snapshots::new(["s"]);
+        let mut p = Poller::new("s", Duration::from_secs(30));
+        let mut src = Replay::running();
+        p.poll(&mut src, &store).await;
+        // The child is gone, but this connection's list still has backup 2 as `working`.
+        let stale_doc = br#"{"clients":[{"name":"monitor","run_status":"idle","backups":[]},
+            {"name":"testclient","run_status":"idle","backups":[
+            {"number":1,"timestamp":1,"flags":["current"],"logs":{"list":["backup"]}},
+            {"number":2,"timestamp":2,"flags":["working"]}]}]}"#;
+        src.replies.insert("c:".into(), stale_doc.to_vec());
+        let fresh = with_backup_2("c_testclient.json");
+        src.replies
+            .insert("c:testclient".into(), fresh.into_bytes());
+        p.poll(&mut src, &store).await;
+        let s = store.get("s").unwrap();
+        let tc = testclient(&s);
+        assert_eq!(tc.client.current().unwrap().number, 2);
+        assert!(
+            !tc.client.has_in_progress(),
+            "the stale working entry is gone"
+        );
     }
 
     #[tokio::test]
@@ -902,7 +822,7 @@ mod tests {
         running.replies.insert("c:".into(), data("running_c.json"));
         p.poll(&mut running, &store).await;
 
-        let app = router(Arc::clone(&store));
+        let app = crate::routes::router(Arc::clone(&store));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -927,41 +847,5 @@ mod tests {
         let landing = get("/").await.unwrap();
         assert!(landing.body.contains("/probe?server[]=two"));
         server.abort();
-    }
-
-    #[test]
-    fn summary_like_burp_a_s() {
-        let list = model::parse_clients(&data("c.json")).unwrap();
-        let text = render_summary("demo", "127.0.0.1:4972", 1_795_300_256, &list);
-        let want = String::from_utf8(data("burp-a-S.txt")).unwrap();
-        // The client lines are burp's, byte for byte.
-        for line in want.lines().filter(|l| l.contains("last backup")) {
-            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
-        }
-        assert!(text.contains(" burp status  demo (127.0.0.1:4972)"));
-        assert!(text.contains("2026-11-21 22:30:56 +0000"), "{text}");
-        let running = model::parse_clients(&data("running_c.json")).unwrap();
-        let text = render_summary("demo", "x:1", 0, &running);
-        assert!(
-            text.contains("   testclient           running  last backup: 0000001"),
-            "{text}"
-        );
-        assert!(
-            text.contains("backup 0000002 (pid 13962): phase backup, 1504 files scanned, 1503 done, 322798 bytes"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn time_format() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00 +0000");
-        assert_eq!(format_time(1_795_300_217), "2026-11-21 22:30:17 +0000");
-        assert_eq!(format_time(951_782_400), "2000-02-29 00:00:00 +0000");
-        assert_eq!(format_time(-1), "1969-12-31 23:59:59 +0000");
-    }
-
-    #[test]
-    fn escapes_query() {
-        assert_eq!(query_escape("a b&c"), "a%20b%26c");
     }
 }

@@ -12,21 +12,27 @@
 //!   `StatusClient::request(&mut self, cmd) -> Result<Vec<u8>, Error>` returns one whole JSON
 //!   document (warnings like `{"warning":"Could not find client: x"}` become `Error::Warning`).
 //! - [`error`]: typed errors, each saying whether a reconnect may help.
+//! - [`warnings`]: the budget of `w` frames per login and per request.
 //!
 //! Semantics (owned by `model`, `config`, `snapshot`, `metrics`, `exporter`):
 //! - [`model`]: serde types for `c:` / `c:<client>` replies and backup_stats logs.
 //! - [`config`]: the original's YAML config.
 //! - [`snapshot`]: the latest poll result per server, with its time.
 //! - [`metrics`]: a prometheus-client `Collector` that encodes the snapshot at scrape time.
-//! - [`exporter`]: poll loop per server, HTTP routes (`/`, `/metrics`, `/probe`), `--once`.
+//! - [`exporter`]: poll loop per server.
+//! - [`routes`]: HTTP routes (`/`, `/metrics`, `/probe`).
+//! - [`summary`]: `--once`, a `burp -a S`-like summary.
 
 pub mod error;
 pub mod frame;
 pub mod session;
 pub mod tls;
+pub mod warnings;
 
 pub mod config;
 pub mod exporter;
 pub mod metrics;
 pub mod model;
+pub mod routes;
 pub mod snapshot;
+pub mod summary;

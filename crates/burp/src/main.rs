@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use custos_burp::{config, exporter};
+use custos_burp::{config, exporter, routes, summary};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
 }
 
 async fn run_once(cfg: &config::Config) -> anyhow::Result<ExitCode> {
-    let (text, all_up) = exporter::once(cfg).await;
+    let (text, all_up) = summary::once(cfg).await;
     // `--once | head` closes the pipe early; that is not an error worth a panic.
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -91,7 +91,7 @@ async fn run_once(cfg: &config::Config) -> anyhow::Result<ExitCode> {
 
 async fn serve(cfg: config::Config) -> anyhow::Result<ExitCode> {
     let store = exporter::spawn_pollers(&cfg);
-    let app = exporter::router(store);
+    let app = routes::router(store);
     custos_kit::http::serve(cfg.listen_addr(), app, custos_kit::shutdown::signal())
         .await
         .context("HTTP server")?;

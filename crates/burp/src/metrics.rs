@@ -68,6 +68,14 @@ impl BurpCollector {
         }
     }
 
+    /// The same families, for the named servers only.
+    pub fn restricted_to(self, names: Vec<String>) -> BurpCollector {
+        BurpCollector {
+            only: Some(names),
+            ..self
+        }
+    }
+
     /// All servers, every family that changes only when a poll publishes (`/metrics`' cache).
     pub fn without_age(store: Arc<Snapshots>) -> BurpCollector {
         BurpCollector {

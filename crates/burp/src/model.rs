@@ -28,7 +28,8 @@ pub enum ModelError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClientList {
     pub clients: Vec<Client>,
-    /// One message per client entry that could not be read (counted as parse errors).
+    /// One message per entry left out: a client entry that could not be read, or a repeated
+    /// client name, log name or child (each counted as a parse error).
     pub skipped: Vec<String>,
 }
 
@@ -50,6 +51,11 @@ pub struct Client {
     /// For `c:` the current and the working/finishing backup; for `c:<client>` all, newest first.
     #[serde(default)]
     pub backups: Vec<Backup>,
+    /// Old servers (before children, burp <= 2.1.x, or any asked with `j:peer_version=2.1.8`):
+    /// the running backup's phase, here instead of in `children`. Moved into a [`Child`] by
+    /// [`parse_clients`].
+    #[serde(default)]
+    phase: Option<String>,
 }
 
 /// A server child process working for a client (a backup, restore, verify, list...).
@@ -83,6 +89,9 @@ pub struct Backup {
     pub flags: Vec<String>,
     #[serde(default)]
     pub logs: Logs,
+    /// Old servers: the counters of the running backup, on its `working` entry.
+    #[serde(default)]
+    counters: Counters,
 }
 
 /// The logs a backup has, and the content of the one that was asked for.
@@ -291,13 +300,76 @@ pub fn parse_clients(doc: &[u8]) -> Result<ClientList, ModelError> {
         }
     };
     let mut list = ClientList::default();
+    let mut names = std::collections::HashSet::new();
     for (i, r) in raw.iter().enumerate() {
         match serde_json::from_str::<Client>(r.get()) {
-            Ok(c) => list.clients.push(c),
+            Ok(c) if names.contains(&c.name) => list.skipped.push(format!(
+                "clients[{i}]: client {:?} listed again; the first entry is used",
+                c.name
+            )),
+            Ok(mut c) => {
+                c.children_from_old_format();
+                c.drop_repeats(&mut list.skipped);
+                names.insert(c.name.clone());
+                list.clients.push(c);
+            }
             Err(e) => list.skipped.push(format!("clients[{i}]: {e}")),
         }
     }
     Ok(list)
+}
+
+impl Client {
+    /// Old servers put the phase on the client and the running backup's counters on its
+    /// `working` (or `finishing`) backup entry, without `children`: make the child the new
+    /// format would list. Old servers do not say its pid: 0.
+    fn children_from_old_format(&mut self) {
+        let phase = self.phase.take();
+        let running = self
+            .backups
+            .iter_mut()
+            .find(|b| !b.is_complete() && !b.counters.0.is_empty());
+        let (Some(phase), Some(b), true) = (phase, running, self.children.is_empty()) else {
+            return;
+        };
+        self.children.push(Child {
+            pid: 0,
+            backup: b.number,
+            action: "backup".to_owned(),
+            phase,
+            counters: std::mem::take(&mut b.counters),
+        });
+    }
+
+    /// Removes repeated log names and children (same pid and action), keeping the first:
+    /// each would be a duplicate series, and Prometheus rejects a scrape that has one.
+    fn drop_repeats(&mut self, skipped: &mut Vec<String>) {
+        let name = &self.name;
+        for b in &mut self.backups {
+            let mut seen = std::collections::HashSet::new();
+            b.logs.list.retain(|log| {
+                let first = seen.insert(log.clone());
+                if !first {
+                    skipped.push(format!(
+                        "client {name:?} backup {}: log {log:?} listed again",
+                        b.number
+                    ));
+                }
+                first
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        self.children.retain(|ch| {
+            let first = seen.insert((ch.pid, ch.action.clone()));
+            if !first {
+                skipped.push(format!(
+                    "client {name:?}: child {} ({}) listed again",
+                    ch.pid, ch.action
+                ));
+            }
+            first
+        });
+    }
 }
 
 /// The `backup_stats` log document: `{"counters":[...]}`.
@@ -447,6 +519,52 @@ mod tests {
     fn data(name: &str) -> Vec<u8> {
         let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn old_format_gives_the_same_child_as_the_new_one() {
+        // A 3.1.4 server's replies for one running backup, to a new and to an old peer
+        // (`j:peer_version=2.1.8`), as captured by `real_server::old_format_...`.
+        let counters = r#"[{"name":"files","type":"f","count":203,"changed":0,"same":0,"deleted":3,"scanned":204},{"name":"bytes_estimated","type":"G","count":2097844},{"name":"bytes","type":"O","count":2622132},{"name":"time_start","type":"b","count":1796174133}]"#;
+        let new = format!(
+            r#"{{"clients":[{{"name":"t","run_status":"running","protocol":1,"children":[{{"pid":12295,"backup":2,"action":"backup","phase":"backup","counters":{counters}}}],"backups":[{{"number":1,"timestamp":1,"flags":["current"],"logs":{{"list":["backup"]}}}},{{"number":2,"timestamp":2,"flags":["working"],"logs":{{"list":["backup"]}}}}]}}]}}"#
+        );
+        let old = format!(
+            r#"{{"clients":[{{"name":"t","run_status":"running","protocol":1,"phase":"backup","backups":[{{"number":1,"timestamp":1,"flags":["current"],"logs":{{"list":["backup"]}}}},{{"number":2,"timestamp":2,"flags":["working"],"counters":{counters},"logs":{{"list":["backup"]}}}}]}}]}}"#
+        );
+        let mut new = parse_clients(new.as_bytes()).unwrap();
+        let old = parse_clients(old.as_bytes()).unwrap();
+        assert_eq!(old.clients[0].children[0].pid, 0, "old servers give no pid");
+        new.clients[0].children[0].pid = 0;
+        assert_eq!(old, new);
+        // An idle client of an old server: no phase, no child.
+        let idle = parse_clients(br#"{"clients":[{"name":"t","run_status":"idle","backups":[{"number":1,"flags":["current"]}]}]}"#).unwrap();
+        assert!(idle.clients[0].children.is_empty());
+    }
+
+    #[test]
+    fn repeated_clients_logs_and_children_keep_the_first() {
+        let doc = br#"{"clients":[
+            {"name":"a","run_status":"idle","backups":[{"number":1,"flags":["current"],"logs":{"list":["backup","x","backup","x"]}}]},
+            {"name":"a","run_status":"running","backups":[]},
+            {"name":"b","run_status":"running","children":[
+                {"pid":7,"backup":2,"action":"backup","phase":"scanning"},
+                {"pid":7,"backup":2,"action":"backup","phase":"backup"}]}]}"#;
+        let l = parse_clients(doc).unwrap();
+        assert_eq!(l.clients.len(), 2);
+        assert_eq!(l.clients[0].run_status, "idle", "the first entry wins");
+        assert_eq!(l.clients[0].backups[0].logs.list, ["backup", "x"]);
+        assert_eq!(l.clients[1].children.len(), 1);
+        assert_eq!(l.clients[1].children[0].phase, "scanning");
+        assert_eq!(l.skipped.len(), 4, "{:?}", l.skipped);
+        assert!(l
+            .skipped
+            .iter()
+            .any(|s| s.contains("client \"a\" listed again")));
+        assert!(l
+            .skipped
+            .iter()
+            .any(|s| s.contains("log \"x\" listed again")));
     }
 
     #[test]

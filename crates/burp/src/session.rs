@@ -32,6 +32,7 @@ use tokio_rustls::TlsConnector;
 use crate::error::Error;
 use crate::frame::{self, Assembler, Command, Decoder, Event, Frame, FrameError};
 use crate::tls;
+use crate::warnings::WarningBudget;
 use custos_kit::poll::Backoff;
 
 /// The burp version whose status protocol this client speaks, sent in `hello:<version>`.
@@ -148,6 +149,8 @@ pub struct StatusClient {
     server_version: String,
     server_features: String,
     login_warnings: Vec<String>,
+    /// Warnings of the login or request in progress.
+    warnings: WarningBudget,
     /// Handshake step in progress, named in a timeout error.
     step: &'static str,
     /// Login finished: an `e` frame from now on is a server error, not a refused login.
@@ -218,6 +221,7 @@ impl StatusClient {
             server_version: String::new(),
             server_features: String::new(),
             login_warnings: Vec::new(),
+            warnings: WarningBudget::default(),
             step: "hello",
             logged_in: false,
             in_flight: false,
@@ -301,6 +305,7 @@ impl StatusClient {
 
     /// burp's login, exactly as its own client does it (captured in tests/data/transcript.txt).
     async fn login(&mut self, target: &Target) -> Result<(), Error> {
+        self.warnings.reset(&self.addr);
         self.step = "hello";
         self.send(&format!("hello:{}", target.client_version))
             .await?;
@@ -382,16 +387,31 @@ impl StatusClient {
                 Command::Normal => return Ok(frame.text().into_owned()),
                 Command::Warning => {
                     let text = frame.text().trim_end().to_owned();
-                    tracing::warn!(addr = %self.addr, "burp server warns at login: {text}");
-                    self.login_warnings.push(text);
+                    if self.record_warning(&text)? {
+                        self.login_warnings.push(text);
+                    }
                 }
                 Command::Error => return Err(self.server_error(frame.text().trim_end())),
             }
         }
     }
 
-    /// Reads frames up to the end of the next document.
+    /// Counts a warning against the budget of this login or request; whether it is new.
+    fn record_warning(&mut self, text: &str) -> Result<bool, Error> {
+        self.warnings
+            .record(&self.addr, text)
+            .map_err(|reason| self.protocol(reason))
+    }
+
+    /// Reads frames up to the end of the next document (a request's budget of warnings).
     async fn read_document(&mut self) -> Result<Vec<u8>, Error> {
+        self.warnings.reset(&self.addr);
+        let doc = self.read_document_frames().await;
+        self.warnings.flush(&self.addr);
+        doc
+    }
+
+    async fn read_document_frames(&mut self) -> Result<Vec<u8>, Error> {
         loop {
             let frame = self.next_frame().await?;
             let event = self
@@ -402,7 +422,7 @@ impl StatusClient {
                 None => {}
                 Some(Event::Document(doc)) => return Ok(doc),
                 Some(Event::Warning(text)) => {
-                    tracing::warn!(addr = %self.addr, "burp server warns: {text}");
+                    self.record_warning(&text)?;
                 }
                 Some(Event::Error(text)) => return Err(self.server_error(&text)),
             }

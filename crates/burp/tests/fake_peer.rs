@@ -28,6 +28,8 @@ mod transcript {
     include!("transcript/parse.rs");
 }
 
+mod common;
+
 const PASSWORD: &str = "monitorpass";
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// For the tests that wait for a timeout on purpose.
@@ -141,6 +143,8 @@ enum Reply {
     RawThenClose(Vec<u8>),
     /// Never answer.
     Silence,
+    /// `w` frames without end (until the client goes away).
+    WarningFlood,
 }
 
 /// What the peer does once TLS is up.
@@ -158,6 +162,8 @@ enum Mode {
     Raw(Vec<u8>),
     /// Say nothing.
     Silent,
+    /// Log in like burp up to the password, then send `w` frames without end.
+    LoginFlood,
     /// Play a captured transcript: check each `>>` frame, send each `<<` frame.
     Replay(Vec<transcript::Line>),
 }
@@ -258,6 +264,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     }
 }
 
+/// Sends the same warning until the client stops reading or goes away.
+async fn flood<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<S>) {
+    let frame = frame::encode(Command::Warning, b"flood of warnings\n").unwrap();
+    let burst = frame.repeat(64);
+    while wire.stream.write_all(&burst).await.is_ok() {}
+}
+
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut wire: Wire<S>,
     mode: Mode,
@@ -267,6 +280,17 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Mode::Silent => {
             // Hold the connection open until the client gives up.
             while wire.read().await.is_some() {}
+        }
+        Mode::LoginFlood => {
+            for answer in ["whoareyou:3.1.4", "okpassword"] {
+                if wire.read().await.is_none() {
+                    return;
+                }
+                wire.send(Command::Normal, answer).await;
+            }
+            if wire.read().await.is_some() {
+                flood(&mut wire).await;
+            }
         }
         Mode::Raw(bytes) => {
             wire.write(&bytes).await;
@@ -357,6 +381,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         return;
                     }
                     Reply::Silence => {}
+                    Reply::WarningFlood => {
+                        flood(&mut wire).await;
+                        return;
+                    }
                 }
                 served += 1;
                 if close_after == Some(served) {
@@ -955,4 +983,216 @@ async fn wrong_password_through_connection_backs_off() {
     ));
     // One attempt only: the second call did not touch the server.
     assert_eq!(peer.connections.load(Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile peers
+
+#[tokio::test]
+async fn endless_warnings_at_login_are_a_protocol_error() {
+    let pki = pki("burpserver");
+    let peer = spawn_peer(&pki, true, Mode::LoginFlood).await;
+    let started = Instant::now();
+    let err = StatusClient::connect(&pki.target(peer.addr))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol { reason, .. } if reason.contains("warnings")),
+        "{err}"
+    );
+    assert!(err.needs_reconnect());
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn endless_warnings_to_a_request_disconnect_and_count_a_protocol_error() {
+    use custos_burp::exporter::Poller;
+    use custos_burp::snapshot::Snapshots;
+    let pki = pki("burpserver");
+    let peer = spawn_peer(&pki, true, burp(&[("c:", Reply::WarningFlood)])).await;
+    let mut conn =
+        Connection::new(pki.target(peer.addr)).with_backoff(Duration::ZERO, Duration::ZERO);
+    let store = Snapshots::new(["s"]);
+    let mut poller = Poller::new("s", Duration::from_secs(5));
+    let started = Instant::now();
+    poller.poll(&mut conn, &store).await;
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+    let s = store.get("s").unwrap();
+    assert!(!s.up);
+    assert_eq!(s.errors.get("protocol"), 1);
+    assert!(s.last_error.as_deref().unwrap().contains("warnings"));
+    assert!(!conn.is_connected(), "the flooding peer is disconnected");
+    // Each poll meets the same flood: bounded again, counted again.
+    poller.poll(&mut conn, &store).await;
+    assert_eq!(store.get("s").unwrap().errors.get("protocol"), 2);
+    assert_eq!(peer.connections.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn exporter_against_a_warning_flood_logs_little_and_counts_protocol_errors() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = pki("burpserver");
+    let peer = rt.block_on(spawn_peer(&pki, true, burp(&[("c:", Reply::WarningFlood)])));
+    let mut ex = common::Exporter::start(&[entry("flood", &pki, peer.addr)]);
+    let kind = [("server", "flood"), ("kind", "protocol")];
+    ex.wait_metrics("two protocol errors", TIMEOUT, |m| {
+        m.value("burp_poll_errors_total", &kind)
+            .filter(|n| *n >= 2.0)
+    });
+    let log = ex.log();
+    let polls = peer.connections.load(Ordering::SeqCst);
+    // Per connection: the first warning, one "repeated N more times" line and the poll error
+    // (was: a line per frame, about 100,000 a second).
+    let lines = log.lines().count();
+    assert!(
+        lines <= 5 + 4 * polls,
+        "{lines} log lines for {polls} polls:\n{log}"
+    );
+    assert!(
+        log.contains("repeated that warning 63 more time(s)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn once_escapes_control_characters_in_server_text() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = pki("burpserver");
+    let names = br#"{"clients":[{"name":"evil\u001b[2J\u001b]0;pwned\u0007","run_status":"idle\r\nfake line","backups":[]}]}"#;
+    let names_peer = rt.block_on(spawn_peer(
+        &pki,
+        true,
+        burp(&[("c:", Reply::Doc(names.to_vec()))]),
+    ));
+    let error = frame::encode(Command::Error, b"bad \x1b[31mred\x1b[0m news").unwrap();
+    let error_peer = rt.block_on(spawn_peer(&pki, true, burp(&[("c:", Reply::Raw(error))])));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(
+        dir.path(),
+        common::free_port(),
+        &[
+            entry("names", &pki, names_peer.addr),
+            entry("errors", &pki, error_peer.addr),
+        ],
+        "",
+    );
+    let (status, stdout, stderr) = common::run_once(&cfg, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters reach the terminal: {stdout:?}"
+    );
+    assert!(
+        stdout.contains("evil\\u{1b}[2J\\u{1b}]0;pwned\\u{7}"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("idle\\u{d}\\u{a}fake line"), "{stdout}");
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("fake line")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bad \\u{1b}[31mred\\u{1b}[0m news"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn repeated_clients_and_log_names_give_no_duplicate_series() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = pki("burpserver");
+    let doc = br#"{"clients":[
+        {"name":"a","run_status":"idle","backups":[{"number":1,"timestamp":1,"flags":["current"],"logs":{"list":["backup","odd","backup","odd"]}}]},
+        {"name":"a","run_status":"running","backups":[]},
+        {"name":"b","run_status":"idle","backups":[]}]}"#;
+    let peer = rt.block_on(spawn_peer(
+        &pki,
+        true,
+        burp(&[("c:", Reply::Doc(doc.to_vec()))]),
+    ));
+    let mut ex = common::Exporter::start(&[entry("dup", &pki, peer.addr)]);
+    let server = [("server", "dup")];
+    ex.wait_metrics("parse errors of the first poll", TIMEOUT, |m| {
+        m.value("burp_parse_errors_total", &server)
+            .filter(|n| *n >= 3.0)
+    });
+    let body = ex.get("/metrics");
+    let mut seen = std::collections::HashSet::new();
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let series = line.rsplit_once(' ').map_or(line, |(k, _)| k);
+        assert!(seen.insert(series), "duplicate series {series}:\n{body}");
+    }
+    let a = [("server", "dup"), ("name", "a")];
+    let m = common::Metrics::parse(&body);
+    assert_eq!(
+        m.value(
+            "burp_client_run_status",
+            &[a[0], a[1], ("burp_client_run_status", "idle")]
+        ),
+        Some(1.0),
+        "the first entry of a wins"
+    );
+    assert!(
+        body.contains(r#"log="odd""#),
+        "the unknown log is still shown once:\n{body}"
+    );
+    let log = ex.log();
+    assert!(log.contains(r#"client "a" listed again"#), "{log}");
+    assert!(log.contains(r#"log "backup" listed again"#), "{log}");
+}
+
+#[tokio::test]
+async fn a_few_warnings_with_a_reply_are_fine() {
+    let pki = pki("burpserver");
+    let w = frame::encode(Command::Warning, b"odd\n")
+        .unwrap()
+        .repeat(10);
+    let mut raw = w.clone();
+    raw.extend_from_slice(&frame::encode(Command::Normal, br#"{"clients":[]}"#).unwrap());
+    raw.extend_from_slice(b"c0001\n");
+    let peer = spawn_peer(&pki, true, burp(&[("c:", Reply::Raw(raw))])).await;
+    let mut client = StatusClient::connect(&pki.target(peer.addr)).await.unwrap();
+    assert_eq!(client.request("c:").await.unwrap(), br#"{"clients":[]}"#);
+}
+
+// ---------------------------------------------------------------------------------------
+// The binary against hostile HTTP clients
+
+/// The exporter's entry for a burp server at `addr` with this PKI.
+fn entry(name: &str, pki: &Pki, addr: SocketAddr) -> common::ClientEntry {
+    common::ClientEntry {
+        name: name.into(),
+        burp_host: addr.ip().to_string(),
+        burp_port: addr.port(),
+        burp_cname: "burpserver".into(),
+        cname: "monitor".into(),
+        password: PASSWORD.into(),
+        tls_ca_cert: pki.ca_pem.clone(),
+        tls_cert: pki.client_cert.clone(),
+        tls_key: pki.client_key.clone(),
+    }
+}
+
+#[test]
+fn sigterm_with_a_stalled_http_client_exits_within_the_grace() {
+    use std::io::Write as _;
+    let pki = pki("burpserver");
+    // No burp server at all: shutdown must not depend on one.
+    let nowhere = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let mut ex = common::Exporter::start(&[entry("gone", &pki, nowhere)]);
+    // Half a request header: hyper waits for the rest during a graceful shutdown.
+    let mut stalled = std::net::TcpStream::connect(ex.addr).unwrap();
+    stalled
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    ex.wait_metrics("the stalled client accepted", TIMEOUT, |m| {
+        (m.value("custos_http_connections_open", &[]) == Some(2.0)).then_some(())
+    });
+    let grace = custos_kit::http::Limits::default().shutdown_grace;
+    let (status, took) = ex.terminate(grace + Duration::from_secs(10));
+    assert!(status.success(), "{status}; log:\n{}", ex.log());
+    assert!(took >= grace - Duration::from_millis(200), "{took:?}");
+    assert!(took < grace + Duration::from_secs(3), "{took:?}");
+    assert!(ex.log().contains("closing them"), "{}", ex.log());
+    drop(stalled);
 }

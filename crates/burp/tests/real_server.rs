@@ -12,7 +12,8 @@
 mod common;
 
 use common::{
-    openssl_foreign_ca, require, run_once, write_config, BurpServer, ClientEntry, Exporter, Metrics,
+    openssl_foreign_ca, require, run_once, wait_for, write_config, BurpServer, ClientEntry,
+    Exporter, Metrics,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -485,11 +486,29 @@ fn running_backup_shows_children_phase_and_counters() {
 
     // When it ends: idle, the new backup is current, the child series are gone.
     server.wait_idle();
-    let m = ex.wait_metrics("the finished backup", Duration::from_secs(60), |m| {
+    // The reference: a fresh status connection (burp's own client) lists it as current...
+    wait_for(
+        "a fresh connection's c: to list the finished backup",
+        Duration::from_secs(120),
+        || {
+            let truth = server.status_json("");
+            let tc = client_named(&truth, "testclient");
+            let cur = current_backup(&tc).and_then(|b| b["number"].as_f64());
+            (tc["run_status"] == "idle" && cur == Some(number)).then_some(())
+        },
+    );
+    // ...and the exporter's long-lived connection, whose status child may hold a stale
+    // list (DESIGN.md §4), shows it within a few poll intervals (1 s) too: the exporter
+    // asks `c:testclient`, which rereads the list, when the client turns idle.
+    let m = ex.wait_metrics("the finished backup", Duration::from_secs(10), |m| {
         let done = m.value("burp_client_backup_num", &l) == Some(number)
             && run_status(m, "run", "testclient").as_deref() == Some("idle");
         done.then(|| m.clone())
     });
+    // Whether burp served this connection a stale list this time (it does now and then).
+    if let Some(line) = ex.log().lines().find(|l| l.contains("stale backup list")) {
+        eprintln!("burp served a stale c: list; the exporter reread it: {line}");
+    }
     assert_eq!(m.value("burp_client_backup_has_in_progress", &l), Some(0.0));
     assert!(
         m.find("burp_client_child_phase", &[("server", "run")])
@@ -737,4 +756,100 @@ fn version_and_bad_config_exit_codes() {
         err.contains("bad.yaml") && err.contains("refresh_intervall_seconds"),
         "the error names file and key: {err}"
     );
+}
+
+/// The `burp_client_child_*` samples of one `c:` reply, as `/metrics` would show them, without
+/// the `pid` label (old servers do not say it).
+fn child_samples(doc: &[u8]) -> BTreeSet<String> {
+    use custos_burp::metrics::{registry, BurpCollector};
+    use custos_burp::snapshot::Snapshots;
+    let list = custos_burp::model::parse_clients(doc).expect("c: reply parses");
+    let store = std::sync::Arc::new(Snapshots::new(["s"]));
+    let mut snap = custos_burp::snapshot::ServerSnapshot::empty("s");
+    snap.clients = std::sync::Arc::new(
+        list.clients
+            .into_iter()
+            .map(|client| custos_burp::snapshot::ClientSnapshot {
+                client,
+                ..Default::default()
+            })
+            .collect(),
+    );
+    store.publish(snap);
+    let (_, text) = custos_kit::exposition::encode(&registry(BurpCollector::new(store)), None);
+    Metrics::parse(&text)
+        .samples
+        .iter()
+        .filter(|s| s.name.starts_with("burp_client_child_"))
+        .map(|s| {
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .filter(|(k, _)| k.as_str() != "pid")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("{}{{{}}} {}", s.name, labels.join(","), s.value)
+        })
+        .collect()
+}
+
+#[test]
+fn old_format_via_peer_version_gives_the_same_child_metrics() {
+    if require("burp", "burp").is_none() {
+        return;
+    }
+    let server = BurpServer::start("oldfmt", &[]);
+    // Long enough to be running through two logins (1-4 s each) on a loaded machine.
+    server.slow_backup(2, 15);
+    let e = server.client_entry("x");
+    let target = custos_burp::session::Target::new(
+        e.burp_host.clone(),
+        e.burp_port,
+        e.cname.clone(),
+        e.password.clone(),
+        e.burp_cname.clone(),
+        e.tls_ca_cert.clone(),
+    )
+    .with_client_cert(e.tls_cert.clone(), e.tls_key.clone());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (new, old) = rt.block_on(async {
+        use custos_burp::session::StatusClient;
+        let mut new = StatusClient::connect(&target).await.expect("connect");
+        let mut old = StatusClient::connect(&target).await.expect("connect");
+        // burp answers with a warning document: "Peer version updated".
+        let r = old.request("j:peer_version=2.1.8").await;
+        assert!(
+            matches!(&r, Err(custos_burp::error::Error::Warning(w)) if w.contains("updated")),
+            "{r:?}"
+        );
+        // The counters move while the backup runs: take the new-format reply between two
+        // identical old-format ones, so all three show the same moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let before = old.request("c:").await.expect("old c:");
+            let now = new.request("c:").await.expect("new c:");
+            let after = old.request("c:").await.expect("old c:");
+            if before == after {
+                return (now, after);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "counters never stood still"
+            );
+        }
+    });
+    let old_text = String::from_utf8_lossy(&old);
+    assert!(
+        old_text.contains(r#""phase":"#) && !old_text.contains(r#""children":"#),
+        "not the old format: {old_text}"
+    );
+    let (new_samples, old_samples) = (child_samples(&new), child_samples(&old));
+    assert!(
+        new_samples
+            .iter()
+            .any(|s| s.starts_with("burp_client_child_bytes{")),
+        "no running child in the new format: {new_samples:?}"
+    );
+    assert_eq!(old_samples, new_samples, "old: {old_text}");
+    server.wait_idle();
 }

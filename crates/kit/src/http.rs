@@ -1,26 +1,22 @@
 //! The one HTTP server of every custos exporter: a landing page at `/` and `/metrics`.
 //!
 //! Binaries that need more endpoints (burp's `/probe`) merge their own routes into
-//! [`router`]'s result, so listening, shutdown and encoding stay in one place.
+//! [`router`]'s result, so listening, shutdown, encoding and the limits on what a client may
+//! cost ([`Limits`]: header and idle timeouts, a connection cap, bounded shutdown) stay in
+//! one place.
 
-use crate::exposition::Exposition;
+mod server;
+
+pub use server::{serve_listener, ConnectionStats, Limits};
+
+use crate::exposition::{self, Exposition};
 use axum::{
     http::{header, HeaderMap, HeaderValue},
     response::{Html, IntoResponse, Response},
     routing::get,
-    Router,
+    Extension, Router,
 };
 use std::{future::Future, net::SocketAddr, sync::Arc};
-
-/// Builds a response with `exposition` rendered as the request's `Accept` header asks.
-pub fn metrics_response(exposition: &Exposition, headers: &HeaderMap) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (content_type, body) = exposition.render(accept);
-    let mut resp = body.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
-}
 
 /// A landing page: the binary's name, a line of description and links.
 pub fn landing_page(title: &str, description: &str, links: &[(&str, &str)]) -> String {
@@ -46,7 +42,52 @@ pub fn landing_page(title: &str, description: &str, links: &[(&str, &str)]) -> S
     html
 }
 
-/// The router every exporter starts from: `/` (landing page) and `/metrics`.
+/// A response with `exposition` rendered as the request's `Accept` header asks, rendered off
+/// the runtime's threads and followed by the HTTP server's own metrics (`custos_http_*`)
+/// when `stats` is given.
+///
+/// Rendering may encode (a new generation, or an uncached registry) while holding the
+/// exposition's cache lock; on a blocking-pool thread that stalls no other request, while on
+/// one of the runtime's few worker threads it would stall every scrape behind it.
+pub async fn render(
+    exposition: Arc<Exposition>,
+    headers: &HeaderMap,
+    stats: Option<Arc<ConnectionStats>>,
+) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let rendered = tokio::task::spawn_blocking(move || {
+        let accept = accept.as_deref();
+        let (content_type, mut body) = exposition.render(accept);
+        if let Some(stats) = stats {
+            let (_, extra) = exposition::encode(stats.registry(), accept);
+            if content_type == exposition::OPENMETRICS {
+                // One `# EOF` at the very end: the server's part brings its own.
+                body.truncate(body.strip_suffix("# EOF\n").map_or(body.len(), str::len));
+            }
+            body.push_str(&extra);
+        }
+        (content_type, body)
+    })
+    .await;
+    match rendered {
+        Ok((content_type, body)) => {
+            let mut resp = body.into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp
+        }
+        Err(e) => {
+            tracing::error!("rendering metrics failed: {e}");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The router every exporter starts from: `/` (landing page) and `/metrics` (with the
+/// server's connection metrics when served by [`serve`]).
 pub fn router(exposition: Arc<Exposition>, landing_html: String) -> Router {
     let landing = Arc::new(landing_html);
     Router::new()
@@ -59,14 +100,17 @@ pub fn router(exposition: Arc<Exposition>, landing_html: String) -> Router {
         )
         .route(
             "/metrics",
-            get(move |headers: HeaderMap| {
-                let exposition = Arc::clone(&exposition);
-                async move { metrics_response(&exposition, &headers) }
-            }),
+            get(
+                move |headers: HeaderMap, stats: Option<Extension<Arc<ConnectionStats>>>| {
+                    let exposition = Arc::clone(&exposition);
+                    async move { render(exposition, &headers, stats.map(|s| s.0)).await }
+                },
+            ),
         )
 }
 
-/// Binds `addr` (error names the address) and serves `app` until `shutdown` resolves.
+/// Binds `addr` (error names the address) and serves `app` within [`Limits::default`] until
+/// `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     app: Router,
@@ -76,9 +120,7 @@ pub async fn serve(
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_listener(listener, app, shutdown, Limits::default()).await
 }
 
 #[cfg(test)]
@@ -102,11 +144,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+            serve_listener(
+                listener,
+                app,
+                async {
                     let _ = rx.await;
-                })
-                .await
+                },
+                Limits::default(),
+            )
+            .await
         });
         let (m, l) = tokio::task::spawn_blocking(move || {
             (
@@ -122,6 +168,12 @@ mod tests {
             .unwrap()
             .starts_with("text/plain; version=0.0.4"));
         assert!(m.body.contains("kit_test_value 42"));
+        assert!(
+            m.body.contains("custos_http_connections_open 1\n"),
+            "{}",
+            m.body
+        );
+        assert!(m.body.contains("custos_http_connections_refused_total 0\n"));
         assert!(l.body.contains("demo &lt;page&gt;"));
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();

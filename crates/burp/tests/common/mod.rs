@@ -289,6 +289,28 @@ impl Exporter {
         self.child.id()
     }
 
+    /// Sends SIGTERM (as `systemctl stop` does) and waits up to `timeout` for the exit;
+    /// returns its status and how long it took.
+    pub fn terminate(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let t0 = Instant::now();
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(kill.success(), "kill -TERM failed");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for burp_exporter") {
+                return (status, t0.elapsed());
+            }
+            assert!(
+                t0.elapsed() < timeout,
+                "burp_exporter still running {timeout:?} after SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Panics (with the log) if the process has exited, e.g. after a panic.
     pub fn assert_alive(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
