@@ -119,9 +119,9 @@ const MIN_DOCUMENT: usize = 4096;
 impl Config {
     /// Reads, parses and validates `path`; resolves certificate paths against its directory
     /// and checks that they can be read. Warns when the file (it holds passwords) is readable
-    /// by others.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = kit::load_yaml(path)?;
+    /// by others. A key nothing reads is a warning, or an error with `Strictness::Strict`.
+    pub fn load(path: &Path, strictness: kit::Strictness) -> Result<Config, ConfigError> {
+        let mut cfg: Config = kit::load_yaml_with(path, strictness)?;
         cfg.validate(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
@@ -454,11 +454,13 @@ clients:
         }
         let path = dir.path().join("burp_exporter.yaml");
         std::fs::write(&path, ORIGINAL_STYLE).unwrap();
-        let msg = Config::load(&path).unwrap_err().to_string();
+        let msg = Config::load(&path, kit::Strictness::Warn)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("clients[1].tls_key: invalid value"), "{msg}");
         assert!(msg.contains("client2.key"), "{msg}");
         std::fs::write(dir.path().join("client2.key"), "x").unwrap();
-        let c = Config::load(&path).unwrap();
+        let c = Config::load(&path, kit::Strictness::Warn).unwrap();
         assert_eq!(c.clients[0].tls_ca_cert, dir.path().join("client1_ca.pem"));
     }
 }

@@ -34,12 +34,19 @@ struct Cli {
     /// (1 if a server is unreachable).
     #[arg(long)]
     once: bool,
+    /// Refuse config keys that nothing reads (by default they are a warning, as the original
+    /// ignored them).
+    #[arg(long)]
+    strict: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     custos_kit::logging::init(cli.debug, cli.journal);
-    let cfg = match config::Config::load(&cli.config) {
+    let cfg = match config::Config::load(
+        &cli.config,
+        custos_kit::config::Strictness::from_flag(cli.strict),
+    ) {
         Ok(c) => c,
         Err(e) => {
             // stderr only: under systemd it reaches the journal too.

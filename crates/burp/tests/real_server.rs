@@ -744,18 +744,31 @@ fn version_and_bad_config_exit_codes() {
         "bind_port: 9645\nrefresh_intervall_seconds: 1\nclients: []\n",
     )
     .expect("write");
-    let out = common::run_with_deadline(
-        std::process::Command::new(common::EXPORTER)
-            .arg("-c")
-            .arg(&cfg),
-        Duration::from_secs(10),
-    );
-    assert_eq!(out.status.code(), Some(2), "bad config exit code");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.yaml") && err.contains("refresh_intervall_seconds"),
-        "the error names file and key: {err}"
-    );
+    // A key nothing reads: a warning naming file, key and nearest key (the original ignored
+    // it); with --strict an error, exit 2.
+    let run = |strict: bool| {
+        let mut cmd = std::process::Command::new(common::EXPORTER);
+        cmd.arg("-c").arg(&cfg);
+        if strict {
+            cmd.arg("--strict");
+        }
+        common::run_with_deadline(&mut cmd, Duration::from_secs(10))
+    };
+    for strict in [true, false] {
+        let out = run(strict);
+        assert_eq!(out.status.code(), Some(2), "bad config exit code");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("bad.yaml")
+                && err.contains("refresh_intervall_seconds")
+                && err.contains("nearest known key: `refresh_interval_seconds`"),
+            "the message names file, key and nearest key (strict: {strict}): {err}"
+        );
+        if !strict {
+            // The run went on to validation, which refuses the empty client list.
+            assert!(err.contains("clients"), "{err}");
+        }
+    }
 }
 
 /// The `burp_client_child_*` samples of one `c:` reply, as `/metrics` would show them, without
