@@ -1,0 +1,221 @@
+//! Where a stats page comes from: the `;csv` HTTP page (basic auth, timeout, optional custom CA)
+//! or the runtime API socket (`show stat`).
+
+use crate::config::{redact_userinfo, Server};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Largest stats page accepted; a 2,000-server HAProxy writes about 1.5 MB.
+pub const MAX_PAGE: usize = 32 << 20;
+
+/// Why a fetch failed. Messages name the endpoint without credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{endpoint}: no answer within {timeout:?}")]
+    Timeout { endpoint: String, timeout: Duration },
+    #[error("{endpoint}: cannot connect: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("{endpoint}: HTTP {status} (check username and password)")]
+    Auth { endpoint: String, status: u16 },
+    #[error("{endpoint}: HTTP {status}")]
+    Status { endpoint: String, status: u16 },
+    #[error("{endpoint}: reading the answer failed: {reason}")]
+    Read { endpoint: String, reason: String },
+    #[error("{endpoint}: answer larger than {max} bytes")]
+    TooLarge { endpoint: String, max: usize },
+    #[error("{endpoint}: cannot set up the HTTP client: {reason}")]
+    Setup { endpoint: String, reason: String },
+}
+
+impl FetchError {
+    /// The `kind` label of `haproxysessionmon_fetch_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Timeout { .. } => "timeout",
+            FetchError::Connect { .. } => "connect",
+            FetchError::Auth { .. } => "auth",
+            FetchError::Status { .. } => "http",
+            FetchError::Read { .. } | FetchError::TooLarge { .. } => "read",
+            FetchError::Setup { .. } => "setup",
+        }
+    }
+}
+
+/// A reqwest client builder with rustls on the ring provider (the only one this build carries),
+/// installed as the process default the first time.
+pub fn http_client() -> reqwest::ClientBuilder {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .user_agent(concat!("haproxysessionmon/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(1)
+        .no_proxy()
+}
+
+/// One server's stats source.
+#[derive(Debug)]
+pub enum Source {
+    Http {
+        client: reqwest::Client,
+        url: String,
+        endpoint: String,
+        auth: Option<(String, String)>,
+    },
+    Socket {
+        path: PathBuf,
+        endpoint: String,
+    },
+}
+
+impl Source {
+    /// The source for a validated server config.
+    pub fn new(server: &Server) -> Result<Source, FetchError> {
+        let endpoint = server.endpoint_display();
+        if let Some(path) = server.endpoint.strip_prefix("unix://") {
+            return Ok(Source::Socket {
+                path: PathBuf::from(path),
+                endpoint,
+            });
+        }
+        let setup = |reason: String| FetchError::Setup {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let mut b = http_client().connect_timeout(server.timeout());
+        if let Some(ca) = &server.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| setup(format!("{}: {e}", ca.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| setup(format!("{}: {e}", ca.display())))?;
+            b = b.tls_certs_only(certs);
+        }
+        if server.insecure {
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        let client = b.build().map_err(|e| setup(e.without_url().to_string()))?;
+        Ok(Source::Http {
+            client,
+            url: server.endpoint.clone(),
+            endpoint,
+            auth: server
+                .username
+                .clone()
+                .map(|u| (u, server.password.clone().unwrap_or_default())),
+        })
+    }
+
+    /// The endpoint without credentials.
+    pub fn endpoint(&self) -> &str {
+        match self {
+            Source::Http { endpoint, .. } | Source::Socket { endpoint, .. } => endpoint,
+        }
+    }
+
+    /// Fetches one whole page within `timeout`.
+    pub async fn fetch(&self, timeout: Duration) -> Result<String, FetchError> {
+        let endpoint = self.endpoint().to_string();
+        let work = async {
+            match self {
+                Source::Http {
+                    client, url, auth, ..
+                } => fetch_http(client, url, auth.as_ref(), &endpoint).await,
+                Source::Socket { path, .. } => fetch_socket(path, &endpoint).await,
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout { endpoint, timeout }),
+        }
+    }
+}
+
+async fn fetch_http(
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<&(String, String)>,
+    endpoint: &str,
+) -> Result<String, FetchError> {
+    let mut req = client.get(url);
+    if let Some((user, pass)) = auth {
+        req = req.basic_auth(user, Some(pass));
+    }
+    let mut resp = req.send().await.map_err(|e| FetchError::Connect {
+        endpoint: endpoint.to_string(),
+        reason: error_chain(&e.without_url()),
+    })?;
+    let status = resp.status().as_u16();
+    match status {
+        200 => {}
+        401 | 403 => {
+            return Err(FetchError::Auth {
+                endpoint: endpoint.to_string(),
+                status,
+            })
+        }
+        _ => {
+            return Err(FetchError::Status {
+                endpoint: endpoint.to_string(),
+                status,
+            })
+        }
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Read {
+        endpoint: endpoint.to_string(),
+        reason: error_chain(&e.without_url()),
+    })? {
+        if body.len() + chunk.len() > MAX_PAGE {
+            return Err(FetchError::TooLarge {
+                endpoint: endpoint.to_string(),
+                max: MAX_PAGE,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `show stat` on the runtime API: one command per connection, HAProxy closes after the answer.
+async fn fetch_socket(path: &std::path::Path, endpoint: &str) -> Result<String, FetchError> {
+    let mut s = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|e| FetchError::Connect {
+            endpoint: endpoint.to_string(),
+            reason: e.to_string(),
+        })?;
+    let read_err = |e: std::io::Error| FetchError::Read {
+        endpoint: endpoint.to_string(),
+        reason: e.to_string(),
+    };
+    s.write_all(b"show stat\n").await.map_err(read_err)?;
+    let mut body = Vec::new();
+    (&mut s)
+        .take(MAX_PAGE as u64 + 1)
+        .read_to_end(&mut body)
+        .await
+        .map_err(read_err)?;
+    if body.len() > MAX_PAGE {
+        return Err(FetchError::TooLarge {
+            endpoint: endpoint.to_string(),
+            max: MAX_PAGE,
+        });
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An error with its sources, `a: b: c` (reqwest's own message alone says little).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    redact_userinfo(&s)
+}
