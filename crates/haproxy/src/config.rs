@@ -6,7 +6,7 @@
 //! every semantic error with the key path and the value (never a password).
 
 use crate::sample::RowType;
-use custos_kit::config::ConfigError;
+use custos_kit::config::{ConfigError, Strictness, UnknownKey};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,15 +29,165 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:9101";
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
     pub logging: Logging,
-    pub backends: BTreeMap<String, Backend>,
+    /// The backends as written; [`Config::validate`] turns them into [`Config::backends`].
+    #[serde(rename = "backends")]
+    pub raw_backends: BTreeMap<String, RawBackend>,
     pub servers: BTreeMap<String, Server>,
+    /// The typed backends (filled by [`Config::validate`]).
+    #[serde(skip)]
+    pub backends: BTreeMap<String, Backend>,
+}
+
+/// A backend as written: every key of every type, so that a key no type knows is reported
+/// with the nearest known one; [`RawBackend::typed`] checks them against the `type`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    #[serde(rename = "type")]
+    pub kind: String,
+    // logfile
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub filename: Option<PathBuf>,
+    // gelf
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default, deserialize_with = "opt_port")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub facility: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<GelfProtocol>,
+    #[serde(default)]
+    pub compress: Option<bool>,
+    #[serde(default, rename = "chunk-size")]
+    pub chunk_size: Option<usize>,
+    // prtg
+    #[serde(default, rename = "base-url")]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub gid: Option<yaml_value::Value>,
+    #[serde(default)]
+    pub method: Option<PrtgMethod>,
+    #[serde(default, deserialize_with = "opt_seconds")]
+    pub timeout: Option<f64>,
+    // prometheus
+    #[serde(default)]
+    pub listen: Option<String>,
+}
+
+impl RawBackend {
+    /// The keys set in this backend, by config name.
+    fn keys_set(&self) -> Vec<&'static str> {
+        [
+            ("path", self.path.is_some()),
+            ("filename", self.filename.is_some()),
+            ("host", self.host.is_some()),
+            ("port", self.port.is_some()),
+            ("facility", self.facility.is_some()),
+            ("protocol", self.protocol.is_some()),
+            ("compress", self.compress.is_some()),
+            ("chunk-size", self.chunk_size.is_some()),
+            ("base-url", self.base_url.is_some()),
+            ("token", self.token.is_some()),
+            ("key", self.key.is_some()),
+            ("gid", self.gid.is_some()),
+            ("method", self.method.is_some()),
+            ("timeout", self.timeout.is_some()),
+            ("listen", self.listen.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
+
+    /// The typed backend for `type`, and the keys set that this type does not read. A missing
+    /// required key is an error naming `backends.<id>.<key>`.
+    pub fn typed(&self, id: &str, file: &Path) -> Result<(Backend, Vec<UnknownKey>), ConfigError> {
+        let missing = |k: &str| {
+            ConfigError::invalid(
+                file,
+                format!("backends.{id}.{k}"),
+                "",
+                format!("a {} backend needs `{k}`", self.kind),
+            )
+        };
+        let (backend, reads): (Backend, &[&str]) = match self.kind.as_str() {
+            "logfile" => (
+                Backend::Logfile(LogfileBackend {
+                    path: self.path.clone(),
+                    filename: self.filename.clone(),
+                }),
+                &["path", "filename"],
+            ),
+            "gelf" => (
+                Backend::Gelf(GelfBackend {
+                    host: self.host.clone().ok_or_else(|| missing("host"))?,
+                    port: self.port.ok_or_else(|| missing("port"))?,
+                    facility: self.facility.clone().unwrap_or_else(default_facility),
+                    protocol: self.protocol.unwrap_or(GelfProtocol::Udp),
+                    compress: self.compress.unwrap_or(false),
+                    chunk_size: self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+                }),
+                &[
+                    "host",
+                    "port",
+                    "facility",
+                    "protocol",
+                    "compress",
+                    "chunk-size",
+                ],
+            ),
+            "prtg" => (
+                Backend::Prtg(PrtgBackend {
+                    base_url: self.base_url.clone().ok_or_else(|| missing("base-url"))?,
+                    token: self.token.clone(),
+                    key: self.key.clone(),
+                    method: self.method.unwrap_or(PrtgMethod::Post),
+                    timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                }),
+                &["base-url", "token", "key", "gid", "method", "timeout"],
+            ),
+            "prometheus" => (
+                Backend::Prometheus(PrometheusBackend {
+                    listen: self.listen.clone().unwrap_or_else(default_listen),
+                }),
+                &["listen"],
+            ),
+            other => {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("backends.{id}.type"),
+                    other,
+                    "must be logfile, gelf, prtg or prometheus",
+                ))
+            }
+        };
+        let unused = self
+            .keys_set()
+            .into_iter()
+            .filter(|k| !reads.contains(k))
+            .map(|k| UnknownKey {
+                key: format!("backends.{id}.{k}"),
+                nearest: None,
+            })
+            .collect();
+        Ok((backend, unused))
+    }
 }
 
 /// The monitor's own log (not a sink).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Logging {
     /// `DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.
     #[serde(default = "default_level")]
@@ -69,8 +219,7 @@ fn yes() -> bool {
 }
 
 /// A sink, by its `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[derive(Debug, Clone)]
 pub enum Backend {
     Logfile(LogfileBackend),
     Gelf(GelfBackend),
@@ -91,11 +240,9 @@ impl Backend {
 }
 
 /// `type: logfile`. The original documented `path` but read `filename`; both are accepted.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct LogfileBackend {
-    #[serde(default)]
     pub path: Option<PathBuf>,
-    #[serde(default)]
     pub filename: Option<PathBuf>,
 }
 
@@ -118,34 +265,21 @@ pub enum GelfProtocol {
 }
 
 /// `type: gelf`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct GelfBackend {
     pub host: String,
-    #[serde(deserialize_with = "port")]
     pub port: u16,
-    #[serde(default = "default_facility")]
     pub facility: String,
     /// `udp` (the original's, default) or `tcp` (`\0`-delimited, never compressed).
-    #[serde(default = "udp")]
     pub protocol: GelfProtocol,
     /// gzip each UDP message.
-    #[serde(default)]
     pub compress: bool,
     /// Largest UDP datagram; longer messages are chunked.
-    #[serde(default = "default_chunk_size", rename = "chunk-size")]
     pub chunk_size: usize,
 }
 
 fn default_facility() -> String {
     DEFAULT_FACILITY.into()
-}
-
-fn udp() -> GelfProtocol {
-    GelfProtocol::Udp
-}
-
-fn default_chunk_size() -> usize {
-    DEFAULT_CHUNK_SIZE
 }
 
 /// PRTG push method.
@@ -157,25 +291,17 @@ pub enum PrtgMethod {
 }
 
 /// `type: prtg`: an HTTP Push Data Advanced sensor per HAProxy server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct PrtgBackend {
     /// The probe's push URL up to the token, e.g. `https://prtg.local:5051/`.
-    #[serde(rename = "base-url")]
     pub base_url: String,
     /// The sensor's identification token; `{server}` is replaced by the server id (default:
     /// the server id alone, so each HAProxy feeds its own sensor).
-    #[serde(default)]
     pub token: Option<String>,
     /// The original's name for the token (it never used it); used when `token` is absent.
-    #[serde(default)]
     pub key: Option<String>,
-    /// Required by the original's validator, never used by it; accepted and ignored.
-    #[serde(default)]
-    pub gid: Option<yaml_value::Value>,
-    #[serde(default = "post")]
     pub method: PrtgMethod,
     /// Seconds a push may take.
-    #[serde(default = "default_timeout", deserialize_with = "seconds")]
     pub timeout: f64,
 }
 
@@ -192,14 +318,6 @@ pub mod yaml_value {
     }
 }
 
-fn post() -> PrtgMethod {
-    PrtgMethod::Post
-}
-
-fn default_timeout() -> f64 {
-    DEFAULT_TIMEOUT
-}
-
 impl PrtgBackend {
     /// The push URL for `server`.
     pub fn url_for(&self, server: &str) -> String {
@@ -214,10 +332,9 @@ impl PrtgBackend {
 }
 
 /// `type: prometheus`: serves `/metrics` for the servers that name it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct PrometheusBackend {
     /// `host:port` to listen on (`:port` for all interfaces).
-    #[serde(default = "default_listen")]
     pub listen: String,
 }
 
@@ -238,6 +355,7 @@ impl PrometheusBackend {
 
 /// One HAProxy instance to poll.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Server {
     /// The `;csv` stats URL (`http(s)://`), or `unix:///path/to/admin.sock` for the runtime API.
     pub endpoint: String,
@@ -343,10 +461,13 @@ fn opt_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error>
         .transpose()
 }
 
-fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
-    let n = to_f64::<D::Error>(NumberOrText::deserialize(d)?)?;
+fn opt_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let Some(v) = Option::<NumberOrText>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let n = to_f64::<D::Error>(v)?;
     if n.fract() == 0.0 && (1.0..=65535.0).contains(&n) {
-        Ok(n as u16)
+        Ok(Some(n as u16))
     } else {
         Err(serde::de::Error::custom(format!(
             "expected a port 1-65535, got {n}"
@@ -357,19 +478,30 @@ fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
 const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
 impl Config {
-    /// Reads, parses and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// Reads, parses and validates `path`. Keys nothing reads are returned, for the caller to
+    /// report with [`custos_kit::config::check_unknown`] once logging is set up (the file says
+    /// how to log); with `strict` the first one is an error here.
+    pub fn load(path: &Path, strict: bool) -> Result<(Config, Vec<UnknownKey>), ConfigError> {
         let text = custos_kit::config::read(path)?;
-        let cfg: Config = custos_kit::config::parse_yaml(path, &text)?;
-        cfg.validate(path)?;
-        if cfg.servers.values().any(|s| s.password.is_some()) {
-            custos_kit::config::warn_if_readable_by_others(path);
+        let (mut cfg, mut unknown): (Config, _) =
+            custos_kit::config::parse_yaml_lenient(path, &text)?;
+        unknown.extend(cfg.validate(path)?);
+        if strict {
+            custos_kit::config::check_unknown(path, &unknown, Strictness::Strict)?;
         }
-        Ok(cfg)
+        Ok((cfg, unknown))
     }
 
-    /// Semantic checks; the first problem found, naming its key path.
-    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+    /// Semantic checks (the first problem found, naming its key path); fills
+    /// [`Config::backends`] and returns the backend keys their type does not read.
+    pub fn validate(&mut self, file: &Path) -> Result<Vec<UnknownKey>, ConfigError> {
+        let mut unused = Vec::new();
+        self.backends.clear();
+        for (id, raw) in &self.raw_backends {
+            let (b, u) = raw.typed(id, file)?;
+            self.backends.insert(id.clone(), b);
+            unused.extend(u);
+        }
         let bad = |key: String, value: &dyn std::fmt::Display, reason: &str| {
             Err(ConfigError::invalid(file, key, value, reason))
         };
@@ -490,7 +622,7 @@ impl Config {
                 }
             }
         }
-        Ok(())
+        Ok(unused)
     }
 }
 
@@ -525,8 +657,9 @@ mod tests {
     pub const ORIGINAL_EXAMPLE: &str = include_str!("../tests/data/original-readme-example.yml");
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = custos_kit::config::parse_yaml(Path::new("c.yml"), text)?;
-        cfg.validate(Path::new("c.yml"))?;
+        let mut cfg: Config = custos_kit::config::parse_yaml(Path::new("c.yml"), text)?;
+        let unused = cfg.validate(Path::new("c.yml"))?;
+        assert!(unused.is_empty(), "{unused:?}");
         Ok(cfg)
     }
 
@@ -646,6 +779,50 @@ mod tests {
             }
             b => panic!("{b:?}"),
         }
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_the_nearest_known_one() {
+        let text = ORIGINAL_EXAMPLE
+            .replace(
+                "        update-interval: 60\n",
+                "        update-interval: 60\n        updte-interval: 5\n",
+            )
+            .replace(
+                "        facility: haproxysm\n",
+                "        facility: haproxysm\n        level: 3\n",
+            )
+            .replace(
+                "        facility: haproxysm-secondary\n",
+                "        facility: haproxysm-secondary\n        listen: \":9\"\n",
+            );
+        assert_ne!(text, ORIGINAL_EXAMPLE);
+        let (mut cfg, mut unknown): (Config, _) =
+            custos_kit::config::parse_yaml_lenient(Path::new("c.yml"), &text).unwrap();
+        unknown.extend(cfg.validate(Path::new("c.yml")).unwrap());
+        let keys: Vec<(&str, Option<&str>)> = unknown
+            .iter()
+            .map(|k| (k.key.as_str(), k.nearest.as_deref()))
+            .collect();
+        assert!(
+            keys.contains(&(
+                "servers.lb-secondary.updte-interval",
+                Some("update-interval")
+            )),
+            "{keys:?}"
+        );
+        assert!(
+            keys.iter().any(|(k, _)| *k == "backends.graylog1.level"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("backends.graylog2.listen", None)),
+            "a key of another backend type is unused here: {keys:?}"
+        );
+        assert_eq!(
+            cfg.servers["lb-secondary"].interval(),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

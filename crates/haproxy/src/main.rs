@@ -7,6 +7,7 @@
 use clap::{ArgAction, Parser};
 use custos_haproxy::config::{Config, ENV_CONFIG};
 use custos_haproxy::{applog, monitor};
+use custos_kit::config::Strictness;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -36,11 +37,15 @@ struct Cli {
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Treat config keys nothing reads as errors (by default a warning, as the original
+    /// ignored them).
+    #[arg(long)]
+    strict: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match Config::load(&cli.config) {
+    let (cfg, unknown) = match Config::load(&cli.config, cli.strict) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("haproxysessionmon: {e}");
@@ -48,6 +53,12 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
+        for k in &unknown {
+            eprintln!(
+                "haproxysessionmon: {}: {k} (ignored; an error with --strict)",
+                cli.config.display()
+            );
+        }
         println!(
             "{}: OK ({} servers, {} backends)",
             cli.config.display(),
@@ -57,6 +68,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     applog::init(&cfg.logging, cli.debug, cli.journal);
+    // Only warnings now (strict mode failed in `load`); logged where the config says.
+    let _ = custos_kit::config::check_unknown(&cli.config, &unknown, Strictness::Warn);
+    if cfg.servers.values().any(|s| s.password.is_some()) {
+        custos_kit::config::warn_if_readable_by_others(&cli.config);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -531,6 +531,34 @@ fn config_errors_and_check() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A key nothing reads: a warning and the program runs; an error with --strict.
+    let typo = dir.path().join("typo.yml");
+    let text = std::fs::read_to_string(&example).unwrap().replace(
+        "update-interval: 60",
+        "update-interval: 60\n        updte-interval: 5",
+    );
+    std::fs::write(&typo, text).unwrap();
+    let out = common::run_with_deadline(
+        std::process::Command::new(common::BIN)
+            .args(["--check", "--strict", "-c"])
+            .arg(&typo),
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("servers.lb-secondary.updte-interval") && err.contains("update-interval"),
+        "{err}"
+    );
+    let out = common::run_with_deadline(
+        std::process::Command::new(common::BIN)
+            .args(["--check", "-c"])
+            .arg(&typo),
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("updte-interval"), "{err}");
     let out = common::run_with_deadline(
         std::process::Command::new(common::BIN).arg("-v"),
         Duration::from_secs(20),
