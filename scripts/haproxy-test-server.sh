@@ -12,6 +12,8 @@
 #                runs that accepts and holds connections, so every connection a test opens to
 #                TCP_PORT is one current session (scur) on fe_tcp, be_tcp and its server
 #   ORIGIN_PORT  origin (http): answers 200 itself; be_app's and be_api's servers point here
+#   TLS_PORT     (optional) the same stats page over TLS, with a certificate for IP 127.0.0.1
+#                signed by a throw-away CA: BASE/tls/ca.pem is what a client must trust
 #   BASE/admin.sock  the runtime API (level admin): `show stat`, `show info`
 #   be_app also has a server on a closed port (DOWN) and one in maintenance (MAINT).
 #
@@ -57,9 +59,29 @@ stop() {
   fi
 }
 
+# A CA and a server certificate for 127.0.0.1 signed by it (webpki accepts no self-signed leaf).
+make_tls() {
+  local d=$BASE/tls
+  [[ -f $d/stats.pem ]] && return 0
+  command -v openssl >/dev/null || { echo "openssl missing (Debian package openssl)" >&2; exit 1; }
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=custos test CA" \
+    -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$d/ext.cnf"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 30 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>/dev/null
+  cat "$d/server.pem" "$d/server.key" > "$d/stats.pem"
+}
+
 write_config() {
   mkdir -p "$BASE"
-  local AUTH_LINES=""
+  local AUTH_LINES="" TLS_LINE=""
+  if [[ -n ${TLS_PORT:-} ]]; then
+    make_tls
+    TLS_LINE="    bind 127.0.0.1:$TLS_PORT ssl crt $BASE/tls/stats.pem"
+  fi
   if [[ ${NO_AUTH:-0} != 1 ]]; then
     AUTH_LINES=$(printf '    stats realm HAProxy\\ Statistics\n    stats auth %s:%s\n' "$STATS_USER" "$STATS_PASS")
   fi
@@ -79,6 +101,7 @@ defaults
 
 listen stats
     bind 127.0.0.1:$STATS_PORT
+$TLS_LINE
     stats enable
     stats uri /haproxy?stats
 $AUTH_LINES

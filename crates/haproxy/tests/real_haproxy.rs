@@ -565,3 +565,54 @@ fn config_errors_and_check() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+/// An https stats page: trusted through `ca-file`, or with `insecure`; without either the
+/// certificate (from a private CA) is refused and counted as a connect error.
+#[test]
+fn https_stats_page_with_ca_file_or_insecure() {
+    let Some(hap) = Haproxy::start_tls() else {
+        return;
+    };
+    hap.hold_sessions(1);
+    let prom_port = free_port();
+    let prom_addr = SocketAddr::from(([127, 0, 0, 1], prom_port));
+    let server = |id: &str, extra: &str| {
+        format!(
+            "  {id}:\n    endpoint: \"{}\"\n    update-interval: 0.5\n    username: admin\n    password: s3cret\n{extra}    backends: [prom]\n",
+            hap.tls_url()
+        )
+    };
+    let yaml = format!(
+        "backends:\n  prom:\n    type: prometheus\n    listen: 127.0.0.1:{prom_port}\nservers:\n{}{}{}",
+        server("with-ca", &format!("    ca-file: {}\n", hap.tls_ca().display())),
+        server("insecure", "    insecure: true\n"),
+        server("untrusted", ""),
+    );
+    let mut mon = Monitor::start(&yaml);
+    let m = mon.wait_metrics(
+        prom_addr,
+        "both trusted servers up, the other refused",
+        |m| {
+            let sessions = |h: &str| {
+                m.value(
+                    "haproxy_backend_current_sessions",
+                    &[("haproxy", h), ("proxy", "be_tcp")],
+                )
+            };
+            (sessions("with-ca") == Some(1.0)
+                && sessions("insecure") == Some(1.0)
+                && m.value(
+                    "haproxysessionmon_fetch_errors_total",
+                    &[("server", "untrusted"), ("kind", "connect")],
+                )
+                .is_some_and(|n| n >= 1.0))
+            .then(|| m.clone())
+        },
+    );
+    assert_eq!(
+        m.value("haproxysessionmon_up", &[("server", "untrusted")]),
+        Some(0.0)
+    );
+    let log = mon.log();
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
+}

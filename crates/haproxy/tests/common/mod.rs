@@ -39,6 +39,8 @@ pub struct Haproxy {
     pub stats_port: u16,
     pub tcp_port: u16,
     pub web_port: u16,
+    /// The TLS stats port, when started with TLS ([`Haproxy::start_tls`]).
+    pub tls_port: Option<u16>,
     holder: Holder,
     held: Mutex<Vec<TcpStream>>,
     _dir: tempfile::TempDir,
@@ -51,8 +53,17 @@ impl Haproxy {
         Haproxy::start_with(Some((STATS_USER, STATS_PASS)))
     }
 
+    /// As [`Haproxy::start`], also serving the stats page over TLS (CA in [`Haproxy::tls_ca`]).
+    pub fn start_tls() -> Option<Haproxy> {
+        Haproxy::start_opts(Some((STATS_USER, STATS_PASS)), true)
+    }
+
     /// As [`Haproxy::start`] with other stats credentials (`None`: no authentication).
     pub fn start_with(auth: Option<(&str, &str)>) -> Option<Haproxy> {
+        Haproxy::start_opts(auth, false)
+    }
+
+    fn start_opts(auth: Option<(&str, &str)>, tls: bool) -> Option<Haproxy> {
         require("haproxy", "haproxy")?;
         let dir = tempfile::tempdir().expect("tempdir");
         let holder = Holder::start();
@@ -61,15 +72,18 @@ impl Haproxy {
             stats_port: free_port(),
             tcp_port: free_port(),
             web_port: free_port(),
+            tls_port: tls.then(free_port),
             holder,
             held: Mutex::new(Vec::new()),
             _dir: dir,
         };
         let (user, pass) = auth.unwrap_or(("", ""));
+        let tls_port = h.tls_port.map(|p| p.to_string()).unwrap_or_default();
         let env = [
             ("NO_AUTH", if auth.is_some() { "0" } else { "1" }),
             ("STATS_USER", user),
             ("STATS_PASS", pass),
+            ("TLS_PORT", tls_port.as_str()),
         ];
         let out = h.script(&["start"], &env);
         assert!(
@@ -100,6 +114,19 @@ impl Haproxy {
     /// The `;csv` URL of the stats page (the original README's path).
     pub fn csv_url(&self) -> String {
         format!("http://127.0.0.1:{}/haproxy?stats;csv", self.stats_port)
+    }
+
+    /// The `;csv` URL of the TLS stats page.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "https://127.0.0.1:{}/haproxy?stats;csv",
+            self.tls_port.expect("started with TLS")
+        )
+    }
+
+    /// The CA that signed the TLS stats page's certificate.
+    pub fn tls_ca(&self) -> PathBuf {
+        self.base.join("tls/ca.pem")
     }
 
     pub fn socket(&self) -> PathBuf {
