@@ -83,6 +83,7 @@ while True:
         last = time.time()
 PY
 	pids+=($!)
+	for _ in $(seq 1 50); do [[ -f $2 ]] && return 0; sleep 0.1; done
 }
 count() { cat "$1" 2>/dev/null || echo 0; }
 

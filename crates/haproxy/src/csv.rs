@@ -7,6 +7,7 @@
 //! numbers do not parse is skipped and counted; the rest of the page is still used.
 
 use crate::sample::{Counts, RowType, Sample};
+use std::borrow::Cow;
 
 /// Why a page could not be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,17 +103,17 @@ impl Columns {
     }
 
     /// One data row; `None` if it is malformed.
-    fn row(&self, fields: &[String]) -> Option<Sample> {
+    fn row(&self, fields: &[Cow<'_, str>]) -> Option<Sample> {
         if fields.len() != self.count {
             return None;
         }
         let text = |i: Option<usize>| {
-            i.map(|i| fields[i].as_str())
+            i.map(|i| fields[i].as_ref())
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
         };
-        let proxy = fields[self.pxname].clone();
-        let svname = fields[self.svname].clone();
+        let proxy = fields[self.pxname].to_string();
+        let svname = fields[self.svname].to_string();
         if proxy.is_empty() || svname.is_empty() {
             return None;
         }
@@ -122,7 +123,7 @@ impl Columns {
         };
         let mut v = [None; NUMERIC.len()];
         for (slot, col) in v.iter_mut().zip(self.numeric()) {
-            *slot = match col.map(|i| fields[i].as_str()) {
+            *slot = match col.map(|i| fields[i].as_ref()) {
                 None | Some("") => None,
                 Some(s) => Some(s.parse::<u64>().ok()?),
             };
@@ -172,11 +173,16 @@ pub fn parse(text: &str) -> Result<Page, CsvError> {
 }
 
 /// Splits one CSV line. HAProxy quotes a field holding a comma or a quote (`"a,b"`, `""` for a
-/// quote inside), e.g. in `check_desc`.
-fn split_fields(line: &str) -> Vec<String> {
+/// quote inside), e.g. in `check_desc`; a line without quotes (nearly all) is split without
+/// copying.
+fn split_fields(line: &str) -> Vec<Cow<'_, str>> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if !line.contains('"') {
+        return line.split(',').map(Cow::Borrowed).collect();
+    }
     let mut out = Vec::new();
     let mut cur = String::new();
-    let mut chars = line.trim_end_matches(['\r', '\n']).chars().peekable();
+    let mut chars = line.chars().peekable();
     let mut quoted = false;
     while let Some(c) = chars.next() {
         match (c, quoted) {
@@ -186,11 +192,11 @@ fn split_fields(line: &str) -> Vec<String> {
                 cur.push('"');
             }
             ('"', true) => quoted = false,
-            (',', false) => out.push(std::mem::take(&mut cur)),
+            (',', false) => out.push(Cow::Owned(std::mem::take(&mut cur))),
             (c, _) => cur.push(c),
         }
     }
-    out.push(cur);
+    out.push(Cow::Owned(cur));
     out
 }
 

@@ -51,8 +51,22 @@ pub fn http_client() -> reqwest::ClientBuilder {
     });
     reqwest::Client::builder()
         .user_agent(concat!("haproxysessionmon/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(1)
+        .connect_timeout(Duration::from_secs_f64(crate::config::DEFAULT_TIMEOUT))
         .no_proxy()
+}
+
+/// The client of every server without its own TLS options: one connection pool and one TLS
+/// setup (root store) for all, instead of one per server.
+fn shared_client() -> Result<reqwest::Client, String> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> =
+        std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            http_client()
+                .build()
+                .map_err(|e| error_chain(&e.without_url()))
+        })
+        .clone()
 }
 
 /// One server's stats source.
@@ -84,17 +98,11 @@ impl Source {
             endpoint: endpoint.clone(),
             reason,
         };
-        let mut b = http_client().connect_timeout(server.timeout());
-        if let Some(ca) = &server.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| setup(format!("{}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| setup(format!("{}: {e}", ca.display())))?;
-            b = b.tls_certs_only(certs);
-        }
-        if server.insecure {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
-        let client = b.build().map_err(|e| setup(e.without_url().to_string()))?;
+        let client = if server.ca_file.is_none() && !server.insecure {
+            shared_client().map_err(setup)?
+        } else {
+            own_client(server).map_err(setup)?
+        };
         Ok(Source::Http {
             client,
             url: server.endpoint.clone(),
@@ -203,6 +211,21 @@ async fn fetch_socket(path: &std::path::Path, endpoint: &str) -> Result<String, 
         });
     }
     Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A client with the server's own TLS options (`ca-file`, `insecure`).
+fn own_client(server: &Server) -> Result<reqwest::Client, String> {
+    let mut b = http_client();
+    if let Some(ca) = &server.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+        b = b.tls_certs_only(certs);
+    }
+    if server.insecure {
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|e| error_chain(&e.without_url()))
 }
 
 /// An error with its sources, `a: b: c` (reqwest's own message alone says little).

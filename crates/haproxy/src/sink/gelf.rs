@@ -8,7 +8,7 @@
 use super::SinkError;
 use crate::config::{GelfBackend, GelfProtocol};
 use crate::sample::{Batch, RowType, Sample};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use std::io::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::AsyncWriteExt;
@@ -49,11 +49,7 @@ impl GelfSink {
         let msgs: Vec<Vec<u8>> = batch
             .samples
             .iter()
-            .map(|s| {
-                message(batch, s, &self.cfg.facility)
-                    .to_string()
-                    .into_bytes()
-            })
+            .map(|s| encode(&message(batch, s, &self.cfg.facility)))
             .collect();
         let r = match self.cfg.protocol {
             GelfProtocol::Udp => self.send_udp(&msgs).await,
@@ -140,8 +136,48 @@ impl GelfSink {
     }
 }
 
+/// A GELF 1.1 message: the original's fields first, then the new ones; `None` is left out.
+#[derive(Debug, Serialize)]
+pub struct Message<'a> {
+    pub version: &'static str,
+    pub host: &'a str,
+    pub short_message: String,
+    pub timestamp: f64,
+    pub level: u8,
+    #[serde(rename = "_facility")]
+    pub facility: &'a str,
+    #[serde(rename = "_backend")]
+    pub backend: &'a str,
+    #[serde(rename = "_sessions", skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+    #[serde(rename = "_queued_sessions", skip_serializing_if = "Option::is_none")]
+    pub queued_sessions: Option<u64>,
+    #[serde(rename = "_active_backends", skip_serializing_if = "Option::is_none")]
+    pub active_backends: Option<u64>,
+    #[serde(rename = "_http_4xx", skip_serializing_if = "Option::is_none")]
+    pub http_4xx: Option<u64>,
+    #[serde(rename = "_http_5xx", skip_serializing_if = "Option::is_none")]
+    pub http_5xx: Option<u64>,
+    #[serde(rename = "_svname")]
+    pub svname: &'a str,
+    #[serde(rename = "_row_type")]
+    pub row_type: &'static str,
+    #[serde(rename = "_endpoint")]
+    pub endpoint: &'a str,
+    #[serde(rename = "_session_rate", skip_serializing_if = "Option::is_none")]
+    pub session_rate: Option<u64>,
+    #[serde(rename = "_max_sessions", skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u64>,
+    #[serde(rename = "_session_limit", skip_serializing_if = "Option::is_none")]
+    pub session_limit: Option<u64>,
+    #[serde(rename = "_backup_servers", skip_serializing_if = "Option::is_none")]
+    pub backup_servers: Option<u64>,
+    #[serde(rename = "_status", skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
+}
+
 /// The GELF message for one sample.
-pub fn message(batch: &Batch, s: &Sample, facility: &str) -> Value {
+pub fn message<'a>(batch: &'a Batch, s: &'a Sample, facility: &'a str) -> Message<'a> {
     let c = &s.counts;
     let what = match s.row_type {
         RowType::Backend => format!("backend \"{}\"", s.proxy),
@@ -153,43 +189,37 @@ pub fn message(batch: &Batch, s: &Sample, facility: &str) -> Value {
     let n = c
         .scur
         .map_or_else(|| "unknown".to_string(), |v| v.to_string());
-    let timestamp = batch
-        .time
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| (d.as_millis() as f64) / 1000.0);
-    let mut m = Map::new();
-    m.insert("version".into(), json!("1.1"));
-    m.insert("host".into(), json!(&*batch.server));
-    m.insert(
-        "short_message".into(),
-        json!(format!("{n} concurrent requests measured for {what}")),
-    );
-    m.insert("timestamp".into(), json!(timestamp));
-    m.insert("level".into(), json!(6));
-    m.insert("_facility".into(), json!(facility));
-    m.insert("_backend".into(), json!(&s.proxy));
-    m.insert("_svname".into(), json!(&s.svname));
-    m.insert("_row_type".into(), json!(s.row_type.as_str()));
-    m.insert("_endpoint".into(), json!(&*batch.endpoint));
-    for (k, v) in [
-        ("_sessions", c.scur),
-        ("_queued_sessions", c.qcur),
-        ("_active_backends", c.act),
-        ("_http_4xx", c.hrsp_4xx),
-        ("_http_5xx", c.hrsp_5xx),
-        ("_session_rate", c.rate),
-        ("_max_sessions", c.smax),
-        ("_session_limit", c.slim),
-        ("_backup_servers", c.bck),
-    ] {
-        if let Some(v) = v {
-            m.insert(k.into(), json!(v));
-        }
+    Message {
+        version: "1.1",
+        host: &batch.server,
+        short_message: format!("{n} concurrent requests measured for {what}"),
+        timestamp: batch
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| (d.as_millis() as f64) / 1000.0),
+        level: 6,
+        facility: facility,
+        backend: &s.proxy,
+        sessions: c.scur,
+        queued_sessions: c.qcur,
+        active_backends: c.act,
+        http_4xx: c.hrsp_4xx,
+        http_5xx: c.hrsp_5xx,
+        svname: &s.svname,
+        row_type: s.row_type.as_str(),
+        endpoint: &batch.endpoint,
+        session_rate: c.rate,
+        max_sessions: c.smax,
+        session_limit: c.slim,
+        backup_servers: c.bck,
+        status: s.status.as_deref(),
     }
-    if let Some(st) = &s.status {
-        m.insert("_status".into(), json!(st));
-    }
-    Value::Object(m)
+}
+
+/// A message as JSON bytes.
+pub fn encode(m: &Message<'_>) -> Vec<u8> {
+    // Serializing plain fields to a Vec cannot fail.
+    serde_json::to_vec(m).unwrap_or_default()
 }
 
 /// gzip of `data` (GELF UDP accepts gzip or zlib; Graylog detects which).
@@ -232,8 +262,13 @@ pub fn chunks(payload: &[u8], chunk_size: usize, id: [u8; 8]) -> Result<Vec<Vec<
 mod tests {
     use super::*;
     use crate::sample::Counts;
+    use serde_json::Value;
     use std::io::Read;
     use std::time::SystemTime;
+
+    fn json(m: &Message<'_>) -> Value {
+        serde_json::from_slice(&encode(m)).unwrap()
+    }
 
     fn batch(samples: Vec<Sample>) -> Batch {
         Batch {
@@ -261,7 +296,7 @@ mod tests {
     #[test]
     fn original_fields_with_scur_as_sessions() {
         let b = batch(vec![sample("be_app", Some(3))]);
-        let m = message(&b, &b.samples[0], "fac");
+        let m = json(&message(&b, &b.samples[0], "fac"));
         assert_eq!(m["version"], "1.1");
         assert_eq!(m["host"], "lb1");
         assert_eq!(
@@ -283,7 +318,8 @@ mod tests {
                     .all(|c| c.is_alphanumeric() || "_.-".contains(c)));
             }
         }
-        let m = message(&b, &sample("x", None), "fac");
+        let x = sample("x", None);
+        let m = json(&message(&b, &x, "fac"));
         assert!(m["short_message"].as_str().unwrap().starts_with("unknown "));
         assert!(m.get("_sessions").is_none());
     }
