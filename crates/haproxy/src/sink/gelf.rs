@@ -198,7 +198,7 @@ pub fn message<'a>(batch: &'a Batch, s: &'a Sample, facility: &'a str) -> Messag
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| (d.as_millis() as f64) / 1000.0),
         level: 6,
-        facility: facility,
+        facility,
         backend: &s.proxy,
         sessions: c.scur,
         queued_sessions: c.qcur,
