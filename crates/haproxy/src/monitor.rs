@@ -134,14 +134,23 @@ impl Poller {
         store.publish(self.snap.clone());
     }
 
-    /// Polls for ever every `interval` on a fixed grid (a slow fetch does not shift the next).
-    pub async fn run(mut self, interval: Duration, store: Arc<Snapshots>) {
+    /// Polls for ever every `interval` on a fixed grid (a slow fetch does not shift the next),
+    /// the first time after `offset`.
+    pub async fn run(mut self, interval: Duration, offset: Duration, store: Arc<Snapshots>) {
+        tokio::time::sleep(offset).await;
         let mut ticks = custos_kit::poll::fixed_rate(interval);
         loop {
             ticks.tick().await;
             self.poll(&store).await;
         }
     }
+}
+
+/// When server `i` of `n` polls first: spread over the first second (or interval, if shorter),
+/// so that many servers do not fetch, parse and send all at the same instant every interval
+/// (a burst of CPU and of page buffers alive at once).
+pub fn spread(i: u32, n: u32, interval: Duration) -> Duration {
+    interval.min(Duration::from_secs(1)) * i / n.max(1)
 }
 
 /// Why the monitor could not start or stopped.
@@ -192,7 +201,8 @@ pub async fn run(cfg: &Config, reopen: logfile::Reopen) -> Result<(), RunError> 
         handles.insert(id, sink::spawn(st, sink));
     }
     let stats = Arc::new(stats);
-    for (id, s) in &cfg.servers {
+    let n = cfg.servers.len() as u32;
+    for (i, (id, s)) in (0u32..).zip(&cfg.servers) {
         let sinks: Vec<SinkHandle> = s
             .backends
             .iter()
@@ -206,7 +216,7 @@ pub async fn run(cfg: &Config, reopen: logfile::Reopen) -> Result<(), RunError> 
             "polling HAProxy stats"
         );
         let poller = Poller::new(id, s, sinks);
-        tokio::spawn(poller.run(s.interval(), Arc::clone(&store)));
+        tokio::spawn(poller.run(s.interval(), spread(i, n, s.interval()), Arc::clone(&store)));
     }
     if listeners.is_empty() {
         custos_kit::shutdown::signal().await;
@@ -264,6 +274,16 @@ mod tests {
             status: None,
             counts: Counts::default(),
         }
+    }
+
+    #[test]
+    fn first_polls_spread_over_a_second() {
+        let s = |i, n, ms| spread(i, n, Duration::from_millis(ms)).as_millis();
+        assert_eq!(s(0, 50, 10_000), 0);
+        assert_eq!(s(25, 50, 10_000), 500);
+        assert_eq!(s(49, 50, 10_000), 980);
+        assert_eq!(s(1, 2, 200), 100, "never beyond the interval");
+        assert_eq!(s(0, 0, 1000), 0);
     }
 
     #[test]

@@ -182,7 +182,12 @@ async fn fetch_http(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(into_text(body))
+}
+
+/// The page as text: without a copy when it is UTF-8, as it always is.
+fn into_text(body: Vec<u8>) -> String {
+    String::from_utf8(body).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// `show stat` on the runtime API: one command per connection, HAProxy closes after the answer.
@@ -210,7 +215,7 @@ async fn fetch_socket(path: &std::path::Path, endpoint: &str) -> Result<String, 
             max: MAX_PAGE,
         });
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(into_text(body))
 }
 
 /// A client with the server's own TLS options (`ca-file`, `insecure`).
