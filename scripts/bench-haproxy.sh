@@ -11,11 +11,11 @@
 # HAProxy answers 150 fetches a second without strain).
 #
 # Reported per tool: CPU-seconds over the window (sum of /proc/PID/task/*/schedstat), CPU per
-# endpoint fetch, share of one core, and peak RSS (VmHWM). Fetches are counted from what each
-# delivered: custos from its own counter (haproxysessionmon_fetches_total, read twice from a
-# prometheus backend nobody else scrapes), the original from the GELF datagrams received divided
-# by the backend rows per page (one datagram per row per poll), the Go exporter from successful
-# scrapes.
+# endpoint fetch, share of one core, peak RSS (VmHWM) and RSS at the end. Fetches are counted
+# from what each delivered: custos from its own counter (haproxysessionmon_fetches_total, read
+# twice from a prometheus backend nobody else scrapes), the original from the GELF datagrams
+# received divided by the backend rows per page (one datagram per row per poll), the Go
+# exporter from successful scrapes.
 #
 # The original runs only when ORIGINAL_HSM names a checkout of thanethomson/haproxy-session-mon
 # and ORIGINAL_PYTHON a python that can import it with its pinned dependencies (they install
@@ -62,6 +62,7 @@ cpu_ns() { # pid -> CPU ns of all its threads
 	echo "$sum"
 }
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' /proc/"$1"/status; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' /proc/"$1"/status; }
 
 # A UDP drain that writes how many datagrams it got to a file (twice a second).
 drain() { # port file
@@ -161,22 +162,22 @@ echo "== measuring ${BENCH_SECONDS} s" >&2
 sleep "$BENCH_SECONDS"
 out=$work/table
 {
-	echo "| tool | endpoints | fetches in ${BENCH_SECONDS} s | CPU-s | CPU-s per fetch | % of one core | peak RSS |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
+	echo "| tool | endpoints | fetches in ${BENCH_SECONDS} s | CPU-s | CPU-s per fetch | % of one core | peak RSS | RSS at end |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 	for t in custos original go; do
 		[[ -n ${pid[$t]:-} ]] || continue
 		if ! kill -0 "${pid[$t]}" 2>/dev/null; then
-			echo "| $t | $BENCH_ENDPOINTS | – | – | – | – | died: $(tail -1 "$work/$t.log") |"
+			echo "| $t | $BENCH_ENDPOINTS | – | – | – | – | – | died: $(tail -1 "$work/$t.log") |"
 			continue
 		fi
 		c1=$(cpu_ns "${pid[$t]}"); n1=$(count "${cnt[$t]}")
 		fetches=$((n1 - n0[$t]))
 		[[ $t != original ]] || fetches=$((fetches / rows))
 		awk -v t="$t" -v e="$BENCH_ENDPOINTS" -v f="$fetches" -v c=$((c1 - c0[$t])) \
-			-v s="$BENCH_SECONDS" -v rss="$(hwm_kb "${pid[$t]}")" 'BEGIN {
+			-v s="$BENCH_SECONDS" -v hwm="$(hwm_kb "${pid[$t]}")" -v rss="$(rss_kb "${pid[$t]}")" 'BEGIN {
 			cpu = c / 1e9
-			printf "| %s | %d | %d | %.3f | %.6f | %.2f %% | %.1f MB |\n",
-				t, e, f, cpu, (f ? cpu / f : 0), 100 * cpu / s, rss / 1024 }'
+			printf "| %s | %d | %d | %.3f | %.6f | %.2f %% | %.1f MB | %.1f MB |\n",
+				t, e, f, cpu, (f ? cpu / f : 0), 100 * cpu / s, hwm / 1024, rss / 1024 }'
 	done
 } >"$out"
 cat "$out"

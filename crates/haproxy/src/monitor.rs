@@ -146,11 +146,16 @@ impl Poller {
     }
 }
 
-/// When server `i` of `n` polls first: spread over the first second (or interval, if shorter),
-/// so that many servers do not fetch, parse and send all at the same instant every interval
-/// (a burst of CPU and of page buffers alive at once).
+/// Groups the first polls fall into, spread over the first second.
+pub const SPREAD_GROUPS: u32 = 4;
+
+/// When server `i` of `n` polls first: the servers fall into [`SPREAD_GROUPS`] groups spread
+/// over the first second (or interval, if shorter), so that many servers do not fetch, parse and
+/// send at the same instant every interval (a burst of page buffers alive at once), while a
+/// group still shares one wake-up.
 pub fn spread(i: u32, n: u32, interval: Duration) -> Duration {
-    interval.min(Duration::from_secs(1)) * i / n.max(1)
+    let groups = SPREAD_GROUPS.min(n.max(1));
+    interval.min(Duration::from_secs(1)) * (i % groups) / groups
 }
 
 /// Why the monitor could not start or stopped.
@@ -277,11 +282,12 @@ mod tests {
     }
 
     #[test]
-    fn first_polls_spread_over_a_second() {
+    fn first_polls_spread_in_groups_over_a_second() {
         let s = |i, n, ms| spread(i, n, Duration::from_millis(ms)).as_millis();
         assert_eq!(s(0, 50, 10_000), 0);
-        assert_eq!(s(25, 50, 10_000), 500);
-        assert_eq!(s(49, 50, 10_000), 980);
+        assert_eq!(s(1, 50, 10_000), 250);
+        assert_eq!(s(3, 50, 10_000), 750);
+        assert_eq!(s(4, 50, 10_000), 0, "four groups");
         assert_eq!(s(1, 2, 200), 100, "never beyond the interval");
         assert_eq!(s(0, 0, 1000), 0);
     }
