@@ -66,10 +66,11 @@ fn every_sink_carries_the_sessions_haproxy_counts() {
          \x20 graylog:\n    type: gelf\n    host: 127.0.0.1\n    port: {udp}\n    facility: custos-test\n    compress: true\n    chunk-size: 200\n\
          \x20 graylog_tcp:\n    type: gelf\n    host: 127.0.0.1\n    port: {tcp}\n    protocol: tcp\n\
          \x20 probe:\n    type: prtg\n    base-url: {probe}\n    token: \"tok-{{server}}\"\n\
+         \x20 probe_get:\n    type: prtg\n    base-url: {probe}\n    key: \"get-{{server}}\"\n    method: GET\n\
          \x20 prom:\n    type: prometheus\n    listen: 127.0.0.1:{prom_port}\n\
          servers:\n\
          \x20 lb-http:\n    endpoint: \"{csv}\"\n    update-interval: 0.5\n    username: admin\n    password: s3cret\n\
-         \x20   rows: [frontend, backend, server]\n    backends: [log, graylog, graylog_tcp, probe, prom]\n\
+         \x20   rows: [frontend, backend, server]\n    backends: [log, graylog, graylog_tcp, probe, probe_get, prom]\n\
          \x20 lb-sock:\n    endpoint: unix://{sock}\n    update-interval: 0.5\n    backends: [log, prom]\n",
         log = log.display(),
         udp = udp.port,
@@ -147,6 +148,16 @@ fn every_sink_carries_the_sessions_haproxy_counts() {
             .iter()
             .any(|(k, v)| k == "content-type" && v == "application/json"),
         "{req:?}"
+    );
+
+    // PRTG by GET: the same document in `?content=`, token from the original's `key`.
+    let get = probe.wait_request("a PRTG GET push", |r| {
+        r.method == "GET" && r.target.starts_with("/get-lb-http?content=")
+    });
+    let content = common::urldecode(get.target.split_once("?content=").unwrap().1);
+    assert!(
+        prtg_channels(&content).contains(&("be_tcp".to_string(), 3)),
+        "{content}"
     );
 
     // More sessions: every sink follows.
