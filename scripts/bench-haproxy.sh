@@ -12,10 +12,9 @@
 #
 # Reported per tool: CPU-seconds over the window (sum of /proc/PID/task/*/schedstat), CPU per
 # endpoint fetch, share of one core, peak RSS (VmHWM) and RSS at the end. Fetches are counted
-# from what each delivered: custos from its own counter (haproxysessionmon_fetches_total, read
-# twice from a prometheus backend nobody else scrapes), the original from the GELF datagrams
-# received divided by the backend rows per page (one datagram per row per poll), the Go
-# exporter from successful scrapes.
+# from what each delivered: custos and the original from the GELF datagrams received divided by
+# the backend rows per page (one datagram per row per poll; the drains have 8 MiB receive
+# buffers so none is lost), the Go exporter from successful scrapes.
 #
 # The original runs only when ORIGINAL_HSM names a checkout of thanethomson/haproxy-session-mon
 # and ORIGINAL_PYTHON a python that can import it with its pinned dependencies (they install
@@ -89,26 +88,20 @@ PY
 	pids+=($!)
 	for _ in $(seq 1 50); do [[ -f $2 ]] && return 0; sleep 0.1; done
 }
-count() { # counter file, or `custos` for custos' own counter
-	if [[ $1 == custos ]]; then custos_fetches; else cat "$1" 2>/dev/null || echo 0; fi
-}
+count() { cat "$1" 2>/dev/null || echo 0; }
 
-config() { # gelf_port [extra backend YAML] [extra backend id] -> YAML with BENCH_ENDPOINTS servers
-	printf 'logging:\n    level: WARNING\n    console: true\nbackends:\n    graylog:\n        type: gelf\n        host: 127.0.0.1\n        port: %s\n        facility: bench\n%s\nservers:\n' "$1" "${2:-}"
+config() { # gelf_port -> YAML with BENCH_ENDPOINTS servers
+	printf 'logging:\n    level: WARNING\n    console: true\nbackends:\n    graylog:\n        type: gelf\n        host: 127.0.0.1\n        port: %s\n        facility: bench\nservers:\n' "$1"
 	for i in $(seq -w 1 "$BENCH_ENDPOINTS"); do
-		printf '    lb-%s:\n        endpoint: "%s"\n        update-interval: 1\n        username: admin\n        password: s3cret\n        backends: [graylog%s]\n' "$i" "$url" "${3:+, $3}"
+		printf '    lb-%s:\n        endpoint: "%s"\n        update-interval: 1\n        username: admin\n        password: s3cret\n        backends: [graylog]\n' "$i" "$url"
 	done
-}
-# custos' fetch counter, from its prometheus backend.
-custos_fetches() {
-	curl -fsS http://127.0.0.1:29102/metrics | awk '/^haproxysessionmon_fetches_total/ { s += $NF } END { printf "%d\n", s }'
 }
 
 declare -A pid cnt
 drain 29001 "$work/custos.count"
-config 29001 "$(printf '    metrics:\n        type: prometheus\n        listen: 127.0.0.1:29102')" metrics >"$work/custos.yml"
+config 29001 >"$work/custos.yml"
 "$custos_bin" -c "$work/custos.yml" 2>"$work/custos.log" &
-pid[custos]=$!; pids+=($!); cnt[custos]=custos
+pid[custos]=$!; pids+=($!); cnt[custos]=$work/custos.count
 
 if [[ -n ${ORIGINAL_HSM:-} && -n ${ORIGINAL_PYTHON:-} ]]; then
 	drain 29002 "$work/original.count"
@@ -172,7 +165,7 @@ out=$work/table
 		fi
 		c1=$(cpu_ns "${pid[$t]}"); n1=$(count "${cnt[$t]}")
 		fetches=$((n1 - n0[$t]))
-		[[ $t != original ]] || fetches=$((fetches / rows))
+		[[ $t == go ]] || fetches=$((fetches / rows))
 		awk -v t="$t" -v e="$BENCH_ENDPOINTS" -v f="$fetches" -v c=$((c1 - c0[$t])) \
 			-v s="$BENCH_SECONDS" -v hwm="$(hwm_kb "${pid[$t]}")" -v rss="$(rss_kb "${pid[$t]}")" 'BEGIN {
 			cpu = c / 1e9
