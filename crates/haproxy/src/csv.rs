@@ -1,0 +1,327 @@
+//! HAProxy's stats CSV (`;csv` page and `show stat`), read by header name.
+//!
+//! Columns differ between HAProxy versions (2.6 has 129, 1.5 about 60, and the order after the
+//! `-` marker is not fixed), so every value is looked up by its header name: a column this
+//! version lacks, or a field it leaves empty, is `None` ("unknown"), never a neighbour's value.
+//! A row whose field count differs from the header's (a truncated page, a garbled line) or whose
+//! numbers do not parse is skipped and counted; the rest of the page is still used.
+
+use crate::sample::{Counts, RowType, Sample};
+use std::borrow::Cow;
+
+/// Why a page could not be read at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsvError {
+    /// The body does not start with HAProxy's `# pxname,...` header (an HTML page, an error
+    /// text, an empty answer).
+    #[error("not HAProxy stats CSV (no `# pxname,svname,...` header); starts with {start:?}")]
+    NoHeader { start: String },
+    /// A column every row needs is missing from the header.
+    #[error("stats CSV header lacks the `{column}` column")]
+    MissingColumn { column: &'static str },
+}
+
+/// The usable rows of one page and what was wrong with the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub samples: Vec<Sample>,
+    /// Rows skipped because they could not be read.
+    pub malformed: u64,
+    /// Columns of interest this HAProxy does not report (their values are all unknown).
+    pub missing_columns: Vec<&'static str>,
+}
+
+/// Positions of the columns we read; `None` when absent from the header.
+#[derive(Debug, Default)]
+struct Columns {
+    pxname: usize,
+    svname: usize,
+    row_type: Option<usize>,
+    status: Option<usize>,
+    scur: Option<usize>,
+    rate: Option<usize>,
+    qcur: Option<usize>,
+    smax: Option<usize>,
+    slim: Option<usize>,
+    act: Option<usize>,
+    bck: Option<usize>,
+    hrsp_4xx: Option<usize>,
+    hrsp_5xx: Option<usize>,
+    count: usize,
+}
+
+/// The numeric columns, as (header name, accessor) pairs.
+const NUMERIC: [&str; 9] = [
+    "scur", "rate", "qcur", "smax", "slim", "act", "bck", "hrsp_4xx", "hrsp_5xx",
+];
+
+impl Columns {
+    fn from_header(line: &str) -> Result<(Columns, Vec<&'static str>), CsvError> {
+        let names = split_fields(line.trim_start_matches('#').trim_start());
+        let find = |n: &str| names.iter().position(|h| h.trim() == n);
+        let pxname = find("pxname").ok_or(CsvError::MissingColumn { column: "pxname" })?;
+        let svname = find("svname").ok_or(CsvError::MissingColumn { column: "svname" })?;
+        let mut missing = Vec::new();
+        let mut opt = |n: &'static str| {
+            let p = find(n);
+            if p.is_none() {
+                missing.push(n);
+            }
+            p
+        };
+        let cols = Columns {
+            pxname,
+            svname,
+            row_type: opt("type"),
+            status: opt("status"),
+            scur: opt("scur"),
+            rate: opt("rate"),
+            qcur: opt("qcur"),
+            smax: opt("smax"),
+            slim: opt("slim"),
+            act: opt("act"),
+            bck: opt("bck"),
+            hrsp_4xx: opt("hrsp_4xx"),
+            hrsp_5xx: opt("hrsp_5xx"),
+            count: names.len(),
+        };
+        Ok((cols, missing))
+    }
+
+    fn numeric(&self) -> [Option<usize>; NUMERIC.len()] {
+        [
+            self.scur,
+            self.rate,
+            self.qcur,
+            self.smax,
+            self.slim,
+            self.act,
+            self.bck,
+            self.hrsp_4xx,
+            self.hrsp_5xx,
+        ]
+    }
+
+    /// One data row; `None` if it is malformed.
+    fn row(&self, fields: &[Cow<'_, str>]) -> Option<Sample> {
+        if fields.len() != self.count {
+            return None;
+        }
+        let text = |i: Option<usize>| {
+            i.map(|i| fields[i].as_ref())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let proxy = fields[self.pxname].to_string();
+        let svname = fields[self.svname].to_string();
+        if proxy.is_empty() || svname.is_empty() {
+            return None;
+        }
+        let row_type = match self.row_type {
+            Some(i) => RowType::from_code(fields[i].parse().ok()?)?,
+            None => RowType::from_svname(&svname),
+        };
+        let mut v = [None; NUMERIC.len()];
+        for (slot, col) in v.iter_mut().zip(self.numeric()) {
+            *slot = match col.map(|i| fields[i].as_ref()) {
+                None | Some("") => None,
+                Some(s) => Some(s.parse::<u64>().ok()?),
+            };
+        }
+        let [scur, rate, qcur, smax, slim, act, bck, hrsp_4xx, hrsp_5xx] = v;
+        Some(Sample {
+            proxy,
+            svname,
+            row_type,
+            status: text(self.status),
+            counts: Counts {
+                scur,
+                rate,
+                qcur,
+                smax,
+                slim,
+                act,
+                bck,
+                hrsp_4xx,
+                hrsp_5xx,
+            },
+        })
+    }
+}
+
+/// Parses a whole stats page.
+pub fn parse(text: &str) -> Result<Page, CsvError> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = lines
+        .next()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .ok_or_else(|| CsvError::NoHeader {
+            start: text.chars().take(40).collect(),
+        })?;
+    let (cols, missing_columns) = Columns::from_header(header)?;
+    let mut page = Page {
+        missing_columns,
+        ..Page::default()
+    };
+    for line in lines {
+        match cols.row(&split_fields(line)) {
+            Some(s) => page.samples.push(s),
+            None => page.malformed += 1,
+        }
+    }
+    Ok(page)
+}
+
+/// Splits one CSV line. HAProxy quotes a field holding a comma or a quote (`"a,b"`, `""` for a
+/// quote inside), e.g. in `check_desc`; a line without quotes (nearly all) is split without
+/// copying.
+fn split_fields(line: &str) -> Vec<Cow<'_, str>> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if !line.contains('"') {
+        return line.split(',').map(Cow::Borrowed).collect();
+    }
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', false) if cur.is_empty() => quoted = true,
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            ('"', true) => quoted = false,
+            (',', false) => out.push(Cow::Owned(std::mem::take(&mut cur))),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(Cow::Owned(cur));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+    }
+
+    fn find<'a>(p: &'a Page, proxy: &str, svname: &str) -> &'a Sample {
+        p.samples
+            .iter()
+            .find(|s| s.proxy == proxy && s.svname == svname)
+            .unwrap_or_else(|| panic!("no row {proxy}/{svname}"))
+    }
+
+    #[test]
+    fn haproxy_2_6_page() {
+        let p = parse(&fixture("stats-2.6.csv")).unwrap();
+        assert_eq!(p.malformed, 0);
+        assert!(p.missing_columns.is_empty());
+        let fe = find(&p, "origin1", "FRONTEND");
+        assert_eq!(fe.row_type, RowType::Frontend);
+        assert_eq!(fe.counts.scur, Some(5));
+        assert_eq!(fe.counts.rate, Some(7));
+        assert_eq!(
+            fe.counts.qcur, None,
+            "frontends have no queue: unknown, not 0"
+        );
+        assert_eq!(fe.status.as_deref(), Some("OPEN"));
+        let be = find(&p, "stats", "BACKEND");
+        assert_eq!(be.row_type, RowType::Backend);
+        assert_eq!(be.counts.slim, Some(200));
+        assert_eq!(be.counts.hrsp_4xx, Some(0));
+        assert_eq!(be.counts.hrsp_5xx, Some(3));
+        let srv = find(&p, "be_app", "app3_down");
+        assert_eq!(srv.row_type, RowType::Server);
+        assert!(srv.status.as_deref().unwrap().starts_with("DOWN"));
+    }
+
+    #[test]
+    fn runtime_socket_output_is_the_same_format() {
+        let p = parse(&fixture("show-stat-2.6.csv")).unwrap();
+        assert_eq!(p.malformed, 0);
+        assert!(p.samples.iter().any(|s| s.row_type == RowType::Backend));
+    }
+
+    #[test]
+    fn columns_are_found_by_name_not_position() {
+        let text = "# svname,pxname,status,scur,type,\nBACKEND,be,UP,4,1,\nFRONTEND,fe,OPEN,,0,\n";
+        let p = parse(text).unwrap();
+        let be = find(&p, "be", "BACKEND");
+        assert_eq!(be.counts.scur, Some(4));
+        assert_eq!(be.counts.rate, None);
+        assert_eq!(find(&p, "fe", "FRONTEND").counts.scur, None);
+        assert!(p.missing_columns.contains(&"rate"));
+    }
+
+    #[test]
+    fn old_haproxy_without_type_column() {
+        // HAProxy 1.3-style header: fewer columns, no `type`.
+        let text = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,\
+                    eresp,wretr,wredis,status,weight,act,bck,\n\
+                    web,FRONTEND,,,3,9,2000,100,0,0,0,0,0,,,,,OPEN,,,,\n\
+                    web,BACKEND,0,0,2,8,,90,0,0,0,0,,0,0,0,0,UP,2,2,0,\n\
+                    web,s1,0,0,2,5,,50,0,0,,0,,0,0,0,0,UP,1,1,0,\n";
+        let p = parse(text).unwrap();
+        assert_eq!(p.malformed, 0);
+        let be = find(&p, "web", "BACKEND");
+        assert_eq!(be.row_type, RowType::Backend);
+        assert_eq!((be.counts.scur, be.counts.act), (Some(2), Some(2)));
+        assert_eq!(be.counts.rate, None);
+        assert_eq!(find(&p, "web", "s1").row_type, RowType::Server);
+        assert!(p.missing_columns.contains(&"hrsp_5xx"));
+    }
+
+    #[test]
+    fn malformed_rows_are_skipped_and_counted() {
+        let text = "# pxname,svname,scur,type,\nbe,BACKEND,4,1,\nbe,BACKEND,x,1,\nbe,BACK\n\
+                    fe,FRONTEND,1,0,\nzz,FRONTEND,1,9,\n";
+        let p = parse(text).unwrap();
+        assert_eq!(p.samples.len(), 2);
+        assert_eq!(p.malformed, 3);
+    }
+
+    #[test]
+    fn not_csv() {
+        assert!(matches!(
+            parse("<html>401 Unauthorized</html>"),
+            Err(CsvError::NoHeader { .. })
+        ));
+        assert!(matches!(parse(""), Err(CsvError::NoHeader { .. })));
+        assert_eq!(
+            parse("# svname,scur,\n"),
+            Err(CsvError::MissingColumn { column: "pxname" })
+        );
+    }
+
+    #[test]
+    fn quoted_fields() {
+        assert_eq!(
+            split_fields(r#"a,"b,c","d""e",,"#),
+            ["a", "b,c", "d\"e", "", ""]
+        );
+        let text = "# pxname,svname,check_desc,scur,\nbe,s1,\"Layer4, refused\",3,\n";
+        assert_eq!(find(&parse(text).unwrap(), "be", "s1").counts.scur, Some(3));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "\\PC*") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn never_panics_on_csv_like_text(
+            rows in proptest::collection::vec("[a-z0-9,\"#\\- ]{0,40}", 0..8)
+        ) {
+            let text = format!("# pxname,svname,scur,type,status,\n{}", rows.join("\n"));
+            let p = parse(&text).unwrap();
+            prop_assert_eq!(p.samples.len() as u64 + p.malformed, rows.iter().filter(|r| !r.trim().is_empty()).count() as u64);
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! haproxysessionmon: polls HAProxy stats and forwards sessions per proxy to a log file,
+//! Graylog (GELF), PRTG and Prometheus; a drop-in for the Python haproxy-session-mon.
+//!
+//! Data flows one way:
+//! `source (HTTP ;csv | runtime socket) -> csv::parse -> Sample -> Batch -> each sink`, and
+//! every poll's result goes to the snapshot store that `prometheus` backends serve.
+//!
+//! - [`config`]: the original's YAML config plus the new keys.
+//! - [`source`]: fetching a stats page (basic auth, timeout, TLS options, `show stat`).
+//! - [`csv`]: parsing it by header name.
+//! - [`sample`]: the rows as typed values; unknown is `None`, never 0.
+//! - [`monitor`]: a fixed-rate poll task per server, row selection, starting everything.
+//! - [`sink`]: logfile, GELF and PRTG tasks with bounded queues and error counters.
+//! - [`snapshot`], [`metrics`]: the latest poll per server and its Prometheus exposition.
+//! - [`applog`]: the monitor's own log as the `logging` section says.
+
+pub mod applog;
+pub mod config;
+pub mod csv;
+pub mod metrics;
+pub mod monitor;
+pub mod sample;
+pub mod sink;
+pub mod snapshot;
+pub mod source;

@@ -1,0 +1,357 @@
+//! `type: gelf`: a GELF 1.1 message per sample to Graylog, over UDP (optionally gzipped,
+//! chunked when larger than a datagram) or TCP (`\0`-terminated, uncompressed).
+//!
+//! Fields are the original's (`host` = server id, `_facility`, `_sessions`, `_backend`,
+//! `_queued_sessions`, `_active_backends`, `_http_4xx`, `_http_5xx`) plus the new columns;
+//! `_sessions` is now `scur`. A value HAProxy does not report is left out, not sent as 0.
+
+use super::SinkError;
+use crate::config::{GelfBackend, GelfProtocol};
+use crate::sample::{Batch, RowType, Sample};
+use serde::Serialize;
+use std::io::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket};
+
+/// The GELF chunk magic bytes.
+pub const CHUNK_MAGIC: [u8; 2] = [0x1e, 0x0f];
+/// Bytes of a chunk header: magic, 8-byte message id, sequence number, sequence count.
+pub const CHUNK_HEADER: usize = 12;
+/// Most chunks a GELF message may have.
+pub const MAX_CHUNKS: usize = 128;
+/// Time a TCP connect or write may take.
+const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub struct GelfSink {
+    cfg: GelfBackend,
+    udp: Option<UdpSocket>,
+    tcp: Option<TcpStream>,
+}
+
+impl GelfSink {
+    pub fn new(cfg: GelfBackend) -> GelfSink {
+        GelfSink {
+            cfg,
+            udp: None,
+            tcp: None,
+        }
+    }
+
+    fn target(&self) -> String {
+        format!("{}:{}", self.cfg.host, self.cfg.port)
+    }
+
+    /// Sends every sample of the batch; the first failure ends the batch (and drops the socket,
+    /// so the next batch resolves and connects again).
+    pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let msgs: Vec<Vec<u8>> = batch
+            .samples
+            .iter()
+            .map(|s| encode(&message(batch, s, &self.cfg.facility)))
+            .collect();
+        let r = match self.cfg.protocol {
+            GelfProtocol::Udp => self.send_udp(&msgs).await,
+            GelfProtocol::Tcp => self.send_tcp(&msgs).await,
+        };
+        if r.is_err() {
+            self.udp = None;
+            self.tcp = None;
+        }
+        r
+    }
+
+    async fn send_udp(&mut self, msgs: &[Vec<u8>]) -> Result<(), SinkError> {
+        let target = self.target();
+        let io = |what: &str, source| SinkError::Io {
+            what: format!("GELF UDP {what} {target}"),
+            source,
+        };
+        if self.udp.is_none() {
+            let addr = tokio::net::lookup_host(&target)
+                .await
+                .map_err(|e| io("resolving", e))?
+                .next()
+                .ok_or_else(|| io("resolving", std::io::ErrorKind::NotFound.into()))?;
+            let local = if addr.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
+            let sock = UdpSocket::bind(local)
+                .await
+                .map_err(|e| io("binding for", e))?;
+            // Connected, so an ICMP "port unreachable" surfaces as an error on a later send.
+            sock.connect(addr)
+                .await
+                .map_err(|e| io("connecting to", e))?;
+            self.udp = Some(sock);
+        }
+        let sock = self.udp.as_ref().expect("connected above");
+        for m in msgs {
+            let payload = if self.cfg.compress {
+                gzip(m)
+            } else {
+                m.clone()
+            };
+            for datagram in chunks(&payload, self.cfg.chunk_size, rand::random())? {
+                sock.send(&datagram)
+                    .await
+                    .map_err(|e| io("sending to", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_tcp(&mut self, msgs: &[Vec<u8>]) -> Result<(), SinkError> {
+        let target = self.target();
+        let what = format!("GELF TCP {target}");
+        if self.tcp.is_none() {
+            let s = tokio::time::timeout(TCP_TIMEOUT, TcpStream::connect(&target))
+                .await
+                .map_err(|_| SinkError::Timeout {
+                    what: what.clone(),
+                    timeout: TCP_TIMEOUT,
+                })?
+                .map_err(|source| SinkError::Io {
+                    what: what.clone(),
+                    source,
+                })?;
+            self.tcp = Some(s);
+        }
+        let mut buf = Vec::with_capacity(msgs.iter().map(|m| m.len() + 1).sum());
+        for m in msgs {
+            buf.extend_from_slice(m);
+            buf.push(0);
+        }
+        let s = self.tcp.as_mut().expect("connected above");
+        tokio::time::timeout(TCP_TIMEOUT, s.write_all(&buf))
+            .await
+            .map_err(|_| SinkError::Timeout {
+                what: what.clone(),
+                timeout: TCP_TIMEOUT,
+            })?
+            .map_err(|source| SinkError::Io { what, source })
+    }
+}
+
+/// A GELF 1.1 message: the original's fields first, then the new ones; `None` is left out.
+#[derive(Debug, Serialize)]
+pub struct Message<'a> {
+    pub version: &'static str,
+    pub host: &'a str,
+    pub short_message: String,
+    pub timestamp: f64,
+    pub level: u8,
+    #[serde(rename = "_facility")]
+    pub facility: &'a str,
+    #[serde(rename = "_backend")]
+    pub backend: &'a str,
+    #[serde(rename = "_sessions", skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+    #[serde(rename = "_queued_sessions", skip_serializing_if = "Option::is_none")]
+    pub queued_sessions: Option<u64>,
+    #[serde(rename = "_active_backends", skip_serializing_if = "Option::is_none")]
+    pub active_backends: Option<u64>,
+    #[serde(rename = "_http_4xx", skip_serializing_if = "Option::is_none")]
+    pub http_4xx: Option<u64>,
+    #[serde(rename = "_http_5xx", skip_serializing_if = "Option::is_none")]
+    pub http_5xx: Option<u64>,
+    #[serde(rename = "_svname")]
+    pub svname: &'a str,
+    #[serde(rename = "_row_type")]
+    pub row_type: &'static str,
+    #[serde(rename = "_endpoint")]
+    pub endpoint: &'a str,
+    #[serde(rename = "_session_rate", skip_serializing_if = "Option::is_none")]
+    pub session_rate: Option<u64>,
+    #[serde(rename = "_max_sessions", skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u64>,
+    #[serde(rename = "_session_limit", skip_serializing_if = "Option::is_none")]
+    pub session_limit: Option<u64>,
+    #[serde(rename = "_backup_servers", skip_serializing_if = "Option::is_none")]
+    pub backup_servers: Option<u64>,
+    #[serde(rename = "_status", skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
+}
+
+/// The GELF message for one sample.
+pub fn message<'a>(batch: &'a Batch, s: &'a Sample, facility: &'a str) -> Message<'a> {
+    let c = &s.counts;
+    let what = match s.row_type {
+        RowType::Backend => format!("backend \"{}\"", s.proxy),
+        RowType::Frontend => format!("frontend \"{}\"", s.proxy),
+        RowType::Server | RowType::Listener => {
+            format!("{} \"{}/{}\"", s.row_type.as_str(), s.proxy, s.svname)
+        }
+    };
+    let n = c
+        .scur
+        .map_or_else(|| "unknown".to_string(), |v| v.to_string());
+    Message {
+        version: "1.1",
+        host: &batch.server,
+        short_message: format!("{n} concurrent requests measured for {what}"),
+        timestamp: batch
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| (d.as_millis() as f64) / 1000.0),
+        level: 6,
+        facility,
+        backend: &s.proxy,
+        sessions: c.scur,
+        queued_sessions: c.qcur,
+        active_backends: c.act,
+        http_4xx: c.hrsp_4xx,
+        http_5xx: c.hrsp_5xx,
+        svname: &s.svname,
+        row_type: s.row_type.as_str(),
+        endpoint: &batch.endpoint,
+        session_rate: c.rate,
+        max_sessions: c.smax,
+        session_limit: c.slim,
+        backup_servers: c.bck,
+        status: s.status.as_deref(),
+    }
+}
+
+/// A message as JSON bytes.
+pub fn encode(m: &Message<'_>) -> Vec<u8> {
+    // Serializing plain fields to a Vec cannot fail.
+    serde_json::to_vec(m).unwrap_or_default()
+}
+
+/// gzip of `data` (GELF UDP accepts gzip or zlib; Graylog detects which).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = e.write_all(data);
+    e.finish().unwrap_or_default()
+}
+
+/// The datagrams for one message: itself if it fits `chunk_size`, else GELF chunks.
+pub fn chunks(payload: &[u8], chunk_size: usize, id: [u8; 8]) -> Result<Vec<Vec<u8>>, SinkError> {
+    if payload.len() <= chunk_size {
+        return Ok(vec![payload.to_vec()]);
+    }
+    let per = chunk_size - CHUNK_HEADER;
+    let count = payload.len().div_ceil(per);
+    if count > MAX_CHUNKS {
+        return Err(SinkError::TooLarge {
+            bytes: payload.len(),
+            chunk_size,
+        });
+    }
+    Ok(payload
+        .chunks(per)
+        .enumerate()
+        .map(|(i, part)| {
+            let mut d = Vec::with_capacity(CHUNK_HEADER + part.len());
+            d.extend_from_slice(&CHUNK_MAGIC);
+            d.extend_from_slice(&id);
+            d.push(i as u8);
+            d.push(count as u8);
+            d.extend_from_slice(part);
+            d
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::Counts;
+    use serde_json::Value;
+    use std::io::Read;
+    use std::time::SystemTime;
+
+    fn json(m: &Message<'_>) -> Value {
+        serde_json::from_slice(&encode(m)).unwrap()
+    }
+
+    fn batch(samples: Vec<Sample>) -> Batch {
+        Batch {
+            server: "lb1".into(),
+            endpoint: "http://lb1/;csv".into(),
+            time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_500),
+            samples,
+        }
+    }
+
+    fn sample(proxy: &str, scur: Option<u64>) -> Sample {
+        Sample {
+            proxy: proxy.into(),
+            svname: "BACKEND".into(),
+            row_type: RowType::Backend,
+            status: Some("UP".into()),
+            counts: Counts {
+                scur,
+                qcur: Some(1),
+                ..Counts::default()
+            },
+        }
+    }
+
+    #[test]
+    fn original_fields_with_scur_as_sessions() {
+        let b = batch(vec![sample("be_app", Some(3))]);
+        let m = json(&message(&b, &b.samples[0], "fac"));
+        assert_eq!(m["version"], "1.1");
+        assert_eq!(m["host"], "lb1");
+        assert_eq!(
+            m["short_message"],
+            "3 concurrent requests measured for backend \"be_app\""
+        );
+        assert_eq!(m["timestamp"], 1.5);
+        assert_eq!(m["level"], 6);
+        assert_eq!(m["_facility"], "fac");
+        assert_eq!(m["_sessions"], 3);
+        assert_eq!(m["_backend"], "be_app");
+        assert_eq!(m["_queued_sessions"], 1);
+        assert!(m.get("_http_4xx").is_none(), "unknown is left out, not 0");
+        for k in m.as_object().unwrap().keys() {
+            assert!(k != "_id");
+            if let Some(name) = k.strip_prefix('_') {
+                assert!(name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "_.-".contains(c)));
+            }
+        }
+        let x = sample("x", None);
+        let m = json(&message(&b, &x, "fac"));
+        assert!(m["short_message"].as_str().unwrap().starts_with("unknown "));
+        assert!(m.get("_sessions").is_none());
+    }
+
+    #[test]
+    fn chunking_per_spec() {
+        let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let id = *b"ABCDEFGH";
+        let c = chunks(&payload, 1000, id).unwrap();
+        assert_eq!(c.len(), 4); // 988 bytes per chunk
+        for (i, d) in c.iter().enumerate() {
+            assert!(d.len() <= 1000);
+            assert_eq!(&d[..2], &CHUNK_MAGIC);
+            assert_eq!(&d[2..10], &id);
+            assert_eq!((d[10], d[11]), (i as u8, 4));
+        }
+        let joined: Vec<u8> = c.iter().flat_map(|d| d[12..].to_vec()).collect();
+        assert_eq!(joined, payload);
+        assert_eq!(chunks(b"small", 1000, id).unwrap(), vec![b"small".to_vec()]);
+        assert!(matches!(
+            chunks(&vec![0; 200 * 100], 100, id),
+            Err(SinkError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn gzip_round_trip() {
+        let z = gzip(b"{\"a\":1}");
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "{\"a\":1}");
+    }
+}

@@ -1,0 +1,249 @@
+//! Where a stats page comes from: the `;csv` HTTP page (basic auth, timeout, optional custom CA)
+//! or the runtime API socket (`show stat`).
+
+use crate::config::{redact_userinfo, Server};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Largest stats page accepted; a 2,000-server HAProxy writes about 1.5 MB.
+pub const MAX_PAGE: usize = 32 << 20;
+
+/// Why a fetch failed. Messages name the endpoint without credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{endpoint}: no answer within {timeout:?}")]
+    Timeout { endpoint: String, timeout: Duration },
+    #[error("{endpoint}: cannot connect: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("{endpoint}: HTTP {status} (check username and password)")]
+    Auth { endpoint: String, status: u16 },
+    #[error("{endpoint}: HTTP {status}")]
+    Status { endpoint: String, status: u16 },
+    #[error("{endpoint}: reading the answer failed: {reason}")]
+    Read { endpoint: String, reason: String },
+    #[error("{endpoint}: answer larger than {max} bytes")]
+    TooLarge { endpoint: String, max: usize },
+    #[error("{endpoint}: cannot set up the HTTP client: {reason}")]
+    Setup { endpoint: String, reason: String },
+}
+
+impl FetchError {
+    /// The `kind` label of `haproxysessionmon_fetch_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Timeout { .. } => "timeout",
+            FetchError::Connect { .. } => "connect",
+            FetchError::Auth { .. } => "auth",
+            FetchError::Status { .. } => "http",
+            FetchError::Read { .. } | FetchError::TooLarge { .. } => "read",
+            FetchError::Setup { .. } => "setup",
+        }
+    }
+}
+
+/// A reqwest client builder with rustls on the ring provider (the only one this build carries),
+/// installed as the process default the first time.
+pub fn http_client() -> reqwest::ClientBuilder {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .user_agent(concat!("haproxysessionmon/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs_f64(crate::config::DEFAULT_TIMEOUT))
+        .no_proxy()
+}
+
+/// The client of every server without its own TLS options: one connection pool and one TLS
+/// setup (root store) for all, instead of one per server.
+fn shared_client() -> Result<reqwest::Client, String> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> =
+        std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            http_client()
+                .build()
+                .map_err(|e| error_chain(&e.without_url()))
+        })
+        .clone()
+}
+
+/// One server's stats source.
+#[derive(Debug)]
+pub enum Source {
+    Http {
+        client: reqwest::Client,
+        url: String,
+        endpoint: String,
+        auth: Option<(String, String)>,
+    },
+    Socket {
+        path: PathBuf,
+        endpoint: String,
+    },
+}
+
+impl Source {
+    /// The source for a validated server config.
+    pub fn new(server: &Server) -> Result<Source, FetchError> {
+        let endpoint = server.endpoint_display();
+        if let Some(path) = server.endpoint.strip_prefix("unix://") {
+            return Ok(Source::Socket {
+                path: PathBuf::from(path),
+                endpoint,
+            });
+        }
+        let setup = |reason: String| FetchError::Setup {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let client = if server.ca_file.is_none() && !server.insecure {
+            shared_client().map_err(setup)?
+        } else {
+            own_client(server).map_err(setup)?
+        };
+        Ok(Source::Http {
+            client,
+            url: server.endpoint.clone(),
+            endpoint,
+            auth: server
+                .username
+                .clone()
+                .map(|u| (u, server.password.clone().unwrap_or_default())),
+        })
+    }
+
+    /// The endpoint without credentials.
+    pub fn endpoint(&self) -> &str {
+        match self {
+            Source::Http { endpoint, .. } | Source::Socket { endpoint, .. } => endpoint,
+        }
+    }
+
+    /// Fetches one whole page within `timeout`.
+    pub async fn fetch(&self, timeout: Duration) -> Result<String, FetchError> {
+        let endpoint = self.endpoint().to_string();
+        let work = async {
+            match self {
+                Source::Http {
+                    client, url, auth, ..
+                } => fetch_http(client, url, auth.as_ref(), &endpoint).await,
+                Source::Socket { path, .. } => fetch_socket(path, &endpoint).await,
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout { endpoint, timeout }),
+        }
+    }
+}
+
+async fn fetch_http(
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<&(String, String)>,
+    endpoint: &str,
+) -> Result<String, FetchError> {
+    let mut req = client.get(url);
+    if let Some((user, pass)) = auth {
+        req = req.basic_auth(user, Some(pass));
+    }
+    let mut resp = req.send().await.map_err(|e| FetchError::Connect {
+        endpoint: endpoint.to_string(),
+        reason: error_chain(&e.without_url()),
+    })?;
+    let status = resp.status().as_u16();
+    match status {
+        200 => {}
+        401 | 403 => {
+            return Err(FetchError::Auth {
+                endpoint: endpoint.to_string(),
+                status,
+            })
+        }
+        _ => {
+            return Err(FetchError::Status {
+                endpoint: endpoint.to_string(),
+                status,
+            })
+        }
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Read {
+        endpoint: endpoint.to_string(),
+        reason: error_chain(&e.without_url()),
+    })? {
+        if body.len() + chunk.len() > MAX_PAGE {
+            return Err(FetchError::TooLarge {
+                endpoint: endpoint.to_string(),
+                max: MAX_PAGE,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(into_text(body))
+}
+
+/// The page as text: without a copy when it is UTF-8, as it always is.
+fn into_text(body: Vec<u8>) -> String {
+    String::from_utf8(body).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// `show stat` on the runtime API: one command per connection, HAProxy closes after the answer.
+async fn fetch_socket(path: &std::path::Path, endpoint: &str) -> Result<String, FetchError> {
+    let mut s = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|e| FetchError::Connect {
+            endpoint: endpoint.to_string(),
+            reason: e.to_string(),
+        })?;
+    let read_err = |e: std::io::Error| FetchError::Read {
+        endpoint: endpoint.to_string(),
+        reason: e.to_string(),
+    };
+    s.write_all(b"show stat\n").await.map_err(read_err)?;
+    let mut body = Vec::new();
+    (&mut s)
+        .take(MAX_PAGE as u64 + 1)
+        .read_to_end(&mut body)
+        .await
+        .map_err(read_err)?;
+    if body.len() > MAX_PAGE {
+        return Err(FetchError::TooLarge {
+            endpoint: endpoint.to_string(),
+            max: MAX_PAGE,
+        });
+    }
+    Ok(into_text(body))
+}
+
+/// A client with the server's own TLS options (`ca-file`, `insecure`).
+fn own_client(server: &Server) -> Result<reqwest::Client, String> {
+    let mut b = http_client();
+    if let Some(ca) = &server.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+        b = b.tls_certs_only(certs);
+    }
+    if server.insecure {
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|e| error_chain(&e.without_url()))
+}
+
+/// An error with its sources, `a: b: c` (reqwest's own message alone says little).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    redact_userinfo(&s)
+}
