@@ -9,7 +9,6 @@ use axum::routing::get;
 use axum::Router;
 use custos_kit::exposition::Exposition;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 /// The HTTP routes: `/` (landing page), `/metrics` (every server) and
@@ -21,7 +20,7 @@ pub fn router(store: Arc<Snapshots>) -> Router {
     ];
     for n in store.names() {
         links.push((
-            format!("/probe?server[]={}", query_escape(n)),
+            format!("/probe?server[]={}", custos_kit::http::query_escape(n)),
             format!("/probe?server[]={n}: this server only"),
         ));
     }
@@ -133,18 +132,6 @@ async fn probe(probes: &ProbeCache, query: &[(String, String)], headers: &Header
     custos_kit::http::render(probes.get(names), headers, None).await
 }
 
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +156,6 @@ mod tests {
 
     #[test]
     fn escapes_query() {
-        assert_eq!(query_escape("a b&c"), "a%20b%26c");
+        assert_eq!(custos_kit::http::query_escape("a b&c"), "a%20b%26c");
     }
 }

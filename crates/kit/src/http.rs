@@ -123,6 +123,21 @@ pub async fn serve(
     serve_listener(listener, app, shutdown, Limits::default()).await
 }
 
+/// Percent-encodes a query parameter value (RFC 3986 unreserved characters kept), for links
+/// on landing pages and for test clients.
+pub fn query_escape(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,6 @@
 //! Processes and services in tests: finding binaries, the missing-service policy, free ports,
 //! and waiting for conditions or commands with a deadline (never a sleep-and-hope).
 
-use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -150,18 +149,8 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// Percent-encodes a query parameter value.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
+/// Percent-encodes a query parameter value (the kit's one encoder).
+pub use crate::http::query_escape as urlencode;
 
 #[cfg(test)]
 mod tests {
