@@ -7,7 +7,7 @@
 //! every entry has (`id`, `type`, `passphrase`, ...) and the keys of its type, and each part is
 //! deserialized on its own (`deny_unknown_fields`) with the entry's path as prefix.
 //!
-//! Types that the original knows but custos does not implement yet (s3, samba, rds, smtp, ...)
+//! Types that the original knows but custos does not implement yet (s3, samba, rds, ...)
 //! parse into an `Unsupported` variant: the job still runs and that entry fails with
 //! "type 'X' is not yet supported". A type nobody knows is a config error (a typo must not turn
 //! into a silently skipped backup, as it does in the original).
@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::notify;
 use crate::retention::RetentionPolicy;
 
 /// A password or passphrase: never shown by `Debug`, never echoed in parse errors.
@@ -139,7 +140,7 @@ pub struct JobConfig {
     pub sources: Vec<SourceConfig>,
     /// Destinations in file order.
     pub destinations: Vec<DestinationConfig>,
-    /// Notifications in file order (all left to a later issue).
+    /// Notifications in file order.
     pub notifications: Vec<NotificationConfig>,
     /// Lines (1-based) of trailing commas that were tolerated.
     pub trailing_commas: Vec<usize>,
@@ -307,15 +308,7 @@ pub struct LocalConfig {
     pub path: PathBuf,
 }
 
-/// One notification. None is implemented in this issue; each fails at run time with
-/// "not yet supported" so that nobody believes they are being notified.
-#[derive(Debug, Clone)]
-pub struct NotificationConfig {
-    /// `type` as written.
-    pub kind: String,
-    /// `id` when given (the original does not require one).
-    pub id: Option<String>,
-}
+pub use crate::notify::NotificationConfig;
 
 /// Source types of the original (2.5.0) that custos does not implement yet.
 const LATER_SOURCES: &[&str] = &[
@@ -329,19 +322,6 @@ const LATER_SOURCES: &[&str] = &[
 ];
 /// Destination types of the original that custos does not implement yet.
 const LATER_DESTINATIONS: &[&str] = &["s3", "gs", "b2", "minio", "samba", "dropbox", "gdrive"];
-/// Notification types of the original (all later).
-const LATER_NOTIFICATIONS: &[&str] = &[
-    "smtp",
-    "slack",
-    "telegram",
-    "discord",
-    "matrix",
-    "hipchat",
-    "flagfile",
-    "prometheus",
-    "elasticsearch",
-];
-
 /// Keys every source accepts, whatever its type.
 const SOURCE_COMMON_KEYS: &[&str] = &[
     "id",
@@ -581,28 +561,40 @@ fn parse_notification(
     at: &str,
     value: Value,
 ) -> Result<NotificationConfig, ConfigError> {
-    let Value::Object(map) = value else {
-        return Err(parse_error(file, at, "expected an object"));
-    };
-    let kind = match map.get("type") {
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(parse_error(
-                file,
-                &format!("{at}.type"),
-                "expected a string",
-            ))
+    let (common, specific) = split(file, at, value, notify::COMMON_KEYS)?;
+    let c: notify::CommonKeys = from_map(file, at, common)?;
+    let kind = c.kind.clone();
+    match notify::build(c, specific) {
+        None => Err(unknown_type(file, at, &kind, &notify::known_types(), &[])),
+        Some(Err(invalid)) => {
+            let key = if invalid.key.is_empty() {
+                at.to_owned()
+            } else {
+                format!("{at}.{}", invalid.key)
+            };
+            if invalid.value.is_empty() {
+                Err(parse_error(file, &key, invalid.reason))
+            } else {
+                Err(ConfigError::invalid(
+                    file,
+                    key,
+                    invalid.value,
+                    invalid.reason,
+                ))
+            }
         }
-        None => return Err(parse_error(file, at, "missing field `type`")),
-    };
-    if !LATER_NOTIFICATIONS.contains(&kind.as_str()) {
-        return Err(unknown_type(file, at, &kind, &[], LATER_NOTIFICATIONS));
+        Some(Ok(n)) => {
+            if !(n.events.start || n.events.success || n.events.failure) {
+                tracing::warn!(
+                    file = %file.display(),
+                    "{at} ({}): notify_on_success and notify_on_failure are both off, so it \
+                     never sends (set \"notify_on_failure\": 1)",
+                    n.kind
+                );
+            }
+            Ok(n)
+        }
     }
-    let id = match map.get("id") {
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    Ok(NotificationConfig { kind, id })
 }
 
 fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str], later: &[&str]) -> ConfigError {
@@ -924,7 +916,7 @@ fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 /// `noevents`: the original tests truthiness; numbers other than 0 mean yes.
-fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub(crate) fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(b),
@@ -956,7 +948,7 @@ fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
 }
 
 /// A TCP port as a number or a numeric string.
-fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+pub(crate) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
     let bad = |v: &dyn fmt::Display| de::Error::custom(format!("expected a port 1-65535, got {v}"));
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
@@ -984,7 +976,7 @@ fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 
 /// Options written as one string split at whitespace (the original's `split()`) or a list
 /// (which lets an option contain a space).
-fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let bad = || de::Error::custom("expected a string or a list of strings");
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(Vec::new()),

@@ -2,7 +2,7 @@
 //!
 //! Data flows one way, streamed end to end in bounded memory (no temporary file):
 //! `Source -> byte stream -> compress -> encrypt -> tee(sha256, size) -> each Destination writer`,
-//! then retention per destination (only where the upload succeeded), then (later) notifiers.
+//! then retention per destination (only where the upload succeeded), then notifiers.
 //!
 //! The engine is synchronous std I/O with threads: zstd and OpenPGP are CPU-bound, the
 //! sources are child processes or files, and a runtime would add nothing but weight.
@@ -18,6 +18,8 @@
 //! - [`runner`]: runs a job: sources independent, destinations independent, summary, exit code.
 //! - [`restore`]: list / restore / verify.
 //! - [`commands`]: the `list`, `restore` and `verify` commands (keys, destinations, output).
+//! - [`report`]: the typed run result; the summary table and the exit code are views of it.
+//! - [`notify`]: notifiers (one module per type), fed the run result.
 //! - [`table`]: aligned text tables (run summary, `list`, `verify`).
 
 pub mod commands;
@@ -25,7 +27,9 @@ pub mod config;
 pub mod crypto;
 pub mod destination;
 pub mod naming;
+pub mod notify;
 pub mod pipeline;
+pub mod report;
 pub mod restore;
 pub mod retention;
 pub mod runner;

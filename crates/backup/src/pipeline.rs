@@ -23,6 +23,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -102,6 +103,9 @@ pub struct DestinationOutcome {
     pub destination: String,
     /// `Ok` when the object and its sidecar were committed.
     pub result: Result<(), DestinationError>,
+    /// From the start of the run until the object and its sidecar were committed (or it
+    /// failed): the stream feeds every destination at once, so this overlaps the dump.
+    pub upload: Duration,
 }
 
 /// What one run of the pipeline produced.
@@ -115,6 +119,9 @@ pub struct Outcome {
     pub size: u64,
     /// Bytes read from the source (before compression).
     pub source_bytes: u64,
+    /// From the start of the run until the source's last byte was read, compressed and
+    /// encrypted and its producer reported success.
+    pub dump: Duration,
     /// One entry per destination, in the order given.
     pub destinations: Vec<DestinationOutcome>,
 }
@@ -160,6 +167,7 @@ pub fn run(
             "encryption keys are set but the encoding is not encrypted".into()
         }));
     }
+    let started = Instant::now();
     let mut failed: Vec<(String, DestinationError)> = Vec::new();
     let mut slots = Vec::new();
     for d in destinations {
@@ -168,6 +176,7 @@ pub fn run(
                 destination: d.id().to_string(),
                 writer: Some(writer),
                 error: None,
+                done: None,
             }),
             Err(e) => failed.push((d.id().to_string(), e)),
         }
@@ -179,7 +188,14 @@ pub fn run(
         object: object.to_string(),
     };
     if tee.live() == 0 {
-        return Ok(finish_outcome(object, tee, 0, failed, destinations));
+        return Ok(finish_outcome(
+            object,
+            tee,
+            0,
+            failed,
+            destinations,
+            started,
+        ));
     }
 
     let (tx, rx) = sync_channel::<Chunk>(CHANNEL_DEPTH);
@@ -246,7 +262,14 @@ pub fn run(
             // Stage 2 stopped: all destinations failed, or encryption failed (reported below).
             if tee.live() == 0 {
                 drop(stream);
-                return Ok(finish_outcome(object, tee, 0, failed, destinations));
+                return Ok(finish_outcome(
+                    object,
+                    tee,
+                    0,
+                    failed,
+                    destinations,
+                    started,
+                ));
             }
             tee.abort_all();
             return Err(stage2_result
@@ -268,6 +291,7 @@ pub fn run(
                 source_bytes,
                 failed,
                 destinations,
+                started,
             ));
         }
         tee.abort_all();
@@ -278,14 +302,11 @@ pub fn run(
         tee.abort_all();
         return Err(PipelineError::Source(e));
     }
-    tee.commit_all();
-    Ok(finish_outcome(
-        object,
-        tee,
-        source_bytes,
-        failed,
-        destinations,
-    ))
+    let dump = started.elapsed();
+    tee.commit_all(started);
+    let mut outcome = finish_outcome(object, tee, source_bytes, failed, destinations, started);
+    outcome.dump = dump;
+    Ok(outcome)
 }
 
 fn finish_outcome(
@@ -294,34 +315,39 @@ fn finish_outcome(
     source_bytes: u64,
     mut failed: Vec<(String, DestinationError)>,
     destinations: &[&dyn Destination],
+    started: Instant,
 ) -> Outcome {
+    let end = started.elapsed();
     let sha256 = hex::encode(tee.hasher.finalize());
     let size = tee.size;
-    let mut results: Vec<(String, Result<(), DestinationError>)> = Vec::new();
+    let mut results: Vec<(String, Result<(), DestinationError>, Duration)> = Vec::new();
     for slot in tee.slots {
         let r = match slot.error {
             Some(e) => Err(e),
             None => Ok(()),
         };
-        results.push((slot.destination, r));
+        results.push((slot.destination, r, slot.done.unwrap_or(end)));
     }
-    results.extend(failed.drain(..).map(|(d, e)| (d, Err(e))));
+    results.extend(failed.drain(..).map(|(d, e)| (d, Err(e), Duration::ZERO)));
     // Sidecars beside each committed object.
     let file_name = object.rsplit('/').next().unwrap_or(object);
     let body = naming::sidecar_body(&sha256, file_name);
     let sidecar = naming::sidecar_name(object);
     let mut outcomes = Vec::new();
     for d in destinations {
-        let Some(pos) = results.iter().position(|(id, _)| id == d.id()) else {
+        let Some(pos) = results.iter().position(|(id, _, _)| id == d.id()) else {
             continue;
         };
-        let (id, mut result) = results.swap_remove(pos);
+        let (id, mut result, mut upload) = results.swap_remove(pos);
         if result.is_ok() {
+            let t = Instant::now();
             result = write_small(*d, &sidecar, body.as_bytes());
+            upload += t.elapsed();
         }
         outcomes.push(DestinationOutcome {
             destination: id,
             result,
+            upload,
         });
     }
     Outcome {
@@ -329,6 +355,7 @@ fn finish_outcome(
         sha256,
         size,
         source_bytes,
+        dump: end,
         destinations: outcomes,
     }
 }
@@ -571,6 +598,8 @@ struct Slot {
     destination: String,
     writer: Option<Box<dyn ObjectWriter>>,
     error: Option<DestinationError>,
+    /// When this destination was done (committed or failed), from the run's start.
+    done: Option<Duration>,
 }
 
 /// Hashes, counts and fans the object bytes out to every live writer.
@@ -594,12 +623,13 @@ impl Tee {
         }
     }
 
-    fn commit_all(&mut self) {
+    fn commit_all(&mut self, started: Instant) {
         for slot in &mut self.slots {
             if let Some(w) = slot.writer.take() {
                 if let Err(e) = w.commit() {
                     slot.error = Some(e);
                 }
+                slot.done = Some(started.elapsed());
             }
         }
     }
