@@ -11,6 +11,7 @@ use crate::naming::RunStamp;
 use crate::restore::{self, RestoreError, RestoreOptions, RestoreTarget, SidecarCheck};
 use crate::runner::{self, size_description};
 use crate::table;
+use custos_kit::config::Strictness;
 
 /// How to open objects encrypted to `recipients` (passphrase sources use the config).
 #[derive(Debug, Clone, Default)]
@@ -56,9 +57,10 @@ pub struct Outcome {
     pub failed: bool,
 }
 
-/// Loads the job file; any problem with it is a [`CommandError::Usage`].
-pub fn load(path: &Path) -> Result<JobConfig, CommandError> {
-    config::load(path).map_err(|e| CommandError::Usage(e.to_string()))
+/// Loads the job file; any problem with it (a key nothing reads, when `strictness` is strict)
+/// is a [`CommandError::Usage`].
+pub fn load(path: &Path, strictness: Strictness) -> Result<JobConfig, CommandError> {
+    config::load(path, strictness).map_err(|e| CommandError::Usage(e.to_string()))
 }
 
 /// Destinations of the job; those not implemented yet come back as messages.

@@ -7,12 +7,16 @@
 //! every entry has (`id`, `type`, `passphrase`, ...) and the keys of its type, and each part is
 //! deserialized on its own (`deny_unknown_fields`) with the entry's path as prefix.
 //!
+//! A key nothing reads (the original ignores those; its own README's complete example has one)
+//! is collected in [`JobConfig::unknown_keys`]: [`load`] warns about each, naming the nearest
+//! known key, or fails with `--strict` (and `--dry-run`), through the kit's one rule.
+//!
 //! Types that the original knows but custos does not implement yet (s3, samba, rds, ...)
 //! parse into an `Unsupported` variant: the job still runs and that entry fails with
 //! "type 'X' is not yet supported". A type nobody knows is a config error (a typo must not turn
 //! into a silently skipped backup, as it does in the original).
 
-use custos_kit::config::{ConfigError, KeyPrefix};
+use custos_kit::config::{ConfigError, KeyPrefix, Strictness, UnknownKey};
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -146,6 +150,8 @@ pub struct JobConfig {
     pub trailing_commas: Vec<usize>,
     /// Whether the file holds passwords/passphrases/credentials.
     pub holds_secrets: bool,
+    /// Keys nothing reads (warnings, or an error when loaded strictly).
+    pub unknown_keys: Vec<UnknownKey>,
 }
 
 /// One source.
@@ -416,11 +422,13 @@ struct RawDestinationCommon {
     retention_days: Option<u32>,
 }
 
-/// Reads, parses and validates a job file; logs the tolerated trailing commas and a warning
-/// when a file holding secrets is readable by others.
-pub fn load(path: &Path) -> Result<JobConfig, ConfigError> {
+/// Reads, parses and validates a job file; logs the tolerated trailing commas, each key
+/// nothing reads (an error when `strictness` is strict) and a warning when a file holding
+/// secrets is readable by others.
+pub fn load(path: &Path, strictness: Strictness) -> Result<JobConfig, ConfigError> {
     let text = custos_kit::config::read(path)?;
     let job = parse(path, &text)?;
+    custos_kit::config::check_unknown(path, &job.unknown_keys, strictness)?;
     if !job.trailing_commas.is_empty() {
         tracing::warn!(
             file = %path.display(),
@@ -438,7 +446,8 @@ pub fn load(path: &Path) -> Result<JobConfig, ConfigError> {
 /// Parses job text read from `file` (no validation; see [`JobConfig::validate`]).
 pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
     let (clean, trailing_commas) = strip_trailing_commas(text);
-    let raw: RawJob = custos_kit::config::parse_json(file, &clean)?;
+    let (raw, mut unknown_keys): (RawJob, _) =
+        custos_kit::config::parse_json_lenient(file, &clean)?;
     let holds_secrets = raw
         .sources
         .iter()
@@ -456,19 +465,29 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         .sources
         .into_iter()
         .enumerate()
-        .map(|(i, v)| parse_source(file, &format!("sources[{i}]"), v, &defaults))
+        .map(|(i, v)| {
+            parse_source(
+                file,
+                &format!("sources[{i}]"),
+                v,
+                &defaults,
+                &mut unknown_keys,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let destinations = raw
         .destinations
         .into_iter()
         .enumerate()
-        .map(|(i, v)| parse_destination(file, &format!("destinations[{i}]"), v))
+        .map(|(i, v)| parse_destination(file, &format!("destinations[{i}]"), v, &mut unknown_keys))
         .collect::<Result<Vec<_>, _>>()?;
     let notifications = raw
         .notifications
         .into_iter()
         .enumerate()
-        .map(|(i, v)| parse_notification(file, &format!("notifications[{i}]"), v))
+        .map(|(i, v)| {
+            parse_notification(file, &format!("notifications[{i}]"), v, &mut unknown_keys)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(JobConfig {
         file: file.to_owned(),
@@ -479,6 +498,7 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         notifications,
         trailing_commas,
         holds_secrets,
+        unknown_keys,
     })
 }
 
@@ -496,13 +516,14 @@ fn parse_source(
     at: &str,
     value: Value,
     root: &RootDefaults,
+    unknown: &mut Vec<UnknownKey>,
 ) -> Result<SourceConfig, ConfigError> {
     let (common, specific) = split(file, at, value, SOURCE_COMMON_KEYS)?;
-    let c: RawSourceCommon = from_map(file, at, common)?;
+    let c: RawSourceCommon = from_map(file, at, common, unknown)?;
     let spec = match c.kind.as_str() {
-        "folder" => SourceSpec::Folder(from_map(file, at, specific)?),
-        "mysql" => SourceSpec::Mysql(from_map(file, at, specific)?),
-        "pgsql" => SourceSpec::Pgsql(from_map(file, at, specific)?),
+        "folder" => SourceSpec::Folder(typed(file, at, specific, SOURCE_COMMON_KEYS, unknown)?),
+        "mysql" => SourceSpec::Mysql(typed(file, at, specific, SOURCE_COMMON_KEYS, unknown)?),
+        "pgsql" => SourceSpec::Pgsql(typed(file, at, specific, SOURCE_COMMON_KEYS, unknown)?),
         k if LATER_SOURCES.contains(&k) => SourceSpec::Unsupported,
         k => {
             return Err(unknown_type(
@@ -537,11 +558,14 @@ fn parse_destination(
     file: &Path,
     at: &str,
     value: Value,
+    unknown: &mut Vec<UnknownKey>,
 ) -> Result<DestinationConfig, ConfigError> {
     let (common, specific) = split(file, at, value, DESTINATION_COMMON_KEYS)?;
-    let c: RawDestinationCommon = from_map(file, at, common)?;
+    let c: RawDestinationCommon = from_map(file, at, common, unknown)?;
     let spec = match c.kind.as_str() {
-        "local" => DestinationSpec::Local(from_map(file, at, specific)?),
+        "local" => {
+            DestinationSpec::Local(typed(file, at, specific, DESTINATION_COMMON_KEYS, unknown)?)
+        }
         k if LATER_DESTINATIONS.contains(&k) => DestinationSpec::Unsupported,
         k => return Err(unknown_type(file, at, k, &["local"], LATER_DESTINATIONS)),
     };
@@ -560,41 +584,19 @@ fn parse_notification(
     file: &Path,
     at: &str,
     value: Value,
+    unknown: &mut Vec<UnknownKey>,
 ) -> Result<NotificationConfig, ConfigError> {
-    let (common, specific) = split(file, at, value, notify::COMMON_KEYS)?;
-    let c: notify::CommonKeys = from_map(file, at, common)?;
-    let kind = c.kind.clone();
-    match notify::build(c, specific) {
-        None => Err(unknown_type(file, at, &kind, &notify::known_types(), &[])),
-        Some(Err(invalid)) => {
-            let key = if invalid.key.is_empty() {
-                at.to_owned()
-            } else {
-                format!("{at}.{}", invalid.key)
-            };
-            if invalid.value.is_empty() {
-                Err(parse_error(file, &key, invalid.reason))
-            } else {
-                Err(ConfigError::invalid(
-                    file,
-                    key,
-                    invalid.value,
-                    invalid.reason,
-                ))
-            }
-        }
-        Some(Ok(n)) => {
-            if !(n.events.start || n.events.success || n.events.failure) {
-                tracing::warn!(
-                    file = %file.display(),
-                    "{at} ({}): notify_on_success and notify_on_failure are both off, so it \
-                     never sends (set \"notify_on_failure\": 1)",
-                    n.kind
-                );
-            }
-            Ok(n)
-        }
-    }
+    let (common, keys) = split(file, at, value, notify::COMMON_KEYS)?;
+    let c: notify::CommonKeys = from_map(file, at, common, unknown)?;
+    notify::build(
+        c,
+        notify::Entry {
+            file,
+            at,
+            keys,
+            unknown,
+        },
+    )
 }
 
 fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str], later: &[&str]) -> ConfigError {
@@ -630,21 +632,39 @@ fn split(file: &Path, at: &str, value: Value, common_keys: &[&str]) -> Result<Pa
     Ok((common, specific))
 }
 
-/// Deserializes part of an entry, prefixing the entry's path to any error.
+/// Deserializes part of an entry, prefixing the entry's path to any error and to the keys
+/// nothing reads (added to `unknown`).
 fn from_map<T: DeserializeOwned>(
     file: &Path,
     at: &str,
     map: Map<String, Value>,
+    unknown: &mut Vec<UnknownKey>,
 ) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
-        let inner = e.path().to_string();
-        let key = if inner.is_empty() || inner == "." {
-            at.to_owned()
-        } else {
-            format!("{at}.{inner}")
+    let (value, keys) = custos_kit::config::from_json_value(file, at, Value::Object(map))?;
+    unknown.extend(keys);
+    Ok(value)
+}
+
+/// [`from_map`] for the keys of an entry's type: the nearest known key of an unknown one is
+/// looked for among the keys every entry has, too (`retention_cpoies` is near
+/// `retention_copies`, not `path`).
+pub(crate) fn typed<T: DeserializeOwned>(
+    file: &Path,
+    at: &str,
+    map: Map<String, Value>,
+    common_keys: &[&str],
+    unknown: &mut Vec<UnknownKey>,
+) -> Result<T, ConfigError> {
+    let first = unknown.len();
+    let value = from_map(file, at, map, unknown)?;
+    for k in &mut unknown[first..] {
+        let Some(name) = k.key.strip_prefix(at).and_then(|r| r.strip_prefix('.')) else {
+            continue;
         };
-        parse_error(file, &key, e.into_inner().to_string())
-    })
+        let candidates = common_keys.iter().copied().chain(k.nearest.as_deref());
+        k.nearest = custos_kit::config::nearest_known(name, candidates).map(str::to_owned);
+    }
+    Ok(value)
 }
 
 fn has_secret_key(v: &Value) -> bool {

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use custos_backup::commands::{self, CommandError, Keys, Outcome, RestoreRequest};
 use custos_backup::runner;
+use custos_kit::config::Strictness;
 
 /// Backs up folders and databases as the job file says: stream, compress, encrypt, store.
 #[derive(Debug, Parser)]
@@ -25,6 +26,10 @@ struct Cli {
     /// Log everything (debug level).
     #[arg(short = 'd', long = "debug", global = true)]
     debug: bool,
+    /// A key in the job file that nothing reads is an error, not a warning (implied by
+    /// --dry-run, for checking job files in CI).
+    #[arg(long, global = true)]
+    strict: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -147,9 +152,10 @@ fn report(outcome: &Outcome) -> u8 {
 }
 
 fn execute(cli: &Cli) -> Result<u8, CommandError> {
+    let strictness = Strictness::from_flag(cli.strict);
     match &cli.command {
         Command::Run { config, dry_run } => {
-            let job = commands::load(config)?;
+            let job = commands::load(config, Strictness::from_flag(cli.strict || *dry_run))?;
             let report = runner::run(
                 &job,
                 &runner::Options {
@@ -165,7 +171,7 @@ fn execute(cli: &Cli) -> Result<u8, CommandError> {
             Ok(report.exit_code() as u8)
         }
         Command::List { config, source } => {
-            let job = commands::load(config)?;
+            let job = commands::load(config, strictness)?;
             Ok(report(&commands::list(&job, source.as_deref())))
         }
         Command::Restore {
@@ -176,7 +182,7 @@ fn execute(cli: &Cli) -> Result<u8, CommandError> {
             to,
             keys,
         } => {
-            let job = commands::load(config)?;
+            let job = commands::load(config, strictness)?;
             let request = RestoreRequest {
                 source,
                 at: at.as_deref(),
@@ -191,7 +197,7 @@ fn execute(cli: &Cli) -> Result<u8, CommandError> {
             source,
             keys,
         } => {
-            let job = commands::load(config)?;
+            let job = commands::load(config, strictness)?;
             Ok(report(&commands::verify(&job, source, &keys.keys())?))
         }
     }

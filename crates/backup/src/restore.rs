@@ -16,23 +16,27 @@
 //! [`Decryption`]; `.zst` and `.gz` are decompressed; the original's `.tar.gpg` (gpg's zlib
 //! inside) and `.tar.gz` work as well as custos' `.tar.zst.gpg`.
 //!
-//! Untar keeps symlinks, hard links, sparse files (GNU format), permissions, mtimes (also of
-//! directories, set last), ownership when run as root, and names of any bytes; a member whose
-//! path leaves the target directory (`..`, through a symlink) stops the restore with
-//! [`RestoreError::UnsafePath`].
+//! Untar keeps symlinks, hard links, sparse files, FIFOs, permissions, mtimes (also of
+//! directories, set last), ownership and device nodes when run as root, and names of any bytes.
+//! It works through directory file descriptors in a staging directory inside the target, and
+//! moves the result into place only after the whole stream verified (see `unpack`): a member
+//! whose path leaves the target (`..`, absolute) stops the restore with
+//! [`RestoreError::UnsafePath`], one that would go through or replace a symlink or directory
+//! with [`RestoreError::Refused`], and either way the target holds nothing new.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{self, CryptoError, Decryption};
 use crate::destination::{Destination, DestinationError};
 use crate::naming::{self, Compression, Encoding, ObjectName, Payload, RunStamp};
+
+mod unpack;
+use unpack::{Failure, Unpacker};
 
 const BUFFER: usize = 1 << 20;
 
@@ -116,6 +120,8 @@ pub struct Restored {
     pub payload_bytes: u64,
     /// Where it went: the directory, the dump file, or `None` for a writer.
     pub written_to: Option<PathBuf>,
+    /// Members that were not restored (device nodes as non-root), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// Result of verifying one source at one destination.
@@ -165,11 +171,21 @@ pub enum RestoreError {
         expected: String,
         actual: String,
     },
-    #[error("{object}: member {member:?} would be written outside {target}; refusing")]
+    #[error(
+        "{object}: member {member:?} would be written outside {target}; refusing (unsafe archive)"
+    )]
     UnsafePath {
         object: String,
         member: String,
         target: PathBuf,
+    },
+    /// A member the restore will not unpack (it would replace a directory or symlink, go
+    /// through a non-directory, or replace something already in the target).
+    #[error("{object}: member {member:?} refused: {reason}")]
+    Refused {
+        object: String,
+        member: String,
+        reason: String,
     },
     #[error("{object}: writing {path}: {source}")]
     Write {
@@ -286,47 +302,63 @@ pub fn restore(
     let object = copy.name.path();
     let expected = read_sidecar(dest, &copy)?;
     let mut decoded = open_decoded(dest, &copy, opts.decryption.as_ref(), expected.as_deref())?;
-    let (payload_bytes, written_to) = match opts.target {
+    match opts.target {
         RestoreTarget::Writer(mut w) => {
-            let n = copy_payload(&mut decoded, &mut w, &object, Path::new("-"))?;
+            // Streamed before it could be verified: the caller says so when this fails.
+            let payload_bytes = copy_payload(&mut decoded, &mut w, &object, Path::new("-"))?;
             w.flush().map_err(|e| RestoreError::Write {
                 object: object.clone(),
                 path: "-".into(),
                 source: e,
             })?;
-            (n, None)
+            let (sha256, sidecar) = decoded.finish(expected.as_deref())?;
+            Ok(Restored {
+                copy,
+                sha256,
+                sidecar,
+                payload_bytes,
+                written_to: None,
+                warnings: Vec::new(),
+            })
         }
         RestoreTarget::Directory(dir) => {
-            fs::create_dir_all(&dir).map_err(|e| RestoreError::Write {
-                object: object.clone(),
-                path: dir.clone(),
-                source: e,
-            })?;
-            match copy.name.payload {
-                Payload::Tar => {
-                    let n = untar(&mut decoded, &dir, &object)?;
-                    (n, Some(dir))
+            let mut unpacker = Unpacker::new(&dir, &object)?;
+            let dump = OsString::from(format!(
+                "{}.{}",
+                copy.name.source_id,
+                copy.name.payload.as_str()
+            ));
+            let unpacked = match copy.name.payload {
+                Payload::Tar => untar(&mut decoded, &mut unpacker),
+                Payload::Sql => unpacker
+                    .file(&dump, &mut decoded)
+                    .map_err(|f| stream_failure(&decoded, f)),
+            };
+            // Nothing is moved into place before the whole stream verified.
+            let verified = unpacked.and_then(|n| Ok((n, decoded.finish(expected.as_deref())?)));
+            let (payload_bytes, (sha256, sidecar)) = match verified {
+                Ok(v) => v,
+                Err(e) => {
+                    unpacker.discard();
+                    return Err(e);
                 }
-                Payload::Sql => {
-                    let path = dir.join(format!(
-                        "{}.{}",
-                        copy.name.source_id,
-                        copy.name.payload.as_str()
-                    ));
-                    let n = write_file(&mut decoded, &path, &object)?;
-                    (n, Some(path))
-                }
-            }
+            };
+            let warnings = unpacker.warnings().to_vec();
+            unpacker.commit()?;
+            let written_to = match copy.name.payload {
+                Payload::Tar => dir,
+                Payload::Sql => dir.join(dump),
+            };
+            Ok(Restored {
+                copy,
+                sha256,
+                sidecar,
+                payload_bytes,
+                written_to: Some(written_to),
+                warnings,
+            })
         }
-    };
-    let (sha256, sidecar) = decoded.finish(expected.as_deref())?;
-    Ok(Restored {
-        copy,
-        sha256,
-        sidecar,
-        payload_bytes,
-        written_to,
-    })
+    }
 }
 
 /// Verifies the newest copy of each source on each destination.
@@ -614,31 +646,6 @@ fn copy_payload(
     }
 }
 
-/// Writes a dump file; refuses to overwrite an existing one.
-fn write_file(decoded: &mut Decoded, path: &Path, object: &str) -> Result<u64, RestoreError> {
-    let werr = |e: io::Error| RestoreError::Write {
-        object: object.to_string(),
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(werr)?;
-    let n = match copy_payload(decoded, &mut file, object, path) {
-        Ok(n) => n,
-        Err(e) => {
-            drop(file);
-            let _ = fs::remove_file(path);
-            return Err(e);
-        }
-    };
-    file.sync_all().map_err(werr)?;
-    Ok(n)
-}
-
 /// Counts bytes read through it (the tar stream size).
 struct Counting<'a, R> {
     inner: &'a mut R,
@@ -653,132 +660,45 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-/// Unpacks a tar stream into `dir`; returns the tar stream's size.
-fn untar(decoded: &mut Decoded, dir: &Path, object: &str) -> Result<u64, RestoreError> {
+/// Unpacks a tar stream into the staging directory of `unpacker`; returns the stream's size.
+fn untar(decoded: &mut Decoded, unpacker: &mut Unpacker) -> Result<u64, RestoreError> {
     let mut counting = Counting {
         inner: decoded,
         n: 0,
     };
-    // Directory metadata is applied last, deepest first: a read-only directory must not
-    // stop its own contents from being written, and writing contents changes its mtime.
-    let mut dirs: Vec<(PathBuf, u32, Option<u64>)> = Vec::new();
-    let result = (|| -> Result<(), (Option<String>, RestoreError)> {
+    let result = (|| -> Result<(), Failure> {
         let mut archive = tar::Archive::new(&mut counting);
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_mtime(true);
-        archive.set_overwrite(true);
-        archive.set_unpack_xattrs(false);
-        archive.set_preserve_ownerships(rustix::process::geteuid().is_root());
-        let entries = archive
-            .entries()
-            .map_err(|e| (None, unpack_error(object, dir, e)))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| (None, unpack_error(object, dir, e)))?;
-            let member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let is_dir = entry.header().entry_type().is_dir();
-            let mode = entry.header().mode().unwrap_or(0o755);
-            let mtime = entry.header().mtime().ok();
-            if is_dir {
-                entry.set_preserve_permissions(false);
-                entry.set_preserve_mtime(false);
-            }
-            // The tar crate unpacks a FIFO as an empty regular file; make a real one.
-            if entry.header().entry_type().is_fifo() {
-                let unsafe_path = || RestoreError::UnsafePath {
-                    object: object.to_string(),
-                    member: member.clone(),
-                    target: dir.to_path_buf(),
-                };
-                let path = member_path(dir, &entry.path_bytes()).ok_or((None, unsafe_path()))?;
-                make_fifo(dir, &path, mode, mtime).map_err(|e| match e {
-                    FifoError::Escapes => (None, unsafe_path()),
-                    FifoError::Io(source) => (
-                        Some(member.clone()),
-                        RestoreError::Write {
-                            object: object.to_string(),
-                            path: path.clone(),
-                            source,
-                        },
-                    ),
-                })?;
-                continue;
-            }
-            match entry.unpack_in(dir) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err((
-                        None,
-                        RestoreError::UnsafePath {
-                            object: object.to_string(),
-                            member,
-                            target: dir.to_path_buf(),
-                        },
-                    ))
-                }
-                Err(e) => return Err((Some(member), unpack_error(object, dir, e))),
-            }
-            if is_dir {
-                if let Some(path) = member_path(dir, &entry.path_bytes()) {
-                    dirs.push((path, mode, mtime));
-                }
-            }
+        for entry in archive.entries().map_err(Failure::Read)? {
+            let mut entry = entry.map_err(Failure::Read)?;
+            unpacker.member(&mut entry)?;
         }
         Ok(())
     })();
-    if let Err((member, e)) = result {
-        // Prefer the decode error (corruption) over tar's wrapped version of it.
-        let decode = counting.inner.decode_error.clone();
-        let object_err = counting
-            .inner
-            .state
-            .lock()
-            .ok()
-            .and_then(|s| s.error.clone());
-        if let Some(msg) = object_err
-            .map(|m| format!("reading the object failed: {m}"))
-            .or(decode)
-        {
-            return Err(RestoreError::Corrupt {
-                object: object.to_string(),
-                message: msg,
-            });
-        }
-        // tar refuses to write through a symlink that leads outside the target.
-        return Err(match (member, e) {
-            (Some(member), RestoreError::Write { object, source, .. })
-                if source.to_string().contains("outside of") =>
-            {
-                RestoreError::UnsafePath {
-                    object,
-                    member,
-                    target: dir.to_path_buf(),
-                }
-            }
-            (_, e) => e,
-        });
+    match result {
+        Ok(()) => Ok(counting.n),
+        Err(f) => Err(stream_failure(counting.inner, f)),
     }
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
-    for (path, mode, mtime) in dirs {
-        let werr = |e: io::Error| RestoreError::Write {
-            object: object.to_string(),
-            path: path.clone(),
-            source: e,
-        };
-        if let Some(secs) = mtime {
-            let f = File::open(&path).map_err(werr)?;
-            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-                .map_err(werr)?;
-        }
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777)).map_err(werr)?;
-    }
-    Ok(counting.n)
 }
 
-fn unpack_error(object: &str, dir: &Path, e: io::Error) -> RestoreError {
-    RestoreError::Write {
-        object: object.to_string(),
-        path: dir.to_path_buf(),
-        source: io::Error::new(e.kind(), error_chain(&e)),
+/// The error for a failed unpack: a damaged stream explains everything after it, so a decode
+/// or read error of the object wins over what the unpacker saw.
+fn stream_failure(decoded: &Decoded, f: Failure) -> RestoreError {
+    let object_err = decoded.state.lock().ok().and_then(|s| s.error.clone());
+    if let Some(message) = object_err
+        .map(|m| format!("reading the object failed: {m}"))
+        .or_else(|| decoded.decode_error.clone())
+    {
+        return RestoreError::Corrupt {
+            object: decoded.object.clone(),
+            message,
+        };
+    }
+    match f {
+        Failure::Restore(e) => e,
+        Failure::Read(e) => RestoreError::Corrupt {
+            object: decoded.object.clone(),
+            message: format!("not a valid tar archive: {}", error_chain(&e)),
+        },
     }
 }
 
@@ -795,69 +715,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     out
-}
-
-/// The on-disk path of a member, as `unpack_in` computes it (`.`, `/` dropped).
-enum FifoError {
-    /// The FIFO's parent resolves outside the restore target (through a symlink).
-    Escapes,
-    Io(io::Error),
-}
-
-/// Creates a FIFO at `path` (inside `dir`) with `mode` and `mtime`, replacing what is there.
-fn make_fifo(dir: &Path, path: &Path, mode: u32, mtime: Option<u64>) -> Result<(), FifoError> {
-    use rustix::fs::{mknodat, FileType, Mode, CWD};
-    let parent = path.parent().unwrap_or(dir);
-    fs::create_dir_all(parent).map_err(FifoError::Io)?;
-    let root = fs::canonicalize(dir).map_err(FifoError::Io)?;
-    let real_parent = fs::canonicalize(parent).map_err(FifoError::Io)?;
-    if !real_parent.starts_with(&root) {
-        return Err(FifoError::Escapes);
-    }
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir(path).map_err(FifoError::Io)?,
-        Ok(_) => fs::remove_file(path).map_err(FifoError::Io)?,
-        Err(_) => {}
-    }
-    mknodat(
-        CWD,
-        path,
-        FileType::Fifo,
-        Mode::from_raw_mode(mode & 0o7777),
-        0,
-    )
-    .map_err(|e| FifoError::Io(e.into()))?;
-    // mknod is subject to the umask; the archive's mode is what we restore.
-    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777)).map_err(FifoError::Io)?;
-    if let Some(secs) = mtime {
-        let t = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec {
-                tv_sec: secs as i64,
-                tv_nsec: 0,
-            },
-            last_modification: rustix::fs::Timespec {
-                tv_sec: secs as i64,
-                tv_nsec: 0,
-            },
-        };
-        rustix::fs::utimensat(CWD, path, &t, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| FifoError::Io(e.into()))?;
-    }
-    Ok(())
-}
-
-fn member_path(dir: &Path, member: &[u8]) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let rel = Path::new(std::ffi::OsStr::from_bytes(member));
-    let mut out = dir.to_path_buf();
-    for c in rel.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::ParentDir => return None,
-            _ => {}
-        }
-    }
-    Some(out)
 }
 
 /// Reads a tar stream entry by entry without writing anything; returns (bytes, members).
@@ -892,563 +749,4 @@ fn walk_tar(decoded: &mut Decoded) -> Result<(u64, u64), RestoreError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crypto::gpg_test::GpgHome;
-    use crate::crypto::{Encryption, Passphrase};
-    use crate::destination::local::LocalDestination;
-    use crate::pipeline::{self, Plan};
-    use crate::source::{SourceError, SourceStream};
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
-    use std::process::{Command, Stdio};
-
-    struct Bytes(io::Cursor<Vec<u8>>);
-
-    impl Read for Bytes {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.0.read(buf)
-        }
-    }
-
-    impl SourceStream for Bytes {
-        fn finish(self: Box<Self>) -> Result<(), SourceError> {
-            Ok(())
-        }
-    }
-
-    fn stream(data: Vec<u8>) -> Box<dyn SourceStream> {
-        Box::new(Bytes(io::Cursor::new(data)))
-    }
-
-    fn have_tar() -> bool {
-        Command::new("tar")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    /// A tree with the awkward cases; returns its root (`parent/base`).
-    fn awkward_tree(parent: &Path) -> PathBuf {
-        let base = parent.join("base");
-        fs::create_dir_all(base.join("empty dir")).expect("mkdir");
-        fs::create_dir_all(base.join("ro")).expect("mkdir");
-        fs::write(base.join("ro/inside"), b"in a read-only dir").expect("write");
-        fs::write(base.join("name with spaces\nand newline"), b"x").expect("write");
-        let non_utf8 = std::ffi::OsStr::from_bytes(b"bytes-\xff\xfe");
-        fs::write(base.join(non_utf8), b"non-utf8 name").expect("write");
-        let long = "d".repeat(60);
-        let deep = base.join(&long).join(&long);
-        fs::create_dir_all(&deep).expect("mkdir");
-        fs::write(deep.join("f".repeat(90)), b"long path").expect("write");
-        fs::write(base.join("exec.sh"), b"#!/bin/sh\n").expect("write");
-        fs::set_permissions(base.join("exec.sh"), fs::Permissions::from_mode(0o751))
-            .expect("chmod");
-        std::os::unix::fs::symlink("exec.sh", base.join("link")).expect("symlink");
-        std::os::unix::fs::symlink("/nonexistent/target", base.join("dangling")).expect("ln");
-        fs::hard_link(base.join("exec.sh"), base.join("hard")).expect("hard link");
-        let sparse = File::create(base.join("sparse")).expect("create");
-        sparse.set_len(64 << 20).expect("set_len");
-        drop(sparse);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .open(base.join("sparse"))
-            .expect("open");
-        io::Seek::seek(&mut f, io::SeekFrom::Start(32 << 20)).expect("seek");
-        f.write_all(b"data in the middle").expect("write");
-        drop(f);
-        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        File::open(base.join("exec.sh"))
-            .expect("open")
-            .set_modified(old)
-            .expect("mtime");
-        fs::set_permissions(base.join("ro"), fs::Permissions::from_mode(0o555)).expect("chmod");
-        base
-    }
-
-    /// `tar cf - ./base` from the parent, as the original does (GNU format, sparse).
-    fn tar_like_original(parent: &Path) -> Vec<u8> {
-        let out = Command::new("tar")
-            .current_dir(parent)
-            .args(["--sparse", "-cf", "-", "./base"])
-            .output()
-            .expect("tar");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
-    /// Compares two trees: names, types, modes, mtimes of files, contents, link targets.
-    fn assert_same_tree(a: &Path, b: &Path) {
-        let mut stack = vec![PathBuf::new()];
-        while let Some(rel) = stack.pop() {
-            let (pa, pb) = (a.join(&rel), b.join(&rel));
-            let (ma, mb) = (
-                fs::symlink_metadata(&pa).expect("a"),
-                fs::symlink_metadata(&pb).unwrap_or_else(|e| panic!("{}: {e}", pb.display())),
-            );
-            assert_eq!(ma.file_type(), mb.file_type(), "{}", rel.display());
-            assert_eq!(ma.mode(), mb.mode(), "mode of {}", rel.display());
-            if ma.file_type().is_symlink() {
-                assert_eq!(fs::read_link(&pa).ok(), fs::read_link(&pb).ok());
-            } else if ma.is_file() {
-                assert_eq!(ma.mtime(), mb.mtime(), "mtime of {}", rel.display());
-                assert!(
-                    fs::read(&pa).ok() == fs::read(&pb).ok(),
-                    "{}",
-                    rel.display()
-                );
-            } else if ma.is_dir() {
-                assert_eq!(ma.mtime(), mb.mtime(), "mtime of dir {}", rel.display());
-                let mut names: Vec<_> = fs::read_dir(&pa)
-                    .expect("dir")
-                    .map(|e| e.expect("e").file_name())
-                    .collect();
-                let mut names_b: Vec<_> = fs::read_dir(&pb)
-                    .expect("dir")
-                    .map(|e| e.expect("e").file_name())
-                    .collect();
-                names.sort();
-                names_b.sort();
-                assert_eq!(names, names_b, "{}", rel.display());
-                stack.extend(names.into_iter().map(|n| rel.join(n)));
-            }
-        }
-    }
-
-    fn setup() -> (tempfile::TempDir, LocalDestination, LocalDestination) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let a = LocalDestination::new("a", dir.path().join("dest-a"));
-        let b = LocalDestination::new("b", dir.path().join("dest-b"));
-        fs::create_dir_all(a.root()).expect("mkdir");
-        fs::create_dir_all(b.root()).expect("mkdir");
-        (dir, a, b)
-    }
-
-    fn name(id: &str, stamp: &str, payload: Payload, encoding: Encoding) -> ObjectName {
-        ObjectName {
-            source_id: id.into(),
-            stamp: RunStamp::parse(stamp).expect("stamp"),
-            payload,
-            encoding,
-        }
-    }
-
-    fn opts(id: &str, target: RestoreTarget, dec: Option<Decryption>) -> RestoreOptions {
-        RestoreOptions {
-            source_id: id.into(),
-            at: None,
-            destination: None,
-            target,
-            decryption: dec,
-        }
-    }
-
-    #[test]
-    fn folder_round_trip_through_pipeline_and_restore() {
-        if !have_tar() {
-            eprintln!("SKIP: GNU tar not installed");
-            return;
-        }
-        let (dir, a, b) = setup();
-        let src_parent = dir.path().join("src");
-        fs::create_dir_all(&src_parent).expect("mkdir");
-        let base = awkward_tree(&src_parent);
-        let tar = tar_like_original(&src_parent);
-        let pass = Passphrase::new("pw");
-        let n = name("www", "20240101120000", Payload::Tar, Encoding::CUSTOS);
-        let out = pipeline::run(
-            stream(tar),
-            &Plan::custos(Encryption::Passphrase(pass.clone())),
-            &n.path(),
-            &[&a, &b],
-            None,
-        )
-        .expect("backup");
-        assert!(out.all_ok());
-        let target = dir.path().join("restored");
-        let restored = restore(
-            &[&a, &b],
-            opts(
-                "www",
-                RestoreTarget::Directory(target.clone()),
-                Some(Decryption::Passphrase(pass)),
-            ),
-        )
-        .expect("restore");
-        assert_eq!(restored.copy.destination, "a");
-        assert_eq!(restored.sidecar, SidecarCheck::Match);
-        assert_eq!(restored.sha256, out.sha256);
-        assert_same_tree(&base, &target.join("base"));
-        let m = |p: &str| fs::metadata(target.join("base").join(p)).expect("meta");
-        assert_eq!(m("exec.sh").ino(), m("hard").ino(), "hard link kept");
-        assert!(
-            m("sparse").blocks() * 512 < 4 << 20,
-            "sparse file kept its holes"
-        );
-        fs::set_permissions(base.join("ro"), fs::Permissions::from_mode(0o755)).expect("chmod");
-        fs::set_permissions(target.join("base/ro"), fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-    }
-
-    #[test]
-    fn restores_the_originals_layouts() {
-        if !have_tar() {
-            eprintln!("SKIP: GNU tar not installed");
-            return;
-        }
-        let Some(gpg) = GpgHome::new() else { return };
-        let (dir, a, _b) = setup();
-        let src_parent = dir.path().join("src");
-        fs::create_dir_all(&src_parent).expect("mkdir");
-        let base = src_parent.join("base");
-        fs::create_dir_all(base.join("sub")).expect("mkdir");
-        fs::write(
-            base.join("sub/file.txt"),
-            b"hello from the original\n".repeat(1000),
-        )
-        .expect("write");
-        let tar = tar_like_original(&src_parent);
-        // `.tar.gpg` as the original writes it: gpg --passphrase-fd 0 -c (zlib inside).
-        let plain = gpg.file("t.tar", &tar);
-        let enc = gpg.ok(
-            &[
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase-fd",
-                "0",
-                "-c",
-                "-o",
-                "-",
-                plain.to_str().expect("utf8"),
-            ],
-            b"orig\n",
-        );
-        let n = name("site", "20230101010101", Payload::Tar, Encoding::ORIGINAL);
-        fs::create_dir_all(a.root().join("site/20230101010101")).expect("mkdir");
-        fs::write(a.root().join(n.path()), enc).expect("write object");
-        // `.tar.gz` from compress_only: gzip --fast.
-        let gz = {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            e.write_all(&tar).expect("gzip");
-            e.finish().expect("gzip")
-        };
-        let n2 = name(
-            "plain",
-            "20230101010101",
-            Payload::Tar,
-            Encoding::COMPRESS_ONLY,
-        );
-        fs::create_dir_all(a.root().join("plain/20230101010101")).expect("mkdir");
-        fs::write(a.root().join(n2.path()), gz).expect("write object");
-
-        let t1 = dir.path().join("r1");
-        let r = restore(
-            &[&a],
-            opts(
-                "site",
-                RestoreTarget::Directory(t1.clone()),
-                Some(Decryption::Passphrase(Passphrase::new("orig"))),
-            ),
-        )
-        .expect("restore .tar.gpg");
-        assert_eq!(r.sidecar, SidecarCheck::Missing);
-        assert_same_tree(&base, &t1.join("base"));
-        let t2 = dir.path().join("r2");
-        restore(
-            &[&a],
-            opts("plain", RestoreTarget::Directory(t2.clone()), None),
-        )
-        .expect("restore .tar.gz");
-        assert_same_tree(&base, &t2.join("base"));
-        // What custos writes in the original's layout, gpg -d gives back as the tar itself.
-        let n3 = name("again", "20230101010101", Payload::Tar, Encoding::ORIGINAL);
-        pipeline::run(
-            stream(tar.clone()),
-            &Plan::original(Encryption::Passphrase(Passphrase::new("orig"))),
-            &n3.path(),
-            &[&a],
-            None,
-        )
-        .expect("backup");
-        let obj = a.root().join(n3.path());
-        let out = gpg.ok(
-            &[
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase-fd",
-                "0",
-                "--decrypt",
-                obj.to_str().expect("utf8"),
-            ],
-            b"orig\n",
-        );
-        assert!(out == tar, "gpg -d of the original layout is the tar");
-    }
-
-    #[test]
-    fn sql_dump_to_directory_and_to_a_writer_with_at_and_destination() {
-        let (dir, a, b) = setup();
-        let pass = Passphrase::new("db");
-        for (stamp, body) in [
-            ("20240101000000", "old dump"),
-            ("20240102000000", "new dump"),
-        ] {
-            let n = name("db", stamp, Payload::Sql, Encoding::CUSTOS);
-            let dests: Vec<&dyn Destination> = vec![&a, &b];
-            pipeline::run(
-                stream(body.as_bytes().to_vec()),
-                &Plan::custos(Encryption::Passphrase(pass.clone())),
-                &n.path(),
-                &dests,
-                None,
-            )
-            .expect("backup");
-        }
-        let l = list(&[&a, &b], None);
-        assert!(l.errors.is_empty());
-        let order: Vec<(String, String)> = l
-            .copies
-            .iter()
-            .map(|c| (c.name.stamp.to_string(), c.destination.clone()))
-            .collect();
-        assert_eq!(
-            order,
-            vec![
-                ("20240102000000".into(), "a".into()),
-                ("20240102000000".into(), "b".into()),
-                ("20240101000000".into(), "a".into()),
-                ("20240101000000".into(), "b".into()),
-            ]
-        );
-        assert!(l.copies.iter().all(|c| c.has_sidecar));
-        assert!(l.copies[0].age() > chrono::TimeDelta::zero());
-
-        let target = dir.path().join("dump");
-        let r = restore(
-            &[&a, &b],
-            opts(
-                "db",
-                RestoreTarget::Directory(target.clone()),
-                Some(Decryption::Passphrase(pass.clone())),
-            ),
-        )
-        .expect("restore");
-        assert_eq!(
-            fs::read_to_string(target.join("db.sql")).expect("dump"),
-            "new dump"
-        );
-        assert_eq!(r.written_to, Some(target.join("db.sql")));
-
-        let shared = Arc::new(Mutex::new(Vec::new()));
-        struct Shared(Arc<Mutex<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                self.0.lock().expect("lock").extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut o = opts(
-            "db",
-            RestoreTarget::Writer(Box::new(Shared(shared.clone()))),
-            Some(Decryption::Passphrase(pass.clone())),
-        );
-        o.at = RunStamp::parse("20240101000000");
-        o.destination = Some("b".into());
-        let r = restore(&[&a, &b], o).expect("restore old from b");
-        assert_eq!(r.copy.destination, "b");
-        assert_eq!(shared.lock().expect("lock").as_slice(), b"old dump");
-
-        let mut o = opts("db", RestoreTarget::Directory(target.clone()), None);
-        o.at = RunStamp::parse("20200101000000");
-        let err = restore(&[&a, &b], o).expect_err("no such copy");
-        assert!(err.to_string().contains("20200101000000"), "{err}");
-        let err = restore(
-            &[&a],
-            opts("db", RestoreTarget::Directory(dir.path().join("x")), None),
-        )
-        .expect_err("needs a key");
-        assert!(matches!(err, RestoreError::NeedKey { .. }), "{err}");
-        let err = restore(
-            &[&a],
-            opts(
-                "db",
-                RestoreTarget::Directory(dir.path().join("y")),
-                Some(Decryption::Passphrase(Passphrase::new("wrong"))),
-            ),
-        )
-        .expect_err("wrong passphrase");
-        assert!(err.to_string().contains("wrong passphrase"), "{err}");
-    }
-
-    #[test]
-    fn verify_detects_corruption_and_checksum_mismatch() {
-        let (_dir, a, b) = setup();
-        let pass = Passphrase::new("v");
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let n = name("v", "20240101000000", Payload::Sql, Encoding::CUSTOS);
-        pipeline::run(
-            stream(data),
-            &Plan::custos(Encryption::Passphrase(pass.clone())),
-            &n.path(),
-            &[&a, &b],
-            None,
-        )
-        .expect("backup");
-        let keys = |_: &str| Some(Decryption::Passphrase(pass.clone()));
-        let reports = verify(&[&a, &b], &["v".into(), "missing".into()], &keys);
-        assert_eq!(reports.len(), 4);
-        for r in &reports[..2] {
-            let v = r.result.as_ref().expect("verified");
-            assert_eq!(v.sidecar, SidecarCheck::Match);
-            assert_eq!(v.payload_bytes, 3_000_000);
-        }
-        assert!(matches!(
-            reports[2].result,
-            Err(RestoreError::NotFound { .. })
-        ));
-        // Flip a byte in the middle of a's copy: decoding fails, naming the object.
-        let path = a.root().join(n.path());
-        let mut bytes = fs::read(&path).expect("read");
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 1;
-        fs::write(&path, &bytes).expect("write");
-        let reports = verify(&[&a, &b], &["v".into()], &keys);
-        let err = reports[0].result.as_ref().expect_err("corrupted");
-        assert!(err.to_string().contains(&n.path()), "{err}");
-        assert!(
-            matches!(
-                err,
-                RestoreError::Corrupt { .. } | RestoreError::ChecksumMismatch { .. }
-            ),
-            "{err}"
-        );
-        assert!(reports[1].result.is_ok());
-        // A wrong sidecar with an intact object is a checksum mismatch.
-        bytes[mid] ^= 1;
-        fs::write(&path, &bytes).expect("write");
-        fs::write(
-            a.root().join(n.sidecar()),
-            naming::sidecar_body(&"0".repeat(64), "v.sql.zst.gpg"),
-        )
-        .expect("write sidecar");
-        let reports = verify(&[&a], &["v".into()], &keys);
-        assert!(
-            matches!(
-                reports[0].result,
-                Err(RestoreError::ChecksumMismatch { .. })
-            ),
-            "{:?}",
-            reports[0].result
-        );
-    }
-
-    /// (member path, type, link target, data)
-    type RawMember<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
-
-    /// A tar with raw member names, bypassing the tar crate's own path checks.
-    fn raw_tar(members: &[RawMember<'_>]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (path, kind, link, data) in members {
-            let mut h = tar::Header::new_gnu();
-            {
-                let old = h.as_old_mut();
-                old.name[..path.len()].copy_from_slice(path);
-                old.linkname[..link.len()].copy_from_slice(link);
-            }
-            h.set_entry_type(*kind);
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
-            h.set_cksum();
-            out.extend_from_slice(h.as_bytes());
-            out.extend_from_slice(data);
-            out.resize(out.len().div_ceil(512) * 512, 0);
-        }
-        out.resize(out.len() + 1024, 0);
-        out
-    }
-
-    #[test]
-    fn refuses_members_that_escape_the_target() {
-        let (dir, a, _b) = setup();
-        // A directory outside every target that the symlink case points at.
-        let outside = dir.path().join("outside");
-        fs::create_dir_all(&outside).expect("mkdir");
-        let outside_bytes = outside.as_os_str().as_bytes().to_vec();
-        let cases: Vec<(&str, Vec<u8>)> = vec![
-            (
-                "dotdot",
-                raw_tar(&[(b"../evil", tar::EntryType::Regular, b"", b"x")]),
-            ),
-            (
-                "symlink",
-                raw_tar(&[
-                    (b"link", tar::EntryType::Symlink, &outside_bytes, b""),
-                    (b"link/evil", tar::EntryType::Regular, b"", b"x"),
-                ]),
-            ),
-        ];
-        for (id, tar) in cases {
-            let n = name(id, "20240101000000", Payload::Tar, Encoding::COMPRESS_ONLY);
-            pipeline::run(stream(tar), &Plan::compress_only(), &n.path(), &[&a], None)
-                .expect("backup");
-            let target = dir.path().join(format!("t-{id}"));
-            let err = restore(&[&a], opts(id, RestoreTarget::Directory(target), None))
-                .expect_err("refused");
-            assert!(
-                matches!(err, RestoreError::UnsafePath { .. }),
-                "{id}: {err}"
-            );
-            assert!(!dir.path().join("evil").exists(), "{id}");
-            assert!(!outside.join("evil").exists(), "{id}");
-        }
-    }
-
-    #[test]
-    fn restore_via_gpg_of_a_recipient_encrypted_object() {
-        let Some(gpg) = GpgHome::new() else { return };
-        gpg.generate_key("Restore Test <restore@example.org>");
-        let (dir, a, _b) = setup();
-        let keys = crate::crypto::load_recipients_with_gnupg_home(
-            &["restore@example.org".into()],
-            None,
-            Some(gpg.path()),
-        )
-        .expect("keys");
-        let n = name("r", "20240101000000", Payload::Sql, Encoding::CUSTOS);
-        pipeline::run(
-            stream(b"SELECT 1;\n".to_vec()),
-            &Plan::custos(Encryption::Recipients(keys)),
-            &n.path(),
-            &[&a],
-            None,
-        )
-        .expect("backup");
-        let target = dir.path().join("out");
-        restore(
-            &[&a],
-            opts(
-                "r",
-                RestoreTarget::Directory(target.clone()),
-                Some(Decryption::Gpg {
-                    gnupg_home: Some(gpg.path().to_path_buf()),
-                }),
-            ),
-        )
-        .expect("restore via gpg");
-        assert_eq!(
-            fs::read(target.join("r.sql")).expect("dump"),
-            b"SELECT 1;\n"
-        );
-    }
-}
+mod tests;

@@ -152,11 +152,46 @@ const COMPLETE_EXAMPLE: &str = r#"{
 }"#;
 
 #[test]
-fn complete_example_as_published_names_the_stray_key() {
-    let e = parse_err(COMPLETE_EXAMPLE);
+fn complete_example_as_published_loads_and_names_the_stray_key() {
+    let job = parse_ok(COMPLETE_EXAMPLE);
+    assert_eq!(job.sources.len(), 3);
+    assert!(matches!(job.sources[2].spec, SourceSpec::Mysql(_)));
+    let keys: Vec<&str> = job.unknown_keys.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(keys, ["sources[2].path"]);
+    assert!(job.unknown_keys[0].nearest.is_some());
+    let file = Path::new("/etc/backups/job.json");
+    assert!(custos_kit::config::check_unknown(file, &job.unknown_keys, Strictness::Warn).is_ok());
+    let e =
+        custos_kit::config::check_unknown(file, &job.unknown_keys, Strictness::Strict).unwrap_err();
     assert_eq!(e.key(), Some("sources[2].path"), "{e}");
-    assert!(e.to_string().contains("unknown field `path`"), "{e}");
-    assert!(e.to_string().starts_with("/etc/backups/job.json: "), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/etc/backups/job.json: sources[2].path: unknown key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_keys_at_root_and_in_common_parts_are_collected() {
+    let text = ROOT_WITH_TRAILING_COMMA
+        .replace(r#""tmpdir":"#, r#""hostnmae": "x", "tmpdir":"#)
+        .replace(
+            r#""retention_copies": 7"#,
+            r#""retention_copies": 7, "retention_cpoies": 3"#,
+        );
+    let job = parse_ok(&text);
+    let found: Vec<(&str, Option<&str>)> = job
+        .unknown_keys
+        .iter()
+        .map(|k| (k.key.as_str(), k.nearest.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("hostnmae", Some("hostname")),
+            ("destinations[0].retention_cpoies", Some("retention_copies")),
+        ]
+    );
 }
 
 #[test]
@@ -290,21 +325,33 @@ fn pgsql_without_dbname_names_the_entry_and_field() {
 }
 
 #[test]
-fn misspelt_key_is_an_error_with_its_path() {
-    let e = parse_err(
-        r#"{"sources": [{"id": "f", "type": "folder", "path": "/x", "exclude": ["a"],
-            "passphrase": "p"}], "destinations": []}"#,
+fn misspelt_key_is_named_with_its_path_and_nearest_known_key() {
+    let unknown = |text: &str| -> Vec<(String, Option<String>)> {
+        let job = parse(Path::new("j"), text).unwrap_or_else(|e| panic!("{e}"));
+        job.unknown_keys
+            .into_iter()
+            .map(|k| (k.key, k.nearest))
+            .collect()
+    };
+    let pair = |k: &str, n: &str| (k.to_owned(), Some(n.to_owned()));
+    assert_eq!(
+        unknown(
+            r#"{"sources": [{"id": "f", "type": "folder", "path": "/x", "exclude": ["a"],
+            "passphrase": "p"}], "destinations": []}"#
+        ),
+        [pair("sources[0].exclude", "excludes")]
     );
-    assert_eq!(e.key(), Some("sources[0].exclude"), "{e}");
-
-    let e = parse_err(r#"{"sources": [], "destination": []}"#);
-    assert_eq!(e.key(), Some("destination"), "{e}");
-
-    let e = parse_err(
-        r#"{"sources": [{"id": "f", "type": "folder", "path": "/x", "passphrase": "p"}],
-            "destinations": [{"id": "l", "type": "local", "path": "/b", "retention_copy": 3}]}"#,
+    // A misspelt list: a warning, and then the missing destinations stop the job.
+    let text = r#"{"sources": [], "destination": []}"#;
+    assert_eq!(unknown(text), [pair("destination", "destinations")]);
+    assert_eq!(parse_err(text).key(), Some("sources"));
+    assert_eq!(
+        unknown(
+            r#"{"sources": [{"id": "f", "type": "folder", "path": "/x", "passphrase": "p"}],
+            "destinations": [{"id": "l", "type": "local", "path": "/b", "retention_copy": 3}]}"#
+        ),
+        [pair("destinations[0].retention_copy", "retention_copies")]
     );
-    assert_eq!(e.key(), Some("destinations[0].retention_copy"), "{e}");
 }
 
 #[test]
@@ -609,12 +656,12 @@ fn load_reads_validates_and_reports_file_errors() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("nightly.cfg");
     std::fs::write(&file, ROOT_WITH_TRAILING_COMMA).unwrap();
-    let job = load(&file).unwrap();
+    let job = load(&file, Strictness::Warn).unwrap();
     assert_eq!(job.file, file);
-    let e = load(&dir.path().join("missing.cfg")).unwrap_err();
+    let e = load(&dir.path().join("missing.cfg"), Strictness::Warn).unwrap_err();
     assert!(e.to_string().contains("missing.cfg"), "{e}");
     std::fs::write(&file, "{\"sources\": [}").unwrap();
-    let e = load(&file).unwrap_err().to_string();
+    let e = load(&file, Strictness::Warn).unwrap_err().to_string();
     assert!(e.contains("nightly.cfg") && e.contains("line 1"), "{e}");
 }
 

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use custos_kit::config::{ConfigError, UnknownKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -39,7 +40,17 @@ pub mod textfile;
 pub use http::NotifyError;
 
 /// Builds a notifier from the keys of its type (the common keys already removed).
-type Parse = fn(Map<String, Value>) -> Result<Arc<dyn Notifier>, Invalid>;
+type Parse = fn(Entry<'_>) -> Result<Arc<dyn Notifier>, ConfigError>;
+
+/// The keys of one notification's type, and where they come from (for errors and for the
+/// keys nothing reads).
+pub struct Entry<'a> {
+    pub file: &'a Path,
+    /// Key path of the entry, `notifications[2]`.
+    pub at: &'a str,
+    pub keys: Map<String, Value>,
+    pub unknown: &'a mut Vec<UnknownKey>,
+}
 
 /// `type` -> its module. The one place that knows every notification type.
 pub const HANDLERS: &[(&str, Parse)] = &[
@@ -85,19 +96,19 @@ impl Invalid {
     }
 }
 
-/// Deserializes a type's keys (path-prefixed errors) and validates them.
+impl Invalid {
+    fn into_error(self, file: &Path, at: &str) -> ConfigError {
+        ConfigError::invalid(file, format!("{at}.{}", self.key), self.value, self.reason)
+    }
+}
+
+/// Deserializes a type's keys (path-prefixed errors, unknown keys collected) and validates
+/// them.
 fn parse<T: DeserializeOwned + Notifier + 'static>(
-    keys: Map<String, Value>,
-) -> Result<Arc<dyn Notifier>, Invalid> {
-    let n: T = serde_path_to_error::deserialize(Value::Object(keys)).map_err(|e| {
-        let path = e.path().to_string();
-        Invalid {
-            key: if path == "." { String::new() } else { path },
-            value: String::new(),
-            reason: e.into_inner().to_string(),
-        }
-    })?;
-    n.validate()?;
+    e: Entry<'_>,
+) -> Result<Arc<dyn Notifier>, ConfigError> {
+    let n: T = crate::config::typed(e.file, e.at, e.keys, COMMON_KEYS, e.unknown)?;
+    n.validate().map_err(|i| i.into_error(e.file, e.at))?;
     Ok(Arc::new(n))
 }
 
@@ -231,38 +242,48 @@ pub struct CommonKeys {
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Builds a notification from its common keys and the keys of its type; `None` when the
-/// type is unknown.
-pub fn build(
-    common: CommonKeys,
-    keys: Map<String, Value>,
-) -> Option<Result<NotificationConfig, Invalid>> {
-    let (_, parse) = HANDLERS.iter().find(|(k, _)| *k == common.kind)?;
-    Some(parse(keys).and_then(|handler| {
-        let d = handler.default_events();
-        let timeout = match common.timeout {
-            None => DEFAULT_TIMEOUT,
-            Some(t) if t > 0.0 && t <= 3600.0 => Duration::from_secs_f64(t),
-            Some(t) => {
-                return Err(Invalid::new(
-                    "timeout",
-                    t,
-                    "expected seconds, 0 < t <= 3600",
-                ))
-            }
-        };
-        Ok(NotificationConfig {
-            events: Events {
-                start: common.notify_on_start.unwrap_or(d.start),
-                success: common.notify_on_success.unwrap_or(d.success),
-                failure: common.notify_on_failure.unwrap_or(d.failure),
-            },
-            kind: common.kind,
-            id: common.id.filter(|i| !i.is_empty()),
-            timeout,
-            handler,
-        })
-    }))
+/// Builds a notification from its common keys and the keys of its type.
+pub fn build(common: CommonKeys, e: Entry<'_>) -> Result<NotificationConfig, ConfigError> {
+    let (file, at) = (e.file, e.at);
+    let Some((_, parse)) = HANDLERS.iter().find(|(k, _)| *k == common.kind) else {
+        return Err(ConfigError::invalid(
+            file,
+            format!("{at}.type"),
+            &common.kind,
+            format!("unknown type; known types: {}", known_types().join(", ")),
+        ));
+    };
+    let handler = parse(e)?;
+    let d = handler.default_events();
+    let timeout = match common.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(t) if t > 0.0 && t <= 3600.0 => Duration::from_secs_f64(t),
+        Some(t) => {
+            return Err(
+                Invalid::new("timeout", t, "expected seconds, 0 < t <= 3600").into_error(file, at),
+            )
+        }
+    };
+    let n = NotificationConfig {
+        events: Events {
+            start: common.notify_on_start.unwrap_or(d.start),
+            success: common.notify_on_success.unwrap_or(d.success),
+            failure: common.notify_on_failure.unwrap_or(d.failure),
+        },
+        kind: common.kind,
+        id: common.id.filter(|i| !i.is_empty()),
+        timeout,
+        handler,
+    };
+    if !(n.events.start || n.events.success || n.events.failure) {
+        tracing::warn!(
+            file = %file.display(),
+            "{at} ({}): notify_on_success and notify_on_failure are both off, so it never \
+             sends (set \"notify_on_failure\": 1)",
+            n.kind
+        );
+    }
+    Ok(n)
 }
 
 /// The known type names, sorted (for "unknown type" errors).
