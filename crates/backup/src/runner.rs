@@ -322,7 +322,22 @@ fn apply_retention(
     source_id: &str,
     t: &Target,
 ) -> Result<Retention, Failure> {
-    retention::apply(dest, source_id, &t.config.retention, SystemTime::now())
+    let policy = &t.config.retention;
+    let applied = if policy.is_active() {
+        retention::apply(dest, source_id, policy, SystemTime::now())
+    } else {
+        // Nothing to delete, but the count of good copies is still reported (the original's
+        // push always said 0).
+        dest.list(&format!("{source_id}/"))
+            .map(|listing| retention::Applied {
+                removed: Vec::new(),
+                retained_good: retention::copies(source_id, &listing)
+                    .iter()
+                    .filter(|c| c.good)
+                    .count(),
+            })
+    };
+    applied
         .map(|a| Retention {
             removed: a.removed,
             retained_good: a.retained_good,
