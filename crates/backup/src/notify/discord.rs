@@ -35,19 +35,11 @@ impl Discord {
 
 impl Notifier for Discord {
     fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: false,
-            failure: false,
-        }
+        Events::NONE
     }
 
     fn start(&self, ctx: &Context<'_>, hostname: &str, sources: &[StartInfo]) -> Delivery {
-        let mut d = Delivery::default();
-        for s in sources {
-            d.record(self.post(ctx, &super::start_text(s, hostname)));
-        }
-        d
+        Delivery::per_start(sources, |s| self.post(ctx, &super::start_text(s, hostname)))
     }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {

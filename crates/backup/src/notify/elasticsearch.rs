@@ -58,11 +58,7 @@ pub fn document(s: &SourceReport, hostname: &str) -> Value {
 
 impl Notifier for Elasticsearch {
     fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: true,
-            failure: true,
-        }
+        Events::OUTCOMES
     }
 
     fn validate(&self) -> Result<(), Invalid> {

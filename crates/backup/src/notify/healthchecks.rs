@@ -8,7 +8,7 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 
 use super::http::{self, Request, SecretUrl};
-use super::{Context, Delivery, Events, Invalid, Notifier, StartInfo};
+use super::{Context, Delivery, Events, Notifier, StartInfo};
 use crate::report::RunReport;
 
 /// healthchecks.io accepts up to 100 kB of body; keep well below.
@@ -53,15 +53,7 @@ impl Healthchecks {
 
 impl Notifier for Healthchecks {
     fn default_events(&self) -> Events {
-        Events {
-            start: true,
-            success: true,
-            failure: true,
-        }
-    }
-
-    fn validate(&self) -> Result<(), Invalid> {
-        Ok(())
+        Events::ALL
     }
 
     fn start(&self, ctx: &Context<'_>, hostname: &str, sources: &[StartInfo]) -> Delivery {

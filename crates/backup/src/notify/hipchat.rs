@@ -19,11 +19,7 @@ pub struct Hipchat {
 
 impl Notifier for Hipchat {
     fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: false,
-            failure: false,
-        }
+        Events::NONE
     }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {

@@ -60,11 +60,7 @@ impl Matrix {
 
 impl Notifier for Matrix {
     fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: false,
-            failure: false,
-        }
+        Events::NONE
     }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {

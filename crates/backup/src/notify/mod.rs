@@ -120,6 +120,27 @@ pub struct Events {
     pub failure: bool,
 }
 
+impl Events {
+    /// Nothing unless configured: the original's default for chat notifiers.
+    pub const NONE: Events = Events {
+        start: false,
+        success: false,
+        failure: false,
+    };
+    /// Success and failure.
+    pub const OUTCOMES: Events = Events {
+        start: false,
+        success: true,
+        failure: true,
+    };
+    /// Start, success and failure.
+    pub const ALL: Events = Events {
+        start: true,
+        success: true,
+        failure: true,
+    };
+}
+
 /// What a notifier is handed: the run's context and which events to report.
 pub struct Context<'a> {
     pub events: Events,
@@ -177,6 +198,18 @@ impl Delivery {
             Ok(()) => self.sent += 1,
             Err(e) => self.errors.push(e),
         }
+    }
+
+    /// One start message per source.
+    pub fn per_start(
+        sources: &[StartInfo],
+        mut send: impl FnMut(&StartInfo) -> Result<(), NotifyError>,
+    ) -> Delivery {
+        let mut d = Delivery::default();
+        for s in sources {
+            d.record(send(s));
+        }
+        d
     }
 
     /// One attempt per source whose outcome is among `events`.

@@ -34,11 +34,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl Notifier for Prometheus {
     fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: true,
-            failure: true,
-        }
+        Events::OUTCOMES
     }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {

@@ -30,19 +30,13 @@ impl Slack {
 
 impl Notifier for Slack {
     fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: false,
-            failure: false,
-        }
+        Events::NONE
     }
 
     fn start(&self, ctx: &Context<'_>, hostname: &str, sources: &[StartInfo]) -> Delivery {
-        let mut d = Delivery::default();
-        for s in sources {
-            d.record(self.post(ctx, &super::start_text(s, hostname), ":+1:"));
-        }
-        d
+        Delivery::per_start(sources, |s| {
+            self.post(ctx, &super::start_text(s, hostname), ":+1:")
+        })
     }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {

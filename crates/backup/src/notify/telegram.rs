@@ -42,11 +42,7 @@ impl Telegram {
 
 impl Notifier for Telegram {
     fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: false,
-            failure: false,
-        }
+        Events::NONE
     }
 
     fn validate(&self) -> Result<(), Invalid> {

@@ -33,11 +33,7 @@ fn last_success(text: &str, id: &str) -> Option<f64> {
 
 impl Notifier for Textfile {
     fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: true,
-            failure: true,
-        }
+        Events::OUTCOMES
     }
 
     fn validate(&self) -> Result<(), Invalid> {
