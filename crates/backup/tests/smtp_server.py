@@ -37,7 +37,11 @@ class Store:
 def authenticator(server, session, envelope, mechanism, data):
     user, pw = a.auth.split(":", 1)
     ok = data.login.decode() == user and data.password.decode() == pw
-    return AuthResult(success=ok, auth_data=data.login.decode() if ok else None)
+    # handled=False on failure: aiosmtpd then sends the 535 itself (True would leave the
+    # client waiting for an answer nobody sends).
+    if ok:
+        return AuthResult(success=True, auth_data=data.login.decode())
+    return AuthResult(success=False, handled=False)
 
 def context(cert, key):
     c = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
