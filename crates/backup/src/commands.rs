@@ -30,15 +30,19 @@ pub enum CommandError {
     /// Bad usage or config (the CLI's exit code 2).
     #[error("{0}")]
     Usage(String),
+    /// Another run of the job holds its lock.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// The `--key` file cannot be used.
     #[error(transparent)]
     Key(#[from] CryptoError),
-    /// The copy could not be restored.
-    #[error("restoring source {source_id:?}")]
+    /// The copy could not be restored; `consequence` says what that means for the output.
+    #[error("restoring source {source_id:?} failed, {consequence}")]
     Restore {
         source_id: String,
+        consequence: String,
         #[source]
-        error: RestoreError,
+        error: Box<RestoreError>,
     },
 }
 
@@ -144,6 +148,14 @@ pub fn list(job: &JobConfig, source: Option<&str>) -> Outcome {
     if listing.copies.is_empty() {
         out.stdout.push_str("(no copies)\n");
     }
+    for c in listing.copies.iter().filter(|c| c.is_future()) {
+        out.stderr.push_str(&format!(
+            "backup: warning: {}: copy {} is dated in the future (clock ran ahead, or planted?); \
+             retention leaves it alone and restore skips it without --at\n",
+            c.destination,
+            c.name.path()
+        ));
+    }
     let errors = listing.errors.iter().map(ToString::to_string);
     for m in skipped.into_iter().chain(errors) {
         out.stderr.push_str(&format!("backup: {m}\n"));
@@ -183,10 +195,16 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
         tracing::warn!("{m}");
     }
     let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
-    let target = if request.to.as_os_str() == "-" {
-        RestoreTarget::Writer(Box::new(std::io::stdout().lock()))
+    let (target, consequence) = if request.to.as_os_str() == "-" {
+        (
+            RestoreTarget::Writer(Box::new(std::io::stdout().lock())),
+            "the output already written to stdout is unverified and must be discarded".to_owned(),
+        )
     } else {
-        RestoreTarget::Directory(request.to.to_path_buf())
+        (
+            RestoreTarget::Directory(request.to.to_path_buf()),
+            format!("nothing was restored into {}", request.to.display()),
+        )
     };
     let done = restore::restore(
         &refs,
@@ -200,22 +218,28 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
     )
     .map_err(|error| CommandError::Restore {
         source_id: request.source.to_owned(),
-        error,
+        consequence,
+        error: Box::new(error),
     })?;
     let check = match done.sidecar {
         SidecarCheck::Match => "sha256 matches its sidecar",
         SidecarCheck::Missing => "no sidecar to check (made by the original?)",
     };
+    let mut stderr = String::new();
+    for w in &done.warnings {
+        stderr.push_str(&format!("backup: warning: {w}\n"));
+    }
     Ok(Outcome {
-        stderr: format!(
-            "restored {} from {} ({} of payload) to {}; {check}\n",
-            done.copy.name.path(),
-            done.copy.destination,
-            size_description(done.payload_bytes as f64),
-            done.written_to
-                .as_deref()
-                .map_or("stdout".to_owned(), |p| p.display().to_string()),
-        ),
+        stderr: stderr
+            + &format!(
+                "restored {} from {} ({} of payload) to {}; {check}\n",
+                done.copy.name.path(),
+                done.copy.destination,
+                size_description(done.payload_bytes as f64),
+                done.written_to
+                    .as_deref()
+                    .map_or("stdout".to_owned(), |p| p.display().to_string()),
+            ),
         ..Outcome::default()
     })
 }

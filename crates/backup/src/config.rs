@@ -182,6 +182,11 @@ pub struct SourceConfig {
     /// custos `keyring`: public keys for `recipients` (per source, else root, else the
     /// user's gpg keyring).
     pub keyring: Option<PathBuf>,
+    /// custos `timeout`: seconds the producer (tar, mysqldump, pg_dump) may run before its
+    /// whole process group is killed and the source fails (per source, else root; absent or
+    /// 0: no limit). A dump waiting on a lock or a tar on a dead NFS mount must not hang the
+    /// job, and cron must not pile runs on top of it.
+    pub timeout: Option<u32>,
     /// The type-specific part.
     pub spec: SourceSpec,
 }
@@ -341,6 +346,7 @@ const SOURCE_COMMON_KEYS: &[&str] = &[
     "compression_level",
     "layout",
     "keyring",
+    "timeout",
 ];
 /// Keys every destination accepts, whatever its type.
 const DESTINATION_COMMON_KEYS: &[&str] = &["id", "type", "retention_copies", "retention_days"];
@@ -382,6 +388,8 @@ struct RawJob {
     layout: Option<Layout>,
     #[serde(default)]
     keyring: Option<PathBuf>,
+    #[serde(default, deserialize_with = "count")]
+    timeout: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -408,6 +416,8 @@ struct RawSourceCommon {
     layout: Option<Layout>,
     #[serde(default)]
     keyring: Option<PathBuf>,
+    #[serde(default, deserialize_with = "count")]
+    timeout: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -460,6 +470,7 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         compression_level: raw.compression_level,
         layout: raw.layout,
         keyring: raw.keyring.clone(),
+        timeout: raw.timeout,
     };
     let sources = raw
         .sources
@@ -509,6 +520,7 @@ struct RootDefaults {
     compression_level: Option<i32>,
     layout: Option<Layout>,
     keyring: Option<PathBuf>,
+    timeout: Option<u32>,
 }
 
 fn parse_source(
@@ -550,6 +562,7 @@ fn parse_source(
         compression_level: c.compression_level.or(root.compression_level),
         layout: c.layout.or(root.layout).unwrap_or_default(),
         keyring: c.keyring.or_else(|| root.keyring.clone()),
+        timeout: c.timeout.or(root.timeout).filter(|t| *t > 0),
         spec,
     })
 }

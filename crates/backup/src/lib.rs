@@ -17,6 +17,8 @@
 //! - [`retention`]: which copies to delete (never the newest good one).
 //! - [`runner`]: runs a job: sources independent, destinations independent, summary, exit code.
 //! - [`restore`]: list / restore / verify.
+//! - [`interrupt`]: SIGINT/SIGTERM kill the producers, writers abort, exit 130/143.
+//! - [`lock`]: one run of a job at a time (`flock` on the job file).
 //! - [`commands`]: the `list`, `restore` and `verify` commands (keys, destinations, output).
 //! - [`report`]: the typed run result; the summary table and the exit code are views of it.
 //! - [`notify`]: notifiers (one module per type), fed the run result.
@@ -26,6 +28,8 @@ pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod destination;
+pub mod interrupt;
+pub mod lock;
 pub mod naming;
 pub mod notify;
 pub mod pipeline;

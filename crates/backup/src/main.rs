@@ -12,8 +12,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use custos_backup::commands::{self, CommandError, Keys, Outcome, RestoreRequest};
-use custos_backup::runner;
+use custos_backup::{interrupt, lock, runner};
 use custos_kit::config::Strictness;
+use std::time::Duration;
 
 /// Backs up folders and databases as the job file says: stream, compress, encrypt, store.
 #[derive(Debug, Parser)]
@@ -43,6 +44,9 @@ enum Command {
         /// Check the config and reach every source and destination; write nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
+        /// Wait up to SECONDS for another run of this job to finish (default: fail at once).
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        lock_wait: u64,
     },
     /// List the stored copies per source and destination (size, age, checksum).
     List {
@@ -114,6 +118,10 @@ fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
 }
 
 fn main() -> ExitCode {
+    // Passphrases and database passwords live in this process's memory: no core dumps, no
+    // ptrace by other processes of the same user. Children get the default back at exec.
+    let dumpable =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let cli = Cli::parse_from(with_default_subcommand(std::env::args_os().collect()));
     let level = if cli.debug {
         "debug"
@@ -123,6 +131,9 @@ fn main() -> ExitCode {
         "warn"
     };
     custos_kit::logging::init_level(level, false);
+    if let Err(e) = dumpable {
+        tracing::warn!("cannot mark the process non-dumpable (prctl): {e}");
+    }
     match execute(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -154,8 +165,21 @@ fn report(outcome: &Outcome) -> u8 {
 fn execute(cli: &Cli) -> Result<u8, CommandError> {
     let strictness = Strictness::from_flag(cli.strict);
     match &cli.command {
-        Command::Run { config, dry_run } => {
+        Command::Run {
+            config,
+            dry_run,
+            lock_wait,
+        } => {
             let job = commands::load(config, Strictness::from_flag(cli.strict || *dry_run))?;
+            if let Err(e) = interrupt::install() {
+                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
+            }
+            // Held until the run is over; a dry run writes nothing and needs none.
+            let _lock = if *dry_run {
+                None
+            } else {
+                Some(lock::acquire(config, Duration::from_secs(*lock_wait))?)
+            };
             let report = runner::run(
                 &job,
                 &runner::Options {
@@ -168,7 +192,7 @@ fn execute(cli: &Cli) -> Result<u8, CommandError> {
             if !report.success() || cli.verbose || *dry_run || std::io::stdout().is_terminal() {
                 print!("{}", report.table());
             }
-            Ok(report.exit_code() as u8)
+            Ok(interrupt::exit_code().unwrap_or(report.exit_code() as u8))
         }
         Command::List { config, source } => {
             let job = commands::load(config, strictness)?;
@@ -225,7 +249,10 @@ mod tests {
             &["backup", "/home/backups/nightly.cfg", "-v"],
         ] {
             let cli = parse(line);
-            let Command::Run { config, dry_run } = &cli.command else {
+            let Command::Run {
+                config, dry_run, ..
+            } = &cli.command
+            else {
                 panic!("{line:?}: {cli:?}")
             };
             assert_eq!(config, Path::new("/home/backups/nightly.cfg"));

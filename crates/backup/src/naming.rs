@@ -17,7 +17,9 @@
 
 use std::fmt;
 
-use chrono::{Local, NaiveDateTime, Timelike};
+use std::time::SystemTime;
+
+use chrono::{Local, LocalResult, NaiveDateTime, TimeZone, Timelike};
 
 /// `strftime` format of the run timestamp (the original's).
 pub const STAMP_FORMAT: &str = "%Y%m%d%H%M%S";
@@ -58,6 +60,25 @@ impl RunStamp {
     /// Age relative to `now` (local); negative when the stamp is in the future.
     pub fn age(&self, now: NaiveDateTime) -> chrono::TimeDelta {
         now - self.0
+    }
+
+    /// The stamp (local time, as the original names folders) as an instant. A time that
+    /// occurs twice (the DST fall-back hour) is read as its first, earlier occurrence, so a
+    /// copy is never taken for newer (or for in the future) than it is; a time skipped by a
+    /// DST change is read as UTC, an hour off at most.
+    pub fn instant(&self) -> SystemTime {
+        match Local.from_local_datetime(&self.0) {
+            LocalResult::Single(t) => t.into(),
+            // Compared as instants: chrono's `earliest()` is the first by offset, which for
+            // a fall-back hour is the later instant.
+            LocalResult::Ambiguous(a, b) => SystemTime::from(a).min(SystemTime::from(b)),
+            LocalResult::None => self.0.and_utc().into(),
+        }
+    }
+
+    /// Whether the stamp lies after `now`: a copy made while the clock ran ahead, or planted.
+    pub fn is_future(&self, now: SystemTime) -> bool {
+        self.instant() > now
     }
 }
 

@@ -58,6 +58,12 @@ impl Copy {
     pub fn age(&self) -> chrono::TimeDelta {
         self.name.stamp.age(chrono::Local::now().naive_local())
     }
+
+    /// Dated after now: made while the clock ran ahead, or planted by someone who can write
+    /// to the destination (for `recipients` sources anyone with the public key can make one).
+    pub fn is_future(&self) -> bool {
+        self.name.stamp.is_future(std::time::SystemTime::now())
+    }
 }
 
 /// What [`list`] found.
@@ -235,13 +241,14 @@ pub fn list(destinations: &[&dyn Destination], source_id: Option<&str>) -> Listi
     listing
 }
 
-/// Chooses the copy: `at` or newest, on `destination` or the first (in order) that has it.
+/// Chooses the copy: `at`, or the newest not dated in the future; on `destination` or the
+/// first (in order) that has it. Also returns the timestamps of future copies passed over.
 fn choose(
     destinations: &[&dyn Destination],
     source_id: &str,
     at: Option<RunStamp>,
     destination: Option<&str>,
-) -> Result<Copy, RestoreError> {
+) -> Result<(Copy, Vec<String>), RestoreError> {
     let chosen: Vec<&dyn Destination> = destinations
         .iter()
         .copied()
@@ -259,12 +266,22 @@ fn choose(
         return Err(not_found(" (no such destination in the config)".into()));
     }
     let listing = list(&chosen, Some(source_id));
-    let copy = listing
-        .copies
-        .into_iter()
-        .find(|c| c.name.source_id == source_id && at.is_none_or(|t| c.name.stamp == t));
+    let mut skipped = Vec::new();
+    let copy = listing.copies.into_iter().find(|c| {
+        if c.name.source_id != source_id {
+            return false;
+        }
+        match at {
+            Some(t) => c.name.stamp == t,
+            None if c.is_future() => {
+                skipped.push(format!("{}/{}", c.destination, c.name.path()));
+                false
+            }
+            None => true,
+        }
+    });
     match copy {
-        Some(c) => Ok(c),
+        Some(c) => Ok((c, skipped)),
         None => match listing.errors.into_iter().next() {
             // A destination could not be listed: that is the more useful error.
             Some(e) if chosen.len() == 1 => Err(RestoreError::Destination(e)),
@@ -286,12 +303,16 @@ pub fn restore(
     destinations: &[&dyn Destination],
     opts: RestoreOptions,
 ) -> Result<Restored, RestoreError> {
-    let copy = choose(
+    let (copy, skipped) = choose(
         destinations,
         &opts.source_id,
         opts.at,
         opts.destination.as_deref(),
     )?;
+    let skipped: Vec<String> = skipped
+        .into_iter()
+        .map(|c| format!("{c}: dated in the future; passed over (use --at to restore it)"))
+        .collect();
     let dest = find_destination(destinations, &copy.destination).ok_or_else(|| {
         RestoreError::NotFound {
             source_id: opts.source_id.clone(),
@@ -318,7 +339,7 @@ pub fn restore(
                 sidecar,
                 payload_bytes,
                 written_to: None,
-                warnings: Vec::new(),
+                warnings: skipped,
             })
         }
         RestoreTarget::Directory(dir) => {
@@ -343,7 +364,8 @@ pub fn restore(
                     return Err(e);
                 }
             };
-            let warnings = unpacker.warnings().to_vec();
+            let mut warnings = skipped;
+            warnings.extend(unpacker.warnings().iter().cloned());
             unpacker.commit()?;
             let written_to = match copy.name.payload {
                 Payload::Tar => dir,
@@ -390,7 +412,7 @@ fn verify_one(
     source_id: &str,
     keys: &dyn Fn(&str) -> Option<Decryption>,
 ) -> Result<Verified, RestoreError> {
-    let copy = choose(&[d], source_id, None, Some(d.id()))?;
+    let (copy, _) = choose(&[d], source_id, None, Some(d.id()))?;
     let object = copy.name.path();
     let expected = read_sidecar(d, &copy)?;
     let decryption = keys(source_id);

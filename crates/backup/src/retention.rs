@@ -8,11 +8,16 @@
 //! runner does not call it), and the newest *good* copy (committed, with its sha256 sidecar)
 //! is never removed, whatever the rules say. Copies without a sidecar (a run killed before its
 //! commit finished) do not count towards N, so they cannot push a good copy out.
+//!
+//! Copies are ranked by the instant their stamp names ([`RunStamp::instant`]), never by clock
+//! luck: the copy written in this run is never removed by this run's retention, whatever
+//! other stamps say (`retention_copies: N` keeps it plus the N-1 newest other good copies),
+//! so neither copies dated in the future nor the DST fall-back hour can make a run delete
+//! its own fresh copy. Copies dated in the future are left alone (their age is unknown) and
+//! reported, so the operator can look at them.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
-
-use chrono::{Local, NaiveDateTime, TimeZone};
 
 use crate::destination::{Destination, DestinationError, ObjectInfo};
 use crate::naming::{self, ObjectName, RunStamp};
@@ -47,24 +52,36 @@ pub struct StoredCopy {
 }
 
 /// Decides which copies to delete; returns their indices into `copies` (any order in,
-/// ascending indices out). Pure: the caller lists and deletes.
-pub fn plan(policy: &RetentionPolicy, copies: &[StoredCopy], now: SystemTime) -> Vec<usize> {
+/// ascending indices out). `current` is the timestamp of the copy this run wrote: never
+/// deleted, and one of the N copies kept. Pure: the caller lists and deletes.
+pub fn plan(
+    policy: &RetentionPolicy,
+    copies: &[StoredCopy],
+    now: SystemTime,
+    current: Option<&str>,
+) -> Vec<usize> {
     if !policy.is_active() || copies.is_empty() {
         return Vec::new();
     }
+    let is_current = |i: usize| current == Some(copies[i].timestamp.as_str());
     // Newest first; ties broken by name so the outcome does not depend on listing order.
-    let mut order: Vec<usize> = (0..copies.len()).collect();
+    // Copies dated in the future and this run's copy are not ranked: they stay.
+    let mut order: Vec<usize> = (0..copies.len())
+        .filter(|&i| copies[i].time <= now && !is_current(i))
+        .collect();
     order.sort_by(|&a, &b| {
         copies[b]
             .time
             .cmp(&copies[a].time)
             .then_with(|| copies[b].timestamp.cmp(&copies[a].timestamp))
     });
+    let has_current = (0..copies.len()).any(is_current);
     let newest_good = order.iter().copied().find(|&i| copies[i].good);
 
     let mut delete = vec![false; copies.len()];
     if policy.copies > 0 {
-        let keep = policy.copies as usize;
+        // This run's copy takes one of the N places.
+        let keep = policy.copies as usize - usize::from(has_current);
         // Good copies strictly newer than the one being looked at.
         let mut good_newer = 0usize;
         for &i in &order {
@@ -78,9 +95,9 @@ pub fn plan(policy: &RetentionPolicy, copies: &[StoredCopy], now: SystemTime) ->
     }
     if policy.days > 0 {
         let limit = u64::from(policy.days);
-        for (i, c) in copies.iter().enumerate() {
+        for &i in &order {
             let age_days = now
-                .duration_since(c.time)
+                .duration_since(copies[i].time)
                 .unwrap_or(Duration::ZERO)
                 .as_secs()
                 / 86_400;
@@ -89,10 +106,18 @@ pub fn plan(policy: &RetentionPolicy, copies: &[StoredCopy], now: SystemTime) ->
             }
         }
     }
-    if let Some(i) = newest_good {
+    // Without this run's copy (retention run on its own), the newest good one stays.
+    if let (false, Some(i)) = (has_current, newest_good) {
         delete[i] = false;
     }
     (0..copies.len()).filter(|&i| delete[i]).collect()
+}
+
+/// Indices of the copies dated after `now`.
+pub fn future(copies: &[StoredCopy], now: SystemTime) -> Vec<usize> {
+    (0..copies.len())
+        .filter(|&i| copies[i].time > now)
+        .collect()
 }
 
 /// Groups a listing of `{source_id}/` into copies, one per timestamp folder. Every object in
@@ -114,7 +139,7 @@ pub fn copies(source_id: &str, listing: &[ObjectInfo]) -> Vec<StoredCopy> {
     by_stamp
         .into_iter()
         .filter_map(|(stamp, names)| {
-            let time = stamp_time(RunStamp::parse(&stamp)?.datetime());
+            let time = RunStamp::parse(&stamp)?.instant();
             let good = names.iter().any(|n| {
                 ObjectName::parse(n).is_some_and(|o| o.source_id == source_id)
                     && names.contains(&naming::sidecar_name(n).as_str())
@@ -132,15 +157,6 @@ pub fn copies(source_id: &str, listing: &[ObjectInfo]) -> Vec<StoredCopy> {
         .collect()
 }
 
-/// A run stamp (local time, as the original names folders) as an instant.
-fn stamp_time(dt: NaiveDateTime) -> SystemTime {
-    match Local.from_local_datetime(&dt).earliest() {
-        Some(t) => t.into(),
-        // A time skipped by a DST change: read it as UTC, an hour off at most.
-        None => dt.and_utc().into(),
-    }
-}
-
 /// What retention did at one destination for one source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -148,22 +164,24 @@ pub struct Applied {
     pub removed: Vec<String>,
     /// Good copies left.
     pub retained_good: usize,
+    /// Timestamps of copies dated in the future (left alone; worth a warning).
+    pub future: Vec<String>,
 }
 
 /// Lists `{source_id}/` at `destination`, decides with [`plan`] and deletes the chosen copies
-/// (every object of each). Call it only after this run's upload there succeeded.
+/// (every object of each); `current` is this run's timestamp, whose copy stays. Also reports
+/// copies dated in the future, with or without a policy. Call it only after this run's
+/// upload there succeeded.
 pub fn apply(
     destination: &dyn Destination,
     source_id: &str,
     policy: &RetentionPolicy,
     now: SystemTime,
+    current: Option<&str>,
 ) -> Result<Applied, DestinationError> {
-    if !policy.is_active() {
-        return Ok(Applied::default());
-    }
     let listing = destination.list(&format!("{source_id}/"))?;
     let all = copies(source_id, &listing);
-    let doomed = plan(policy, &all, now);
+    let doomed = plan(policy, &all, now, current);
     let mut applied = Applied {
         removed: Vec::new(),
         retained_good: all
@@ -171,6 +189,10 @@ pub fn apply(
             .enumerate()
             .filter(|(i, c)| c.good && !doomed.contains(i))
             .count(),
+        future: future(&all, now)
+            .into_iter()
+            .map(|i| all[i].timestamp.clone())
+            .collect(),
     };
     for i in doomed {
         let copy = &all[i];
@@ -192,6 +214,7 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{Local, TimeDelta};
 
     const DAY: u64 = 86_400;
 
@@ -217,14 +240,14 @@ mod tests {
     #[test]
     fn no_policy_deletes_nothing() {
         let c = vec![copy(1, true), copy(100, true)];
-        assert!(plan(&RetentionPolicy::default(), &c, now()).is_empty());
+        assert!(plan(&RetentionPolicy::default(), &c, now(), None).is_empty());
     }
 
     #[test]
     fn copies_keeps_the_newest_n() {
         let c = vec![copy(3, true), copy(0, true), copy(2, true), copy(1, true)];
         let p = RetentionPolicy { copies: 2, days: 0 };
-        assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-003", "ts-002"]);
+        assert_eq!(names(&c, &plan(&p, &c, now(), None)), ["ts-003", "ts-002"]);
     }
 
     #[test]
@@ -232,7 +255,7 @@ mod tests {
         // Ages: 6 days + 60 s (6 whole days), 7 days + 60 s (7), 8 days + 60 s (8).
         let c = vec![copy(6, true), copy(7, true), copy(8, true)];
         let p = RetentionPolicy { copies: 0, days: 7 };
-        assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-008"]);
+        assert_eq!(names(&c, &plan(&p, &c, now(), None)), ["ts-008"]);
     }
 
     #[test]
@@ -240,7 +263,7 @@ mod tests {
         let c = vec![copy(0, true), copy(1, true), copy(2, true), copy(40, true)];
         // copies=3 removes ts-040; days=1 removes ts-002 and ts-040.
         let p = RetentionPolicy { copies: 3, days: 1 };
-        assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-002", "ts-040"]);
+        assert_eq!(names(&c, &plan(&p, &c, now(), None)), ["ts-002", "ts-040"]);
     }
 
     #[test]
@@ -248,7 +271,7 @@ mod tests {
         // Only old copies, the newest of them good: days=7 would remove everything.
         let c = vec![copy(30, true), copy(31, true), copy(20, false)];
         let p = RetentionPolicy { copies: 0, days: 7 };
-        assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-031", "ts-020"]);
+        assert_eq!(names(&c, &plan(&p, &c, now(), None)), ["ts-031", "ts-020"]);
     }
 
     #[test]
@@ -262,7 +285,7 @@ mod tests {
             copy(4, true),
         ];
         let p = RetentionPolicy { copies: 2, days: 0 };
-        assert_eq!(names(&c, &plan(&p, &c, now())), ["ts-004"]);
+        assert_eq!(names(&c, &plan(&p, &c, now(), None)), ["ts-004"]);
     }
 
     #[test]
@@ -270,7 +293,7 @@ mod tests {
         let c = vec![copy(0, true), copy(1, false), copy(2, true), copy(3, false)];
         let p = RetentionPolicy { copies: 1, days: 0 };
         assert_eq!(
-            names(&c, &plan(&p, &c, now())),
+            names(&c, &plan(&p, &c, now(), None)),
             ["ts-001", "ts-002", "ts-003"]
         );
     }
@@ -280,7 +303,7 @@ mod tests {
         // No good copy at all: copies=1 counts none, so nothing is beyond the window.
         let c = vec![copy(0, false), copy(1, false)];
         let p = RetentionPolicy { copies: 1, days: 0 };
-        assert!(plan(&p, &c, now()).is_empty());
+        assert!(plan(&p, &c, now(), None).is_empty());
     }
 
     #[test]
@@ -288,7 +311,7 @@ mod tests {
         let mut c = vec![copy(0, true)];
         c[0].time = now() + Duration::from_secs(3 * DAY);
         let p = RetentionPolicy { copies: 0, days: 1 };
-        assert!(plan(&p, &c, now()).is_empty());
+        assert!(plan(&p, &c, now(), None).is_empty());
     }
 
     #[test]
@@ -297,8 +320,8 @@ mod tests {
         let mut b = a.clone();
         b.reverse();
         let p = RetentionPolicy { copies: 1, days: 0 };
-        let mut na = names(&a, &plan(&p, &a, now()));
-        let mut nb = names(&b, &plan(&p, &b, now()));
+        let mut na = names(&a, &plan(&p, &a, now(), None));
+        let mut nb = names(&b, &plan(&p, &b, now(), None));
         na.sort();
         nb.sort();
         assert_eq!(na, nb);
@@ -349,8 +372,7 @@ mod tests {
     }
 
     fn stamp_days_ago(days: i64) -> String {
-        RunStamp::from_datetime(Local::now().naive_local() - chrono::TimeDelta::days(days))
-            .to_string()
+        RunStamp::from_datetime(Local::now().naive_local() - TimeDelta::days(days)).to_string()
     }
 
     #[test]
@@ -366,7 +388,7 @@ mod tests {
         }
         let dest = crate::destination::local::LocalDestination::new("local", root);
         let policy = RetentionPolicy { copies: 1, days: 0 };
-        let applied = apply(&dest, "db", &policy, SystemTime::now()).unwrap();
+        let applied = apply(&dest, "db", &policy, SystemTime::now(), None).unwrap();
         let mut removed = applied.removed.clone();
         removed.sort();
         let mut expected = vec![stamps[2].clone(), stamps[3].clone()];
@@ -386,7 +408,7 @@ mod tests {
 
         // days=5 would remove the only good copy left (10 days old): it stays.
         let policy = RetentionPolicy { copies: 0, days: 5 };
-        let applied = apply(&dest, "db", &policy, SystemTime::now()).unwrap();
+        let applied = apply(&dest, "db", &policy, SystemTime::now(), None).unwrap();
         assert!(applied.removed.is_empty(), "{applied:?}");
         assert!(root
             .join(format!("db/{}/db.sql.zst.gpg", stamps[1]))
@@ -394,9 +416,77 @@ mod tests {
     }
 
     #[test]
-    fn inactive_policy_does_not_even_list() {
-        let dest = crate::destination::local::LocalDestination::new("l", "/nonexistent/custos");
-        let applied = apply(&dest, "db", &RetentionPolicy::default(), SystemTime::now()).unwrap();
-        assert_eq!(applied, Applied::default());
+    fn inactive_policy_deletes_nothing_but_reports_future_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let future = RunStamp::from_datetime(Local::now().naive_local() + TimeDelta::days(3));
+        put(dir.path(), &format!("db/{future}/db.sql.zst.gpg"));
+        put(
+            dir.path(),
+            &format!("db/{}/db.sql.zst.gpg", stamp_days_ago(400)),
+        );
+        let dest = crate::destination::local::LocalDestination::new("l", dir.path());
+        let applied = apply(
+            &dest,
+            "db",
+            &RetentionPolicy::default(),
+            SystemTime::now(),
+            None,
+        )
+        .unwrap();
+        assert!(applied.removed.is_empty());
+        assert_eq!(applied.future, [future.to_string()]);
+    }
+
+    /// A copy `secs` seconds after now (in the future).
+    fn ahead(secs: u64, name: &str) -> StoredCopy {
+        StoredCopy {
+            timestamp: name.to_owned(),
+            time: now() + Duration::from_secs(secs),
+            good: true,
+            objects: vec![format!("src/{name}/src.tar.zst.gpg")],
+        }
+    }
+
+    #[test]
+    fn this_runs_copy_survives_future_dated_copies() {
+        // The case: two copies dated in the future, retention_copies: 2. This run's
+        // copy (ts-000) stays, plus the newest other good copy that is not in the future;
+        // the future ones are left alone and reported.
+        let c = vec![
+            ahead(DAY, "f1"),
+            ahead(2 * DAY, "f2"),
+            copy(0, true),
+            copy(1, true),
+            copy(2, true),
+        ];
+        let p = RetentionPolicy { copies: 2, days: 0 };
+        assert_eq!(names(&c, &plan(&p, &c, now(), Some("ts-000"))), ["ts-002"]);
+        assert_eq!(names(&c, &future(&c, now())), ["f1", "f2"]);
+        // copies: 1 keeps only this run's copy.
+        let p = RetentionPolicy { copies: 1, days: 0 };
+        assert_eq!(
+            names(&c, &plan(&p, &c, now(), Some("ts-000"))),
+            ["ts-001", "ts-002"]
+        );
+    }
+
+    #[test]
+    fn this_runs_copy_survives_when_it_ranks_older_than_others() {
+        // DST fall-back: this run's stamp (second 02:10) reads as the first 02:10, older than
+        // a copy stamped 02:45 an hour of wall time earlier. It is this run's: it stays.
+        let mut c = vec![copy(0, true), copy(0, true)];
+        c[0].timestamp = "20261025021000".into();
+        c[0].time = now() - Duration::from_secs(3600);
+        c[1].timestamp = "20261025024500".into();
+        c[1].time = now() - Duration::from_secs(1500);
+        let p = RetentionPolicy { copies: 1, days: 0 };
+        assert_eq!(
+            names(&c, &plan(&p, &c, now(), Some("20261025021000"))),
+            ["20261025024500"]
+        );
+        // days: 0-day-old copies are never older than D; this run's copy is never removed.
+        let p = RetentionPolicy { copies: 0, days: 1 };
+        let later = now() + Duration::from_secs(30 * DAY);
+        assert_eq!(plan(&p, &c, later, Some("20261025021000")), [1]);
     }
 }

@@ -23,6 +23,7 @@ use crate::config::{
 use crate::crypto::{self, Encryption};
 use crate::destination::local::LocalDestination;
 use crate::destination::Destination;
+use crate::interrupt;
 use crate::naming::{self, Encoding, ObjectName, Payload, RunStamp};
 use crate::notify::{self, StartInfo};
 use crate::pipeline::{self, Plan};
@@ -127,15 +128,27 @@ pub fn build_plan(s: &SourceConfig) -> Result<Plan, String> {
 
 /// Runs (or with `dry_run` checks) the whole job, then reports it to the notifiers.
 pub fn run(job: &JobConfig, options: &Options) -> RunReport {
-    let stamp = RunStamp::now();
     let hostname = job.hostname();
     tracing::info!(
         file = %job.file.display(),
         host = %hostname,
-        run = %stamp,
         dry_run = options.dry_run,
         "job started"
     );
+    let targets: Vec<Target> = job
+        .destinations
+        .iter()
+        .map(|d| Target {
+            config: d.clone(),
+            built: build_destination(d),
+        })
+        .collect();
+    let stamp = if options.dry_run {
+        RunStamp::now()
+    } else {
+        free_stamp(job, &targets)
+    };
+    tracing::info!(run = %stamp, "run stamp");
     let mut report = RunReport::new(stamp, hostname, options.dry_run);
     let started = if options.dry_run {
         Vec::new()
@@ -151,14 +164,6 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
             .collect();
         notify::start(&job.notifications, &report.hostname, &infos)
     };
-    let targets: Vec<Target> = job
-        .destinations
-        .iter()
-        .map(|d| Target {
-            config: d.clone(),
-            built: build_destination(d),
-        })
-        .collect();
     if options.dry_run {
         for t in &targets {
             let result = match &t.built {
@@ -175,7 +180,18 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
         }
     }
     for s in &job.sources {
-        let r = if options.dry_run {
+        let r = if let Some(sig) = interrupt::received() {
+            let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
+            r.failure = Some(Failure::new(
+                Stage::Source,
+                format!("not run: interrupted by signal {sig}"),
+                true,
+            ));
+            if let Some(f) = &r.failure {
+                log_result(&s.id, "-", &Err(f.clone()));
+            }
+            r
+        } else if options.dry_run {
             check_source(s)
         } else {
             run_source(s, &targets, stamp, options)
@@ -193,6 +209,43 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
         "job finished"
     );
     report
+}
+
+/// This run's stamp: now, or, when a copy of any source already has that stamp at a
+/// destination (an earlier run in the same second), the next second on the clock, so a
+/// committed object is never overwritten. (Objects are committed without replacing, too.)
+fn free_stamp(job: &JobConfig, targets: &[Target]) -> RunStamp {
+    let taken = |stamp: RunStamp| {
+        targets
+            .iter()
+            .filter_map(|t| t.built.as_ref().ok())
+            .any(|d| {
+                job.sources.iter().any(|s| {
+                    d.list(&format!("{}/{stamp}/", s.id))
+                        .is_ok_and(|l| !l.is_empty())
+                })
+            })
+    };
+    let mut stamp = RunStamp::now();
+    for _ in 0..10 {
+        if !taken(stamp) {
+            break;
+        }
+        tracing::info!(run = %stamp, "a copy with this stamp exists; moving to the next second");
+        loop {
+            let sub = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - sub)));
+            let next = RunStamp::now();
+            if next > stamp {
+                stamp = next;
+                break;
+            }
+        }
+    }
+    stamp
 }
 
 fn log_result(source: &str, destination: &str, result: &Result<(), Failure>) {
@@ -270,7 +323,10 @@ fn run_source(
 
     let context = format!("source '{}'", s.id);
     let outcome = match source.open() {
-        Ok(stream) => {
+        Ok(mut stream) => {
+            if let Some(secs) = s.timeout {
+                stream.set_timeout(Duration::from_secs(u64::from(secs)));
+            }
             let progress = ProgressReport::new(&s.id, options.progress_bar);
             let dests: Vec<&dyn Destination> = usable
                 .iter()
@@ -279,7 +335,15 @@ fn run_source(
             let cb = |n: u64| progress.update(n);
             let result = pipeline::run(stream, &plan, &object, &dests, Some(&cb));
             progress.finish();
-            result.map_err(|e| Failure::from_pipeline(&context, &e))
+            result.map_err(|e| match interrupt::received() {
+                Some(sig) => {
+                    let mut f = Failure::from_pipeline(&context, &e);
+                    f.message = format!("{context}: interrupted by signal {sig}: {e}");
+                    f.retryable = true;
+                    f
+                }
+                None => Failure::from_pipeline(&context, &e),
+            })
         }
         Err(e) => Err(Failure::from_source(Stage::Source, &context, &e)),
     };
@@ -302,11 +366,12 @@ fn run_source(
                         .map_err(|e| Failure::from_destination(Stage::Upload, e)),
                     retention: None,
                 };
-                // Retention only where this run's copy is safely stored.
-                if dr.result.is_ok() {
+                // Retention only where this run's copy is safely stored, and not once a
+                // signal asked the run to stop.
+                if dr.result.is_ok() && interrupt::received().is_none() {
                     if let Some(t) = usable.iter().find(|t| t.config.id == d.destination) {
                         if let Ok(dest) = &t.built {
-                            dr.retention = Some(apply_retention(dest.as_ref(), &s.id, t));
+                            dr.retention = Some(apply_retention(dest.as_ref(), &s.id, t, stamp));
                         }
                     }
                 }
@@ -321,32 +386,29 @@ fn apply_retention(
     dest: &dyn Destination,
     source_id: &str,
     t: &Target,
+    stamp: RunStamp,
 ) -> Result<Retention, Failure> {
-    let policy = &t.config.retention;
-    let applied = if policy.is_active() {
-        retention::apply(dest, source_id, policy, SystemTime::now())
-    } else {
-        // Nothing to delete, but the count of good copies is still reported (the original's
-        // push always said 0).
-        dest.list(&format!("{source_id}/"))
-            .map(|listing| retention::Applied {
-                removed: Vec::new(),
-                retained_good: retention::copies(source_id, &listing)
-                    .iter()
-                    .filter(|c| c.good)
-                    .count(),
-            })
-    };
-    applied
-        .map(|a| Retention {
+    // Lists even without a policy: the count of good copies is reported (the original's
+    // push always said 0).
+    retention::apply(
+        dest,
+        source_id,
+        &t.config.retention,
+        SystemTime::now(),
+        Some(&stamp.to_string()),
+    )
+    .map(|a| {
+        warn_future(source_id, &t.config.id, &a.future);
+        Retention {
             removed: a.removed,
             retained_good: a.retained_good,
-        })
-        .map_err(|e| {
-            let mut f = Failure::from_destination(Stage::Retention, &e);
-            f.message = format!("stored, but retention failed: {}", f.message);
-            f
-        })
+        }
+    })
+    .map_err(|e| {
+        let mut f = Failure::from_destination(Stage::Retention, &e);
+        f.message = format!("stored, but retention failed: {}", f.message);
+        f
+    })
 }
 
 /// Fills in the destinations that got nothing (could not be built, or the source failed),
@@ -402,6 +464,17 @@ fn finish_source(mut r: SourceReport, targets: &[Target]) -> SourceReport {
         }
     }
     r
+}
+
+/// Copies dated in the future: retention leaves them alone and restore skips them unless
+/// asked for by `--at`; the operator should know.
+fn warn_future(source: &str, destination: &str, stamps: &[String]) {
+    for stamp in stamps {
+        tracing::warn!(
+            "{destination}: copy {source}/{stamp} is dated in the future (clock ran ahead, or \
+             planted?); retention leaves it alone and restore skips it without --at"
+        );
+    }
 }
 
 /// Progress of one source: a bar on a terminal, a log line every 30 s otherwise.

@@ -181,6 +181,43 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` and its missing parents below `root`, fsyncing each new directory's parent
+/// so that the `{id}/` and `{stamp}/` entries survive a crash along with the objects in them.
+fn create_dirs_synced(root: &Path, dir: &Path) -> io::Result<()> {
+    let Ok(rel) = dir.strip_prefix(root) else {
+        return fs::create_dir_all(dir);
+    };
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        let parent = at.clone();
+        at.push(c);
+        match fs::create_dir(&at) {
+            Ok(()) => sync_dir(&parent)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Renames `from` to `to` unless `to` exists: a committed object is never overwritten.
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "an object of that name exists already; not overwriting it",
+        )),
+        // A file system without RENAME_NOREPLACE: a hard link fails on an existing name.
+        Err(rustix::io::Errno::INVAL) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Destination for LocalDestination {
     fn id(&self) -> &str {
         &self.id
@@ -217,7 +254,8 @@ impl Destination for LocalDestination {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.root.clone());
-        fs::create_dir_all(&dir).map_err(|e| self.io_err("create directory", &dir, e))?;
+        create_dirs_synced(&self.root, &dir)
+            .map_err(|e| self.io_err("create directory", &dir, e))?;
         let file_name = final_path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
@@ -452,7 +490,7 @@ impl ObjectWriter for LocalWriter {
             let _ = fs::remove_file(&self.temp);
             return Err(self.err("fsync", &self.temp, e));
         }
-        if let Err(e) = fs::rename(&self.temp, &self.final_path) {
+        if let Err(e) = rename_no_replace(&self.temp, &self.final_path) {
             let _ = fs::remove_file(&self.temp);
             return Err(self.err("rename to", &self.final_path, e));
         }

@@ -274,7 +274,7 @@ impl Unpacker {
         let parent = self
             .parent(&member, &parents)?
             .try_clone_to_owned()
-            .map_err(|e| Failure::Restore(self.write_error(&parents, io::Error::from(e))))?;
+            .map_err(|e| Failure::Restore(self.write_error(&parents, e)))?;
         if !self.make_room(&member, &parent, &name, is_dir, &full)? {
             // An existing directory that this member describes again.
             self.dirs.retain(|d| d.components != full);
@@ -425,7 +425,15 @@ impl Unpacker {
     /// A hard link to an earlier member; the link target is resolved inside the staging
     /// directory without following symlinks.
     fn hard_link(&mut self, member: &str, full: &[OsString], link: &[u8]) -> Result<(), Failure> {
-        let mut source = self.components(member, link)?;
+        let mut source = self.components(member, link).map_err(|_| {
+            self.refuse(
+                member,
+                format!(
+                    "hard link target {:?} is outside the archive (unsafe archive)",
+                    String::from_utf8_lossy(link)
+                ),
+            )
+        })?;
         let Some(source_name) = source.pop() else {
             return Err(self
                 .refuse(member, "hard link to the archive's root")
@@ -451,7 +459,7 @@ impl Unpacker {
         let parent = self
             .parent(member, parents)?
             .try_clone_to_owned()
-            .map_err(|e| Failure::Restore(self.write_error(parents, io::Error::from(e))))?;
+            .map_err(|e| Failure::Restore(self.write_error(parents, e)))?;
         self.make_room(member, &parent, name, false, full)?;
         match rfs::linkat(
             &dir,
@@ -541,7 +549,7 @@ impl Unpacker {
                         ),
                     )
                 } else {
-                    self.write_error(&[name.clone()], e)
+                    self.write_error(std::slice::from_ref(name), e)
                 };
                 self.discard();
                 return Err(err);
@@ -623,6 +631,7 @@ enum CopyError {
 /// holes; returns the bytes copied.
 fn copy_sparse(from: &mut dyn Read, file: &mut File) -> Result<u64, CopyError> {
     const BLOCK: usize = 4096;
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     let mut pending_hole = 0u64;
@@ -634,7 +643,8 @@ fn copy_sparse(from: &mut dyn Read, file: &mut File) -> Result<u64, CopyError> {
             Err(e) => return Err(CopyError::Read(e)),
         };
         for block in buf[..n].chunks(BLOCK) {
-            if block.iter().all(|b| *b == 0) {
+            // A slice comparison is a memcmp, fast even in debug builds.
+            if block == &ZEROS[..block.len()] {
                 pending_hole += block.len() as u64;
                 continue;
             }

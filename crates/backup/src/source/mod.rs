@@ -33,6 +33,11 @@ pub enum SourceError {
 pub trait SourceStream: Read + Send {
     /// Waits for the producer and reports its outcome; warnings (tar exit 1) are logged.
     fn finish(self: Box<Self>) -> Result<(), SourceError>;
+
+    /// Bounds the producer's run time: when `timeout` passes before it ends, its whole
+    /// process group is killed and `finish` fails naming the timeout. Streams without a
+    /// producer process keep this default.
+    fn set_timeout(&mut self, _timeout: std::time::Duration) {}
 }
 
 /// A configured source.

@@ -5,6 +5,10 @@
 //! message still says what went wrong. If the stream is dropped without `finish` (a
 //! destination failed, the run is aborting), the child is killed and reaped.
 //!
+//! Each child runs in its own process group, registered while it lives: a `timeout`
+//! ([`SourceStream::set_timeout`]) or a SIGINT/SIGTERM to `backup` ([`kill_all`]) kills the
+//! whole group (a shell wrapper's children too), and the stream then fails instead of hanging.
+//!
 //! Credentials reach a child through [`Credentials`]: an anonymous memory file (memfd) that
 //! becomes the child's stdin, which the child opens again by name as `/dev/fd/0`. Nothing is
 //! ever written to a file system, so a `kill -9` of the run leaves no secret behind.
@@ -15,9 +19,14 @@ use std::io::{self, Read, Write};
 #[cfg(test)]
 use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rustix::process::{kill_process_group, Pid, Signal};
 
 use super::{SourceError, SourceStream};
 
@@ -144,14 +153,83 @@ pub fn run_check(mut cmd: Command, credentials: Option<Credentials>) -> Result<(
     Ok(())
 }
 
+/// Process groups of the producers running now.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Kills every running producer's process group (SIGINT/SIGTERM to `backup`): their streams
+/// end, the pipeline sees the failure and aborts its writers. Returns how many were killed.
+pub fn kill_all() -> usize {
+    let live = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+    live.iter().filter(|pgid| kill_group(**pgid)).count()
+}
+
+fn kill_group(pgid: u32) -> bool {
+    i32::try_from(pgid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .is_some_and(|p| kill_process_group(p, Signal::KILL).is_ok())
+}
+
+/// Kills a producer's process group when its timeout passes first.
+struct Watchdog {
+    /// Set (and notified) when the producer ended in time.
+    done: Arc<(Mutex<bool>, Condvar)>,
+    expired: Arc<AtomicBool>,
+    timeout: Duration,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(pgid: u32, what: &str, timeout: Duration) -> Self {
+        let done = Arc::new((Mutex::new(false), Condvar::new()));
+        let expired = Arc::new(AtomicBool::new(false));
+        let (d, e, what) = (done.clone(), expired.clone(), what.to_owned());
+        let thread = std::thread::spawn(move || {
+            let (lock, cv) = &*d;
+            let Ok(guard) = lock.lock() else { return };
+            let Ok((guard, _)) = cv.wait_timeout_while(guard, timeout, |done| !*done) else {
+                return;
+            };
+            if !*guard {
+                e.store(true, Ordering::SeqCst);
+                tracing::warn!(program = %what, pgid, "timeout of {} s passed: killing its process group", timeout.as_secs());
+                kill_group(pgid);
+            }
+        });
+        Watchdog {
+            done,
+            expired,
+            timeout,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the watchdog; whether the timeout had passed.
+    fn stop(&mut self) -> bool {
+        if let Ok(mut d) = self.done.0.lock() {
+            *d = true;
+        }
+        self.done.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.expired.load(Ordering::SeqCst)
+    }
+}
+
 /// A running child producing the stream on stdout.
 pub struct ChildStream {
     what: String,
     child: Option<Child>,
+    /// The child's pid, which is also its process group id.
+    pgid: u32,
     stdout: Option<ChildStdout>,
     stderr: Option<JoinHandle<String>>,
     classify: fn(i32) -> Verdict,
     bytes: u64,
+    watchdog: Option<Watchdog>,
+    /// Set when the watchdog killed the producer: the timeout that passed.
+    timed_out: Option<Duration>,
 }
 
 impl ChildStream {
@@ -167,7 +245,19 @@ impl ChildStream {
     ) -> Result<Self, SourceError> {
         set_stdin(&mut cmd, credentials);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // Its own process group: killable as a whole, and Ctrl-C reaches it only through us
+        // (so an interrupted run decides what happens to its objects).
+        cmd.process_group(0);
+        let mut live = LIVE.lock().ok();
         let spawned = cmd.spawn();
+        if let (Some(live), Ok(c)) = (live.as_mut(), spawned.as_ref()) {
+            live.push(c.id());
+            // A signal that came while it was being started: it must not run on.
+            if crate::interrupt::received().is_some() {
+                kill_group(c.id());
+            }
+        }
+        drop(live);
         let program = cmd.get_program().to_string_lossy().into_owned();
         // The Command owns the credentials descriptor: close it now, not when the stream ends.
         drop(cmd);
@@ -181,11 +271,14 @@ impl ChildStream {
         tracing::debug!(program = what, pid = child.id(), "started");
         Ok(ChildStream {
             what: what.to_owned(),
+            pgid: child.id(),
             child: Some(child),
             stdout,
             stderr,
             classify,
             bytes: 0,
+            watchdog: None,
+            timed_out: None,
         })
     }
 
@@ -196,6 +289,14 @@ impl ChildStream {
             Some(mut c) => c.wait(),
             None => Err(io::Error::other("already reaped")),
         };
+        if let Some(mut w) = self.watchdog.take() {
+            if w.stop() {
+                self.timed_out = Some(w.timeout);
+            }
+        }
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|p| *p != self.pgid);
+        }
         let tail = self
             .stderr
             .take()
@@ -221,6 +322,19 @@ impl Read for ChildStream {
 impl SourceStream for ChildStream {
     fn finish(mut self: Box<Self>) -> Result<(), SourceError> {
         let (status, tail) = self.reap();
+        if let Some(t) = self.timed_out {
+            return Err(SourceError::Failed(format!(
+                "{} did not finish within its timeout of {} s (`timeout`); its process group \
+                 was killed{}",
+                self.what,
+                t.as_secs(),
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {tail}")
+                }
+            )));
+        }
         let status = status.map_err(|source| SourceError::Io {
             context: format!("waiting for {}", self.what),
             source,
@@ -256,12 +370,19 @@ impl SourceStream for ChildStream {
             ))),
         }
     }
+
+    fn set_timeout(&mut self, timeout: Duration) {
+        if self.child.is_some() && self.watchdog.is_none() {
+            self.watchdog = Some(Watchdog::start(self.pgid, &self.what, timeout));
+        }
+    }
 }
 
 impl Drop for ChildStream {
     fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
+        if self.child.is_some() {
+            // The whole group: a wrapper's children must not outlive the stream.
+            kill_group(self.pgid);
             let _ = self.reap();
         }
     }
