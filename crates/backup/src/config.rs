@@ -299,6 +299,9 @@ pub struct DestinationConfig {
     pub kind: String,
     /// `retention_copies` / `retention_days`.
     pub retention: RetentionPolicy,
+    /// custos `stall_timeout` (seconds): how long the run waits for this destination to take
+    /// more data before giving up on it alone (default 300).
+    pub stall_timeout: Option<u32>,
     /// The type-specific part.
     pub spec: DestinationSpec,
 }
@@ -307,6 +310,8 @@ pub struct DestinationConfig {
 #[derive(Debug, Clone)]
 pub enum DestinationSpec {
     Local(LocalConfig),
+    /// `type: s3`, and `type: minio` translated to the same settings.
+    S3(S3Config),
     /// A type the original has and custos will implement later: fails at run time.
     Unsupported,
 }
@@ -317,6 +322,74 @@ pub enum DestinationSpec {
 pub struct LocalConfig {
     /// `path`: objects go to `{path}/{source id}/{timestamp}/{file}`.
     pub path: PathBuf,
+}
+
+/// `type: s3` (and `minio`, translated): objects go to `{bucket}/{source id}/{timestamp}/{file}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// `bucket`.
+    pub bucket: String,
+    /// `region` (`us-east-1` if absent, as most S3-compatible services expect).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `credentials`; without them the standard AWS chain (environment, `~/.aws`, instance
+    /// role) is used.
+    #[serde(default)]
+    pub credentials: Option<S3Credentials>,
+    /// `endpoint_url` of an S3-compatible service (`https://s3.wasabisys.com`).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+}
+
+/// `credentials` of an `s3` destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Credentials {
+    /// `aws_access_key_id`.
+    pub aws_access_key_id: String,
+    /// `aws_secret_access_key`.
+    pub aws_secret_access_key: Secret,
+}
+
+/// `type: minio` as the original reads it (minio SDK settings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MinioConfig {
+    /// `host` or `host:port`, no scheme.
+    endpoint: String,
+    bucket: String,
+    /// TLS (default true).
+    #[serde(default, deserialize_with = "null_as_default")]
+    secure: Option<bool>,
+    credentials: MinioCredentials,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MinioCredentials {
+    access_key: String,
+    secret_key: Secret,
+}
+
+impl MinioConfig {
+    /// The same store as an `s3` destination with an `endpoint_url`.
+    fn into_s3(self) -> S3Config {
+        let scheme = if self.secure.unwrap_or(true) {
+            "https"
+        } else {
+            "http"
+        };
+        S3Config {
+            bucket: self.bucket,
+            region: None,
+            credentials: Some(S3Credentials {
+                aws_access_key_id: self.credentials.access_key,
+                aws_secret_access_key: self.credentials.secret_key,
+            }),
+            endpoint_url: Some(format!("{scheme}://{}", self.endpoint)),
+        }
+    }
 }
 
 pub use crate::notify::NotificationConfig;
@@ -332,7 +405,9 @@ const LATER_SOURCES: &[&str] = &[
     "azure-managed-disk",
 ];
 /// Destination types of the original that custos does not implement yet.
-const LATER_DESTINATIONS: &[&str] = &["s3", "gs", "b2", "minio", "samba", "dropbox", "gdrive"];
+const LATER_DESTINATIONS: &[&str] = &["gs", "b2", "samba", "dropbox", "gdrive"];
+/// Destination types custos implements.
+const DESTINATIONS: &[&str] = &["local", "s3", "minio"];
 /// Keys every source accepts, whatever its type.
 const SOURCE_COMMON_KEYS: &[&str] = &[
     "id",
@@ -349,7 +424,13 @@ const SOURCE_COMMON_KEYS: &[&str] = &[
     "timeout",
 ];
 /// Keys every destination accepts, whatever its type.
-const DESTINATION_COMMON_KEYS: &[&str] = &["id", "type", "retention_copies", "retention_days"];
+const DESTINATION_COMMON_KEYS: &[&str] = &[
+    "id",
+    "type",
+    "retention_copies",
+    "retention_days",
+    "stall_timeout",
+];
 
 /// Keys whose presence means the file holds a secret (checked at any depth).
 const SECRET_KEYS: &[&str] = &[
@@ -430,6 +511,8 @@ struct RawDestinationCommon {
     retention_copies: Option<u32>,
     #[serde(default, deserialize_with = "count")]
     retention_days: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    stall_timeout: Option<u32>,
 }
 
 /// Reads, parses and validates a job file; logs the tolerated trailing commas, each key
@@ -579,8 +662,12 @@ fn parse_destination(
         "local" => {
             DestinationSpec::Local(typed(file, at, specific, DESTINATION_COMMON_KEYS, unknown)?)
         }
+        "s3" => DestinationSpec::S3(typed(file, at, specific, DESTINATION_COMMON_KEYS, unknown)?),
+        "minio" => DestinationSpec::S3(
+            typed::<MinioConfig>(file, at, specific, DESTINATION_COMMON_KEYS, unknown)?.into_s3(),
+        ),
         k if LATER_DESTINATIONS.contains(&k) => DestinationSpec::Unsupported,
-        k => return Err(unknown_type(file, at, k, &["local"], LATER_DESTINATIONS)),
+        k => return Err(unknown_type(file, at, k, DESTINATIONS, LATER_DESTINATIONS)),
     };
     Ok(DestinationConfig {
         id: c.id,
@@ -589,6 +676,7 @@ fn parse_destination(
             copies: c.retention_copies.unwrap_or(0),
             days: c.retention_days.unwrap_or(0),
         },
+        stall_timeout: c.stall_timeout.filter(|s| *s > 0),
         spec,
     })
 }
@@ -749,8 +837,8 @@ impl JobConfig {
                     "duplicate destination id",
                 ));
             }
-            if let DestinationSpec::Local(l) = &d.spec {
-                if l.path.as_os_str().is_empty() {
+            match &d.spec {
+                DestinationSpec::Local(l) if l.path.as_os_str().is_empty() => {
                     return Err(ConfigError::invalid(
                         f,
                         format!("{at}.path"),
@@ -758,10 +846,47 @@ impl JobConfig {
                         "must not be empty",
                     ));
                 }
+                DestinationSpec::S3(c) => validate_s3(f, &at, c, d.kind == "minio")?,
+                _ => {}
             }
         }
         Ok(())
     }
+}
+
+/// `minio`: the endpoint was written as `endpoint` (host:port), so errors name that key.
+fn validate_s3(file: &Path, at: &str, c: &S3Config, minio: bool) -> Result<(), ConfigError> {
+    if c.bucket.is_empty() || c.bucket.contains('/') {
+        return Err(ConfigError::invalid(
+            file,
+            format!("{at}.bucket"),
+            &c.bucket,
+            "must be a bucket name (no /)",
+        ));
+    }
+    if let Some(url) = &c.endpoint_url {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains("://")) {
+            return Err(if minio {
+                ConfigError::invalid(
+                    file,
+                    format!("{at}.endpoint"),
+                    url.split_once("://").map_or(url.as_str(), |(_, h)| h),
+                    "must be host or host:port, without a scheme",
+                )
+            } else {
+                ConfigError::invalid(
+                    file,
+                    format!("{at}.endpoint_url"),
+                    url,
+                    "must be http(s)://host[:port]",
+                )
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_id(file: &Path, at: &str, id: &str) -> Result<(), ConfigError> {

@@ -4,15 +4,18 @@
 //! `Source -> byte stream -> compress -> encrypt -> tee(sha256, size) -> each Destination writer`,
 //! then retention per destination (only where the upload succeeded), then notifiers.
 //!
-//! The engine is synchronous std I/O with threads: zstd and OpenPGP are CPU-bound, the
-//! sources are child processes or files, and a runtime would add nothing but weight.
+//! The engine is synchronous std I/O with threads: zstd and OpenPGP are CPU-bound and the
+//! sources are child processes or files. Only remote stores with async clients (opendal) run
+//! on one shared runtime, behind the synchronous destination trait.
 //!
 //! Ownership of modules:
 //! - [`config`]: the original's JSON job file (trailing commas tolerated), validation.
 //! - [`source`]: the [`source::Source`] trait; `folder`, `mysql`, `pgsql`.
 //! - [`pipeline`]: compression, OpenPGP encryption, hashing, tee to destinations.
 //! - [`crypto`]: OpenPGP (passphrase or recipients) encrypt/decrypt streams.
-//! - [`destination`]: the [`destination::Destination`] trait; `local`.
+//! - [`destination`]: the [`destination::Destination`] trait, typed errors, the shared retry
+//!   layer; `local`, `s3` (also `minio`).
+//! - [`fanout`]: one writer thread per destination behind a bounded queue.
 //! - [`naming`]: object names `{id}/{YYYYmmddHHMMSS}/{file}` and their parsing.
 //! - [`retention`]: which copies to delete (never the newest good one).
 //! - [`runner`]: runs a job: sources independent, destinations independent, summary, exit code.
@@ -28,6 +31,7 @@ pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod destination;
+pub mod fanout;
 pub mod interrupt;
 pub mod lock;
 pub mod naming;

@@ -18,8 +18,11 @@
 //!
 //! Threads: the caller's thread reads the source and feeds the compressor (zstd runs its own
 //! worker threads); a second thread encrypts (AES-CFB and the SHA-1 MDC are serial); a third
-//! hashes (sha256) and writes to the destinations. Bounded channels of 1 MiB chunks between
-//! them cap memory (peak RSS stays under 50 MB whatever the input size).
+//! hashes (sha256) and hands each chunk to every destination's own writer thread
+//! ([`crate::fanout`]), so destinations write in parallel and a stalled one is given up after
+//! its stall timeout instead of holding the others. Bounded channels of 1 MiB chunks between
+//! them cap memory (peak RSS stays under 50 MB whatever the input size, plus what a remote
+//! store buffers for its parts).
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -28,7 +31,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{self, CryptoError, Encryption};
-use crate::destination::{Destination, DestinationError, ObjectWriter};
+use crate::destination::{Destination, DestinationError};
+use crate::fanout::{Chunk as SharedChunk, Feed};
 use crate::naming::{self, Compression, Encoding};
 use crate::source::{SourceError, SourceStream};
 
@@ -174,7 +178,13 @@ pub fn run(
         match d.create(object) {
             Ok(writer) => slots.push(Slot {
                 destination: d.id().to_string(),
-                writer: Some(writer),
+                feed: Some(Feed::spawn(
+                    d.id(),
+                    object,
+                    writer,
+                    d.stall_timeout(),
+                    started,
+                )),
                 error: None,
                 done: None,
             }),
@@ -185,7 +195,7 @@ pub fn run(
         slots,
         hasher: Sha256::new(),
         size: 0,
-        object: object.to_string(),
+        started,
     };
     if tee.live() == 0 {
         return Ok(finish_outcome(
@@ -230,7 +240,7 @@ pub fn run(
         let write = scope.spawn(move || {
             for chunk in rx2 {
                 let Ok(chunk) = chunk else { break };
-                if tee.write_all(&chunk).is_err() {
+                if tee.send(chunk).is_err() {
                     break;
                 }
             }
@@ -303,7 +313,7 @@ pub fn run(
         return Err(PipelineError::Source(e));
     }
     let dump = started.elapsed();
-    tee.commit_all(started);
+    tee.commit_all();
     let mut outcome = finish_outcome(object, tee, source_bytes, failed, destinations, started);
     outcome.dump = dump;
     Ok(outcome)
@@ -593,77 +603,75 @@ impl Write for Compressor {
     }
 }
 
-/// One destination's writer inside the tee.
+/// One destination inside the tee.
 struct Slot {
     destination: String,
-    writer: Option<Box<dyn ObjectWriter>>,
+    /// Its writer thread, while it is still in the run.
+    feed: Option<Feed>,
     error: Option<DestinationError>,
     /// When this destination was done (committed or failed), from the run's start.
     done: Option<Duration>,
 }
 
-/// Hashes, counts and fans the object bytes out to every live writer.
+impl Slot {
+    /// Ends this destination's writer thread and records how it went.
+    fn finish(&mut self, commit: bool, started: Instant) {
+        if let Some(feed) = self.feed.take() {
+            let f = feed.finish(commit, started);
+            if let Err(e) = f.result {
+                if self.error.is_none() {
+                    self.error = Some(e);
+                }
+            }
+            self.done = Some(f.done);
+        }
+    }
+}
+
+/// Hashes, counts and fans the object bytes out to every live destination's thread.
 struct Tee {
     slots: Vec<Slot>,
     hasher: Sha256,
     size: u64,
-    object: String,
+    started: Instant,
 }
 
 impl Tee {
     fn live(&self) -> usize {
-        self.slots.iter().filter(|s| s.writer.is_some()).count()
+        self.slots.iter().filter(|s| s.feed.is_some()).count()
     }
 
+    /// Aborts every live writer and waits for the aborts (nothing partial stays behind).
     fn abort_all(&mut self) {
         for slot in &mut self.slots {
-            if let Some(w) = slot.writer.take() {
-                w.abort();
-            }
+            slot.finish(false, self.started);
         }
     }
 
-    fn commit_all(&mut self, started: Instant) {
+    /// Commits every live writer; they commit in parallel, each in its own thread.
+    fn commit_all(&mut self) {
         for slot in &mut self.slots {
-            if let Some(w) = slot.writer.take() {
-                if let Err(e) = w.commit() {
-                    slot.error = Some(e);
-                }
-                slot.done = Some(started.elapsed());
-            }
+            slot.finish(true, self.started);
         }
     }
-}
 
-impl Write for Tee {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        self.size += buf.len() as u64;
+    /// Hashes `chunk` and queues it for every live destination; a destination that failed or
+    /// stalled is finished (and reported) at once. Fails when none is left.
+    fn send(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        self.hasher.update(&chunk);
+        self.size += chunk.len() as u64;
+        let shared: SharedChunk = std::sync::Arc::new(chunk);
         for slot in &mut self.slots {
-            let Some(w) = slot.writer.as_mut() else {
+            let Some(feed) = slot.feed.as_ref() else {
                 continue;
             };
-            if let Err(e) = w.write_all(buf) {
-                tracing::warn!(destination = %slot.destination, object = %self.object,
-                    error = %e, "destination failed while writing; continuing with the others");
-                if let Some(w) = slot.writer.take() {
-                    w.abort();
-                }
-                slot.error = Some(DestinationError::Io {
-                    destination: slot.destination.clone(),
-                    op: "write",
-                    object: self.object.clone(),
-                    source: e,
-                });
+            if feed.send(shared.clone()).is_err() {
+                slot.finish(false, self.started);
             }
         }
         if self.live() == 0 {
             return Err(io::Error::other("every destination failed"));
         }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -673,7 +681,7 @@ mod tests {
     use super::*;
     use crate::crypto::{Decryption, Passphrase};
     use crate::destination::local::LocalDestination;
-    use crate::destination::ObjectInfo;
+    use crate::destination::{ObjectInfo, ObjectWriter};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Mutex;
 

@@ -86,6 +86,9 @@ impl Failure {
         let retryable = match e {
             DestinationError::Io { source, .. } => io_retryable(source),
             DestinationError::Other { .. } => false,
+            DestinationError::Store { kind, .. } => {
+                *kind == crate::destination::ErrorKind::Transient
+            }
         };
         Failure::new(stage, e.to_string(), retryable)
     }

@@ -17,11 +17,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{
-    Compression, DestinationConfig, DestinationSpec, JobConfig, Layout, Protection, SourceConfig,
-    SourceSpec,
+    Compression, DestinationConfig, JobConfig, Layout, Protection, SourceConfig, SourceSpec,
 };
 use crate::crypto::{self, Encryption};
-use crate::destination::local::LocalDestination;
 use crate::destination::Destination;
 use crate::interrupt;
 use crate::naming::{self, Encoding, ObjectName, Payload, RunStamp};
@@ -55,13 +53,7 @@ struct Target {
 
 /// Builds the destination of a config entry.
 pub fn build_destination(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
-    match &d.spec {
-        DestinationSpec::Local(l) => Ok(Box::new(LocalDestination::new(&d.id, &l.path))),
-        DestinationSpec::Unsupported => Err(format!(
-            "destination '{}': type '{}' is not yet supported",
-            d.id, d.kind
-        )),
-    }
+    crate::destination::build(d)
 }
 
 /// Builds the source of a config entry.

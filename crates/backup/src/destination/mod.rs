@@ -1,12 +1,19 @@
 //! Destinations: where objects are written, listed, read back and deleted.
 //!
-//! The remote-destinations issue implements [`Destination`] for S3, GCS, B2, Samba, Dropbox,
-//! Google Drive; the engine (pipeline, retention, restore, verify) only sees this trait.
+//! The engine (pipeline, retention, restore, verify) only sees the [`Destination`] trait; each
+//! type owns its object layout behind it. [`build`] turns a config entry into a destination
+//! wrapped in the shared retry layer ([`retry::Retrying`]). Remote stores that need an async
+//! client run it on the one process-wide runtime in [`runtime`].
 
 use std::io::{Read, Write};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{DestinationConfig, DestinationSpec};
 
 pub mod local;
+pub mod retry;
+pub mod runtime;
+pub mod s3;
 
 /// A destination operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +31,50 @@ pub enum DestinationError {
         destination: String,
         message: String,
     },
+    /// A remote store answered with an error or could not be reached.
+    #[error("{destination}: {op} {object}: {message}")]
+    Store {
+        destination: String,
+        op: &'static str,
+        object: String,
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+/// What kind of failure: restore and retention tell "gone" from "network down" by it, and
+/// only [`ErrorKind::Transient`] failures are retried ([`retry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The object (or bucket) does not exist.
+    NotFound,
+    /// Credentials missing, wrong or not allowed to do this.
+    Auth,
+    /// Worth trying again: connection refused or dropped, timeout, 5xx, throttling.
+    Transient,
+    /// Anything else; retrying will not help.
+    Other,
+}
+
+impl DestinationError {
+    /// The kind of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DestinationError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => ErrorKind::Auth,
+                std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::Interrupted => ErrorKind::Transient,
+                _ => ErrorKind::Other,
+            },
+            DestinationError::Other { .. } => ErrorKind::Other,
+            DestinationError::Store { kind, .. } => *kind,
+        }
+    }
 }
 
 /// One stored object as listed.
@@ -67,4 +118,37 @@ pub trait Destination: Send + Sync {
     fn remove_abandoned(&self, _prefix: &str) -> Result<Vec<String>, DestinationError> {
         Ok(Vec::new())
     }
+    /// How long the pipeline waits for this destination to take the next chunk before it
+    /// gives up on it (and only it): a stalled upload must not hold the others forever.
+    fn stall_timeout(&self) -> Duration {
+        DEFAULT_STALL_TIMEOUT
+    }
+}
+
+/// Default of the `stall_timeout` destination key.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Builds the destination of a config entry, wrapped in the shared retry layer; a type not
+/// implemented yet comes back as a message for the report.
+pub fn build(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
+    let inner: Box<dyn Destination> = match &d.spec {
+        DestinationSpec::Local(l) => Box::new(local::LocalDestination::new(&d.id, &l.path)),
+        DestinationSpec::S3(c) => {
+            Box::new(s3::S3Destination::new(&d.id, c).map_err(|e| e.to_string())?)
+        }
+        DestinationSpec::Unsupported => {
+            return Err(format!(
+                "destination '{}': type '{}' is not yet supported",
+                d.id, d.kind
+            ))
+        }
+    };
+    let stall = d
+        .stall_timeout
+        .map_or(DEFAULT_STALL_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
+    Ok(Box::new(retry::Retrying::new(
+        inner,
+        retry::Policy::default(),
+        stall,
+    )))
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::parse;
+use crate::destination::local::LocalDestination;
 use crate::destination::{DestinationError, ObjectInfo, ObjectWriter};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -142,7 +143,7 @@ fn a_failing_destination_does_not_skip_the_others() {
         r#"{{"sources": [{{"id": "accounts", "type": "folder", "path": "{0}", "passphrase": "p"}}],
           "destinations": [
             {{"id": "unmounted", "type": "local", "path": "{1}/not-mounted"}},
-            {{"id": "cloud", "type": "s3", "bucket": "b", "region": "eu-west-1"}},
+            {{"id": "cloud", "type": "gs", "bucket": "b", "gcs_creds_path": "/x.json"}},
             {{"id": "disk", "type": "local", "path": "{2}"}}]}}"#,
         f.data.display(),
         f.root.display(),
@@ -160,7 +161,7 @@ fn a_failing_destination_does_not_skip_the_others() {
     };
     assert_eq!(by_dest("disk"), Status::Ok);
     assert!(
-        matches!(by_dest("cloud"), Status::Failed(m) if m.contains("type 's3' is not yet supported"))
+        matches!(by_dest("cloud"), Status::Failed(m) if m.contains("type 'gs' is not yet supported"))
     );
     assert!(matches!(by_dest("unmounted"), Status::Failed(m) if m.contains("not-mounted")));
     assert!(!f.root.join("not-mounted").exists());
