@@ -168,29 +168,36 @@ impl Feed {
         }
     }
 
-    /// Asks the thread to commit (or abort) and waits for its result, at most the stall
-    /// timeout; a thread that does not answer is given up and its object aborted later.
+    /// Asks the thread to commit (or abort) and waits for its result; see [`Feed::close`]
+    /// and [`Feed::wait`].
     pub fn finish(self, commit: bool, started: Instant) -> Finished {
+        self.close(commit);
+        self.wait(started)
+    }
+
+    /// Asks the thread to commit (or abort) once the queued chunks are written, without
+    /// waiting: the caller closes every destination first, so they commit in parallel.
+    pub fn close(&self, commit: bool) {
         if self.given_up.get() {
-            return Finished {
-                result: Err(self.stalled_error()),
-                done: started.elapsed(),
-            };
+            return;
         }
-        let sent = self.push(if commit { Msg::Commit } else { Msg::Abort });
-        let waited = match sent {
-            Ok(()) | Err(SendError::Closed) => self.result.recv_timeout(self.stall).ok(),
-            Err(SendError::Stalled) => None,
-        };
-        match waited {
-            Some((result, done)) => Finished { result, done },
-            None => {
-                self.give_up();
-                Finished {
-                    result: Err(self.stalled_error()),
-                    done: started.elapsed(),
-                }
+        if let Err(SendError::Stalled) = self.push(if commit { Msg::Commit } else { Msg::Abort }) {
+            self.give_up();
+        }
+    }
+
+    /// Waits for the thread's result after [`Feed::close`], at most the stall timeout; a
+    /// thread that does not answer is given up and its object aborted later.
+    pub fn wait(self, started: Instant) -> Finished {
+        if !self.given_up.get() {
+            if let Ok((result, done)) = self.result.recv_timeout(self.stall) {
+                return Finished { result, done };
             }
+            self.give_up();
+        }
+        Finished {
+            result: Err(self.stalled_error()),
+            done: started.elapsed(),
         }
     }
 

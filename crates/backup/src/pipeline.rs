@@ -614,10 +614,11 @@ struct Slot {
 }
 
 impl Slot {
-    /// Ends this destination's writer thread and records how it went.
-    fn finish(&mut self, commit: bool, started: Instant) {
+    /// Waits for this destination's writer thread after [`Feed::close`] and records how it
+    /// went.
+    fn wait(&mut self, started: Instant) {
         if let Some(feed) = self.feed.take() {
-            let f = feed.finish(commit, started);
+            let f = feed.wait(started);
             if let Err(e) = f.result {
                 if self.error.is_none() {
                     self.error = Some(e);
@@ -643,16 +644,26 @@ impl Tee {
 
     /// Aborts every live writer and waits for the aborts (nothing partial stays behind).
     fn abort_all(&mut self) {
+        self.close_all(false);
+    }
+
+    /// Closes every live writer first, then waits for each: they commit (or abort) in
+    /// parallel, each in its own thread, so a slow or stalled destination does not hold
+    /// another's commit.
+    fn close_all(&mut self, commit: bool) {
+        for slot in &self.slots {
+            if let Some(feed) = &slot.feed {
+                feed.close(commit);
+            }
+        }
         for slot in &mut self.slots {
-            slot.finish(false, self.started);
+            slot.wait(self.started);
         }
     }
 
-    /// Commits every live writer; they commit in parallel, each in its own thread.
+    /// Commits every live writer (see [`Tee::close_all`]).
     fn commit_all(&mut self) {
-        for slot in &mut self.slots {
-            slot.finish(true, self.started);
-        }
+        self.close_all(true);
     }
 
     /// Hashes `chunk` and queues it for every live destination; a destination that failed or
@@ -666,7 +677,8 @@ impl Tee {
                 continue;
             };
             if feed.send(shared.clone()).is_err() {
-                slot.finish(false, self.started);
+                feed.close(false);
+                slot.wait(self.started);
             }
         }
         if self.live() == 0 {

@@ -131,10 +131,13 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Builds the destination of a config entry, wrapped in the shared retry layer; a type not
 /// implemented yet comes back as a message for the report.
 pub fn build(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
+    let stall = d
+        .stall_timeout
+        .map_or(DEFAULT_STALL_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
     let inner: Box<dyn Destination> = match &d.spec {
         DestinationSpec::Local(l) => Box::new(local::LocalDestination::new(&d.id, &l.path)),
         DestinationSpec::S3(c) => {
-            Box::new(s3::S3Destination::new(&d.id, c).map_err(|e| e.to_string())?)
+            Box::new(s3::S3Destination::new(&d.id, c, stall).map_err(|e| e.to_string())?)
         }
         DestinationSpec::Unsupported => {
             return Err(format!(
@@ -143,9 +146,6 @@ pub fn build(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
             ))
         }
     };
-    let stall = d
-        .stall_timeout
-        .map_or(DEFAULT_STALL_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
     Ok(Box::new(retry::Retrying::new(
         inner,
         retry::Policy::default(),

@@ -10,8 +10,9 @@
 //! `kill -9` leaves an incomplete multipart upload that is invisible to `list` but holds
 //! space until a bucket lifecycle rule (`AbortIncompleteMultipartUpload`) removes it.
 
+use std::future::IntoFuture;
 use std::io::{self, Read, Write};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use opendal::{services, Operator};
 
@@ -31,6 +32,10 @@ const DEFAULT_REGION: &str = "us-east-1";
 pub struct S3Destination {
     id: String,
     op: Operator,
+    /// Longest wait for one request of list, stat, read, delete (the stall timeout): a hung
+    /// server fails the operation instead of hanging the run. Not retried: the server had
+    /// the whole stall timeout, and retries would multiply the hang.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for S3Destination {
@@ -42,9 +47,10 @@ impl std::fmt::Debug for S3Destination {
 }
 
 impl S3Destination {
-    /// `id` from the config and its `s3`/`minio` settings. Without credentials the standard
-    /// AWS chain (environment, `~/.aws/credentials`, instance role) is used.
-    pub fn new(id: &str, c: &S3Config) -> Result<Self, DestinationError> {
+    /// `id` from the config and its `s3`/`minio` settings; `timeout` bounds each request
+    /// that is not part of an upload. Without credentials the standard AWS chain
+    /// (environment, `~/.aws/credentials`, instance role) is used.
+    pub fn new(id: &str, c: &S3Config, timeout: Duration) -> Result<Self, DestinationError> {
         let mut b = services::S3::default()
             .bucket(&c.bucket)
             .region(c.region.as_deref().unwrap_or(DEFAULT_REGION));
@@ -61,7 +67,30 @@ impl S3Destination {
         Ok(Self {
             id: id.to_string(),
             op,
+            timeout,
         })
+    }
+
+    /// Runs one request on the shared runtime, failed (not retryable) after `self.timeout`.
+    fn call<T, F>(&self, op: &'static str, object: &str, f: F) -> Result<T, DestinationError>
+    where
+        F: IntoFuture<Output = opendal::Result<T>>,
+    {
+        let f = f.into_future();
+        // The timer must be made inside the runtime.
+        match runtime::block_on(async { tokio::time::timeout(self.timeout, f).await }) {
+            Ok(r) => r.map_err(|e| self.err(op, object, e)),
+            Err(_) => Err(DestinationError::Store {
+                destination: self.id.clone(),
+                op,
+                object: object.to_string(),
+                kind: ErrorKind::Other,
+                message: format!(
+                    "no answer within {} s (stall_timeout)",
+                    self.timeout.as_secs()
+                ),
+            }),
+        }
     }
 }
 
@@ -84,8 +113,23 @@ fn store_error(
         op,
         object: object.to_string(),
         kind,
-        message: e.to_string(),
+        message: describe(&e),
     }
+}
+
+/// The error in one line: kind, the service's message (S3's error code and text) and the
+/// cause (connection errors), without opendal's context dump of response headers.
+fn describe(e: &opendal::Error) -> String {
+    use std::error::Error as _;
+    let mut out = e.kind().to_string();
+    if !e.message().is_empty() {
+        out.push_str(": ");
+        out.push_str(e.message());
+    }
+    if let Some(source) = e.source() {
+        out.push_str(&format!(" ({source})"));
+    }
+    out
 }
 
 /// Object names are relative keys made by `naming`: never absolute, never `..`.
@@ -126,34 +170,23 @@ impl Destination for S3Destination {
 
     /// Lists the bucket (one key at most): proves it exists and the credentials may read it.
     fn check(&self) -> Result<(), DestinationError> {
-        runtime::block_on(self.op.list_with("").limit(1))
+        self.call("check", "", self.op.list_with("").limit(1))
             .map(|_| ())
-            .map_err(|e| self.err("check", "", e))
     }
 
     fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>, DestinationError> {
         self.check_name(name)?;
-        // A committed object is never replaced (a second run in the same second).
-        match runtime::block_on(self.op.stat(name)) {
-            Ok(_) => {
-                return Err(DestinationError::Store {
-                    destination: self.id.clone(),
-                    op: "create",
-                    object: name.to_string(),
-                    kind: ErrorKind::Other,
-                    message: "an object of that name exists already; not overwriting it".into(),
-                })
-            }
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.err("create", name, e)),
-        }
-        let writer = runtime::block_on(
+        // No request yet: the upload starts with the first full part. `If-None-Match: *` on
+        // its completion keeps a committed object from ever being replaced.
+        let writer = self.call(
+            "create",
+            name,
             self.op
                 .writer_with(name)
                 .chunk(PART_SIZE)
-                .concurrent(CONCURRENT_PARTS),
-        )
-        .map_err(|e| self.err("create", name, e))?;
+                .concurrent(CONCURRENT_PARTS)
+                .if_not_exists(true),
+        )?;
         Ok(Box::new(S3Writer {
             destination: self.id.clone(),
             object: name.to_string(),
@@ -162,8 +195,7 @@ impl Destination for S3Destination {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
-        let entries = runtime::block_on(self.op.list_with(prefix).recursive(true))
-            .map_err(|e| self.err("list", prefix, e))?;
+        let entries = self.call("list", prefix, self.op.list_with(prefix).recursive(true))?;
         let mut out: Vec<ObjectInfo> = entries
             .into_iter()
             .filter(|e| e.metadata().is_file() && e.path().starts_with(prefix))
@@ -179,11 +211,10 @@ impl Destination for S3Destination {
 
     fn open(&self, name: &str) -> Result<Box<dyn Read + Send>, DestinationError> {
         self.check_name(name)?;
-        let size = runtime::block_on(self.op.stat(name))
-            .map_err(|e| self.err("open", name, e))?
+        let size = self
+            .call("open", name, self.op.stat(name))?
             .content_length();
-        let reader =
-            runtime::block_on(self.op.reader(name)).map_err(|e| self.err("open", name, e))?;
+        let reader = self.call("open", name, self.op.reader(name))?;
         Ok(Box::new(S3Reader {
             reader,
             pos: 0,
@@ -195,7 +226,7 @@ impl Destination for S3Destination {
 
     fn delete(&self, name: &str) -> Result<(), DestinationError> {
         self.check_name(name)?;
-        runtime::block_on(self.op.delete(name)).map_err(|e| self.err("delete", name, e))
+        self.call("delete", name, self.op.delete(name))
     }
 }
 
@@ -231,7 +262,7 @@ impl Write for S3Writer {
             } else {
                 io::ErrorKind::Other
             };
-            io::Error::new(kind, format!("upload {}: {e}", self.object))
+            io::Error::new(kind, format!("upload: {}", describe(&e)))
         })?;
         Ok(buf.len())
     }
@@ -290,7 +321,7 @@ impl Read for S3Reader {
             }
             let end = (self.pos + READ_CHUNK).min(self.size);
             let got = runtime::block_on(self.reader.read(self.pos..end))
-                .map_err(|e| io::Error::other(format!("read: {e}")))?;
+                .map_err(|e| io::Error::other(format!("read: {}", describe(&e))))?;
             self.buf = got.to_vec();
             self.at = 0;
             if self.buf.is_empty() {
