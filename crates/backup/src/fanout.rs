@@ -156,14 +156,16 @@ impl Feed {
         }
     }
 
-    /// Queues a chunk; `Err` means this destination is out of the run (see [`Feed::finish`]).
-    pub fn send(&self, chunk: Chunk) -> Result<(), ()> {
+    /// Queues a chunk; `false` means this destination is out of the run (its writer failed
+    /// or it stalled; [`Feed::wait`] says which).
+    #[must_use]
+    pub fn send(&self, chunk: Chunk) -> bool {
         match self.push(Msg::Data(chunk)) {
-            Ok(()) => Ok(()),
-            Err(SendError::Closed) => Err(()),
+            Ok(()) => true,
+            Err(SendError::Closed) => false,
             Err(SendError::Stalled) => {
                 self.give_up();
-                Err(())
+                false
             }
         }
     }
@@ -335,8 +337,8 @@ mod tests {
         let chunk: Chunk = Arc::new(vec![1u8; 1024]);
         let mut b_live = true;
         for _ in 0..100 {
-            a.send(chunk.clone()).expect("ok destination takes data");
-            if b_live && b.send(chunk.clone()).is_err() {
+            assert!(a.send(chunk.clone()), "ok destination takes data");
+            if b_live && !b.send(chunk.clone()) {
                 b_live = false;
             }
         }
@@ -379,7 +381,7 @@ mod tests {
         let chunk: Chunk = Arc::new(vec![0u8; 10]);
         let mut refused = false;
         for _ in 0..100 {
-            if f.send(chunk.clone()).is_err() {
+            if !f.send(chunk.clone()) {
                 refused = true;
                 break;
             }

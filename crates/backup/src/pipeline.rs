@@ -676,7 +676,7 @@ impl Tee {
             let Some(feed) = slot.feed.as_ref() else {
                 continue;
             };
-            if feed.send(shared.clone()).is_err() {
+            if !feed.send(shared.clone()) {
                 feed.close(false);
                 slot.wait(self.started);
             }
