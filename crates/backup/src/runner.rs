@@ -16,12 +16,8 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{
-    Compression, DestinationConfig, DestinationSpec, JobConfig, Layout, Protection, SourceConfig,
-    SourceSpec,
-};
+use crate::config::{Compression, DestinationConfig, JobConfig, Layout, Protection, SourceConfig};
 use crate::crypto::{self, Encryption};
-use crate::destination::local::LocalDestination;
 use crate::destination::Destination;
 use crate::interrupt;
 use crate::naming::{self, Encoding, ObjectName, Payload, RunStamp};
@@ -30,9 +26,6 @@ use crate::pipeline::{self, Plan};
 pub use crate::report::{size_description, Row, RunReport, Status};
 use crate::report::{DestinationCheck, DestinationReport, Failure, Retention, SourceReport, Stage};
 use crate::retention;
-use crate::source::folder::FolderSource;
-use crate::source::mysql::MysqlSource;
-use crate::source::pgsql::PgsqlSource;
 use crate::source::Source;
 
 /// How to run.
@@ -55,26 +48,19 @@ struct Target {
 
 /// Builds the destination of a config entry.
 pub fn build_destination(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
-    match &d.spec {
-        DestinationSpec::Local(l) => Ok(Box::new(LocalDestination::new(&d.id, &l.path))),
-        DestinationSpec::Unsupported => Err(format!(
+    d.spec.build(&d.id).ok_or_else(|| {
+        format!(
             "destination '{}': type '{}' is not yet supported",
             d.id, d.kind
-        )),
-    }
+        )
+    })
 }
 
 /// Builds the source of a config entry.
 pub fn build_source(s: &SourceConfig) -> Result<Box<dyn Source>, String> {
-    match &s.spec {
-        SourceSpec::Folder(c) => Ok(Box::new(FolderSource::new(&s.id, &s.name, c))),
-        SourceSpec::Mysql(c) => Ok(Box::new(MysqlSource::new(&s.id, &s.name, c))),
-        SourceSpec::Pgsql(c) => Ok(Box::new(PgsqlSource::new(&s.id, &s.name, c))),
-        SourceSpec::Unsupported => Err(format!(
-            "source '{}': type '{}' is not yet supported",
-            s.id, s.kind
-        )),
-    }
+    s.spec
+        .build(&s.id, &s.name)
+        .ok_or_else(|| format!("source '{}': type '{}' is not yet supported", s.id, s.kind))
 }
 
 /// The pipeline plan of a source: layout, compression, encryption keys (recipients are

@@ -1,10 +1,16 @@
 //! Destinations: where objects are written, listed, read back and deleted.
 //!
 //! The remote-destinations issue implements [`Destination`] for S3, GCS, B2, Samba, Dropbox,
-//! Google Drive; the engine (pipeline, retention, restore, verify) only sees this trait.
+//! Google Drive; the engine (pipeline, retention, restore, verify) only sees this trait. Each
+//! type's module holds its config, its checks and its construction; the `destination_types!`
+//! list below is the one place that maps `type` to a module.
 
 use std::io::{Read, Write};
 use std::time::SystemTime;
+
+use custos_kit::config::ConfigError;
+
+use crate::config::{Entry, Invalid, Validate};
 
 pub mod local;
 
@@ -67,4 +73,61 @@ pub trait Destination: Send + Sync {
     fn remove_abandoned(&self, _prefix: &str) -> Result<Vec<String>, DestinationError> {
         Ok(Vec::new())
     }
+}
+
+/// Declares [`DestinationSpec`] from the list of `"type" => Variant(module)`: each module has
+/// a `Config` (deserializable, [`Validate`]) whose `build(id)` makes its [`Destination`].
+macro_rules! destination_types {
+    ($($kind:literal => $variant:ident($config:ty)),* $(,)?) => {
+        /// The type-specific part of a destination: the config of its type.
+        #[derive(Debug, Clone)]
+        pub enum DestinationSpec {
+            $($variant($config),)*
+            /// A type the original has and custos will implement later: fails at run time.
+            Unsupported,
+        }
+
+        impl DestinationSpec {
+            /// The types implemented.
+            pub const TYPES: &'static [&'static str] = &[$($kind),*];
+
+            /// Parses the keys of `kind`; `None` for a type nobody knows.
+            pub fn parse(
+                kind: &str,
+                entry: Entry<'_>,
+            ) -> Option<Result<DestinationSpec, ConfigError>> {
+                match kind {
+                    $($kind => Some(entry.take().map(DestinationSpec::$variant)),)*
+                    k if Self::LATER.contains(&k) => Some(Ok(DestinationSpec::Unsupported)),
+                    _ => None,
+                }
+            }
+
+            /// The type's own checks.
+            pub fn validate(&self) -> Result<(), Invalid> {
+                match self {
+                    $(DestinationSpec::$variant(c) => c.validate(),)*
+                    DestinationSpec::Unsupported => Ok(()),
+                }
+            }
+
+            /// The destination; `None` for a type not implemented yet.
+            pub fn build(&self, id: &str) -> Option<Box<dyn Destination>> {
+                match self {
+                    $(DestinationSpec::$variant(c) => Some(c.build(id)),)*
+                    DestinationSpec::Unsupported => None,
+                }
+            }
+        }
+    };
+}
+
+destination_types! {
+    "local" => Local(local::LocalConfig),
+}
+
+impl DestinationSpec {
+    /// Types of the original that custos does not implement yet.
+    pub const LATER: &'static [&'static str] =
+        &["s3", "gs", "b2", "minio", "samba", "dropbox", "gdrive"];
 }

@@ -8,7 +8,7 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 
 use super::http::{self, Request, SecretUrl};
-use super::{Context, Delivery, Events, Notifier, StartInfo};
+use super::{Context, Delivery, Events, Notifier, StartInfo, Validate};
 use crate::report::RunReport;
 
 /// healthchecks.io accepts up to 100 kB of body; keep well below.
@@ -50,6 +50,8 @@ impl Healthchecks {
         http::send(ctx.client()?, ctx.timeout, req)
     }
 }
+
+impl Validate for Healthchecks {}
 
 impl Notifier for Healthchecks {
     fn default_events(&self) -> Events {

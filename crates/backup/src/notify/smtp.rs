@@ -16,7 +16,7 @@ use lettre::{Message, SmtpTransport, Transport};
 use serde::Deserialize;
 
 use super::http::Credentials;
-use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError};
+use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError, Validate};
 use crate::config::{port, truthy, words};
 use crate::report::{size_description, RunReport, SourceReport};
 
@@ -204,16 +204,7 @@ fn success_body(s: &SourceReport) -> String {
     b
 }
 
-impl Notifier for Smtp {
-    /// As the original's README says: a mail goes to `success_to` / `failure_to` when set.
-    fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: !self.success_to.is_empty(),
-            failure: !self.failure_to.is_empty(),
-        }
-    }
-
+impl Validate for Smtp {
     fn validate(&self) -> Result<(), Invalid> {
         if self.host.trim().is_empty() {
             return Err(Invalid::new("host", "", "must not be empty"));
@@ -241,6 +232,17 @@ impl Notifier for Smtp {
             }
         }
         Ok(())
+    }
+}
+
+impl Notifier for Smtp {
+    /// As the original's README says: a mail goes to `success_to` / `failure_to` when set.
+    fn default_events(&self) -> Events {
+        Events {
+            start: false,
+            success: !self.success_to.is_empty(),
+            failure: !self.failure_to.is_empty(),
+        }
     }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::parse;
+use crate::destination::local::LocalDestination;
 use crate::destination::{DestinationError, ObjectInfo, ObjectWriter};
 use std::io::Read;
 use std::path::{Path, PathBuf};
