@@ -97,6 +97,8 @@ fn http_notifiers_send_the_documented_requests() {
                "credentials": {"username": "backups", "password": "essecret"},
                "indexpattern": "backups-%Y"}),
         json!({"type": "healthchecks", "url": rx.url("/ping/hcuuid")}),
+        json!({"type": "prometheus", "url": rx.url("/pgw/"), "instance": "host1",
+               "credentials": {"username": "prometheus", "password": "pgwsecret"}}),
     ]);
     // The failed source makes the run fail; every notifier delivered.
     run.assert_code(1);
@@ -217,6 +219,34 @@ fn http_notifiers_send_the_documented_requests() {
             .starts_with("source 'gone': "),
         "{doc}"
     );
+
+    // Push gateway API: PUT (replace the group) on success, POST (replace only the named
+    // metrics) on failure, grouping job/instance in the path, text format 0.0.4, basic auth.
+    let (ok, bad) = two(rx.at("/pgw/"), "prometheus");
+    assert_eq!(
+        (ok.method.as_str(), ok.path()),
+        ("PUT", "/pgw/metrics/job/www/instance/host1")
+    );
+    assert_eq!(
+        (bad.method.as_str(), bad.path()),
+        ("POST", "/pgw/metrics/job/gone/instance/host1")
+    );
+    assert_eq!(
+        ok.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(
+        ok.header("authorization"),
+        Some("Basic cHJvbWV0aGV1czpwZ3dzZWNyZXQ=")
+    );
+    assert!(
+        ok.text()
+            .contains(&format!("backup_size_sum {}\n", f.stored_size())),
+        "{}",
+        ok.text()
+    );
+    assert!(bad.text().contains("backup_success 0\n"), "{}", bad.text());
+    assert!(!bad.text().contains("backup_size"), "{}", bad.text());
 
     // healthchecks: /start first, then /fail (one source failed) with the summary.
     let pings = rx.at("/ping/");
