@@ -186,7 +186,9 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
     }
     report.ended = std::time::SystemTime::now();
     if !options.dry_run {
-        report.notifications = notify::finish(&job.notifications, &report, started);
+        // Interrupted: still report the failure, but quickly.
+        let cap = interrupt::received().map(|_| Duration::from_secs(5));
+        report.notifications = notify::finish(&job.notifications, &report, started, cap);
     }
     tracing::info!(
         run = %report.stamp,

@@ -198,7 +198,8 @@ fn a_taken_stamp_moves_to_the_next_second() {
     let f = fixture("gate", None);
     fs::write(f.dir.join("open"), b"").expect("gate open");
     let now = chrono::Local::now().naive_local();
-    let planted: Vec<String> = (0..2)
+    // Six seconds from now: the run starts within them even on a loaded machine.
+    let planted: Vec<String> = (0..6)
         .map(|s| {
             (now + chrono::TimeDelta::seconds(s))
                 .format("%Y%m%d%H%M%S")
@@ -210,8 +211,14 @@ fn a_taken_stamp_moves_to_the_next_second() {
         fs::create_dir_all(&d).expect("mkdir");
         fs::write(d.join("db.sql.zst.gpg"), b"earlier run").expect("write");
     }
-    let r = f.finish(f.spawn(&["run"]), Duration::from_secs(60), "run");
+    let r = f.finish(f.spawn(&["-v", "run"]), Duration::from_secs(60), "run");
     r.assert_code(0);
+    assert!(
+        r.stderr_text()
+            .contains("a copy with this stamp exists; moving to the next second"),
+        "{}",
+        r.describe()
+    );
     for s in &planted {
         assert_eq!(
             fs::read(f.dest.join("db").join(s).join("db.sql.zst.gpg")).expect("planted"),

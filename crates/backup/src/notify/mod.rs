@@ -314,11 +314,13 @@ pub fn start(
 
 /// Reports the run to every notifier, in config order; each failure is logged and
 /// recorded, and the next notifier still runs. `started` is what [`start`] returned: a
-/// failed start ping counts for its notifier too.
+/// failed start ping counts for its notifier too. `cap` shortens every timeout (a run stopped
+/// by SIGTERM still reports, but within the service manager's patience).
 pub fn finish(
     notifications: &[NotificationConfig],
     report: &RunReport,
     started: Vec<Option<NotificationReport>>,
+    cap: Option<Duration>,
 ) -> Vec<NotificationReport> {
     let client = OnceLock::new();
     let mut started = started.into_iter();
@@ -327,7 +329,7 @@ pub fn finish(
         .map(|n| {
             let ctx = Context {
                 events: n.events,
-                timeout: n.timeout,
+                timeout: cap.map_or(n.timeout, |c| c.min(n.timeout)),
                 client: &client,
             };
             let mut r = conclude(n, n.handler.finish(&ctx, report), "finish");

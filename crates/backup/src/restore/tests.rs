@@ -568,3 +568,47 @@ fn restore_via_gpg_of_a_recipient_encrypted_object() {
         b"SELECT 1;\n"
     );
 }
+
+/// As non-root, a device node is skipped with a warning naming it; the rest is unpacked.
+#[test]
+fn device_nodes_are_skipped_with_a_warning_when_not_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = tar::Header::new_gnu();
+    h.set_path("null").expect("path");
+    h.set_entry_type(tar::EntryType::Char);
+    h.set_device_major(1).expect("major");
+    h.set_device_minor(3).expect("minor");
+    h.set_size(0);
+    h.set_mode(0o666);
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, io::empty()).expect("append");
+    let mut f = tar::Header::new_gnu();
+    f.set_path("file").expect("path");
+    f.set_size(4);
+    f.set_mode(0o644);
+    f.set_cksum();
+    b.append(&f, &b"data"[..]).expect("append");
+    let tar = b.into_inner().expect("tar");
+    let target = dir.path().join("t");
+    let mut unpacker = Unpacker::new(&target, "obj")
+        .expect("unpacker")
+        .acting_as_non_root();
+    let mut archive = tar::Archive::new(&tar[..]);
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        assert!(unpacker.member(&mut entry).is_ok());
+    }
+    assert_eq!(
+        unpacker.warnings(),
+        ["null: character device not restored: making device nodes needs root"]
+    );
+    unpacker.commit().expect("commit");
+    assert!(fs::symlink_metadata(target.join("null")).is_err());
+    assert_eq!(fs::read(target.join("file")).expect("file"), b"data");
+    assert_eq!(
+        fs::read_dir(&target).expect("dir").count(),
+        1,
+        "staging left"
+    );
+}

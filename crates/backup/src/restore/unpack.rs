@@ -58,6 +58,8 @@ pub(super) struct Unpacker {
     staging: OwnedFd,
     /// Running as root: restore owners and make device nodes.
     root: bool,
+    /// The target did not exist before: a failed restore removes it again.
+    created_target: bool,
     umask: u32,
     dirs: Vec<DirMeta>,
     /// Open directories along the last member's parent path (component, fd).
@@ -79,6 +81,7 @@ impl Unpacker {
             path: path.to_owned(),
             source: e,
         };
+        let created_target = std::fs::symlink_metadata(target).is_err();
         std::fs::create_dir_all(target).map_err(|e| werr(target, e))?;
         let target_fd =
             rfs::open(target, DIR_FLAGS, Mode::empty()).map_err(|e| werr(target, e.into()))?;
@@ -108,11 +111,19 @@ impl Unpacker {
             staging_name,
             staging,
             root: rustix::process::geteuid().is_root(),
+            created_target,
             umask: old.bits(),
             dirs: Vec::new(),
             cache: Vec::new(),
             warnings: Vec::new(),
         })
+    }
+
+    /// Acts as a non-root restore would (tests of the device-node warning run as root too).
+    #[cfg(test)]
+    pub(super) fn acting_as_non_root(mut self) -> Self {
+        self.root = false;
+        self
     }
 
     /// What was skipped with a warning (device nodes as non-root, unknown member types).
@@ -590,7 +601,8 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Removes the staging directory and everything in it (the restore failed).
+    /// Removes the staging directory and everything in it (the restore failed), and the
+    /// target itself if this restore created it (and it is still empty).
     pub(super) fn discard(&mut self) {
         self.cache.clear();
         let path = self.target_path.join(&self.staging_name);
@@ -599,6 +611,9 @@ impl Unpacker {
                 "could not remove the staging directory {}: {e}",
                 path.display()
             );
+        }
+        if self.created_target {
+            let _ = std::fs::remove_dir(&self.target_path);
         }
     }
 }
