@@ -311,6 +311,8 @@ pub struct RunReport {
     pub sources: Vec<SourceReport>,
     /// Notifiers in config order (filled after the backups).
     pub notifications: Vec<NotificationReport>,
+    /// The last log lines before the notifiers ran (info and above, whatever was printed).
+    pub log_tail: Vec<String>,
 }
 
 impl RunReport {
@@ -326,6 +328,7 @@ impl RunReport {
             checks: Vec::new(),
             sources: Vec::new(),
             notifications: Vec::new(),
+            log_tail: Vec::new(),
         }
     }
 

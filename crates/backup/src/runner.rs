@@ -35,6 +35,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Draw a progress bar on stderr (the CLI sets it when stderr is a terminal).
     pub progress_bar: bool,
+    /// The process's last log lines, copied into the report for the notifiers.
+    pub log_tail: Option<custos_kit::logging::LogTail>,
 }
 
 /// The run's result (the name callers used before it was typed).
@@ -185,6 +187,9 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
         report.sources.push(r);
     }
     report.ended = std::time::SystemTime::now();
+    if let Some(t) = &options.log_tail {
+        report.log_tail = t.lines();
+    }
     if !options.dry_run {
         // Interrupted: still report the failure, but quickly.
         let cap = interrupt::received().map(|_| Duration::from_secs(5));

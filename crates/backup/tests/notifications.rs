@@ -258,6 +258,10 @@ fn http_notifiers_send_the_documented_requests() {
         body.contains("gone -> disk: source 'gone'") && body.contains("1 of 2 succeeded"),
         "{body}"
     );
+    // The run's log tail, although this quiet run printed no log lines.
+    assert!(body.contains("\nlog (last lines):\n"), "{body}");
+    assert!(body.contains("ERROR source 'gone': "), "{body}");
+    assert!(body.contains(" INFO stored source=www"), "{body}");
 }
 
 #[test]

@@ -220,6 +220,7 @@ fn dry_run_checks_everything_and_writes_nothing() {
         &Options {
             dry_run: true,
             progress_bar: false,
+            log_tail: None,
         },
     );
     let rows = report.rows();
