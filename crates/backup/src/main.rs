@@ -138,7 +138,11 @@ fn main() -> ExitCode {
     match execute(&cli, log_tail) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = if e.is_usage() { 2 } else { 1 };
+            let code = match interrupt::exit_code() {
+                Some(c) => c,
+                None if e.is_usage() => 2,
+                None => 1,
+            };
             // anyhow's alternate form: the message and each of its causes, `: `-joined.
             eprintln!("backup: {:#}", anyhow::Error::from(e));
             ExitCode::from(code)
@@ -212,6 +216,9 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
             keys,
         } => {
             let job = commands::load(config, strictness)?;
+            if let Err(e) = interrupt::install() {
+                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
+            }
             let request = RestoreRequest {
                 source,
                 at: at.as_deref(),

@@ -185,6 +185,9 @@ pub enum RestoreError {
         member: String,
         target: PathBuf,
     },
+    /// SIGINT/SIGTERM arrived; the restore stopped.
+    #[error("{object}: interrupted by signal {signal}")]
+    Interrupted { object: String, signal: i32 },
     /// A member the restore will not unpack (it would replace a directory or symlink, go
     /// through a non-directory, or replace something already in the target).
     #[error("{object}: member {member:?} refused: {reason}")]

@@ -461,11 +461,26 @@ impl Failure {
             Some((p, rest)) if !p.is_empty() && path.starts_with(p) => rest.to_owned(),
             _ => message,
         };
-        Failure {
+        let mut failure = Failure {
             path,
             segments,
             message,
+        };
+        // Inside an internally tagged enum or a flattened struct serde reports the unknown
+        // field at its parent's path: name the key itself.
+        if let Some(name) = failure.unknown_name() {
+            if failure.segments.last() != Some(&Segment::Key(name.clone())) {
+                failure.path = join(&failure.path, &name);
+                failure.segments.push(Segment::Key(name));
+            }
         }
+        failure
+    }
+
+    /// The key serde's "unknown field" error is about.
+    fn unknown_name(&self) -> Option<String> {
+        let rest = self.message.strip_prefix("unknown field `")?;
+        rest.split_once('`').map(|(name, _)| name.to_owned())
     }
 
     fn plain(message: String) -> Self {
@@ -802,6 +817,38 @@ mod tests {
         let err = parse_json_lenient::<Root>(Path::new("j.json"), r#"{"servers":[{"name":1}]}"#)
             .unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    /// A sink chosen by its `type` key, as exporters' configs have them.
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+    enum Sink {
+        Gelf { host: String },
+        Logfile { path: String },
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Monitor {
+        sinks: Vec<Sink>,
+    }
+
+    #[test]
+    fn unknown_keys_inside_internally_tagged_enums_are_named() {
+        let text = "sinks:\n  - type: gelf\n    host: h\n    hots: x\n  - type: logfile\n    path: /l\n    filename: /f\n";
+        let (m, unknown) = parse_yaml_lenient::<Monitor>(Path::new("m.yaml"), text).unwrap();
+        assert_eq!(m.sinks[0], Sink::Gelf { host: "h".into() });
+        let found: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            found,
+            [
+                "sinks[0].hots: unknown key (nearest known key: `host`)",
+                "sinks[1].filename: unknown key (nearest known key: `path`)",
+            ]
+        );
+        let err =
+            parse_yaml_with::<Monitor>(Path::new("m.yaml"), text, Strictness::Strict).unwrap_err();
+        assert_eq!(err.key(), Some("sinks[0].hots"));
     }
 
     #[test]

@@ -519,12 +519,9 @@ fn refuses_members_that_escape_the_target() {
             ),
             "{id}: {err}"
         );
-        assert_eq!(
-            fs::read_dir(dir.path().join(format!("t-{id}")))
-                .unwrap()
-                .count(),
-            0,
-            "{id}: staging left behind"
+        assert!(
+            !dir.path().join(format!("t-{id}")).exists(),
+            "{id}: the target this restore created (or its staging directory) is left"
         );
         assert!(!dir.path().join("evil").exists(), "{id}");
         assert!(!outside.join("evil").exists(), "{id}");

@@ -66,6 +66,8 @@ pub(super) struct Unpacker {
     cache: Vec<(OsString, OwnedFd)>,
     /// Members skipped with a warning.
     warnings: Vec<String>,
+    /// Removes the staging directory if SIGINT/SIGTERM ends the process.
+    _interrupt: crate::interrupt::StagingGuard,
 }
 
 const DIR_FLAGS: OFlags = OFlags::DIRECTORY
@@ -102,6 +104,7 @@ impl Unpacker {
                 Err(e) => return Err(werr(&target.join(&name), e.into())),
             }
         };
+        let guard = crate::interrupt::remove_on_interrupt(target.join(&staging_name));
         let old = rustix::process::umask(Mode::from_raw_mode(0o022));
         rustix::process::umask(old);
         Ok(Unpacker {
@@ -112,6 +115,7 @@ impl Unpacker {
             staging,
             root: rustix::process::geteuid().is_root(),
             created_target,
+            _interrupt: guard,
             umask: old.bits(),
             dirs: Vec::new(),
             cache: Vec::new(),
@@ -248,6 +252,7 @@ impl Unpacker {
 
     /// Unpacks one member.
     pub(super) fn member<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Failure> {
+        self.check_interrupt()?;
         let raw = entry.path_bytes().into_owned();
         let member = String::from_utf8_lossy(&raw).into_owned();
         let header = entry.header();
@@ -493,6 +498,16 @@ impl Unpacker {
         }
     }
 
+    fn check_interrupt(&self) -> Result<(), RestoreError> {
+        match crate::interrupt::received() {
+            Some(signal) => Err(RestoreError::Interrupted {
+                object: self.object.clone(),
+                signal,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Writes a whole file `name` (a dump) at the top of the staging directory.
     pub(super) fn file(&mut self, name: &OsStr, data: &mut dyn Read) -> Result<u64, Failure> {
         let full = [name.to_owned()];
@@ -651,6 +666,12 @@ fn copy_sparse(from: &mut dyn Read, file: &mut File) -> Result<u64, CopyError> {
     let mut total = 0u64;
     let mut pending_hole = 0u64;
     loop {
+        if let Some(signal) = crate::interrupt::received() {
+            return Err(CopyError::Write(io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!("interrupted by signal {signal}"),
+            )));
+        }
         let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
