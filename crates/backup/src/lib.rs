@@ -8,11 +8,13 @@
 //! sources are child processes or files, and a runtime would add nothing but weight.
 //!
 //! Ownership of modules:
-//! - [`config`]: the original's JSON job file (trailing commas tolerated), validation.
-//! - [`source`]: the [`source::Source`] trait; `folder`, `mysql`, `pgsql`.
+//! - [`config`]: the original's JSON job file (trailing commas tolerated), the keys every
+//!   entry shares, validation; each type's own keys live in its module.
+//! - [`source`]: the [`source::Source`] trait; one module per type (config, checks,
+//!   construction, implementation): `folder`, `mysql`, `pgsql`.
 //! - [`pipeline`]: compression, OpenPGP encryption, hashing, tee to destinations.
 //! - [`crypto`]: OpenPGP (passphrase or recipients) encrypt/decrypt streams.
-//! - [`destination`]: the [`destination::Destination`] trait; `local`.
+//! - [`destination`]: the [`destination::Destination`] trait; one module per type: `local`.
 //! - [`naming`]: object names `{id}/{YYYYmmddHHMMSS}/{file}` and their parsing.
 //! - [`retention`]: which copies to delete (never the newest good one).
 //! - [`runner`]: runs a job: sources independent, destinations independent, summary, exit code.
