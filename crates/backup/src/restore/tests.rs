@@ -4,6 +4,7 @@ use super::*;
 use crate::crypto::gpg_test::GpgHome;
 use crate::crypto::{Encryption, Passphrase};
 use crate::destination::local::LocalDestination;
+use crate::naming::Encoding;
 use crate::pipeline::{self, Plan};
 use crate::source::{SourceError, SourceStream};
 use std::fs::{self, File, OpenOptions};
@@ -11,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 struct Bytes(io::Cursor<Vec<u8>>);
