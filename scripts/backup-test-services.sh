@@ -50,7 +50,7 @@ find_bin() { # name, candidates...: the first executable candidate, or exit 3 na
         if [[ $c == /* ]]; then [[ -x $c ]] && { echo "$c"; return 0; }
         else command -v "$c" >/dev/null 2>&1 && { command -v "$c"; return 0; }; fi
     done
-    log "MISSING: $name (looked for: $*); install the Debian packages listed in /work/notes/apt-packages.txt (scripts/install-deps.sh)"
+    log "MISSING: $name (looked for: $*); install the Debian packages listed in scripts/apt-packages.txt (scripts/install-deps.sh)"
     exit 3
 }
 

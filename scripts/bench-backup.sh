@@ -42,7 +42,8 @@ done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/custos-bench-backup}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-backup-release}
+# The workspace's own target directory (override with CARGO_TARGET_DIR).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BACKUP=$CARGO_TARGET_DIR/release/backup
 TIME=/usr/bin/time
 PASS="bench-Passphrase-0f3c"

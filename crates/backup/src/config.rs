@@ -84,6 +84,62 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A value a handler's config rejects: the key (relative to the entry), the value as shown
+/// (never a secret), and why. Turned into a [`ConfigError`] naming the entry's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(key: &str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
+        Invalid {
+            key: key.to_owned(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The error for the entry at `at` in `file`.
+    pub fn into_error(self, file: &Path, at: &str) -> ConfigError {
+        ConfigError::invalid(file, format!("{at}.{}", self.key), self.value, self.reason)
+    }
+}
+
+/// The checks of a handler's config that serde cannot express (empty paths, patterns).
+pub trait Validate {
+    fn validate(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
+/// The keys of one entry's type, and where they come from: what each handler's module
+/// deserializes its config from (errors name the path; unknown keys are collected).
+pub struct Entry<'a> {
+    pub file: &'a Path,
+    /// Key path of the entry, `sources[2]`.
+    pub at: &'a str,
+    pub keys: Map<String, Value>,
+    /// Keys every entry of this kind has (for "nearest known key" hints).
+    pub common_keys: &'static [&'static str],
+    pub unknown: &'a mut Vec<UnknownKey>,
+}
+
+impl Entry<'_> {
+    /// Deserializes the type's keys.
+    pub fn take<T: DeserializeOwned>(self) -> Result<T, ConfigError> {
+        typed(
+            self.file,
+            self.at,
+            self.keys,
+            self.common_keys,
+            self.unknown,
+        )
+    }
+}
+
 /// Compression applied before encryption (custos option `compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -208,88 +264,6 @@ impl SourceConfig {
     }
 }
 
-/// The type-specific part of a source.
-#[derive(Debug, Clone)]
-pub enum SourceSpec {
-    Folder(FolderConfig),
-    Mysql(MysqlConfig),
-    Pgsql(PgsqlConfig),
-    /// A type the original has and custos will implement later: fails at run time.
-    Unsupported,
-}
-
-/// `type: folder`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FolderConfig {
-    /// `path`: the file or folder to archive; members are `./<basename>/...`.
-    pub path: PathBuf,
-    /// `excludes`: GNU tar `--exclude` patterns.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub excludes: Vec<String>,
-    /// custos `sudo`: run `sudo -n tar` (the original's deployment: a `backups` user with a
-    /// sudoers line for tar) instead of `tar`.
-    #[serde(default)]
-    pub sudo: bool,
-}
-
-/// `type: mysql`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MysqlConfig {
-    /// `dbhost` (absent: mysqldump's default, the local socket).
-    #[serde(default)]
-    pub dbhost: Option<String>,
-    /// custos `dbport`.
-    #[serde(default, deserialize_with = "port")]
-    pub dbport: Option<u16>,
-    /// `dbuser`.
-    #[serde(default)]
-    pub dbuser: Option<String>,
-    /// `dbpass`.
-    #[serde(default)]
-    pub dbpass: Option<Secret>,
-    /// `dbname`: one name, several separated by spaces, or a list; none = `--all-databases`.
-    #[serde(default, deserialize_with = "names")]
-    pub dbname: Vec<String>,
-    /// `defaults`: an existing option file used instead of the generated one (then `dbuser`
-    /// and `dbpass` are ignored, as in the original).
-    #[serde(default)]
-    pub defaults: Option<PathBuf>,
-    /// `options`: extra mysqldump options, one string split at spaces (or a list).
-    #[serde(default, deserialize_with = "words")]
-    pub options: Vec<String>,
-    /// `noevents`: do not pass `--events`.
-    #[serde(default, deserialize_with = "truthy")]
-    pub noevents: bool,
-}
-
-/// `type: pgsql`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PgsqlConfig {
-    /// `dbhost` (absent: libpq's default, the local socket).
-    #[serde(default)]
-    pub dbhost: Option<String>,
-    /// custos `dbport`.
-    #[serde(default, deserialize_with = "port")]
-    pub dbport: Option<u16>,
-    /// `dbuser`.
-    #[serde(default)]
-    pub dbuser: Option<String>,
-    /// `dbpass`.
-    #[serde(default)]
-    pub dbpass: Option<Secret>,
-    /// `dbname`.
-    pub dbname: String,
-    /// `defaults`: an existing pgpass file used instead of the generated one.
-    #[serde(default)]
-    pub defaults: Option<PathBuf>,
-    /// custos `options`: extra pg_dump options, one string split at spaces (or a list).
-    #[serde(default, deserialize_with = "words")]
-    pub options: Vec<String>,
-}
-
 /// One destination.
 #[derive(Debug, Clone)]
 pub struct DestinationConfig {
@@ -300,114 +274,20 @@ pub struct DestinationConfig {
     /// `retention_copies` / `retention_days`.
     pub retention: RetentionPolicy,
     /// custos `stall_timeout` (seconds): how long the run waits for this destination to take
-    /// more data before giving up on it alone (default 300).
+    /// more data (or answer a request) before giving up on it alone (default 300).
     pub stall_timeout: Option<u32>,
     /// The type-specific part.
     pub spec: DestinationSpec,
 }
 
-/// The type-specific part of a destination.
-#[derive(Debug, Clone)]
-pub enum DestinationSpec {
-    Local(LocalConfig),
-    /// `type: s3`, and `type: minio` translated to the same settings.
-    S3(S3Config),
-    /// A type the original has and custos will implement later: fails at run time.
-    Unsupported,
-}
-
-/// `type: local`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocalConfig {
-    /// `path`: objects go to `{path}/{source id}/{timestamp}/{file}`.
-    pub path: PathBuf,
-}
-
-/// `type: s3` (and `minio`, translated): objects go to `{bucket}/{source id}/{timestamp}/{file}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3Config {
-    /// `bucket`.
-    pub bucket: String,
-    /// `region` (`us-east-1` if absent, as most S3-compatible services expect).
-    #[serde(default)]
-    pub region: Option<String>,
-    /// `credentials`; without them the standard AWS chain (environment, `~/.aws`, instance
-    /// role) is used.
-    #[serde(default)]
-    pub credentials: Option<S3Credentials>,
-    /// `endpoint_url` of an S3-compatible service (`https://s3.wasabisys.com`).
-    #[serde(default)]
-    pub endpoint_url: Option<String>,
-}
-
-/// `credentials` of an `s3` destination.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3Credentials {
-    /// `aws_access_key_id`.
-    pub aws_access_key_id: String,
-    /// `aws_secret_access_key`.
-    pub aws_secret_access_key: Secret,
-}
-
-/// `type: minio` as the original reads it (minio SDK settings).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MinioConfig {
-    /// `host` or `host:port`, no scheme.
-    endpoint: String,
-    bucket: String,
-    /// TLS (default true).
-    #[serde(default, deserialize_with = "null_as_default")]
-    secure: Option<bool>,
-    credentials: MinioCredentials,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MinioCredentials {
-    access_key: String,
-    secret_key: Secret,
-}
-
-impl MinioConfig {
-    /// The same store as an `s3` destination with an `endpoint_url`.
-    fn into_s3(self) -> S3Config {
-        let scheme = if self.secure.unwrap_or(true) {
-            "https"
-        } else {
-            "http"
-        };
-        S3Config {
-            bucket: self.bucket,
-            region: None,
-            credentials: Some(S3Credentials {
-                aws_access_key_id: self.credentials.access_key,
-                aws_secret_access_key: self.credentials.secret_key,
-            }),
-            endpoint_url: Some(format!("{scheme}://{}", self.endpoint)),
-        }
-    }
-}
-
+pub use crate::destination::local::LocalConfig;
+pub use crate::destination::DestinationSpec;
 pub use crate::notify::NotificationConfig;
+pub use crate::source::folder::FolderConfig;
+pub use crate::source::mysql::MysqlConfig;
+pub use crate::source::pgsql::PgsqlConfig;
+pub use crate::source::SourceSpec;
 
-/// Source types of the original (2.5.0) that custos does not implement yet.
-const LATER_SOURCES: &[&str] = &[
-    "folder-ssh",
-    "mysql-ssh",
-    "lvm-ssh",
-    "rds",
-    "rds-pgsql",
-    "snapshot",
-    "azure-managed-disk",
-];
-/// Destination types of the original that custos does not implement yet.
-const LATER_DESTINATIONS: &[&str] = &["gs", "b2", "samba", "dropbox", "gdrive"];
-/// Destination types custos implements.
-const DESTINATIONS: &[&str] = &["local", "s3", "minio"];
 /// Keys every source accepts, whatever its type.
 const SOURCE_COMMON_KEYS: &[&str] = &[
     "id",
@@ -615,21 +495,23 @@ fn parse_source(
 ) -> Result<SourceConfig, ConfigError> {
     let (common, specific) = split(file, at, value, SOURCE_COMMON_KEYS)?;
     let c: RawSourceCommon = from_map(file, at, common, unknown)?;
-    let spec = match c.kind.as_str() {
-        "folder" => SourceSpec::Folder(typed(file, at, specific, SOURCE_COMMON_KEYS, unknown)?),
-        "mysql" => SourceSpec::Mysql(typed(file, at, specific, SOURCE_COMMON_KEYS, unknown)?),
-        "pgsql" => SourceSpec::Pgsql(typed(file, at, specific, SOURCE_COMMON_KEYS, unknown)?),
-        k if LATER_SOURCES.contains(&k) => SourceSpec::Unsupported,
-        k => {
-            return Err(unknown_type(
-                file,
-                at,
-                k,
-                &["folder", "mysql", "pgsql"],
-                LATER_SOURCES,
-            ))
-        }
+    let entry = Entry {
+        file,
+        at,
+        keys: specific,
+        common_keys: SOURCE_COMMON_KEYS,
+        unknown,
     };
+    let Some(spec) = SourceSpec::parse(&c.kind, entry) else {
+        return Err(unknown_type(
+            file,
+            at,
+            &c.kind,
+            SourceSpec::TYPES,
+            SourceSpec::LATER,
+        ));
+    };
+    let spec = spec?;
     Ok(SourceConfig {
         name: c
             .name
@@ -658,17 +540,23 @@ fn parse_destination(
 ) -> Result<DestinationConfig, ConfigError> {
     let (common, specific) = split(file, at, value, DESTINATION_COMMON_KEYS)?;
     let c: RawDestinationCommon = from_map(file, at, common, unknown)?;
-    let spec = match c.kind.as_str() {
-        "local" => {
-            DestinationSpec::Local(typed(file, at, specific, DESTINATION_COMMON_KEYS, unknown)?)
-        }
-        "s3" => DestinationSpec::S3(typed(file, at, specific, DESTINATION_COMMON_KEYS, unknown)?),
-        "minio" => DestinationSpec::S3(
-            typed::<MinioConfig>(file, at, specific, DESTINATION_COMMON_KEYS, unknown)?.into_s3(),
-        ),
-        k if LATER_DESTINATIONS.contains(&k) => DestinationSpec::Unsupported,
-        k => return Err(unknown_type(file, at, k, DESTINATIONS, LATER_DESTINATIONS)),
+    let entry = Entry {
+        file,
+        at,
+        keys: specific,
+        common_keys: DESTINATION_COMMON_KEYS,
+        unknown,
     };
+    let Some(spec) = DestinationSpec::parse(&c.kind, entry) else {
+        return Err(unknown_type(
+            file,
+            at,
+            &c.kind,
+            DestinationSpec::TYPES,
+            DestinationSpec::LATER,
+        ));
+    };
+    let spec = spec?;
     Ok(DestinationConfig {
         id: c.id,
         kind: c.kind,
@@ -691,10 +579,11 @@ fn parse_notification(
     let c: notify::CommonKeys = from_map(file, at, common, unknown)?;
     notify::build(
         c,
-        notify::Entry {
+        Entry {
             file,
             at,
             keys,
+            common_keys: notify::COMMON_KEYS,
             unknown,
         },
     )
@@ -749,7 +638,7 @@ fn from_map<T: DeserializeOwned>(
 /// [`from_map`] for the keys of an entry's type: the nearest known key of an unknown one is
 /// looked for among the keys every entry has, too (`retention_cpoies` is near
 /// `retention_copies`, not `path`).
-pub(crate) fn typed<T: DeserializeOwned>(
+fn typed<T: DeserializeOwned>(
     file: &Path,
     at: &str,
     map: Map<String, Value>,
@@ -837,56 +726,10 @@ impl JobConfig {
                     "duplicate destination id",
                 ));
             }
-            match &d.spec {
-                DestinationSpec::Local(l) if l.path.as_os_str().is_empty() => {
-                    return Err(ConfigError::invalid(
-                        f,
-                        format!("{at}.path"),
-                        "",
-                        "must not be empty",
-                    ));
-                }
-                DestinationSpec::S3(c) => validate_s3(f, &at, c, d.kind == "minio")?,
-                _ => {}
-            }
+            d.spec.validate().map_err(|i| i.into_error(f, &at))?;
         }
         Ok(())
     }
-}
-
-/// `minio`: the endpoint was written as `endpoint` (host:port), so errors name that key.
-fn validate_s3(file: &Path, at: &str, c: &S3Config, minio: bool) -> Result<(), ConfigError> {
-    if c.bucket.is_empty() || c.bucket.contains('/') {
-        return Err(ConfigError::invalid(
-            file,
-            format!("{at}.bucket"),
-            &c.bucket,
-            "must be a bucket name (no /)",
-        ));
-    }
-    if let Some(url) = &c.endpoint_url {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains("://")) {
-            return Err(if minio {
-                ConfigError::invalid(
-                    file,
-                    format!("{at}.endpoint"),
-                    url.split_once("://").map_or(url.as_str(), |(_, h)| h),
-                    "must be host or host:port, without a scheme",
-                )
-            } else {
-                ConfigError::invalid(
-                    file,
-                    format!("{at}.endpoint_url"),
-                    url,
-                    "must be http(s)://host[:port]",
-                )
-            });
-        }
-    }
-    Ok(())
 }
 
 fn check_id(file: &Path, at: &str, id: &str) -> Result<(), ConfigError> {
@@ -945,61 +788,14 @@ fn validate_source(f: &Path, at: &str, s: &SourceConfig) -> Result<(), ConfigErr
             }
         }
     }
-    match &s.spec {
-        SourceSpec::Folder(c) => {
-            if c.path.as_os_str().is_empty() {
-                return Err(ConfigError::invalid(
-                    f,
-                    format!("{at}.path"),
-                    "",
-                    "must not be empty",
-                ));
-            }
-            if let Some(i) = c.excludes.iter().position(|e| e.is_empty()) {
-                return Err(ConfigError::invalid(
-                    f,
-                    format!("{at}.excludes[{i}]"),
-                    "",
-                    "an empty pattern would match nothing useful",
-                ));
-            }
-        }
-        SourceSpec::Mysql(c) => {
-            if let Some(p) = &c.dbpass {
-                no_newline(f, &format!("{at}.dbpass"), p)?;
-            }
-            if let Some(i) = c.options.iter().position(|o| o.starts_with("--defaults")) {
-                return Err(ConfigError::invalid(
-                    f,
-                    format!("{at}.options"),
-                    &c.options[i],
-                    "use the \"defaults\" key: --defaults* must be mysqldump's first argument",
-                ));
-            }
-        }
-        SourceSpec::Pgsql(c) => {
-            if c.dbname.is_empty() {
-                return Err(ConfigError::invalid(
-                    f,
-                    format!("{at}.dbname"),
-                    "",
-                    "must not be empty",
-                ));
-            }
-            if let Some(p) = &c.dbpass {
-                no_newline(f, &format!("{at}.dbpass"), p)?;
-            }
-        }
-        SourceSpec::Unsupported => {}
-    }
+    s.spec.validate().map_err(|i| i.into_error(f, at))?;
     Ok(())
 }
 
 /// Credential files are line-based: a newline in a password cannot be written to them.
-fn no_newline(f: &Path, key: &str, p: &Secret) -> Result<(), ConfigError> {
+pub(crate) fn no_newline(key: &str, p: &Secret) -> Result<(), Invalid> {
     if p.expose().contains(['\n', '\r']) {
-        return Err(ConfigError::invalid(
-            f,
+        return Err(Invalid::new(
             key,
             "<secret>",
             "must not contain a line break",
@@ -1053,7 +849,7 @@ pub fn strip_trailing_commas(text: &str) -> (String, Vec<usize>) {
     (out, lines)
 }
 
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -1062,7 +858,7 @@ where
 }
 
 /// `compress_only`: the original tests `== 1`, so `1`, `1.0` and `true` mean yes.
-fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub(crate) fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(b),
@@ -1086,7 +882,7 @@ pub(crate) fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
 }
 
 /// A non-negative count written as a number or a numeric string (the original calls `int()`).
-fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -1128,7 +924,7 @@ pub(crate) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Er
 }
 
 /// Names written as one string (split at whitespace, as the original's `split()`) or a list.
-fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     words(d)
 }
 

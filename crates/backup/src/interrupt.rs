@@ -8,7 +8,9 @@
 //! [`GRACE`], the process exits anyway (a half-written temporary file is hidden and removed by
 //! the next run).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::source::process;
@@ -18,6 +20,30 @@ pub const GRACE: Duration = Duration::from_secs(30);
 
 /// The signal received (0: none).
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+/// Staging directories of restores in progress. An interrupted restore stops at its next
+/// member and removes its own; these are removed if it has not within [`GRACE`].
+static STAGING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Registers a restore's staging directory until the guard is dropped.
+pub fn remove_on_interrupt(path: PathBuf) -> StagingGuard {
+    if let Ok(mut s) = STAGING.lock() {
+        s.push(path.clone());
+    }
+    StagingGuard(path)
+}
+
+/// Unregisters a staging directory when dropped.
+#[derive(Debug)]
+pub struct StagingGuard(PathBuf);
+
+impl Drop for StagingGuard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = STAGING.lock() {
+            s.retain(|p| p != &self.0);
+        }
+    }
+}
 
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
@@ -71,11 +97,12 @@ fn on_signal(number: i32) {
     };
     let killed = process::kill_all();
     tracing::warn!("{name} received: killed {killed} producer(s); aborting writers and stopping");
+    // The run (or restore) notices, aborts and exits; this is the backstop.
     std::thread::sleep(GRACE);
-    tracing::error!(
-        "{name}: the run did not stop within {} s; exiting",
-        GRACE.as_secs()
-    );
+    for p in STAGING.lock().map(|s| s.clone()).unwrap_or_default() {
+        let _ = std::fs::remove_dir_all(p);
+    }
+    tracing::error!("{name}: did not stop within {} s; exiting", GRACE.as_secs());
     std::process::exit(128 + number);
 }
 

@@ -9,12 +9,14 @@
 //! on one shared runtime, behind the synchronous destination trait.
 //!
 //! Ownership of modules:
-//! - [`config`]: the original's JSON job file (trailing commas tolerated), validation.
-//! - [`source`]: the [`source::Source`] trait; `folder`, `mysql`, `pgsql`.
+//! - [`config`]: the original's JSON job file (trailing commas tolerated), the keys every
+//!   entry shares, validation; each type's own keys live in its module.
+//! - [`source`]: the [`source::Source`] trait; one module per type (config, checks,
+//!   construction, implementation): `folder`, `mysql`, `pgsql`.
 //! - [`pipeline`]: compression, OpenPGP encryption, hashing, tee to destinations.
 //! - [`crypto`]: OpenPGP (passphrase or recipients) encrypt/decrypt streams.
 //! - [`destination`]: the [`destination::Destination`] trait, typed errors, the shared retry
-//!   layer; `local`, `s3` (also `minio`).
+//!   layer; one module per type: `local`, `s3` (also `minio`).
 //! - [`fanout`]: one writer thread per destination behind a bounded queue.
 //! - [`naming`]: object names `{id}/{YYYYmmddHHMMSS}/{file}` and their parsing.
 //! - [`retention`]: which copies to delete (never the newest good one).

@@ -130,14 +130,19 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    custos_kit::logging::init_level(level, false);
+    let log_tail = custos_kit::logging::LogTail::new(LOG_TAIL_LINES);
+    custos_kit::logging::init_with_tail(level, false, Some(log_tail.clone()));
     if let Err(e) = dumpable {
         tracing::warn!("cannot mark the process non-dumpable (prctl): {e}");
     }
-    match execute(&cli) {
+    match execute(&cli, log_tail) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = if e.is_usage() { 2 } else { 1 };
+            let code = match interrupt::exit_code() {
+                Some(c) => c,
+                None if e.is_usage() => 2,
+                None => 1,
+            };
             // anyhow's alternate form: the message and each of its causes, `: `-joined.
             eprintln!("backup: {:#}", anyhow::Error::from(e));
             ExitCode::from(code)
@@ -162,7 +167,10 @@ fn report(outcome: &Outcome) -> u8 {
     u8::from(outcome.failed)
 }
 
-fn execute(cli: &Cli) -> Result<u8, CommandError> {
+/// Log lines a run keeps for notifiers that carry them (healthchecks pings).
+const LOG_TAIL_LINES: usize = 40;
+
+fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, CommandError> {
     let strictness = Strictness::from_flag(cli.strict);
     match &cli.command {
         Command::Run {
@@ -185,6 +193,7 @@ fn execute(cli: &Cli) -> Result<u8, CommandError> {
                 &runner::Options {
                     dry_run: *dry_run,
                     progress_bar: std::io::stderr().is_terminal(),
+                    log_tail: Some(log_tail),
                 },
             );
             // Quiet on success under cron (it mails any output); the table on a terminal,
@@ -207,6 +216,9 @@ fn execute(cli: &Cli) -> Result<u8, CommandError> {
             keys,
         } => {
             let job = commands::load(config, strictness)?;
+            if let Err(e) = interrupt::install() {
+                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
+            }
             let request = RestoreRequest {
                 source,
                 at: at.as_deref(),

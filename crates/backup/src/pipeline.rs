@@ -172,6 +172,10 @@ pub fn run(
         }));
     }
     let started = Instant::now();
+    // Every way out that committed nothing new reports the same shape of outcome.
+    let outcome = |tee: Tee, source_bytes: u64, failed: Vec<(String, DestinationError)>| {
+        finish_outcome(object, tee, source_bytes, failed, destinations, started)
+    };
     let mut failed: Vec<(String, DestinationError)> = Vec::new();
     let mut slots = Vec::new();
     for d in destinations {
@@ -198,14 +202,7 @@ pub fn run(
         started,
     };
     if tee.live() == 0 {
-        return Ok(finish_outcome(
-            object,
-            tee,
-            0,
-            failed,
-            destinations,
-            started,
-        ));
+        return Ok(outcome(tee, 0, failed));
     }
 
     let (tx, rx) = sync_channel::<Chunk>(CHANNEL_DEPTH);
@@ -272,14 +269,7 @@ pub fn run(
             // Stage 2 stopped: all destinations failed, or encryption failed (reported below).
             if tee.live() == 0 {
                 drop(stream);
-                return Ok(finish_outcome(
-                    object,
-                    tee,
-                    0,
-                    failed,
-                    destinations,
-                    started,
-                ));
+                return Ok(outcome(tee, 0, failed));
             }
             tee.abort_all();
             return Err(stage2_result
@@ -295,14 +285,7 @@ pub fn run(
     if let Err(e) = stage2_result {
         if tee.live() == 0 {
             drop(stream);
-            return Ok(finish_outcome(
-                object,
-                tee,
-                source_bytes,
-                failed,
-                destinations,
-                started,
-            ));
+            return Ok(outcome(tee, source_bytes, failed));
         }
         tee.abort_all();
         return Err(PipelineError::Crypto(e));
@@ -314,9 +297,9 @@ pub fn run(
     }
     let dump = started.elapsed();
     tee.commit_all();
-    let mut outcome = finish_outcome(object, tee, source_bytes, failed, destinations, started);
-    outcome.dump = dump;
-    Ok(outcome)
+    let mut out = outcome(tee, source_bytes, failed);
+    out.dump = dump;
+    Ok(out)
 }
 
 fn finish_outcome(

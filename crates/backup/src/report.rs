@@ -6,14 +6,12 @@
 //! secret), and whether retrying the run may help (a refused connection may; a wrong
 //! passphrase will not).
 
-use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::destination::DestinationError;
 use crate::naming::RunStamp;
 use crate::pipeline::PipelineError;
 use crate::source::SourceError;
-use crate::table;
 
 /// Where in a run something failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,77 +314,8 @@ pub struct RunReport {
     pub sources: Vec<SourceReport>,
     /// Notifiers in config order (filled after the backups).
     pub notifications: Vec<NotificationReport>,
-}
-
-/// Outcome of one summary row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    /// Stored (and retention applied), or a notification sent.
-    Ok,
-    /// `--dry-run`: reachable and usable.
-    Checked,
-    /// Failed; the message says what and where.
-    Failed(String),
-}
-
-impl Status {
-    /// Whether the row counts as success.
-    pub fn is_ok(&self) -> bool {
-        !matches!(self, Status::Failed(_))
-    }
-
-    /// The word shown in the table.
-    pub fn word(&self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Checked => "checked",
-            Status::Failed(_) => "FAILED",
-        }
-    }
-
-    fn of(result: &Result<(), Failure>, ok: Status) -> Status {
-        match result {
-            Ok(()) => ok,
-            Err(f) => Status::Failed(f.message.clone()),
-        }
-    }
-}
-
-/// One line of the summary table: a source at a destination (or a source, destination or
-/// notification on its own, shown as `-` in the other column).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    /// Source id, or `-`.
-    pub source: String,
-    /// Destination id, `notify:<label>`, or `-`.
-    pub destination: String,
-    pub status: Status,
-    /// The object name written.
-    pub object: Option<String>,
-    /// Bytes read from the source.
-    pub input_bytes: Option<u64>,
-    /// Bytes stored (the object's size).
-    pub stored_bytes: Option<u64>,
-    /// Time spent on the source (shared by its destinations: one stream feeds them all).
-    pub duration: Duration,
-    /// Copies removed by retention.
-    pub removed: Vec<String>,
-}
-
-impl Row {
-    /// A row with only its place and status.
-    pub fn new(source: &str, destination: &str, status: Status) -> Self {
-        Row {
-            source: source.to_owned(),
-            destination: destination.to_owned(),
-            status,
-            object: None,
-            input_bytes: None,
-            stored_bytes: None,
-            duration: Duration::ZERO,
-            removed: Vec::new(),
-        }
-    }
+    /// The last log lines before the notifiers ran (info and above, whatever was printed).
+    pub log_tail: Vec<String>,
 }
 
 impl RunReport {
@@ -402,6 +331,7 @@ impl RunReport {
             checks: Vec::new(),
             sources: Vec::new(),
             notifications: Vec::new(),
+            log_tail: Vec::new(),
         }
     }
 
@@ -427,240 +357,11 @@ impl RunReport {
     pub fn exit_code(&self) -> i32 {
         i32::from(!self.success())
     }
-
-    /// The summary as rows: checks, then per source one row per destination (or one row
-    /// for the source alone), then one per notifier.
-    pub fn rows(&self) -> Vec<Row> {
-        let mut rows = Vec::new();
-        for c in &self.checks {
-            rows.push(Row::new("-", &c.id, Status::of(&c.result, Status::Checked)));
-        }
-        for s in &self.sources {
-            if self.dry_run || s.destinations.is_empty() {
-                let status = match &s.failure {
-                    Some(f) => Status::Failed(f.message.clone()),
-                    None if self.dry_run => Status::Checked,
-                    None => Status::Failed(format!("source '{}': no destination", s.id)),
-                };
-                rows.push(Row::new(&s.id, "-", status));
-                continue;
-            }
-            for d in &s.destinations {
-                let status = match (&s.failure, d.failure()) {
-                    (_, Some(f)) => Status::Failed(f.message.clone()),
-                    (Some(f), None) => Status::Failed(f.message.clone()),
-                    (None, None) => Status::Ok,
-                };
-                let stored = s.failure.is_none() && d.result.is_ok();
-                let mut row = Row::new(&s.id, &d.id, status);
-                if stored || s.input_bytes.is_some() {
-                    row.object.clone_from(&s.object);
-                    row.input_bytes = s.input_bytes;
-                    row.stored_bytes = s.stored_bytes;
-                    row.duration = s.dump;
-                }
-                if let Some(Ok(r)) = &d.retention {
-                    row.removed.clone_from(&r.removed);
-                }
-                rows.push(row);
-            }
-        }
-        for n in &self.notifications {
-            rows.push(Row::new(
-                "-",
-                &format!("notify:{}", n.label),
-                Status::of(&n.result, Status::Ok),
-            ));
-        }
-        rows
-    }
-
-    /// The summary table, then one line per failure with its full message.
-    pub fn table(&self) -> String {
-        summary_table(&self.rows(), self.dry_run, &self.hostname, self.stamp)
-    }
 }
 
-/// Renders rows as the run summary (see [`RunReport::table`]).
-pub fn summary_table(rows: &[Row], dry_run: bool, hostname: &str, stamp: RunStamp) -> String {
-    let header = [
-        "SOURCE",
-        "DESTINATION",
-        "STATUS",
-        "INPUT",
-        "STORED",
-        "DURATION",
-        "RATE",
-    ];
-    let mut lines: Vec<[String; 7]> = vec![header.map(str::to_owned)];
-    for r in rows {
-        let rate = match (r.input_bytes, r.duration.as_secs_f64()) {
-            (Some(b), secs) if secs > 0.0 && b > 0 => {
-                format!("{}/s", size_description(b as f64 / secs))
-            }
-            _ => "-".to_owned(),
-        };
-        let dur = if r.duration.is_zero() {
-            "-".to_owned()
-        } else {
-            format!("{:.1}s", r.duration.as_secs_f64())
-        };
-        lines.push([
-            r.source.clone(),
-            r.destination.clone(),
-            r.status.word().to_owned(),
-            r.input_bytes
-                .map_or("-".into(), |b| size_description(b as f64)),
-            r.stored_bytes
-                .map_or("-".into(), |b| size_description(b as f64)),
-            dur,
-            rate,
-        ]);
-    }
-    // Numbers right-aligned, words left-aligned.
-    let mut out = table::render(&lines, &[3, 4, 5, 6]);
-    for r in rows {
-        if let Status::Failed(m) = &r.status {
-            let _ = writeln!(out, "{} -> {}: {m}", r.source, r.destination);
-        }
-    }
-    let ok = rows.iter().filter(|r| r.status.is_ok()).count();
-    let _ = writeln!(
-        out,
-        "{}{} of {} succeeded on {} (run {})",
-        if dry_run { "dry run: " } else { "" },
-        ok,
-        rows.len(),
-        hostname,
-        stamp
-    );
-    out
-}
+mod summary;
 
-/// The original's human size (`getSizeDescription`): `12.1 KB`, 1024-based.
-pub fn size_description(n: f64) -> String {
-    let mut n = n;
-    for unit in ["bytes", "KB", "MB", "GB", "TB"] {
-        if n < 1024.0 {
-            return format!("{n:.1} {unit}");
-        }
-        n /= 1024.0;
-    }
-    format!("{:.1} PB", n)
-}
-
-/// `H:MM:SS`, as the original's Slack message prints durations.
-pub fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
+pub use summary::{clock, size_description, summary_table, Row, Status};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn source_ok() -> SourceReport {
-        let mut s = SourceReport::new("www", "Web site", "folder");
-        s.input_bytes = Some(10 * 1024 * 1024);
-        s.stored_bytes = Some(3 * 1024 * 1024);
-        s.dump = Duration::from_secs(2);
-        s.object = Some("www/20240102030405/www.tar.zst.gpg".into());
-        s.destinations.push(DestinationReport {
-            id: "disk".into(),
-            upload: Duration::from_secs(2),
-            result: Ok(()),
-            retention: Some(Ok(Retention {
-                removed: vec!["20240101030405".into()],
-                retained_good: 3,
-            })),
-        });
-        s
-    }
-
-    fn report(sources: Vec<SourceReport>) -> RunReport {
-        let mut r = RunReport::new(
-            RunStamp::parse("20240102030405").unwrap(),
-            "host1".into(),
-            false,
-        );
-        r.sources = sources;
-        r
-    }
-
-    #[test]
-    fn table_and_exit_code_are_views_of_the_typed_result() {
-        let mut db = SourceReport::new("db", "Database", "mysql");
-        db.failure = Some(Failure::new(
-            Stage::Source,
-            "mysqldump exited with status 2",
-            false,
-        ));
-        db.destinations.push(DestinationReport::failed(
-            "disk",
-            db.failure.clone().unwrap(),
-        ));
-        let r = report(vec![source_ok(), db]);
-        assert!(!r.backups_succeeded());
-        assert_eq!(r.exit_code(), 1);
-        let t = r.table();
-        let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(
-            lines[0],
-            "SOURCE  DESTINATION  STATUS    INPUT  STORED  DURATION      RATE"
-        );
-        assert_eq!(
-            lines[1],
-            "www     disk         ok      10.0 MB  3.0 MB      2.0s  5.0 MB/s"
-        );
-        assert!(lines[2].starts_with("db      disk         FAILED"), "{t}");
-        assert_eq!(lines[3], "db -> disk: mysqldump exited with status 2");
-        assert_eq!(lines[4], "1 of 2 succeeded on host1 (run 20240102030405)");
-        assert_eq!(r.rows()[0].removed, ["20240101030405"]);
-    }
-
-    #[test]
-    fn a_failed_notifier_fails_the_exit_code_but_not_the_backups() {
-        let mut r = report(vec![source_ok()]);
-        assert_eq!(r.exit_code(), 0);
-        r.notifications.push(NotificationReport {
-            label: "slack".into(),
-            sent: 0,
-            result: Err(Failure::new(Stage::Notify, "HTTP 500", true)),
-        });
-        assert!(r.backups_succeeded());
-        assert_eq!(r.exit_code(), 1);
-        assert!(r.table().contains("- -> notify:slack: HTTP 500"));
-    }
-
-    #[test]
-    fn retention_failure_fails_the_source_and_counts_are_kept() {
-        let mut s = source_ok();
-        assert_eq!(s.retained_good(), Some(3));
-        s.destinations[0].retention = Some(Err(Failure::new(
-            Stage::Retention,
-            "disk: delete x: permission denied",
-            false,
-        )));
-        assert!(!s.succeeded());
-        assert!(!s.retryable());
-        assert_eq!(s.error_text(), "disk: delete x: permission denied");
-        assert_eq!(s.retained_good(), None);
-    }
-
-    #[test]
-    fn retryable_only_when_every_failure_is() {
-        let mut s = source_ok();
-        s.destinations[0].result = Err(Failure::new(Stage::Upload, "timed out", true));
-        assert!(s.retryable());
-        assert_eq!(s.error_text(), "disk: timed out");
-        s.failure = Some(Failure::new(Stage::Source, "bad passphrase", false));
-        assert!(!s.retryable());
-    }
-
-    #[test]
-    fn sizes_and_clock_match_the_original() {
-        assert_eq!(size_description(100.0), "100.0 bytes");
-        assert_eq!(size_description(12390.0), "12.1 KB");
-        assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
-    }
-}
+mod tests;

@@ -16,9 +16,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{
-    Compression, DestinationConfig, JobConfig, Layout, Protection, SourceConfig, SourceSpec,
-};
+use crate::config::{Compression, DestinationConfig, JobConfig, Layout, Protection, SourceConfig};
 use crate::crypto::{self, Encryption};
 use crate::destination::Destination;
 use crate::interrupt;
@@ -28,9 +26,6 @@ use crate::pipeline::{self, Plan};
 pub use crate::report::{size_description, Row, RunReport, Status};
 use crate::report::{DestinationCheck, DestinationReport, Failure, Retention, SourceReport, Stage};
 use crate::retention;
-use crate::source::folder::FolderSource;
-use crate::source::mysql::MysqlSource;
-use crate::source::pgsql::PgsqlSource;
 use crate::source::Source;
 
 /// How to run.
@@ -40,6 +35,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Draw a progress bar on stderr (the CLI sets it when stderr is a terminal).
     pub progress_bar: bool,
+    /// The process's last log lines, copied into the report for the notifiers.
+    pub log_tail: Option<custos_kit::logging::LogTail>,
 }
 
 /// The run's result (the name callers used before it was typed).
@@ -58,15 +55,9 @@ pub fn build_destination(d: &DestinationConfig) -> Result<Box<dyn Destination>, 
 
 /// Builds the source of a config entry.
 pub fn build_source(s: &SourceConfig) -> Result<Box<dyn Source>, String> {
-    match &s.spec {
-        SourceSpec::Folder(c) => Ok(Box::new(FolderSource::new(&s.id, &s.name, c))),
-        SourceSpec::Mysql(c) => Ok(Box::new(MysqlSource::new(&s.id, &s.name, c))),
-        SourceSpec::Pgsql(c) => Ok(Box::new(PgsqlSource::new(&s.id, &s.name, c))),
-        SourceSpec::Unsupported => Err(format!(
-            "source '{}': type '{}' is not yet supported",
-            s.id, s.kind
-        )),
-    }
+    s.spec
+        .build(&s.id, &s.name)
+        .ok_or_else(|| format!("source '{}': type '{}' is not yet supported", s.id, s.kind))
 }
 
 /// The pipeline plan of a source: layout, compression, encryption keys (recipients are
@@ -191,8 +182,13 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
         report.sources.push(r);
     }
     report.ended = std::time::SystemTime::now();
+    if let Some(t) = &options.log_tail {
+        report.log_tail = t.lines();
+    }
     if !options.dry_run {
-        report.notifications = notify::finish(&job.notifications, &report, started);
+        // Interrupted: still report the failure, but quickly.
+        let cap = interrupt::received().map(|_| Duration::from_secs(5));
+        report.notifications = notify::finish(&job.notifications, &report, started, cap);
     }
     tracing::info!(
         run = %report.stamp,

@@ -236,10 +236,10 @@ fn hostile_archives_change_nothing_outside_the_target() {
             "{id}: does not say nothing was restored\n{}",
             r.describe()
         );
-        assert_eq!(
-            entries(&target),
-            Vec::<String>::new(),
-            "{id}: target not empty"
+        assert!(
+            !target.exists(),
+            "{id}: the target this restore created is left: {:?}",
+            entries(&target)
         );
         assert_eq!(
             snapshot(&outside),
@@ -247,7 +247,6 @@ fn hostile_archives_change_nothing_outside_the_target() {
             "{id}: something outside changed"
         );
         assert!(!t.path().join("evil").exists(), "{id}");
-        fs::remove_dir(&target).expect("rmdir target");
         assert_eq!(
             entries(t.path()),
             top_before,
@@ -354,10 +353,10 @@ fn copies_failing_their_checks_restore_nothing() {
         let target = t.path().join(format!("target-{id}"));
         let r = restore_deadline(&cfg, id, &target);
         assert_eq!(r.code(), Some(1), "{id}\n{}", r.describe());
-        assert_eq!(
-            entries(&target),
-            Vec::<String>::new(),
-            "{id}: target not empty"
+        assert!(
+            !target.exists(),
+            "{id}: the target this restore created is left: {:?}",
+            entries(&target)
         );
         assert!(
             r.stderr_text().contains("nothing was restored"),
@@ -372,4 +371,75 @@ fn copies_failing_their_checks_restore_nothing() {
             r.describe()
         );
     }
+}
+
+/// SIGTERM mid-restore: exit 143 and nothing restored (the staging directory is removed).
+#[test]
+fn sigterm_mid_restore_leaves_nothing() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dest = t.path().join("dest");
+    let dir = dest.join("many/20240101000000");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let mut b = tar::Builder::new(Vec::new());
+    let body = vec![b'x'; 1024];
+    for i in 0..5000 {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(format!("./tree/d{}/f{i}", i % 50))
+            .expect("path");
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &body[..]).expect("append");
+    }
+    fs::write(dir.join("many.tar.gz"), gzip(&b.into_inner().expect("tar"))).expect("object");
+    let mut job = Job::new(t.path());
+    job.source(
+        json!({"id": "many", "type": "folder", "path": "/nonexistent", "compress_only": 1,
+                      "layout": "original"}),
+    )
+    .destination(local_destination("disk", &dest));
+    let cfg = job.write();
+    let target = t.path().join("target");
+    fs::create_dir_all(&target).expect("mkdir target");
+    let child = Command::new(bin())
+        .args([
+            "restore".as_ref(),
+            cfg.as_os_str(),
+            "--source".as_ref(),
+            "many".as_ref(),
+        ])
+        .arg("--to")
+        .arg(&target)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    // Catch it while it unpacks: stop it as soon as its staging directory exists.
+    let deadline = std::time::Instant::now() + CASE_DEADLINE;
+    while entries(&target).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no staging directory appeared"
+        );
+        std::thread::yield_now();
+    }
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let staged = entries(&target);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    let out = wait_with_deadline(child, CASE_DEADLINE, "interrupted restore");
+    let r = Run {
+        status: out.status,
+        stdout: out.stdout,
+        stderr: out.stderr,
+    };
+    assert!(
+        staged.iter().all(|n| n.starts_with(".custos-restore-")),
+        "something was restored before the stream verified: {staged:?}"
+    );
+    r.assert_code(143);
+    assert_eq!(entries(&target), Vec::<String>::new(), "{}", r.describe());
 }

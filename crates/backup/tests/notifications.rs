@@ -97,6 +97,8 @@ fn http_notifiers_send_the_documented_requests() {
                "credentials": {"username": "backups", "password": "essecret"},
                "indexpattern": "backups-%Y"}),
         json!({"type": "healthchecks", "url": rx.url("/ping/hcuuid")}),
+        json!({"type": "prometheus", "url": rx.url("/pgw/"), "instance": "host1",
+               "credentials": {"username": "prometheus", "password": "pgwsecret"}}),
     ]);
     // The failed source makes the run fail; every notifier delivered.
     run.assert_code(1);
@@ -218,6 +220,34 @@ fn http_notifiers_send_the_documented_requests() {
         "{doc}"
     );
 
+    // Push gateway API: PUT (replace the group) on success, POST (replace only the named
+    // metrics) on failure, grouping job/instance in the path, text format 0.0.4, basic auth.
+    let (ok, bad) = two(rx.at("/pgw/"), "prometheus");
+    assert_eq!(
+        (ok.method.as_str(), ok.path()),
+        ("PUT", "/pgw/metrics/job/www/instance/host1")
+    );
+    assert_eq!(
+        (bad.method.as_str(), bad.path()),
+        ("POST", "/pgw/metrics/job/gone/instance/host1")
+    );
+    assert_eq!(
+        ok.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(
+        ok.header("authorization"),
+        Some("Basic cHJvbWV0aGV1czpwZ3dzZWNyZXQ=")
+    );
+    assert!(
+        ok.text()
+            .contains(&format!("backup_size_sum {}\n", f.stored_size())),
+        "{}",
+        ok.text()
+    );
+    assert!(bad.text().contains("backup_success 0\n"), "{}", bad.text());
+    assert!(!bad.text().contains("backup_size"), "{}", bad.text());
+
     // healthchecks: /start first, then /fail (one source failed) with the summary.
     let pings = rx.at("/ping/");
     let paths: Vec<&str> = pings.iter().map(|r| r.path()).collect();
@@ -228,6 +258,10 @@ fn http_notifiers_send_the_documented_requests() {
         body.contains("gone -> disk: source 'gone'") && body.contains("1 of 2 succeeded"),
         "{body}"
     );
+    // The run's log tail, although this quiet run printed no log lines.
+    assert!(body.contains("\nlog (last lines):\n"), "{body}");
+    assert!(body.contains("ERROR source 'gone': "), "{body}");
+    assert!(body.contains(" INFO stored source=www"), "{body}");
 }
 
 #[test]
@@ -792,4 +826,68 @@ fn smtp_starttls_and_implicit_tls_encrypt_before_the_mail() {
         run.describe()
     );
     assert!(!starttls.path().join("2.json").exists());
+}
+
+/// SIGTERM mid-run: `backup` still reports the interrupted source to the notifiers (quickly),
+/// then exits 143.
+#[test]
+fn an_interrupted_run_still_notifies_its_failure() {
+    let rx = Receiver::start(Behaviour::default());
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = dir.path().join("bin");
+    fs::create_dir_all(&bin_dir).unwrap();
+    // A stand-in mysqldump that says it started, then stalls.
+    let script = bin_dir.join("mysqldump");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntouch {}/started\nexec sleep 600\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut job = Job::new(dir.path());
+    job.source(
+        json!({"id": "db", "name": "App DB", "type": "mysql", "dbname": "app",
+                      "passphrase": PASSPHRASE}),
+    )
+    .destination(local_destination("disk", &dir.path().join("store")))
+    .set(
+        "notifications",
+        json!([both(json!({"type": "slack", "url": rx.url("/hook")}))]),
+    );
+    let cfg = job.write();
+    let mut path = std::ffi::OsString::from(&bin_dir);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let child = Command::new(bin())
+        .arg(&cfg)
+        .env("PATH", path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(60), "the stand-in to start", || {
+        dir.path().join("started").exists()
+    });
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = wait_with_deadline(child, Duration::from_secs(60), "interrupted run");
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let msg = one(&rx.at("/hook"), "slack").json()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.starts_with("Backup of 'App DB' (mysql) on 'testhost' failed: source 'db': "),
+        "{msg}"
+    );
+    assert!(msg.contains("interrupted by signal"), "{msg}");
 }

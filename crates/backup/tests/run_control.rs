@@ -198,7 +198,8 @@ fn a_taken_stamp_moves_to_the_next_second() {
     let f = fixture("gate", None);
     fs::write(f.dir.join("open"), b"").expect("gate open");
     let now = chrono::Local::now().naive_local();
-    let planted: Vec<String> = (0..2)
+    // Six seconds from now: the run starts within them even on a loaded machine.
+    let planted: Vec<String> = (0..6)
         .map(|s| {
             (now + chrono::TimeDelta::seconds(s))
                 .format("%Y%m%d%H%M%S")
@@ -210,8 +211,14 @@ fn a_taken_stamp_moves_to_the_next_second() {
         fs::create_dir_all(&d).expect("mkdir");
         fs::write(d.join("db.sql.zst.gpg"), b"earlier run").expect("write");
     }
-    let r = f.finish(f.spawn(&["run"]), Duration::from_secs(60), "run");
+    let r = f.finish(f.spawn(&["-v", "run"]), Duration::from_secs(60), "run");
     r.assert_code(0);
+    assert!(
+        r.stderr_text()
+            .contains("a copy with this stamp exists; moving to the next second"),
+        "{}",
+        r.describe()
+    );
     for s in &planted {
         assert_eq!(
             fs::read(f.dest.join("db").join(s).join("db.sql.zst.gpg")).expect("planted"),
@@ -281,4 +288,67 @@ fn signals_mid_run_exit_128_plus_signal_with_nothing_left() {
             || not_running(sh) && not_running(sleep),
         );
     }
+}
+
+/// `backup` marks itself non-dumpable at start: its `/proc/PID` files then belong to root
+/// even though it runs as another user (as root, the test runs it as `nobody`).
+#[test]
+fn the_process_is_not_dumpable() {
+    use std::os::unix::fs::MetadataExt;
+    let f = fixture("stall", None);
+    let root = is_root();
+    let mut cmd = if root {
+        if !require_tools("the_process_is_not_dumpable", &["setpriv"]) {
+            return;
+        }
+        // Everything the run touches belongs to nobody.
+        sh(&format!(
+            "chown -R 65534:65534 '{d}' && chmod 0755 '{d}'",
+            d = f.dir.display()
+        ));
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin());
+        c
+    } else {
+        Command::new(bin())
+    };
+    let child = cmd
+        .arg("run")
+        .arg(&f.cfg)
+        .env("PATH", &f.path)
+        .env("STANDIN_DIR", &f.dir)
+        .env("STANDIN_MODE", "stall")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    f.wait_for_standins(1);
+    let status_uid = fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|u| u.split_whitespace().nth(1).unwrap_or("").to_owned())
+        })
+        .expect("Uid line");
+    let environ_owner = fs::metadata(format!("/proc/{pid}/environ"))
+        .expect("environ")
+        .uid();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("SIGTERM");
+    let r = f.finish(child, Duration::from_secs(60), "non-root run");
+    assert_ne!(status_uid, "0", "the run is not running as another user");
+    assert_eq!(
+        environ_owner,
+        0,
+        "/proc/{pid}/environ belongs to the run's user: dumpable\n{}",
+        r.describe()
+    );
+    r.assert_code(143);
 }

@@ -462,6 +462,7 @@ fn minio_translates_to_s3_and_endpoints_are_checked() {
     );
     let s3 = |i: usize| match &job.destinations[i].spec {
         DestinationSpec::S3(c) => c.clone(),
+        DestinationSpec::Minio(m) => m.to_s3(),
         other => panic!("{other:?}"),
     };
     assert_eq!(

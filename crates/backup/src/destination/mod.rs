@@ -1,14 +1,18 @@
 //! Destinations: where objects are written, listed, read back and deleted.
 //!
 //! The engine (pipeline, retention, restore, verify) only sees the [`Destination`] trait; each
-//! type owns its object layout behind it. [`build`] turns a config entry into a destination
-//! wrapped in the shared retry layer ([`retry::Retrying`]). Remote stores that need an async
-//! client run it on the one process-wide runtime in [`runtime`].
+//! type owns its object layout behind it. Each type's module holds its config, its checks and
+//! its construction; the `destination_types!` list below is the one place that maps `type` to
+//! a module. [`build`] wraps every destination in the shared retry layer
+//! ([`retry::Retrying`]); remote stores with async clients run on the one process-wide runtime
+//! in [`runtime`].
 
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{DestinationConfig, DestinationSpec};
+use custos_kit::config::ConfigError;
+
+use crate::config::{DestinationConfig, Entry, Invalid, Validate};
 
 pub mod local;
 pub mod retry;
@@ -118,8 +122,8 @@ pub trait Destination: Send + Sync {
     fn remove_abandoned(&self, _prefix: &str) -> Result<Vec<String>, DestinationError> {
         Ok(Vec::new())
     }
-    /// How long the pipeline waits for this destination to take the next chunk before it
-    /// gives up on it (and only it): a stalled upload must not hold the others forever.
+    /// How long the pipeline waits for this destination to take the next chunk (or commit)
+    /// before it gives up on it, and only it: a stalled upload must not hold the others.
     fn stall_timeout(&self) -> Duration {
         DEFAULT_STALL_TIMEOUT
     }
@@ -129,26 +133,86 @@ pub trait Destination: Send + Sync {
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Builds the destination of a config entry, wrapped in the shared retry layer; a type not
-/// implemented yet comes back as a message for the report.
+/// implemented yet (or a store that cannot be set up) comes back as a message for the report.
 pub fn build(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
     let stall = d
         .stall_timeout
         .map_or(DEFAULT_STALL_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
-    let inner: Box<dyn Destination> = match &d.spec {
-        DestinationSpec::Local(l) => Box::new(local::LocalDestination::new(&d.id, &l.path)),
-        DestinationSpec::S3(c) => {
-            Box::new(s3::S3Destination::new(&d.id, c, stall).map_err(|e| e.to_string())?)
-        }
-        DestinationSpec::Unsupported => {
-            return Err(format!(
+    let inner = d
+        .spec
+        .build(&d.id, stall)
+        .ok_or_else(|| {
+            format!(
                 "destination '{}': type '{}' is not yet supported",
                 d.id, d.kind
-            ))
-        }
-    };
+            )
+        })?
+        .map_err(|e| e.to_string())?;
     Ok(Box::new(retry::Retrying::new(
         inner,
         retry::Policy::default(),
         stall,
     )))
+}
+
+/// Declares [`DestinationSpec`] from the list of `"type" => Variant(module)`: each module has
+/// a `Config` (deserializable, [`Validate`]) whose `build(id)` makes its [`Destination`].
+macro_rules! destination_types {
+    ($($kind:literal => $variant:ident($config:ty)),* $(,)?) => {
+        /// The type-specific part of a destination: the config of its type.
+        #[derive(Debug, Clone)]
+        pub enum DestinationSpec {
+            $($variant($config),)*
+            /// A type the original has and custos will implement later: fails at run time.
+            Unsupported,
+        }
+
+        impl DestinationSpec {
+            /// The types implemented.
+            pub const TYPES: &'static [&'static str] = &[$($kind),*];
+
+            /// Parses the keys of `kind`; `None` for a type nobody knows.
+            pub fn parse(
+                kind: &str,
+                entry: Entry<'_>,
+            ) -> Option<Result<DestinationSpec, ConfigError>> {
+                match kind {
+                    $($kind => Some(entry.take().map(DestinationSpec::$variant)),)*
+                    k if Self::LATER.contains(&k) => Some(Ok(DestinationSpec::Unsupported)),
+                    _ => None,
+                }
+            }
+
+            /// The type's own checks.
+            pub fn validate(&self) -> Result<(), Invalid> {
+                match self {
+                    $(DestinationSpec::$variant(c) => c.validate(),)*
+                    DestinationSpec::Unsupported => Ok(()),
+                }
+            }
+
+            /// The destination; `None` for a type not implemented yet.
+            pub fn build(
+                &self,
+                id: &str,
+                stall: Duration,
+            ) -> Option<Result<Box<dyn Destination>, DestinationError>> {
+                match self {
+                    $(DestinationSpec::$variant(c) => Some(c.build(id, stall)),)*
+                    DestinationSpec::Unsupported => None,
+                }
+            }
+        }
+    };
+}
+
+destination_types! {
+    "local" => Local(local::LocalConfig),
+    "s3" => S3(s3::S3Config),
+    "minio" => Minio(s3::MinioConfig),
+}
+
+impl DestinationSpec {
+    /// Types of the original that custos does not implement yet.
+    pub const LATER: &'static [&'static str] = &["gs", "b2", "samba", "dropbox", "gdrive"];
 }

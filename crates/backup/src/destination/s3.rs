@@ -15,9 +15,10 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, SystemTime};
 
 use opendal::{services, Operator};
+use serde::Deserialize;
 
 use super::{runtime, Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
-use crate::config::S3Config;
+use crate::config::{Invalid, Secret, Validate};
 
 /// Size of one multipart part (S3's minimum is 5 MiB, except for the last part).
 pub const PART_SIZE: usize = 8 << 20;
@@ -27,6 +28,145 @@ pub const CONCURRENT_PARTS: usize = 4;
 const READ_CHUNK: u64 = 8 << 20;
 /// Region used when the config names none (what S3-compatible services expect).
 const DEFAULT_REGION: &str = "us-east-1";
+
+/// `type: s3`: objects are keys `{source id}/{timestamp}/{file}` in `bucket`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// `bucket`.
+    pub bucket: String,
+    /// `region` (`us-east-1` if absent, as most S3-compatible services expect).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `credentials`; without them the standard AWS chain (environment, `~/.aws`, instance
+    /// role) is used.
+    #[serde(default)]
+    pub credentials: Option<S3Credentials>,
+    /// `endpoint_url` of an S3-compatible service (`https://s3.wasabisys.com`).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+}
+
+/// `credentials` of an `s3` destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Credentials {
+    /// `aws_access_key_id`.
+    pub aws_access_key_id: String,
+    /// `aws_secret_access_key`.
+    pub aws_secret_access_key: Secret,
+}
+
+impl S3Config {
+    /// The destination this config describes; `stall` bounds each request.
+    pub fn build(
+        &self,
+        id: &str,
+        stall: Duration,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
+        Ok(Box::new(S3Destination::new(id, self, stall)?))
+    }
+}
+
+fn check_bucket(bucket: &str) -> Result<(), Invalid> {
+    if bucket.is_empty() || bucket.contains('/') {
+        return Err(Invalid::new(
+            "bucket",
+            bucket,
+            "must be a bucket name (no /)",
+        ));
+    }
+    Ok(())
+}
+
+impl Validate for S3Config {
+    fn validate(&self) -> Result<(), Invalid> {
+        check_bucket(&self.bucket)?;
+        if let Some(url) = &self.endpoint_url {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains("://")) {
+                return Err(Invalid::new(
+                    "endpoint_url",
+                    url,
+                    "must be http(s)://host[:port]",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `type: minio` as the original reads it (minio SDK settings): the same store as `s3` with
+/// an `endpoint_url`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinioConfig {
+    /// `host` or `host:port`, no scheme.
+    pub endpoint: String,
+    /// `bucket`.
+    pub bucket: String,
+    /// `secure`: TLS (default true).
+    #[serde(default)]
+    pub secure: Option<bool>,
+    /// `credentials`.
+    pub credentials: MinioCredentials,
+}
+
+/// `credentials` of a `minio` destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinioCredentials {
+    /// `access_key`.
+    pub access_key: String,
+    /// `secret_key`.
+    pub secret_key: Secret,
+}
+
+impl MinioConfig {
+    /// The same store as an `s3` destination.
+    pub fn to_s3(&self) -> S3Config {
+        let scheme = if self.secure.unwrap_or(true) {
+            "https"
+        } else {
+            "http"
+        };
+        S3Config {
+            bucket: self.bucket.clone(),
+            region: None,
+            credentials: Some(S3Credentials {
+                aws_access_key_id: self.credentials.access_key.clone(),
+                aws_secret_access_key: self.credentials.secret_key.clone(),
+            }),
+            endpoint_url: Some(format!("{scheme}://{}", self.endpoint)),
+        }
+    }
+
+    /// The destination this config describes; `stall` bounds each request.
+    pub fn build(
+        &self,
+        id: &str,
+        stall: Duration,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
+        self.to_s3().build(id, stall)
+    }
+}
+
+impl Validate for MinioConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        check_bucket(&self.bucket)?;
+        let e = &self.endpoint;
+        if e.is_empty() || e.contains("://") || e.contains('/') {
+            return Err(Invalid::new(
+                "endpoint",
+                e,
+                "must be host or host:port, without a scheme",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// A bucket on S3 or an S3-compatible service.
 pub struct S3Destination {

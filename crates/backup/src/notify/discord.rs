@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
-use super::{Context, Delivery, Events, Notifier, StartInfo};
+use super::{Context, Delivery, Events, Notifier, StartInfo, Validate};
 use crate::report::RunReport;
 
 /// `type: discord`.
@@ -32,6 +32,8 @@ impl Discord {
         )
     }
 }
+
+impl Validate for Discord {}
 
 impl Notifier for Discord {
     fn default_events(&self) -> Events {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http::{self, Credentials, Request, SecretUrl};
-use super::{Context, Delivery, Events, Invalid, Notifier};
+use super::{Context, Delivery, Events, Invalid, Notifier, Validate};
 use crate::report::{RunReport, SourceReport};
 
 /// `type: elasticsearch`.
@@ -56,11 +56,7 @@ pub fn document(s: &SourceReport, hostname: &str) -> Value {
     doc
 }
 
-impl Notifier for Elasticsearch {
-    fn default_events(&self) -> Events {
-        Events::OUTCOMES
-    }
-
+impl Validate for Elasticsearch {
     fn validate(&self) -> Result<(), Invalid> {
         let bad = StrftimeItems::new(&self.indexpattern).any(|i| matches!(i, Item::Error));
         let index = if bad {
@@ -78,6 +74,12 @@ impl Notifier for Elasticsearch {
             ));
         }
         Ok(())
+    }
+}
+
+impl Notifier for Elasticsearch {
+    fn default_events(&self) -> Events {
+        Events::OUTCOMES
     }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {

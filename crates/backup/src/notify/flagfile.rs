@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Context, Delivery, Events, Invalid, Notifier};
+use super::{Context, Delivery, Events, Invalid, Notifier, Validate};
 use crate::report::RunReport;
 
 /// `type: flagfile`.
@@ -28,15 +28,7 @@ impl Flagfile {
     }
 }
 
-impl Notifier for Flagfile {
-    fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: true,
-            failure: false,
-        }
-    }
-
+impl Validate for Flagfile {
     fn validate(&self) -> Result<(), Invalid> {
         match self.path() {
             Some(p) if !p.as_os_str().is_empty() => Ok(()),
@@ -45,6 +37,16 @@ impl Notifier for Flagfile {
                 "",
                 "set flagfile (or filename) to a path",
             )),
+        }
+    }
+}
+
+impl Notifier for Flagfile {
+    fn default_events(&self) -> Events {
+        Events {
+            start: false,
+            success: true,
+            failure: false,
         }
     }
 

@@ -1,14 +1,14 @@
 //! `healthchecks`: a dead-man's switch ping (custos, not in the original). `url` is the ping
 //! URL of a check: healthchecks.io or a self-hosted instance gets `<url>/start` when the job
-//! starts (so it measures the run), `<url>` on success and `<url>/fail` on failure, each
-//! failure/success with the summary as the body (the failure messages carry the producer's
-//! stderr tail). An Uptime Kuma push URL (`/api/push/<token>`) gets `?status=up|down&msg=..`.
+//! starts (so it measures the run), `<url>` on success and `<url>/fail` on failure, with the
+//! summary table and the run's last log lines (info and above, even when a quiet cron run
+//! printed nothing) as the body. An Uptime Kuma push URL (`/api/push/<token>`) gets `?status=up|down&msg=..`.
 
 use reqwest::{Method, Url};
 use serde::Deserialize;
 
 use super::http::{self, Request, SecretUrl};
-use super::{Context, Delivery, Events, Notifier, StartInfo};
+use super::{Context, Delivery, Events, Notifier, StartInfo, Validate};
 use crate::report::RunReport;
 
 /// healthchecks.io accepts up to 100 kB of body; keep well below.
@@ -50,6 +50,8 @@ impl Healthchecks {
         http::send(ctx.client()?, ctx.timeout, req)
     }
 }
+
+impl Validate for Healthchecks {}
 
 impl Notifier for Healthchecks {
     fn default_events(&self) -> Events {
@@ -113,7 +115,15 @@ impl Notifier for Healthchecks {
         } else {
             self.with_suffix("fail")
         };
-        d.record(self.ping(ctx, url, summary));
+        let mut body = summary;
+        if !report.log_tail.is_empty() {
+            body.push_str("\nlog (last lines):\n");
+            for l in &report.log_tail {
+                body.push_str(l);
+                body.push('\n');
+            }
+        }
+        d.record(self.ping(ctx, url, body));
         d
     }
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
-use super::{Context, Delivery, Events, Notifier};
+use super::{Context, Delivery, Events, Notifier, Validate};
 use crate::report::RunReport;
 
 /// `type: hipchat`.
@@ -16,6 +16,8 @@ pub struct Hipchat {
     /// `url`: the integration URL (its `auth_token` query is the secret).
     pub url: SecretUrl,
 }
+
+impl Validate for Hipchat {}
 
 impl Notifier for Hipchat {
     fn default_events(&self) -> Events {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
-use super::{Context, Delivery, Events, Notifier, NotifyError};
+use super::{Context, Delivery, Events, Notifier, NotifyError, Validate};
 use crate::config::Secret;
 use crate::report::RunReport;
 
@@ -57,6 +57,8 @@ impl Matrix {
         Ok(u)
     }
 }
+
+impl Validate for Matrix {}
 
 impl Notifier for Matrix {
     fn default_events(&self) -> Events {

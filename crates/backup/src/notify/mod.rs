@@ -14,11 +14,12 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use custos_kit::config::{ConfigError, UnknownKey};
+use custos_kit::config::ConfigError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+pub use crate::config::{Entry, Invalid, Validate};
 use crate::report::{
     clock, size_description, Failure, NotificationReport, RunReport, SourceReport, Stage,
 };
@@ -41,16 +42,6 @@ pub use http::NotifyError;
 
 /// Builds a notifier from the keys of its type (the common keys already removed).
 type Parse = fn(Entry<'_>) -> Result<Arc<dyn Notifier>, ConfigError>;
-
-/// The keys of one notification's type, and where they come from (for errors and for the
-/// keys nothing reads).
-pub struct Entry<'a> {
-    pub file: &'a Path,
-    /// Key path of the entry, `notifications[2]`.
-    pub at: &'a str,
-    pub keys: Map<String, Value>,
-    pub unknown: &'a mut Vec<UnknownKey>,
-}
 
 /// `type` -> its module. The one place that knows every notification type.
 pub const HANDLERS: &[(&str, Parse)] = &[
@@ -77,38 +68,14 @@ pub const COMMON_KEYS: &[&str] = &[
     "timeout",
 ];
 
-/// A config value a notifier rejects: the key (relative to the entry), the value as shown
-/// (never a secret), and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub key: String,
-    pub value: String,
-    pub reason: String,
-}
-
-impl Invalid {
-    pub fn new(key: &str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
-        Invalid {
-            key: key.to_owned(),
-            value: value.to_string(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl Invalid {
-    fn into_error(self, file: &Path, at: &str) -> ConfigError {
-        ConfigError::invalid(file, format!("{at}.{}", self.key), self.value, self.reason)
-    }
-}
-
 /// Deserializes a type's keys (path-prefixed errors, unknown keys collected) and validates
 /// them.
 fn parse<T: DeserializeOwned + Notifier + 'static>(
     e: Entry<'_>,
 ) -> Result<Arc<dyn Notifier>, ConfigError> {
-    let n: T = crate::config::typed(e.file, e.at, e.keys, COMMON_KEYS, e.unknown)?;
-    n.validate().map_err(|i| i.into_error(e.file, e.at))?;
+    let (file, at) = (e.file, e.at);
+    let n: T = e.take()?;
+    n.validate().map_err(|i| i.into_error(file, at))?;
     Ok(Arc::new(n))
 }
 
@@ -161,13 +128,9 @@ impl Context<'_> {
 
 /// A notification type. Implementations hold their parsed config; nothing is connected
 /// until a run reports.
-pub trait Notifier: fmt::Debug + Send + Sync {
+pub trait Notifier: Validate + fmt::Debug + Send + Sync {
     /// Events reported when `notify_on_*` is absent (the original's per-type defaults).
     fn default_events(&self) -> Events;
-    /// Checks what serde cannot (URLs, patterns).
-    fn validate(&self) -> Result<(), Invalid> {
-        Ok(())
-    }
     /// The job is starting (only called when `events.start`); returns messages sent.
     fn start(&self, _ctx: &Context<'_>, _hostname: &str, _sources: &[StartInfo]) -> Delivery {
         Delivery::default()
@@ -351,11 +314,13 @@ pub fn start(
 
 /// Reports the run to every notifier, in config order; each failure is logged and
 /// recorded, and the next notifier still runs. `started` is what [`start`] returned: a
-/// failed start ping counts for its notifier too.
+/// failed start ping counts for its notifier too. `cap` shortens every timeout (a run stopped
+/// by SIGTERM still reports, but within the service manager's patience).
 pub fn finish(
     notifications: &[NotificationConfig],
     report: &RunReport,
     started: Vec<Option<NotificationReport>>,
+    cap: Option<Duration>,
 ) -> Vec<NotificationReport> {
     let client = OnceLock::new();
     let mut started = started.into_iter();
@@ -364,7 +329,7 @@ pub fn finish(
         .map(|n| {
             let ctx = Context {
                 events: n.events,
-                timeout: n.timeout,
+                timeout: cap.map_or(n.timeout, |c| c.min(n.timeout)),
                 client: &client,
             };
             let mut r = conclude(n, n.handler.finish(&ctx, report), "finish");

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::http::{self, Credentials, Request, SecretUrl};
-use super::{metrics, Context, Delivery, Events, Notifier};
+use super::{metrics, Context, Delivery, Events, Notifier, Validate};
 use crate::report::RunReport;
 
 /// `type: prometheus`.
@@ -31,6 +31,8 @@ pub struct Prometheus {
 
 /// The text format a push gateway takes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Validate for Prometheus {}
 
 impl Notifier for Prometheus {
     fn default_events(&self) -> Events {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
-use super::{Context, Delivery, Events, Notifier, StartInfo};
+use super::{Context, Delivery, Events, Notifier, StartInfo, Validate};
 use crate::report::RunReport;
 
 /// `type: slack`.
@@ -27,6 +27,8 @@ impl Slack {
         )
     }
 }
+
+impl Validate for Slack {}
 
 impl Notifier for Slack {
     fn default_events(&self) -> Events {

@@ -13,11 +13,11 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials as SmtpCredentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::http::Credentials;
-use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError};
-use crate::config::{port, truthy, words};
+use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError, Validate};
+use crate::config::{port, truthy};
 use crate::report::{size_description, RunReport, SourceReport};
 
 /// `type: smtp`.
@@ -36,11 +36,11 @@ pub struct Smtp {
     /// TLS from the first byte (SMTPS).
     #[serde(default, deserialize_with = "truthy")]
     pub use_ssl: bool,
-    /// Recipients of success mails: one address, several separated by spaces, or a list.
-    #[serde(default, deserialize_with = "words")]
+    /// Recipients of success mails: one address, several separated by commas, or a list.
+    #[serde(default, deserialize_with = "addresses")]
     pub success_to: Vec<String>,
     /// Recipients of failure mails.
-    #[serde(default, deserialize_with = "words")]
+    #[serde(default, deserialize_with = "addresses")]
     pub failure_to: Vec<String>,
     /// The original's `debug` (smtplib's protocol trace): accepted; `-d` logs instead.
     #[serde(default)]
@@ -204,16 +204,7 @@ fn success_body(s: &SourceReport) -> String {
     b
 }
 
-impl Notifier for Smtp {
-    /// As the original's README says: a mail goes to `success_to` / `failure_to` when set.
-    fn default_events(&self) -> Events {
-        Events {
-            start: false,
-            success: !self.success_to.is_empty(),
-            failure: !self.failure_to.is_empty(),
-        }
-    }
-
+impl Validate for Smtp {
     fn validate(&self) -> Result<(), Invalid> {
         if self.host.trim().is_empty() {
             return Err(Invalid::new("host", "", "must not be empty"));
@@ -242,6 +233,17 @@ impl Notifier for Smtp {
         }
         Ok(())
     }
+}
+
+impl Notifier for Smtp {
+    /// As the original's README says: a mail goes to `success_to` / `failure_to` when set.
+    fn default_events(&self) -> Events {
+        Events {
+            start: false,
+            success: !self.success_to.is_empty(),
+            failure: !self.failure_to.is_empty(),
+        }
+    }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
         let mut transport = None;
@@ -266,5 +268,41 @@ impl Notifier for Smtp {
                 )
             })
         })
+    }
+}
+
+/// Recipients: `"a@x, B <b@y>"` (split at commas, so a display name may hold spaces) or a
+/// list; empty entries are dropped.
+fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        One(String),
+        Many(Vec<String>),
+    }
+    let list = match Option::<Form>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Form::One(s)) => s.split(',').map(str::to_owned).collect(),
+        Some(Form::Many(v)) => v,
+    };
+    Ok(list
+        .into_iter()
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn recipients_split_at_commas_and_keep_display_names() {
+        let s: super::Smtp = serde_json::from_str(
+            r#"{"host": "h", "success_to": "Ops Team <ops@x.org>, b@y.org", "failure_to": ["c@z.org"]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.success_to, ["Ops Team <ops@x.org>", "b@y.org"]);
+        assert_eq!(s.failure_to, ["c@z.org"]);
+        use crate::config::Validate as _;
+        assert!(s.validate().is_ok());
     }
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http::{self, Request};
-use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError};
+use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError, Validate};
 use crate::config::Secret;
 use crate::report::RunReport;
 
@@ -40,11 +40,7 @@ impl Telegram {
     }
 }
 
-impl Notifier for Telegram {
-    fn default_events(&self) -> Events {
-        Events::NONE
-    }
-
+impl Validate for Telegram {
     fn validate(&self) -> Result<(), Invalid> {
         match &self.chat_id {
             Value::Number(_) => {}
@@ -65,6 +61,12 @@ impl Notifier for Telegram {
             return Err(Invalid::new("api_token", "<secret>", "not a bot token"));
         }
         Ok(())
+    }
+}
+
+impl Notifier for Telegram {
+    fn default_events(&self) -> Events {
+        Events::NONE
     }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::{metrics, Context, Delivery, Events, Invalid, Notifier};
+use super::{metrics, Context, Delivery, Events, Invalid, Notifier, Validate};
 use crate::report::RunReport;
 
 /// `type: textfile`.
@@ -31,11 +31,7 @@ fn last_success(text: &str, id: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-impl Notifier for Textfile {
-    fn default_events(&self) -> Events {
-        Events::OUTCOMES
-    }
-
+impl Validate for Textfile {
     fn validate(&self) -> Result<(), Invalid> {
         if self.path.extension().and_then(|e| e.to_str()) != Some("prom") {
             return Err(Invalid::new(
@@ -45,6 +41,12 @@ impl Notifier for Textfile {
             ));
         }
         Ok(())
+    }
+}
+
+impl Notifier for Textfile {
+    fn default_events(&self) -> Events {
+        Events::OUTCOMES
     }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {

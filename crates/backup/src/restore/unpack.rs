@@ -58,12 +58,16 @@ pub(super) struct Unpacker {
     staging: OwnedFd,
     /// Running as root: restore owners and make device nodes.
     root: bool,
+    /// The target did not exist before: a failed restore removes it again.
+    created_target: bool,
     umask: u32,
     dirs: Vec<DirMeta>,
     /// Open directories along the last member's parent path (component, fd).
     cache: Vec<(OsString, OwnedFd)>,
     /// Members skipped with a warning.
     warnings: Vec<String>,
+    /// Removes the staging directory if SIGINT/SIGTERM ends the process.
+    _interrupt: crate::interrupt::StagingGuard,
 }
 
 const DIR_FLAGS: OFlags = OFlags::DIRECTORY
@@ -79,6 +83,7 @@ impl Unpacker {
             path: path.to_owned(),
             source: e,
         };
+        let created_target = std::fs::symlink_metadata(target).is_err();
         std::fs::create_dir_all(target).map_err(|e| werr(target, e))?;
         let target_fd =
             rfs::open(target, DIR_FLAGS, Mode::empty()).map_err(|e| werr(target, e.into()))?;
@@ -99,6 +104,7 @@ impl Unpacker {
                 Err(e) => return Err(werr(&target.join(&name), e.into())),
             }
         };
+        let guard = crate::interrupt::remove_on_interrupt(target.join(&staging_name));
         let old = rustix::process::umask(Mode::from_raw_mode(0o022));
         rustix::process::umask(old);
         Ok(Unpacker {
@@ -108,11 +114,20 @@ impl Unpacker {
             staging_name,
             staging,
             root: rustix::process::geteuid().is_root(),
+            created_target,
+            _interrupt: guard,
             umask: old.bits(),
             dirs: Vec::new(),
             cache: Vec::new(),
             warnings: Vec::new(),
         })
+    }
+
+    /// Acts as a non-root restore would (tests of the device-node warning run as root too).
+    #[cfg(test)]
+    pub(super) fn acting_as_non_root(mut self) -> Self {
+        self.root = false;
+        self
     }
 
     /// What was skipped with a warning (device nodes as non-root, unknown member types).
@@ -237,6 +252,7 @@ impl Unpacker {
 
     /// Unpacks one member.
     pub(super) fn member<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Failure> {
+        self.check_interrupt()?;
         let raw = entry.path_bytes().into_owned();
         let member = String::from_utf8_lossy(&raw).into_owned();
         let header = entry.header();
@@ -482,6 +498,16 @@ impl Unpacker {
         }
     }
 
+    fn check_interrupt(&self) -> Result<(), RestoreError> {
+        match crate::interrupt::received() {
+            Some(signal) => Err(RestoreError::Interrupted {
+                object: self.object.clone(),
+                signal,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Writes a whole file `name` (a dump) at the top of the staging directory.
     pub(super) fn file(&mut self, name: &OsStr, data: &mut dyn Read) -> Result<u64, Failure> {
         let full = [name.to_owned()];
@@ -590,7 +616,8 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Removes the staging directory and everything in it (the restore failed).
+    /// Removes the staging directory and everything in it (the restore failed), and the
+    /// target itself if this restore created it (and it is still empty).
     pub(super) fn discard(&mut self) {
         self.cache.clear();
         let path = self.target_path.join(&self.staging_name);
@@ -599,6 +626,9 @@ impl Unpacker {
                 "could not remove the staging directory {}: {e}",
                 path.display()
             );
+        }
+        if self.created_target {
+            let _ = std::fs::remove_dir(&self.target_path);
         }
     }
 }
@@ -636,6 +666,12 @@ fn copy_sparse(from: &mut dyn Read, file: &mut File) -> Result<u64, CopyError> {
     let mut total = 0u64;
     let mut pending_hole = 0u64;
     loop {
+        if let Some(signal) = crate::interrupt::received() {
+            return Err(CopyError::Write(io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!("interrupted by signal {signal}"),
+            )));
+        }
         let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

@@ -89,6 +89,14 @@ fn folder_to_local_stores_an_encrypted_object_with_its_sidecar() {
     );
     let sidecar = std::fs::read_to_string(f.store.join(format!("{object}.sha256"))).unwrap();
     assert!(sidecar.ends_with("  accounts.tar.zst.gpg\n"), "{sidecar}");
+    // The typed result carries what the notifiers need.
+    let s = &report.sources[0];
+    assert_eq!((s.id.as_str(), s.kind.as_str()), ("accounts", "folder"));
+    assert_eq!(sidecar.split_whitespace().next(), s.sha256.as_deref());
+    assert!(s.dump > Duration::ZERO && s.ended >= s.started);
+    let d = &s.destinations[0];
+    assert!(d.upload >= s.dump, "{d:?} vs {:?}", s.dump);
+    assert_eq!(d.retained_good(), Some(1));
     let members = tar_members(&path, "correct horse");
     let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
@@ -212,6 +220,7 @@ fn dry_run_checks_everything_and_writes_nothing() {
         &Options {
             dry_run: true,
             progress_bar: false,
+            log_tail: None,
         },
     );
     let rows = report.rows();
