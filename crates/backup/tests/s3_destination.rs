@@ -232,19 +232,17 @@ fn multipart_backup_list_restore_verify_on_s3_and_minio() {
             "{d} missing from list:\n{out}"
         );
     }
-    // Restore from each remote destination gives the tree back; verify reads every copy.
-    for d in ["s3", "minio"] {
-        let target = t.path().join(format!("restore-{d}"));
-        restore_with(
-            &cfg,
-            "files",
-            &["--destination".as_ref(), OsStr::new(d)],
-            &target,
-        )
-        .assert_code(0);
-        assert_same_tree(&src, &restored_root(&target, "big"), false);
-    }
-    verify(&cfg).assert_code(0);
+    // Restore from S3 gives the tree back; verify reads every copy (minio's included) and
+    // checks it against its sidecar. (One remote restore: moto serves reads at a few MB/s.)
+    assert_restores(&cfg, "s3", &src, &t.path().join("restore-s3"));
+    let v = verify(&cfg);
+    v.assert_code(0);
+    assert_eq!(
+        v.stdout_text().matches("matches").count(),
+        3,
+        "{}",
+        v.describe()
+    );
 }
 
 #[test]
@@ -298,6 +296,23 @@ fn retention_by_copies_and_days_on_s3() {
             "left over: {k}"
         );
     }
+}
+
+/// `backup restore --destination DEST` of source `files` gives the tree `src` back.
+fn assert_restores(
+    cfg: &std::path::Path,
+    dest: &str,
+    src: &std::path::Path,
+    target: &std::path::Path,
+) {
+    restore_with(
+        cfg,
+        "files",
+        &["--destination".as_ref(), OsStr::new(dest)],
+        target,
+    )
+    .assert_code(0);
+    assert_same_tree(src, &restored_root(target, "big"), false);
 }
 
 /// A TCP proxy to moto that cuts every connection once `limit` bytes went upstream and
@@ -382,15 +397,7 @@ fn connection_cut_mid_upload_fails_only_s3_and_leaves_nothing_listed() {
     );
     assert!(r.all_text().contains("s3"), "{}", r.describe());
     // The local copy is complete and restorable.
-    let target = t.path().join("restore");
-    restore_with(
-        &cfg,
-        "files",
-        &["--destination".as_ref(), "disk".as_ref()],
-        &target,
-    )
-    .assert_code(0);
-    assert_same_tree(&src, &restored_root(&target, "big"), false);
+    assert_restores(&cfg, "disk", &src, &t.path().join("restore"));
     // Nothing at the bucket looks like an object (the multipart upload never completed).
     assert_eq!(keys(m.port, "cut"), Vec::<String>::new());
     let mut direct = Job::new(t.path());
@@ -465,13 +472,5 @@ fn a_stalled_s3_endpoint_is_given_up_and_the_local_destination_is_unaffected() {
         "local upload {local}s waited for the stalled one (run {took:?})\n{}",
         r.describe()
     );
-    let target = t.path().join("restore");
-    restore_with(
-        &cfg,
-        "files",
-        &["--destination".as_ref(), "disk".as_ref()],
-        &target,
-    )
-    .assert_code(0);
-    assert_same_tree(&src, &restored_root(&target, "big"), false);
+    assert_restores(&cfg, "disk", &src, &t.path().join("restore"));
 }
