@@ -320,6 +320,18 @@ fn healthchecks_and_uptime_kuma_get_their_success_signals() {
     let kuma = one(&rx.at("/api/push/"), "kuma: no start signal, one up");
     assert_eq!(kuma.method, "GET");
     assert_eq!(kuma.target, "/api/push/kumatoken?ping=&status=up&msg=OK");
+    // A failed run: Uptime Kuma gets `down` with the summary's last line.
+    let rx = Receiver::start(Behaviour::default());
+    let mut g = Fixture::new(true);
+    g.run(vec![json!({"type": "healthchecks", "url": rx.url("/api/push/kumatoken?status=up&msg=OK&ping=")})])
+        .assert_code(1);
+    let kuma = one(&rx.at("/api/push/"), "kuma down");
+    assert!(
+        kuma.target
+            .starts_with("/api/push/kumatoken?ping=&status=down&msg=1+of+2+succeeded+on+testhost"),
+        "{}",
+        kuma.target
+    );
 }
 
 #[test]
