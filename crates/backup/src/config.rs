@@ -426,7 +426,9 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         .iter()
         .chain(&raw.destinations)
         .chain(&raw.notifications)
-        .any(has_secret_key);
+        .any(has_secret_key)
+        // A notification's URL is its secret (webhook tokens, ping UUIDs).
+        || raw.notifications.iter().any(|n| n.get("url").is_some());
     let defaults = RootDefaults {
         tmpdir: raw.tmpdir.clone(),
         compression: raw.compression,

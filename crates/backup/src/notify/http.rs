@@ -169,6 +169,25 @@ impl Request<'_> {
 /// Sends `req`; any status outside 2xx is an error. Errors show the endpoint only.
 pub fn send(client: &Client, timeout: Duration, req: Request<'_>) -> Result<(), NotifyError> {
     let ep = endpoint(&req.url);
+    // What a server might echo back in an error page ("Cannot POST /bot<token>/..."): the
+    // path, the query and the credentials, each cut from any body quoted in an error.
+    let mut secrets: Vec<String> = vec![req.url.path().to_owned()];
+    secrets.extend(
+        req.url
+            .path_segments()
+            .into_iter()
+            .flatten()
+            .map(str::to_owned),
+    );
+    secrets.extend(req.url.query().map(str::to_owned));
+    secrets.extend(req.url.query_pairs().map(|(_, v)| v.into_owned()));
+    secrets.extend(req.url.password().map(str::to_owned));
+    secrets.extend(req.bearer.map(|t| t.expose().to_owned()));
+    secrets.extend(
+        req.basic
+            .and_then(|c| c.password.as_ref())
+            .map(|p| p.expose().to_owned()),
+    );
     let mut b = client
         .request(req.method, req.url)
         .timeout(timeout)
@@ -192,7 +211,12 @@ pub fn send(client: &Client, timeout: Duration, req: Request<'_>) -> Result<(), 
         return Ok(());
     }
     // The start of the body helps (Slack says `invalid_payload`); never echo more.
-    let text = resp.text().unwrap_or_default();
+    let mut text = resp.text().unwrap_or_default();
+    secrets.retain(|s| s.len() >= 4 && s != "/");
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in &secrets {
+        text = text.replace(s.as_str(), "<secret>");
+    }
     let text: String = text.trim().chars().take(200).collect();
     Err(NotifyError::Status {
         endpoint: ep,
@@ -247,6 +271,37 @@ mod tests {
         };
         assert!(e(500).retryable() && e(429).retryable());
         assert!(!e(404).retryable() && !e(401).retryable());
+    }
+
+    #[test]
+    fn error_bodies_that_echo_the_request_lose_its_secret_parts() {
+        use std::io::{Read as _, Write as _};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let body = "Cannot POST /bot123:TOKENXYZ/sendMessage?auth_token=QSECRET";
+            let _ = write!(
+                c,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        });
+        let url = Url::parse(&format!(
+            "http://127.0.0.1:{port}/bot123:TOKENXYZ/sendMessage?auth_token=QSECRET"
+        ))
+        .unwrap();
+        let e = send(
+            &client().unwrap(),
+            Duration::from_secs(10),
+            Request::json(Method::POST, url, &serde_json::json!({})),
+        )
+        .unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("HTTP 404: Cannot POST <secret>"), "{m}");
+        assert!(!m.contains("TOKENXYZ") && !m.contains("QSECRET"), "{m}");
     }
 
     #[test]

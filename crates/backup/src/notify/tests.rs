@@ -151,3 +151,11 @@ fn notify_flags_accept_the_originals_truthy_values() {
     );
     assert_eq!(n[0].timeout, Duration::from_millis(2500));
 }
+
+#[test]
+fn a_webhook_url_makes_the_file_one_that_holds_secrets() {
+    let text = r#"{"sources": [{"id": "a", "type": "folder", "path": "/x", "compress_only": 1}],
+        "destinations": [{"id": "d", "type": "local", "path": "/y"}],
+        "notifications": [{"type": "discord", "url": "https://d/api/webhooks/1/tok"}]}"#;
+    assert!(parse(Path::new("job.json"), text).unwrap().holds_secrets);
+}
