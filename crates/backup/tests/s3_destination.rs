@@ -474,3 +474,73 @@ fn a_stalled_s3_endpoint_is_given_up_and_the_local_destination_is_unaffected() {
     );
     assert_restores(&cfg, "disk", &src, &t.path().join("restore"));
 }
+
+/// A server that answers every request `503 Slow Down` (S3's throttling answer) and counts
+/// the requests.
+fn slow_down_server() -> (u16, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let requests = Arc::new(AtomicU64::new(0));
+    let n = requests.clone();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            let n = n.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
+                    head.push(b[0]);
+                }
+                n.fetch_add(1, Ordering::SeqCst);
+                let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = c.shutdown(Shutdown::Write);
+                // Drain what the client still sends (an upload's body) until it closes.
+                let _ = std::io::copy(&mut c, &mut std::io::sink());
+            });
+        }
+    });
+    (port, requests)
+}
+
+/// An endpoint that throttles everything: the shared retry layer tries a listing 4 times
+/// (logged), the upload fails, exit 1, and the local destination in the same job has its copy.
+#[test]
+fn a_throttling_endpoint_is_retried_then_fails_only_that_destination() {
+    let (port, requests) = slow_down_server();
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src/big");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("random.bin"), pseudo_random(9 << 20, 3)).expect("write");
+    let disk = t.path().join("disk");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(s3_destination("s3", port, "slow"))
+        .destination(local_destination("disk", &disk));
+    let cfg = job.write();
+    let r = run_job(&cfg);
+    r.assert_code(1);
+    let err = r.stderr_text();
+    assert!(
+        err.contains("transient failure; retrying"),
+        "{}",
+        r.describe()
+    );
+    assert!(requests.load(Ordering::SeqCst) >= 4, "{}", r.describe());
+    assert!(
+        r.stdout_text()
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("disk") && l.contains(" ok ")),
+        "{}",
+        r.describe()
+    );
+    assert_restores(&cfg, "disk", &src, &t.path().join("restore"));
+    // `list` fails for the throttled destination (exit 1) and names it, after its retries.
+    let l = list(&cfg);
+    l.assert_code(1);
+    assert!(l.stderr_text().contains("s3"), "{}", l.describe());
+}
