@@ -276,6 +276,8 @@ pub struct DestinationConfig {
     /// custos `stall_timeout` (seconds): how long the run waits for this destination to take
     /// more data (or answer a request) before giving up on it alone (default 300).
     pub stall_timeout: Option<u32>,
+    /// custos `upload_rate_limit` (bytes/s): the average rate this destination is written at.
+    pub upload_rate_limit: Option<u32>,
     /// The type-specific part.
     pub spec: DestinationSpec,
 }
@@ -310,6 +312,7 @@ const DESTINATION_COMMON_KEYS: &[&str] = &[
     "retention_copies",
     "retention_days",
     "stall_timeout",
+    "upload_rate_limit",
 ];
 
 /// Keys whose presence means the file holds a secret (checked at any depth).
@@ -393,6 +396,8 @@ struct RawDestinationCommon {
     retention_days: Option<u32>,
     #[serde(default, deserialize_with = "count")]
     stall_timeout: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    upload_rate_limit: Option<u32>,
 }
 
 /// Reads, parses and validates a job file; logs the tolerated trailing commas, each key
@@ -567,6 +572,7 @@ fn parse_destination(
             days: c.retention_days.unwrap_or(0),
         },
         stall_timeout: c.stall_timeout.filter(|s| *s > 0),
+        upload_rate_limit: c.upload_rate_limit.filter(|r| *r > 0),
         spec,
     })
 }
@@ -729,6 +735,23 @@ impl JobConfig {
                 ));
             }
             d.spec.validate().map_err(|i| i.into_error(f, &at))?;
+            if let Some(rate) = d.upload_rate_limit {
+                // A queued chunk must go out well within the stall timeout, or the
+                // destination would be given up as stalled.
+                let stall = d.stall_timeout.map_or(
+                    crate::destination::DEFAULT_STALL_TIMEOUT.as_secs(),
+                    u64::from,
+                );
+                let least = 2 * crate::fanout::CHUNK_BYTES / stall.max(1);
+                if u64::from(rate) < least {
+                    return Err(ConfigError::invalid(
+                        f,
+                        format!("{at}.upload_rate_limit"),
+                        rate,
+                        format!("must be at least {least} bytes/s with stall_timeout {stall}"),
+                    ));
+                }
+            }
         }
         Ok(())
     }

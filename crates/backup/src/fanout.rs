@@ -16,6 +16,8 @@ use crate::destination::{DestinationError, ErrorKind, ObjectWriter};
 
 /// Chunks waiting per destination.
 pub const QUEUE_DEPTH: usize = 8;
+/// Largest chunk the pipeline hands over (its read size).
+pub const CHUNK_BYTES: u64 = 1 << 20;
 
 /// A chunk of the object, shared by every destination's queue.
 pub type Chunk = Arc<Vec<u8>>;
@@ -74,11 +76,13 @@ pub struct Finished {
 
 impl Feed {
     /// Starts the writer thread for `writer`; `started` is the run's start, for timings.
+    /// `rate` (bytes/s) paces the writes (`upload_rate_limit`).
     pub fn spawn(
         destination: &str,
         object: &str,
         writer: Box<dyn ObjectWriter>,
         stall: Duration,
+        rate: Option<u64>,
         started: Instant,
     ) -> Feed {
         let queue = Arc::new(Queue {
@@ -96,7 +100,7 @@ impl Feed {
         let spawned = std::thread::Builder::new()
             .name(format!("dest-{destination}"))
             .spawn(move || {
-                let r = write_loop(&q, writer, &dest, &obj);
+                let r = write_loop(&q, writer, &dest, &obj, rate);
                 q.lock().closed = true;
                 q.not_full.notify_all();
                 let _ = tx.send((r, started.elapsed()));
@@ -233,7 +237,10 @@ fn write_loop(
     mut writer: Box<dyn ObjectWriter>,
     destination: &str,
     object: &str,
+    rate: Option<u64>,
 ) -> Result<(), DestinationError> {
+    let began = Instant::now();
+    let mut written = 0u64;
     loop {
         let msg = {
             let mut st = q.lock();
@@ -260,6 +267,14 @@ fn write_loop(
                         object: object.to_string(),
                         source: e,
                     });
+                }
+                written += chunk.len() as u64;
+                if let Some(rate) = rate.filter(|r| *r > 0) {
+                    // Keep the average since the first byte at or below `rate`.
+                    let due = Duration::from_secs_f64(written as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(began.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
                 }
             }
             Msg::Commit => return writer.commit(),
@@ -332,8 +347,15 @@ mod tests {
         let (ok, ok_bytes, _, ok_committed) = probe(false);
         let (stalled, _, stuck, stalled_committed) = probe(true);
         let stall = Duration::from_millis(300);
-        let a = Feed::spawn("ok", "o", Box::new(ok), Duration::from_secs(30), started);
-        let b = Feed::spawn("stalled", "o", Box::new(stalled), stall, started);
+        let a = Feed::spawn(
+            "ok",
+            "o",
+            Box::new(ok),
+            Duration::from_secs(30),
+            None,
+            started,
+        );
+        let b = Feed::spawn("stalled", "o", Box::new(stalled), stall, None, started);
         let chunk: Chunk = Arc::new(vec![1u8; 1024]);
         let mut b_live = true;
         for _ in 0..100 {
@@ -359,6 +381,35 @@ mod tests {
         assert!(!stalled_committed.load(Ordering::SeqCst));
     }
 
+    /// `upload_rate_limit`: 1 MiB at 2 MiB/s takes at least half a second, and all of it
+    /// arrives.
+    #[test]
+    fn the_rate_limit_paces_the_writes() {
+        let started = Instant::now();
+        let (p, bytes, _, committed) = probe(false);
+        let f = Feed::spawn(
+            "r",
+            "o",
+            Box::new(p),
+            Duration::from_secs(30),
+            Some(2 << 20),
+            started,
+        );
+        let chunk: Chunk = Arc::new(vec![0u8; 128 << 10]);
+        for _ in 0..8 {
+            assert!(f.send(chunk.clone()));
+        }
+        let t = Instant::now();
+        f.finish(true, started).result.expect("committed");
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(bytes.load(Ordering::SeqCst), 1 << 20);
+        assert!(committed.load(Ordering::SeqCst));
+    }
+
     #[test]
     fn a_failing_writer_reports_its_error() {
         struct Broken;
@@ -377,7 +428,14 @@ mod tests {
             fn abort(self: Box<Self>) {}
         }
         let started = Instant::now();
-        let f = Feed::spawn("b", "o", Box::new(Broken), Duration::from_secs(5), started);
+        let f = Feed::spawn(
+            "b",
+            "o",
+            Box::new(Broken),
+            Duration::from_secs(5),
+            None,
+            started,
+        );
         let chunk: Chunk = Arc::new(vec![0u8; 10]);
         let mut refused = false;
         for _ in 0..100 {

@@ -37,7 +37,7 @@ use crate::naming::{self, Compression, Encoding};
 use crate::source::{SourceError, SourceStream};
 
 /// Size of reads from the source and of chunks between the threads.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = crate::fanout::CHUNK_BYTES as usize;
 /// Chunks in flight between the compress and encrypt threads.
 const CHANNEL_DEPTH: usize = 4;
 
@@ -187,6 +187,7 @@ pub fn run(
                     object,
                     writer,
                     d.stall_timeout(),
+                    d.upload_rate_limit(),
                     started,
                 )),
                 error: None,

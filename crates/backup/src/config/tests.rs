@@ -453,7 +453,8 @@ fn minio_translates_to_s3_and_endpoints_are_checked() {
     {"id": "minio-backup", "type": "minio", "endpoint": "nyc3.digitaloceanspaces.com",
      "bucket": "my-backup-bucket", "secure": true,
      "credentials": {"access_key": "AK", "secret_key": "SK-minio"},
-     "retention_copies": 5, "retention_days": 30, "stall_timeout": 60},
+     "retention_copies": 5, "retention_days": 30, "stall_timeout": 60,
+     "upload_rate_limit": 1048576},
     {"id": "local-minio", "type": "minio", "endpoint": "localhost:9000", "bucket": "b",
      "secure": false, "credentials": {"access_key": "AK", "secret_key": "SK"}},
     {"id": "wasabi", "type": "s3", "bucket": "b", "region": "eu-central-1",
@@ -486,6 +487,7 @@ fn minio_translates_to_s3_and_endpoints_are_checked() {
         }
     );
     assert_eq!(job.destinations[0].stall_timeout, Some(60));
+    assert_eq!(job.destinations[0].upload_rate_limit, Some(1 << 20));
     assert_eq!(job.destinations[0].kind, "minio");
     assert_eq!(s3(1).endpoint_url.as_deref(), Some("http://localhost:9000"));
     assert!(s3(2).credentials.is_none(), "the AWS chain is used");
@@ -505,6 +507,13 @@ fn minio_translates_to_s3_and_endpoints_are_checked() {
     assert!(e.contains("destinations[0].endpoint:"), "{e}");
     let e = bad(r#"{"id": "s", "type": "s3", "bucket": "b", "endpoint_url": "s3.example.org"}"#);
     assert!(e.contains("destinations[0].endpoint_url:"), "{e}");
+    // A chunk must go out well within the stall timeout: 2 MiB in 60 s is 34952 bytes/s.
+    let e = bad(
+        r#"{"id": "s", "type": "s3", "bucket": "b", "stall_timeout": 60,
+        "upload_rate_limit": 30000}"#,
+    );
+    assert!(e.contains("destinations[0].upload_rate_limit"), "{e}");
+    assert!(e.contains("at least 34952"), "{e}");
     let e = bad(r#"{"id": "s", "type": "s3", "bucket": "a/b"}"#);
     assert!(e.contains("destinations[0].bucket"), "{e}");
 }

@@ -127,6 +127,10 @@ pub trait Destination: Send + Sync {
     fn stall_timeout(&self) -> Duration {
         DEFAULT_STALL_TIMEOUT
     }
+    /// Average bytes per second to write at (`upload_rate_limit`); `None`: as fast as it goes.
+    fn upload_rate_limit(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Default of the `stall_timeout` destination key.
@@ -152,6 +156,7 @@ pub fn build(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
         inner,
         retry::Policy::default(),
         stall,
+        d.upload_rate_limit.map(u64::from),
     )))
 }
 

@@ -63,15 +63,23 @@ pub struct Retrying {
     inner: Box<dyn Destination>,
     policy: Policy,
     stall_timeout: Duration,
+    upload_rate_limit: Option<u64>,
 }
 
 impl Retrying {
-    /// Wraps `inner`; `stall_timeout` is what [`Destination::stall_timeout`] answers.
-    pub fn new(inner: Box<dyn Destination>, policy: Policy, stall_timeout: Duration) -> Self {
+    /// Wraps `inner`; it answers [`Destination::stall_timeout`] and
+    /// [`Destination::upload_rate_limit`] with the config's values.
+    pub fn new(
+        inner: Box<dyn Destination>,
+        policy: Policy,
+        stall_timeout: Duration,
+        upload_rate_limit: Option<u64>,
+    ) -> Self {
         Self {
             inner,
             policy,
             stall_timeout,
+            upload_rate_limit,
         }
     }
 
@@ -113,6 +121,9 @@ impl Destination for Retrying {
     }
     fn stall_timeout(&self) -> Duration {
         self.stall_timeout
+    }
+    fn upload_rate_limit(&self) -> Option<u64> {
+        self.upload_rate_limit
     }
 }
 

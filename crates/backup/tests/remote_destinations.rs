@@ -1,4 +1,5 @@
-//! `s3` and `minio` destinations with the real binary against moto's S3 server
+//! The destination engine and the remote destinations with the real binary: `s3` and `minio`
+//! against moto's S3 server
 //! (scripts/moto-test-server.sh, 127.0.0.1, a free port): a streamed multipart backup,
 //! `list`, `restore` byte-identical, `verify`, retention by copies and by days, and a
 //! connection cut mid-upload that fails only the S3 destination (exit 1) while a local
@@ -543,4 +544,25 @@ fn a_throttling_endpoint_is_retried_then_fails_only_that_destination() {
     let l = list(&cfg);
     l.assert_code(1);
     assert!(l.stderr_text().contains("s3"), "{}", l.describe());
+}
+
+/// `upload_rate_limit` paces a destination: 3 MiB of incompressible data at 1 MiB/s take
+/// at least 2.5 s to upload, and the copy is whole.
+#[test]
+fn upload_rate_limit_paces_a_destination() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src/big");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("random.bin"), pseudo_random(3 << 20, 9)).expect("write");
+    let disk = t.path().join("disk");
+    let mut dest = local_destination("disk", &disk);
+    dest["upload_rate_limit"] = json!(1 << 20);
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src)).destination(dest);
+    let cfg = job.write();
+    let r = backup(["-v".as_ref(), cfg.as_os_str()]);
+    r.assert_code(0);
+    let took = upload_seconds(&r.stderr_text(), "disk");
+    assert!(took >= 2.5, "3 MiB at 1 MiB/s in {took}s");
+    assert_restores(&cfg, "disk", &src, &t.path().join("restore"));
 }
