@@ -2,9 +2,9 @@
 //! `{source id}/{timestamp}/{file}` in a bucket, written through opendal on the shared
 //! runtime ([`super::runtime`]).
 //!
-//! Uploads stream: bytes go into an S3 multipart upload in [`PART_SIZE`] parts with up to
-//! [`CONCURRENT_PARTS`] in flight, so memory stays bounded whatever the object size and no
-//! temporary file is written. An object becomes visible only when the upload is completed
+//! Uploads stream: bytes go into an S3 multipart upload in [`PART_SIZE`] parts, one uploading
+//! while the next fills ([`CONCURRENT_PARTS`]), so memory stays bounded whatever the object
+//! size and no temporary file is written. An object becomes visible only when the upload is completed
 //! ([`ObjectWriter::commit`] checks `close()`); a failed or aborted upload is aborted on the
 //! server, so `list`, `restore` and retention never see a half object. A run killed with
 //! `kill -9` leaves an incomplete multipart upload that is invisible to `list` but holds
@@ -22,8 +22,11 @@ use crate::config::{Invalid, Secret, Validate};
 
 /// Size of one multipart part (S3's minimum is 5 MiB, except for the last part).
 pub const PART_SIZE: usize = 8 << 20;
-/// Parts uploaded at once per object: memory is about `PART_SIZE * (CONCURRENT_PARTS + 1)`.
-pub const CONCURRENT_PARTS: usize = 4;
+/// Parts uploaded at once per object. One: with more, opendal 0.57 keeps every finished
+/// part's buffer until the upload completes (its task queue allows 8192 finished tasks), so
+/// memory grew with the object (measured peak RSS 96, 170, 271 MB for 30, 100, 200 MB); with
+/// one, parts are awaited in line and the peak stays at 91 MB whatever the size.
+pub const CONCURRENT_PARTS: usize = 1;
 /// Bytes fetched per request when reading an object back.
 const READ_CHUNK: u64 = 8 << 20;
 /// Region used when the config names none (what S3-compatible services expect).
