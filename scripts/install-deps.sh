@@ -20,11 +20,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 	$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The packaged daemons are not used by the tests: stop them if the install started any.
-for svc in mariadb postgresql burp prometheus haproxy prometheus-haproxy-exporter; do
+for svc in mariadb postgresql burp prometheus prometheus-pushgateway haproxy prometheus-haproxy-exporter; do
 	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
 		systemctl stop "$svc" || true
 	fi
 done
+# moto's S3 server for the backup crate's s3/minio destination tests (PyPI only).
+if ! command -v moto_server >/dev/null 2>&1 && ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+	echo "installing: moto[server] (pip)"
+	python3 -m pip install --quiet 'moto[server]>=5,<6' 2>/dev/null ||
+		python3 -m pip install --quiet --break-system-packages 'moto[server]>=5,<6'
+fi
 if command -v rustup >/dev/null 2>&1; then
 	rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

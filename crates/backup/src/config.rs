@@ -11,7 +11,7 @@
 //! is collected in [`JobConfig::unknown_keys`]: [`load`] warns about each, naming the nearest
 //! known key, or fails with `--strict` (and `--dry-run`), through the kit's one rule.
 //!
-//! Types that the original knows but custos does not implement yet (s3, samba, rds, smtp, ...)
+//! Types that the original knows but custos does not implement yet (s3, samba, rds, ...)
 //! parse into an `Unsupported` variant: the job still runs and that entry fails with
 //! "type 'X' is not yet supported". A type nobody knows is a config error (a typo must not turn
 //! into a silently skipped backup, as it does in the original).
@@ -24,6 +24,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::notify;
 use crate::retention::RetentionPolicy;
 
 /// A password or passphrase: never shown by `Debug`, never echoed in parse errors.
@@ -80,6 +81,62 @@ impl<'de> Deserialize<'de> for Secret {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A value a handler's config rejects: the key (relative to the entry), the value as shown
+/// (never a secret), and why. Turned into a [`ConfigError`] naming the entry's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(key: &str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
+        Invalid {
+            key: key.to_owned(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The error for the entry at `at` in `file`.
+    pub fn into_error(self, file: &Path, at: &str) -> ConfigError {
+        ConfigError::invalid(file, format!("{at}.{}", self.key), self.value, self.reason)
+    }
+}
+
+/// The checks of a handler's config that serde cannot express (empty paths, patterns).
+pub trait Validate {
+    fn validate(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
+/// The keys of one entry's type, and where they come from: what each handler's module
+/// deserializes its config from (errors name the path; unknown keys are collected).
+pub struct Entry<'a> {
+    pub file: &'a Path,
+    /// Key path of the entry, `sources[2]`.
+    pub at: &'a str,
+    pub keys: Map<String, Value>,
+    /// Keys every entry of this kind has (for "nearest known key" hints).
+    pub common_keys: &'static [&'static str],
+    pub unknown: &'a mut Vec<UnknownKey>,
+}
+
+impl Entry<'_> {
+    /// Deserializes the type's keys.
+    pub fn take<T: DeserializeOwned>(self) -> Result<T, ConfigError> {
+        typed(
+            self.file,
+            self.at,
+            self.keys,
+            self.common_keys,
+            self.unknown,
+        )
     }
 }
 
@@ -143,7 +200,7 @@ pub struct JobConfig {
     pub sources: Vec<SourceConfig>,
     /// Destinations in file order.
     pub destinations: Vec<DestinationConfig>,
-    /// Notifications in file order (all left to a later issue).
+    /// Notifications in file order.
     pub notifications: Vec<NotificationConfig>,
     /// Lines (1-based) of trailing commas that were tolerated.
     pub trailing_commas: Vec<usize>,
@@ -207,88 +264,6 @@ impl SourceConfig {
     }
 }
 
-/// The type-specific part of a source.
-#[derive(Debug, Clone)]
-pub enum SourceSpec {
-    Folder(FolderConfig),
-    Mysql(MysqlConfig),
-    Pgsql(PgsqlConfig),
-    /// A type the original has and custos will implement later: fails at run time.
-    Unsupported,
-}
-
-/// `type: folder`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FolderConfig {
-    /// `path`: the file or folder to archive; members are `./<basename>/...`.
-    pub path: PathBuf,
-    /// `excludes`: GNU tar `--exclude` patterns.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub excludes: Vec<String>,
-    /// custos `sudo`: run `sudo -n tar` (the original's deployment: a `backups` user with a
-    /// sudoers line for tar) instead of `tar`.
-    #[serde(default)]
-    pub sudo: bool,
-}
-
-/// `type: mysql`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MysqlConfig {
-    /// `dbhost` (absent: mysqldump's default, the local socket).
-    #[serde(default)]
-    pub dbhost: Option<String>,
-    /// custos `dbport`.
-    #[serde(default, deserialize_with = "port")]
-    pub dbport: Option<u16>,
-    /// `dbuser`.
-    #[serde(default)]
-    pub dbuser: Option<String>,
-    /// `dbpass`.
-    #[serde(default)]
-    pub dbpass: Option<Secret>,
-    /// `dbname`: one name, several separated by spaces, or a list; none = `--all-databases`.
-    #[serde(default, deserialize_with = "names")]
-    pub dbname: Vec<String>,
-    /// `defaults`: an existing option file used instead of the generated one (then `dbuser`
-    /// and `dbpass` are ignored, as in the original).
-    #[serde(default)]
-    pub defaults: Option<PathBuf>,
-    /// `options`: extra mysqldump options, one string split at spaces (or a list).
-    #[serde(default, deserialize_with = "words")]
-    pub options: Vec<String>,
-    /// `noevents`: do not pass `--events`.
-    #[serde(default, deserialize_with = "truthy")]
-    pub noevents: bool,
-}
-
-/// `type: pgsql`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PgsqlConfig {
-    /// `dbhost` (absent: libpq's default, the local socket).
-    #[serde(default)]
-    pub dbhost: Option<String>,
-    /// custos `dbport`.
-    #[serde(default, deserialize_with = "port")]
-    pub dbport: Option<u16>,
-    /// `dbuser`.
-    #[serde(default)]
-    pub dbuser: Option<String>,
-    /// `dbpass`.
-    #[serde(default)]
-    pub dbpass: Option<Secret>,
-    /// `dbname`.
-    pub dbname: String,
-    /// `defaults`: an existing pgpass file used instead of the generated one.
-    #[serde(default)]
-    pub defaults: Option<PathBuf>,
-    /// custos `options`: extra pg_dump options, one string split at spaces (or a list).
-    #[serde(default, deserialize_with = "words")]
-    pub options: Vec<String>,
-}
-
 /// One destination.
 #[derive(Debug, Clone)]
 pub struct DestinationConfig {
@@ -298,60 +273,22 @@ pub struct DestinationConfig {
     pub kind: String,
     /// `retention_copies` / `retention_days`.
     pub retention: RetentionPolicy,
+    /// custos `stall_timeout` (seconds): how long the run waits for this destination to take
+    /// more data (or answer a request) before giving up on it alone (default 300).
+    pub stall_timeout: Option<u32>,
+    /// custos `upload_rate_limit` (bytes/s): the average rate this destination is written at.
+    pub upload_rate_limit: Option<u32>,
     /// The type-specific part.
     pub spec: DestinationSpec,
 }
 
-/// The type-specific part of a destination.
-#[derive(Debug, Clone)]
-pub enum DestinationSpec {
-    Local(LocalConfig),
-    /// A type the original has and custos will implement later: fails at run time.
-    Unsupported,
-}
-
-/// `type: local`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocalConfig {
-    /// `path`: objects go to `{path}/{source id}/{timestamp}/{file}`.
-    pub path: PathBuf,
-}
-
-/// One notification. None is implemented in this issue; each fails at run time with
-/// "not yet supported" so that nobody believes they are being notified.
-#[derive(Debug, Clone)]
-pub struct NotificationConfig {
-    /// `type` as written.
-    pub kind: String,
-    /// `id` when given (the original does not require one).
-    pub id: Option<String>,
-}
-
-/// Source types of the original (2.5.0) that custos does not implement yet.
-const LATER_SOURCES: &[&str] = &[
-    "folder-ssh",
-    "mysql-ssh",
-    "lvm-ssh",
-    "rds",
-    "rds-pgsql",
-    "snapshot",
-    "azure-managed-disk",
-];
-/// Destination types of the original that custos does not implement yet.
-const LATER_DESTINATIONS: &[&str] = &["s3", "gs", "b2", "minio", "samba", "dropbox", "gdrive"];
-/// Notification types of the original (all later).
-const LATER_NOTIFICATIONS: &[&str] = &[
-    "smtp",
-    "slack",
-    "telegram",
-    "discord",
-    "matrix",
-    "hipchat",
-    "flagfile",
-    "prometheus",
-    "elasticsearch",
-];
+pub use crate::destination::local::LocalConfig;
+pub use crate::destination::DestinationSpec;
+pub use crate::notify::NotificationConfig;
+pub use crate::source::folder::FolderConfig;
+pub use crate::source::mysql::MysqlConfig;
+pub use crate::source::pgsql::PgsqlConfig;
+pub use crate::source::SourceSpec;
 
 /// Keys every source accepts, whatever its type.
 const SOURCE_COMMON_KEYS: &[&str] = &[
@@ -369,7 +306,14 @@ const SOURCE_COMMON_KEYS: &[&str] = &[
     "timeout",
 ];
 /// Keys every destination accepts, whatever its type.
-const DESTINATION_COMMON_KEYS: &[&str] = &["id", "type", "retention_copies", "retention_days"];
+const DESTINATION_COMMON_KEYS: &[&str] = &[
+    "id",
+    "type",
+    "retention_copies",
+    "retention_days",
+    "stall_timeout",
+    "upload_rate_limit",
+];
 
 /// Keys whose presence means the file holds a secret (checked at any depth).
 const SECRET_KEYS: &[&str] = &[
@@ -450,6 +394,10 @@ struct RawDestinationCommon {
     retention_copies: Option<u32>,
     #[serde(default, deserialize_with = "count")]
     retention_days: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    stall_timeout: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    upload_rate_limit: Option<u32>,
 }
 
 /// Reads, parses and validates a job file; logs the tolerated trailing commas, each key
@@ -483,7 +431,9 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         .iter()
         .chain(&raw.destinations)
         .chain(&raw.notifications)
-        .any(has_secret_key);
+        .any(has_secret_key)
+        // A notification's URL is its secret (webhook tokens, ping UUIDs).
+        || raw.notifications.iter().any(|n| n.get("url").is_some());
     let defaults = RootDefaults {
         tmpdir: raw.tmpdir.clone(),
         compression: raw.compression,
@@ -516,7 +466,9 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         .notifications
         .into_iter()
         .enumerate()
-        .map(|(i, v)| parse_notification(file, &format!("notifications[{i}]"), v))
+        .map(|(i, v)| {
+            parse_notification(file, &format!("notifications[{i}]"), v, &mut unknown_keys)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(JobConfig {
         file: file.to_owned(),
@@ -550,21 +502,23 @@ fn parse_source(
 ) -> Result<SourceConfig, ConfigError> {
     let (common, specific) = split(file, at, value, SOURCE_COMMON_KEYS)?;
     let c: RawSourceCommon = from_map(file, at, common, unknown)?;
-    let spec = match c.kind.as_str() {
-        "folder" => SourceSpec::Folder(typed(file, at, specific, SOURCE_COMMON_KEYS, unknown)?),
-        "mysql" => SourceSpec::Mysql(typed(file, at, specific, SOURCE_COMMON_KEYS, unknown)?),
-        "pgsql" => SourceSpec::Pgsql(typed(file, at, specific, SOURCE_COMMON_KEYS, unknown)?),
-        k if LATER_SOURCES.contains(&k) => SourceSpec::Unsupported,
-        k => {
-            return Err(unknown_type(
-                file,
-                at,
-                k,
-                &["folder", "mysql", "pgsql"],
-                LATER_SOURCES,
-            ))
-        }
+    let entry = Entry {
+        file,
+        at,
+        keys: specific,
+        common_keys: SOURCE_COMMON_KEYS,
+        unknown,
     };
+    let Some(spec) = SourceSpec::parse(&c.kind, entry) else {
+        return Err(unknown_type(
+            file,
+            at,
+            &c.kind,
+            SourceSpec::TYPES,
+            SourceSpec::LATER,
+        ));
+    };
+    let spec = spec?;
     Ok(SourceConfig {
         name: c
             .name
@@ -593,13 +547,23 @@ fn parse_destination(
 ) -> Result<DestinationConfig, ConfigError> {
     let (common, specific) = split(file, at, value, DESTINATION_COMMON_KEYS)?;
     let c: RawDestinationCommon = from_map(file, at, common, unknown)?;
-    let spec = match c.kind.as_str() {
-        "local" => {
-            DestinationSpec::Local(typed(file, at, specific, DESTINATION_COMMON_KEYS, unknown)?)
-        }
-        k if LATER_DESTINATIONS.contains(&k) => DestinationSpec::Unsupported,
-        k => return Err(unknown_type(file, at, k, &["local"], LATER_DESTINATIONS)),
+    let entry = Entry {
+        file,
+        at,
+        keys: specific,
+        common_keys: DESTINATION_COMMON_KEYS,
+        unknown,
     };
+    let Some(spec) = DestinationSpec::parse(&c.kind, entry) else {
+        return Err(unknown_type(
+            file,
+            at,
+            &c.kind,
+            DestinationSpec::TYPES,
+            DestinationSpec::LATER,
+        ));
+    };
+    let spec = spec?;
     Ok(DestinationConfig {
         id: c.id,
         kind: c.kind,
@@ -607,6 +571,8 @@ fn parse_destination(
             copies: c.retention_copies.unwrap_or(0),
             days: c.retention_days.unwrap_or(0),
         },
+        stall_timeout: c.stall_timeout.filter(|s| *s > 0),
+        upload_rate_limit: c.upload_rate_limit.filter(|r| *r > 0),
         spec,
     })
 }
@@ -615,29 +581,20 @@ fn parse_notification(
     file: &Path,
     at: &str,
     value: Value,
+    unknown: &mut Vec<UnknownKey>,
 ) -> Result<NotificationConfig, ConfigError> {
-    let Value::Object(map) = value else {
-        return Err(parse_error(file, at, "expected an object"));
-    };
-    let kind = match map.get("type") {
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(parse_error(
-                file,
-                &format!("{at}.type"),
-                "expected a string",
-            ))
-        }
-        None => return Err(parse_error(file, at, "missing field `type`")),
-    };
-    if !LATER_NOTIFICATIONS.contains(&kind.as_str()) {
-        return Err(unknown_type(file, at, &kind, &[], LATER_NOTIFICATIONS));
-    }
-    let id = match map.get("id") {
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    Ok(NotificationConfig { kind, id })
+    let (common, keys) = split(file, at, value, notify::COMMON_KEYS)?;
+    let c: notify::CommonKeys = from_map(file, at, common, unknown)?;
+    notify::build(
+        c,
+        Entry {
+            file,
+            at,
+            keys,
+            common_keys: notify::COMMON_KEYS,
+            unknown,
+        },
+    )
 }
 
 fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str], later: &[&str]) -> ConfigError {
@@ -777,13 +734,21 @@ impl JobConfig {
                     "duplicate destination id",
                 ));
             }
-            if let DestinationSpec::Local(l) = &d.spec {
-                if l.path.as_os_str().is_empty() {
+            d.spec.validate().map_err(|i| i.into_error(f, &at))?;
+            if let Some(rate) = d.upload_rate_limit {
+                // A queued chunk must go out well within the stall timeout, or the
+                // destination would be given up as stalled.
+                let stall = d.stall_timeout.map_or(
+                    crate::destination::DEFAULT_STALL_TIMEOUT.as_secs(),
+                    u64::from,
+                );
+                let least = 2 * crate::fanout::CHUNK_BYTES / stall.max(1);
+                if u64::from(rate) < least {
                     return Err(ConfigError::invalid(
                         f,
-                        format!("{at}.path"),
-                        "",
-                        "must not be empty",
+                        format!("{at}.upload_rate_limit"),
+                        rate,
+                        format!("must be at least {least} bytes/s with stall_timeout {stall}"),
                     ));
                 }
             }
@@ -848,61 +813,14 @@ fn validate_source(f: &Path, at: &str, s: &SourceConfig) -> Result<(), ConfigErr
             }
         }
     }
-    match &s.spec {
-        SourceSpec::Folder(c) => {
-            if c.path.as_os_str().is_empty() {
-                return Err(ConfigError::invalid(
-                    f,
-                    format!("{at}.path"),
-                    "",
-                    "must not be empty",
-                ));
-            }
-            if let Some(i) = c.excludes.iter().position(|e| e.is_empty()) {
-                return Err(ConfigError::invalid(
-                    f,
-                    format!("{at}.excludes[{i}]"),
-                    "",
-                    "an empty pattern would match nothing useful",
-                ));
-            }
-        }
-        SourceSpec::Mysql(c) => {
-            if let Some(p) = &c.dbpass {
-                no_newline(f, &format!("{at}.dbpass"), p)?;
-            }
-            if let Some(i) = c.options.iter().position(|o| o.starts_with("--defaults")) {
-                return Err(ConfigError::invalid(
-                    f,
-                    format!("{at}.options"),
-                    &c.options[i],
-                    "use the \"defaults\" key: --defaults* must be mysqldump's first argument",
-                ));
-            }
-        }
-        SourceSpec::Pgsql(c) => {
-            if c.dbname.is_empty() {
-                return Err(ConfigError::invalid(
-                    f,
-                    format!("{at}.dbname"),
-                    "",
-                    "must not be empty",
-                ));
-            }
-            if let Some(p) = &c.dbpass {
-                no_newline(f, &format!("{at}.dbpass"), p)?;
-            }
-        }
-        SourceSpec::Unsupported => {}
-    }
+    s.spec.validate().map_err(|i| i.into_error(f, at))?;
     Ok(())
 }
 
 /// Credential files are line-based: a newline in a password cannot be written to them.
-fn no_newline(f: &Path, key: &str, p: &Secret) -> Result<(), ConfigError> {
+pub(crate) fn no_newline(key: &str, p: &Secret) -> Result<(), Invalid> {
     if p.expose().contains(['\n', '\r']) {
-        return Err(ConfigError::invalid(
-            f,
+        return Err(Invalid::new(
             key,
             "<secret>",
             "must not contain a line break",
@@ -956,7 +874,7 @@ pub fn strip_trailing_commas(text: &str) -> (String, Vec<usize>) {
     (out, lines)
 }
 
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -965,7 +883,7 @@ where
 }
 
 /// `compress_only`: the original tests `== 1`, so `1`, `1.0` and `true` mean yes.
-fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub(crate) fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(b),
@@ -977,7 +895,7 @@ fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 /// `noevents`: the original tests truthiness; numbers other than 0 mean yes.
-fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub(crate) fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(b),
@@ -989,7 +907,7 @@ fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 /// A non-negative count written as a number or a numeric string (the original calls `int()`).
-fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -1009,7 +927,7 @@ fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
 }
 
 /// A TCP port as a number or a numeric string.
-fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+pub(crate) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
     let bad = |v: &dyn fmt::Display| de::Error::custom(format!("expected a port 1-65535, got {v}"));
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
@@ -1031,13 +949,13 @@ fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
 }
 
 /// Names written as one string (split at whitespace, as the original's `split()`) or a list.
-fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     words(d)
 }
 
 /// Options written as one string split at whitespace (the original's `split()`) or a list
 /// (which lets an option contain a space).
-fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let bad = || de::Error::custom("expected a string or a list of strings");
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(Vec::new()),

@@ -130,11 +130,12 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    custos_kit::logging::init_level(level, false);
+    let log_tail = custos_kit::logging::LogTail::new(LOG_TAIL_LINES);
+    custos_kit::logging::init_with_tail(level, false, Some(log_tail.clone()));
     if let Err(e) = dumpable {
         tracing::warn!("cannot mark the process non-dumpable (prctl): {e}");
     }
-    match execute(&cli) {
+    match execute(&cli, log_tail) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = match interrupt::exit_code() {
@@ -166,7 +167,10 @@ fn report(outcome: &Outcome) -> u8 {
     u8::from(outcome.failed)
 }
 
-fn execute(cli: &Cli) -> Result<u8, CommandError> {
+/// Log lines a run keeps for notifiers that carry them (healthchecks pings).
+const LOG_TAIL_LINES: usize = 40;
+
+fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, CommandError> {
     let strictness = Strictness::from_flag(cli.strict);
     match &cli.command {
         Command::Run {
@@ -189,6 +193,7 @@ fn execute(cli: &Cli) -> Result<u8, CommandError> {
                 &runner::Options {
                     dry_run: *dry_run,
                     progress_bar: std::io::stderr().is_terminal(),
+                    log_tail: Some(log_tail),
                 },
             );
             // Quiet on success under cron (it mails any output); the table on a terminal,

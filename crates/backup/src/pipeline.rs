@@ -18,21 +18,26 @@
 //!
 //! Threads: the caller's thread reads the source and feeds the compressor (zstd runs its own
 //! worker threads); a second thread encrypts (AES-CFB and the SHA-1 MDC are serial); a third
-//! hashes (sha256) and writes to the destinations. Bounded channels of 1 MiB chunks between
-//! them cap memory (peak RSS stays under 50 MB whatever the input size).
+//! hashes (sha256) and hands each chunk to every destination's own writer thread
+//! ([`crate::fanout`]), so destinations write in parallel and a stalled one is given up after
+//! its stall timeout instead of holding the others. Bounded channels of 1 MiB chunks between
+//! them cap memory (peak RSS stays under 50 MB whatever the input size, plus what a remote
+//! store buffers for its parts).
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{self, CryptoError, Encryption};
-use crate::destination::{Destination, DestinationError, ObjectWriter};
+use crate::destination::{Destination, DestinationError};
+use crate::fanout::{Chunk as SharedChunk, Feed};
 use crate::naming::{self, Compression, Encoding};
 use crate::source::{SourceError, SourceStream};
 
 /// Size of reads from the source and of chunks between the threads.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = crate::fanout::CHUNK_BYTES as usize;
 /// Chunks in flight between the compress and encrypt threads.
 const CHANNEL_DEPTH: usize = 4;
 
@@ -102,6 +107,9 @@ pub struct DestinationOutcome {
     pub destination: String,
     /// `Ok` when the object and its sidecar were committed.
     pub result: Result<(), DestinationError>,
+    /// From the start of the run until the object and its sidecar were committed (or it
+    /// failed): the stream feeds every destination at once, so this overlaps the dump.
+    pub upload: Duration,
 }
 
 /// What one run of the pipeline produced.
@@ -115,6 +123,9 @@ pub struct Outcome {
     pub size: u64,
     /// Bytes read from the source (before compression).
     pub source_bytes: u64,
+    /// From the start of the run until the source's last byte was read, compressed and
+    /// encrypted and its producer reported success.
+    pub dump: Duration,
     /// One entry per destination, in the order given.
     pub destinations: Vec<DestinationOutcome>,
 }
@@ -160,14 +171,27 @@ pub fn run(
             "encryption keys are set but the encoding is not encrypted".into()
         }));
     }
+    let started = Instant::now();
+    // Every way out that committed nothing new reports the same shape of outcome.
+    let outcome = |tee: Tee, source_bytes: u64, failed: Vec<(String, DestinationError)>| {
+        finish_outcome(object, tee, source_bytes, failed, destinations, started)
+    };
     let mut failed: Vec<(String, DestinationError)> = Vec::new();
     let mut slots = Vec::new();
     for d in destinations {
         match d.create(object) {
             Ok(writer) => slots.push(Slot {
                 destination: d.id().to_string(),
-                writer: Some(writer),
+                feed: Some(Feed::spawn(
+                    d.id(),
+                    object,
+                    writer,
+                    d.stall_timeout(),
+                    d.upload_rate_limit(),
+                    started,
+                )),
                 error: None,
+                done: None,
             }),
             Err(e) => failed.push((d.id().to_string(), e)),
         }
@@ -176,10 +200,10 @@ pub fn run(
         slots,
         hasher: Sha256::new(),
         size: 0,
-        object: object.to_string(),
+        started,
     };
     if tee.live() == 0 {
-        return Ok(finish_outcome(object, tee, 0, failed, destinations));
+        return Ok(outcome(tee, 0, failed));
     }
 
     let (tx, rx) = sync_channel::<Chunk>(CHANNEL_DEPTH);
@@ -214,7 +238,7 @@ pub fn run(
         let write = scope.spawn(move || {
             for chunk in rx2 {
                 let Ok(chunk) = chunk else { break };
-                if tee.write_all(&chunk).is_err() {
+                if tee.send(chunk).is_err() {
                     break;
                 }
             }
@@ -246,7 +270,7 @@ pub fn run(
             // Stage 2 stopped: all destinations failed, or encryption failed (reported below).
             if tee.live() == 0 {
                 drop(stream);
-                return Ok(finish_outcome(object, tee, 0, failed, destinations));
+                return Ok(outcome(tee, 0, failed));
             }
             tee.abort_all();
             return Err(stage2_result
@@ -262,13 +286,7 @@ pub fn run(
     if let Err(e) = stage2_result {
         if tee.live() == 0 {
             drop(stream);
-            return Ok(finish_outcome(
-                object,
-                tee,
-                source_bytes,
-                failed,
-                destinations,
-            ));
+            return Ok(outcome(tee, source_bytes, failed));
         }
         tee.abort_all();
         return Err(PipelineError::Crypto(e));
@@ -278,14 +296,11 @@ pub fn run(
         tee.abort_all();
         return Err(PipelineError::Source(e));
     }
+    let dump = started.elapsed();
     tee.commit_all();
-    Ok(finish_outcome(
-        object,
-        tee,
-        source_bytes,
-        failed,
-        destinations,
-    ))
+    let mut out = outcome(tee, source_bytes, failed);
+    out.dump = dump;
+    Ok(out)
 }
 
 fn finish_outcome(
@@ -294,34 +309,39 @@ fn finish_outcome(
     source_bytes: u64,
     mut failed: Vec<(String, DestinationError)>,
     destinations: &[&dyn Destination],
+    started: Instant,
 ) -> Outcome {
+    let end = started.elapsed();
     let sha256 = hex::encode(tee.hasher.finalize());
     let size = tee.size;
-    let mut results: Vec<(String, Result<(), DestinationError>)> = Vec::new();
+    let mut results: Vec<(String, Result<(), DestinationError>, Duration)> = Vec::new();
     for slot in tee.slots {
         let r = match slot.error {
             Some(e) => Err(e),
             None => Ok(()),
         };
-        results.push((slot.destination, r));
+        results.push((slot.destination, r, slot.done.unwrap_or(end)));
     }
-    results.extend(failed.drain(..).map(|(d, e)| (d, Err(e))));
+    results.extend(failed.drain(..).map(|(d, e)| (d, Err(e), Duration::ZERO)));
     // Sidecars beside each committed object.
     let file_name = object.rsplit('/').next().unwrap_or(object);
     let body = naming::sidecar_body(&sha256, file_name);
     let sidecar = naming::sidecar_name(object);
     let mut outcomes = Vec::new();
     for d in destinations {
-        let Some(pos) = results.iter().position(|(id, _)| id == d.id()) else {
+        let Some(pos) = results.iter().position(|(id, _, _)| id == d.id()) else {
             continue;
         };
-        let (id, mut result) = results.swap_remove(pos);
+        let (id, mut result, mut upload) = results.swap_remove(pos);
         if result.is_ok() {
+            let t = Instant::now();
             result = write_small(*d, &sidecar, body.as_bytes());
+            upload += t.elapsed();
         }
         outcomes.push(DestinationOutcome {
             destination: id,
             result,
+            upload,
         });
     }
     Outcome {
@@ -329,6 +349,7 @@ fn finish_outcome(
         sha256,
         size,
         source_bytes,
+        dump: end,
         destinations: outcomes,
     }
 }
@@ -566,74 +587,87 @@ impl Write for Compressor {
     }
 }
 
-/// One destination's writer inside the tee.
+/// One destination inside the tee.
 struct Slot {
     destination: String,
-    writer: Option<Box<dyn ObjectWriter>>,
+    /// Its writer thread, while it is still in the run.
+    feed: Option<Feed>,
     error: Option<DestinationError>,
+    /// When this destination was done (committed or failed), from the run's start.
+    done: Option<Duration>,
 }
 
-/// Hashes, counts and fans the object bytes out to every live writer.
+impl Slot {
+    /// Waits for this destination's writer thread after [`Feed::close`] and records how it
+    /// went.
+    fn wait(&mut self, started: Instant) {
+        if let Some(feed) = self.feed.take() {
+            let f = feed.wait(started);
+            if let Err(e) = f.result {
+                if self.error.is_none() {
+                    self.error = Some(e);
+                }
+            }
+            self.done = Some(f.done);
+        }
+    }
+}
+
+/// Hashes, counts and fans the object bytes out to every live destination's thread.
 struct Tee {
     slots: Vec<Slot>,
     hasher: Sha256,
     size: u64,
-    object: String,
+    started: Instant,
 }
 
 impl Tee {
     fn live(&self) -> usize {
-        self.slots.iter().filter(|s| s.writer.is_some()).count()
+        self.slots.iter().filter(|s| s.feed.is_some()).count()
     }
 
+    /// Aborts every live writer and waits for the aborts (nothing partial stays behind).
     fn abort_all(&mut self) {
-        for slot in &mut self.slots {
-            if let Some(w) = slot.writer.take() {
-                w.abort();
+        self.close_all(false);
+    }
+
+    /// Closes every live writer first, then waits for each: they commit (or abort) in
+    /// parallel, each in its own thread, so a slow or stalled destination does not hold
+    /// another's commit.
+    fn close_all(&mut self, commit: bool) {
+        for slot in &self.slots {
+            if let Some(feed) = &slot.feed {
+                feed.close(commit);
             }
+        }
+        for slot in &mut self.slots {
+            slot.wait(self.started);
         }
     }
 
+    /// Commits every live writer (see [`Tee::close_all`]).
     fn commit_all(&mut self) {
-        for slot in &mut self.slots {
-            if let Some(w) = slot.writer.take() {
-                if let Err(e) = w.commit() {
-                    slot.error = Some(e);
-                }
-            }
-        }
+        self.close_all(true);
     }
-}
 
-impl Write for Tee {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        self.size += buf.len() as u64;
+    /// Hashes `chunk` and queues it for every live destination; a destination that failed or
+    /// stalled is finished (and reported) at once. Fails when none is left.
+    fn send(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        self.hasher.update(&chunk);
+        self.size += chunk.len() as u64;
+        let shared: SharedChunk = std::sync::Arc::new(chunk);
         for slot in &mut self.slots {
-            let Some(w) = slot.writer.as_mut() else {
+            let Some(feed) = slot.feed.as_ref() else {
                 continue;
             };
-            if let Err(e) = w.write_all(buf) {
-                tracing::warn!(destination = %slot.destination, object = %self.object,
-                    error = %e, "destination failed while writing; continuing with the others");
-                if let Some(w) = slot.writer.take() {
-                    w.abort();
-                }
-                slot.error = Some(DestinationError::Io {
-                    destination: slot.destination.clone(),
-                    op: "write",
-                    object: self.object.clone(),
-                    source: e,
-                });
+            if !feed.send(shared.clone()) {
+                feed.close(false);
+                slot.wait(self.started);
             }
         }
         if self.live() == 0 {
             return Err(io::Error::other("every destination failed"));
         }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -643,7 +677,7 @@ mod tests {
     use super::*;
     use crate::crypto::{Decryption, Passphrase};
     use crate::destination::local::LocalDestination;
-    use crate::destination::ObjectInfo;
+    use crate::destination::{ObjectInfo, ObjectWriter};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Mutex;
 

@@ -4,33 +4,29 @@
 //! Failures stay where they happen: a source that fails does not stop the next one, a
 //! destination that fails does not stop the others (the original skipped every destination
 //! after the first failing one), and nothing that failed is reported as success (the original
-//! exits 0 when sources fail). The [`Report`] holds one row per source and destination; its
-//! exit code is 0 only when every row succeeded.
+//! exits 0 when sources fail). The run's result is a typed [`RunReport`]; the summary table,
+//! the exit code and the notifications are views of it. Notifiers run last (and, for
+//! `notify_on_start`, first); their failures count in the exit code but never change a
+//! source's own result.
 //!
 //! Progress: a bar with bytes and rate when stderr is a terminal; otherwise structured log
 //! lines (`-v` shows them), so cron mails stay empty unless something went wrong.
 
-use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{
-    Compression, DestinationConfig, DestinationSpec, JobConfig, Layout, Protection, SourceConfig,
-    SourceSpec,
-};
+use crate::config::{Compression, DestinationConfig, JobConfig, Layout, Protection, SourceConfig};
 use crate::crypto::{self, Encryption};
-use crate::destination::local::LocalDestination;
 use crate::destination::Destination;
 use crate::interrupt;
 use crate::naming::{self, Encoding, ObjectName, Payload, RunStamp};
+use crate::notify::{self, StartInfo};
 use crate::pipeline::{self, Plan};
+pub use crate::report::{size_description, Row, RunReport, Status};
+use crate::report::{DestinationCheck, DestinationReport, Failure, Retention, SourceReport, Stage};
 use crate::retention;
-use crate::source::folder::FolderSource;
-use crate::source::mysql::MysqlSource;
-use crate::source::pgsql::PgsqlSource;
 use crate::source::Source;
-use crate::table;
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -39,165 +35,12 @@ pub struct Options {
     pub dry_run: bool,
     /// Draw a progress bar on stderr (the CLI sets it when stderr is a terminal).
     pub progress_bar: bool,
+    /// The process's last log lines, copied into the report for the notifiers.
+    pub log_tail: Option<custos_kit::logging::LogTail>,
 }
 
-/// Outcome of one row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    /// Stored (and retention applied).
-    Ok,
-    /// `--dry-run`: reachable and usable.
-    Checked,
-    /// Failed; the message says what and where.
-    Failed(String),
-}
-
-impl Status {
-    /// Whether the row counts as success.
-    pub fn is_ok(&self) -> bool {
-        !matches!(self, Status::Failed(_))
-    }
-
-    fn word(&self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Checked => "checked",
-            Status::Failed(_) => "FAILED",
-        }
-    }
-}
-
-/// One line of the summary: a source at a destination (or a source, destination or
-/// notification on its own, shown as `-` in the other column).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    /// Source id, or `-`.
-    pub source: String,
-    /// Destination id, `notify:<type>`, or `-`.
-    pub destination: String,
-    pub status: Status,
-    /// The object name written.
-    pub object: Option<String>,
-    /// Bytes read from the source.
-    pub input_bytes: Option<u64>,
-    /// Bytes stored (the object's size).
-    pub stored_bytes: Option<u64>,
-    /// Time spent on the source (shared by its destinations: one stream feeds them all).
-    pub duration: Duration,
-    /// Copies removed by retention.
-    pub removed: Vec<String>,
-}
-
-impl Row {
-    fn new(source: &str, destination: &str, status: Status) -> Self {
-        Row {
-            source: source.to_owned(),
-            destination: destination.to_owned(),
-            status,
-            object: None,
-            input_bytes: None,
-            stored_bytes: None,
-            duration: Duration::ZERO,
-            removed: Vec::new(),
-        }
-    }
-}
-
-/// Everything a run did.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// The one timestamp of this run (the folder name of its objects).
-    pub stamp: RunStamp,
-    /// Host name for messages.
-    pub hostname: String,
-    pub dry_run: bool,
-    pub rows: Vec<Row>,
-}
-
-impl Report {
-    /// True when every row succeeded.
-    pub fn success(&self) -> bool {
-        self.rows.iter().all(|r| r.status.is_ok())
-    }
-
-    /// 0 when everything succeeded, 1 when anything failed (2, bad usage/config, is decided
-    /// before a run starts).
-    pub fn exit_code(&self) -> i32 {
-        if self.success() {
-            0
-        } else {
-            1
-        }
-    }
-
-    /// The summary table, then one line per failure with its full message.
-    pub fn table(&self) -> String {
-        let header = [
-            "SOURCE",
-            "DESTINATION",
-            "STATUS",
-            "INPUT",
-            "STORED",
-            "DURATION",
-            "RATE",
-        ];
-        let mut lines: Vec<[String; 7]> = vec![header.map(str::to_owned)];
-        for r in &self.rows {
-            let rate = match (r.input_bytes, r.duration.as_secs_f64()) {
-                (Some(b), secs) if secs > 0.0 && b > 0 => {
-                    format!("{}/s", size_description(b as f64 / secs))
-                }
-                _ => "-".to_owned(),
-            };
-            let dur = if r.duration.is_zero() {
-                "-".to_owned()
-            } else {
-                format!("{:.1}s", r.duration.as_secs_f64())
-            };
-            lines.push([
-                r.source.clone(),
-                r.destination.clone(),
-                r.status.word().to_owned(),
-                r.input_bytes
-                    .map_or("-".into(), |b| size_description(b as f64)),
-                r.stored_bytes
-                    .map_or("-".into(), |b| size_description(b as f64)),
-                dur,
-                rate,
-            ]);
-        }
-        // Numbers right-aligned, words left-aligned.
-        let mut out = table::render(&lines, &[3, 4, 5, 6]);
-        for r in &self.rows {
-            if let Status::Failed(m) = &r.status {
-                let _ = writeln!(out, "{} -> {}: {m}", r.source, r.destination);
-            }
-        }
-        let ok = self.rows.iter().filter(|r| r.status.is_ok()).count();
-        let _ = writeln!(
-            out,
-            "{}{} of {} succeeded on {} (run {})",
-            if self.dry_run { "dry run: " } else { "" },
-            ok,
-            self.rows.len(),
-            self.hostname,
-            self.stamp
-        );
-        out
-    }
-}
-
-/// The original's human size (`getSizeDescription`): `12.1 KB`, 1024-based.
-pub fn size_description(n: f64) -> String {
-    let mut n = n;
-    for unit in ["bytes", "KB", "MB", "GB", "TB"] {
-        if n < 1024.0 {
-            return format!("{n:.1} {unit}");
-        }
-        n /= 1024.0;
-    }
-    format!("{:.1} PB", n)
-}
+/// The run's result (the name callers used before it was typed).
+pub type Report = RunReport;
 
 /// A destination ready to use, or why it cannot be.
 struct Target {
@@ -207,26 +50,14 @@ struct Target {
 
 /// Builds the destination of a config entry.
 pub fn build_destination(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
-    match &d.spec {
-        DestinationSpec::Local(l) => Ok(Box::new(LocalDestination::new(&d.id, &l.path))),
-        DestinationSpec::Unsupported => Err(format!(
-            "destination '{}': type '{}' is not yet supported",
-            d.id, d.kind
-        )),
-    }
+    crate::destination::build(d)
 }
 
 /// Builds the source of a config entry.
 pub fn build_source(s: &SourceConfig) -> Result<Box<dyn Source>, String> {
-    match &s.spec {
-        SourceSpec::Folder(c) => Ok(Box::new(FolderSource::new(&s.id, &s.name, c))),
-        SourceSpec::Mysql(c) => Ok(Box::new(MysqlSource::new(&s.id, &s.name, c))),
-        SourceSpec::Pgsql(c) => Ok(Box::new(PgsqlSource::new(&s.id, &s.name, c))),
-        SourceSpec::Unsupported => Err(format!(
-            "source '{}': type '{}' is not yet supported",
-            s.id, s.kind
-        )),
-    }
+    s.spec
+        .build(&s.id, &s.name)
+        .ok_or_else(|| format!("source '{}': type '{}' is not yet supported", s.id, s.kind))
 }
 
 /// The pipeline plan of a source: layout, compression, encryption keys (recipients are
@@ -278,8 +109,8 @@ pub fn build_plan(s: &SourceConfig) -> Result<Plan, String> {
     Ok(plan)
 }
 
-/// Runs (or with `dry_run` checks) the whole job.
-pub fn run(job: &JobConfig, options: &Options) -> Report {
+/// Runs (or with `dry_run` checks) the whole job, then reports it to the notifiers.
+pub fn run(job: &JobConfig, options: &Options) -> RunReport {
     let hostname = job.hostname();
     tracing::info!(
         file = %job.file.display(),
@@ -301,53 +132,68 @@ pub fn run(job: &JobConfig, options: &Options) -> Report {
         free_stamp(job, &targets)
     };
     tracing::info!(run = %stamp, "run stamp");
-    let mut rows = Vec::new();
+    let mut report = RunReport::new(stamp, hostname, options.dry_run);
+    let started = if options.dry_run {
+        Vec::new()
+    } else {
+        let infos: Vec<StartInfo> = job
+            .sources
+            .iter()
+            .map(|s| StartInfo {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                kind: s.kind.clone(),
+            })
+            .collect();
+        notify::start(&job.notifications, &report.hostname, &infos)
+    };
     if options.dry_run {
         for t in &targets {
-            let status = match &t.built {
-                Ok(d) => match d.check() {
-                    Ok(()) => Status::Checked,
-                    Err(e) => Status::Failed(e.to_string()),
-                },
-                Err(m) => Status::Failed(m.clone()),
+            let result = match &t.built {
+                Ok(d) => d
+                    .check()
+                    .map_err(|e| Failure::from_destination(Stage::Check, &e)),
+                Err(m) => Err(Failure::new(Stage::Setup, m.clone(), false)),
             };
-            log_row("-", &t.config.id, &status);
-            rows.push(Row::new("-", &t.config.id, status));
+            log_result("-", &t.config.id, &result);
+            report.checks.push(DestinationCheck {
+                id: t.config.id.clone(),
+                result,
+            });
         }
     }
     for s in &job.sources {
-        if let Some(sig) = interrupt::received() {
-            let status = Status::Failed(format!("not run: interrupted by signal {sig}"));
-            log_row(&s.id, "-", &status);
-            rows.push(Row::new(&s.id, "-", status));
-            continue;
-        }
-        if options.dry_run {
-            let status = check_source(s);
-            log_row(&s.id, "-", &status);
-            rows.push(Row::new(&s.id, "-", status));
+        let r = if let Some(sig) = interrupt::received() {
+            let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
+            r.failure = Some(Failure::new(
+                Stage::Source,
+                format!("not run: interrupted by signal {sig}"),
+                true,
+            ));
+            if let Some(f) = &r.failure {
+                log_result(&s.id, "-", &Err(f.clone()));
+            }
+            r
+        } else if options.dry_run {
+            check_source(s)
         } else {
-            rows.extend(run_source(s, &targets, stamp, options));
-        }
+            run_source(s, &targets, stamp, options)
+        };
+        report.sources.push(r);
     }
-    for n in &job.notifications {
-        let label = format!("notify:{}", n.id.as_deref().unwrap_or(&n.kind));
-        let status = Status::Failed(format!(
-            "notification type '{}' is not yet supported",
-            n.kind
-        ));
-        log_row("-", &label, &status);
-        rows.push(Row::new("-", &label, status));
+    report.ended = std::time::SystemTime::now();
+    if let Some(t) = &options.log_tail {
+        report.log_tail = t.lines();
     }
-    let report = Report {
-        stamp,
-        hostname,
-        dry_run: options.dry_run,
-        rows,
-    };
+    if !options.dry_run {
+        // Interrupted: still report the failure, but quickly.
+        let cap = interrupt::received().map(|_| Duration::from_secs(5));
+        report.notifications = notify::finish(&job.notifications, &report, started, cap);
+    }
     tracing::info!(
         run = %report.stamp,
-        ok = report.success(),
+        ok = report.backups_succeeded(),
+        notifications_ok = report.notifications_succeeded(),
         "job finished"
     );
     report
@@ -390,74 +236,57 @@ fn free_stamp(job: &JobConfig, targets: &[Target]) -> RunStamp {
     stamp
 }
 
-fn log_row(source: &str, destination: &str, status: &Status) {
-    match status {
-        Status::Failed(m) => {
-            tracing::error!(source, destination, "{m}")
-        }
-        s => tracing::info!(source, destination, status = s.word(), "done"),
+fn log_result(source: &str, destination: &str, result: &Result<(), Failure>) {
+    match result {
+        Err(f) => tracing::error!(
+            source,
+            destination,
+            stage = f.stage.as_str(),
+            retryable = f.retryable,
+            "{}",
+            f.message
+        ),
+        Ok(()) => tracing::info!(source, destination, "ok"),
     }
 }
 
-fn check_source(s: &SourceConfig) -> Status {
-    let source = match build_source(s) {
-        Ok(src) => src,
-        Err(m) => return Status::Failed(m),
-    };
-    if let Err(m) = build_plan(s) {
-        return Status::Failed(m);
-    }
-    match source.check() {
-        Ok(()) => Status::Checked,
-        Err(e) => Status::Failed(format!("source '{}': {e}", s.id)),
-    }
+fn check_source(s: &SourceConfig) -> SourceReport {
+    let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
+    let result = build_source(s)
+        .map_err(|m| Failure::new(Stage::Setup, m, false))
+        .and_then(|source| {
+            build_plan(s).map_err(|m| Failure::new(Stage::Setup, m, false))?;
+            source
+                .check()
+                .map_err(|e| Failure::from_source(Stage::Check, &format!("source '{}'", s.id), &e))
+        });
+    log_result(&s.id, "-", &result);
+    r.failure = result.err();
+    r.ended = std::time::SystemTime::now();
+    r
 }
 
-/// Streams one source to every usable destination; one row per destination.
+/// Streams one source to every usable destination, then applies retention where the copy
+/// was stored.
 fn run_source(
     s: &SourceConfig,
     targets: &[Target],
     stamp: RunStamp,
     options: &Options,
-) -> Vec<Row> {
-    let started = Instant::now();
-    let mut rows: Vec<Row> = Vec::new();
-    // Destinations that cannot be built fail for this source; the rest get the stream.
+) -> SourceReport {
+    let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
     let usable: Vec<&Target> = targets.iter().filter(|t| t.built.is_ok()).collect();
-    for t in targets {
-        if let Err(m) = &t.built {
-            rows.push(Row::new(&s.id, &t.config.id, Status::Failed(m.clone())));
-        }
-    }
-    let fail_all = |rows: &mut Vec<Row>, message: String| {
-        for t in &usable {
-            rows.push(Row::new(
-                &s.id,
-                &t.config.id,
-                Status::Failed(message.clone()),
-            ));
-        }
-        if usable.is_empty() {
-            rows.push(Row::new(&s.id, "-", Status::Failed(message)));
-        }
-    };
-    if usable.is_empty() {
-        for r in &rows {
-            log_row(&r.source, &r.destination, &r.status);
-        }
-        return rows;
-    }
     let prepared = build_source(s).and_then(|src| Ok((src, build_plan(s)?)));
     let (source, plan) = match prepared {
         Ok(p) => p,
         Err(m) => {
-            fail_all(&mut rows, m);
-            for r in &rows {
-                log_row(&r.source, &r.destination, &r.status);
-            }
-            return rows;
+            r.failure = Some(Failure::new(Stage::Setup, m, false));
+            return finish_source(r, targets);
         }
     };
+    if usable.is_empty() {
+        return finish_source(r, targets);
+    }
     let object = ObjectName {
         source_id: s.id.clone(),
         stamp,
@@ -480,6 +309,7 @@ fn run_source(
         }
     }
 
+    let context = format!("source '{}'", s.id);
     let outcome = match source.open() {
         Ok(mut stream) => {
             if let Some(secs) = s.timeout {
@@ -494,73 +324,134 @@ fn run_source(
             let result = pipeline::run(stream, &plan, &object, &dests, Some(&cb));
             progress.finish();
             result.map_err(|e| match interrupt::received() {
-                Some(sig) => format!("source '{}': interrupted by signal {sig}: {e}", s.id),
-                None => format!("source '{}': {e}", s.id),
+                Some(sig) => {
+                    let mut f = Failure::from_pipeline(&context, &e);
+                    f.message = format!("{context}: interrupted by signal {sig}: {e}");
+                    f.retryable = true;
+                    f
+                }
+                None => Failure::from_pipeline(&context, &e),
             })
         }
-        Err(e) => Err(format!("source '{}': {e}", s.id)),
+        Err(e) => Err(Failure::from_source(Stage::Source, &context, &e)),
     };
-    let duration = started.elapsed();
     match outcome {
-        Err(m) => fail_all(&mut rows, m),
+        Err(f) => r.failure = Some(f),
         Ok(out) => {
+            r.object = Some(out.object.clone());
+            r.input_bytes = Some(out.source_bytes);
+            r.stored_bytes = Some(out.size);
+            r.sha256 = Some(out.sha256.clone());
+            r.dump = out.dump;
             for d in &out.destinations {
-                let mut row = Row::new(&s.id, &d.destination, Status::Ok);
-                row.object = Some(out.object.clone());
-                row.input_bytes = Some(out.source_bytes);
-                row.stored_bytes = Some(out.size);
-                row.duration = duration;
-                match &d.result {
-                    Err(e) => row.status = Status::Failed(e.to_string()),
-                    Ok(()) if interrupt::received().is_some() => {}
-                    Ok(()) => {
-                        // Retention only where this run's copy is safely stored.
-                        if let Some(t) = usable.iter().find(|t| t.config.id == d.destination) {
-                            if let Ok(dest) = &t.built {
-                                match retention::apply(
-                                    dest.as_ref(),
-                                    &s.id,
-                                    &t.config.retention,
-                                    SystemTime::now(),
-                                    Some(&stamp.to_string()),
-                                ) {
-                                    Ok(applied) => {
-                                        warn_future(&s.id, &t.config.id, &applied.future);
-                                        row.removed = applied.removed;
-                                    }
-                                    Err(e) => {
-                                        row.status = Status::Failed(format!(
-                                            "stored, but retention failed: {e}"
-                                        ))
-                                    }
-                                }
-                            }
+                let mut dr = DestinationReport {
+                    id: d.destination.clone(),
+                    upload: d.upload,
+                    result: d
+                        .result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| Failure::from_destination(Stage::Upload, e)),
+                    retention: None,
+                };
+                // Retention only where this run's copy is safely stored, and not once a
+                // signal asked the run to stop.
+                if dr.result.is_ok() && interrupt::received().is_none() {
+                    if let Some(t) = usable.iter().find(|t| t.config.id == d.destination) {
+                        if let Ok(dest) = &t.built {
+                            dr.retention = Some(apply_retention(dest.as_ref(), &s.id, t, stamp));
                         }
                     }
                 }
-                rows.push(row);
+                r.destinations.push(dr);
             }
         }
     }
-    for r in &rows {
-        match &r.status {
-            Status::Failed(m) => {
-                tracing::error!(source = %r.source, destination = %r.destination, "{m}")
-            }
-            st => tracing::info!(
-                source = %r.source,
-                destination = %r.destination,
-                status = st.word(),
+    finish_source(r, targets)
+}
+
+fn apply_retention(
+    dest: &dyn Destination,
+    source_id: &str,
+    t: &Target,
+    stamp: RunStamp,
+) -> Result<Retention, Failure> {
+    // Lists even without a policy: the count of good copies is reported (the original's
+    // push always said 0).
+    retention::apply(
+        dest,
+        source_id,
+        &t.config.retention,
+        SystemTime::now(),
+        Some(&stamp.to_string()),
+    )
+    .map(|a| {
+        warn_future(source_id, &t.config.id, &a.future);
+        Retention {
+            removed: a.removed,
+            retained_good: a.retained_good,
+        }
+    })
+    .map_err(|e| {
+        let mut f = Failure::from_destination(Stage::Retention, &e);
+        f.message = format!("stored, but retention failed: {}", f.message);
+        f
+    })
+}
+
+/// Fills in the destinations that got nothing (could not be built, or the source failed),
+/// stamps the end, logs each outcome.
+fn finish_source(mut r: SourceReport, targets: &[Target]) -> SourceReport {
+    for t in targets {
+        if r.destinations.iter().any(|d| d.id == t.config.id) {
+            continue;
+        }
+        let f = match (&t.built, &r.failure) {
+            (Err(m), _) => Failure::new(Stage::Setup, m.clone(), false),
+            (Ok(_), Some(f)) => f.clone(),
+            (Ok(_), None) => continue,
+        };
+        r.destinations
+            .push(DestinationReport::failed(&t.config.id, f));
+    }
+    // Config order, whatever order the outcomes came in.
+    r.destinations.sort_by_key(|d| {
+        targets
+            .iter()
+            .position(|t| t.config.id == d.id)
+            .unwrap_or(usize::MAX)
+    });
+    r.ended = SystemTime::now();
+    if r.destinations.is_empty() {
+        if let Some(f) = &r.failure {
+            log_result(&r.id, "-", &Err(f.clone()));
+        }
+    }
+    for d in &r.destinations {
+        match d.failure() {
+            Some(f) => tracing::error!(
+                source = %r.id,
+                destination = %d.id,
+                stage = f.stage.as_str(),
+                retryable = f.retryable,
+                "{}",
+                f.message
+            ),
+            None => tracing::info!(
+                source = %r.id,
+                destination = %d.id,
                 object = r.object.as_deref().unwrap_or("-"),
                 input_bytes = r.input_bytes.unwrap_or(0),
                 stored_bytes = r.stored_bytes.unwrap_or(0),
-                seconds = format_args!("{:.2}", r.duration.as_secs_f64()),
-                removed = r.removed.len(),
+                sha256 = r.sha256.as_deref().unwrap_or("-"),
+                dump_seconds = format_args!("{:.2}", r.dump.as_secs_f64()),
+                upload_seconds = format_args!("{:.2}", d.upload.as_secs_f64()),
+                removed = d.retention.as_ref().and_then(|x| x.as_ref().ok()).map_or(0, |x| x.removed.len()),
                 "stored"
             ),
         }
     }
-    rows
+    r
 }
 
 /// Copies dated in the future: retention leaves them alone and restore skips them unless

@@ -1,6 +1,14 @@
 //! Logging setup shared by all binaries: human-readable lines on stderr, or journald.
 
-use tracing_subscriber::{filter::EnvFilter, prelude::*};
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::{prelude::*, Layer};
 
 /// Installs the global subscriber.
 ///
@@ -15,13 +23,21 @@ pub fn init(debug: bool, journal: bool) {
 /// whose original is silent unless asked (a cron job mails whatever it prints, so `backup`
 /// logs only warnings unless `-v`/`-d`). `RUST_LOG` still overrides it.
 pub fn init_level(default: &str, journal: bool) {
+    init_with_tail(default, journal, None);
+}
+
+/// Like [`init_level`], and also keeps the last lines at info level or above in `tail`
+/// whatever the printed level (a dead-man's switch ping carries them even when a quiet cron
+/// run printed nothing).
+pub fn init_with_tail(default: &str, journal: bool, tail: Option<LogTail>) {
+    let tail = tail.map(|t| t.with_filter(LevelFilter::INFO));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     if journal {
         match tracing_journald::layer() {
             Ok(layer) => {
                 let _ = tracing_subscriber::registry()
-                    .with(filter)
-                    .with(layer)
+                    .with(tail)
+                    .with(layer.with_filter(filter))
                     .try_init();
                 return;
             }
@@ -34,7 +50,91 @@ pub fn init_level(default: &str, journal: bool) {
         .with_writer(std::io::stderr)
         .with_target(default == "debug" || default == "trace");
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(tail)
+        .with(fmt.with_filter(filter))
         .try_init();
+}
+
+/// The last log lines of this process (`LEVEL target: message key=value ...`), bounded.
+#[derive(Clone, Debug)]
+pub struct LogTail {
+    lines: Arc<Mutex<VecDeque<String>>>,
+    keep: usize,
+}
+
+impl LogTail {
+    /// Keeps the last `keep` lines.
+    pub fn new(keep: usize) -> Self {
+        LogTail {
+            lines: Arc::new(Mutex::new(VecDeque::with_capacity(keep))),
+            keep,
+        }
+    }
+
+    /// The lines kept, oldest first.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn push(&self, line: String) {
+        if let Ok(mut l) = self.lines.lock() {
+            if l.len() == self.keep {
+                l.pop_front();
+            }
+            l.push_back(line);
+        }
+    }
+}
+
+/// Collects an event's message and fields into one line.
+struct Line(String);
+
+impl Visit for Line {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, " {value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            let _ = write!(self.0, " {value}");
+        } else {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for LogTail {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut line = Line(format!("{:>5}", event.metadata().level().as_str()));
+        event.record(&mut line);
+        self.push(line.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_keeps_the_last_lines_with_their_fields() {
+        let tail = LogTail::new(2);
+        let sub = tracing_subscriber::registry().with(tail.clone().with_filter(LevelFilter::INFO));
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!("one");
+            tracing::debug!("not kept");
+            tracing::warn!(source = "www", "two");
+            tracing::error!(code = 2, "three {}", 3);
+        });
+        assert_eq!(
+            tail.lines(),
+            [" WARN two source=www", "ERROR three 3 code=2"]
+        );
+    }
 }

@@ -195,7 +195,7 @@ fn unknown_keys_at_root_and_in_common_parts_are_collected() {
 }
 
 #[test]
-fn complete_example_with_db_keys_parses_and_s3_waits_for_its_issue() {
+fn complete_example_with_db_keys_parses_with_its_s3_destination() {
     let fixed = COMPLETE_EXAMPLE.replace(
         r#""name": "Live server database",
       "path": "/data","#,
@@ -209,12 +209,19 @@ fn complete_example_with_db_keys_parses_and_s3_waits_for_its_issue() {
     assert_eq!(job.sources.len(), 3);
     assert_eq!(job.trailing_commas, vec![33]);
     assert!(matches!(job.sources[2].spec, SourceSpec::Mysql(_)));
-    assert!(matches!(
-        job.destinations[0].spec,
-        DestinationSpec::Unsupported
-    ));
+    let DestinationSpec::S3(s3) = &job.destinations[0].spec else {
+        panic!("{:?}", job.destinations[0].spec)
+    };
+    assert_eq!(s3.bucket, "mybucketnamehere");
+    assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(s3.endpoint_url, None);
+    let cred = s3.credentials.as_ref().expect("credentials");
+    assert_eq!(cred.aws_access_key_id, "YOUR_ACCESS_KEY_ID");
+    assert_eq!(
+        cred.aws_secret_access_key.expose(),
+        "YOUR_SECRET_ACCESS_KEY"
+    );
     assert_eq!(job.destinations[0].kind, "s3");
-    // The secret-bearing keys of the unsupported entry still count.
     assert!(job.holds_secrets);
     let debug = format!("{job:?}");
     for secret in [
@@ -434,6 +441,81 @@ fn handlers_left_to_later_issues_parse_as_unsupported() {
     let kinds: Vec<_> = job.notifications.iter().map(|n| n.kind.as_str()).collect();
     assert_eq!(kinds, ["flagfile", "slack", "elasticsearch"]);
     assert_eq!(job.notifications[2].id.as_deref(), Some("logging"));
+}
+
+/// The original's minio example becomes the same store as `s3` with an `endpoint_url`;
+/// a scheme in `endpoint` or a bad `endpoint_url` is refused naming the key.
+#[test]
+fn minio_translates_to_s3_and_endpoints_are_checked() {
+    let job = parse_ok(
+        r#"{"sources": [{"id": "a", "type": "folder", "path": "/a", "passphrase": "p"}],
+  "destinations": [
+    {"id": "minio-backup", "type": "minio", "endpoint": "nyc3.digitaloceanspaces.com",
+     "bucket": "my-backup-bucket", "secure": true,
+     "credentials": {"access_key": "AK", "secret_key": "SK-minio"},
+     "retention_copies": 5, "retention_days": 30, "stall_timeout": 60,
+     "upload_rate_limit": 1048576},
+    {"id": "local-minio", "type": "minio", "endpoint": "localhost:9000", "bucket": "b",
+     "secure": false, "credentials": {"access_key": "AK", "secret_key": "SK"}},
+    {"id": "wasabi", "type": "s3", "bucket": "b", "region": "eu-central-1",
+     "endpoint_url": "https://s3.wasabisys.com"}
+  ]}"#,
+    );
+    let s3 = |i: usize| match &job.destinations[i].spec {
+        DestinationSpec::S3(c) => c.clone(),
+        DestinationSpec::Minio(m) => m.to_s3(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        s3(0).endpoint_url.as_deref(),
+        Some("https://nyc3.digitaloceanspaces.com")
+    );
+    assert_eq!(s3(0).bucket, "my-backup-bucket");
+    assert_eq!(
+        s3(0)
+            .credentials
+            .expect("credentials")
+            .aws_secret_access_key
+            .expose(),
+        "SK-minio"
+    );
+    assert_eq!(
+        job.destinations[0].retention,
+        RetentionPolicy {
+            copies: 5,
+            days: 30
+        }
+    );
+    assert_eq!(job.destinations[0].stall_timeout, Some(60));
+    assert_eq!(job.destinations[0].upload_rate_limit, Some(1 << 20));
+    assert_eq!(job.destinations[0].kind, "minio");
+    assert_eq!(s3(1).endpoint_url.as_deref(), Some("http://localhost:9000"));
+    assert!(s3(2).credentials.is_none(), "the AWS chain is used");
+    assert!(!format!("{job:?}").contains("SK-minio"));
+
+    let bad = |dest: &str| {
+        parse_err(&format!(
+            r#"{{"sources": [{{"id": "a", "type": "folder", "path": "/a", "passphrase": "p"}}],
+  "destinations": [{dest}]}}"#
+        ))
+        .to_string()
+    };
+    let e = bad(
+        r#"{"id": "m", "type": "minio", "endpoint": "http://h:9000", "bucket": "b",
+        "credentials": {"access_key": "a", "secret_key": "s"}}"#,
+    );
+    assert!(e.contains("destinations[0].endpoint:"), "{e}");
+    let e = bad(r#"{"id": "s", "type": "s3", "bucket": "b", "endpoint_url": "s3.example.org"}"#);
+    assert!(e.contains("destinations[0].endpoint_url:"), "{e}");
+    // A chunk must go out well within the stall timeout: 2 MiB in 60 s is 34952 bytes/s.
+    let e = bad(
+        r#"{"id": "s", "type": "s3", "bucket": "b", "stall_timeout": 60,
+        "upload_rate_limit": 30000}"#,
+    );
+    assert!(e.contains("destinations[0].upload_rate_limit"), "{e}");
+    assert!(e.contains("at least 34952"), "{e}");
+    let e = bad(r#"{"id": "s", "type": "s3", "bucket": "a/b"}"#);
+    assert!(e.contains("destinations[0].bucket"), "{e}");
 }
 
 #[test]

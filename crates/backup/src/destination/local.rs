@@ -23,7 +23,39 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use serde::Deserialize;
+
 use super::{Destination, DestinationError, ObjectInfo, ObjectWriter};
+use crate::config::{Invalid, Validate};
+
+/// `type: local`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// `path`: objects go to `{path}/{source id}/{timestamp}/{file}`.
+    pub path: PathBuf,
+}
+
+impl LocalConfig {
+    /// The destination this config describes (a local write never stalls for long: the
+    /// stall timeout is the pipeline's business only).
+    pub fn build(
+        &self,
+        id: &str,
+        _stall: std::time::Duration,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
+        Ok(Box::new(LocalDestination::new(id, &self.path)))
+    }
+}
+
+impl Validate for LocalConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.path.as_os_str().is_empty() {
+            return Err(Invalid::new("path", "", "must not be empty"));
+        }
+        Ok(())
+    }
+}
 
 /// Marker in temporary file names; listings skip these files.
 const PARTIAL_MARKER: &str = ".partial-";

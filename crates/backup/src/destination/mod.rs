@@ -1,12 +1,23 @@
 //! Destinations: where objects are written, listed, read back and deleted.
 //!
-//! The remote-destinations issue implements [`Destination`] for S3, GCS, B2, Samba, Dropbox,
-//! Google Drive; the engine (pipeline, retention, restore, verify) only sees this trait.
+//! The engine (pipeline, retention, restore, verify) only sees the [`Destination`] trait; each
+//! type owns its object layout behind it. Each type's module holds its config, its checks and
+//! its construction; the `destination_types!` list below is the one place that maps `type` to
+//! a module. [`build`] wraps every destination in the shared retry layer
+//! ([`retry::Retrying`]); remote stores with async clients run on the one process-wide runtime
+//! in [`runtime`].
 
 use std::io::{Read, Write};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use custos_kit::config::ConfigError;
+
+use crate::config::{DestinationConfig, Entry, Invalid, Validate};
 
 pub mod local;
+pub mod retry;
+pub mod runtime;
+pub mod s3;
 
 /// A destination operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +35,50 @@ pub enum DestinationError {
         destination: String,
         message: String,
     },
+    /// A remote store answered with an error or could not be reached.
+    #[error("{destination}: {op} {object}: {message}")]
+    Store {
+        destination: String,
+        op: &'static str,
+        object: String,
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+/// What kind of failure: restore and retention tell "gone" from "network down" by it, and
+/// only [`ErrorKind::Transient`] failures are retried ([`retry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The object (or bucket) does not exist.
+    NotFound,
+    /// Credentials missing, wrong or not allowed to do this.
+    Auth,
+    /// Worth trying again: connection refused or dropped, timeout, 5xx, throttling.
+    Transient,
+    /// Anything else; retrying will not help.
+    Other,
+}
+
+impl DestinationError {
+    /// The kind of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DestinationError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => ErrorKind::Auth,
+                std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::Interrupted => ErrorKind::Transient,
+                _ => ErrorKind::Other,
+            },
+            DestinationError::Other { .. } => ErrorKind::Other,
+            DestinationError::Store { kind, .. } => *kind,
+        }
+    }
 }
 
 /// One stored object as listed.
@@ -67,4 +122,102 @@ pub trait Destination: Send + Sync {
     fn remove_abandoned(&self, _prefix: &str) -> Result<Vec<String>, DestinationError> {
         Ok(Vec::new())
     }
+    /// How long the pipeline waits for this destination to take the next chunk (or commit)
+    /// before it gives up on it, and only it: a stalled upload must not hold the others.
+    fn stall_timeout(&self) -> Duration {
+        DEFAULT_STALL_TIMEOUT
+    }
+    /// Average bytes per second to write at (`upload_rate_limit`); `None`: as fast as it goes.
+    fn upload_rate_limit(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Default of the `stall_timeout` destination key.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Builds the destination of a config entry, wrapped in the shared retry layer; a type not
+/// implemented yet (or a store that cannot be set up) comes back as a message for the report.
+pub fn build(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
+    let stall = d
+        .stall_timeout
+        .map_or(DEFAULT_STALL_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
+    let inner = d
+        .spec
+        .build(&d.id, stall)
+        .ok_or_else(|| {
+            format!(
+                "destination '{}': type '{}' is not yet supported",
+                d.id, d.kind
+            )
+        })?
+        .map_err(|e| e.to_string())?;
+    Ok(Box::new(retry::Retrying::new(
+        inner,
+        retry::Policy::default(),
+        stall,
+        d.upload_rate_limit.map(u64::from),
+    )))
+}
+
+/// Declares [`DestinationSpec`] from the list of `"type" => Variant(module)`: each module has
+/// a `Config` (deserializable, [`Validate`]) whose `build(id)` makes its [`Destination`].
+macro_rules! destination_types {
+    ($($kind:literal => $variant:ident($config:ty)),* $(,)?) => {
+        /// The type-specific part of a destination: the config of its type.
+        #[derive(Debug, Clone)]
+        pub enum DestinationSpec {
+            $($variant($config),)*
+            /// A type the original has and custos will implement later: fails at run time.
+            Unsupported,
+        }
+
+        impl DestinationSpec {
+            /// The types implemented.
+            pub const TYPES: &'static [&'static str] = &[$($kind),*];
+
+            /// Parses the keys of `kind`; `None` for a type nobody knows.
+            pub fn parse(
+                kind: &str,
+                entry: Entry<'_>,
+            ) -> Option<Result<DestinationSpec, ConfigError>> {
+                match kind {
+                    $($kind => Some(entry.take().map(DestinationSpec::$variant)),)*
+                    k if Self::LATER.contains(&k) => Some(Ok(DestinationSpec::Unsupported)),
+                    _ => None,
+                }
+            }
+
+            /// The type's own checks.
+            pub fn validate(&self) -> Result<(), Invalid> {
+                match self {
+                    $(DestinationSpec::$variant(c) => c.validate(),)*
+                    DestinationSpec::Unsupported => Ok(()),
+                }
+            }
+
+            /// The destination; `None` for a type not implemented yet.
+            pub fn build(
+                &self,
+                id: &str,
+                stall: Duration,
+            ) -> Option<Result<Box<dyn Destination>, DestinationError>> {
+                match self {
+                    $(DestinationSpec::$variant(c) => Some(c.build(id, stall)),)*
+                    DestinationSpec::Unsupported => None,
+                }
+            }
+        }
+    };
+}
+
+destination_types! {
+    "local" => Local(local::LocalConfig),
+    "s3" => S3(s3::S3Config),
+    "minio" => Minio(s3::MinioConfig),
+}
+
+impl DestinationSpec {
+    /// Types of the original that custos does not implement yet.
+    pub const LATER: &'static [&'static str] = &["gs", "b2", "samba", "dropbox", "gdrive"];
 }

@@ -18,7 +18,47 @@ use std::process::Command;
 
 use super::process::{describe, ChildStream, Verdict};
 use super::{Source, SourceError, SourceStream};
-use crate::config::FolderConfig;
+use serde::Deserialize;
+
+use crate::config::{Invalid, Validate};
+
+/// `type: folder`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderConfig {
+    /// `path`: the file or folder to archive; members are `./<basename>/...`.
+    pub path: PathBuf,
+    /// `excludes`: GNU tar `--exclude` patterns.
+    #[serde(default, deserialize_with = "crate::config::null_as_default")]
+    pub excludes: Vec<String>,
+    /// custos `sudo`: run `sudo -n tar` (the original's deployment: a `backups` user with a
+    /// sudoers line for tar) instead of `tar`.
+    #[serde(default)]
+    pub sudo: bool,
+}
+
+impl FolderConfig {
+    /// The source this config describes.
+    pub fn build(&self, id: &str, name: &str) -> Box<dyn Source> {
+        Box::new(FolderSource::new(id, name, self))
+    }
+}
+
+impl Validate for FolderConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.path.as_os_str().is_empty() {
+            return Err(Invalid::new("path", "", "must not be empty"));
+        }
+        if let Some(i) = self.excludes.iter().position(|e| e.is_empty()) {
+            return Err(Invalid::new(
+                &format!("excludes[{i}]"),
+                "",
+                "an empty pattern would match nothing useful",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// A folder (or single file) archived with GNU tar.
 #[derive(Debug, Clone)]

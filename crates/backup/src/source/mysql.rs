@@ -11,12 +11,68 @@
 //! all, `--all-databases`.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::process::{describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
-use crate::config::MysqlConfig;
+use serde::Deserialize;
+
+use crate::config::{no_newline, Invalid, Secret, Validate};
+
+/// `type: mysql`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlConfig {
+    /// `dbhost` (absent: mysqldump's default, the local socket).
+    #[serde(default)]
+    pub dbhost: Option<String>,
+    /// custos `dbport`.
+    #[serde(default, deserialize_with = "crate::config::port")]
+    pub dbport: Option<u16>,
+    /// `dbuser`.
+    #[serde(default)]
+    pub dbuser: Option<String>,
+    /// `dbpass`.
+    #[serde(default)]
+    pub dbpass: Option<Secret>,
+    /// `dbname`: one name, several separated by spaces, or a list; none = `--all-databases`.
+    #[serde(default, deserialize_with = "crate::config::names")]
+    pub dbname: Vec<String>,
+    /// `defaults`: an existing option file used instead of the generated one (then `dbuser`
+    /// and `dbpass` are ignored, as in the original).
+    #[serde(default)]
+    pub defaults: Option<PathBuf>,
+    /// `options`: extra mysqldump options, one string split at spaces (or a list).
+    #[serde(default, deserialize_with = "crate::config::words")]
+    pub options: Vec<String>,
+    /// `noevents`: do not pass `--events`.
+    #[serde(default, deserialize_with = "crate::config::truthy")]
+    pub noevents: bool,
+}
+
+impl MysqlConfig {
+    /// The source this config describes.
+    pub fn build(&self, id: &str, name: &str) -> Box<dyn Source> {
+        Box::new(MysqlSource::new(id, name, self))
+    }
+}
+
+impl Validate for MysqlConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Some(p) = &self.dbpass {
+            no_newline("dbpass", p)?;
+        }
+        if let Some(o) = self.options.iter().find(|o| o.starts_with("--defaults")) {
+            return Err(Invalid::new(
+                "options",
+                o,
+                "use the \"defaults\" key: --defaults* must be mysqldump's first argument",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// A MySQL/MariaDB dump.
 #[derive(Debug, Clone)]

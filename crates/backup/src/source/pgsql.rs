@@ -11,7 +11,56 @@ use std::process::Command;
 
 use super::process::{describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
-use crate::config::PgsqlConfig;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::config::{no_newline, Invalid, Secret, Validate};
+
+/// `type: pgsql`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgsqlConfig {
+    /// `dbhost` (absent: libpq's default, the local socket).
+    #[serde(default)]
+    pub dbhost: Option<String>,
+    /// custos `dbport`.
+    #[serde(default, deserialize_with = "crate::config::port")]
+    pub dbport: Option<u16>,
+    /// `dbuser`.
+    #[serde(default)]
+    pub dbuser: Option<String>,
+    /// `dbpass`.
+    #[serde(default)]
+    pub dbpass: Option<Secret>,
+    /// `dbname`.
+    pub dbname: String,
+    /// `defaults`: an existing pgpass file used instead of the generated one.
+    #[serde(default)]
+    pub defaults: Option<PathBuf>,
+    /// custos `options`: extra pg_dump options, one string split at spaces (or a list).
+    #[serde(default, deserialize_with = "crate::config::words")]
+    pub options: Vec<String>,
+}
+
+impl PgsqlConfig {
+    /// The source this config describes.
+    pub fn build(&self, id: &str, name: &str) -> Box<dyn Source> {
+        Box::new(PgsqlSource::new(id, name, self))
+    }
+}
+
+impl Validate for PgsqlConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.dbname.is_empty() {
+            return Err(Invalid::new("dbname", "", "must not be empty"));
+        }
+        if let Some(p) = &self.dbpass {
+            no_newline("dbpass", p)?;
+        }
+        Ok(())
+    }
+}
 
 /// A PostgreSQL dump.
 #[derive(Debug, Clone)]

@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod notify;
+pub mod receiver;
+
 /// Default deadline for one `backup` invocation in tests.
 pub const RUN_DEADLINE: Duration = Duration::from_secs(120);
 

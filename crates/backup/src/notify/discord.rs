@@ -1,0 +1,52 @@
+//! `discord`: a message to a Discord webhook (`url`), JSON `{content}` as the webhook API
+//! documents.
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::{self, Request, SecretUrl};
+use super::{Context, Delivery, Events, Notifier, StartInfo, Validate};
+use crate::report::RunReport;
+
+/// `type: discord`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discord {
+    /// `url`: the webhook URL (its path holds the webhook token).
+    pub url: SecretUrl,
+}
+
+impl Discord {
+    fn post(&self, ctx: &Context<'_>, text: &str) -> Result<(), super::NotifyError> {
+        // Discord rejects content over 2000 characters.
+        let content: String = text.chars().take(2000).collect();
+        http::send(
+            ctx.client()?,
+            ctx.timeout,
+            Request::json(
+                Method::POST,
+                self.url.0.clone(),
+                &json!({ "content": content }),
+            ),
+        )
+    }
+}
+
+impl Validate for Discord {}
+
+impl Notifier for Discord {
+    fn default_events(&self) -> Events {
+        Events::NONE
+    }
+
+    fn start(&self, ctx: &Context<'_>, hostname: &str, sources: &[StartInfo]) -> Delivery {
+        Delivery::per_start(sources, |s| self.post(ctx, &super::start_text(s, hostname)))
+    }
+
+    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+        Delivery::per_source(report, ctx.events, |s| {
+            self.post(ctx, &super::outcome_text(s, &report.hostname))
+        })
+    }
+}

@@ -1,0 +1,328 @@
+//! The HTTP side of notifiers: one blocking rustls client per run, requests with a
+//! per-notifier timeout, and errors that never show a URL's secret parts.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use reqwest::{Method, Url};
+use serde::{Deserialize, Deserializer};
+
+use crate::config::Secret;
+
+/// A notification could not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The client could not be set up (TLS roots).
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+    /// No answer: refused, unreachable, timed out, TLS failed.
+    #[error("{endpoint}: {detail}")]
+    Transport {
+        /// `scheme://host:port` only.
+        endpoint: String,
+        detail: String,
+        timeout: bool,
+    },
+    /// The server answered with an error status.
+    #[error("{endpoint}: HTTP {status}{body}")]
+    Status {
+        endpoint: String,
+        status: u16,
+        /// `: ` and the start of the response body, when there is one.
+        body: String,
+    },
+    /// Sending mail failed.
+    #[error("SMTP {server}: {detail}")]
+    Smtp {
+        server: String,
+        detail: String,
+        transient: bool,
+    },
+    /// Writing a file failed.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl NotifyError {
+    /// Whether trying again later may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            NotifyError::Setup(_) => false,
+            NotifyError::Transport { .. } => true,
+            NotifyError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            NotifyError::Smtp { transient, .. } => *transient,
+            NotifyError::File { source, .. } => crate::report::io_retryable(source),
+        }
+    }
+}
+
+/// A URL whose path, query and user info may hold secrets (webhook tokens, bot tokens,
+/// ping UUIDs): `Debug` and [`SecretUrl::endpoint`] show only `scheme://host:port`.
+#[derive(Clone)]
+pub struct SecretUrl(pub Url);
+
+impl SecretUrl {
+    /// `scheme://host:port`, safe for logs and errors.
+    pub fn endpoint(&self) -> String {
+        endpoint(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/<secret>", self.endpoint())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let url = Url::parse(s.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "not a URL ({e}; value not shown: it may hold a secret)"
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(serde::de::Error::custom(
+                "expected an http:// or https:// URL with a host",
+            ));
+        }
+        Ok(SecretUrl(url))
+    }
+}
+
+/// `scheme://host:port` of a URL.
+pub fn endpoint(url: &Url) -> String {
+    format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or("?"),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// `credentials: {username, password}` as the original writes them.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials({:?}, <secret>)", self.username)
+    }
+}
+
+impl Credentials {
+    /// Present and usable (the original's examples carry `"credentials": {}`).
+    pub fn given(c: &Option<Credentials>) -> Option<&Credentials> {
+        c.as_ref().filter(|c| !c.username.is_empty())
+    }
+}
+
+/// Builds the run's client: rustls with the ring provider and the system's roots.
+pub fn client() -> Result<Client, String> {
+    // reqwest is built without a provider; ring is the workspace's (already compiled).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .user_agent(concat!("custos-backup/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| chain(&e))
+}
+
+/// One request a notifier sends.
+pub struct Request<'a> {
+    pub method: Method,
+    pub url: Url,
+    pub content_type: Option<&'static str>,
+    pub body: Vec<u8>,
+    pub basic: Option<&'a Credentials>,
+    pub bearer: Option<&'a Secret>,
+}
+
+impl Request<'_> {
+    /// A request with a JSON body.
+    pub fn json(method: Method, url: Url, body: &serde_json::Value) -> Request<'static> {
+        Request {
+            method,
+            url,
+            content_type: Some("application/json"),
+            body: body.to_string().into_bytes(),
+            basic: None,
+            bearer: None,
+        }
+    }
+}
+
+/// Sends `req`; any status outside 2xx is an error. Errors show the endpoint only.
+pub fn send(client: &Client, timeout: Duration, req: Request<'_>) -> Result<(), NotifyError> {
+    let ep = endpoint(&req.url);
+    // What a server might echo back in an error page ("Cannot POST /bot<token>/..."): the
+    // path, the query and the credentials, each cut from any body quoted in an error.
+    let mut secrets: Vec<String> = vec![req.url.path().to_owned()];
+    secrets.extend(
+        req.url
+            .path_segments()
+            .into_iter()
+            .flatten()
+            .map(str::to_owned),
+    );
+    secrets.extend(req.url.query().map(str::to_owned));
+    secrets.extend(req.url.query_pairs().map(|(_, v)| v.into_owned()));
+    secrets.extend(req.url.password().map(str::to_owned));
+    secrets.extend(req.bearer.map(|t| t.expose().to_owned()));
+    secrets.extend(
+        req.basic
+            .and_then(|c| c.password.as_ref())
+            .map(|p| p.expose().to_owned()),
+    );
+    let mut b = client
+        .request(req.method, req.url)
+        .timeout(timeout)
+        .body(req.body);
+    if let Some(ct) = req.content_type {
+        b = b.header(reqwest::header::CONTENT_TYPE, ct);
+    }
+    if let Some(c) = req.basic {
+        b = b.basic_auth(&c.username, c.password.as_ref().map(Secret::expose));
+    }
+    if let Some(t) = req.bearer {
+        b = b.bearer_auth(t.expose());
+    }
+    let resp = b.send().map_err(|e| NotifyError::Transport {
+        endpoint: ep.clone(),
+        timeout: e.is_timeout(),
+        detail: chain(&e.without_url()),
+    })?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    // The start of the body helps (Slack says `invalid_payload`); never echo more.
+    let mut text = resp.text().unwrap_or_default();
+    secrets.retain(|s| s.len() >= 4 && s != "/");
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in &secrets {
+        text = text.replace(s.as_str(), "<secret>");
+    }
+    let text: String = text.trim().chars().take(200).collect();
+    Err(NotifyError::Status {
+        endpoint: ep,
+        status: status.as_u16(),
+        body: if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {text}")
+        },
+    })
+}
+
+/// An error and its causes, `: `-joined (reqwest's own Display stops at the top).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_urls_show_only_the_endpoint() {
+        let u: SecretUrl = serde_json::from_str(
+            r#""https://user:pw@hooks.slack.com/services/T0/B0/SECRET?token=x""#,
+        )
+        .unwrap();
+        assert_eq!(u.endpoint(), "https://hooks.slack.com:443");
+        let dbg = format!("{u:?}");
+        assert!(!dbg.contains("SECRET") && !dbg.contains("pw") && !dbg.contains("token"));
+        let e = serde_json::from_str::<SecretUrl>(r#""hooks.slack.com/SECRET""#).unwrap_err();
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        assert!(serde_json::from_str::<SecretUrl>(r#""ftp://x/y""#).is_err());
+    }
+
+    #[test]
+    fn status_errors_say_whether_to_retry() {
+        let e = |status| NotifyError::Status {
+            endpoint: "http://x:80".into(),
+            status,
+            body: String::new(),
+        };
+        assert!(e(500).retryable() && e(429).retryable());
+        assert!(!e(404).retryable() && !e(401).retryable());
+    }
+
+    #[test]
+    fn error_bodies_that_echo_the_request_lose_its_secret_parts() {
+        use std::io::{Read as _, Write as _};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let body = "Cannot POST /bot123:TOKENXYZ/sendMessage?auth_token=QSECRET";
+            let _ = write!(
+                c,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        });
+        let url = Url::parse(&format!(
+            "http://127.0.0.1:{port}/bot123:TOKENXYZ/sendMessage?auth_token=QSECRET"
+        ))
+        .unwrap();
+        let e = send(
+            &client().unwrap(),
+            Duration::from_secs(10),
+            Request::json(Method::POST, url, &serde_json::json!({})),
+        )
+        .unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("HTTP 404: Cannot POST <secret>"), "{m}");
+        assert!(!m.contains("TOKENXYZ") && !m.contains("QSECRET"), "{m}");
+    }
+
+    #[test]
+    fn refused_connections_name_the_endpoint_and_not_the_path() {
+        // A port nothing listens on: bind, learn the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = client().unwrap();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/hook/SECRET")).unwrap();
+        let e = send(
+            &c,
+            Duration::from_secs(5),
+            Request::json(Method::POST, url, &serde_json::json!({})),
+        )
+        .unwrap_err();
+        let m = e.to_string();
+        assert!(m.starts_with(&format!("http://127.0.0.1:{port}: ")), "{m}");
+        assert!(!m.contains("SECRET"), "{m}");
+        assert!(e.retryable());
+    }
+}

@@ -1,0 +1,74 @@
+//! `prometheus`: pushes each source's metrics (see [`super::metrics`]) to a push gateway
+//! (`url`, optional `credentials`) into the group `job=<source id>` (plus custos `instance`
+//! when set; the original pushed none, which the gateway shows as `instance=""`).
+//!
+//! A success replaces the group (`PUT`, as the original's `push_to_gateway`); a failure
+//! replaces only `backup_success` and `backup_last_failure_timestamp_seconds` (`POST`), so
+//! the group keeps the last success's time and statistics for a staleness alert.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::http::{self, Credentials, Request, SecretUrl};
+use super::{metrics, Context, Delivery, Events, Notifier, Validate};
+use crate::report::RunReport;
+
+/// `type: prometheus`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prometheus {
+    /// `url`: the push gateway, without `/metrics`.
+    pub url: SecretUrl,
+    /// `credentials: {username, password}`: HTTP basic auth.
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
+    /// custos `instance`: a grouping label value (absent: none, as the original).
+    #[serde(default)]
+    pub instance: Option<String>,
+}
+
+/// The text format a push gateway takes.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Validate for Prometheus {}
+
+impl Notifier for Prometheus {
+    fn default_events(&self) -> Events {
+        Events::OUTCOMES
+    }
+
+    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+        if report.dry_run {
+            return Delivery::default();
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        Delivery::per_source(report, ctx.events, |s| {
+            let mut url = self.url.0.clone();
+            if let Ok(mut p) = url.path_segments_mut() {
+                p.pop_if_empty().extend(["metrics", "job", s.id.as_str()]);
+                if let Some(i) = self.instance.as_deref().filter(|i| !i.is_empty()) {
+                    p.extend(["instance", i]);
+                }
+            }
+            let body = metrics::render(&[(String::new(), metrics::of_source(s, now, None))]);
+            let req = Request {
+                method: if s.succeeded() {
+                    Method::PUT
+                } else {
+                    Method::POST
+                },
+                url,
+                content_type: Some(CONTENT_TYPE),
+                body: body.into_bytes(),
+                basic: Credentials::given(&self.credentials),
+                bearer: None,
+            };
+            http::send(ctx.client()?, ctx.timeout, req)
+        })
+    }
+}

@@ -1,0 +1,308 @@
+//! `smtp`: a mail per source to `success_to` / `failure_to` (`host`, `port`, `credentials`,
+//! `use_tls` = STARTTLS, `use_ssl` = implicit TLS). Unlike the original it logs in only when
+//! credentials are given, and sends proper `From`/`To`/`Subject`/`Date`/`Message-ID`
+//! headers besides the original's `X-Backup-Id`/`-Type`/`-Hostname`.
+//!
+//! The original sent from the recipient's own address; custos `from` overrides that.
+//! custos `ca_file` (PEM) trusts a private CA for a relay with its own certificate.
+
+use std::path::PathBuf;
+
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials as SmtpCredentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{Message, SmtpTransport, Transport};
+use serde::{Deserialize, Deserializer};
+
+use super::http::Credentials;
+use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError, Validate};
+use crate::config::{port, truthy};
+use crate::report::{size_description, RunReport, SourceReport};
+
+/// `type: smtp`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    /// `port` (default 465 with `use_ssl`, 587 with `use_tls`, else 25).
+    #[serde(default, deserialize_with = "port")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
+    /// STARTTLS (required when set).
+    #[serde(default, deserialize_with = "truthy")]
+    pub use_tls: bool,
+    /// TLS from the first byte (SMTPS).
+    #[serde(default, deserialize_with = "truthy")]
+    pub use_ssl: bool,
+    /// Recipients of success mails: one address, several separated by commas, or a list.
+    #[serde(default, deserialize_with = "addresses")]
+    pub success_to: Vec<String>,
+    /// Recipients of failure mails.
+    #[serde(default, deserialize_with = "addresses")]
+    pub failure_to: Vec<String>,
+    /// The original's `debug` (smtplib's protocol trace): accepted; `-d` logs instead.
+    #[serde(default)]
+    #[allow(dead_code)]
+    debug: Option<serde_json::Value>,
+    /// custos `from` (default: the first recipient, as the original).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// custos `ca_file`: PEM certificate(s) to trust besides the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Smtp {
+    fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.use_ssl {
+            465
+        } else if self.use_tls {
+            587
+        } else {
+            25
+        })
+    }
+
+    fn server(&self) -> String {
+        format!("{}:{}", self.host, self.port())
+    }
+
+    fn error(&self, detail: impl Into<String>, transient: bool) -> NotifyError {
+        NotifyError::Smtp {
+            server: self.server(),
+            detail: detail.into(),
+            transient,
+        }
+    }
+
+    fn transport(&self, ctx: &Context<'_>) -> Result<SmtpTransport, NotifyError> {
+        let mut b = SmtpTransport::builder_dangerous(self.host.as_str())
+            .port(self.port())
+            .timeout(Some(ctx.timeout));
+        if self.use_ssl || self.use_tls {
+            let mut params = TlsParameters::builder(self.host.clone());
+            if let Some(ca) = &self.ca_file {
+                let pem = std::fs::read(ca).map_err(|e| NotifyError::File {
+                    path: ca.clone(),
+                    source: e,
+                })?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| self.error(format!("ca_file {}: {e}", ca.display()), false))?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| self.error(format!("TLS setup: {e}"), false))?;
+            b = b.tls(if self.use_ssl {
+                Tls::Wrapper(params)
+            } else {
+                Tls::Required(params)
+            });
+        }
+        // Log in only with credentials (the original always called login()).
+        if let Some(c) = Credentials::given(&self.credentials) {
+            b = b.credentials(SmtpCredentials::new(
+                c.username.clone(),
+                c.password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned())
+                    .unwrap_or_default(),
+            ));
+        }
+        Ok(b.build())
+    }
+
+    fn mail(
+        &self,
+        s: &SourceReport,
+        hostname: &str,
+        to: &[String],
+    ) -> Result<Message, NotifyError> {
+        let mbox = |a: &str, key: &str| {
+            a.parse::<Mailbox>()
+                .map_err(|e| self.error(format!("{key} {a:?}: {e}"), false))
+        };
+        let from = mbox(self.from.as_deref().unwrap_or(&to[0]), "from")?;
+        let (subject, body) = if s.succeeded() {
+            (
+                format!(
+                    "Backup of {} ({}) on {} was successful",
+                    s.name, s.kind, hostname
+                ),
+                success_body(s),
+            )
+        } else {
+            (
+                format!(
+                    "ERROR: Backup of {} ({}) on {} failed",
+                    s.name, s.kind, hostname
+                ),
+                format!(
+                    "Error encountered while backing up {} ({}):\n\n{}\n",
+                    s.name,
+                    s.kind,
+                    s.error_text()
+                ),
+            )
+        };
+        let mut m = Message::builder()
+            .from(from)
+            .subject(subject)
+            .date_now()
+            .message_id(None)
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("X-Backup-Id"),
+                s.id.clone(),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("X-Backup-Type"),
+                s.kind.clone(),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("X-Backup-Hostname"),
+                hostname.to_owned(),
+            ))
+            .header(ContentType::TEXT_PLAIN);
+        for a in to {
+            m = m.to(mbox(a, "to")?);
+        }
+        m.body(body)
+            .map_err(|e| self.error(format!("building the message: {e}"), false))
+    }
+}
+
+fn success_body(s: &SourceReport) -> String {
+    let mut b = format!(
+        "Successfully backed up {} ({}) [size: {}]\n\n",
+        s.name,
+        s.kind,
+        size_description(s.stored_bytes.unwrap_or(0) as f64)
+    );
+    if let Some(o) = &s.object {
+        b.push_str(&format!("object:   {o}\n"));
+    }
+    if let Some(h) = &s.sha256 {
+        b.push_str(&format!("sha256:   {h}\n"));
+    }
+    b.push_str(&format!(
+        "read:     {}\ntime:     {:.1}s\n",
+        size_description(s.input_bytes.unwrap_or(0) as f64),
+        s.dump.as_secs_f64()
+    ));
+    for d in &s.destinations {
+        let kept = d
+            .retained_good()
+            .map_or(String::new(), |n| format!(", {n} good copies kept"));
+        b.push_str(&format!(
+            "stored at {} in {:.1}s{kept}\n",
+            d.id,
+            d.upload.as_secs_f64()
+        ));
+    }
+    b
+}
+
+impl Validate for Smtp {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.host.trim().is_empty() {
+            return Err(Invalid::new("host", "", "must not be empty"));
+        }
+        if self.use_tls && self.use_ssl {
+            return Err(Invalid::new(
+                "use_ssl",
+                1,
+                "use_tls (STARTTLS) and use_ssl (implicit TLS) exclude each other",
+            ));
+        }
+        for (key, list) in [
+            ("success_to", &self.success_to),
+            ("failure_to", &self.failure_to),
+        ] {
+            for a in list {
+                if a.parse::<Mailbox>().is_err() {
+                    return Err(Invalid::new(key, a, "not an e-mail address"));
+                }
+            }
+        }
+        if let Some(f) = &self.from {
+            if f.parse::<Mailbox>().is_err() {
+                return Err(Invalid::new("from", f, "not an e-mail address"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Notifier for Smtp {
+    /// As the original's README says: a mail goes to `success_to` / `failure_to` when set.
+    fn default_events(&self) -> Events {
+        Events {
+            start: false,
+            success: !self.success_to.is_empty(),
+            failure: !self.failure_to.is_empty(),
+        }
+    }
+
+    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+        let mut transport = None;
+        Delivery::per_source(report, ctx.events, |s| {
+            let to = if s.succeeded() {
+                &self.success_to
+            } else {
+                &self.failure_to
+            };
+            if to.is_empty() {
+                return Ok(());
+            }
+            let message = self.mail(s, &report.hostname, to)?;
+            if transport.is_none() {
+                transport = Some(self.transport(ctx)?);
+            }
+            let t = transport.as_ref().expect("set above");
+            t.send(&message).map(|_| ()).map_err(|e| {
+                self.error(
+                    e.to_string(),
+                    e.is_transient() || e.is_timeout() || !e.is_permanent(),
+                )
+            })
+        })
+    }
+}
+
+/// Recipients: `"a@x, B <b@y>"` (split at commas, so a display name may hold spaces) or a
+/// list; empty entries are dropped.
+fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        One(String),
+        Many(Vec<String>),
+    }
+    let list = match Option::<Form>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Form::One(s)) => s.split(',').map(str::to_owned).collect(),
+        Some(Form::Many(v)) => v,
+    };
+    Ok(list
+        .into_iter()
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn recipients_split_at_commas_and_keep_display_names() {
+        let s: super::Smtp = serde_json::from_str(
+            r#"{"host": "h", "success_to": "Ops Team <ops@x.org>, b@y.org", "failure_to": ["c@z.org"]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.success_to, ["Ops Team <ops@x.org>", "b@y.org"]);
+        assert_eq!(s.failure_to, ["c@z.org"]);
+        use crate::config::Validate as _;
+        assert!(s.validate().is_ok());
+    }
+}

@@ -1,0 +1,108 @@
+//! Shared by the notification tests: a job with one good and (optionally) one failing source,
+//! the message texts they produce, helpers to pick requests, and real servers as children.
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::receiver::Received;
+use super::*;
+
+/// A job with one good folder source (`www`) and, when `with_failure`, one whose path is
+/// missing (`gone`), stored to a local destination.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub job: Job,
+}
+
+impl Fixture {
+    pub fn new(with_failure: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("www");
+        fs::create_dir_all(&data).unwrap();
+        fs::write(data.join("index.html"), "hello\n").unwrap();
+        let mut job = Job::new(dir.path());
+        job.source(
+            json!({"id": "www", "name": "Web site", "type": "folder", "path": data,
+                          "passphrase": PASSPHRASE}),
+        );
+        if with_failure {
+            job.source(json!({"id": "gone", "name": "Gone", "type": "folder",
+                              "path": dir.path().join("missing"), "passphrase": PASSPHRASE}));
+        }
+        job.destination(local_destination("disk", &dir.path().join("store")));
+        Fixture { dir, job }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn run(&mut self, notifications: Vec<Value>) -> Run {
+        self.job.set("notifications", Value::Array(notifications));
+        run_job(&self.job.write())
+    }
+
+    pub fn stored_size(&self) -> u64 {
+        fs::metadata(only_object(&self.path("store"), "www"))
+            .unwrap()
+            .len()
+    }
+}
+
+pub const SUCCESS: &str = "Backup of 'Web site' (folder) on 'testhost' was successful [size: ";
+pub const FAILURE: &str = "Backup of 'Gone' (folder) on 'testhost' failed: source 'gone': ";
+
+pub fn both(mut v: Value) -> Value {
+    v["notify_on_success"] = json!(1);
+    v["notify_on_failure"] = json!(1);
+    v
+}
+
+#[track_caller]
+pub fn one(reqs: &[Received], what: &str) -> Received {
+    assert_eq!(reqs.len(), 1, "{what}: {reqs:#?}");
+    reqs[0].clone()
+}
+
+/// The two messages (success of `www`, failure of `gone`) a per-source notifier sent, in
+/// that order.
+#[track_caller]
+pub fn two(reqs: Vec<Received>, what: &str) -> (Received, Received) {
+    assert_eq!(reqs.len(), 2, "{what}: {reqs:#?}");
+    (reqs[0].clone(), reqs[1].clone())
+}
+
+/// A child process killed when dropped.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    wait_until(Duration::from_secs(30), what, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early: {status}");
+        }
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// The value of the sample line starting with `series ` in a text exposition.
+#[track_caller]
+pub fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}

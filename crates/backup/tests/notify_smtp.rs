@@ -1,0 +1,221 @@
+//! Mail notifications end to end against a real SMTP server (aiosmtpd): without AUTH, with
+//! AUTH, STARTTLS and implicit TLS; headers and bodies of the received messages checked.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::notify::*;
+use common::*;
+use serde_json::{json, Value};
+
+/// An aiosmtpd server on `port` storing messages under the returned directory.
+fn smtp_server(port: u16, extra: &[&str]) -> Option<(Server, tempfile::TempDir)> {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let msg = "SMTP tests need python3-aiosmtpd (Debian)";
+        assert!(!services_required(), "CUSTOS_REQUIRE_SERVICES=1 but {msg}");
+        eprintln!("SKIP: {msg}");
+        return None;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(["127.0.0.1", &port.to_string()])
+        .arg(out.path())
+        .args(extra)
+        .stdout(Stdio::null())
+        // Its tracebacks (a refused certificate) belong to the test that provokes them.
+        .stderr(fs::File::create(out.path().join("server.log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child, "aiosmtpd");
+    Some((Server(child), out))
+}
+
+/// The messages the server stored, in arrival order.
+fn mails(dir: &Path, n: usize) -> Vec<Value> {
+    let path = |i: usize| dir.join(format!("{i}.json"));
+    wait_until(Duration::from_secs(10), "stored mails", || path(n).exists());
+    (1..=n)
+        .map(|i| serde_json::from_slice(&fs::read(path(i)).unwrap()).unwrap())
+        .collect()
+}
+
+/// The value of header `name` in a raw message (first occurrence).
+fn header<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    let head = raw.split("\r\n\r\n").next().unwrap_or(raw);
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn smtp_notification(port: u16, extra: Value) -> Value {
+    let mut v = json!({"type": "smtp", "host": "127.0.0.1", "port": port, "use_tls": 0, "use_ssl": 0,
+                       "success_to": "archive@example.com", "failure_to": "sysadmin@example.com"});
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+#[test]
+fn smtp_without_auth_sends_proper_mails_and_never_logs_in() {
+    let port = 18125;
+    let Some((_server, dir)) = smtp_server(port, &[]) else {
+        return;
+    };
+    let mut f = Fixture::new(true);
+    // The original README's example has `"credentials": {}` (no username): no login.
+    f.run(vec![smtp_notification(port, json!({"credentials": {}}))])
+        .assert_code(1);
+    let m = mails(dir.path(), 2);
+    let (ok, bad) = (&m[0], &m[1]);
+    assert_eq!(ok["authenticated"], false);
+    assert_eq!(ok["rcpt_tos"], json!(["archive@example.com"]));
+    assert_eq!(bad["rcpt_tos"], json!(["sysadmin@example.com"]));
+    let raw = ok["data"].as_str().unwrap();
+    assert_eq!(
+        header(raw, "Subject"),
+        Some("Backup of Web site (folder) on testhost was successful")
+    );
+    assert_eq!(header(raw, "From"), Some("archive@example.com"));
+    assert_eq!(header(raw, "To"), Some("archive@example.com"));
+    assert!(
+        chrono::DateTime::parse_from_rfc2822(header(raw, "Date").unwrap()).is_ok(),
+        "{raw}"
+    );
+    let id = header(raw, "Message-ID").unwrap();
+    assert!(
+        id.starts_with('<') && id.ends_with('>') && id.contains('@'),
+        "{id}"
+    );
+    assert_eq!(header(raw, "X-Backup-Id"), Some("www"));
+    assert_eq!(header(raw, "X-Backup-Type"), Some("folder"));
+    assert_eq!(header(raw, "X-Backup-Hostname"), Some("testhost"));
+    assert!(
+        raw.contains("Successfully backed up Web site (folder) [size: "),
+        "{raw}"
+    );
+    let raw = bad["data"].as_str().unwrap();
+    assert_eq!(
+        header(raw, "Subject"),
+        Some("ERROR: Backup of Gone (folder) on testhost failed")
+    );
+    assert!(
+        raw.contains("Error encountered while backing up Gone (folder):"),
+        "{raw}"
+    );
+    assert!(raw.contains("source 'gone': "), "{raw}");
+}
+
+#[test]
+fn smtp_with_auth_logs_in_with_the_configured_credentials() {
+    let port = 18126;
+    let Some((_server, dir)) = smtp_server(port, &["--auth", "backups:relaypassword"]) else {
+        return;
+    };
+    let mut f = Fixture::new(false);
+    let n = smtp_notification(
+        port,
+        json!({"credentials": {"username": "backups", "password": "relaypassword"}, "from": "Backups <backups@example.com>"}),
+    );
+    let run = f.run(vec![n]);
+    run.assert_code(0);
+    let m = mails(dir.path(), 1);
+    assert_eq!(m[0]["authenticated"], true);
+    assert_eq!(m[0]["login"], "backups");
+    assert_eq!(m[0]["mail_from"], "backups@example.com");
+    assert!(!run.all_text().contains("relaypassword"));
+    // A wrong password: the mail is not sent, the notifier fails, the password is not shown.
+    let mut g = Fixture::new(false);
+    let n = smtp_notification(
+        port,
+        json!({"credentials": {"username": "backups", "password": "wrongpassword"}}),
+    );
+    let run = g.run(vec![n]);
+    run.assert_code(1);
+    let out = run.stdout_text();
+    assert!(out.contains("www     disk         ok"), "{out}");
+    assert!(
+        out.contains("- -> notify:smtp: SMTP 127.0.0.1:18126: "),
+        "{out}"
+    );
+    assert!(!run.all_text().contains("wrongpassword"));
+}
+
+/// A CA and a server certificate for 127.0.0.1, written to `dir`: (ca, cert, key).
+fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    fs::write(&paths.0, ca.pem()).unwrap();
+    fs::write(&paths.1, cert.pem()).unwrap();
+    fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn smtp_starttls_and_implicit_tls_encrypt_before_the_mail() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(certs.path());
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let Some((_a, starttls)) = smtp_server(18127, &["--starttls", cert_s, key_s, "--auth", "u:p"])
+    else {
+        return;
+    };
+    let Some((_b, implicit)) = smtp_server(18128, &["--ssl", cert_s, key_s]) else {
+        return;
+    };
+    let mut f = Fixture::new(false);
+    f.run(vec![
+        smtp_notification(
+            18127,
+            json!({"use_tls": 1, "ca_file": ca, "credentials": {"username": "u", "password": "p"}}),
+        ),
+        smtp_notification(18128, json!({"use_ssl": 1, "ca_file": ca})),
+    ])
+    .assert_code(0);
+    let m = mails(starttls.path(), 1);
+    assert_eq!(
+        (m[0]["tls"].as_bool(), m[0]["authenticated"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let m = mails(implicit.path(), 1);
+    assert_eq!(m[0]["tls"], true);
+    assert!(header(m[0]["data"].as_str().unwrap(), "Subject")
+        .unwrap()
+        .contains("was successful"));
+    // Without the CA the server's certificate is refused: nothing is sent in the clear.
+    let mut g = Fixture::new(false);
+    let run = g.run(vec![smtp_notification(18127, json!({"use_tls": 1}))]);
+    run.assert_code(1);
+    assert!(
+        run.stdout_text()
+            .contains("notify:smtp: SMTP 127.0.0.1:18127: "),
+        "{}",
+        run.describe()
+    );
+    assert!(!starttls.path().join("2.json").exists());
+}

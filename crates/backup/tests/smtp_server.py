@@ -1,0 +1,65 @@
+"""A real SMTP server (aiosmtpd) for the notification tests: stores each message as
+<out>/<n>.json with the envelope, the raw message, whether the client logged in (and as whom)
+and whether the session was encrypted.
+
+usage: smtp_server.py HOST PORT OUT [--auth USER:PASS] [--starttls CERT KEY] [--ssl CERT KEY]
+--auth: AUTH PLAIN/LOGIN offered (over plain text too) and checked against USER:PASS.
+--starttls: STARTTLS offered and required before MAIL. --ssl: TLS from the first byte."""
+import argparse, json, os, ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+p = argparse.ArgumentParser()
+p.add_argument("host"); p.add_argument("port", type=int); p.add_argument("out")
+p.add_argument("--auth"); p.add_argument("--starttls", nargs=2); p.add_argument("--ssl", nargs=2)
+a = p.parse_args()
+
+class Store:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Store.n += 1
+        rec = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "data": envelope.content.decode("utf-8", "replace"),
+            "authenticated": bool(session.authenticated),
+            "login": session.auth_data.decode() if isinstance(session.auth_data, bytes) else session.auth_data,
+            # STARTTLS swaps in a TLS protocol; implicit TLS sits in the transport.
+            "tls": server._tls_protocol is not None
+            or server.transport.get_extra_info("ssl_object") is not None,
+        }
+        tmp = os.path.join(a.out, ".%d.tmp" % Store.n)
+        with open(tmp, "w") as f:
+            json.dump(rec, f)
+        os.rename(tmp, os.path.join(a.out, "%d.json" % Store.n))
+        return "250 OK"
+
+def authenticator(server, session, envelope, mechanism, data):
+    user, pw = a.auth.split(":", 1)
+    ok = data.login.decode() == user and data.password.decode() == pw
+    # handled=False on failure: aiosmtpd then sends the 535 itself (True would leave the
+    # client waiting for an answer nobody sends).
+    if ok:
+        return AuthResult(success=True, auth_data=data.login.decode())
+    return AuthResult(success=False, handled=False)
+
+def context(cert, key):
+    c = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    c.load_cert_chain(cert, key)
+    return c
+
+kw = dict(hostname=a.host, port=a.port)
+if a.auth:
+    kw.update(authenticator=authenticator, auth_require_tls=False, auth_required=False)
+if a.starttls:
+    kw.update(tls_context=context(*a.starttls), require_starttls=True)
+if a.ssl:
+    kw.update(ssl_context=context(*a.ssl))
+c = Controller(Store(), **kw)
+if a.ssl:
+    # The controller's own readiness probe cannot speak implicit TLS: skip it.
+    c._trigger_server = lambda: None
+c.start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
