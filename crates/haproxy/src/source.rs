@@ -233,17 +233,7 @@ fn own_client(server: &Server) -> Result<reqwest::Client, String> {
     b.build().map_err(|e| error_chain(&e.without_url()))
 }
 
-/// An error with its sources, `a: b: c` (reqwest's own message alone says little).
+/// The kit's error chain with any `user:password@` of a URL cut out.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    redact_userinfo(&s)
+    redact_userinfo(&custos_kit::error::chain(e))
 }

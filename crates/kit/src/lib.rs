@@ -4,6 +4,7 @@
 //! - [`exposition`]: encoding a prometheus-client registry as OpenMetrics or text 0.0.4.
 //! - [`logging`]: `-d/--debug` and optional journald.
 //! - [`shutdown`]: a future that resolves on SIGTERM/SIGINT.
+//! - [`error`]: error messages with their causes.
 //! - [`config`]: YAML/JSON loading whose errors name file, key path and value.
 //! - [`snapshot`]: the latest poll result per target, swapped whole, with a generation.
 //! - [`poll`]: the fixed-rate poll schedule and the reconnect backoff.
@@ -12,6 +13,7 @@
 //!   real Prometheus).
 
 pub mod config;
+pub mod error;
 pub mod exposition;
 pub mod families;
 pub mod http;

@@ -139,7 +139,7 @@ pub fn client() -> Result<Client, String> {
     Client::builder()
         .user_agent(concat!("custos-backup/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| chain(&e))
+        .map_err(|e| custos_kit::error::chain(&e))
 }
 
 /// One request a notifier sends.
@@ -204,7 +204,7 @@ pub fn send(client: &Client, timeout: Duration, req: Request<'_>) -> Result<(), 
     let resp = b.send().map_err(|e| NotifyError::Transport {
         endpoint: ep.clone(),
         timeout: e.is_timeout(),
-        detail: chain(&e.without_url()),
+        detail: custos_kit::error::chain(&e.without_url()),
     })?;
     let status = resp.status();
     if status.is_success() {
@@ -227,21 +227,6 @@ pub fn send(client: &Client, timeout: Duration, req: Request<'_>) -> Result<(), 
             format!(": {text}")
         },
     })
-}
-
-/// An error and its causes, `: `-joined (reqwest's own Display stops at the top).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -252,24 +252,9 @@ pub(super) fn stream_failure(decoded: &Decoded, f: Failure) -> RestoreError {
         Failure::Restore(e) => e,
         Failure::Read(e) => RestoreError::Corrupt {
             object: decoded.object.clone(),
-            message: format!("not a valid tar archive: {}", error_chain(&e)),
+            message: format!("not a valid tar archive: {}", custos_kit::error::chain(&e)),
         },
     }
-}
-
-/// `outer: inner: innermost`: tar wraps the real cause (errno, path) in its own error.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = c.source();
-    }
-    out
 }
 
 /// Reads a tar stream entry by entry without writing anything; returns (bytes, members).
@@ -295,7 +280,7 @@ pub(super) fn walk_tar(decoded: &mut Decoded) -> Result<(u64, u64), RestoreError
             RestoreError::Corrupt { object, message } if message == e.to_string() => {
                 RestoreError::Corrupt {
                     object,
-                    message: format!("not a valid tar archive: {}", error_chain(&e)),
+                    message: format!("not a valid tar archive: {}", custos_kit::error::chain(&e)),
                 }
             }
             other => other,
