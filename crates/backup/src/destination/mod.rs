@@ -18,6 +18,7 @@ pub mod local;
 pub mod retry;
 pub mod runtime;
 pub mod s3;
+pub mod store;
 
 /// A destination operation failed.
 #[derive(Debug, thiserror::Error)]
