@@ -224,20 +224,7 @@ fn restores_the_originals_layouts() {
     .expect("write");
     let tar = tar_like_original(&src_parent);
     // `.tar.gpg` as the original writes it: gpg --passphrase-fd 0 -c (zlib inside).
-    let plain = gpg.file("t.tar", &tar);
-    let enc = gpg.ok(
-        &[
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase-fd",
-            "0",
-            "-c",
-            "-o",
-            "-",
-            plain.to_str().expect("utf8"),
-        ],
-        b"orig\n",
-    );
+    let enc = gpg.encrypt_like_original(&tar, "orig");
     let n = name("site", "20230101010101", Payload::Tar, Encoding::ORIGINAL);
     fs::create_dir_all(a.root().join("site/20230101010101")).expect("mkdir");
     fs::write(a.root().join(n.path()), enc).expect("write object");
@@ -286,17 +273,7 @@ fn restores_the_originals_layouts() {
     )
     .expect("backup");
     let obj = a.root().join(n3.path());
-    let out = gpg.ok(
-        &[
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase-fd",
-            "0",
-            "--decrypt",
-            obj.to_str().expect("utf8"),
-        ],
-        b"orig\n",
-    );
+    let out = gpg.decrypt_with_passphrase(&obj, "orig");
     assert!(out == tar, "gpg -d of the original layout is the tar");
 }
 
