@@ -17,128 +17,23 @@
 //! into a silently skipped backup, as it does in the original).
 
 use custos_kit::config::{ConfigError, KeyPrefix, Strictness, UnknownKey};
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
+
+mod entry;
+mod values;
+
+use entry::{from_map, split};
+pub use entry::{Entry, Invalid, Validate};
+pub(crate) use values::{
+    count, equals_one, names, no_newline, null_as_default, port, truthy, words,
+};
+pub use values::{strip_trailing_commas, Secret};
 
 use crate::notify;
 use crate::retention::RetentionPolicy;
-
-/// A password or passphrase: never shown by `Debug`, never echoed in parse errors.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value (tests and callers that build configs in code).
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself; call only where it is handed to the consumer (a 0600 file, the
-    /// OpenPGP encoder).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        // Every non-string input gets the same message, so a numeric password typed without
-        // quotes is not printed back by serde's "invalid type: integer `1234`".
-        const WRONG: &str = "expected a string (value not shown: it is a secret)";
-        impl Visitor<'_> for V {
-            type Value = Secret;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
-                Ok(Secret(v.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Secret, E> {
-                Ok(Secret(v))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
-                Err(E::custom(WRONG))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
-                Err(E::custom(WRONG))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
-                Err(E::custom(WRONG))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
-                Err(E::custom(WRONG))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A value a handler's config rejects: the key (relative to the entry), the value as shown
-/// (never a secret), and why. Turned into a [`ConfigError`] naming the entry's path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub key: String,
-    pub value: String,
-    pub reason: String,
-}
-
-impl Invalid {
-    pub fn new(key: &str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
-        Invalid {
-            key: key.to_owned(),
-            value: value.to_string(),
-            reason: reason.into(),
-        }
-    }
-
-    /// The error for the entry at `at` in `file`.
-    pub fn into_error(self, file: &Path, at: &str) -> ConfigError {
-        ConfigError::invalid(file, format!("{at}.{}", self.key), self.value, self.reason)
-    }
-}
-
-/// The checks of a handler's config that serde cannot express (empty paths, patterns).
-pub trait Validate {
-    fn validate(&self) -> Result<(), Invalid> {
-        Ok(())
-    }
-}
-
-/// The keys of one entry's type, and where they come from: what each handler's module
-/// deserializes its config from (errors name the path; unknown keys are collected).
-pub struct Entry<'a> {
-    pub file: &'a Path,
-    /// Key path of the entry, `sources[2]`.
-    pub at: &'a str,
-    pub keys: Map<String, Value>,
-    /// Keys every entry of this kind has (for "nearest known key" hints).
-    pub common_keys: &'static [&'static str],
-    pub unknown: &'a mut Vec<UnknownKey>,
-}
-
-impl Entry<'_> {
-    /// Deserializes the type's keys.
-    pub fn take<T: DeserializeOwned>(self) -> Result<T, ConfigError> {
-        typed(
-            self.file,
-            self.at,
-            self.keys,
-            self.common_keys,
-            self.unknown,
-        )
-    }
-}
 
 /// Compression applied before encryption (custos option `compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -608,61 +503,12 @@ fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str], later: &[&str]
     )
 }
 
-fn parse_error(file: &Path, key: &str, message: impl Into<String>) -> ConfigError {
+pub(super) fn parse_error(file: &Path, key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Parse {
         file: file.to_owned(),
         key: KeyPrefix(key.to_owned()),
         message: message.into(),
     }
-}
-
-/// The keys an entry shares with every entry of its kind, and the keys of its type.
-type Parts = (Map<String, Value>, Map<String, Value>);
-
-/// Splits an entry into the keys all entries share and the keys of its type.
-fn split(file: &Path, at: &str, value: Value, common_keys: &[&str]) -> Result<Parts, ConfigError> {
-    let Value::Object(map) = value else {
-        return Err(parse_error(file, at, "expected an object"));
-    };
-    let (common, specific): (Map<_, _>, Map<_, _>) = map
-        .into_iter()
-        .partition(|(k, _)| common_keys.contains(&k.as_str()));
-    Ok((common, specific))
-}
-
-/// Deserializes part of an entry, prefixing the entry's path to any error and to the keys
-/// nothing reads (added to `unknown`).
-fn from_map<T: DeserializeOwned>(
-    file: &Path,
-    at: &str,
-    map: Map<String, Value>,
-    unknown: &mut Vec<UnknownKey>,
-) -> Result<T, ConfigError> {
-    let (value, keys) = custos_kit::config::from_json_value(file, at, Value::Object(map))?;
-    unknown.extend(keys);
-    Ok(value)
-}
-
-/// [`from_map`] for the keys of an entry's type: the nearest known key of an unknown one is
-/// looked for among the keys every entry has, too (`retention_cpoies` is near
-/// `retention_copies`, not `path`).
-fn typed<T: DeserializeOwned>(
-    file: &Path,
-    at: &str,
-    map: Map<String, Value>,
-    common_keys: &[&str],
-    unknown: &mut Vec<UnknownKey>,
-) -> Result<T, ConfigError> {
-    let first = unknown.len();
-    let value = from_map(file, at, map, unknown)?;
-    for k in &mut unknown[first..] {
-        let Some(name) = k.key.strip_prefix(at).and_then(|r| r.strip_prefix('.')) else {
-            continue;
-        };
-        let candidates = common_keys.iter().copied().chain(k.nearest.as_deref());
-        k.nearest = custos_kit::config::nearest_known(name, candidates).map(str::to_owned);
-    }
-    Ok(value)
 }
 
 fn has_secret_key(v: &Value) -> bool {
@@ -815,161 +661,6 @@ fn validate_source(f: &Path, at: &str, s: &SourceConfig) -> Result<(), ConfigErr
     }
     s.spec.validate().map_err(|i| i.into_error(f, at))?;
     Ok(())
-}
-
-/// Credential files are line-based: a newline in a password cannot be written to them.
-pub(crate) fn no_newline(key: &str, p: &Secret) -> Result<(), Invalid> {
-    if p.expose().contains(['\n', '\r']) {
-        return Err(Invalid::new(
-            key,
-            "<secret>",
-            "must not contain a line break",
-        ));
-    }
-    Ok(())
-}
-
-/// Replaces commas that directly precede `}` or `]` (outside strings) with spaces, so that
-/// line and column numbers in later errors still match the file. Returns the 1-based lines.
-pub fn strip_trailing_commas(text: &str) -> (String, Vec<usize>) {
-    let bytes = text.as_bytes();
-    let mut out = bytes.to_vec();
-    let mut lines = Vec::new();
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut line = 1;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'\n' {
-            line += 1;
-        }
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b',' => {
-                let next = bytes[i + 1..]
-                    .iter()
-                    .find(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'));
-                if matches!(next, Some(b'}') | Some(b']')) {
-                    out[i] = b' ';
-                    // `[1,],}` on one line has two; name the line once.
-                    if lines.last() != Some(&line) {
-                        lines.push(line);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    // Only ASCII commas were replaced by ASCII spaces, so the text is still UTF-8.
-    let out = String::from_utf8(out).unwrap_or_else(|_| text.to_owned());
-    (out, lines)
-}
-
-pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-/// `compress_only`: the original tests `== 1`, so `1`, `1.0` and `true` mean yes.
-pub(crate) fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(b),
-        Some(Value::Number(n)) => Ok(n.as_f64() == Some(1.0)),
-        Some(other) => Err(de::Error::custom(format!(
-            "expected 1, 0, true or false, got {other}"
-        ))),
-    }
-}
-
-/// `noevents`: the original tests truthiness; numbers other than 0 mean yes.
-pub(crate) fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(b),
-        Some(Value::Number(n)) => Ok(n.as_f64() != Some(0.0)),
-        Some(other) => Err(de::Error::custom(format!(
-            "expected 1, 0, true or false, got {other}"
-        ))),
-    }
-}
-
-/// A non-negative count written as a number or a numeric string (the original calls `int()`).
-pub(crate) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .map(Some)
-            .ok_or_else(|| de::Error::custom(format!("expected a whole number >= 0, got {n}"))),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<u32>()
-            .map(Some)
-            .map_err(|_| de::Error::custom(format!("expected a whole number >= 0, got {s:?}"))),
-        Some(other) => Err(de::Error::custom(format!(
-            "expected a whole number >= 0, got {other}"
-        ))),
-    }
-}
-
-/// A TCP port as a number or a numeric string.
-pub(crate) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    let bad = |v: &dyn fmt::Display| de::Error::custom(format!("expected a port 1-65535, got {v}"));
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p != 0)
-            .map(Some)
-            .ok_or_else(|| bad(&n)),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .map(Some)
-            .ok_or_else(|| bad(&format!("{s:?}"))),
-        Some(other) => Err(bad(&other)),
-    }
-}
-
-/// Names written as one string (split at whitespace, as the original's `split()`) or a list.
-pub(crate) fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    words(d)
-}
-
-/// Options written as one string split at whitespace (the original's `split()`) or a list
-/// (which lets an option contain a space).
-pub(crate) fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let bad = || de::Error::custom("expected a string or a list of strings");
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(s.split_whitespace().map(str::to_owned).collect()),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .filter(|v| v != "")
-            .map(|v| match v {
-                Value::String(s) => Ok(s),
-                _ => Err(bad()),
-            })
-            .collect(),
-        Some(_) => Err(bad()),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,120 @@
+//! What a handler's module sees of the job file: the keys of its entry ([`Entry`]), the checks
+//! serde cannot express ([`Validate`]) and how it rejects a value ([`Invalid`]).
+
+use custos_kit::config::{ConfigError, UnknownKey};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::fmt;
+use std::path::Path;
+
+use super::parse_error;
+
+/// A value a handler's config rejects: the key (relative to the entry), the value as shown
+/// (never a secret), and why. Turned into a [`ConfigError`] naming the entry's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(key: &str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
+        Invalid {
+            key: key.to_owned(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The error for the entry at `at` in `file`.
+    pub fn into_error(self, file: &Path, at: &str) -> ConfigError {
+        ConfigError::invalid(file, format!("{at}.{}", self.key), self.value, self.reason)
+    }
+}
+
+/// The checks of a handler's config that serde cannot express (empty paths, patterns).
+pub trait Validate {
+    fn validate(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
+/// The keys of one entry's type, and where they come from: what each handler's module
+/// deserializes its config from (errors name the path; unknown keys are collected).
+pub struct Entry<'a> {
+    pub file: &'a Path,
+    /// Key path of the entry, `sources[2]`.
+    pub at: &'a str,
+    pub keys: Map<String, Value>,
+    /// Keys every entry of this kind has (for "nearest known key" hints).
+    pub common_keys: &'static [&'static str],
+    pub unknown: &'a mut Vec<UnknownKey>,
+}
+
+impl Entry<'_> {
+    /// Deserializes the type's keys.
+    pub fn take<T: DeserializeOwned>(self) -> Result<T, ConfigError> {
+        typed(
+            self.file,
+            self.at,
+            self.keys,
+            self.common_keys,
+            self.unknown,
+        )
+    }
+}
+
+/// The keys an entry shares with every entry of its kind, and the keys of its type.
+type Parts = (Map<String, Value>, Map<String, Value>);
+
+/// Splits an entry into the keys all entries share and the keys of its type.
+pub(super) fn split(
+    file: &Path,
+    at: &str,
+    value: Value,
+    common_keys: &[&str],
+) -> Result<Parts, ConfigError> {
+    let Value::Object(map) = value else {
+        return Err(parse_error(file, at, "expected an object"));
+    };
+    let (common, specific): (Map<_, _>, Map<_, _>) = map
+        .into_iter()
+        .partition(|(k, _)| common_keys.contains(&k.as_str()));
+    Ok((common, specific))
+}
+
+/// Deserializes part of an entry, prefixing the entry's path to any error and to the keys
+/// nothing reads (added to `unknown`).
+pub(super) fn from_map<T: DeserializeOwned>(
+    file: &Path,
+    at: &str,
+    map: Map<String, Value>,
+    unknown: &mut Vec<UnknownKey>,
+) -> Result<T, ConfigError> {
+    let (value, keys) = custos_kit::config::from_json_value(file, at, Value::Object(map))?;
+    unknown.extend(keys);
+    Ok(value)
+}
+
+/// [`from_map`] for the keys of an entry's type: the nearest known key of an unknown one is
+/// looked for among the keys every entry has, too (`retention_cpoies` is near
+/// `retention_copies`, not `path`).
+pub(super) fn typed<T: DeserializeOwned>(
+    file: &Path,
+    at: &str,
+    map: Map<String, Value>,
+    common_keys: &[&str],
+    unknown: &mut Vec<UnknownKey>,
+) -> Result<T, ConfigError> {
+    let first = unknown.len();
+    let value = from_map(file, at, map, unknown)?;
+    for k in &mut unknown[first..] {
+        let Some(name) = k.key.strip_prefix(at).and_then(|r| r.strip_prefix('.')) else {
+            continue;
+        };
+        let candidates = common_keys.iter().copied().chain(k.nearest.as_deref());
+        k.nearest = custos_kit::config::nearest_known(name, candidates).map(str::to_owned);
+    }
+    Ok(value)
+}
