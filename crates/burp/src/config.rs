@@ -5,6 +5,7 @@
 //! the config file, so a unit started from `/` finds what the user tested in the config's folder.
 
 use crate::session::Target;
+pub use custos_kit::config::Secret;
 use custos_kit::config::{self as kit, ConfigError};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -66,29 +67,6 @@ pub struct ServerConfig {
     /// custos announces its own protocol version.
     #[serde(default)]
     pub version: Option<String>,
-}
-
-/// A password: deserialised like a string, never printed.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a password (for tests and callers that build configs in code).
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The password itself, for the login step only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
 }
 
 fn default_bind_address() -> String {
@@ -198,7 +176,7 @@ impl Config {
             if s.cname.trim().is_empty() || s.cname.contains(['\n', '\r', '\0']) {
                 return bad(&key("cname"), &s.cname, "must be a non-empty single line");
             }
-            if s.password.0.contains(['\n', '\r', '\0']) {
+            if s.password.expose().contains(['\n', '\r', '\0']) {
                 return bad(&key("password"), &"<secret>", "must be a single line");
             }
             for (k, p) in [

@@ -6,7 +6,7 @@
 //! every semantic error with the key path and the value (never a password).
 
 use crate::sample::RowType;
-use custos_kit::config::{ConfigError, Strictness, UnknownKey};
+use custos_kit::config::{ConfigError, Secret, Strictness, UnknownKey};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -369,7 +369,7 @@ pub struct Server {
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Ids of the backends (sinks) this server's samples go to.
     pub backends: Vec<String>,
     /// Seconds a fetch may take (default: the interval, at most 10).

@@ -2,6 +2,7 @@
 //! or the runtime API socket (`show stat`).
 
 use crate::config::{redact_userinfo, Server};
+use custos_kit::config::Secret;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,7 +77,7 @@ pub enum Source {
         client: reqwest::Client,
         url: String,
         endpoint: String,
-        auth: Option<(String, String)>,
+        auth: Option<(String, Secret)>,
     },
     Socket {
         path: PathBuf,
@@ -107,10 +108,12 @@ impl Source {
             client,
             url: server.endpoint.clone(),
             endpoint,
-            auth: server
-                .username
-                .clone()
-                .map(|u| (u, server.password.clone().unwrap_or_default())),
+            auth: server.username.clone().map(|u| {
+                (
+                    u,
+                    server.password.clone().unwrap_or_else(|| Secret::new("")),
+                )
+            }),
         })
     }
 
@@ -142,12 +145,12 @@ impl Source {
 async fn fetch_http(
     client: &reqwest::Client,
     url: &str,
-    auth: Option<&(String, String)>,
+    auth: Option<&(String, Secret)>,
     endpoint: &str,
 ) -> Result<String, FetchError> {
     let mut req = client.get(url);
     if let Some((user, pass)) = auth {
-        req = req.basic_auth(user, Some(pass));
+        req = req.basic_auth(user, Some(pass.expose()));
     }
     let mut resp = req.send().await.map_err(|e| FetchError::Connect {
         endpoint: endpoint.to_string(),

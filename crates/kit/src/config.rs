@@ -18,7 +18,9 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod secret;
 mod unknown;
+pub use secret::Secret;
 use unknown::nearest_hint;
 pub use unknown::{
     check_unknown, from_json_value, load_yaml_with, nearest_known, parse_json_lenient,

@@ -25,12 +25,13 @@ use std::path::{Path, PathBuf};
 mod entry;
 mod values;
 
+pub use custos_kit::config::Secret;
 use entry::{from_map, split};
 pub use entry::{Entry, Invalid, Validate};
+pub use values::strip_trailing_commas;
 pub(crate) use values::{
     count, equals_one, names, no_newline, null_as_default, port, truthy, words,
 };
-pub use values::{strip_trailing_commas, Secret};
 
 use crate::notify;
 use crate::retention::RetentionPolicy;
