@@ -25,16 +25,24 @@
 //! store buffers for its parts).
 
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{self, CryptoError, Encryption};
 use crate::destination::{Destination, DestinationError};
-use crate::fanout::{Chunk as SharedChunk, Feed};
+use crate::fanout::Feed;
 use crate::naming::{self, Compression, Encoding};
 use crate::source::{SourceError, SourceStream};
+
+mod channel;
+mod compress;
+mod tee;
+
+use channel::{ChannelReader, ChannelWriter, Chunk};
+use compress::Compressor;
+use tee::{Slot, Tee};
 
 /// Size of reads from the source and of chunks between the threads.
 const CHUNK: usize = crate::fanout::CHUNK_BYTES as usize;
@@ -381,7 +389,7 @@ fn forward(reader: &mut ChannelReader, out: &mut ChannelWriter) -> io::Result<()
     }
 }
 
-enum FeedError {
+pub(super) enum FeedError {
     Source(SourceError),
     Compress(io::Error),
     /// Stage 2 hung up (it failed or has no destination left).
@@ -443,232 +451,6 @@ fn feed(
             let _ = tx.send(Err(()));
             Err(e)
         }
-    }
-}
-
-/// A chunk between the threads; `Err` means the producer side failed.
-type Chunk = Result<Vec<u8>, ()>;
-
-struct ChannelWriter {
-    tx: SyncSender<Chunk>,
-    buf: Vec<u8>,
-    hung_up: bool,
-}
-
-impl ChannelWriter {
-    fn flush_chunk(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx.send(Ok(chunk)).map_err(|_| {
-            self.hung_up = true;
-            io::Error::new(io::ErrorKind::BrokenPipe, "encryption stage stopped")
-        })
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.hung_up {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "encryption stage stopped",
-            ));
-        }
-        let room = CHUNK - self.buf.len();
-        let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK {
-            self.flush_chunk()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        // Chunks are only sent when full or at the end: small sends would cost more.
-        Ok(())
-    }
-}
-
-struct ChannelReader {
-    rx: Receiver<Chunk>,
-    current: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.current.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.current = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(())) => {
-                    return Err(io::Error::other("source failed; stream aborted"));
-                }
-                // Sender gone without an error marker: end of stream.
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.current.len() - self.pos);
-        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-enum Compressor {
-    Zstd(zstd::stream::write::Encoder<'static, ChannelWriter>),
-    Gzip(flate2::write::GzEncoder<ChannelWriter>),
-    Plain(ChannelWriter),
-}
-
-impl Compressor {
-    fn new(plan: &Plan, sink: ChannelWriter) -> io::Result<Self> {
-        Ok(match plan.encoding.compression {
-            Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(sink, plan.zstd_level)?;
-                enc.include_checksum(true)?;
-                if plan.zstd_threads > 0 {
-                    enc.multithread(plan.zstd_threads)?;
-                }
-                Compressor::Zstd(enc)
-            }
-            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
-                sink,
-                flate2::Compression::fast(),
-            )),
-            Compression::None => Compressor::Plain(sink),
-        })
-    }
-
-    fn sink(&self) -> &ChannelWriter {
-        match self {
-            Compressor::Zstd(e) => e.get_ref(),
-            Compressor::Gzip(e) => e.get_ref(),
-            Compressor::Plain(w) => w,
-        }
-    }
-
-    fn classify(&self, e: io::Error) -> FeedError {
-        if self.sink().hung_up {
-            FeedError::Downstream
-        } else {
-            FeedError::Compress(e)
-        }
-    }
-
-    fn finish(self) -> Result<ChannelWriter, (io::Error, bool)> {
-        match self {
-            Compressor::Zstd(e) => e.finish().map_err(|err| (err, false)),
-            Compressor::Gzip(e) => e.finish().map_err(|err| (err, false)),
-            Compressor::Plain(w) => Ok(w),
-        }
-        .map_err(|(err, _)| {
-            let hung_up = err.kind() == io::ErrorKind::BrokenPipe;
-            (err, hung_up)
-        })
-    }
-}
-
-impl Write for Compressor {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        match self {
-            Compressor::Zstd(e) => e.write(data),
-            Compressor::Gzip(e) => e.write(data),
-            Compressor::Plain(w) => w.write(data),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// One destination inside the tee.
-struct Slot {
-    destination: String,
-    /// Its writer thread, while it is still in the run.
-    feed: Option<Feed>,
-    error: Option<DestinationError>,
-    /// When this destination was done (committed or failed), from the run's start.
-    done: Option<Duration>,
-}
-
-impl Slot {
-    /// Waits for this destination's writer thread after [`Feed::close`] and records how it
-    /// went.
-    fn wait(&mut self, started: Instant) {
-        if let Some(feed) = self.feed.take() {
-            let f = feed.wait(started);
-            if let Err(e) = f.result {
-                if self.error.is_none() {
-                    self.error = Some(e);
-                }
-            }
-            self.done = Some(f.done);
-        }
-    }
-}
-
-/// Hashes, counts and fans the object bytes out to every live destination's thread.
-struct Tee {
-    slots: Vec<Slot>,
-    hasher: Sha256,
-    size: u64,
-    started: Instant,
-}
-
-impl Tee {
-    fn live(&self) -> usize {
-        self.slots.iter().filter(|s| s.feed.is_some()).count()
-    }
-
-    /// Aborts every live writer and waits for the aborts (nothing partial stays behind).
-    fn abort_all(&mut self) {
-        self.close_all(false);
-    }
-
-    /// Closes every live writer first, then waits for each: they commit (or abort) in
-    /// parallel, each in its own thread, so a slow or stalled destination does not hold
-    /// another's commit.
-    fn close_all(&mut self, commit: bool) {
-        for slot in &self.slots {
-            if let Some(feed) = &slot.feed {
-                feed.close(commit);
-            }
-        }
-        for slot in &mut self.slots {
-            slot.wait(self.started);
-        }
-    }
-
-    /// Commits every live writer (see [`Tee::close_all`]).
-    fn commit_all(&mut self) {
-        self.close_all(true);
-    }
-
-    /// Hashes `chunk` and queues it for every live destination; a destination that failed or
-    /// stalled is finished (and reported) at once. Fails when none is left.
-    fn send(&mut self, chunk: Vec<u8>) -> io::Result<()> {
-        self.hasher.update(&chunk);
-        self.size += chunk.len() as u64;
-        let shared: SharedChunk = std::sync::Arc::new(chunk);
-        for slot in &mut self.slots {
-            let Some(feed) = slot.feed.as_ref() else {
-                continue;
-            };
-            if !feed.send(shared.clone()) {
-                feed.close(false);
-                slot.wait(self.started);
-            }
-        }
-        if self.live() == 0 {
-            return Err(io::Error::other("every destination failed"));
-        }
-        Ok(())
     }
 }
 
