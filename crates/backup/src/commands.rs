@@ -74,7 +74,7 @@ fn destinations(job: &JobConfig) -> (Vec<Box<dyn Destination>>, Vec<String>) {
     for d in &job.destinations {
         match runner::build_destination(d) {
             Ok(b) => out.push(b),
-            Err(m) => skipped.push(m),
+            Err(e) => skipped.push(e.to_string()),
         }
     }
     (out, skipped)

@@ -45,38 +45,77 @@ pub type Report = RunReport;
 /// A destination ready to use, or why it cannot be.
 struct Target {
     config: DestinationConfig,
-    built: Result<Box<dyn Destination>, String>,
+    built: Result<Box<dyn Destination>, SetupError>,
 }
 
-/// Builds the destination of a config entry.
-pub fn build_destination(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
-    crate::destination::build(d)
+/// A source or destination of the config that cannot be set up for this run; only that
+/// entry fails, the others run.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{what} '{id}': type '{kind}' is not yet supported")]
+    Unsupported {
+        what: &'static str,
+        id: String,
+        kind: String,
+    },
+    #[error("source '{id}': no passphrase or recipients (and not compress_only)")]
+    NoProtection { id: String },
+    #[error("source '{id}': {source}")]
+    Keys {
+        id: String,
+        #[source]
+        source: crypto::CryptoError,
+    },
+    #[error(transparent)]
+    Destination(#[from] crate::destination::DestinationError),
+}
+
+impl SetupError {
+    /// The failure the report shows for the entry.
+    pub fn failure(&self) -> Failure {
+        match self {
+            SetupError::Destination(e) => Failure::from_destination(Stage::Setup, e),
+            other => Failure::new(Stage::Setup, other.to_string(), false),
+        }
+    }
+}
+
+/// Builds the destination of a config entry, wrapped in the shared retry layer.
+pub fn build_destination(d: &DestinationConfig) -> Result<Box<dyn Destination>, SetupError> {
+    crate::destination::build(d)?.ok_or_else(|| SetupError::Unsupported {
+        what: "destination",
+        id: d.id.clone(),
+        kind: d.kind.clone(),
+    })
 }
 
 /// Builds the source of a config entry.
-pub fn build_source(s: &SourceConfig) -> Result<Box<dyn Source>, String> {
+pub fn build_source(s: &SourceConfig) -> Result<Box<dyn Source>, SetupError> {
     s.spec
         .build(&s.id, &s.name)
-        .ok_or_else(|| format!("source '{}': type '{}' is not yet supported", s.id, s.kind))
+        .ok_or_else(|| SetupError::Unsupported {
+            what: "source",
+            id: s.id.clone(),
+            kind: s.kind.clone(),
+        })
 }
 
 /// The pipeline plan of a source: layout, compression, encryption keys (recipients are
 /// resolved here, so a missing key fails this source only).
-pub fn build_plan(s: &SourceConfig) -> Result<Plan, String> {
+pub fn build_plan(s: &SourceConfig) -> Result<Plan, SetupError> {
     let encryption = match s.protection() {
-        None => {
-            return Err(format!(
-                "source '{}': no passphrase or recipients (and not compress_only)",
-                s.id
-            ))
-        }
+        None => return Err(SetupError::NoProtection { id: s.id.clone() }),
         Some(Protection::CompressOnly) => None,
         Some(Protection::Passphrase(p)) => {
             Some(Encryption::Passphrase(crypto::Passphrase::new(p.expose())))
         }
         Some(Protection::Recipients(r)) => Some(Encryption::Recipients(
-            crypto::load_recipients(r, s.keyring.as_deref())
-                .map_err(|e| format!("source '{}': {e}", s.id))?,
+            crypto::load_recipients(r, s.keyring.as_deref()).map_err(|source| {
+                SetupError::Keys {
+                    id: s.id.clone(),
+                    source,
+                }
+            })?,
         )),
     };
     if s.layout == Layout::Original {
@@ -153,7 +192,7 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
                 Ok(d) => d
                     .check()
                     .map_err(|e| Failure::from_destination(Stage::Check, &e)),
-                Err(m) => Err(Failure::new(Stage::Setup, m.clone(), false)),
+                Err(e) => Err(e.failure()),
             };
             log_result("-", &t.config.id, &result);
             report.checks.push(DestinationCheck {
@@ -252,14 +291,12 @@ fn log_result(source: &str, destination: &str, result: &Result<(), Failure>) {
 
 fn check_source(s: &SourceConfig) -> SourceReport {
     let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
-    let result = build_source(s)
-        .map_err(|m| Failure::new(Stage::Setup, m, false))
-        .and_then(|source| {
-            build_plan(s).map_err(|m| Failure::new(Stage::Setup, m, false))?;
-            source
-                .check()
-                .map_err(|e| Failure::from_source(Stage::Check, &format!("source '{}'", s.id), &e))
-        });
+    let result = build_source(s).map_err(|e| e.failure()).and_then(|source| {
+        build_plan(s).map_err(|e| e.failure())?;
+        source
+            .check()
+            .map_err(|e| Failure::from_source(Stage::Check, &format!("source '{}'", s.id), &e))
+    });
     log_result(&s.id, "-", &result);
     r.failure = result.err();
     r.ended = std::time::SystemTime::now();
@@ -279,8 +316,8 @@ fn run_source(
     let prepared = build_source(s).and_then(|src| Ok((src, build_plan(s)?)));
     let (source, plan) = match prepared {
         Ok(p) => p,
-        Err(m) => {
-            r.failure = Some(Failure::new(Stage::Setup, m, false));
+        Err(e) => {
+            r.failure = Some(e.failure());
             return finish_source(r, targets);
         }
     };
@@ -407,7 +444,7 @@ fn finish_source(mut r: SourceReport, targets: &[Target]) -> SourceReport {
             continue;
         }
         let f = match (&t.built, &r.failure) {
-            (Err(m), _) => Failure::new(Stage::Setup, m.clone(), false),
+            (Err(e), _) => e.failure(),
             (Ok(_), Some(f)) => f.clone(),
             (Ok(_), None) => continue,
         };

@@ -137,28 +137,21 @@ pub trait Destination: Send + Sync {
 /// Default of the `stall_timeout` destination key.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Builds the destination of a config entry, wrapped in the shared retry layer; a type not
-/// implemented yet (or a store that cannot be set up) comes back as a message for the report.
-pub fn build(d: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
+/// Builds the destination of a config entry, wrapped in the shared retry layer; `None` for a
+/// type not implemented yet.
+pub fn build(d: &DestinationConfig) -> Result<Option<Box<dyn Destination>>, DestinationError> {
     let stall = d
         .stall_timeout
         .map_or(DEFAULT_STALL_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
-    let inner = d
-        .spec
-        .build(&d.id, stall)
-        .ok_or_else(|| {
-            format!(
-                "destination '{}': type '{}' is not yet supported",
-                d.id, d.kind
-            )
-        })?
-        .map_err(|e| e.to_string())?;
-    Ok(Box::new(retry::Retrying::new(
+    let Some(inner) = d.spec.build(&d.id, stall).transpose()? else {
+        return Ok(None);
+    };
+    Ok(Some(Box::new(retry::Retrying::new(
         inner,
         retry::Policy::default(),
         stall,
         d.upload_rate_limit.map(u64::from),
-    )))
+    ))))
 }
 
 /// Declares [`DestinationSpec`] from the list of `"type" => Variant(module)`: each module has
