@@ -7,6 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUSTOS_REQUIRE_SERVICES=${CUSTOS_REQUIRE_SERVICES:-1}
 
+# A clean build and the tests' data take about 8 GB; a full disk fails tests far from the
+# cause (ENOSPC in a restore), so say it first.
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${free_kb:-0}" -lt $((8 * 1024 * 1024)) ]; then
+	echo "warning: only $((free_kb / 1024)) MiB free on $(df -P . | awk 'NR == 2 { print $6 }'); the build and tests need about 8 GB" >&2
+fi
+
 # Debian packages of the real servers the tests start (idempotent, quick when present).
 bash scripts/install-deps.sh
 
