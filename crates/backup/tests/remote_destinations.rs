@@ -148,18 +148,6 @@ fn minio_destination(id: &str, port: u16, bucket: &str) -> Value {
     })
 }
 
-/// The `{source}/{stamp}/` folders in `keys`, sorted.
-fn stamps(keys: &[String], source: &str) -> Vec<String> {
-    let mut out: Vec<String> = keys
-        .iter()
-        .filter_map(|k| k.strip_prefix(&format!("{source}/")))
-        .filter_map(|k| k.split('/').next())
-        .map(str::to_owned)
-        .collect();
-    out.dedup();
-    out
-}
-
 #[test]
 fn multipart_backup_list_restore_verify_on_s3_and_minio() {
     let Some(m) = moto("multipart_backup_list_restore_verify_on_s3_and_minio") else {
@@ -253,50 +241,16 @@ fn retention_by_copies_and_days_on_s3() {
     };
     make_bucket(m.port, "ret");
     let t = tempfile::tempdir().expect("tempdir");
-    let src = t.path().join("src/small");
-    std::fs::create_dir_all(&src).expect("mkdir");
-    std::fs::write(src.join("a.txt"), b"retention").expect("write");
-    // An old copy (2020) made by an earlier run: object + sidecar.
-    let old = "files/20200101000000/files.tar.zst.gpg";
-    let (st, _) = http(m.port, "PUT", &format!("/ret/{old}"), b"old").expect("put");
-    assert_eq!(st, 200);
-    let sidecar = format!("{}  files.tar.zst.gpg\n", "0".repeat(64));
-    let (st, _) = http(
-        m.port,
-        "PUT",
-        &format!("/ret/{old}.sha256"),
-        sidecar.as_bytes(),
-    )
-    .expect("put");
-    assert_eq!(st, 200);
-
-    let mut dest = s3_destination("s3", m.port, "ret");
-    dest["retention_days"] = json!(30);
-    let mut job = Job::new(t.path());
-    job.source(folder_source("files", &src))
-        .destination(dest.clone());
-    let cfg = job.write();
-    run_job(&cfg).assert_code(0);
-    let now = stamps(&keys(m.port, "ret"), "files");
-    assert_eq!(now.len(), 1, "the 2020 copy is past 30 days: {now:?}");
-    assert_ne!(now[0], "20200101000000");
-
-    // Copies: keep the newest 2 of 3 runs.
-    dest["retention_copies"] = json!(2);
-    let mut job = Job::new(t.path());
-    job.source(folder_source("files", &src)).destination(dest);
-    let cfg = job.write();
-    run_job(&cfg).assert_code(0);
-    run_job(&cfg).assert_code(0);
-    let after = stamps(&keys(m.port, "ret"), "files");
-    assert_eq!(after.len(), 2, "{after:?}");
-    assert!(!after.contains(&now[0]), "the oldest copy went: {after:?}");
-    for k in keys(m.port, "ret") {
-        assert!(
-            after.iter().any(|s| k.contains(s.as_str())),
-            "left over: {k}"
-        );
-    }
+    assert_retention_by_days_and_copies(
+        t.path(),
+        s3_destination("s3", m.port, "ret"),
+        |name, data| {
+            let (st, _) = http(m.port, "PUT", &format!("/ret/{name}"), data).expect("put");
+            assert_eq!(st, 200);
+        },
+        || keys(m.port, "ret"),
+        run_job,
+    );
 }
 
 /// `backup restore --destination DEST` of source `files` gives the tree `src` back.

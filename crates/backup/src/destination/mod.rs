@@ -14,6 +14,7 @@ use custos_kit::config::ConfigError;
 
 use crate::config::{DestinationConfig, Entry, Invalid, Validate};
 
+pub mod gs;
 pub mod local;
 pub mod retry;
 pub mod runtime;
@@ -216,9 +217,10 @@ destination_types! {
     "local" => Local(local::LocalConfig),
     "s3" => S3(s3::S3Config),
     "minio" => Minio(s3::MinioConfig),
+    "gs" => Gs(gs::GsConfig),
 }
 
 impl DestinationSpec {
     /// Types of the original that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &["gs", "b2", "samba", "dropbox", "gdrive"];
+    pub const LATER: &'static [&'static str] = &["b2", "samba", "dropbox", "gdrive"];
 }
