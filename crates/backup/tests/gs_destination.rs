@@ -211,3 +211,56 @@ fn a_refused_key_fails_only_gs_and_the_local_copy_is_complete() {
         false,
     );
 }
+
+/// A run killed with `kill -9` after its first part reached GCS leaves an incomplete XML-API
+/// multipart upload (GCS keeps its parts until it is aborted) that `list` does not show; the
+/// job's next run lists the bucket's uploads under the source's prefix and aborts it.
+#[test]
+fn a_killed_runs_multipart_upload_is_aborted_by_the_next_run_on_gs() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let Some((fake, sa)) = setup(t.path(), &["kill"]) else {
+        return;
+    };
+    let src = random_source(t.path(), 24 << 20, 19);
+    // Paced at 2 MiB/s: the first part is up after ~4 s, the upload would end after ~12 s.
+    let mut slow = gs_destination("gcs", "kill", &sa.json);
+    slow["upload_rate_limit"] = json!(2 << 20);
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src)).destination(slow);
+    let cfg = job.write();
+    let host = fake.host();
+    let env = [("STORAGE_EMULATOR_HOST", OsStr::new(&host))];
+    kill_during_upload(&cfg, &env, || {
+        fake.uploads().iter().any(|(_, _, parts)| *parts >= 1)
+    });
+    let left = fake.uploads();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].1.starts_with("files/"), "{left:?}");
+    assert!(fake.names("kill").is_empty(), "{:?}", fake.names("kill"));
+    let l = gs_run(&fake, &["list"], &cfg);
+    l.assert_code(0);
+    assert!(!l.stdout_text().contains("files.tar"), "{}", l.describe());
+
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(gs_destination("gcs", "kill", &sa.json));
+    let r = gs_run(&fake, &["-v"], &job.write());
+    r.assert_code(0);
+    assert!(fake.uploads().is_empty(), "{:?}", fake.uploads());
+    assert!(
+        r.stderr_text()
+            .contains("aborted an upload a killed run left incomplete")
+            && r.stderr_text().contains(&left[0].1),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(fake.names("kill").len(), 2, "{:?}", fake.names("kill"));
+    assert_no_secrets(&r, &fake, &sa);
+    let reqs = fake.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("GET /kill?uploads&prefix=files%2F")),
+        "{reqs:#?}"
+    );
+    assert!(fake.unexpected().is_empty(), "{:#?}", fake.unexpected());
+}

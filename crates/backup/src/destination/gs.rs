@@ -1,7 +1,8 @@
 //! The `gs` destination (Google Cloud Storage): objects are keys
 //! `{source id}/{timestamp}/{file}` in a bucket, written through the shared opendal store
 //! ([`super::store`]). opendal sends an object larger than one part as an XML-API multipart
-//! upload of [`PART_SIZE`] parts, which becomes an object only when completed.
+//! upload of [`PART_SIZE`] parts, which becomes an object only when completed; the upload of
+//! a run killed with `kill -9` is aborted by the job's next run ([`super::multipart`]).
 //!
 //! Authentication is the service-account JSON key of `gcs_creds_path`: a JWT signed with its
 //! key is exchanged for an access token at the key's `token_uri`, as Google's client
@@ -15,9 +16,10 @@ use std::time::Duration;
 use opendal::services;
 use reqsign_core::time::Timestamp;
 use reqsign_core::{Context, ProvideCredential};
-use reqsign_google::{Credential, Token};
+use reqsign_google::{Credential, RequestSigner, Token};
 use serde::{Deserialize, Serialize};
 
+use super::multipart::MultipartUploads;
 use super::store::{Layout, Store};
 use super::{Destination, DestinationError};
 use crate::config::{Invalid, Secret, Validate};
@@ -81,17 +83,28 @@ impl GsConfig {
         stall: Duration,
     ) -> Result<Box<dyn Destination>, DestinationError> {
         let key = ServiceAccountKey::load(id, &self.gcs_creds_path)?;
+        let token = || ServiceAccountToken {
+            destination: id.to_string(),
+            key: key.clone(),
+        };
+        let endpoint = endpoint(std::env::var(EMULATOR_ENV).ok().as_deref());
         let b = services::Gcs::default()
             .bucket(&self.bucket)
-            .endpoint(&endpoint(std::env::var(EMULATOR_ENV).ok().as_deref()))
+            .endpoint(&endpoint)
             .scope(SCOPE)
             .disable_config_load()
             .disable_vm_metadata()
-            .credential_provider(ServiceAccountToken {
-                destination: id.to_string(),
-                key,
-            });
-        Ok(Box::new(Store::new(id, LAYOUT, b, stall)?))
+            .credential_provider(token());
+        let store = Store::new(id, LAYOUT, b, stall)?;
+        let uploads = MultipartUploads::new(
+            id,
+            format!("{endpoint}/{}", self.bucket),
+            store.operator(),
+            token(),
+            RequestSigner::new("storage").with_scope(SCOPE),
+            stall,
+        );
+        Ok(Box::new(store.with_abandoned_uploads(uploads)))
     }
 }
 

@@ -16,6 +16,7 @@ use crate::config::{DestinationConfig, Entry, Invalid, Validate};
 
 pub mod gs;
 pub mod local;
+pub mod multipart;
 pub mod retry;
 pub mod runtime;
 pub mod s3;

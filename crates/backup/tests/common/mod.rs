@@ -1198,3 +1198,31 @@ pub fn random_source(dir: &Path, len: usize, seed: u64) -> PathBuf {
     fs::write(src.join("random.bin"), pseudo_random(len, seed)).expect("write");
     src
 }
+
+/// Starts `backup CFG` with `env`, waits (deadline 60 s) until `started` says the upload
+/// has begun as wanted, then kills it with SIGKILL (`kill -9`: no cleanup runs).
+pub fn kill_during_upload(cfg: &Path, env: &[(&str, &OsStr)], mut started: impl FnMut() -> bool) {
+    let mut cmd = Command::new(bin());
+    cmd.arg(cfg)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn backup");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if started() {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("backup ended ({status}) before the upload was under way");
+        }
+        assert!(Instant::now() < deadline, "the upload never got under way");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+}
