@@ -100,7 +100,9 @@ fn streamed_backup_list_restore_verify_on_gs() {
     assert_eq!(count("partNumber=4&"), 0, "{reqs:#?}");
     assert_eq!(count("uploadType=media"), 1, "{reqs:#?}");
     assert!(fake.uploads().is_empty(), "{:?}", fake.uploads());
-    assert!(count("POST /token") >= 1, "no token exchange: {reqs:#?}");
+    // One token exchange for the run, shared by the uploads and the cleanup of dead uploads.
+    assert_eq!(count("POST /token"), 1, "{reqs:#?}");
+    assert_eq!(count("GET /bk?uploads&prefix=files%2F"), 1, "{reqs:#?}");
 
     // `list` shows the copy; restore from gs gives the tree back; verify reads both copies.
     let l = gs_run(&fake, &["list"], &cfg);
@@ -263,4 +265,51 @@ fn a_killed_runs_multipart_upload_is_aborted_by_the_next_run_on_gs() {
         "{reqs:#?}"
     );
     assert!(fake.unexpected().is_empty(), "{:#?}", fake.unexpected());
+}
+
+/// GCS answers the second part `503`: the upload is aborted at the server (no upload left
+/// open, no object), only the gs destination fails (exit 1) and the local destination in the
+/// same job has its complete copy.
+#[test]
+fn a_failed_part_aborts_the_upload_and_fails_only_gs() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let Some((fake, sa)) = setup(t.path(), &["err"]) else {
+        return;
+    };
+    fake.fail_part(2);
+    let src = random_source(t.path(), 17 << 20, 23);
+    let disk = t.path().join("disk");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(gs_destination("gcs", "err", &sa.json))
+        .destination(local_destination("disk", &disk));
+    let cfg = job.write();
+    let r = gs_run(&fake, &[], &cfg);
+    r.assert_code(1);
+    assert!(
+        r.all_text().contains("ServiceUnavailable"),
+        "{}",
+        r.describe()
+    );
+    let reqs = fake.requests();
+    assert!(
+        reqs.iter()
+            .any(|q| q.starts_with("DELETE /err/") && q.contains("uploadId=")),
+        "the upload was not aborted: {reqs:#?}"
+    );
+    assert!(fake.uploads().is_empty(), "{:?}", fake.uploads());
+    assert!(fake.names("err").is_empty(), "{:?}", fake.names("err"));
+    assert_no_secrets(&r, &fake, &sa);
+    restore_with(
+        &cfg,
+        "files",
+        &["--destination".as_ref(), OsStr::new("disk")],
+        &t.path().join("restore"),
+    )
+    .assert_code(0);
+    assert_same_tree(
+        &src,
+        &restored_root(&t.path().join("restore"), "big"),
+        false,
+    );
 }

@@ -11,6 +11,7 @@
 //! Google's client libraries honor) points the requests at another endpoint.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opendal::services;
@@ -83,9 +84,11 @@ impl GsConfig {
         stall: Duration,
     ) -> Result<Box<dyn Destination>, DestinationError> {
         let key = ServiceAccountKey::load(id, &self.gcs_creds_path)?;
+        let cache = Arc::new(Mutex::new(None));
         let token = || ServiceAccountToken {
             destination: id.to_string(),
             key: key.clone(),
+            cache: cache.clone(),
         };
         let endpoint = endpoint(std::env::var(EMULATOR_ENV).ok().as_deref());
         let b = services::Gcs::default()
@@ -173,7 +176,13 @@ impl ServiceAccountKey {
 struct ServiceAccountToken {
     destination: String,
     key: ServiceAccountKey,
+    /// The last token, shared by the store's signer and the cleanup's, so a run exchanges
+    /// the key once (reqsign's `Token` hides the token from `Debug`).
+    cache: Arc<Mutex<Option<Token>>>,
 }
+
+/// A cached token is used while it has at least this long left.
+const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
 /// Lifetime asked for the signed JWT (Google's maximum).
 const JWT_LIFETIME: u64 = 3600;
@@ -267,8 +276,20 @@ impl ProvideCredential for ServiceAccountToken {
     type Credential = Credential;
 
     async fn provide_credential(&self, ctx: &Context) -> reqsign_core::Result<Option<Credential>> {
+        let cached = self.cache.lock().ok().and_then(|c| c.clone());
+        if let Some(t) = cached.filter(|t| {
+            t.expires_at
+                .is_some_and(|at| at > Timestamp::now() + TOKEN_MARGIN)
+        }) {
+            return Ok(Some(Credential::with_token(t)));
+        }
         match self.exchange(ctx).await {
-            Ok(token) => Ok(Some(Credential::with_token(token))),
+            Ok(token) => {
+                if let Ok(mut c) = self.cache.lock() {
+                    *c = Some(token.clone());
+                }
+                Ok(Some(Credential::with_token(token)))
+            }
             Err(message) => {
                 // reqsign reports a failed provider only as "failed to load signing
                 // credential": say why here. The message holds no key and no token.

@@ -110,6 +110,8 @@ struct State {
     requests: Vec<String>,
     unexpected: Vec<String>,
     token_refusals: u64,
+    /// Part number whose upload is answered `503` (an injected server failure).
+    failing_part: Option<u32>,
     /// The accepted key: client email and public key file.
     account: Option<(String, PathBuf)>,
 }
@@ -159,6 +161,11 @@ impl FakeGcs {
     /// Accepts JWTs of this service account only.
     pub fn trust(&self, sa: &ServiceAccount) {
         self.state.lock().unwrap().account = Some((sa.email.clone(), sa.public_pem.clone()));
+    }
+
+    /// Answers the upload of part `n` of every multipart upload with `503`.
+    pub fn fail_part(&self, n: u32) {
+        self.state.lock().unwrap().failing_part = Some(n);
     }
 
     /// Object names in `bucket`, sorted.
@@ -271,6 +278,7 @@ impl FakeGcs {
             401 => "Unauthorized",
             404 => "Not Found",
             412 => "Precondition Failed",
+            503 => "Service Unavailable",
             _ => "Status",
         };
         let mut head = format!(
@@ -435,6 +443,9 @@ impl FakeGcs {
                 else {
                     return unexpected(&mut st);
                 };
+                if st.failing_part == Some(n) {
+                    return xml_error(503, "ServiceUnavailable");
+                }
                 let etag = format!("\"{}\"", hex(&Sha256::digest(body)[..16]));
                 let u = st.uploads.get_mut(&id).expect("upload");
                 u.parts.insert(n, (etag.clone(), body.to_vec()));
