@@ -72,6 +72,17 @@ fn streamed_backup_list_restore_verify_on_gs() {
         .destination(gs_destination("gcs", "bk", &sa.json))
         .destination(local_destination("disk", &disk));
     let cfg = job.write();
+    // `--dry-run` reaches the bucket (a one-entry listing) and writes nothing.
+    let d = gs_run(&fake, &["run", "--dry-run"], &cfg);
+    d.assert_code(0);
+    assert!(fake.names("bk").is_empty() && fake.uploads().is_empty());
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|q| q.starts_with("GET /storage/v1/b/bk/o?") && q.contains("maxResults=1")),
+        "{:#?}",
+        fake.requests()
+    );
     let r = gs_run(&fake, &[], &cfg);
     r.assert_code(0);
     assert_no_secrets(&r, &fake, &sa);
@@ -100,8 +111,9 @@ fn streamed_backup_list_restore_verify_on_gs() {
     assert_eq!(count("partNumber=4&"), 0, "{reqs:#?}");
     assert_eq!(count("uploadType=media"), 1, "{reqs:#?}");
     assert!(fake.uploads().is_empty(), "{:?}", fake.uploads());
-    // One token exchange for the run, shared by the uploads and the cleanup of dead uploads.
-    assert_eq!(count("POST /token"), 1, "{reqs:#?}");
+    // One token exchange per run (the dry run's and this one's), shared by the uploads and
+    // the cleanup of dead uploads.
+    assert_eq!(count("POST /token"), 2, "{reqs:#?}");
     assert_eq!(count("GET /bk?uploads&prefix=files%2F"), 1, "{reqs:#?}");
 
     // `list` shows the copy; restore from gs gives the tree back; verify reads both copies.
