@@ -201,10 +201,53 @@ pub fn store(id: &str, c: &S3Config, timeout: Duration) -> Result<Store, Destina
     Ok(store.with_abandoned_uploads(uploads))
 }
 
-/// The endpoint opendal sends path-style requests to: `endpoint_url`, or AWS's of `region`.
+/// The endpoint opendal 0.57 sends path-style requests to (its `build_endpoint`): the
+/// `endpoint_url` without a bucket host prefix, default port or trailing `/`, and AWS's
+/// global endpoint made regional.
 fn endpoint(c: &S3Config, region: &str) -> String {
-    match &c.endpoint_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => format!("https://s3.{region}.amazonaws.com"),
+    let url = c
+        .endpoint_url
+        .as_deref()
+        .unwrap_or("https://s3.amazonaws.com")
+        .replace(&format!("//{}.", c.bucket), "//");
+    let mut url = url.trim_end_matches('/').to_string();
+    for (scheme, port) in [("http://", ":80"), ("https://", ":443")] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            if let Some(h) = host.strip_suffix(port) {
+                url = format!("{scheme}{h}{path}");
+            }
+        }
+    }
+    if url == "https://s3.amazonaws.com" {
+        url = format!("https://s3.{region}.amazonaws.com");
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cleanup_uses_the_endpoint_opendal_uses() {
+        let c = |url: Option<&str>| S3Config {
+            bucket: "bk".into(),
+            region: None,
+            credentials: None,
+            endpoint_url: url.map(str::to_owned),
+        };
+        assert_eq!(
+            endpoint(&c(None), "eu-west-1"),
+            "https://s3.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            endpoint(&c(Some("http://127.0.0.1:9000/")), "us-east-1"),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            endpoint(&c(Some("https://bk.s3.wasabisys.com:443")), "us-east-1"),
+            "https://s3.wasabisys.com"
+        );
     }
 }

@@ -89,11 +89,6 @@ impl Store {
         self
     }
 
-    /// The longest wait for one request (the stall timeout).
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// Runs one request on the shared runtime, failed (not retryable) after `self.timeout`.
     fn call<T, F>(&self, op: &'static str, object: &str, f: F) -> Result<T, DestinationError>
     where
