@@ -14,7 +14,9 @@ use custos_kit::config::ConfigError;
 
 use crate::config::{DestinationConfig, Entry, Invalid, Validate};
 
+pub mod gs;
 pub mod local;
+pub mod multipart;
 pub mod retry;
 pub mod runtime;
 pub mod s3;
@@ -209,9 +211,10 @@ destination_types! {
     "local" => Local(local::LocalConfig),
     "s3" => S3(s3::S3Config),
     "minio" => Minio(s3::MinioConfig),
+    "gs" => Gs(gs::GsConfig),
 }
 
 impl DestinationSpec {
     /// Types of the original that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &["gs", "b2", "samba", "dropbox", "gdrive"];
+    pub const LATER: &'static [&'static str] = &["b2", "samba", "dropbox", "gdrive"];
 }

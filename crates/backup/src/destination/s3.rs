@@ -1,14 +1,18 @@
 //! The `s3` destination (and `minio`, which the config translates to it): objects are keys
 //! `{source id}/{timestamp}/{file}` in a bucket, written through the shared opendal store
 //! ([`super::store`]) as S3 multipart uploads of [`PART_SIZE`] parts. A run killed with
-//! `kill -9` leaves an incomplete multipart upload that is invisible to `list` but holds
-//! space until a bucket lifecycle rule (`AbortIncompleteMultipartUpload`) removes it.
+//! `kill -9` leaves an incomplete multipart upload, invisible to `list` but holding space:
+//! the next run of the job aborts it ([`super::multipart`]).
 
 use std::time::Duration;
 
 use opendal::services;
 use serde::Deserialize;
 
+use reqsign_aws_v4::{DefaultCredentialProvider, RequestSigner, StaticCredentialProvider};
+use reqsign_core::ProvideCredentialChain;
+
+use super::multipart::MultipartUploads;
 use super::store::{Layout, Store};
 use super::{Destination, DestinationError};
 use crate::config::{Invalid, Secret, Validate};
@@ -170,16 +174,80 @@ const LAYOUT: Layout = Layout {
 /// upload. Without credentials the standard AWS chain (environment, `~/.aws/credentials`,
 /// instance role) is used.
 pub fn store(id: &str, c: &S3Config, timeout: Duration) -> Result<Store, DestinationError> {
-    let mut b = services::S3::default()
-        .bucket(&c.bucket)
-        .region(c.region.as_deref().unwrap_or(DEFAULT_REGION));
+    let region = c.region.as_deref().unwrap_or(DEFAULT_REGION);
+    let mut b = services::S3::default().bucket(&c.bucket).region(region);
     if let Some(url) = &c.endpoint_url {
         b = b.endpoint(url);
     }
+    let mut loader = ProvideCredentialChain::new().push(DefaultCredentialProvider::new());
     if let Some(cred) = &c.credentials {
         b = b
             .access_key_id(&cred.aws_access_key_id)
             .secret_access_key(cred.aws_secret_access_key.expose());
+        loader = loader.push_front(StaticCredentialProvider::new(
+            &cred.aws_access_key_id,
+            cred.aws_secret_access_key.expose(),
+        ));
     }
-    Store::new(id, LAYOUT, b, timeout)
+    let store = Store::new(id, LAYOUT, b, timeout)?;
+    let uploads = MultipartUploads::new(
+        id,
+        format!("{}/{}", endpoint(c, region), c.bucket),
+        store.operator(),
+        loader,
+        RequestSigner::new("s3", region),
+        timeout,
+    );
+    Ok(store.with_abandoned_uploads(uploads))
+}
+
+/// The endpoint opendal 0.57 sends path-style requests to (its `build_endpoint`): the
+/// `endpoint_url` without a bucket host prefix, default port or trailing `/`, and AWS's
+/// global endpoint made regional.
+fn endpoint(c: &S3Config, region: &str) -> String {
+    let url = c
+        .endpoint_url
+        .as_deref()
+        .unwrap_or("https://s3.amazonaws.com")
+        .replace(&format!("//{}.", c.bucket), "//");
+    let mut url = url.trim_end_matches('/').to_string();
+    for (scheme, port) in [("http://", ":80"), ("https://", ":443")] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            if let Some(h) = host.strip_suffix(port) {
+                url = format!("{scheme}{h}{path}");
+            }
+        }
+    }
+    if url == "https://s3.amazonaws.com" {
+        url = format!("https://s3.{region}.amazonaws.com");
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cleanup_uses_the_endpoint_opendal_uses() {
+        let c = |url: Option<&str>| S3Config {
+            bucket: "bk".into(),
+            region: None,
+            credentials: None,
+            endpoint_url: url.map(str::to_owned),
+        };
+        assert_eq!(
+            endpoint(&c(None), "eu-west-1"),
+            "https://s3.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            endpoint(&c(Some("http://127.0.0.1:9000/")), "us-east-1"),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            endpoint(&c(Some("https://bk.s3.wasabisys.com:443")), "us-east-1"),
+            "https://s3.wasabisys.com"
+        );
+    }
 }

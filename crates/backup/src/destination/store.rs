@@ -7,7 +7,9 @@
 //! upload session), one part in flight, so memory stays bounded whatever the object size
 //! and no temporary file is written. An object becomes visible only when the upload
 //! completes ([`ObjectWriter::commit`] checks `close()`); a failed or aborted upload is
-//! aborted on the server, so `list`, `restore` and retention never see a half object.
+//! aborted on the server, so `list`, `restore` and retention never see a half object. What
+//! a killed run left half-uploaded is removed by the type's [`AbandonedUploads`], if it has
+//! one ([`Destination::remove_abandoned`]).
 
 use std::future::IntoFuture;
 use std::io::{self, Read, Write};
@@ -15,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use opendal::Operator;
 
+use super::multipart::AbandonedUploads;
 use super::{runtime, Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
 
 /// Bytes fetched per request when reading an object back.
@@ -47,6 +50,8 @@ pub struct Store {
     /// server fails the operation instead of hanging the run. Not retried: the server had
     /// the whole stall timeout, and retries would multiply the hang.
     timeout: Duration,
+    /// Finds and aborts what killed runs left half-uploaded, for stores that keep it.
+    abandoned: Option<Box<dyn AbandonedUploads>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -74,7 +79,14 @@ impl Store {
             layout,
             op,
             timeout,
+            abandoned: None,
         })
+    }
+
+    /// Gives the store the cleanup of uploads killed runs left ([`Destination::remove_abandoned`]).
+    pub fn with_abandoned_uploads(mut self, a: impl AbandonedUploads + 'static) -> Self {
+        self.abandoned = Some(Box::new(a));
+        self
     }
 
     /// Runs one request on the shared runtime, failed (not retryable) after `self.timeout`.
@@ -231,6 +243,13 @@ impl Destination for Store {
     fn delete(&self, name: &str) -> Result<(), DestinationError> {
         self.check_name(name)?;
         self.call("delete", name, self.op.delete(name))
+    }
+
+    fn remove_abandoned(&self, prefix: &str) -> Result<Vec<String>, DestinationError> {
+        match &self.abandoned {
+            Some(a) => a.remove(prefix),
+            None => Ok(Vec::new()),
+        }
     }
 }
 

@@ -168,9 +168,7 @@ fn a_failing_destination_does_not_skip_the_others() {
             .clone()
     };
     assert_eq!(by_dest("disk"), Status::Ok);
-    assert!(
-        matches!(by_dest("cloud"), Status::Failed(m) if m.contains("type 'gs' is not yet supported"))
-    );
+    assert!(matches!(by_dest("cloud"), Status::Failed(m) if m.contains("gcs_creds_path /x.json")));
     assert!(matches!(by_dest("unmounted"), Status::Failed(m) if m.contains("not-mounted")));
     assert!(!f.root.join("not-mounted").exists());
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod gcs;
 pub mod notify;
 pub mod receiver;
 
@@ -235,6 +236,17 @@ pub fn restore_to(cfg: &Path, source: &str, target: &Path) -> Run {
 /// `backup restore CFG --source SOURCE EXTRA... --to TARGET`, for `--at`, `--destination`,
 /// `--key`.
 pub fn restore_with(cfg: &Path, source: &str, extra: &[&OsStr], target: &Path) -> Run {
+    restore_with_env(cfg, source, extra, target, &[])
+}
+
+/// [`restore_with`] with extra environment variables.
+pub fn restore_with_env(
+    cfg: &Path,
+    source: &str,
+    extra: &[&OsStr],
+    target: &Path,
+    env: &[(&str, &OsStr)],
+) -> Run {
     let mut args: Vec<&OsStr> = vec![
         "restore".as_ref(),
         cfg.as_os_str(),
@@ -243,7 +255,7 @@ pub fn restore_with(cfg: &Path, source: &str, extra: &[&OsStr], target: &Path) -
     ];
     args.extend_from_slice(extra);
     args.extend(["--to".as_ref(), target.as_os_str()]);
-    backup(args)
+    backup_with(args, env, None)
 }
 
 /// Runs any command to completion with a deadline; panics with its output if it fails.
@@ -1117,4 +1129,100 @@ pub fn lossy(b: &[u8]) -> String {
 
 pub fn os(b: &[u8]) -> OsString {
     OsString::from_vec(b.to_vec())
+}
+
+/// The `{source}/{stamp}/` folders among object names, sorted and deduplicated.
+pub fn stamps(names: &[String], source: &str) -> Vec<String> {
+    let mut out: Vec<String> = names
+        .iter()
+        .filter_map(|k| k.strip_prefix(&format!("{source}/")))
+        .filter_map(|k| k.split('/').next())
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Retention at a remote destination `dest` (a config entry) of a store the test reads
+/// directly: a copy from 2020 (object + sidecar, written with `put`) goes with
+/// `retention_days: 30`; then with `retention_copies: 2` three runs leave the newest two
+/// and nothing else (`names` lists the store). `run` runs the job file given.
+pub fn assert_retention_by_days_and_copies(
+    dir: &Path,
+    dest: Value,
+    put: impl Fn(&str, &[u8]),
+    names: impl Fn() -> Vec<String>,
+    run: impl Fn(&Path) -> Run,
+) {
+    let src = dir.join("src/small");
+    fs::create_dir_all(&src).expect("mkdir");
+    fs::write(src.join("a.txt"), b"retention").expect("write");
+    let old = "files/20200101000000/files.tar.zst.gpg";
+    put(old, b"old");
+    let sidecar = format!("{}  files.tar.zst.gpg\n", "0".repeat(64));
+    put(&format!("{old}.sha256"), sidecar.as_bytes());
+
+    let mut dest = dest;
+    dest["retention_days"] = json!(30);
+    let mut job = Job::new(dir);
+    job.source(folder_source("files", &src))
+        .destination(dest.clone());
+    run(&job.write()).assert_code(0);
+    let now = stamps(&names(), "files");
+    assert_eq!(now.len(), 1, "the 2020 copy is past 30 days: {now:?}");
+    assert_ne!(now[0], "20200101000000");
+
+    dest["retention_copies"] = json!(2);
+    let mut job = Job::new(dir);
+    job.source(folder_source("files", &src)).destination(dest);
+    let cfg = job.write();
+    run(&cfg).assert_code(0);
+    run(&cfg).assert_code(0);
+    let all = names();
+    let after = stamps(&all, "files");
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(!after.contains(&now[0]), "the oldest copy went: {after:?}");
+    for k in all {
+        assert!(
+            after.iter().any(|s| k.contains(s.as_str())),
+            "left over: {k}"
+        );
+    }
+}
+
+/// `dir/src/big` holding `random.bin`, `len` incompressible bytes (several upload parts).
+pub fn random_source(dir: &Path, len: usize, seed: u64) -> PathBuf {
+    let src = dir.join("src/big");
+    fs::create_dir_all(&src).expect("mkdir");
+    fs::write(src.join("random.bin"), pseudo_random(len, seed)).expect("write");
+    src
+}
+
+/// Starts `backup CFG` with `env`, waits (deadline 60 s) until `started` says the upload
+/// has begun as wanted, then kills it with SIGKILL (`kill -9`: no cleanup runs).
+pub fn kill_during_upload(cfg: &Path, env: &[(&str, &OsStr)], mut started: impl FnMut() -> bool) {
+    let mut cmd = Command::new(bin());
+    cmd.arg(cfg)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn backup");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if started() {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("backup ended ({status}) before the upload was under way");
+        }
+        assert!(Instant::now() < deadline, "the upload never got under way");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
 }
