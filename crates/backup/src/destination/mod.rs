@@ -18,6 +18,7 @@ pub mod local;
 pub mod retry;
 pub mod runtime;
 pub mod s3;
+pub mod samba;
 pub mod store;
 
 /// A destination operation failed.
@@ -216,9 +217,10 @@ destination_types! {
     "local" => Local(local::LocalConfig),
     "s3" => S3(s3::S3Config),
     "minio" => Minio(s3::MinioConfig),
+    "samba" => Samba(samba::SambaConfig),
 }
 
 impl DestinationSpec {
     /// Types of the original that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &["gs", "b2", "samba", "dropbox", "gdrive"];
+    pub const LATER: &'static [&'static str] = &["gs", "b2", "dropbox", "gdrive"];
 }

@@ -1,0 +1,615 @@
+//! The `samba` destination: objects are files at the root of an SMB share in the original's
+//! layout `{id}-{YYYYmmddHHMMSS}.{suffixes}` ([`layout`]), written, listed, read and deleted
+//! by Debian's `smbclient`, as the original did ([`client`]), one process per operation.
+//!
+//! An upload streams through `put -` into `{file}.partial` and is renamed to its name only on
+//! commit (smbclient's `rename` never replaces a file), so a run killed mid-upload leaves only
+//! a partial, which `list` skips and the next run of the job removes
+//! ([`Destination::remove_abandoned`]; the job's lock means no live run still writes it).
+//! Unlike the original, retention works here: the engine lists, keeps and deletes through
+//! the same layout.
+
+use std::io::{self, Read, Write};
+use std::process::{ChildStdin, ChildStdout, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::{Local, NaiveDateTime, TimeZone};
+use serde::Deserialize;
+
+use super::{Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
+use crate::config::{Invalid, Secret, Validate};
+
+mod client;
+pub mod layout;
+
+use client::{Process, Share};
+
+/// Bytes read ahead when an object is opened, to report a missing object at `open`.
+const FIRST_READ: usize = 64 << 10;
+
+/// `type: samba`, keys as in the original.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SambaConfig {
+    /// `host`: the server's name or address; custos also takes `host:port`.
+    pub host: String,
+    /// `share`: the share's name.
+    pub share: String,
+    /// `workgroup`: the SMB domain or workgroup of the user.
+    pub workgroup: String,
+    /// `credentials`.
+    pub credentials: SambaCredentials,
+    /// `suffix`: the original names every file `{id}-{stamp}.{suffix}`; custos writes the
+    /// suffixes the object really has (`tar.zst.gpg`), which restore needs, and warns when
+    /// they do not end in this one.
+    pub suffix: String,
+}
+
+/// `credentials` of a `samba` destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SambaCredentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+impl SambaConfig {
+    /// `host` without and with its port.
+    fn host_port(&self) -> (&str, Option<u16>) {
+        match self.host.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
+            _ => (&self.host, None),
+        }
+    }
+
+    /// The destination this config describes; `stall` bounds each smbclient request.
+    pub fn build(
+        &self,
+        id: &str,
+        stall: Duration,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
+        let (host, port) = self.host_port();
+        Ok(Box::new(Samba {
+            share: Arc::new(Share {
+                destination: id.to_string(),
+                service: format!("//{host}/{}", self.share),
+                port,
+                workgroup: self.workgroup.clone(),
+                username: self.credentials.username.clone(),
+                password: self.credentials.password.clone(),
+                timeout: stall,
+            }),
+            suffix: self.suffix.clone(),
+        }))
+    }
+}
+
+/// A value that goes into smbclient's authentication file or `//host/share`: one line, no
+/// separators.
+fn plain(key: &str, value: &str, shown: &str, extra: &[char]) -> Result<(), Invalid> {
+    if value.is_empty() {
+        return Err(Invalid::new(key, shown, "must not be empty"));
+    }
+    if value.chars().any(|c| c.is_control() || extra.contains(&c)) {
+        let list: String = extra.iter().collect();
+        return Err(Invalid::new(
+            key,
+            shown,
+            format!("must be one line without any of {list:?}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Validate for SambaConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        plain("host", &self.host, &self.host, &['/', '\\', ' '])?;
+        let (host, port) = self.host_port();
+        if host.is_empty() || (self.host.matches(':').count() == 1 && port.is_none_or(|p| p == 0)) {
+            return Err(Invalid::new(
+                "host",
+                &self.host,
+                "must be host or host:port",
+            ));
+        }
+        plain("share", &self.share, &self.share, &['/', '\\'])?;
+        plain("workgroup", &self.workgroup, &self.workgroup, &[])?;
+        let user = &self.credentials.username;
+        plain("credentials.username", user, user, &[])?;
+        plain(
+            "credentials.password",
+            self.credentials.password.expose(),
+            "<secret>",
+            &[],
+        )?;
+        plain("suffix", &self.suffix, &self.suffix, &['/', '\\'])?;
+        Ok(())
+    }
+}
+
+/// A share reached with smbclient.
+pub struct Samba {
+    share: Arc<Share>,
+    suffix: String,
+}
+
+impl std::fmt::Debug for Samba {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Samba")
+            .field("id", &self.share.destination)
+            .field("service", &self.share.service)
+            .finish()
+    }
+}
+
+/// One entry of smbclient's `ls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    name: String,
+    dir: bool,
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Samba {
+    fn file_of(&self, name: &str) -> Result<String, DestinationError> {
+        layout::to_share(name).ok_or_else(|| DestinationError::Other {
+            destination: self.share.destination.clone(),
+            message: format!(
+                "invalid object name {name:?} (not an object name this share can hold)"
+            ),
+        })
+    }
+
+    /// The files at the share's root.
+    fn ls(&self, prefix: &str) -> Result<Vec<Entry>, DestinationError> {
+        let out = self.share.run("list", prefix, "ls")?;
+        Ok(parse_ls(&String::from_utf8_lossy(&out)))
+    }
+
+    fn del(&self, op: &'static str, name: &str, file: &str) -> Result<(), DestinationError> {
+        self.share
+            .run(op, name, &format!("del \"{file}\""))
+            .map(|_| ())
+    }
+}
+
+impl Destination for Samba {
+    fn id(&self) -> &str {
+        &self.share.destination
+    }
+
+    fn kind(&self) -> &'static str {
+        "samba"
+    }
+
+    /// Logs in and asks for the share's free space: proves the server, the credentials and
+    /// the share, without writing.
+    fn check(&self) -> Result<(), DestinationError> {
+        self.share.run("check", "", "volume").map(|_| ())
+    }
+
+    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>, DestinationError> {
+        let file = self.file_of(name)?;
+        if !is_sidecar(&file) && !file.ends_with(&format!(".{}", self.suffix)) {
+            tracing::warn!(destination = %self.share.destination, file = %file, suffix = %self.suffix,
+                "the object's suffixes do not end in the configured suffix; named by its suffixes");
+        }
+        let partial = layout::partial(&file);
+        let mut process = self.share.spawn(
+            "create",
+            name,
+            &format!("put - \"{partial}\""),
+            Stdio::piped(),
+            Stdio::null(),
+        )?;
+        let stdin = process.stdin();
+        Ok(Box::new(SambaWriter {
+            share: self.share.clone(),
+            object: name.to_string(),
+            file,
+            partial,
+            process: Some(process),
+            stdin,
+        }))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
+        let mut out: Vec<ObjectInfo> = self
+            .ls(prefix)?
+            .into_iter()
+            .filter(|e| !e.dir)
+            .filter_map(|e| {
+                let name = layout::from_share(&e.name)?;
+                name.starts_with(prefix).then_some(ObjectInfo {
+                    name,
+                    size: e.size,
+                    modified: e.modified,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>, DestinationError> {
+        let file = self.file_of(name)?;
+        let mut process = self.share.spawn(
+            "open",
+            name,
+            &format!("get \"{file}\" -"),
+            Stdio::null(),
+            Stdio::piped(),
+        )?;
+        let stdout = process.stdout().ok_or_else(|| DestinationError::Other {
+            destination: self.share.destination.clone(),
+            message: "smbclient without stdout".into(),
+        })?;
+        let mut r = SambaReader {
+            share: self.share.clone(),
+            object: name.to_string(),
+            process,
+            stdout,
+            buf: vec![0; FIRST_READ],
+            at: 0,
+            done: false,
+        };
+        // The first bytes, or the end: a missing object fails here, typed.
+        let n = r
+            .stdout
+            .read(&mut r.buf)
+            .map_err(|e| DestinationError::Io {
+                destination: self.share.destination.clone(),
+                op: "open",
+                object: name.to_string(),
+                source: e,
+            })?;
+        r.buf.truncate(n);
+        if n == 0 {
+            r.finish()
+                .map_err(|(kind, message)| DestinationError::Store {
+                    destination: self.share.destination.clone(),
+                    op: "open",
+                    object: name.to_string(),
+                    kind,
+                    message,
+                })?;
+        }
+        Ok(Box::new(r))
+    }
+
+    fn delete(&self, name: &str) -> Result<(), DestinationError> {
+        let file = self.file_of(name)?;
+        self.del("delete", name, &file)
+    }
+
+    /// Removes the partials of this prefix's objects: only a run killed mid-upload leaves
+    /// one, and the job's lock means no run of it is writing now.
+    fn remove_abandoned(&self, prefix: &str) -> Result<Vec<String>, DestinationError> {
+        let mut removed = Vec::new();
+        for e in self.ls(prefix)? {
+            let Some(object) = layout::from_partial(&e.name) else {
+                continue;
+            };
+            if e.dir || !object.starts_with(prefix) {
+                continue;
+            }
+            self.del("remove abandoned", &object, &e.name)?;
+            removed.push(e.name);
+        }
+        Ok(removed)
+    }
+
+    fn stall_timeout(&self) -> Duration {
+        self.share.timeout
+    }
+}
+
+fn is_sidecar(file: &str) -> bool {
+    crate::naming::is_sidecar(file)
+}
+
+/// The io error of a failed smbclient, keeping its kind for [`DestinationError::kind`].
+fn io_error(kind: ErrorKind, message: String) -> io::Error {
+    let k = match kind {
+        ErrorKind::NotFound => io::ErrorKind::NotFound,
+        ErrorKind::Auth => io::ErrorKind::PermissionDenied,
+        ErrorKind::Transient => io::ErrorKind::ConnectionAborted,
+        ErrorKind::Other => io::ErrorKind::Other,
+    };
+    io::Error::new(k, message)
+}
+
+/// An upload in progress: smbclient's `put -` into the partial file.
+struct SambaWriter {
+    share: Arc<Share>,
+    object: String,
+    file: String,
+    partial: String,
+    process: Option<Process>,
+    stdin: Option<ChildStdin>,
+}
+
+impl SambaWriter {
+    /// Waits for smbclient after its stdin closed; the failure's kind and text.
+    fn finish_upload(&mut self) -> Result<(), (ErrorKind, String)> {
+        self.stdin = None;
+        let Some(mut p) = self.process.take() else {
+            return Err((ErrorKind::Other, "upload already closed".into()));
+        };
+        match p.wait(self.share.deadline()) {
+            Some(s) if s.success() => Ok(()),
+            Some(_) => {
+                let err = p.stderr_text();
+                Err((client::kind_of(&err), client::summary(&err)))
+            }
+            None => Err((
+                ErrorKind::Other,
+                format!(
+                    "smbclient did not finish within {} s (stall_timeout)",
+                    self.share.deadline().as_secs()
+                ),
+            )),
+        }
+    }
+
+    /// Stops the upload and removes the partial (best effort: the server may be the
+    /// problem; the next run removes what is left).
+    fn discard(&mut self) {
+        self.stdin = None;
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+        if let Err(e) = self
+            .share
+            .run("abort", &self.object, &format!("del \"{}\"", self.partial))
+        {
+            if e.kind() != ErrorKind::NotFound {
+                tracing::warn!(destination = %self.share.destination, object = %self.object,
+                    error = %e, "could not remove the partial upload; the next run of this job removes it");
+            }
+        }
+    }
+}
+
+impl Write for SambaWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(io::Error::other("object already closed"));
+        };
+        match stdin.write_all(buf) {
+            Ok(()) => Ok(buf.len()),
+            // smbclient ended: say why.
+            Err(_) => {
+                let (kind, message) = match self.finish_upload() {
+                    Ok(()) => (ErrorKind::Transient, "smbclient ended early".to_string()),
+                    Err(e) => e,
+                };
+                Err(io_error(kind, format!("upload: {message}")))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for SambaWriter {
+    /// Ends the upload, then renames the partial to the object's name.
+    fn commit(mut self: Box<Self>) -> Result<(), DestinationError> {
+        let store_err =
+            |w: &SambaWriter, (kind, message): (ErrorKind, String)| DestinationError::Store {
+                destination: w.share.destination.clone(),
+                op: "upload",
+                object: w.object.clone(),
+                kind,
+                message,
+            };
+        if let Err(e) = self.finish_upload() {
+            let err = store_err(&self, e);
+            self.discard();
+            return Err(err);
+        }
+        let rename = format!("rename \"{}\" \"{}\"", self.partial, self.file);
+        if let Err(e) = self.share.run("commit", &self.object, &rename) {
+            self.discard();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn abort(mut self: Box<Self>) {
+        self.discard();
+    }
+}
+
+impl Drop for SambaWriter {
+    /// Neither committed nor aborted: discard.
+    fn drop(&mut self) {
+        if self.process.is_some() {
+            self.discard();
+        }
+    }
+}
+
+/// An object being read: smbclient's `get NAME -`.
+struct SambaReader {
+    share: Arc<Share>,
+    object: String,
+    process: Process,
+    stdout: ChildStdout,
+    buf: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl SambaReader {
+    /// At the end of the data: did smbclient succeed (or was the object cut short)?
+    fn finish(&mut self) -> Result<(), (ErrorKind, String)> {
+        self.done = true;
+        match self.process.wait(self.share.deadline()) {
+            Some(s) if s.success() => Ok(()),
+            Some(_) => {
+                let err = self.process.stderr_text();
+                Err((client::kind_of(&err), client::summary(&err)))
+            }
+            None => Err((
+                ErrorKind::Other,
+                format!("smbclient did not finish reading {}", self.object),
+            )),
+        }
+    }
+}
+
+impl Read for SambaReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at < self.buf.len() {
+            let n = out.len().min(self.buf.len() - self.at);
+            out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
+        }
+        if self.done {
+            return Ok(0);
+        }
+        let n = self.stdout.read(out)?;
+        if n == 0 {
+            self.finish()
+                .map_err(|(kind, message)| io_error(kind, format!("read: {message}")))?;
+        }
+        Ok(n)
+    }
+}
+
+/// Width of the date smbclient prints at the end of each `ls` line (`Wed Dec  2 03:58:56 2026`).
+const DATE_WIDTH: usize = 24;
+
+/// Parses smbclient's `ls`: each entry is `"  %-30s%7.7s %8.0f  %s"` (name, attributes,
+/// size, date), so it is read from the right, where the widths are fixed. Lines that do not
+/// fit (the free-space line) are skipped.
+fn parse_ls(out: &str) -> Vec<Entry> {
+    out.lines().filter_map(parse_ls_line).collect()
+}
+
+fn parse_ls_line(line: &str) -> Option<Entry> {
+    let body = line.strip_prefix("  ")?;
+    let cut = body.len().checked_sub(DATE_WIDTH)?;
+    if !body.is_char_boundary(cut) {
+        return None;
+    }
+    let (head, date) = body.split_at(cut);
+    let head = head.strip_suffix("  ")?;
+    let digits = head.len() - head.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let size: u64 = head[head.len() - digits..].parse().ok()?;
+    // Attributes (7 wide), one space, the size right-aligned in 8.
+    let field = head
+        .len()
+        .checked_sub(digits + 1 + 7 + 8usize.saturating_sub(digits))?;
+    if !head.is_char_boundary(field) {
+        return None;
+    }
+    let attrs = head[field..field + 7].trim();
+    let name = head[..field].trim_end_matches(' ');
+    if name.is_empty() || name == "." || name == ".." {
+        return None;
+    }
+    let modified = NaiveDateTime::parse_from_str(date, "%a %b %e %H:%M:%S %Y")
+        .ok()
+        .and_then(|t| Local.from_local_datetime(&t).earliest())
+        .map(SystemTime::from);
+    Some(Entry {
+        name: name.to_string(),
+        dir: attrs.contains('D'),
+        size,
+        modified,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ls_lines_are_read_from_the_right() {
+        let out = [
+            "  .                                   D        0  Wed Dec  2 03:58:49 2026",
+            "  ..                                  D        0  Wed Dec  2 03:58:49 2026",
+            "  a-very-long-source-identifier-name-20240101000000.tar.zst.gpg      A        3  Wed Dec  2 04:00:13 2026",
+            "  db-20240101000000.gpg               A 20000000  Wed Dec  2 03:58:56 2026",
+            "  big                                 N 123456789012  Wed Dec  2 03:58:56 2026",
+            "  sub                                 D        0  Wed Dec  2 04:00:13 2026",
+            "  my db-x-20240101000000.sql.zst.gpg.sha256      A        3  Wed Dec  2 04:00:13 2026",
+            "",
+            "\t\t264212084 blocks of size 1024. 81140572 blocks available",
+        ]
+        .join("\n");
+        let got: Vec<(String, bool, u64)> = parse_ls(&out)
+            .into_iter()
+            .map(|e| (e.name, e.dir, e.size))
+            .collect();
+        let want = [
+            (
+                "a-very-long-source-identifier-name-20240101000000.tar.zst.gpg",
+                false,
+                3,
+            ),
+            ("db-20240101000000.gpg", false, 20_000_000),
+            ("big", false, 123_456_789_012),
+            ("sub", true, 0),
+            ("my db-x-20240101000000.sql.zst.gpg.sha256", false, 3),
+        ];
+        let want: Vec<(String, bool, u64)> = want
+            .iter()
+            .map(|(n, d, s)| (n.to_string(), *d, *s))
+            .collect();
+        assert_eq!(got, want);
+        let e = parse_ls_line(
+            "  x                                   A        1  Wed Dec  2 03:58:49 2026",
+        )
+        .expect("entry");
+        let t = Local
+            .from_local_datetime(
+                &NaiveDateTime::parse_from_str("2026-12-02 03:58:49", "%Y-%m-%d %H:%M:%S")
+                    .expect("date"),
+            )
+            .earliest()
+            .expect("local");
+        assert_eq!(e.modified, Some(SystemTime::from(t)));
+    }
+
+    fn config(host: &str) -> SambaConfig {
+        serde_json::from_value(serde_json::json!({
+            "host": host, "share": "Backups", "workgroup": "WORKGROUP",
+            "credentials": {"username": "backups", "password": "pw"}, "suffix": "gpg",
+        }))
+        .expect("config")
+    }
+
+    #[test]
+    fn host_may_carry_a_port() {
+        assert_eq!(
+            config("server1.local.lan").host_port(),
+            ("server1.local.lan", None)
+        );
+        assert_eq!(
+            config("127.0.0.1:4450").host_port(),
+            ("127.0.0.1", Some(4450))
+        );
+        assert!(config("127.0.0.1:4450").validate().is_ok());
+        for bad in ["", "h:x", "h:0", "h/x", "a b", "h:"] {
+            let e = config(bad).validate().expect_err(bad);
+            assert_eq!(e.key, "host", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_password_on_two_lines_is_refused_without_showing_it() {
+        let mut c = config("h");
+        c.credentials.password = Secret::new("pw\nusername = root");
+        let e = c.validate().expect_err("newline");
+        assert_eq!(e.key, "credentials.password");
+        assert!(!e.value.contains("pw"), "{e:?}");
+    }
+}
