@@ -170,7 +170,7 @@ fn backup_list_restore_verify_on_samba_in_the_original_layout() {
     plant(&s, "files-20200101000000.gpg", b"the original's");
     plant(&s, "notes.txt", b"hands off");
     let t = tempfile::tempdir().expect("tempdir");
-    let src = source_tree(t.path(), 3 << 20, 21);
+    let src = source_tree(t.path(), 1 << 20, 21);
     let disk = t.path().join("disk");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src))
@@ -374,10 +374,10 @@ fn a_run_killed_mid_upload_leaves_nothing_listed_and_the_next_run_removes_its_pa
         return;
     };
     let t = tempfile::tempdir().expect("tempdir");
-    let src = source_tree(t.path(), 2 << 20, 8);
-    // Paced, so the upload is surely under way when the run is killed.
+    let src = source_tree(t.path(), 1 << 20, 8);
+    // Paced (8 s for the whole), so the upload is surely under way when the run is killed.
     let mut slow = samba_destination("smb", s.port, PASSWORD);
-    slow["upload_rate_limit"] = json!(256 << 10);
+    slow["upload_rate_limit"] = json!(128 << 10);
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src)).destination(slow);
     let cfg = job.write();
@@ -423,6 +423,12 @@ fn a_run_killed_mid_upload_leaves_nothing_listed_and_the_next_run_removes_its_pa
     let cfg = job.write_as("next.json");
     let r = backup(["-v".as_ref(), cfg.as_os_str()]);
     r.assert_code(0);
+    assert!(
+        r.stderr_text().contains("removed the partial upload")
+            && r.stderr_text().contains(&partial),
+        "{}",
+        r.describe()
+    );
     let files = share_files(&s.share);
     assert!(!files.contains(&partial), "{files:?}\n{}", r.describe());
     assert_eq!(files.len(), 2, "object + sidecar: {files:?}");

@@ -296,6 +296,8 @@ impl Destination for Samba {
                 continue;
             }
             self.del("remove abandoned", &object, &e.name)?;
+            tracing::info!(destination = %self.share.destination, file = %e.name,
+                "removed the partial upload of a run that was killed");
             removed.push(e.name);
         }
         Ok(removed)
