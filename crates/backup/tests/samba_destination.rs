@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::stall::{stalled_server, upload_seconds};
 use common::*;
 use serde_json::{json, Value};
 
@@ -434,6 +435,57 @@ fn a_run_killed_mid_upload_leaves_nothing_listed_and_the_next_run_removes_its_pa
     assert_eq!(files.len(), 2, "object + sidecar: {files:?}");
     assert!(files.iter().all(|f| !f.ends_with(".partial")), "{files:?}");
     assert_restores(&cfg, "smb", &src, &t.path().join("restore"));
+    assert_no_credentials_at_rest();
+}
+
+/// No regular file in smbclient's private temporary directories: the credentials only ever
+/// pass through a FIFO, so not even a killed run leaves them on disk.
+fn assert_no_credentials_at_rest() {
+    for d in fs::read_dir(std::env::temp_dir()).expect("tmp").flatten() {
+        if !d.file_name().to_string_lossy().starts_with("custos-smb-") {
+            continue;
+        }
+        for f in fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            let ft = f.file_type().expect("type");
+            assert!(!ft.is_file(), "credentials at rest: {}", f.path().display());
+        }
+    }
+}
+
+/// A server that accepts connections and never answers: the samba destination alone is given
+/// up (exit 1) within a bound set by its `stall_timeout`, and the local destination in the
+/// same job commits without waiting for it and is restorable.
+#[test]
+fn a_stalled_samba_server_is_given_up_and_the_local_destination_is_unaffected() {
+    if !require_tools(
+        "a_stalled_samba_server_is_given_up_and_the_local_destination_is_unaffected",
+        &["smbclient"],
+    ) {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = source_tree(t.path(), 2 << 20, 6);
+    let disk = t.path().join("disk");
+    let mut stalled = samba_destination("smb", stalled_server(), PASSWORD);
+    stalled["stall_timeout"] = json!(2);
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(stalled)
+        .destination(local_destination("disk", &disk));
+    let cfg = job.write();
+    let started = std::time::Instant::now();
+    let r = backup(["-v".as_ref(), cfg.as_os_str()]);
+    r.assert_code(1);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(60), "{took:?}\n{}", r.describe());
+    assert!(r.all_text().contains("stalled"), "{}", r.describe());
+    let local = upload_seconds(&r.stderr_text(), "disk");
+    assert!(
+        local < took.as_secs_f64() - 2.0,
+        "local upload {local}s waited for the stalled one (run {took:?})\n{}",
+        r.describe()
+    );
+    assert_restores(&cfg, "disk", &src, &t.path().join("restore"));
 }
 
 /// The original's documented example (docs/destinations/samba.md) pointed at the test

@@ -212,6 +212,7 @@ impl Destination for Samba {
             partial,
             process: Some(process),
             stdin,
+            closed: false,
         }))
     }
 
@@ -331,6 +332,8 @@ struct SambaWriter {
     partial: String,
     process: Option<Process>,
     stdin: Option<ChildStdin>,
+    /// Committed or discarded: nothing left to clean up.
+    closed: bool,
 }
 
 impl SambaWriter {
@@ -359,6 +362,7 @@ impl SambaWriter {
     /// Stops the upload and removes the partial (best effort: the server may be the
     /// problem; the next run removes what is left).
     fn discard(&mut self) {
+        self.closed = true;
         self.stdin = None;
         if let Some(mut p) = self.process.take() {
             p.kill();
@@ -419,6 +423,7 @@ impl ObjectWriter for SambaWriter {
             self.discard();
             return Err(e);
         }
+        self.closed = true;
         Ok(())
     }
 
@@ -430,7 +435,7 @@ impl ObjectWriter for SambaWriter {
 impl Drop for SambaWriter {
     /// Neither committed nor aborted: discard.
     fn drop(&mut self) {
-        if self.process.is_some() {
+        if !self.closed {
             self.discard();
         }
     }

@@ -1,16 +1,22 @@
 //! Runs Debian's `smbclient` (as the original did) for one share: one process per operation,
-//! the password in a 0600 authentication file in a private temporary directory (`-A`, never
-//! argv or the environment), data streamed through pipes (`put -`, `get NAME -`), every
-//! request bounded by `-t` and every short operation by a deadline, and failures mapped from
-//! smbclient's `NT_STATUS_*` words to [`ErrorKind`].
+//! data streamed through pipes (`put -`, `get NAME -`), every request bounded by `-t` and
+//! every short operation by a deadline, and failures mapped from smbclient's `NT_STATUS_*`
+//! words to [`ErrorKind`].
+//!
+//! The password reaches smbclient as its authentication file (`-A`), never argv or the
+//! environment: a FIFO of mode 0600 in a private 0700 temporary directory, filled once
+//! smbclient opens it and removed right after. The password is never on disk, so nothing is
+//! left behind even when the run is killed (the original wrote `/var/tmp/{id}.smbauth`).
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use rustix::fs::OFlags;
 
 use crate::config::Secret;
 use crate::destination::{DestinationError, ErrorKind};
@@ -18,7 +24,9 @@ use crate::destination::{DestinationError, ErrorKind};
 /// Most of smbclient's stderr kept for a message.
 const MAX_STDERR: usize = 64 << 10;
 /// Extra time for a process to start, connect and exit around its `-t` request timeout.
-const PROCESS_SLACK: Duration = Duration::from_secs(10);
+const PROCESS_SLACK: Duration = Duration::from_secs(3);
+/// Longest wait for smbclient to open its authentication file (it does so on start).
+const AUTH_OPEN: Duration = Duration::from_secs(30);
 
 /// How to reach the share.
 #[derive(Debug, Clone)]
@@ -35,43 +43,60 @@ pub struct Share {
     pub timeout: Duration,
 }
 
-/// The authentication file of one smbclient process; removed (with its directory) on drop.
-struct AuthFile {
-    dir: tempfile::TempDir,
-}
-
-impl AuthFile {
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("auth")
-    }
-}
-
 /// A running smbclient and what it prints on stderr.
 pub struct Process {
     child: Child,
     stderr: Option<JoinHandle<Vec<u8>>>,
-    _auth: AuthFile,
+}
+
+/// Makes the FIFO smbclient reads its credentials from: `auth` in a new 0700 directory.
+fn auth_fifo() -> io::Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::Builder::new()
+        .prefix("custos-smb-")
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir()?;
+    let path = dir.path().join("auth");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )?;
+    Ok((dir, path))
 }
 
 impl Share {
-    fn auth_file(&self) -> io::Result<AuthFile> {
-        // TempDir is created 0700; the file 0600, written before smbclient starts.
-        let dir = tempfile::Builder::new().prefix("custos-smb-").tempdir()?;
-        let auth = AuthFile { dir };
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(auth.path())?;
-        let body = format!(
+    /// Hands the credentials to `child` through the FIFO at `path` once it opens it for
+    /// reading; fails when the child exits first or does not open it in time.
+    fn send_credentials(&self, child: &mut Child, path: &Path) -> io::Result<()> {
+        let end = Instant::now() + AUTH_OPEN;
+        let fd = loop {
+            // Non-blocking: ENXIO until the reader has it open.
+            match rustix::fs::open(
+                path,
+                OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) {
+                Ok(fd) => break fd,
+                Err(rustix::io::Errno::NXIO) => {
+                    if child.try_wait()?.is_some() || Instant::now() >= end {
+                        return Err(io::Error::other(
+                            "smbclient did not read its authentication file",
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let body = zeroize::Zeroizing::new(format!(
             "username = {}\npassword = {}\ndomain = {}\n",
             self.username,
             self.password.expose(),
             self.workgroup
-        );
-        f.write_all(body.as_bytes())?;
-        f.sync_all()?;
-        Ok(auth)
+        ));
+        // A few hundred bytes: one write into the empty pipe (the fd is non-blocking).
+        let mut f = fs::File::from(fd);
+        f.write_all(body.as_bytes())
     }
 
     /// Starts `smbclient -c command`; stdin and stdout as given, stderr collected.
@@ -89,9 +114,9 @@ impl Share {
             object: object.to_string(),
             source: e,
         };
-        let auth = self.auth_file().map_err(io_err)?;
+        let (dir, auth) = auth_fifo().map_err(io_err)?;
         let mut cmd = Command::new("smbclient");
-        cmd.arg("-A").arg(auth.path());
+        cmd.arg("-A").arg(&auth);
         if let Some(p) = self.port {
             cmd.arg("-p").arg(p.to_string());
         }
@@ -113,11 +138,20 @@ impl Share {
             ))
         })?;
         let stderr = child.stderr.take().map(collect_stderr);
-        Ok(Process {
-            child,
-            stderr,
-            _auth: auth,
-        })
+        let sent = self.send_credentials(&mut child, &auth);
+        // The FIFO goes now: smbclient has its end open (or gave up).
+        drop(dir);
+        let mut process = Process { child, stderr };
+        if let Err(e) = sent {
+            process.kill();
+            let out = process.stderr_text();
+            let mut err = io_err(e);
+            if !out.trim().is_empty() {
+                err = self.failure(op, object, &out);
+            }
+            return Err(err);
+        }
+        Ok(process)
     }
 
     /// Runs `command` to its end within the deadline; its stdout on success.
@@ -367,6 +401,43 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(kind_of(text), want, "{text}");
         }
+    }
+
+    /// `cat` stands in for smbclient: it opens the FIFO like `-A` does and gets the
+    /// credentials; the directory is gone once the process has them.
+    #[test]
+    fn credentials_go_through_a_fifo_that_is_removed() {
+        let share = Share {
+            destination: "d".into(),
+            service: "//h/s".into(),
+            port: None,
+            workgroup: "WG".into(),
+            username: "u".into(),
+            password: Secret::new("pw-fifo-test"),
+            timeout: Duration::from_secs(5),
+        };
+        let (dir, path) = auth_fifo().expect("fifo");
+        let mode = fs::metadata(dir.path()).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let mut child = Command::new("cat")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cat");
+        share.send_credentials(&mut child, &path).expect("send");
+        let kept = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!kept.exists());
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "username = u\npassword = pw-fifo-test\ndomain = WG\n"
+        );
+
+        // A reader that never opens it: an error, not a hang.
+        let (_dir, path) = auth_fifo().expect("fifo");
+        let mut child = Command::new("true").spawn().expect("true");
+        assert!(share.send_credentials(&mut child, &path).is_err());
     }
 
     #[test]
