@@ -594,6 +594,41 @@ mod tests {
         .expect("config")
     }
 
+    /// The destination of the original's docs/destinations/samba.md, verbatim, in a job.
+    #[test]
+    fn the_original_example_loads_unchanged() {
+        let text = r#"{
+  "sources": [{"id": "www", "name": "Web", "type": "folder", "path": "/srv/www",
+               "passphrase": "pp"}],
+  "destinations": [
+{
+  "id": "samba-backup",
+  "type": "samba",
+  "host": "server1.local.lan",
+  "share": "Backups",
+  "workgroup": "WORKGROUP",
+  "credentials": {
+    "username": "backups",
+    "password": "your-password"
+  },
+  "suffix": "gpg"
+}
+  ]
+}"#;
+        let job = crate::config::parse(std::path::Path::new("job.json"), text).expect("parse");
+        assert!(job.unknown_keys.is_empty(), "{:?}", job.unknown_keys);
+        job.validate().expect("valid");
+        let d = &job.destinations[0];
+        let crate::destination::DestinationSpec::Samba(c) = &d.spec else {
+            panic!("not samba: {:?}", d.spec);
+        };
+        assert_eq!(c.host_port(), ("server1.local.lan", None));
+        assert_eq!(c.credentials.password.expose(), "your-password");
+        let built = c.build(&d.id, Duration::from_secs(300)).expect("build");
+        assert_eq!((built.id(), built.kind()), ("samba-backup", "samba"));
+        assert!(!format!("{c:?}").contains("your-password"));
+    }
+
     #[test]
     fn host_may_carry_a_port() {
         assert_eq!(
