@@ -20,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The packaged daemons are not used by the tests: stop them if the install started any.
-for svc in mariadb postgresql burp prometheus prometheus-pushgateway haproxy prometheus-haproxy-exporter; do
+for svc in mariadb postgresql burp prometheus prometheus-pushgateway haproxy prometheus-haproxy-exporter smbd nmbd samba-ad-dc; do
 	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
 		systemctl stop "$svc" || true
 	fi

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::stall::{stalled_server, upload_seconds};
 use common::*;
 use serde_json::{json, Value};
 
@@ -362,33 +363,6 @@ fn connection_cut_mid_upload_fails_only_s3_and_leaves_nothing_listed() {
     let cfg2 = direct.write_as("direct.json");
     let l = list(&cfg2);
     assert!(!l.stdout_text().contains("files.tar"), "{}", l.describe());
-}
-
-/// A server that accepts connections and never reads from them or answers.
-fn stalled_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in listener.incoming().flatten() {
-            held.push(c);
-        }
-    });
-    port
-}
-
-/// `upload_seconds` of the `stored` log line (`-v`) of `destination`.
-fn upload_seconds(log: &str, destination: &str) -> f64 {
-    let line = log
-        .lines()
-        .find(|l| l.contains("stored") && l.contains(&format!("destination={destination} ")))
-        .unwrap_or_else(|| panic!("no stored line for {destination}:\n{log}"));
-    line.split_whitespace()
-        .find_map(|w| {
-            w.strip_prefix("upload_seconds=")
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or_else(|| panic!("no upload_seconds in {line}"))
 }
 
 /// An S3 endpoint that takes no bytes: that destination alone is given up after its

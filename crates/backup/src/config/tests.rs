@@ -433,9 +433,10 @@ fn handlers_left_to_later_issues_parse_as_unsupported() {
             days: 30
         }
     );
+    // samba is implemented now: the original's example keys parse as its config.
     assert!(matches!(
         job.destinations[1].spec,
-        DestinationSpec::Unsupported
+        DestinationSpec::Samba(_)
     ));
     assert_eq!(job.destinations[2].retention.copies, 7);
     let kinds: Vec<_> = job.notifications.iter().map(|n| n.kind.as_str()).collect();

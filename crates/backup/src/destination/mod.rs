@@ -20,6 +20,7 @@ pub mod multipart;
 pub mod retry;
 pub mod runtime;
 pub mod s3;
+pub mod samba;
 pub mod store;
 
 /// A destination operation failed.
@@ -212,9 +213,10 @@ destination_types! {
     "s3" => S3(s3::S3Config),
     "minio" => Minio(s3::MinioConfig),
     "gs" => Gs(gs::GsConfig),
+    "samba" => Samba(samba::SambaConfig),
 }
 
 impl DestinationSpec {
     /// Types of the original that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &["b2", "samba", "dropbox", "gdrive"];
+    pub const LATER: &'static [&'static str] = &["b2", "dropbox", "gdrive"];
 }

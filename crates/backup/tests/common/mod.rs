@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 pub mod gcs;
 pub mod notify;
 pub mod receiver;
+pub mod stall;
 
 /// Default deadline for one `backup` invocation in tests.
 pub const RUN_DEADLINE: Duration = Duration::from_secs(120);
