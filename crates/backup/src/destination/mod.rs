@@ -14,6 +14,9 @@ use custos_kit::config::ConfigError;
 
 use crate::config::{DestinationConfig, Entry, Invalid, Validate};
 
+pub mod api;
+pub mod b2;
+pub mod dropbox;
 pub mod local;
 pub mod retry;
 pub mod runtime;
@@ -216,9 +219,11 @@ destination_types! {
     "local" => Local(local::LocalConfig),
     "s3" => S3(s3::S3Config),
     "minio" => Minio(s3::MinioConfig),
+    "b2" => B2(b2::B2Config),
+    "dropbox" => Dropbox(dropbox::DropboxConfig),
 }
 
 impl DestinationSpec {
     /// Types of the original that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &["gs", "b2", "samba", "dropbox", "gdrive"];
+    pub const LATER: &'static [&'static str] = &["gs", "samba", "gdrive"];
 }

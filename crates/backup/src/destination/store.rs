@@ -99,7 +99,8 @@ impl Store {
         }
     }
 
-    fn check_name(&self, name: &str) -> Result<(), DestinationError> {
+    /// Refuses names that are not relative object keys.
+    pub(super) fn check_name(&self, name: &str) -> Result<(), DestinationError> {
         if valid_name(name) {
             Ok(())
         } else {

@@ -1,0 +1,251 @@
+//! The `dropbox` destination: objects are files `{folder}/{source id}/{timestamp}/{file}` in
+//! the Dropbox of `access_token`. Listing, reading and deleting go through the shared opendal
+//! store ([`super::store`]) rooted at `folder`; uploads do not, because opendal's Dropbox
+//! writer sends the whole object in one `files/upload` request (held in memory, and Dropbox
+//! refuses more than 150 MB that way). Uploads here are upload sessions instead:
+//! `upload_session/start`, `append_v2` per [`CHUNK`], `finish` with the last bytes, one chunk
+//! in memory whatever the object size; an object smaller than one chunk is one `files/upload`.
+//! The file appears only at `finish`, with `mode: add` and no autorename: an existing file is
+//! never replaced. An abandoned session holds no visible file and expires at Dropbox (7 days).
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use opendal::services;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api::{self, Call};
+use super::store::{Layout, Store};
+use super::{Destination, DestinationError, ObjectInfo, ObjectWriter};
+use crate::config::{Invalid, Secret, Validate};
+
+/// Bytes sent per upload-session request (Dropbox takes up to 150 MB; a multiple of 4 MiB).
+pub const CHUNK: usize = 8 << 20;
+/// `folder` when the config names none (the original's default).
+const DEFAULT_FOLDER: &str = "/backups";
+const CONTENT_API: &str = "https://content.dropboxapi.com/2/files";
+
+/// `type: dropbox`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropboxConfig {
+    /// `access_token` (long-lived).
+    pub access_token: Secret,
+    /// `folder`: where in the Dropbox the copies go (default `/backups`).
+    #[serde(default)]
+    pub folder: Option<String>,
+}
+
+impl DropboxConfig {
+    /// `folder` as an absolute path without a trailing `/`.
+    fn folder(&self) -> String {
+        let f = self.folder.as_deref().unwrap_or(DEFAULT_FOLDER);
+        format!("/{}", f.trim_matches('/'))
+    }
+
+    /// The destination this config describes; `stall` bounds each request.
+    pub fn build(
+        &self,
+        id: &str,
+        stall: Duration,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
+        let b = services::Dropbox::default()
+            .root(&self.folder())
+            .access_token(self.access_token.expose());
+        Ok(Box::new(Dropbox {
+            store: Store::new(id, LAYOUT, b, stall)?,
+            folder: self.folder(),
+            token: self.access_token.clone(),
+            timeout: stall,
+        }))
+    }
+}
+
+impl Validate for DropboxConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.access_token.expose().is_empty() {
+            return Err(Invalid::new("access_token", "", "must not be empty"));
+        }
+        if let Some(f) = &self.folder {
+            if !f.starts_with('/') || f.split('/').any(|c| c == "." || c == "..") {
+                return Err(Invalid::new(
+                    "folder",
+                    f,
+                    "must be an absolute Dropbox path such as /backups",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// For the store's own requests (list, read, delete); uploads do not use it.
+const LAYOUT: Layout = Layout {
+    kind: "dropbox",
+    chunk: None,
+    concurrent: 1,
+    if_not_exists: false,
+};
+
+/// A `dropbox` destination.
+struct Dropbox {
+    store: Store,
+    /// `/folder`.
+    folder: String,
+    token: Secret,
+    timeout: Duration,
+}
+
+impl Destination for Dropbox {
+    fn id(&self) -> &str {
+        self.store.id()
+    }
+
+    fn kind(&self) -> &'static str {
+        LAYOUT.kind
+    }
+
+    fn check(&self) -> Result<(), DestinationError> {
+        self.store.check()
+    }
+
+    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>, DestinationError> {
+        // The name checks of the store (relative, no `..`) apply here too.
+        self.store.check_name(name)?;
+        Ok(Box::new(SessionWriter {
+            destination: self.store.id().to_string(),
+            name: name.to_string(),
+            path: format!("{}/{name}", self.folder),
+            token: self.token.clone(),
+            timeout: self.timeout,
+            buf: Vec::with_capacity(CHUNK),
+            session: None,
+            offset: 0,
+        }))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
+        self.store.list(prefix)
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn std::io::Read + Send>, DestinationError> {
+        self.store.open(name)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), DestinationError> {
+        self.store.delete(name)
+    }
+}
+
+#[derive(Deserialize)]
+struct Started {
+    session_id: String,
+}
+
+/// An upload session in progress: bytes gather in `buf` and go out a chunk at a time.
+struct SessionWriter {
+    destination: String,
+    name: String,
+    /// The file's absolute Dropbox path.
+    path: String,
+    token: Secret,
+    timeout: Duration,
+    buf: Vec<u8>,
+    session: Option<String>,
+    /// Bytes the session holds.
+    offset: u64,
+}
+
+impl SessionWriter {
+    /// One content request: `endpoint` with `arg` as its `Dropbox-API-Arg`, `body` as data.
+    fn post(
+        &self,
+        op: &'static str,
+        endpoint: &str,
+        arg: serde_json::Value,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, DestinationError> {
+        let req = api::client()
+            .post(format!("{CONTENT_API}/{endpoint}"))
+            .bearer_auth(self.token.expose())
+            .header("Dropbox-API-Arg", api::header_json(&arg))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        Call {
+            destination: &self.destination,
+            op,
+            object: &self.name,
+        }
+        .send(req, self.timeout)
+    }
+
+    /// Sends the full chunk in `buf`, starting the session with the first.
+    fn send_chunk(&mut self) -> Result<(), DestinationError> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let len = chunk.len() as u64;
+        match &self.session {
+            None => {
+                let body = self.post(
+                    "start upload session of",
+                    "upload_session/start",
+                    json!({"close": false}),
+                    chunk,
+                )?;
+                let started: Started =
+                    serde_json::from_slice(&body).map_err(|e| DestinationError::Other {
+                        destination: self.destination.clone(),
+                        message: format!("{}: unexpected answer to upload_session/start: {e}", self.name),
+                    })?;
+                self.session = Some(started.session_id);
+            }
+            Some(id) => {
+                let arg = json!({"cursor": {"session_id": id, "offset": self.offset}, "close": false});
+                self.post("upload to", "upload_session/append_v2", arg, chunk)?;
+            }
+        }
+        self.offset += len;
+        Ok(())
+    }
+}
+
+impl Write for SessionWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() == CHUNK {
+            self.send_chunk().map_err(|e| {
+                let kind = if e.kind() == super::ErrorKind::Transient {
+                    io::ErrorKind::ConnectionAborted
+                } else {
+                    io::ErrorKind::Other
+                };
+                io::Error::new(kind, e.to_string())
+            })?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for SessionWriter {
+    /// Sends the rest and makes the file: `finish` for a session, else one `files/upload`.
+    fn commit(mut self: Box<Self>) -> Result<(), DestinationError> {
+        let rest = std::mem::take(&mut self.buf);
+        let commit = json!({"path": self.path, "mode": "add", "autorename": false, "mute": true});
+        match &self.session {
+            None => self.post("upload", "upload", commit, rest)?,
+            Some(id) => {
+                let arg = json!({"cursor": {"session_id": id, "offset": self.offset}, "commit": commit});
+                self.post("finish upload of", "upload_session/finish", arg, rest)?
+            }
+        };
+        Ok(())
+    }
+
+    /// Nothing to undo: an unfinished session is no file and expires at Dropbox.
+    fn abort(self: Box<Self>) {}
+}
