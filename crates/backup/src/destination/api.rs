@@ -39,7 +39,8 @@ impl Call<'_> {
 
     /// Sends `req` on the shared runtime and returns the body of a 2xx answer; any other
     /// answer, a connection failure or no answer within `timeout` is an error of its kind
-    /// (401/403 auth, 404 not found, 429/5xx/connection transient).
+    /// (401/403 auth, 404 or Dropbox's 409 `not_found` not found, 429/5xx/connection
+    /// transient).
     pub fn send(
         &self,
         req: reqwest::RequestBuilder,
@@ -73,6 +74,9 @@ impl Call<'_> {
         let kind = match status.as_u16() {
             401 | 403 => ErrorKind::Auth,
             404 => ErrorKind::NotFound,
+            // Dropbox answers an endpoint's own errors with 409 and a summary such as
+            // `path/not_found/..`.
+            409 if body.windows(9).any(|w| w == b"not_found") => ErrorKind::NotFound,
             429 | 500..=599 => ErrorKind::Transient,
             _ => ErrorKind::Other,
         };

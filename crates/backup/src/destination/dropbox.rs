@@ -1,8 +1,11 @@
 //! The `dropbox` destination: objects are files `{folder}/{source id}/{timestamp}/{file}` in
-//! the Dropbox of `access_token`. Listing, reading and deleting go through the shared opendal
-//! store ([`super::store`]) rooted at `folder`; uploads do not, because opendal's Dropbox
-//! writer sends the whole object in one `files/upload` request (held in memory, and Dropbox
-//! refuses more than 150 MB that way). Uploads here are upload sessions instead:
+//! the Dropbox of `access_token`. Reading and deleting go through the shared opendal store
+//! ([`super::store`]) rooted at `folder`. Listing and uploading do not: opendal 0.57's Dropbox
+//! lister names entries by their base name only (wrong below the root) and needs a
+//! `client_modified` that folders lack, so `list` is `files/list_folder` (recursive) and
+//! `list_folder/continue` here, named by `path_display`; and its writer sends the whole
+//! object in one `files/upload` request (held in memory, and Dropbox refuses more than 150 MB
+//! that way). Uploads here are upload sessions instead:
 //! `upload_session/start`, `append_v2` per [`CHUNK`], `finish` with the last bytes, one chunk
 //! in memory whatever the object size; an object smaller than one chunk is one `files/upload`.
 //! The file appears only at `finish`, with `mode: add` and no autorename: an existing file is
@@ -25,6 +28,7 @@ pub const CHUNK: usize = 8 << 20;
 /// `folder` when the config names none (the original's default).
 const DEFAULT_FOLDER: &str = "/backups";
 const CONTENT_API: &str = "https://content.dropboxapi.com/2/files";
+const API: &str = "https://api.dropboxapi.com/2/files";
 
 /// `type: dropbox`.
 #[derive(Debug, Clone, Deserialize)]
@@ -126,7 +130,68 @@ impl Destination for Dropbox {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
-        self.store.list(prefix)
+        let call = Call {
+            destination: self.store.id(),
+            op: "list",
+            object: prefix,
+        };
+        // From the deepest folder the prefix names, so a source lists only its own copies.
+        let dir = match prefix.rfind('/') {
+            Some(i) => format!("{}/{}", self.folder, &prefix[..i]),
+            None => self.folder.clone(),
+        };
+        let post = |endpoint: &str, body: serde_json::Value| {
+            api::client()
+                .post(format!("{API}/{endpoint}"))
+                .bearer_auth(self.token.expose())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string())
+        };
+        let mut page: ListPage = match call.json(
+            post(
+                "list_folder",
+                json!({"path": dir, "recursive": true, "limit": 2000}),
+            ),
+            self.timeout,
+        ) {
+            Ok(p) => p,
+            Err(e) if e.kind() == super::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let base = format!("{}/", self.folder.to_lowercase());
+        let mut out = Vec::new();
+        loop {
+            for e in page.entries.drain(..) {
+                // Dropbox paths are case-insensitive: strip the folder by `path_lower`,
+                // keep the name as stored.
+                if e.tag != "file" || !e.path_lower.starts_with(&base) {
+                    continue;
+                }
+                let Some(name) = e.path_display.get(base.len()..) else {
+                    continue;
+                };
+                if name.starts_with(prefix) {
+                    out.push(ObjectInfo {
+                        name: name.to_string(),
+                        size: e.size.unwrap_or(0),
+                        modified: e
+                            .server_modified
+                            .as_deref()
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                            .map(std::time::SystemTime::from),
+                    });
+                }
+            }
+            if !page.has_more {
+                break;
+            }
+            page = call.json(
+                post("list_folder/continue", json!({"cursor": page.cursor})),
+                self.timeout,
+            )?;
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn std::io::Read + Send>, DestinationError> {
@@ -136,6 +201,27 @@ impl Destination for Dropbox {
     fn delete(&self, name: &str) -> Result<(), DestinationError> {
         self.store.delete(name)
     }
+}
+
+/// One answer of `list_folder` / `list_folder/continue`.
+#[derive(Deserialize)]
+struct ListPage {
+    entries: Vec<Entry>,
+    cursor: String,
+    has_more: bool,
+}
+
+/// A file or folder as listed (the fields used here).
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(rename = ".tag")]
+    tag: String,
+    path_display: String,
+    path_lower: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    server_modified: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -195,12 +281,16 @@ impl SessionWriter {
                 let started: Started =
                     serde_json::from_slice(&body).map_err(|e| DestinationError::Other {
                         destination: self.destination.clone(),
-                        message: format!("{}: unexpected answer to upload_session/start: {e}", self.name),
+                        message: format!(
+                            "{}: unexpected answer to upload_session/start: {e}",
+                            self.name
+                        ),
                     })?;
                 self.session = Some(started.session_id);
             }
             Some(id) => {
-                let arg = json!({"cursor": {"session_id": id, "offset": self.offset}, "close": false});
+                let arg =
+                    json!({"cursor": {"session_id": id, "offset": self.offset}, "close": false});
                 self.post("upload to", "upload_session/append_v2", arg, chunk)?;
             }
         }
@@ -239,7 +329,8 @@ impl ObjectWriter for SessionWriter {
         match &self.session {
             None => self.post("upload", "upload", commit, rest)?,
             Some(id) => {
-                let arg = json!({"cursor": {"session_id": id, "offset": self.offset}, "commit": commit});
+                let arg =
+                    json!({"cursor": {"session_id": id, "offset": self.offset}, "commit": commit});
                 self.post("finish upload of", "upload_session/finish", arg, rest)?
             }
         };

@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 pub mod notify;
 pub mod receiver;
+pub mod saas;
 
 /// Default deadline for one `backup` invocation in tests.
 pub const RUN_DEADLINE: Duration = Duration::from_secs(120);

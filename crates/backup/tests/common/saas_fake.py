@@ -47,6 +47,9 @@ def next_id(prefix):
 def sha1(b):
     return hashlib.sha1(b).hexdigest()
 
+def sha256(b):
+    return hashlib.sha256(b).hexdigest()
+
 def now_ms():
     return int(time.time() * 1000)
 
@@ -173,10 +176,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, {})
             if url.path == "/_control/files":
                 if q["service"] == "b2":
-                    files = {n: {"size": len(f["data"]), "sha1": sha1(f["data"]),
+                    files = {n: {"size": len(f["data"]), "sha256": sha256(f["data"]),
                                  "hidden": f["hidden"]} for n, f in b2_files.items()}
                     return self.reply(200, {"files": files, "unfinished": len(b2_large)})
-                files = {f["path"]: {"size": len(f["data"]), "sha1": sha1(f["data"])}
+                files = {f["path"]: {"size": len(f["data"]), "sha256": sha256(f["data"])}
                          for f in dbx_files.values()}
                 return self.reply(200, {"files": files, "sessions": len(dbx_sessions)})
         self.reply(404, {"error": "no such control"})
@@ -251,10 +254,10 @@ def b2(h, url, body):
         if fid not in b2_large:
             b2_error(400, "bad_request", "no such large file")
         n = int(hd["X-Bz-Part-Number"])
-        check_sha1(hd, body)
+        digest = check_sha1(hd, body)
         b2_large[fid]["parts"][n] = body
         raise Answer(200, {"fileId": fid, "partNumber": n, "contentLength": len(body),
-                           "contentSha1": sha1(body)})
+                           "contentSha1": digest})
     if path == "/b2api/v2/b2_finish_large_file":
         up = b2_large.get(j.get("fileId"))
         if up is None:
@@ -307,6 +310,8 @@ def b2(h, url, body):
     b2_error(400, "bad_request", "unknown call " + path)
 
 def check_sha1(hd, body):
+    """B2's checks of an upload; the contentSha1 it answers ("unverified:" when the client
+    sent do_not_verify, as B2 does)."""
     given = hd.get("X-Bz-Content-Sha1")
     if given is None:
         b2_error(400, "bad_request", "X-Bz-Content-Sha1 missing")
@@ -314,6 +319,7 @@ def check_sha1(hd, body):
         b2_error(400, "bad_request", "sha1 mismatch")
     if int(hd.get("Content-Length", -1)) != len(body):
         b2_error(400, "bad_request", "Content-Length mismatch")
+    return ("unverified:" if given == "do_not_verify" else "") + sha1(body)
 
 def serve_range(h, data, headers):
     rng = h.headers.get("Range")
