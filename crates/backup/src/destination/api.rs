@@ -1,6 +1,7 @@
-//! Direct requests to a store's HTTP API, for the few steps opendal does not cover (the B2
-//! bucket id, Dropbox upload sessions): one reqwest client on the shared runtime, answers
-//! mapped to the typed [`DestinationError`] the same way [`super::store`] maps opendal's.
+//! Direct requests to a store's HTTP API, for what opendal does not cover (the B2 bucket id,
+//! Dropbox listing and upload sessions, all of Google Drive): one reqwest client on the
+//! shared runtime, answers mapped to the typed [`DestinationError`] as [`super::store`] maps
+//! opendal's.
 //! Like opendal's client it honours `HTTPS_PROXY` and the platform TLS roots
 //! (`SSL_CERT_FILE`), which is how the tests reach their fake APIs.
 
@@ -18,6 +19,13 @@ pub fn client() -> &'static reqwest::Client {
     CLIENT.get_or_init(|| runtime::block_on(async { reqwest::Client::new() }))
 }
 
+/// A server's answer.
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
 /// Where a request failed, for the error.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
@@ -27,7 +35,8 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    fn error(&self, kind: ErrorKind, message: String) -> DestinationError {
+    /// An error of this call.
+    pub fn error(&self, kind: ErrorKind, message: String) -> DestinationError {
         DestinationError::Store {
             destination: self.destination.to_string(),
             op: self.op,
@@ -39,38 +48,56 @@ impl Call<'_> {
 
     /// Sends `req` on the shared runtime and returns the body of a 2xx answer; any other
     /// answer, a connection failure or no answer within `timeout` is an error of its kind
-    /// (401/403 auth, 404 or Dropbox's 409 `not_found` not found, 429/5xx/connection
-    /// transient).
+    /// (see [`Call::status_error`]).
     pub fn send(
         &self,
         req: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<Vec<u8>, DestinationError> {
+        let a = self.exchange(req, timeout)?;
+        if a.status.is_success() {
+            Ok(a.body)
+        } else {
+            Err(self.status_error(a.status, &a.body))
+        }
+    }
+
+    /// Sends `req` and returns whatever the server answered; only a connection failure or
+    /// no answer within `timeout` is an error (transient, and other).
+    pub fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Answer, DestinationError> {
         let answer = runtime::block_on(async {
             tokio::time::timeout(timeout, async {
                 let resp = req.send().await?;
                 let status = resp.status();
+                let headers = resp.headers().clone();
                 let body = resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, body))
+                Ok::<_, reqwest::Error>(Answer {
+                    status,
+                    headers,
+                    body: body.to_vec(),
+                })
             })
             .await
         });
-        let (status, body) = match answer {
-            Err(_) => {
-                return Err(self.error(
-                    ErrorKind::Other,
-                    format!("no answer within {} s (stall_timeout)", timeout.as_secs()),
-                ))
-            }
+        match answer {
+            Err(_) => Err(self.error(
+                ErrorKind::Other,
+                format!("no answer within {} s (stall_timeout)", timeout.as_secs()),
+            )),
             // Without the URL: it can carry a token in its query.
-            Ok(Err(e)) => {
-                return Err(self.error(ErrorKind::Transient, describe(&e.without_url())));
-            }
-            Ok(Ok(a)) => a,
-        };
-        if status.is_success() {
-            return Ok(body.to_vec());
+            Ok(Err(e)) => Err(self.error(ErrorKind::Transient, describe(&e.without_url()))),
+            Ok(Ok(a)) => Ok(a),
         }
+    }
+
+    /// The error for an answer that is not the expected one: 401/403 auth, 404 (or
+    /// Dropbox's 409 `not_found`) not found, 429/5xx transient, else other; the message
+    /// keeps the start of the service's error text.
+    pub fn status_error(&self, status: reqwest::StatusCode, body: &[u8]) -> DestinationError {
         let kind = match status.as_u16() {
             401 | 403 => ErrorKind::Auth,
             404 => ErrorKind::NotFound,
@@ -80,9 +107,9 @@ impl Call<'_> {
             429 | 500..=599 => ErrorKind::Transient,
             _ => ErrorKind::Other,
         };
-        let text = String::from_utf8_lossy(&body);
+        let text = String::from_utf8_lossy(body);
         let text: String = text.chars().take(MAX_ERROR_BODY).collect();
-        Err(self.error(kind, format!("HTTP {status}: {}", text.trim())))
+        self.error(kind, format!("HTTP {status}: {}", text.trim()))
     }
 
     /// [`Call::send`], the answer parsed as JSON.

@@ -17,6 +17,7 @@ use crate::config::{DestinationConfig, Entry, Invalid, Validate};
 pub mod api;
 pub mod b2;
 pub mod dropbox;
+pub mod gdrive;
 pub mod local;
 pub mod retry;
 pub mod runtime;
@@ -221,9 +222,10 @@ destination_types! {
     "minio" => Minio(s3::MinioConfig),
     "b2" => B2(b2::B2Config),
     "dropbox" => Dropbox(dropbox::DropboxConfig),
+    "gdrive" => Gdrive(gdrive::GdriveConfig),
 }
 
 impl DestinationSpec {
     /// Types of the original that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &["gs", "samba", "gdrive"];
+    pub const LATER: &'static [&'static str] = &["gs", "samba"];
 }

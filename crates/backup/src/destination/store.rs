@@ -156,7 +156,7 @@ fn describe(e: &opendal::Error) -> String {
 }
 
 /// Object names are relative keys made by `naming`: never absolute, never `..`.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('/')
         && !name.ends_with('/')
