@@ -1,4 +1,5 @@
-//! The fake SaaS APIs (`saas_fake.py`: Backblaze B2 and Dropbox behind one HTTPS proxy) and
+//! The fake SaaS APIs (`saas_fake.py`: Backblaze B2, Dropbox, Google Drive and Google's
+//! token endpoint behind one HTTPS proxy) and
 //! how the binary reaches them without any test hook in it: `HTTPS_PROXY` points its HTTP
 //! client at the fake, and `SSL_CERT_FILE` makes a test CA (made here with rcgen) its only
 //! trusted root, so the fake's certificate for `api.backblazeb2.com` & co. is accepted.
@@ -20,6 +21,8 @@ pub const B2_KEY_ID: &str = "YOUR_APPLICATION_KEY_ID";
 pub const B2_KEY: &str = "YOUR_APPLICATION_KEY";
 pub const B2_BUCKET: &str = "my-backup-bucket";
 pub const DROPBOX_TOKEN: &str = "YOUR_LONG_LIVED_ACCESS_TOKEN";
+pub const GDRIVE_FOLDER: &str = "YOUR_GOOGLE_DRIVE_FOLDER_ID";
+pub const GDRIVE_EMAIL: &str = "custos-test@custos-test.iam.gserviceaccount.com";
 
 /// The hosts the fake's certificate is valid for.
 const HOSTS: &[&str] = &[
@@ -27,6 +30,8 @@ const HOSTS: &[&str] = &[
     "*.backblazeb2.com",
     "api.dropboxapi.com",
     "content.dropboxapi.com",
+    "www.googleapis.com",
+    "oauth2.googleapis.com",
 ];
 
 /// The running fake, killed when dropped.
@@ -41,6 +46,42 @@ impl Drop for Fake {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A service account key (a fresh RSA key, made with openssl) in `dir`: (creds_file, public
+/// key).
+fn service_account(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = dir.join("sa-key.pem");
+    let public = dir.join("sa-pub.pem");
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&key),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public),
+    );
+    let pem = fs::read_to_string(&key).expect("key");
+    let creds = dir.join("service-account.json");
+    let v = serde_json::json!({
+        "type": "service_account", "project_id": "custos-test", "private_key_id": "0123abcd",
+        "private_key": pem, "client_email": GDRIVE_EMAIL, "client_id": "1000000001",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    });
+    write_private(&creds, v.to_string().as_bytes());
+    (creds, public)
 }
 
 /// A CA and a certificate for [`HOSTS`] signed by it, in `dir`: (ca, cert, key).
@@ -75,6 +116,7 @@ impl Fake {
     pub fn start() -> Fake {
         let certs = tempfile::tempdir().expect("tempdir");
         let (_, cert, key) = pki(certs.path());
+        let (_, public) = service_account(certs.path());
         fs::create_dir(certs.path().join("no-dir")).expect("mkdir");
         let mut child = Command::new("python3")
             .arg(repo_root().join("crates/backup/tests/common/saas_fake.py"))
@@ -83,6 +125,11 @@ impl Fake {
             .arg(format!("{B2_KEY_ID}:{B2_KEY}:{B2_BUCKET}"))
             .arg("--dropbox")
             .arg(DROPBOX_TOKEN)
+            .arg("--gdrive")
+            .arg(format!(
+                "{GDRIVE_EMAIL}:{}:{GDRIVE_FOLDER}",
+                public.display()
+            ))
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn saas_fake.py");
@@ -102,6 +149,20 @@ impl Fake {
             f.control("GET", "/_control/requests", b"").is_some()
         });
         f
+    }
+
+    /// The service account key the fake's token endpoint accepts.
+    pub fn gdrive_creds(&self) -> PathBuf {
+        self.certs.path().join("service-account.json")
+    }
+
+    /// Access tokens issued from now on are valid for `seconds`.
+    pub fn token_lifetime(&self, seconds: u64) {
+        self.control_ok(
+            "POST",
+            "/_control/gdrive",
+            &serde_json::json!({ "expires_in": seconds }),
+        );
     }
 
     /// Environment that sends the binary's HTTPS through the fake and trusts only its CA.
@@ -160,11 +221,19 @@ impl Fake {
     /// The next `times` requests to `host` whose path contains `path` fail: `status`, or the
     /// connection is closed without an answer when `status` is 0.
     pub fn fault(&self, host: &str, path: &str, status: u16, times: u32) {
-        let f = if status == 0 {
-            serde_json::json!({"host": host, "path": path, "drop": true, "times": times})
+        let mut f = serde_json::json!({"host": host, "path": path, "times": times});
+        if status == 0 {
+            f["drop"] = true.into();
         } else {
-            serde_json::json!({"host": host, "path": path, "status": status, "times": times})
-        };
+            f["status"] = status.into();
+        }
+        self.control_ok("POST", "/_control/fault", &f);
+    }
+
+    /// [`Fake::fault`] for requests of `method` only.
+    pub fn fault_method(&self, method: &str, host: &str, path: &str, status: u16, times: u32) {
+        let f = serde_json::json!({"method": method, "host": host, "path": path,
+                                   "status": status, "times": times});
         self.control_ok("POST", "/_control/fault", &f);
     }
 

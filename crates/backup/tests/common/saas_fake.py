@@ -1,5 +1,6 @@
-"""Fakes of the Backblaze B2 and Dropbox HTTP APIs behind one HTTPS proxy, for the `b2` and
-`dropbox` destination tests (no local server exists for these services).
+"""Fakes of the Backblaze B2, Dropbox and Google Drive (+ Google OAuth token) HTTP APIs
+behind one HTTPS proxy, for the `b2`, `dropbox` and `gdrive` destination tests (no local
+server exists for these services).
 
 The binary under test runs with HTTPS_PROXY=http://127.0.0.1:PORT and SSL_CERT_FILE=<test CA>:
 its client sends `CONNECT api.backblazeb2.com:443` (or any other API host) here, this script
@@ -10,18 +11,24 @@ real service checks it (credentials, tokens, offsets, part digests); wrong reque
 service's error answer.
 
 Plain requests to /_control/... (no CONNECT) drive the fake: GET requests (the record),
-GET files?service=b2|dropbox (what is stored), POST fault {host, path, status|drop, times}
-(the next matching requests fail), POST put {service, name, data} (seed an object).
+GET files?service=b2|dropbox|gdrive (what is stored), POST fault {host, path, [method],
+status|drop, times}
+(the next matching requests fail), POST put {service, name, data} (seed an object),
+POST gdrive {expires_in} (lifetime of the access tokens issued from then on).
 
 usage: saas_fake.py CERT KEY --b2 KEY_ID:KEY:BUCKET --dropbox TOKEN
+                    --gdrive CLIENT_EMAIL:PUBLIC_KEY_PEM:FOLDER_ID
 Prints `port=N` once listening on 127.0.0.1 (a free port)."""
-import argparse, base64, hashlib, json, ssl, sys, threading, time, urllib.parse
+import argparse, base64, hashlib, json, re, ssl, subprocess, tempfile, threading, time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 p = argparse.ArgumentParser()
 p.add_argument("cert"); p.add_argument("key")
 p.add_argument("--b2", required=True); p.add_argument("--dropbox", required=True)
+p.add_argument("--gdrive", required=True)
 a = p.parse_args()
+GD_EMAIL, GD_PUBKEY, GD_FOLDER = a.gdrive.split(":", 2)
 B2_KEY_ID, B2_KEY, B2_BUCKET = a.b2.split(":", 2)
 DBX_TOKEN = a.dropbox
 B2_BUCKET_ID = "bkt0001"
@@ -38,6 +45,11 @@ b2_files = {}   # name -> {id, data, ts, hidden}
 b2_large = {}   # fileId -> {name, parts: {n: bytes}}
 dbx_files = {}  # lower path -> {path, data, ts}
 dbx_sessions = {}
+gd_files = {GD_FOLDER: {"name": "backups", "parents": [], "mime": "application/vnd.google-apps.folder",
+                        "data": b"", "ts": time.time()}}
+gd_sessions = {}  # upload_id -> {name, parents, data}
+gd_tokens = {}    # access token -> expiry (time.time())
+gd_lifetime = [3599]
 counter = [0]
 
 def next_id(prefix):
@@ -112,11 +124,14 @@ class Handler(BaseHTTPRequestHandler):
             rec["json"] = json.loads(body) if body and len(body) < 65536 else None
         except ValueError:
             rec["json"] = None
+        if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            rec["form"] = dict(urllib.parse.parse_qsl(body.decode()))
         with lock:
             record.append(rec)
             fault = None
             for f in faults:
                 if f["times"] > 0 and f.get("host", self.tunnel_host) == self.tunnel_host \
+                        and f.get("method", self.command) == self.command \
                         and f.get("path", "") in url.path:
                     f["times"] -= 1
                     fault = f
@@ -134,6 +149,10 @@ class Handler(BaseHTTPRequestHandler):
                     b2(self, url, body)
                 elif self.tunnel_host.endswith("dropboxapi.com"):
                     dropbox(self, url, body)
+                elif self.tunnel_host == "oauth2.googleapis.com":
+                    google_token(self, url, body)
+                elif self.tunnel_host == "www.googleapis.com":
+                    drive(self, url, body)
                 raise Answer(404, {"error": "no such host in the fake: " + self.tunnel_host})
         except Answer as ans:
             self.reply(ans.status, ans.body, ans.headers)
@@ -170,10 +189,31 @@ class Handler(BaseHTTPRequestHandler):
                 if f["service"] == "b2":
                     b2_files[f["name"]] = {"id": next_id("4_z"), "data": data, "ts": now_ms(),
                                            "hidden": False}
+                elif f["service"] == "gdrive":
+                    parent = GD_FOLDER
+                    *dirs, base = f["name"].split("/")
+                    for d in dirs:
+                        found = [i for i, g in gd_files.items()
+                                 if g["name"] == d and parent in g["parents"]]
+                        if found:
+                            parent = found[0]
+                        else:
+                            parent = gd_new(d, parent, FOLDER_MIME, b"")
+                    gd_new(base, parent, "application/octet-stream", data)
                 else:
                     dbx_files[f["name"].lower()] = {"path": f["name"], "data": data,
                                                     "ts": time.time()}
                 return self.reply(200, {})
+            if url.path == "/_control/gdrive":
+                gd_lifetime[0] = json.loads(body)["expires_in"]
+                return self.reply(200, {})
+            if url.path == "/_control/files" and q["service"] == "gdrive":
+                files = {gd_path(i): {"size": len(f["data"]), "sha256": sha256(f["data"])}
+                         for i, f in gd_files.items() if f["mime"] != FOLDER_MIME}
+                folders = sorted(gd_path(i) for i, f in gd_files.items()
+                                 if f["mime"] == FOLDER_MIME and i != GD_FOLDER)
+                return self.reply(200, {"files": files, "folders": folders,
+                                        "sessions": len(gd_sessions)})
             if url.path == "/_control/files":
                 if q["service"] == "b2":
                     files = {n: {"size": len(f["data"]), "sha256": sha256(f["data"]),
@@ -441,6 +481,147 @@ def dropbox(h, url, body):
 def page(entries, at, c):
     raise Answer(200, {"entries": entries[at:at + PAGE], "has_more": len(entries) > at + PAGE,
                        "cursor": base64.b64encode(json.dumps(dict(c, at=at + PAGE)).encode()).decode()})
+
+# ---- Google OAuth token endpoint and Drive API v3 ----
+
+FOLDER_MIME = "application/vnd.google-apps.folder"
+GD_PAGE = 3  # files per list answer, so the tests cover nextPageToken
+
+def google_error(status, message):
+    raise Answer(status, {"error": {"code": status, "message": message}})
+
+def unb64(x):
+    return base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+
+def google_token(h, url, body):
+    """The JWT-bearer grant: the assertion must be an RS256 JWT signed by the service
+    account's key (checked with openssl against its public key) with the right claims."""
+    form = dict(urllib.parse.parse_qsl(body.decode()))
+    bad = lambda why: Answer(400, {"error": "invalid_grant", "error_description": why})
+    if url.path != "/token" or form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+        raise bad("grant_type")
+    try:
+        head, claims, sig = form["assertion"].split(".")
+        header, c = json.loads(unb64(head)), json.loads(unb64(claims))
+        signature = unb64(sig)
+    except (KeyError, ValueError):
+        raise bad("not a JWT")
+    with tempfile.NamedTemporaryFile() as d, tempfile.NamedTemporaryFile() as s:
+        d.write((head + "." + claims).encode()); d.flush()
+        s.write(signature); s.flush()
+        ok = subprocess.run(["openssl", "dgst", "-sha256", "-verify", GD_PUBKEY, "-signature",
+                             s.name, d.name], capture_output=True).returncode == 0
+    if not ok or header.get("alg") != "RS256":
+        raise bad("Invalid JWT Signature.")
+    now = time.time()
+    if c.get("iss") != GD_EMAIL or c.get("aud") != "https://oauth2.googleapis.com/token" \
+            or c.get("scope") != "https://www.googleapis.com/auth/drive" \
+            or not (c["iat"] - 60 <= now <= c["exp"]) or c["exp"] - c["iat"] > 3600:
+        raise bad("claims")
+    token = next_id("ya29.fake-")
+    gd_tokens[token] = now + gd_lifetime[0]
+    raise Answer(200, {"access_token": token, "expires_in": gd_lifetime[0], "token_type": "Bearer"})
+
+def gd_new(name, parent, mime, data):
+    fid = next_id("gd")
+    gd_files[fid] = {"name": name, "parents": [parent], "mime": mime, "data": data,
+                     "ts": time.time()}
+    return fid
+
+def gd_path(fid):
+    f, parts = gd_files[fid], []
+    while fid != GD_FOLDER:
+        parts.append(f["name"])
+        fid = f["parents"][0]
+        f = gd_files[fid]
+    return "/".join(reversed(parts))
+
+def gd_meta(fid):
+    f = gd_files[fid]
+    m = {"id": fid, "name": f["name"], "mimeType": f["mime"],
+         "modifiedTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(f["ts"]))}
+    if f["mime"] != FOLDER_MIME:
+        m["size"] = str(len(f["data"]))
+    return m
+
+QUOTED = r"'((?:[^'\\]|\\.)*)'"
+QUERY = re.compile(QUOTED + r" in parents and trashed = false(?: and name = " + QUOTED +
+                   r")?(?: and mimeType = " + QUOTED + r")?")
+
+def unquote_q(s):
+    return re.sub(r"\\(.)", r"\1", s) if s is not None else None
+
+def drive(h, url, body):
+    auth = h.headers.get("Authorization", "")
+    if not auth.startswith("Bearer ") or gd_tokens.get(auth[7:], 0) < time.time():
+        google_error(401, "Request had invalid authentication credentials.")
+    q, path = dict(urllib.parse.parse_qsl(url.query)), url.path
+    if q.get("supportsAllDrives") != "true":
+        google_error(400, "supportsAllDrives missing")
+    if path == "/drive/v3/files" and h.command == "GET":
+        m = QUERY.fullmatch(q.get("q", ""))
+        if m is None or q.get("includeItemsFromAllDrives") != "true":
+            google_error(400, "unexpected query: %r" % q.get("q"))
+        parent, name, mime = (unquote_q(g) for g in m.groups())
+        found = sorted(i for i, f in gd_files.items() if parent in f["parents"]
+                       and (name is None or f["name"] == name) and (mime is None or f["mime"] == mime))
+        at = int(q.get("pageToken", "0"))
+        size = min(int(q.get("pageSize", 100)), GD_PAGE)
+        ans = {"files": [gd_meta(i) for i in found[at:at + size]]}
+        if len(found) > at + size:
+            ans["nextPageToken"] = str(at + size)
+        raise Answer(200, ans)
+    if path == "/drive/v3/files" and h.command == "POST":
+        j = json.loads(body)
+        if j.get("mimeType") != FOLDER_MIME or len(j.get("parents", [])) != 1 \
+                or gd_files.get(j["parents"][0], {}).get("mime") != FOLDER_MIME:
+            google_error(400, "bad folder")
+        raise Answer(200, gd_meta(gd_new(j["name"], j["parents"][0], FOLDER_MIME, b"")))
+    if path.startswith("/drive/v3/files/"):
+        fid = path.rsplit("/", 1)[1]
+        if fid not in gd_files:
+            google_error(404, "File not found: %s." % fid)
+        if h.command == "DELETE":
+            for child in [i for i, f in gd_files.items() if fid in f["parents"]]:
+                del gd_files[child]
+            del gd_files[fid]
+            raise Answer(204, b"")
+        if q.get("alt") == "media":
+            return serve_range(h, gd_files[fid]["data"], {})
+        raise Answer(200, gd_meta(fid))
+    if path == "/upload/drive/v3/files" and q.get("uploadType") == "resumable":
+        if h.command == "POST":
+            j = json.loads(body)
+            if h.headers.get("X-Upload-Content-Type") is None or len(j.get("parents", [])) != 1 \
+                    or gd_files.get(j["parents"][0], {}).get("mime") != FOLDER_MIME:
+                google_error(400, "bad upload start")
+            sid = next_id("up")
+            gd_sessions[sid] = {"name": j["name"], "parent": j["parents"][0], "data": bytearray()}
+            raise Answer(200, b"", {"Location": "https://www.googleapis.com/upload/drive/v3/files?"
+                                    "uploadType=resumable&supportsAllDrives=true&upload_id=" + sid})
+        s = gd_sessions.get(q.get("upload_id"))
+        if s is None:
+            google_error(404, "no such upload session")
+        if h.command == "DELETE":
+            del gd_sessions[q["upload_id"]]
+            raise Answer(499, b"")
+        m = re.fullmatch(r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)", h.headers.get("Content-Range", ""))
+        if m is None:
+            google_error(400, "Content-Range")
+        lo, hi, total = m.groups()
+        if lo is not None and (int(lo) != len(s["data"]) or int(hi) - int(lo) + 1 != len(body)):
+            google_error(400, "chunk does not continue the upload")
+        if total == "*" and len(body) % (256 * 1024):
+            google_error(400, "chunk size must be a multiple of 256 KiB")
+        s["data"].extend(body)
+        if total == "*":
+            raise Answer(308, b"", {"Range": "bytes=0-%d" % (len(s["data"]) - 1)})
+        if int(total) != len(s["data"]):
+            google_error(400, "total size mismatch")
+        del gd_sessions[q["upload_id"]]
+        raise Answer(200, gd_meta(gd_new(s["name"], s["parent"], "application/octet-stream",
+                                          bytes(s["data"]))))
+    google_error(400, "unknown call %s %s" % (h.command, path))
 
 srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 srv.daemon_threads = True
