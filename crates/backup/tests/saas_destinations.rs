@@ -130,8 +130,8 @@ fn assert_list_and_verify(fake: &Fake, cfg: &Path, dest: &str) {
 fn b2_large_file_backup_list_restore_verify_with_exact_requests() {
     let fake = Fake::start();
     let t = tempfile::tempdir().expect("tempdir");
-    // 12 MiB of incompressible data: large-file parts of 8 + ~4 MiB.
-    let src = big_source(t.path(), 12 << 20);
+    // 9 MiB of incompressible data: large-file parts of 8 + ~1 MiB.
+    let src = big_source(t.path(), 9 << 20);
     let disk = t.path().join("disk");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src))
@@ -317,8 +317,8 @@ fn dropbox_arg(r: &Value) -> Value {
 fn dropbox_upload_session_backup_list_restore_verify_with_exact_requests() {
     let fake = Fake::start();
     let t = tempfile::tempdir().expect("tempdir");
-    // 20 MiB: session chunks of 8 + 8 + ~4 MiB (start, append, finish).
-    let src = big_source(t.path(), 20 << 20);
+    // 17 MiB: session chunks of 8 + 8 + ~1 MiB (start, append, finish).
+    let src = big_source(t.path(), 17 << 20);
     let disk = t.path().join("disk");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src))
@@ -461,9 +461,10 @@ fn dropbox_retention_and_a_connection_drop_mid_upload_fails_only_dropbox() {
     got.sort_by_key(|v| v.to_string());
     assert_eq!(got, want, "the first run's object and sidecar deleted");
 
-    // The connection drops during the second chunk of a 12 MiB upload: dropbox fails, the
-    // local copy in the same job is complete, and no file appears at Dropbox.
-    let big = big_source(t.path(), 12 << 20);
+    // The connection drops when the last chunk of a 9 MiB upload goes out (the session
+    // holds the first 8 MiB): dropbox fails, the local copy in the same job is complete, and
+    // no file appears at Dropbox.
+    let big = big_source(t.path(), 9 << 20);
     fake.fault("content.dropboxapi.com", "/upload_session/finish", 0, 100);
     let disk = t.path().join("disk");
     let mut job = Job::new(t.path());
@@ -565,8 +566,8 @@ fn gdrive_resumable_upload_list_restore_verify_with_exact_requests() {
     // shows an upload outliving its token gets a new one for each chunk.
     fake.token_lifetime(60);
     let t = tempfile::tempdir().expect("tempdir");
-    // 20 MiB: resumable chunks of 8 + 8 + ~4 MiB.
-    let src = big_source(t.path(), 20 << 20);
+    // 17 MiB: resumable chunks of 8 + 8 + ~1 MiB.
+    let src = big_source(t.path(), 17 << 20);
     let disk = t.path().join("disk");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &src))
@@ -740,7 +741,7 @@ fn gdrive_retention_and_a_5xx_mid_upload_fails_only_gdrive() {
 
     // Every chunk upload fails with 503 (retried, then given up): gdrive fails, the local
     // copy in the same job is complete, the session is cancelled, no new file at Drive.
-    let big = big_source(t.path(), 12 << 20);
+    let big = big_source(t.path(), 9 << 20);
     fake.fault_method(
         "PUT",
         "www.googleapis.com",

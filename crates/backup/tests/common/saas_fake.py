@@ -118,7 +118,7 @@ class Handler(BaseHTTPRequestHandler):
             "method": self.command, "host": self.tunnel_host, "path": url.path,
             "query": dict(urllib.parse.parse_qsl(url.query)),
             "headers": {k.lower(): v for k, v in self.headers.items()},
-            "body_len": len(body), "body_sha1": sha1(body),
+            "body_len": len(body), "body_sha1": sha1(body), "t": time.time(),
         }
         try:
             rec["json"] = json.loads(body) if body and len(body) < 65536 else None
