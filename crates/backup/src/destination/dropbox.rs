@@ -11,7 +11,6 @@
 //! The file appears only at `finish`, with `mode: add` and no autorename: an existing file is
 //! never replaced. An abandoned session holds no visible file and expires at Dropbox (7 days).
 
-use std::io::{self, Write};
 use std::time::Duration;
 
 use opendal::services;
@@ -19,8 +18,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{self, Call};
+use super::chunked::{PieceSink, PieceWriter};
 use super::store::{Layout, Store};
-use super::{Destination, DestinationError, ObjectInfo, ObjectWriter};
+use super::{Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
 use crate::config::{Invalid, Secret, Validate};
 
 /// Bytes sent per upload-session request (Dropbox takes up to 150 MB; a multiple of 4 MiB).
@@ -117,16 +117,16 @@ impl Destination for Dropbox {
     fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>, DestinationError> {
         // The name checks of the store (relative, no `..`) apply here too.
         self.store.check_name(name)?;
-        Ok(Box::new(SessionWriter {
+        let session = Session {
             destination: self.store.id().to_string(),
             name: name.to_string(),
             path: format!("{}/{name}", self.folder),
             token: self.token.clone(),
             timeout: self.timeout,
-            buf: Vec::with_capacity(CHUNK),
             session: None,
             offset: 0,
-        }))
+        };
+        Ok(Box::new(PieceWriter::new(session, CHUNK)))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
@@ -155,7 +155,7 @@ impl Destination for Dropbox {
             self.timeout,
         ) {
             Ok(p) => p,
-            Err(e) if e.kind() == super::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let base = format!("{}/", self.folder.to_lowercase());
@@ -229,21 +229,21 @@ struct Started {
     session_id: String,
 }
 
-/// An upload session in progress: bytes gather in `buf` and go out a chunk at a time.
-struct SessionWriter {
+/// One object's upload session: pieces of [`CHUNK`] go out as they fill.
+struct Session {
     destination: String,
     name: String,
     /// The file's absolute Dropbox path.
     path: String,
     token: Secret,
     timeout: Duration,
-    buf: Vec<u8>,
+    /// Set by `upload_session/start`.
     session: Option<String>,
     /// Bytes the session holds.
     offset: u64,
 }
 
-impl SessionWriter {
+impl Session {
     /// One content request: `endpoint` with `arg` as its `Dropbox-API-Arg`, `body` as data.
     fn post(
         &self,
@@ -265,78 +265,54 @@ impl SessionWriter {
         }
         .send(req, self.timeout)
     }
+}
 
-    /// Sends the full chunk in `buf`, starting the session with the first.
-    fn send_chunk(&mut self) -> Result<(), DestinationError> {
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        let len = chunk.len() as u64;
+impl PieceSink for Session {
+    /// Starts the session with the first piece, appends the others.
+    fn piece(&mut self, bytes: Vec<u8>) -> Result<(), DestinationError> {
+        let len = bytes.len() as u64;
         match &self.session {
             None => {
                 let body = self.post(
                     "start upload session of",
                     "upload_session/start",
                     json!({"close": false}),
-                    chunk,
+                    bytes,
                 )?;
-                let started: Started =
-                    serde_json::from_slice(&body).map_err(|e| DestinationError::Other {
-                        destination: self.destination.clone(),
-                        message: format!(
-                            "{}: unexpected answer to upload_session/start: {e}",
-                            self.name
-                        ),
-                    })?;
+                let started: Started = serde_json::from_slice(&body).map_err(|e| {
+                    Call {
+                        destination: &self.destination,
+                        op: "start upload session of",
+                        object: &self.name,
+                    }
+                    .error(ErrorKind::Other, format!("unexpected answer: {e}"))
+                })?;
                 self.session = Some(started.session_id);
             }
             Some(id) => {
                 let arg =
                     json!({"cursor": {"session_id": id, "offset": self.offset}, "close": false});
-                self.post("upload to", "upload_session/append_v2", arg, chunk)?;
+                self.post("upload to", "upload_session/append_v2", arg, bytes)?;
             }
         }
         self.offset += len;
         Ok(())
     }
-}
 
-impl Write for SessionWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&buf[..n]);
-        if self.buf.len() == CHUNK {
-            self.send_chunk().map_err(|e| {
-                let kind = if e.kind() == super::ErrorKind::Transient {
-                    io::ErrorKind::ConnectionAborted
-                } else {
-                    io::ErrorKind::Other
-                };
-                io::Error::new(kind, e.to_string())
-            })?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ObjectWriter for SessionWriter {
-    /// Sends the rest and makes the file: `finish` for a session, else one `files/upload`.
-    fn commit(mut self: Box<Self>) -> Result<(), DestinationError> {
-        let rest = std::mem::take(&mut self.buf);
+    /// `finish` with the last bytes, or one `files/upload` for an object under one piece.
+    fn finish(&mut self, bytes: Vec<u8>) -> Result<(), DestinationError> {
         let commit = json!({"path": self.path, "mode": "add", "autorename": false, "mute": true});
         match &self.session {
-            None => self.post("upload", "upload", commit, rest)?,
+            None => self.post("upload", "upload", commit, bytes)?,
             Some(id) => {
                 let arg =
                     json!({"cursor": {"session_id": id, "offset": self.offset}, "commit": commit});
-                self.post("finish upload of", "upload_session/finish", arg, rest)?
+                self.post("finish upload of", "upload_session/finish", arg, bytes)?
             }
         };
         Ok(())
     }
 
     /// Nothing to undo: an unfinished session is no file and expires at Dropbox.
-    fn abort(self: Box<Self>) {}
+    fn cancel(&mut self) {}
 }

@@ -14,7 +14,7 @@
 //! exchanged at its `token_uri`. A token is renewed before any request when less than
 //! [`TOKEN_MARGIN`] of it is left, so an upload may outlive any number of tokens.
 
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{self, Call};
+use super::chunked::{PieceSink, PieceWriter, RangeReader};
 use super::{Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
 use crate::config::{Invalid, Secret, Validate};
 
@@ -464,13 +465,13 @@ impl Destination for Gdrive {
                 self.call("start upload of", name)
                     .error(ErrorKind::Other, "no upload session in the answer".into())
             })?;
-        Ok(Box::new(UploadWriter {
+        let upload = Upload {
             drive: self.clone_handle(),
             name: name.to_string(),
             session: Some(session),
-            buf: Vec::with_capacity(CHUNK),
             offset: 0,
-        }))
+        };
+        Ok(Box::new(PieceWriter::new(upload, CHUNK)))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
@@ -486,15 +487,19 @@ impl Destination for Gdrive {
             self.call("open", name)
                 .error(ErrorKind::NotFound, "no such file".into())
         })?;
-        Ok(Box::new(DownloadReader {
-            drive: self.clone_handle(),
-            name: name.to_string(),
-            file_id: f.id.clone(),
-            size: f.size(),
-            pos: 0,
-            buf: Vec::new(),
-            at: 0,
-        }))
+        let drive = self.clone_handle();
+        let name = name.to_string();
+        let media = url(
+            &format!("{FILES}/{}", f.id),
+            &[("alt", "media"), ("supportsAllDrives", "true")],
+        );
+        let fetch = move |first: u64, last: u64| {
+            let req = drive
+                .request(Method::GET, media.clone())?
+                .header(reqwest::header::RANGE, format!("bytes={first}-{last}"));
+            drive.call("read", &name).send(req, drive.timeout)
+        };
+        Ok(Box::new(RangeReader::new(fetch, f.size(), READ_CHUNK)))
     }
 
     /// Deletes the file, then its folder when that is left empty (a run's folder).
@@ -541,46 +546,41 @@ impl Gdrive {
     }
 }
 
-/// A resumable upload in progress: bytes gather in `buf` and go out a chunk at a time.
-struct UploadWriter {
+/// One object's resumable upload session: pieces of [`CHUNK`] go out as they fill.
+struct Upload {
     drive: Arc<Gdrive>,
     name: String,
     /// The session URI; `None` once finished or cancelled.
     session: Option<Url>,
-    buf: Vec<u8>,
     /// Bytes the session holds.
     offset: u64,
 }
 
-impl UploadWriter {
-    /// Sends `buf` at `offset`; `total` on the last request. Drive answers 308 to a chunk
-    /// and 200/201 to the last.
-    fn put(&mut self, total: Option<u64>) -> Result<(), DestinationError> {
+impl Upload {
+    /// Sends `bytes` at `offset`; `total` on the last request. Drive answers 308 to a
+    /// piece and 200/201 to the last.
+    fn put(&mut self, bytes: Vec<u8>, total: Option<u64>) -> Result<(), DestinationError> {
+        let call = self.drive.call("upload to", &self.name);
         let Some(session) = self.session.clone() else {
-            return Err(self
-                .drive
-                .call("upload to", &self.name)
-                .error(ErrorKind::Other, "upload already closed".into()));
+            return Err(call.error(ErrorKind::Other, "upload already closed".into()));
         };
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        let len = chunk.len() as u64;
+        let len = bytes.len() as u64;
         let total_s = total.map_or("*".to_string(), |t| t.to_string());
         let range = if len == 0 {
             format!("bytes */{total_s}")
         } else {
             format!("bytes {}-{}/{total_s}", self.offset, self.offset + len - 1)
         };
-        let call = self.drive.call("upload to", &self.name);
         let a = call.exchange(
             self.drive
                 .request(Method::PUT, session)?
                 .header(reqwest::header::CONTENT_RANGE, range)
-                .body(chunk),
+                .body(bytes),
             self.drive.timeout,
         )?;
-        let done = match (a.status.as_u16(), total) {
+        match (a.status.as_u16(), total) {
             (308, None) => {
-                // Drive may keep less than sent; resending the rest is not done here.
+                // Drive may keep less than it was sent; resending the rest is not done here.
                 let kept = a
                     .headers
                     .get(reqwest::header::RANGE)
@@ -593,24 +593,32 @@ impl UploadWriter {
                         format!("Drive kept {kept:?} of {} bytes", self.offset + len),
                     ));
                 }
-                false
             }
-            (200 | 201, Some(_)) => true,
+            (200 | 201, Some(_)) => self.session = None,
             (s, _) if !a.status.is_success() && s != 308 => {
                 return Err(call.status_error(a.status, &a.body))
             }
             (s, _) => {
                 return Err(call.error(ErrorKind::Other, format!("unexpected answer HTTP {s}")))
             }
-        };
-        self.offset += len;
-        if done {
-            self.session = None;
         }
+        self.offset += len;
         Ok(())
     }
+}
 
-    /// Cancels the session (best effort: an unfinished session is no file and expires).
+impl PieceSink for Upload {
+    fn piece(&mut self, bytes: Vec<u8>) -> Result<(), DestinationError> {
+        self.put(bytes, None)
+    }
+
+    /// The last bytes with the total size: the file appears.
+    fn finish(&mut self, bytes: Vec<u8>) -> Result<(), DestinationError> {
+        let total = self.offset + bytes.len() as u64;
+        self.put(bytes, Some(total))
+    }
+
+    /// Cancels the session (an unfinished session is no file, and expires anyway).
     fn cancel(&mut self) {
         if let Some(session) = self.session.take() {
             if let Ok(req) = self.drive.request(Method::DELETE, session) {
@@ -620,99 +628,6 @@ impl UploadWriter {
                     .exchange(req, self.drive.timeout);
             }
         }
-    }
-}
-
-impl Write for UploadWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&buf[..n]);
-        if self.buf.len() == CHUNK {
-            self.put(None).map_err(|e| {
-                let kind = if e.kind() == ErrorKind::Transient {
-                    io::ErrorKind::ConnectionAborted
-                } else {
-                    io::ErrorKind::Other
-                };
-                io::Error::new(kind, e.to_string())
-            })?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ObjectWriter for UploadWriter {
-    /// Sends the rest with the total size: the file appears.
-    fn commit(mut self: Box<Self>) -> Result<(), DestinationError> {
-        let total = self.offset + self.buf.len() as u64;
-        let r = self.put(Some(total));
-        if r.is_err() {
-            self.cancel();
-        }
-        r
-    }
-
-    fn abort(mut self: Box<Self>) {
-        self.cancel();
-    }
-}
-
-impl Drop for UploadWriter {
-    fn drop(&mut self) {
-        self.cancel();
-    }
-}
-
-/// Reads a file in [`READ_CHUNK`] ranges.
-struct DownloadReader {
-    drive: Arc<Gdrive>,
-    name: String,
-    file_id: String,
-    size: u64,
-    pos: u64,
-    buf: Vec<u8>,
-    at: usize,
-}
-
-impl Read for DownloadReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.at == self.buf.len() {
-            if self.pos >= self.size {
-                return Ok(0);
-            }
-            let end = (self.pos + READ_CHUNK).min(self.size) - 1;
-            let d = &self.drive;
-            let req = d
-                .request(
-                    Method::GET,
-                    url(
-                        &format!("{FILES}/{}", self.file_id),
-                        &[("alt", "media"), ("supportsAllDrives", "true")],
-                    ),
-                )
-                .map_err(io::Error::other)?
-                .header(reqwest::header::RANGE, format!("bytes={}-{end}", self.pos));
-            self.buf = d
-                .call("read", &self.name)
-                .send(req, d.timeout)
-                .map_err(io::Error::other)?;
-            self.at = 0;
-            if self.buf.is_empty() {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file ended before its listed size",
-                ));
-            }
-            self.pos += self.buf.len() as u64;
-        }
-        let n = out.len().min(self.buf.len() - self.at);
-        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 
