@@ -232,3 +232,29 @@ impl Destination for B2 {
         self.store()?.delete(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(v: serde_json::Value) -> Result<B2Config, serde_json::Error> {
+        serde_json::from_value(v)
+    }
+
+    #[test]
+    fn keys_are_checked_by_name() {
+        let good = serde_json::json!({"bucket": "my-backup-bucket",
+            "credentials": {"application_key_id": "k", "application_key": "s"}});
+        config(good.clone()).unwrap().validate().unwrap();
+        let mut bad = good.clone();
+        bad["bucket"] = "a/b".into();
+        assert_eq!(config(bad).unwrap().validate().unwrap_err().key, "bucket");
+        let mut bad = good.clone();
+        bad["credentials"]["application_key_id"] = "".into();
+        let e = config(bad).unwrap().validate().unwrap_err();
+        assert_eq!(e.key, "credentials.application_key_id");
+        let mut unknown = good;
+        unknown["credentials"]["key"] = "x".into();
+        assert!(config(unknown).is_err());
+    }
+}

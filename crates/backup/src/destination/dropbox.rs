@@ -316,3 +316,24 @@ impl PieceSink for Session {
     /// Nothing to undo: an unfinished session is no file and expires at Dropbox.
     fn cancel(&mut self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_defaults_to_backups_and_must_be_absolute() {
+        let c: DropboxConfig =
+            serde_json::from_value(serde_json::json!({"access_token": "t"})).expect("config");
+        c.validate().unwrap();
+        assert_eq!(c.folder(), "/backups");
+        let c: DropboxConfig =
+            serde_json::from_value(serde_json::json!({"access_token": "t", "folder": "/a/b/"}))
+                .expect("config");
+        assert_eq!(c.folder(), "/a/b");
+        let c: DropboxConfig =
+            serde_json::from_value(serde_json::json!({"access_token": "t", "folder": "a"}))
+                .expect("config");
+        assert_eq!(c.validate().unwrap_err().key, "folder");
+    }
+}

@@ -10,14 +10,14 @@
 //! resumable upload (one session, [`CHUNK`]-sized `PUT`s with `Content-Range`, the file
 //! exists only once the last one lands), reads are ranged `alt=media` downloads.
 //!
-//! Access tokens come from the service account's key (`creds_file`): an RS256-signed JWT
-//! exchanged at its `token_uri`. A token is renewed before any request when less than
-//! [`TOKEN_MARGIN`] of it is left, so an upload may outlive any number of tokens.
+//! Access tokens come from the service account's key (`creds_file`, see
+//! [`super::service_account`]), renewed before any request when little of one is left, so an
+//! upload may outlive any number of tokens.
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
@@ -25,20 +25,18 @@ use serde_json::json;
 
 use super::api::{self, Call};
 use super::chunked::{PieceSink, PieceWriter, RangeReader};
+use super::service_account::ServiceAccount;
 use super::{Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
-use crate::config::{Invalid, Secret, Validate};
+use crate::config::{Invalid, Validate};
 
 /// Bytes per upload request (Drive wants multiples of 256 KiB but for the last).
 pub const CHUNK: usize = 8 << 20;
 /// Bytes fetched per download request.
 const READ_CHUNK: u64 = 8 << 20;
-/// A token with less than this left is renewed before the next request.
-pub const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 const SCOPE: &str = "https://www.googleapis.com/auth/drive";
 const FILES: &str = "https://www.googleapis.com/drive/v3/files";
 const UPLOAD: &str = "https://www.googleapis.com/upload/drive/v3/files";
 const FOLDER: &str = "application/vnd.google-apps.folder";
-const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 
 /// `type: gdrive`.
 #[derive(Debug, Clone, Deserialize)]
@@ -87,29 +85,9 @@ impl GdriveConfig {
             id: id.to_string(),
             config: self.clone(),
             timeout: stall,
-            token: Arc::new(Mutex::new(None)),
+            tokens: Arc::new(ServiceAccount::new(self.creds_file.clone(), SCOPE)),
         }))
     }
-}
-
-/// The fields of a service account key used here.
-#[derive(Deserialize)]
-struct ServiceAccount {
-    client_email: String,
-    private_key: Secret,
-    #[serde(default)]
-    token_uri: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: u64,
-}
-
-struct Token {
-    value: Secret,
-    expires: Instant,
 }
 
 /// A file or folder as Drive lists it.
@@ -153,7 +131,7 @@ struct Gdrive {
     config: GdriveConfig,
     timeout: Duration,
     /// Shared with the writers and readers of this destination.
-    token: Arc<Mutex<Option<Token>>>,
+    tokens: Arc<ServiceAccount>,
 }
 
 /// A string inside a Drive query (`q`), quoted.
@@ -174,78 +152,17 @@ impl Gdrive {
         }
     }
 
-    /// A valid access token, renewed when less than [`TOKEN_MARGIN`] is left.
-    fn token(&self) -> Result<Secret, DestinationError> {
-        let mut slot = self.token.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = slot.as_ref() {
-            if t.expires > Instant::now() + TOKEN_MARGIN {
-                return Ok(t.value.clone());
-            }
-        }
-        let call = self.call("get an access token for", "");
-        let auth_err = |message: String| call.error(ErrorKind::Auth, message);
-        let path = &self.config.creds_file;
-        let text = std::fs::read(path)
-            .map_err(|e| auth_err(format!("creds_file {}: {e}", path.display())))?;
-        let account: ServiceAccount = serde_json::from_slice(&text).map_err(|e| {
-            // serde's message names the field, never the key's value.
-            auth_err(format!(
-                "creds_file {}: not a service account key: {e}",
-                path.display()
-            ))
-        })?;
-        let token_uri = account.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
-        let iat = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let jwt = reqsign_core::jwt::encode_rs256_pem(
-            &json!({"alg": "RS256", "typ": "JWT"}),
-            &json!({"iss": account.client_email, "scope": SCOPE, "aud": token_uri,
-                    "iat": iat, "exp": iat + 3600}),
-            account.private_key.expose().as_bytes(),
-        )
-        .map_err(|e| auth_err(format!("creds_file {}: private_key: {e}", path.display())))?;
-        let form = format!(
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={jwt}"
-        );
-        let a = call.exchange(
-            api::client()
-                .post(token_uri)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-                .body(form),
-            self.timeout,
-        )?;
-        if !a.status.is_success() {
-            let e = call.status_error(a.status, &a.body);
-            // The token endpoint refuses a bad key or account with 400 (`invalid_grant`).
-            return Err(if e.kind() == ErrorKind::Other {
-                auth_err(e.to_string())
-            } else {
-                e
-            });
-        }
-        let t: TokenAnswer = serde_json::from_slice(&a.body)
-            .map_err(|e| call.error(ErrorKind::Other, format!("unexpected token answer: {e}")))?;
-        let token = Secret::new(t.access_token);
-        *slot = Some(Token {
-            value: token.clone(),
-            expires: Instant::now() + Duration::from_secs(t.expires_in),
-        });
-        Ok(token)
-    }
-
     /// A request with a valid token.
     fn request(
         &self,
         method: Method,
         url: Url,
     ) -> Result<reqwest::RequestBuilder, DestinationError> {
-        Ok(api::client()
-            .request(method, url)
-            .bearer_auth(self.token()?.expose()))
+        Ok(api::client().request(method, url).bearer_auth(
+            self.tokens
+                .get(self.call("get an access token for", ""), self.timeout)?
+                .expose(),
+        ))
     }
 
     /// The children of folder `parent` (only those named `name`, only folders), every page.
@@ -541,7 +458,7 @@ impl Gdrive {
             id: self.id.clone(),
             config: self.config.clone(),
             timeout: self.timeout,
-            token: self.token.clone(),
+            tokens: self.tokens.clone(),
         })
     }
 }
@@ -634,6 +551,18 @@ impl PieceSink for Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folder_id_must_be_an_id() {
+        let c = |id: &str| GdriveConfig {
+            creds_file: "/k.json".into(),
+            folder_id: id.into(),
+        };
+        c("1AbC-d_9").validate().unwrap();
+        for bad in ["", "a/b", "a b", "x'y"] {
+            assert_eq!(c(bad).validate().unwrap_err().key, "folder_id", "{bad}");
+        }
+    }
 
     #[test]
     fn query_strings_are_quoted() {

@@ -23,6 +23,7 @@ pub mod local;
 pub mod retry;
 pub mod runtime;
 pub mod s3;
+pub mod service_account;
 pub mod store;
 
 /// A destination operation failed.
