@@ -706,7 +706,7 @@ fn gdrive_resumable_upload_list_restore_verify_with_exact_requests() {
 }
 
 #[test]
-fn gdrive_retention_and_a_5xx_mid_upload_fails_only_gdrive() {
+fn gdrive_retention_then_a_5xx_mid_upload_and_a_bad_key_fail_only_gdrive() {
     let fake = Fake::start();
     let t = tempfile::tempdir().expect("tempdir");
     let src = t.path().join("src/small");
@@ -763,6 +763,45 @@ fn gdrive_retention_and_a_5xx_mid_upload_fails_only_gdrive() {
     let after = fake.files("gdrive");
     assert_eq!(after["files"], stored["files"], "no new file at Drive");
     assert_eq!(after["sessions"], json!(0), "the session was cancelled");
+
+    // A key the token endpoint does not know (its JWT signature does not verify): an auth
+    // failure, no Drive request, exit 1.
+    let other = t.path().join("other-key.pem");
+    run_ok(
+        std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&other),
+    );
+    let mut creds: Value =
+        serde_json::from_slice(&std::fs::read(fake.gdrive_creds()).expect("creds")).expect("json");
+    creds["private_key"] = json!(std::fs::read_to_string(&other).expect("key"));
+    let bad_creds = t.path().join("bad-creds.json");
+    write_private(&bad_creds, creds.to_string().as_bytes());
+    let mut dest = gdrive_example(&fake);
+    dest["creds_file"] = json!(bad_creds);
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src)).destination(dest);
+    let cfg = job.write_as("badkey.json");
+    let seen = fake.requests().len();
+    let r = run(&fake, &cfg);
+    r.assert_code(1);
+    assert!(r.all_text().contains("invalid_grant"), "{}", r.describe());
+    assert!(!r.all_text().contains("PRIVATE KEY"), "{}", r.describe());
+    let reqs = fake.requests();
+    let later = &reqs[seen..];
+    assert!(!later.is_empty());
+    assert!(
+        later.iter().all(|r| r["host"] == "oauth2.googleapis.com"),
+        "only the token endpoint was asked: {:?}",
+        calls(later)
+    );
 }
 
 /// Standard base64, for the expected Basic authorization.
