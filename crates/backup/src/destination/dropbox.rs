@@ -42,10 +42,19 @@ pub struct DropboxConfig {
 }
 
 impl DropboxConfig {
-    /// `folder` as an absolute path without a trailing `/`.
+    /// `folder` as an absolute path without a trailing `/`; `""` for the Dropbox's root (as
+    /// the API names it).
     fn folder(&self) -> String {
-        let f = self.folder.as_deref().unwrap_or(DEFAULT_FOLDER);
-        format!("/{}", f.trim_matches('/'))
+        let f = self
+            .folder
+            .as_deref()
+            .unwrap_or(DEFAULT_FOLDER)
+            .trim_matches('/');
+        if f.is_empty() {
+            String::new()
+        } else {
+            format!("/{f}")
+        }
     }
 
     /// The destination this config describes; `stall` bounds each request.
@@ -55,7 +64,7 @@ impl DropboxConfig {
         stall: Duration,
     ) -> Result<Box<dyn Destination>, DestinationError> {
         let b = services::Dropbox::default()
-            .root(&self.folder())
+            .root(&format!("{}/", self.folder()))
             .access_token(self.access_token.expose());
         Ok(Box::new(Dropbox {
             store: Store::new(id, LAYOUT, b, stall)?,
@@ -331,6 +340,11 @@ mod tests {
             serde_json::from_value(serde_json::json!({"access_token": "t", "folder": "/a/b/"}))
                 .expect("config");
         assert_eq!(c.folder(), "/a/b");
+        let c: DropboxConfig =
+            serde_json::from_value(serde_json::json!({"access_token": "t", "folder": "/"}))
+                .expect("config");
+        c.validate().unwrap();
+        assert_eq!(c.folder(), "", "the root, as the API names it");
         let c: DropboxConfig =
             serde_json::from_value(serde_json::json!({"access_token": "t", "folder": "a"}))
                 .expect("config");

@@ -208,65 +208,60 @@ impl Gdrive {
         }
     }
 
+    /// The id of the folder that holds `name`, from `folder_id` down by name; a missing
+    /// folder is made when `create`, else the answer is `None`.
+    fn parent_of(
+        &self,
+        name: &str,
+        create: bool,
+        op: &'static str,
+    ) -> Result<Option<String>, DestinationError> {
+        let dirs = name.rsplit_once('/').map_or("", |(d, _)| d);
+        let mut parent = self.config.folder_id.clone();
+        for d in dirs.split('/').filter(|d| !d.is_empty()) {
+            parent = match self
+                .children(&parent, Some(d), true, op)?
+                .into_iter()
+                .next()
+            {
+                Some(f) => f.id,
+                None if create => self.create_folder(&parent, d)?,
+                None => return Ok(None),
+            };
+        }
+        Ok(Some(parent))
+    }
+
+    /// Makes folder `name` in `parent`; its id.
+    fn create_folder(&self, parent: &str, name: &str) -> Result<String, DestinationError> {
+        let params = [
+            ("supportsAllDrives", "true"),
+            ("fields", "id,name,mimeType"),
+        ];
+        let made: DriveFile = self.call("create folder", name).json(
+            self.request(Method::POST, url(FILES, &params))?
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json!({"name": name, "mimeType": FOLDER, "parents": [parent]}).to_string()),
+            self.timeout,
+        )?;
+        Ok(made.id)
+    }
+
     /// The file `name` and its folder's id, if it exists.
     fn resolve(
         &self,
         name: &str,
         op: &'static str,
     ) -> Result<Option<(DriveFile, String)>, DestinationError> {
-        let (dirs, file) = name.rsplit_once('/').unwrap_or(("", name));
-        let mut parent = self.config.folder_id.clone();
-        for d in dirs.split('/').filter(|d| !d.is_empty()) {
-            match self
-                .children(&parent, Some(d), true, op)?
-                .into_iter()
-                .next()
-            {
-                Some(f) => parent = f.id,
-                None => return Ok(None),
-            }
-        }
+        let Some(parent) = self.parent_of(name, false, op)? else {
+            return Ok(None);
+        };
+        let file = name.rsplit('/').next().unwrap_or(name);
         let found = self
             .children(&parent, Some(file), false, op)?
             .into_iter()
             .find(|f| !f.is_folder());
         Ok(found.map(|f| (f, parent)))
-    }
-
-    /// The id of the folder that holds `name`, creating missing folders.
-    fn ensure_parent(&self, name: &str) -> Result<String, DestinationError> {
-        let dirs = name.rsplit_once('/').map_or("", |(d, _)| d);
-        let mut parent = self.config.folder_id.clone();
-        for d in dirs.split('/').filter(|d| !d.is_empty()) {
-            parent = match self
-                .children(&parent, Some(d), true, "create folder")?
-                .into_iter()
-                .next()
-            {
-                Some(f) => f.id,
-                None => {
-                    let made: DriveFile = self.call("create folder", d).json(
-                        self.request(
-                            Method::POST,
-                            url(
-                                FILES,
-                                &[
-                                    ("supportsAllDrives", "true"),
-                                    ("fields", "id,name,mimeType"),
-                                ],
-                            ),
-                        )?
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(
-                            json!({"name": d, "mimeType": FOLDER, "parents": [parent]}).to_string(),
-                        ),
-                        self.timeout,
-                    )?;
-                    made.id
-                }
-            };
-        }
-        Ok(parent)
     }
 
     fn walk(
@@ -350,7 +345,9 @@ impl Destination for Gdrive {
 
     fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>, DestinationError> {
         self.check_name(name)?;
-        let parent = self.ensure_parent(name)?;
+        let parent = self
+            .parent_of(name, true, "create folder")?
+            .unwrap_or_else(|| self.config.folder_id.clone());
         let file = name.rsplit('/').next().unwrap_or(name);
         let a = self.call("start upload of", name).exchange(
             self.request(
