@@ -165,13 +165,15 @@ impl Fake {
         );
     }
 
-    /// Environment that sends the binary's HTTPS through the fake and trusts only its CA.
+    /// Environment that sends the binary's HTTPS through the fake and trusts only its CA
+    /// (whatever proxy settings the caller's environment has).
     pub fn env(&self) -> Vec<(&'static str, OsString)> {
+        let proxy: OsString = format!("http://127.0.0.1:{}", self.port).into();
         vec![
-            (
-                "HTTPS_PROXY",
-                format!("http://127.0.0.1:{}", self.port).into(),
-            ),
+            ("HTTPS_PROXY", proxy.clone()),
+            ("https_proxy", proxy),
+            ("NO_PROXY", OsString::new()),
+            ("no_proxy", OsString::new()),
             ("SSL_CERT_FILE", self.certs.path().join("ca.pem").into()),
             ("SSL_CERT_DIR", self.certs.path().join("no-dir").into()),
         ]
