@@ -739,9 +739,49 @@ fn gdrive_retention_then_a_5xx_mid_upload_and_a_bad_key_fail_only_gdrive() {
     let deletes = reqs.iter().filter(|r| r["method"] == "DELETE").count();
     assert_eq!(deletes, 3, "two files and their folder: {:?}", calls(&reqs));
 
+    // Drive holds only 256 KiB of the first chunk, then nothing of the next request: custos
+    // sends the rest again from where Drive stopped, and the copy is whole.
+    let big = big_source(t.path(), 9 << 20);
+    fake.drive_keeps(256 << 10, 1);
+    fake.drive_keeps(0, 1);
+    let disk = t.path().join("disk");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &big))
+        .destination(gdrive_example(&fake))
+        .destination(local_destination("disk", &disk));
+    let cfg = job.write_as("partial.json");
+    let seen = fake.requests().len();
+    run(&fake, &cfg).assert_code(0);
+    let local = only_object(&disk, "files");
+    let name = local
+        .strip_prefix(&disk)
+        .expect("under disk")
+        .to_str()
+        .expect("utf-8");
+    let bytes = std::fs::read(&local).expect("local object");
+    let stored = fake.files("gdrive");
+    assert_eq!(stored["files"][name]["sha256"], json!(sha256_hex(&bytes)));
+    let reqs = fake.requests();
+    let ranges: Vec<&str> = reqs[seen..]
+        .iter()
+        .filter(|r| r["method"] == "PUT")
+        .map(|r| header(r, "content-range"))
+        .collect();
+    let total = bytes.len();
+    assert_eq!(
+        ranges[..4],
+        [
+            format!("bytes 0-{}/*", (8 << 20) - 1),
+            format!("bytes {}-{}/*", 256 << 10, (8 << 20) - 1),
+            format!("bytes {}-{}/*", 256 << 10, (8 << 20) - 1),
+            format!("bytes {}-{}/{total}", 8 << 20, total - 1),
+        ],
+        "{ranges:?}"
+    );
+    let stored = fake.files("gdrive");
+
     // Every chunk upload fails with 503 (retried, then given up): gdrive fails, the local
     // copy in the same job is complete, the session is cancelled, no new file at Drive.
-    let big = big_source(t.path(), 9 << 20);
     fake.fault_method(
         "PUT",
         "www.googleapis.com",
@@ -749,7 +789,7 @@ fn gdrive_retention_then_a_5xx_mid_upload_and_a_bad_key_fail_only_gdrive() {
         503,
         1000,
     );
-    let disk = t.path().join("disk");
+    let disk = t.path().join("disk2");
     let mut job = Job::new(t.path());
     job.source(folder_source("files", &big))
         .destination(gdrive_example(&fake))

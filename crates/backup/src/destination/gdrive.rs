@@ -471,53 +471,74 @@ struct Upload {
 }
 
 impl Upload {
-    /// Sends `bytes` at `offset`; `total` on the last request. Drive answers 308 to a
-    /// piece and 200/201 to the last.
+    /// Sends `bytes` at `offset`; `total` on the last request. Drive answers 308 with the
+    /// bytes it holds (`Range: bytes=0-N`) until the last, then 200/201; when it holds
+    /// fewer than were sent, the rest is sent again from there (a few times without
+    /// progress at most).
     fn put(&mut self, bytes: Vec<u8>, total: Option<u64>) -> Result<(), DestinationError> {
         let call = self.drive.call("upload to", &self.name);
         let Some(session) = self.session.clone() else {
             return Err(call.error(ErrorKind::Other, "upload already closed".into()));
         };
-        let len = bytes.len() as u64;
         let total_s = total.map_or("*".to_string(), |t| t.to_string());
-        let range = if len == 0 {
-            format!("bytes */{total_s}")
-        } else {
-            format!("bytes {}-{}/{total_s}", self.offset, self.offset + len - 1)
-        };
-        let a = call.exchange(
-            self.drive
-                .request(Method::PUT, session)?
-                .header(reqwest::header::CONTENT_RANGE, range)
-                .body(bytes),
-            self.drive.timeout,
-        )?;
-        match (a.status.as_u16(), total) {
-            (308, None) => {
-                // Drive may keep less than it was sent; resending the rest is not done here.
-                let kept = a
-                    .headers
-                    .get(reqwest::header::RANGE)
-                    .and_then(|r| r.to_str().ok())
-                    .and_then(|r| r.strip_prefix("bytes=0-"))
-                    .and_then(|n| n.parse::<u64>().ok());
-                if kept != Some(self.offset + len - 1) {
-                    return Err(call.error(
-                        ErrorKind::Other,
-                        format!("Drive kept {kept:?} of {} bytes", self.offset + len),
-                    ));
+        let mut bytes = bytes::Bytes::from(bytes);
+        let mut stuck = 0;
+        loop {
+            let len = bytes.len() as u64;
+            let end = self.offset + len;
+            let range = if len == 0 {
+                format!("bytes */{total_s}")
+            } else {
+                format!("bytes {}-{}/{total_s}", self.offset, end - 1)
+            };
+            let a = call.exchange(
+                self.drive
+                    .request(Method::PUT, session.clone())?
+                    .header(reqwest::header::CONTENT_RANGE, range)
+                    .body(bytes.clone()),
+                self.drive.timeout,
+            )?;
+            match a.status.as_u16() {
+                200 | 201 if total.is_some() => {
+                    self.session = None;
+                    self.offset = end;
+                    return Ok(());
+                }
+                308 => {
+                    // No `Range`: Drive holds nothing yet.
+                    let held = a
+                        .headers
+                        .get(reqwest::header::RANGE)
+                        .and_then(|r| r.to_str().ok())
+                        .and_then(|r| r.strip_prefix("bytes=0-"))
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .map_or(0, |last| last + 1);
+                    if held == end && total.is_none() {
+                        self.offset = end;
+                        return Ok(());
+                    }
+                    if held < self.offset || held >= end {
+                        return Err(call.error(
+                            ErrorKind::Other,
+                            format!("Drive holds {held} bytes, {end} were sent"),
+                        ));
+                    }
+                    stuck = if held == self.offset { stuck + 1 } else { 0 };
+                    if stuck > 3 {
+                        return Err(call.error(
+                            ErrorKind::Transient,
+                            format!("Drive takes no more bytes after {held}"),
+                        ));
+                    }
+                    bytes = bytes.slice((held - self.offset) as usize..);
+                    self.offset = held;
+                }
+                _ if !a.status.is_success() => return Err(call.status_error(a.status, &a.body)),
+                s => {
+                    return Err(call.error(ErrorKind::Other, format!("unexpected answer HTTP {s}")))
                 }
             }
-            (200 | 201, Some(_)) => self.session = None,
-            (s, _) if !a.status.is_success() && s != 308 => {
-                return Err(call.status_error(a.status, &a.body))
-            }
-            (s, _) => {
-                return Err(call.error(ErrorKind::Other, format!("unexpected answer HTTP {s}")))
-            }
         }
-        self.offset += len;
-        Ok(())
     }
 }
 

@@ -239,6 +239,14 @@ impl Fake {
         self.control_ok("POST", "/_control/fault", &f);
     }
 
+    /// The next `times` Drive upload requests are only partly taken: Drive holds the first
+    /// `keep` bytes of each and answers 308 with its `Range`.
+    pub fn drive_keeps(&self, keep: u64, times: u32) {
+        let f = serde_json::json!({"method": "PUT", "host": "www.googleapis.com",
+                                   "path": "/upload/drive/v3/files", "keep": keep, "times": times});
+        self.control_ok("POST", "/_control/fault", &f);
+    }
+
     /// Stores an object as an earlier run would have (`service`: `b2` or `dropbox`).
     pub fn put(&self, service: &str, name: &str, data: &str) {
         let v = serde_json::json!({"service": service, "name": name, "data": data});

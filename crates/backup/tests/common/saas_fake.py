@@ -12,7 +12,7 @@ service's error answer.
 
 Plain requests to /_control/... (no CONNECT) drive the fake: GET requests (the record),
 GET files?service=b2|dropbox|gdrive (what is stored), POST fault {host, path, [method],
-status|drop, times}
+status|drop|keep, times} (keep: a Drive upload holds only the first `keep` bytes it was sent)
 (the next matching requests fail), POST put {service, name, data} (seed an object),
 POST gdrive {expires_in} (lifetime of the access tokens issued from then on).
 
@@ -136,6 +136,10 @@ class Handler(BaseHTTPRequestHandler):
                     f["times"] -= 1
                     fault = f
                     break
+        self.keep = None
+        if fault is not None and "keep" in fault:
+            # Drive holds only the first `keep` bytes of this upload request.
+            self.keep, fault = fault["keep"], None
         if fault is not None:
             if fault.get("drop"):
                 # The connection dies before any answer.
@@ -611,6 +615,10 @@ def drive(h, url, body):
         lo, hi, total = m.groups()
         if lo is not None and (int(lo) != len(s["data"]) or int(hi) - int(lo) + 1 != len(body)):
             google_error(400, "chunk does not continue the upload")
+        if h.keep is not None:
+            s["data"].extend(body[:h.keep])
+            raise Answer(308, b"", {"Range": "bytes=0-%d" % (len(s["data"]) - 1)}
+                         if s["data"] else {})
         if total == "*" and len(body) % (256 * 1024):
             google_error(400, "chunk size must be a multiple of 256 KiB")
         s["data"].extend(body)
