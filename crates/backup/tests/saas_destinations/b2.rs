@@ -22,14 +22,7 @@ fn b2_large_file_backup_list_restore_verify_with_exact_requests() {
     r.assert_code(0);
     assert_no_secret(&r);
 
-    let local = only_object(&disk, "files");
-    let bytes = std::fs::read(&local).expect("local object");
-    let name = local
-        .strip_prefix(&disk)
-        .expect("under disk")
-        .to_str()
-        .expect("utf-8")
-        .to_owned();
+    let (name, bytes) = local_copy(&disk);
     let sidecar = format!("{name}.sha256");
     let stored = fake.files("b2");
     assert_eq!(stored["files"][&name]["sha256"], json!(sha256_hex(&bytes)));
@@ -111,9 +104,7 @@ fn b2_large_file_backup_list_restore_verify_with_exact_requests() {
 fn b2_retention_hides_old_copies_and_a_bad_key_fails_only_b2() {
     let fake = Fake::start();
     let t = tempfile::tempdir().expect("tempdir");
-    let src = t.path().join("src/small");
-    std::fs::create_dir_all(&src).expect("mkdir");
-    std::fs::write(src.join("a.txt"), b"retention").expect("write");
+    let src = small_source(t.path());
     // A copy from 2020 made by an earlier run: past the example's 30 days.
     let old = "files/20200101000000/files.tar.zst.gpg";
     fake.put("b2", old, "old");

@@ -26,14 +26,7 @@ fn dropbox_upload_session_backup_list_restore_verify_with_exact_requests() {
     r.assert_code(0);
     assert_no_secret(&r);
 
-    let local = only_object(&disk, "files");
-    let bytes = std::fs::read(&local).expect("local object");
-    let name = local
-        .strip_prefix(&disk)
-        .expect("under disk")
-        .to_str()
-        .expect("utf-8")
-        .to_owned();
+    let (name, bytes) = local_copy(&disk);
     let path = format!("/backups/{name}");
     let stored = fake.files("dropbox");
     assert_eq!(stored["files"][&path]["sha256"], json!(sha256_hex(&bytes)));
@@ -132,9 +125,7 @@ fn dropbox_upload_session_backup_list_restore_verify_with_exact_requests() {
 fn dropbox_retention_and_a_connection_drop_mid_upload_fails_only_dropbox() {
     let fake = Fake::start();
     let t = tempfile::tempdir().expect("tempdir");
-    let src = t.path().join("src/small");
-    std::fs::create_dir_all(&src).expect("mkdir");
-    std::fs::write(src.join("a.txt"), b"retention").expect("write");
+    let src = small_source(t.path());
     let mut dest = example(DROPBOX_EXAMPLE);
     dest["retention_copies"] = json!(1);
     let mut job = Job::new(t.path());

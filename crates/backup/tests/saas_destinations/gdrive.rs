@@ -34,14 +34,7 @@ fn gdrive_resumable_upload_list_restore_verify_with_exact_requests() {
     r.assert_code(0);
     assert!(!r.all_text().contains("PRIVATE KEY"), "{}", r.describe());
 
-    let local = only_object(&disk, "files");
-    let bytes = std::fs::read(&local).expect("local object");
-    let name = local
-        .strip_prefix(&disk)
-        .expect("under disk")
-        .to_str()
-        .expect("utf-8")
-        .to_owned();
+    let (name, bytes) = local_copy(&disk);
     let stored = fake.files("gdrive");
     assert_eq!(stored["files"][&name]["sha256"], json!(sha256_hex(&bytes)));
     assert!(
@@ -165,9 +158,7 @@ fn gdrive_resumable_upload_list_restore_verify_with_exact_requests() {
 fn gdrive_retention_then_a_5xx_mid_upload_and_a_bad_key_fail_only_gdrive() {
     let fake = Fake::start();
     let t = tempfile::tempdir().expect("tempdir");
-    let src = t.path().join("src/small");
-    std::fs::create_dir_all(&src).expect("mkdir");
-    std::fs::write(src.join("a.txt"), b"retention").expect("write");
+    let src = small_source(t.path());
     // A copy from 2020 made by an earlier run: past the example's 90 days.
     let old = "files/20200101000000/files.tar.zst.gpg";
     fake.put("gdrive", old, "old");
@@ -208,15 +199,9 @@ fn gdrive_retention_then_a_5xx_mid_upload_and_a_bad_key_fail_only_gdrive() {
     let cfg = job.write_as("partial.json");
     let seen = fake.requests().len();
     run(&fake, &cfg).assert_code(0);
-    let local = only_object(&disk, "files");
-    let name = local
-        .strip_prefix(&disk)
-        .expect("under disk")
-        .to_str()
-        .expect("utf-8");
-    let bytes = std::fs::read(&local).expect("local object");
+    let (name, bytes) = local_copy(&disk);
     let stored = fake.files("gdrive");
-    assert_eq!(stored["files"][name]["sha256"], json!(sha256_hex(&bytes)));
+    assert_eq!(stored["files"][&name]["sha256"], json!(sha256_hex(&bytes)));
     let reqs = fake.requests();
     let ranges: Vec<&str> = reqs[seen..]
         .iter()

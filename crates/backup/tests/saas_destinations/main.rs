@@ -70,6 +70,27 @@ pub fn big_source(dir: &Path, size: usize) -> std::path::PathBuf {
     src
 }
 
+/// A source `files` holding one small file.
+pub fn small_source(dir: &Path) -> std::path::PathBuf {
+    let src = dir.join("src/small");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("a.txt"), b"retention").expect("write");
+    src
+}
+
+/// The one object of source `files` at the local destination `disk`: its name (relative, as
+/// a remote destination names it too) and its bytes.
+pub fn local_copy(disk: &Path) -> (String, Vec<u8>) {
+    let local = only_object(disk, "files");
+    let bytes = std::fs::read(&local).expect("local object");
+    let name = local
+        .strip_prefix(disk)
+        .expect("under disk")
+        .to_str()
+        .expect("utf-8");
+    (name.to_owned(), bytes)
+}
+
 pub fn run(fake: &Fake, cfg: &Path) -> Run {
     fake.backup(&[cfg.as_os_str()])
 }
