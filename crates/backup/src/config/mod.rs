@@ -11,7 +11,7 @@
 //! is collected in [`JobConfig::unknown_keys`]: [`load`] warns about each, naming the nearest
 //! known key, or fails with `--strict` (and `--dry-run`), through the kit's one rule.
 //!
-//! Types that the original knows but custos does not implement yet (s3, samba, rds, ...)
+//! Source types that the original knows but custos does not implement yet (rds, ssh, ...)
 //! parse into an `Unsupported` variant: the job still runs and that entry fails with
 //! "type 'X' is not yet supported". A type nobody knows is a config error (a typo must not turn
 //! into a silently skipped backup, as it does in the original).

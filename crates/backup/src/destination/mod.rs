@@ -15,12 +15,18 @@ use custos_kit::config::ConfigError;
 use crate::config::{DestinationConfig, Entry, Invalid, Validate};
 
 pub mod gs;
+pub mod api;
+pub mod b2;
+pub mod chunked;
+pub mod dropbox;
+pub mod gdrive;
 pub mod local;
 pub mod multipart;
 pub mod retry;
 pub mod runtime;
 pub mod s3;
 pub mod samba;
+pub mod service_account;
 pub mod store;
 
 /// A destination operation failed.
@@ -214,9 +220,12 @@ destination_types! {
     "minio" => Minio(s3::MinioConfig),
     "gs" => Gs(gs::GsConfig),
     "samba" => Samba(samba::SambaConfig),
+    "b2" => B2(b2::B2Config),
+    "dropbox" => Dropbox(dropbox::DropboxConfig),
+    "gdrive" => Gdrive(gdrive::GdriveConfig),
 }
 
 impl DestinationSpec {
     /// Types of the original that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &["b2", "dropbox", "gdrive"];
+    pub const LATER: &'static [&'static str] = &[];
 }

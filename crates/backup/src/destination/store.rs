@@ -111,7 +111,8 @@ impl Store {
         }
     }
 
-    fn check_name(&self, name: &str) -> Result<(), DestinationError> {
+    /// Refuses names that are not relative object keys.
+    pub(super) fn check_name(&self, name: &str) -> Result<(), DestinationError> {
         if valid_name(name) {
             Ok(())
         } else {
@@ -167,7 +168,7 @@ fn describe(e: &opendal::Error) -> String {
 }
 
 /// Object names are relative keys made by `naming`: never absolute, never `..`.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('/')
         && !name.ends_with('/')

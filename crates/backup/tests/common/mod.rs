@@ -24,6 +24,7 @@ pub mod gcs;
 pub mod notify;
 pub mod receiver;
 pub mod stall;
+pub mod saas;
 
 /// Default deadline for one `backup` invocation in tests.
 pub const RUN_DEADLINE: Duration = Duration::from_secs(120);

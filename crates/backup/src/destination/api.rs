@@ -1,0 +1,168 @@
+//! Direct requests to a store's HTTP API, for what opendal does not cover (the B2 bucket id,
+//! Dropbox listing and upload sessions, all of Google Drive): one reqwest client on the
+//! shared runtime, answers mapped to the typed [`DestinationError`] as [`super::store`] maps
+//! opendal's.
+//! Like opendal's client it honours `HTTPS_PROXY` and the platform TLS roots
+//! (`SSL_CERT_FILE`), which is how the tests reach their fake APIs.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::{runtime, DestinationError, ErrorKind};
+
+/// Longest part of an error answer kept in a message.
+const MAX_ERROR_BODY: usize = 300;
+
+/// The process-wide client (made inside the runtime on first use).
+pub fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| runtime::block_on(async { reqwest::Client::new() }))
+}
+
+/// A server's answer.
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Where a request failed, for the error.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub destination: &'a str,
+    pub op: &'static str,
+    pub object: &'a str,
+}
+
+impl Call<'_> {
+    /// An error of this call.
+    pub fn error(&self, kind: ErrorKind, message: String) -> DestinationError {
+        DestinationError::Store {
+            destination: self.destination.to_string(),
+            op: self.op,
+            object: self.object.to_string(),
+            kind,
+            message,
+        }
+    }
+
+    /// Sends `req` on the shared runtime and returns the body of a 2xx answer; any other
+    /// answer, a connection failure or no answer within `timeout` is an error of its kind
+    /// (see [`Call::status_error`]).
+    pub fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, DestinationError> {
+        let a = self.exchange(req, timeout)?;
+        if a.status.is_success() {
+            Ok(a.body)
+        } else {
+            Err(self.status_error(a.status, &a.body))
+        }
+    }
+
+    /// Sends `req` and returns whatever the server answered; only a connection failure or
+    /// no answer within `timeout` is an error (transient, and other).
+    pub fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Answer, DestinationError> {
+        let answer = runtime::block_on(async {
+            tokio::time::timeout(timeout, async {
+                let resp = req.send().await?;
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let body = resp.bytes().await?;
+                Ok::<_, reqwest::Error>(Answer {
+                    status,
+                    headers,
+                    body: body.to_vec(),
+                })
+            })
+            .await
+        });
+        match answer {
+            Err(_) => Err(self.error(
+                ErrorKind::Other,
+                format!("no answer within {} s (stall_timeout)", timeout.as_secs()),
+            )),
+            // Without the URL: it can carry a token in its query.
+            Ok(Err(e)) => Err(self.error(ErrorKind::Transient, describe(&e.without_url()))),
+            Ok(Ok(a)) => Ok(a),
+        }
+    }
+
+    /// The error for an answer that is not the expected one: 401/403 auth, 404 (or
+    /// Dropbox's 409 `not_found`) not found, 429/5xx transient, else other; the message
+    /// keeps the start of the service's error text.
+    pub fn status_error(&self, status: reqwest::StatusCode, body: &[u8]) -> DestinationError {
+        let kind = match status.as_u16() {
+            401 | 403 => ErrorKind::Auth,
+            404 => ErrorKind::NotFound,
+            // Dropbox answers an endpoint's own errors with 409 and a summary such as
+            // `path/not_found/..`.
+            409 if body.windows(9).any(|w| w == b"not_found") => ErrorKind::NotFound,
+            429 | 500..=599 => ErrorKind::Transient,
+            _ => ErrorKind::Other,
+        };
+        let text = String::from_utf8_lossy(body);
+        let text: String = text.chars().take(MAX_ERROR_BODY).collect();
+        self.error(kind, format!("HTTP {status}: {}", text.trim()))
+    }
+
+    /// [`Call::send`], the answer parsed as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<T, DestinationError> {
+        let body = self.send(req, timeout)?;
+        serde_json::from_slice(&body)
+            .map_err(|e| self.error(ErrorKind::Other, format!("unexpected answer: {e}")))
+    }
+}
+
+/// A reqwest error with its causes (connection refused, reset, TLS) in one line.
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
+}
+
+/// JSON for an HTTP header (Dropbox-API-Arg): non-ASCII characters as `\uXXXX` escapes, as
+/// header values must be ASCII.
+pub fn header_json(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for c in v.to_string().chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_json_is_ascii() {
+        let v = serde_json::json!({"path": "/backups/café/😀"});
+        let h = header_json(&v);
+        assert!(h.is_ascii(), "{h}");
+        let back: serde_json::Value = serde_json::from_str(&h).expect("json");
+        assert_eq!(back, v);
+    }
+}

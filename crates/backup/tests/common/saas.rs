@@ -1,0 +1,284 @@
+//! The fake SaaS APIs (`saas_fake.py`: Backblaze B2, Dropbox, Google Drive and Google's
+//! token endpoint behind one HTTPS proxy) and
+//! how the binary reaches them without any test hook in it: `HTTPS_PROXY` points its HTTP
+//! client at the fake, and `SSL_CERT_FILE` makes a test CA (made here with rcgen) its only
+//! trusted root, so the fake's certificate for `api.backblazeb2.com` & co. is accepted.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::*;
+
+/// Credentials the fake accepts.
+/// They are the original's documented example values, so its examples run unchanged.
+pub const B2_KEY_ID: &str = "YOUR_APPLICATION_KEY_ID";
+pub const B2_KEY: &str = "YOUR_APPLICATION_KEY";
+pub const B2_BUCKET: &str = "my-backup-bucket";
+pub const DROPBOX_TOKEN: &str = "YOUR_LONG_LIVED_ACCESS_TOKEN";
+pub const GDRIVE_FOLDER: &str = "YOUR_GOOGLE_DRIVE_FOLDER_ID";
+pub const GDRIVE_EMAIL: &str = "custos-test@custos-test.iam.gserviceaccount.com";
+
+/// The hosts the fake's certificate is valid for.
+const HOSTS: &[&str] = &[
+    "api.backblazeb2.com",
+    "*.backblazeb2.com",
+    "api.dropboxapi.com",
+    "content.dropboxapi.com",
+    "www.googleapis.com",
+    "oauth2.googleapis.com",
+];
+
+/// The running fake, killed when dropped.
+pub struct Fake {
+    child: Child,
+    pub port: u16,
+    certs: tempfile::TempDir,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A service account key (a fresh RSA key, made with openssl) in `dir`: (creds_file, public
+/// key).
+fn service_account(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = dir.join("sa-key.pem");
+    let public = dir.join("sa-pub.pem");
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&key),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public),
+    );
+    let pem = fs::read_to_string(&key).expect("key");
+    let creds = dir.join("service-account.json");
+    let v = serde_json::json!({
+        "type": "service_account", "project_id": "custos-test", "private_key_id": "0123abcd",
+        "private_key": pem, "client_email": GDRIVE_EMAIL, "client_id": "1000000001",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    });
+    write_private(&creds, v.to_string().as_bytes());
+    (creds, public)
+}
+
+/// A CA and a certificate for [`HOSTS`] signed by it, in `dir`: (ca, cert, key).
+fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "custos test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let names: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names)
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("cert");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    fs::write(&paths.0, ca.pem()).expect("write");
+    fs::write(&paths.1, cert.pem()).expect("write");
+    fs::write(&paths.2, key.serialize_pem()).expect("write");
+    paths
+}
+
+impl Fake {
+    /// Starts the fake on a free port and waits until it answers.
+    pub fn start() -> Fake {
+        let certs = tempfile::tempdir().expect("tempdir");
+        let (_, cert, key) = pki(certs.path());
+        let (_, public) = service_account(certs.path());
+        fs::create_dir(certs.path().join("no-dir")).expect("mkdir");
+        let mut child = Command::new("python3")
+            .arg(repo_root().join("crates/backup/tests/common/saas_fake.py"))
+            .args([&cert, &key])
+            .arg("--b2")
+            .arg(format!("{B2_KEY_ID}:{B2_KEY}:{B2_BUCKET}"))
+            .arg("--dropbox")
+            .arg(DROPBOX_TOKEN)
+            .arg("--gdrive")
+            .arg(format!(
+                "{GDRIVE_EMAIL}:{}:{GDRIVE_FOLDER}",
+                public.display()
+            ))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn saas_fake.py");
+        let mut out = child.stdout.take().expect("stdout");
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+            line.push(b[0]);
+        }
+        let line = String::from_utf8_lossy(&line).into_owned();
+        let port = line
+            .strip_prefix("port=")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("saas_fake.py did not start: {line:?}"));
+        let f = Fake { child, port, certs };
+        wait_until(Duration::from_secs(30), "the fake answers", || {
+            f.control("GET", "/_control/requests", b"").is_some()
+        });
+        f
+    }
+
+    /// The service account key the fake's token endpoint accepts.
+    pub fn gdrive_creds(&self) -> PathBuf {
+        self.certs.path().join("service-account.json")
+    }
+
+    /// Access tokens issued from now on are valid for `seconds`.
+    pub fn token_lifetime(&self, seconds: u64) {
+        self.control_ok(
+            "POST",
+            "/_control/gdrive",
+            &serde_json::json!({ "expires_in": seconds }),
+        );
+    }
+
+    /// Environment that sends the binary's HTTPS through the fake and trusts only its CA
+    /// (whatever proxy settings the caller's environment has).
+    pub fn env(&self) -> Vec<(&'static str, OsString)> {
+        let proxy: OsString = format!("http://127.0.0.1:{}", self.port).into();
+        vec![
+            ("HTTPS_PROXY", proxy.clone()),
+            ("https_proxy", proxy),
+            ("NO_PROXY", OsString::new()),
+            ("no_proxy", OsString::new()),
+            ("SSL_CERT_FILE", self.certs.path().join("ca.pem").into()),
+            ("SSL_CERT_DIR", self.certs.path().join("no-dir").into()),
+        ]
+    }
+
+    /// `backup ARGS` with [`Fake::env`].
+    pub fn backup(&self, args: &[&OsStr]) -> Run {
+        let env = self.env();
+        let env: Vec<(&str, &OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+        backup_with(args, &env, None)
+    }
+
+    /// One plain request to the control API; the status and JSON answer.
+    fn control(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, Value)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: control\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).ok()?;
+        s.write_all(body).ok()?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).ok()?;
+        let text = String::from_utf8_lossy(&resp);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, serde_json::from_str(body).ok()?))
+    }
+
+    fn control_ok(&self, method: &str, path: &str, body: &Value) -> Value {
+        let (status, v) = self
+            .control(method, path, body.to_string().as_bytes())
+            .unwrap_or_else(|| panic!("control {path} failed"));
+        assert_eq!(status, 200, "control {path}: {v}");
+        v
+    }
+
+    /// Every API request so far, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        match self.control_ok("GET", "/_control/requests", &Value::Null) {
+            Value::Array(a) => a,
+            v => panic!("requests: {v}"),
+        }
+    }
+
+    /// The next `times` requests to `host` whose path contains `path` fail: `status`, or the
+    /// connection is closed without an answer when `status` is 0.
+    pub fn fault(&self, host: &str, path: &str, status: u16, times: u32) {
+        let mut f = serde_json::json!({"host": host, "path": path, "times": times});
+        if status == 0 {
+            f["drop"] = true.into();
+        } else {
+            f["status"] = status.into();
+        }
+        self.control_ok("POST", "/_control/fault", &f);
+    }
+
+    /// [`Fake::fault`] for requests of `method` only.
+    pub fn fault_method(&self, method: &str, host: &str, path: &str, status: u16, times: u32) {
+        let f = serde_json::json!({"method": method, "host": host, "path": path,
+                                   "status": status, "times": times});
+        self.control_ok("POST", "/_control/fault", &f);
+    }
+
+    /// The next `times` Drive upload requests are only partly taken: Drive holds the first
+    /// `keep` bytes of each and answers 308 with its `Range`.
+    pub fn drive_keeps(&self, keep: u64, times: u32) {
+        let f = serde_json::json!({"method": "PUT", "host": "www.googleapis.com",
+                                   "path": "/upload/drive/v3/files", "keep": keep, "times": times});
+        self.control_ok("POST", "/_control/fault", &f);
+    }
+
+    /// Stores an object as an earlier run would have (`service`: `b2` or `dropbox`).
+    pub fn put(&self, service: &str, name: &str, data: &str) {
+        let v = serde_json::json!({"service": service, "name": name, "data": data});
+        self.control_ok("POST", "/_control/put", &v);
+    }
+
+    /// What the service stores: `{"files": {name: {size, sha1, ...}}, ...}`.
+    pub fn files(&self, service: &str) -> Value {
+        self.control_ok(
+            "GET",
+            &format!("/_control/files?service={service}"),
+            &Value::Null,
+        )
+    }
+}
+
+/// `(method, host, path)` of each request.
+pub fn calls(reqs: &[Value]) -> Vec<(String, String, String)> {
+    reqs.iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap_or_default().to_owned(),
+                r["host"].as_str().unwrap_or_default().to_owned(),
+                r["path"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The requests whose path contains `part`.
+pub fn with_path<'a>(reqs: &'a [Value], part: &str) -> Vec<&'a Value> {
+    reqs.iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains(part)))
+        .collect()
+}
