@@ -18,12 +18,13 @@ use opendal::services;
 use reqsign_core::time::Timestamp;
 use reqsign_core::{Context, ProvideCredential};
 use reqsign_google::{Credential, RequestSigner, Token};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::multipart::MultipartUploads;
+use super::service_account::{Key, TokenAnswer, MARGIN};
 use super::store::{Layout, Store};
 use super::{Destination, DestinationError};
-use crate::config::{Invalid, Secret, Validate};
+use crate::config::{Invalid, Validate};
 
 /// Size of one multipart part (GCS's minimum is 5 MiB, except for the last part).
 pub const PART_SIZE: usize = 8 << 20;
@@ -32,7 +33,6 @@ const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 /// The environment variable naming another endpoint (an emulator), as for Google's libraries.
 pub const EMULATOR_ENV: &str = "STORAGE_EMULATOR_HOST";
 /// The token endpoint when the key file names none.
-const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 /// Read and write objects, nothing else.
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 
@@ -83,7 +83,10 @@ impl GsConfig {
         id: &str,
         stall: Duration,
     ) -> Result<Box<dyn Destination>, DestinationError> {
-        let key = ServiceAccountKey::load(id, &self.gcs_creds_path)?;
+        let key = Key::load(&self.gcs_creds_path).map_err(|e| DestinationError::Other {
+            destination: id.to_string(),
+            message: format!("gcs_creds_path {}: {e}", self.gcs_creds_path.display()),
+        })?;
         let cache = Arc::new(Mutex::new(None));
         let token = || ServiceAccountToken {
             destination: id.to_string(),
@@ -122,90 +125,16 @@ fn endpoint(emulator: Option<&str>) -> String {
     }
 }
 
-/// What custos uses of a service-account JSON key.
-#[derive(Debug, Clone, Deserialize)]
-struct ServiceAccountKey {
-    #[serde(rename = "type")]
-    kind: String,
-    client_email: String,
-    private_key: Secret,
-    #[serde(default)]
-    token_uri: Option<String>,
-}
-
-impl ServiceAccountKey {
-    /// Reads and checks the key file; errors name the file, never its content.
-    fn load(destination: &str, path: &std::path::Path) -> Result<Self, DestinationError> {
-        let fail = |what: String| DestinationError::Other {
-            destination: destination.to_string(),
-            message: format!("gcs_creds_path {}: {what}", path.display()),
-        };
-        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        // serde_json's messages may quote a value: give the position only.
-        let key: ServiceAccountKey = serde_json::from_slice(&bytes).map_err(|e| {
-            fail(format!(
-                "not a service-account JSON key (line {} column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        if key.kind != "service_account" {
-            return Err(fail(format!(
-                "a key of type {:?}, not \"service_account\"",
-                key.kind
-            )));
-        }
-        if key.client_email.is_empty() || key.private_key.expose().is_empty() {
-            return Err(fail("client_email or private_key is empty".into()));
-        }
-        Ok(key)
-    }
-
-    fn token_uri(&self) -> &str {
-        self.token_uri
-            .as_deref()
-            .filter(|u| !u.is_empty())
-            .unwrap_or(DEFAULT_TOKEN_URI)
-    }
-}
-
 /// Exchanges a JWT signed with the service account's key for an access token at the key's
 /// `token_uri` (RFC 7523), as Google's client libraries do. The signer calls it again when
 /// the token is about to expire, so runs longer than a token's hour keep working.
 #[derive(Debug)]
 struct ServiceAccountToken {
     destination: String,
-    key: ServiceAccountKey,
+    key: Key,
     /// The last token, shared by the store's signer and the cleanup's, so a run exchanges
     /// the key once (reqsign's `Token` hides the token from `Debug`).
     cache: Arc<Mutex<Option<Token>>>,
-}
-
-/// A cached token is used while it has at least this long left.
-const TOKEN_MARGIN: Duration = Duration::from_secs(300);
-
-/// Lifetime asked for the signed JWT (Google's maximum).
-const JWT_LIFETIME: u64 = 3600;
-
-#[derive(Serialize)]
-struct JwtHeader {
-    alg: &'static str,
-    typ: &'static str,
-}
-
-#[derive(Serialize)]
-struct Claims<'a> {
-    iss: &'a str,
-    scope: &'a str,
-    aud: &'a str,
-    iat: u64,
-    exp: u64,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -218,26 +147,7 @@ struct TokenRefusal {
 impl ServiceAccountToken {
     async fn exchange(&self, ctx: &Context) -> Result<Token, String> {
         let uri = self.key.token_uri();
-        let iat = u64::try_from(Timestamp::now().as_second()).unwrap_or_default();
-        let jwt = reqsign_core::jwt::encode_rs256_pem(
-            &JwtHeader {
-                alg: "RS256",
-                typ: "JWT",
-            },
-            &Claims {
-                iss: &self.key.client_email,
-                scope: SCOPE,
-                aud: uri,
-                iat,
-                exp: iat + JWT_LIFETIME,
-            },
-            self.key.private_key.expose().as_bytes(),
-        )
-        .map_err(|_| "private_key is not a PKCS#8 PEM RSA key".to_string())?;
-        let body = form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
-            .append_pair("assertion", &jwt)
-            .finish();
+        let body = self.key.token_request(SCOPE).map_err(|e| e.to_string())?;
         let req = http::Request::post(uri)
             .header(
                 http::header::CONTENT_TYPE,
@@ -279,7 +189,7 @@ impl ProvideCredential for ServiceAccountToken {
         let cached = self.cache.lock().ok().and_then(|c| c.clone());
         if let Some(t) = cached.filter(|t| {
             t.expires_at
-                .is_some_and(|at| at > Timestamp::now() + TOKEN_MARGIN)
+                .is_some_and(|at| at > Timestamp::now() + MARGIN)
         }) {
             return Ok(Some(Credential::with_token(t)));
         }
@@ -324,23 +234,19 @@ mod tests {
             r#"{"type": "service_account", "private_key": "SECRET-PEM"#,
         )
         .expect("write");
-        let e = ServiceAccountKey::load("gcs", &p)
-            .expect_err("truncated")
-            .to_string();
+        let e = Key::load(&p).expect_err("truncated").to_string();
         assert!(e.contains("key.json") && !e.contains("SECRET"), "{e}");
         std::fs::write(
             &p,
             r#"{"type": "authorized_user", "client_email": "a", "private_key": "SECRET-PEM"}"#,
         )
         .expect("write");
-        let e = ServiceAccountKey::load("gcs", &p)
-            .expect_err("type")
-            .to_string();
+        let e = Key::load(&p).expect_err("type").to_string();
         assert!(
             e.contains("authorized_user") && !e.contains("SECRET"),
             "{e}"
         );
-        let e = ServiceAccountKey::load("gcs", &t.path().join("none.json"))
+        let e = Key::load(&t.path().join("none.json"))
             .expect_err("missing")
             .to_string();
         assert!(e.contains("none.json"), "{e}");
@@ -379,10 +285,13 @@ mod tests {
 
     #[test]
     fn the_token_uri_defaults_to_googles() {
-        let k: ServiceAccountKey = serde_json::from_str(
+        let k: Key = serde_json::from_str(
             r#"{"type": "service_account", "client_email": "a@b", "private_key": "k"}"#,
         )
         .expect("key");
-        assert_eq!(k.token_uri(), DEFAULT_TOKEN_URI);
+        assert_eq!(
+            k.token_uri(),
+            super::super::service_account::DEFAULT_TOKEN_URI
+        );
     }
 }

@@ -14,12 +14,12 @@ use custos_kit::config::ConfigError;
 
 use crate::config::{DestinationConfig, Entry, Invalid, Validate};
 
-pub mod gs;
 pub mod api;
 pub mod b2;
 pub mod chunked;
 pub mod dropbox;
 pub mod gdrive;
+pub mod gs;
 pub mod local;
 pub mod multipart;
 pub mod retry;

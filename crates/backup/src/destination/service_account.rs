@@ -1,10 +1,12 @@
-//! OAuth access tokens of a Google service account, from its JSON key file: an RS256 JWT
-//! (signed with `reqsign-core`, which opendal's gcs service already builds) exchanged at the
-//! key's `token_uri` (the JWT-bearer grant). A token is kept and handed out until less than
+//! Google service-account keys (`gs`, `gdrive`): the JSON key file, read and checked with
+//! errors that name the file but never its content, and the token request made from it: an
+//! RS256 JWT (signed with `reqsign-core`, which opendal's gcs service already builds)
+//! for the key's `token_uri` (the JWT-bearer grant of RFC 7523), as Google's client
+//! libraries do. [`ServiceAccount`] keeps a token and hands it out until less than
 //! [`MARGIN`] of it is left, then the next caller gets a new one, so work that outlasts a
 //! token (a long upload) simply continues with the next.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,37 +18,101 @@ use super::{DestinationError, ErrorKind};
 use crate::config::Secret;
 
 /// A token with less than this left is replaced before the next request.
-pub const MARGIN: Duration = Duration::from_secs(60);
+pub const MARGIN: Duration = Duration::from_secs(300);
 /// Where tokens come from when the key names no `token_uri`.
-const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 /// Lifetime asked for in the JWT (Google's maximum).
 const JWT_LIFETIME: u64 = 3600;
 
-/// The fields of a service account key used here.
-#[derive(Deserialize)]
-struct Key {
-    client_email: String,
+/// A key file that cannot be used. Never holds the key's content.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read: {0}")]
+    Read(#[source] std::io::Error),
+    /// serde_json's messages may quote a value: the position only.
+    #[error("not a service-account JSON key (line {line} column {column})")]
+    NotJson { line: usize, column: usize },
+    #[error("a key of type {0:?}, not \"service_account\"")]
+    WrongType(String),
+    #[error("client_email or private_key is empty")]
+    Empty,
+    #[error("private_key is not a PKCS#8 PEM RSA key")]
+    PrivateKey,
+}
+
+/// What custos uses of a service-account JSON key.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Key {
+    #[serde(rename = "type")]
+    kind: String,
+    pub client_email: String,
     private_key: Secret,
     #[serde(default)]
     token_uri: Option<String>,
 }
 
+impl Key {
+    /// Reads and checks the key file.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let bytes = std::fs::read(path).map_err(KeyError::Read)?;
+        let key: Key = serde_json::from_slice(&bytes).map_err(|e| KeyError::NotJson {
+            line: e.line(),
+            column: e.column(),
+        })?;
+        if key.kind != "service_account" {
+            return Err(KeyError::WrongType(key.kind));
+        }
+        if key.client_email.is_empty() || key.private_key.expose().is_empty() {
+            return Err(KeyError::Empty);
+        }
+        Ok(key)
+    }
+
+    /// Where the token request goes.
+    pub fn token_uri(&self) -> &str {
+        self.token_uri
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .unwrap_or(DEFAULT_TOKEN_URI)
+    }
+
+    /// The form body that asks [`Key::token_uri`] for a token of `scope`: a JWT signed with
+    /// the key, valid from now.
+    pub fn token_request(&self, scope: &str) -> Result<String, KeyError> {
+        let iat = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let jwt = reqsign_core::jwt::encode_rs256_pem(
+            &json!({"alg": "RS256", "typ": "JWT"}),
+            &json!({"iss": self.client_email, "scope": scope, "aud": self.token_uri(),
+                    "iat": iat, "exp": iat + JWT_LIFETIME}),
+            self.private_key.expose().as_bytes(),
+        )
+        .map_err(|_| KeyError::PrivateKey)?;
+        // The JWT is base64url and dots: nothing to escape.
+        Ok(format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={jwt}"
+        ))
+    }
+}
+
+/// A token endpoint's answer.
 #[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: u64,
+pub struct TokenAnswer {
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
+/// The tokens of one key file, for one scope, fetched with the blocking client ([`api`]).
+pub struct ServiceAccount {
+    creds_file: PathBuf,
+    scope: &'static str,
+    token: Mutex<Option<Token>>,
 }
 
 struct Token {
     value: Secret,
     expires: Instant,
-}
-
-/// The tokens of one key file, for one scope.
-pub struct ServiceAccount {
-    creds_file: PathBuf,
-    scope: &'static str,
-    token: Mutex<Option<Token>>,
 }
 
 impl ServiceAccount {
@@ -68,30 +134,12 @@ impl ServiceAccount {
             }
         }
         let path = self.creds_file.display();
-        let auth = |message: String| call.error(ErrorKind::Auth, message);
-        let text =
-            std::fs::read(&self.creds_file).map_err(|e| auth(format!("creds_file {path}: {e}")))?;
-        // serde names the field that is wrong, and `Secret` never shows its value.
-        let key: Key = serde_json::from_slice(&text)
-            .map_err(|e| auth(format!("creds_file {path}: not a service account key: {e}")))?;
-        let token_uri = key.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
-        let iat = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let jwt = reqsign_core::jwt::encode_rs256_pem(
-            &json!({"alg": "RS256", "typ": "JWT"}),
-            &json!({"iss": key.client_email, "scope": self.scope, "aud": token_uri,
-                    "iat": iat, "exp": iat + JWT_LIFETIME}),
-            key.private_key.expose().as_bytes(),
-        )
-        .map_err(|e| auth(format!("creds_file {path}: private_key: {e}")))?;
-        // The JWT is base64url and dots: nothing to escape.
-        let form = format!(
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={jwt}"
-        );
+        let auth = |e: KeyError| call.error(ErrorKind::Auth, format!("creds_file {path}: {e}"));
+        let key = Key::load(&self.creds_file).map_err(auth)?;
+        let form = key.token_request(self.scope).map_err(auth)?;
         let a = call.exchange(
             api::client()
-                .post(token_uri)
+                .post(key.token_uri())
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     "application/x-www-form-urlencoded",

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 pub mod gcs;
 pub mod notify;
 pub mod receiver;
-pub mod stall;
 pub mod saas;
+pub mod stall;
 
 /// Default deadline for one `backup` invocation in tests.
 pub const RUN_DEADLINE: Duration = Duration::from_secs(120);
