@@ -234,22 +234,33 @@ mod tests {
             r#"{"type": "service_account", "private_key": "SECRET-PEM"#,
         )
         .expect("write");
-        let e = Key::load(&p).expect_err("truncated").to_string();
+        let build = |path: &std::path::Path| {
+            let c = GsConfig {
+                bucket: "b".into(),
+                gcs_creds_path: path.to_path_buf(),
+            };
+            match c.build("gcs", Duration::from_secs(5)) {
+                Ok(_) => panic!("built with a bad key file"),
+                Err(e) => e.to_string(),
+            }
+        };
+        let e = build(&p);
         assert!(e.contains("key.json") && !e.contains("SECRET"), "{e}");
         std::fs::write(
             &p,
             r#"{"type": "authorized_user", "client_email": "a", "private_key": "SECRET-PEM"}"#,
         )
         .expect("write");
-        let e = Key::load(&p).expect_err("type").to_string();
+        let e = build(&p);
         assert!(
-            e.contains("authorized_user") && !e.contains("SECRET"),
+            e.contains("key.json") && e.contains("authorized_user") && !e.contains("SECRET"),
             "{e}"
         );
-        let e = Key::load(&t.path().join("none.json"))
-            .expect_err("missing")
-            .to_string();
-        assert!(e.contains("none.json"), "{e}");
+        let e = build(&t.path().join("none.json"));
+        assert!(
+            e.contains("gcs_creds_path") && e.contains("none.json"),
+            "{e}"
+        );
     }
 
     /// The example of the original's docs/destinations/gs.md, unchanged.
