@@ -52,12 +52,8 @@ struct Target {
 /// entry fails, the others run.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("{what} '{id}': type '{kind}' is not yet supported")]
-    Unsupported {
-        what: &'static str,
-        id: String,
-        kind: String,
-    },
+    #[error("source '{id}': type '{kind}' is not yet supported")]
+    Unsupported { id: String, kind: String },
     #[error("source '{id}': no passphrase or recipients (and not compress_only)")]
     NoProtection { id: String },
     #[error("source '{id}': {source}")]
@@ -82,11 +78,7 @@ impl SetupError {
 
 /// Builds the destination of a config entry, wrapped in the shared retry layer.
 pub fn build_destination(d: &DestinationConfig) -> Result<Box<dyn Destination>, SetupError> {
-    crate::destination::build(d)?.ok_or_else(|| SetupError::Unsupported {
-        what: "destination",
-        id: d.id.clone(),
-        kind: d.kind.clone(),
-    })
+    Ok(crate::destination::build(d)?)
 }
 
 /// Builds the source of a config entry.
@@ -94,7 +86,6 @@ pub fn build_source(s: &SourceConfig) -> Result<Box<dyn Source>, SetupError> {
     s.spec
         .build(&s.id, &s.name)
         .ok_or_else(|| SetupError::Unsupported {
-            what: "source",
             id: s.id.clone(),
             kind: s.kind.clone(),
         })

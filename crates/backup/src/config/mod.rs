@@ -451,13 +451,7 @@ fn parse_destination(
         unknown,
     };
     let Some(spec) = DestinationSpec::parse(&c.kind, entry) else {
-        return Err(unknown_type(
-            file,
-            at,
-            &c.kind,
-            DestinationSpec::TYPES,
-            DestinationSpec::LATER,
-        ));
+        return Err(unknown_type(file, at, &c.kind, DestinationSpec::TYPES, &[]));
     };
     let spec = spec?;
     Ok(DestinationConfig {

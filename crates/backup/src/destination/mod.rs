@@ -146,21 +146,18 @@ pub trait Destination: Send + Sync {
 /// Default of the `stall_timeout` destination key.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Builds the destination of a config entry, wrapped in the shared retry layer; `None` for a
-/// type not implemented yet.
-pub fn build(d: &DestinationConfig) -> Result<Option<Box<dyn Destination>>, DestinationError> {
+/// Builds the destination of a config entry, wrapped in the shared retry layer.
+pub fn build(d: &DestinationConfig) -> Result<Box<dyn Destination>, DestinationError> {
     let stall = d
         .stall_timeout
         .map_or(DEFAULT_STALL_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
-    let Some(inner) = d.spec.build(&d.id, stall).transpose()? else {
-        return Ok(None);
-    };
-    Ok(Some(Box::new(retry::Retrying::new(
+    let inner = d.spec.build(&d.id, stall)?;
+    Ok(Box::new(retry::Retrying::new(
         inner,
         retry::Policy::default(),
         stall,
         d.upload_rate_limit.map(u64::from),
-    ))))
+    )))
 }
 
 /// Declares [`DestinationSpec`] from the list of `"type" => Variant(module)`: each module has
@@ -171,8 +168,6 @@ macro_rules! destination_types {
         #[derive(Debug, Clone)]
         pub enum DestinationSpec {
             $($variant($config),)*
-            /// A type the original has and custos will implement later: fails at run time.
-            Unsupported,
         }
 
         impl DestinationSpec {
@@ -186,7 +181,6 @@ macro_rules! destination_types {
             ) -> Option<Result<DestinationSpec, ConfigError>> {
                 match kind {
                     $($kind => Some(entry.take().map(DestinationSpec::$variant)),)*
-                    k if Self::LATER.contains(&k) => Some(Ok(DestinationSpec::Unsupported)),
                     _ => None,
                 }
             }
@@ -195,19 +189,17 @@ macro_rules! destination_types {
             pub fn validate(&self) -> Result<(), Invalid> {
                 match self {
                     $(DestinationSpec::$variant(c) => c.validate(),)*
-                    DestinationSpec::Unsupported => Ok(()),
                 }
             }
 
-            /// The destination; `None` for a type not implemented yet.
+            /// The destination.
             pub fn build(
                 &self,
                 id: &str,
                 stall: Duration,
-            ) -> Option<Result<Box<dyn Destination>, DestinationError>> {
+            ) -> Result<Box<dyn Destination>, DestinationError> {
                 match self {
-                    $(DestinationSpec::$variant(c) => Some(c.build(id, stall)),)*
-                    DestinationSpec::Unsupported => None,
+                    $(DestinationSpec::$variant(c) => c.build(id, stall),)*
                 }
             }
         }
@@ -223,9 +215,4 @@ destination_types! {
     "b2" => B2(b2::B2Config),
     "dropbox" => Dropbox(dropbox::DropboxConfig),
     "gdrive" => Gdrive(gdrive::GdriveConfig),
-}
-
-impl DestinationSpec {
-    /// Types of the original that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &[];
 }
