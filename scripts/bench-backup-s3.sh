@@ -1,7 +1,7 @@
 # The `--s3` part of scripts/bench-backup.sh (sourced by it, not run alone): local alone, moto S3
 # alone, local + S3 in one job, and the original's S3 upload, side by side. See that script's
 # header for what is measured; it provides ROOT, BENCH_DIR, BACKUP, TIME, PASS, WORK, GB,
-# REPEAT, PORT, ORIGINAL, MD.
+# REPEAT, PORT, ORIGINAL, PREPARE_ONLY, MD.
 
 for t in curl; do
     command -v "$t" >/dev/null || { echo "missing: $t (Debian package: $t)" >&2; exit 3; }
@@ -26,6 +26,7 @@ for i in range(int(gib * (1 << 30)) // size):
 PY
     echo "$GB-7" >"$IN/.complete"
 fi
+if ((PREPARE_ONLY)); then echo "prepared $IN" >&2; exit 0; fi
 INPUT_BYTES=$(tar cf - -C "$(dirname "$IN")" "./$(basename "$IN")" | wc -c) # also warms the cache
 DATA_BYTES=$(du -sb --exclude=.complete "$IN" | cut -f1)
 
@@ -105,7 +106,7 @@ EOF
 fi
 
 # ------------------------------------------------------------------ measurement
-declare -A BEST_WALL MAX_RSS MOTO_S LOAD
+declare -A BEST_WALL MAX_RSS MOTO_S LOAD OWN_CPU
 ORDER=()
 FAILED=0
 # measure NAME S3? CMD...: one run under GNU time with an empty bucket and output dir; the row
@@ -142,17 +143,19 @@ measure() {
             return 0
         fi
     fi
-    local wall rss moto
+    local wall rss moto own
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$tf" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tf")
     moto=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.1f", b - a }')
+    own=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.1f", s }' "$tf")
     if [[ ${BEST_WALL[$name]:-} != FAILED ]] && { [[ -z ${BEST_WALL[$name]:-} ]] || awk -v a="$wall" -v b="${BEST_WALL[$name]}" 'BEGIN { exit !(a < b) }'; }; then
         BEST_WALL[$name]=$wall
         MOTO_S[$name]=$moto
+        OWN_CPU[$name]=$own
         LOAD[$name]=$load
     fi
     if [[ -z ${MAX_RSS[$name]:-} ]] || ((rss > ${MAX_RSS[$name]})); then MAX_RSS[$name]=$rss; fi
-    echo "  $name: ${wall}s, $(awk -v b="$INPUT_BYTES" -v s="$wall" 'BEGIN { printf "%.0f", b / 1e6 / s }') MB/s, peak RSS $((rss / 1024)) MiB, moto ${moto} CPU s, load $load" >&2
+    echo "  $name: ${wall}s, $(awk -v b="$INPUT_BYTES" -v s="$wall" 'BEGIN { printf "%.0f", b / 1e6 / s }') MB/s, peak RSS $((rss / 1024)) MiB, CPU ${own} s, moto ${moto} CPU s, load $load" >&2
 }
 mbps() { awk -v b="$INPUT_BYTES" -v s="${BEST_WALL[$1]}" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 
@@ -160,6 +163,7 @@ N_LOCAL="backup -> local"
 N_S3="backup -> S3 (moto)"
 N_BOTH="backup -> local + S3, one job"
 N_ORIG="original ${ORIG_VERSION:-} -> S3: tar, gpg -c, aws s3 cp (temp files)"
+N_AWS="aws s3 cp of the tar file alone (upload only: moto's pace)"
 echo "running (${GB} GiB random, $REPEAT rounds, moto on $ENDPOINT) ..." >&2
 for _ in $(seq 1 "$REPEAT"); do
     measure "$N_LOCAL" 0 "$BACKUP" "$WORK/local.json"
@@ -168,6 +172,12 @@ for _ in $(seq 1 "$REPEAT"); do
 done
 if ((ORIGINAL)); then
     measure "$N_ORIG" 1 env PATH="$ORIG_VENV/bin:$PATH" "$ORIG_VENV/bin/backup" "$WORK/original.json"
+    # What moto takes at most: the same bytes as one file, uploaded by aws-cli alone (multipart,
+    # 8 MiB parts, 10 at once), no tar or encryption.
+    tar cf "$WORK/input.tar" -C "$(dirname "$IN")" "./$(basename "$IN")"
+    measure "$N_AWS" 1 env AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_DEFAULT_REGION=us-east-1 \
+        "$ORIG_VENV/bin/aws" --endpoint-url "$ENDPOINT" s3 cp --only-show-errors "$WORK/input.tar" "s3://$BUCKET/input.tar"
+    rm -f "$WORK/input.tar"
 fi
 rm -rf "$WORK/out" "$WORK/orig-tmp"
 fresh_bucket
@@ -185,15 +195,15 @@ MOTO_VERSION=$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null || 
 {
     echo "Machine: $(nproc) CPUs ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB RAM; $(uname -r); moto $MOTO_VERSION on the same CPUs."
     echo "Input: ${GB} GiB of random bytes (incompressible: zstd -1 passes it through, so this measures encryption and transfer), tar stream $INPUT_BYTES bytes."
-    echo "backup rows: best of $REPEAT interleaved rounds; the original ran once. moto CPU: CPU seconds the moto server used during that run."
+    echo "backup rows: best of $REPEAT interleaved rounds; the original and aws ran once. CPU s: user + system of the run (children included); moto CPU s: of the moto server during it."
     echo
-    echo "| run | wall s | MB/s (input) | peak RSS MiB | moto CPU s | load avg (1 min) at start |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| run | wall s | MB/s (input) | peak RSS MiB | CPU s | moto CPU s | load avg (1 min) at start |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     for n in "${ORDER[@]}"; do
         if [[ ${BEST_WALL[$n]} == FAILED ]]; then
-            echo "| $n | FAILED | | | | ${LOAD[$n]} |"
+            echo "| $n | FAILED | | | | | ${LOAD[$n]} |"
         else
-            echo "| $n | $(printf '%.1f' "${BEST_WALL[$n]}") | $(mbps "$n") | $((${MAX_RSS[$n]} / 1024)) | ${MOTO_S[$n]:-0} | ${LOAD[$n]} |"
+            echo "| $n | $(printf '%.1f' "${BEST_WALL[$n]}") | $(mbps "$n") | $((${MAX_RSS[$n]} / 1024)) | ${OWN_CPU[$n]} | ${MOTO_S[$n]:-0} | ${LOAD[$n]} |"
         fi
     done
     echo

@@ -28,7 +28,8 @@
 # on 127.0.0.1, port P or a free one), and to both in one job; R rounds (default 2),
 # interleaved, best wall kept. Then the original (PyPI `rossigee-backups` with `awscli`, in a
 # venv under $BENCH_DIR made on first use; --no-original skips it) doing the same S3 backup:
-# tar to a temp file, gpg -c to a temp file, `aws s3 cp`. Each row has the load average at its
+# tar to a temp file, gpg -c to a temp file, `aws s3 cp`; and aws-cli uploading the tar file
+# alone (moto's own pace, the ceiling for any client). Each row has the load average at its
 # start and the CPU seconds moto used during it (moto runs on the same cores: its CPU is CPU
 # the backup does not get). Ends with the targets: S3 peak RSS < 150 MB, S3 throughput within
 # 20 % of local, local + S3 within 20 % of the slower alone.
