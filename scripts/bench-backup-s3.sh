@@ -195,7 +195,7 @@ MOTO_VERSION=$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null || 
 {
     echo "Machine: $(nproc) CPUs ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB RAM; $(uname -r); moto $MOTO_VERSION on the same CPUs."
     echo "Input: ${GB} GiB of random bytes (incompressible: zstd -1 passes it through, so this measures encryption and transfer), tar stream $INPUT_BYTES bytes."
-    echo "backup rows: best of $REPEAT interleaved rounds; the original and aws ran once. CPU s: user + system of the run (children included); moto CPU s: of the moto server during it."
+    echo "backup rows: best wall of $REPEAT interleaved rounds (CPU, moto CPU and load of that round), highest peak RSS of all; the original and aws ran once. CPU s: user + system of the run (children included); moto CPU s: of the moto server during it."
     echo
     echo "| run | wall s | MB/s (input) | peak RSS MiB | CPU s | moto CPU s | load avg (1 min) at start |"
     echo "|---|---:|---:|---:|---:|---:|---:|"

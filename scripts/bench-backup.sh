@@ -25,7 +25,7 @@
 # Remote instead (issue 11's targets): an incompressible N GiB folder (default 1; random bytes,
 # so zstd passes it through and the figures are transfer, not compression) backed up by
 # `backup` to a local destination alone, to moto's S3 server alone (scripts/moto-test-server.sh
-# on 127.0.0.1, port P or a free one), and to both in one job; R rounds (default 2),
+# on 127.0.0.1, port P or a free one), and to both in one job; R rounds (default 3),
 # interleaved, best wall kept. Then the original (PyPI `rossigee-backups` with `awscli`, in a
 # venv under $BENCH_DIR made on first use; --no-original skips it) doing the same S3 backup:
 # tar to a temp file, gpg -c to a temp file, `aws s3 cp`; and aws-cli uploading the tar file
@@ -59,7 +59,7 @@ while (($#)); do
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
-REPEAT=${REPEAT:-$( ((S3)) && echo 2 || echo 3)}
+REPEAT=${REPEAT:-3}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/custos-bench-backup}
