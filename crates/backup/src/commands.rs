@@ -251,7 +251,7 @@ fn side_by_side(coverage: &Coverage) -> String {
 }
 
 /// The cell of a destination that lacks a copy its retention would keep.
-pub const MISSING: &str = "MISSING";
+const MISSING: &str = "MISSING";
 
 /// What `backup restore` is asked for.
 #[derive(Debug, Clone, Copy)]
