@@ -55,7 +55,7 @@ while (($#)); do
     --no-build) BUILD=0; shift ;;
     --prepare-only) PREPARE_ONLY=1; BUILD=0; shift ;;
     --md) MD=$2; shift 2 ;;
-    -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
