@@ -32,7 +32,8 @@
 # alone (moto's own pace, the ceiling for any client). Each row has the load average at its
 # start and the CPU seconds moto used during it (moto runs on the same cores: its CPU is CPU
 # the backup does not get). Ends with the targets: S3 peak RSS < 150 MB, S3 throughput within
-# 20 % of local, local + S3 within 20 % of the slower alone.
+# 20 % of local, local + S3 within 20 % of the slower alone. Needs curl and moto[server]
+# (scripts/install-deps.sh); the original's rows need python3's venv (Debian: python3-venv).
 set -euo pipefail
 
 GB=1
