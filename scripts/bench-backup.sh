@@ -19,26 +19,48 @@
 #    show that peak RSS does not grow with input size.
 #
 # Needs: tar, gpg, zstd, python3, /usr/bin/time (Debian: tar gnupg zstd python3 time), cargo.
+#
+#   scripts/bench-backup.sh --s3 [--gb N] [--repeat R] [--port P] [--no-original] [--md FILE]
+#
+# Remote instead (issue 11's targets): an incompressible N GiB folder (default 1; random bytes,
+# so zstd passes it through and the figures are transfer, not compression) backed up by
+# `backup` to a local destination alone, to moto's S3 server alone (scripts/moto-test-server.sh
+# on 127.0.0.1, port P or a free one), and to both in one job; R rounds (default 3),
+# interleaved, best wall kept. Then the original (PyPI `rossigee-backups` with `awscli`, in a
+# venv under $BENCH_DIR made on first use; --no-original skips it) doing the same S3 backup:
+# tar to a temp file, gpg -c to a temp file, `aws s3 cp`; and aws-cli uploading the tar file
+# alone (moto's own pace, the ceiling for any client). Each row has the load average at its
+# start and the CPU seconds moto used during it (moto runs on the same cores: its CPU is CPU
+# the backup does not get). Ends with the targets: S3 peak RSS < 150 MB, S3 throughput within
+# 20 % of local, local + S3 within 20 % of the slower alone. Needs curl and moto[server]
+# (scripts/install-deps.sh); the original's rows need python3's venv (Debian: python3-venv).
 set -euo pipefail
 
 GB=1
 BIG_GB=4
 BUILD=1
-REPEAT=3
+REPEAT=
 PREPARE_ONLY=0
 MD=""
+S3=0
+PORT=
+ORIGINAL=1
 while (($#)); do
     case $1 in
+    --s3) S3=1; shift ;;
+    --port) PORT=$2; shift 2 ;;
+    --no-original) ORIGINAL=0; shift ;;
     --gb) GB=$2; shift 2 ;;
     --big-gb) BIG_GB=$2; shift 2 ;;
     --repeat) REPEAT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --prepare-only) PREPARE_ONLY=1; BUILD=0; shift ;;
     --md) MD=$2; shift 2 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
+REPEAT=${REPEAT:-3}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/custos-bench-backup}
@@ -120,6 +142,12 @@ emit("random/big", (half - small_rand) // (8 * MiB), 8 * MiB, rng.randbytes)
 PY
     echo "$gib-$seed" >"$dir/.complete"
 }
+
+if ((S3)); then
+    # shellcheck source=scripts/bench-backup-s3.sh
+    source "$ROOT/scripts/bench-backup-s3.sh"
+    exit $?
+fi
 
 IN=$BENCH_DIR/in-${GB}g
 echo "generating ${GB} GiB input in $IN (deterministic; reused when present) ..." >&2

@@ -22,6 +22,7 @@
 //! - [`retention`]: which copies to delete (never the newest good one).
 //! - [`runner`]: runs a job: sources independent, destinations independent, summary, exit code.
 //! - [`restore`]: list / restore / verify.
+//! - [`coverage`]: which copy is on which destination (`list`'s side-by-side view).
 //! - [`interrupt`]: SIGINT/SIGTERM kill the producers, writers abort, exit 130/143.
 //! - [`lock`]: one run of a job at a time (`flock` on the job file).
 //! - [`commands`]: the `list`, `restore` and `verify` commands (keys, destinations, output).
@@ -31,6 +32,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod coverage;
 pub mod crypto;
 pub mod destination;
 pub mod fanout;

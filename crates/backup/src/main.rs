@@ -2,7 +2,8 @@
 //! and gets backups back (`list`, `restore`, `verify`).
 //!
 //! Exit codes: 0 everything succeeded, 1 something failed (a source, a destination, a
-//! restore, a verify), 2 bad usage or config.
+//! restore, a verify, listing a destination), 2 bad usage or config, 3 `list --check`: a
+//! copy is missing at a destination (and every destination could be listed).
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use custos_backup::commands::{self, CommandError, Keys, Outcome, RestoreRequest};
+use custos_backup::commands::{self, CommandError, Keys, ListRequest, Outcome, RestoreRequest};
 use custos_backup::{interrupt, lock, runner};
 use custos_kit::config::Strictness;
 use std::time::Duration;
@@ -48,12 +49,19 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 0)]
         lock_wait: u64,
     },
-    /// List the stored copies per source and destination (size, age, checksum).
+    /// List the stored copies: a row per copy, a column per destination; a copy that a
+    /// destination lacks (and its retention would keep) is MISSING there.
     List {
         config: PathBuf,
         /// Only this source id.
         #[arg(long)]
         source: Option<String>,
+        /// A row per copy per destination, with object name, age and sha256 sidecar.
+        #[arg(long, short = 'l')]
+        long: bool,
+        /// Exit 3 when a copy is missing at a destination (for monitoring scripts).
+        #[arg(long, conflicts_with = "long")]
+        check: bool,
     },
     /// Stream a copy back: decrypt, decompress, then untar into DIR or write the dump.
     Restore {
@@ -167,6 +175,9 @@ fn report(outcome: &Outcome) -> u8 {
     u8::from(outcome.failed)
 }
 
+/// `list --check`: a copy is missing at a destination.
+const MISSING_COPY_EXIT: u8 = 3;
+
 /// Log lines a run keeps for notifiers that carry them (healthchecks pings).
 const LOG_TAIL_LINES: usize = 40;
 
@@ -203,9 +214,25 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
             }
             Ok(interrupt::exit_code().unwrap_or(report.exit_code() as u8))
         }
-        Command::List { config, source } => {
+        Command::List {
+            config,
+            source,
+            long,
+            check,
+        } => {
             let job = commands::load(config, strictness)?;
-            Ok(report(&commands::list(&job, source.as_deref())))
+            let request = ListRequest {
+                source: source.as_deref(),
+                long: *long,
+            };
+            let outcome = commands::list(&job, request);
+            let code = report(&outcome);
+            // Not being able to list (1) says more than a gap in what could be listed.
+            Ok(if code == 0 && *check && outcome.missing_copies {
+                MISSING_COPY_EXIT
+            } else {
+                code
+            })
         }
         Command::Restore {
             config,
@@ -313,7 +340,11 @@ mod tests {
         ]);
         assert!(matches!(&cli.command, Command::Verify { source, .. } if source.len() == 2));
         let cli = parse(&["backup", "list", "-v", "job.json"]);
-        assert!(cli.verbose && matches!(cli.command, Command::List { .. }));
+        assert!(cli.verbose && matches!(cli.command, Command::List { long: false, .. }));
+        let cli = parse(&["backup", "list", "-l", "job.json"]);
+        assert!(matches!(cli.command, Command::List { long: true, .. }));
+        let cli = parse(&["backup", "list", "--check", "job.json"]);
+        assert!(matches!(cli.command, Command::List { check: true, .. }));
     }
 
     #[test]

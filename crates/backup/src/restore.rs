@@ -4,6 +4,7 @@
 //! - [`list`]`(&destinations, source_id)` -> [`Listing`]: every copy ([`Copy`]: source id,
 //!   timestamp, destination, size, sidecar present, [`Copy::age`]), newest first, plus the
 //!   destinations that could not be listed. Objects that are not ours are skipped.
+//!   [`crate::coverage`] arranges it by copy across the destinations.
 //! - [`restore`]`(&destinations, &RestoreOptions)` -> [`Restored`]: picks the copy (`at` a
 //!   timestamp or the newest; on `destination` or the first one that has it), then streams
 //!   open -> sha256 -> decrypt -> decompress -> untar into a directory (or writes the SQL dump
@@ -70,6 +71,8 @@ pub struct Listing {
     pub copies: Vec<Copy>,
     /// Destinations that could not be listed (the others are still listed).
     pub errors: Vec<DestinationError>,
+    /// The ids of those destinations.
+    pub unlisted: Vec<String>,
 }
 
 /// Where a restore writes.
@@ -211,6 +214,7 @@ pub fn list(destinations: &[&dyn Destination], source_id: Option<&str>) -> Listi
             Ok(o) => o,
             Err(e) => {
                 listing.errors.push(e);
+                listing.unlisted.push(d.id().to_string());
                 continue;
             }
         };

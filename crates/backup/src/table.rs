@@ -6,9 +6,15 @@ use std::fmt::Write as _;
 /// Aligns `rows` (the first is usually the header) into columns two spaces apart; the columns
 /// in `right` are right-aligned (numbers), the others left-aligned (words). Trailing spaces are
 /// cut; every line ends in `\n`.
-pub fn render<const N: usize>(rows: &[[String; N]], right: &[usize]) -> String {
-    let mut widths = [0usize; N];
+/// Rows are arrays or `Vec`s (a column per destination); a short row leaves its last cells
+/// empty.
+pub fn render<R: AsRef<[String]>>(rows: &[R], right: &[usize]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
     for r in rows {
+        let r = r.as_ref();
+        if widths.len() < r.len() {
+            widths.resize(r.len(), 0);
+        }
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
@@ -16,7 +22,7 @@ pub fn render<const N: usize>(rows: &[[String; N]], right: &[usize]) -> String {
     let mut out = String::new();
     for r in rows {
         let mut line = String::new();
-        for (i, (c, w)) in r.iter().zip(widths).enumerate() {
+        for (i, (c, &w)) in r.as_ref().iter().zip(&widths).enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }

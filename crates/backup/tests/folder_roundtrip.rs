@@ -534,61 +534,137 @@ fn restore_at_timestamp_and_to_stdout() {
     );
 }
 
-/// `list` shows each copy per source and destination; `run` is the same as no subcommand.
-#[test]
-fn list_shows_copies_per_source_and_destination() {
-    let t = tempfile::tempdir().expect("tempdir");
-    let a = t.path().join("src/a");
-    let b = t.path().join("src/b");
+/// Two folder sources backed up to two local destinations (`run` is the same as no
+/// subcommand); returns the job file and the run's timestamp.
+fn two_sources_two_disks(t: &Path) -> (PathBuf, String) {
+    let a = t.join("src/a");
+    let b = t.join("src/b");
     fs::create_dir_all(&a).expect("mkdir");
     fs::create_dir_all(&b).expect("mkdir");
     fs::write(a.join("f"), b"a").expect("write");
     fs::write(b.join("f"), b"b").expect("write");
-    let mut job = Job::new(t.path());
+    let mut job = Job::new(t);
     job.source(folder_source("alpha", &a))
         .source(folder_source("beta", &b))
-        .destination(local_destination("disk1", &t.path().join("d1")))
-        .destination(local_destination("disk2", &t.path().join("d2")));
+        .destination(local_destination("disk1", &t.join("d1")))
+        .destination(local_destination("disk2", &t.join("d2")));
     let cfg = job.write();
-    run_job(&cfg).assert_code(0);
+    backup(["run".as_ref(), cfg.as_os_str()]).assert_code(0);
     for d in ["d1", "d2"] {
-        let dir = t.path().join(d);
         for id in ["alpha", "beta"] {
-            only_object(&dir, id);
+            only_object(&t.join(d), id);
         }
     }
-    let stamp_dir = only_object(&t.path().join("d1"), "alpha")
+    let stamp = only_object(&t.join("d1"), "alpha")
         .parent()
-        .expect("dir")
-        .to_owned();
-    let stamp = stamp_dir
-        .file_name()
-        .expect("name")
+        .and_then(Path::file_name)
+        .expect("stamp dir")
         .to_string_lossy()
         .into_owned();
+    (cfg, stamp)
+}
+
+/// The table row (whitespace-split cells) of `source` in `list` output.
+fn list_row(out: &str, source: &str) -> Vec<String> {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(source))
+        .unwrap_or_else(|| panic!("no row for {source}:\n{out}"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `list` shows one row per copy with a column per destination (size when present, and
+/// no `MISSING` when every destination has every copy); `--long` one row per copy per
+/// destination with its object name.
+#[test]
+fn list_shows_copies_side_by_side_per_destination() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (cfg, stamp) = two_sources_two_disks(t.path());
     let r = list(&cfg);
     r.assert_code(0);
     let text = r.stdout_text();
-    for needle in ["alpha", "beta", "disk1", "disk2"] {
-        assert!(
-            text.contains(needle),
-            "list output lacks {needle}:\n{}",
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["SOURCE", "TIMESTAMP", "AGE", "disk1", "disk2"],
+        "{}",
+        r.describe()
+    );
+    for source in ["alpha", "beta"] {
+        let row = list_row(&text, source);
+        assert_eq!(row[1], stamp, "{}", r.describe());
+        // Two sizes ("1.2 KB", "812.0 bytes"), no marker.
+        assert_eq!(
+            row.iter()
+                .filter(|c| ["bytes", "KB"].contains(&c.as_str()))
+                .count(),
+            2,
+            "{}",
             r.describe()
         );
     }
     assert!(
-        text.contains(&stamp)
-            || text.contains(&format!(
-                "{}-{}-{}",
-                &stamp[..4],
-                &stamp[4..6],
-                &stamp[6..8]
-            )),
-        "list output lacks the copy's timestamp {stamp}:\n{}",
+        !text.contains("MISSING") && !text.contains("missing:"),
+        "{}",
         r.describe()
     );
-    // `backup run CONFIG` behaves as `backup CONFIG`.
-    backup(["run".as_ref(), cfg.as_os_str()]).assert_code(0);
+    backup(["list".as_ref(), "--check".as_ref(), cfg.as_os_str()]).assert_code(0);
+
+    let l = backup(["list".as_ref(), "--long".as_ref(), cfg.as_os_str()]);
+    l.assert_code(0);
+    for d in ["disk1", "disk2"] {
+        for id in ["alpha", "beta"] {
+            let object = format!("{id}/{stamp}/{id}.tar.zst.gpg");
+            assert!(
+                l.stdout_text()
+                    .lines()
+                    .any(|line| line.contains(d) && line.contains(&object)),
+                "--long lacks {object} on {d}:\n{}",
+                l.describe()
+            );
+        }
+    }
+}
+
+/// A copy deleted by hand from one destination shows as `MISSING` in that destination's
+/// column, with a `missing:` line naming it; `--check` turns that into exit code 3.
+#[test]
+fn list_marks_a_copy_missing_on_one_destination() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (cfg, stamp) = two_sources_two_disks(t.path());
+    let gone = only_object(&t.path().join("d2"), "beta");
+    fs::remove_dir_all(gone.parent().expect("stamp dir")).expect("delete the copy");
+    let r = list(&cfg);
+    r.assert_code(0);
+    let text = r.stdout_text();
+    let beta = list_row(&text, "beta");
+    assert_eq!(
+        beta.last().map(String::as_str),
+        Some("MISSING"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        !list_row(&text, "alpha").contains(&"MISSING".to_owned()),
+        "{}",
+        r.describe()
+    );
+    let missing: Vec<&str> = text.lines().filter(|l| l.starts_with("missing:")).collect();
+    assert_eq!(
+        missing,
+        [format!("missing: beta {stamp} on disk2")],
+        "{}",
+        r.describe()
+    );
+    let c = backup(["list".as_ref(), "--check".as_ref(), cfg.as_os_str()]);
+    c.assert_code(3);
+    assert_eq!(c.stdout_text(), text, "--check prints the same table");
 }
 
 /// Excludes (tar glob patterns) leave matching members out.
