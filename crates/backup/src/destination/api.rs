@@ -136,7 +136,7 @@ fn describe(e: &reqwest::Error) -> String {
     out
 }
 
-/// JSON for an HTTP header (Dropbox-API-Arg): non-ASCII characters as `\uXXXX` escapes, as
+/// JSON for an HTTP header (Dropbox-API-Arg): non-ASCII characters as `\u` escapes (`\u00e9`), as
 /// header values must be ASCII.
 pub fn header_json(v: &serde_json::Value) -> String {
     let mut out = String::new();

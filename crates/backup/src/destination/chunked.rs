@@ -1,6 +1,7 @@
-//! Uploads cut into fixed-size pieces and reads by ranges, for the stores whose protocol
-//! custos drives itself (Dropbox upload sessions, Drive resumable uploads): one piece in
-//! memory whatever the object size, and the protocol only says how a piece is sent.
+//! Uploads cut into fixed-size pieces, for the stores whose protocol custos drives itself
+//! (Dropbox upload sessions, Drive resumable uploads), and reads by ranges, for every remote
+//! store (the opendal ones too): one piece in memory whatever the object size, and the
+//! protocol only says how a piece is sent or fetched.
 
 use std::io::{self, Read, Write};
 

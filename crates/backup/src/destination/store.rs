@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use opendal::Operator;
 
+use super::chunked::RangeReader;
 use super::multipart::AbandonedUploads;
 use super::{runtime, Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
 
@@ -232,13 +233,13 @@ impl Destination for Store {
             .call("open", name, self.op.stat(name))?
             .content_length();
         let reader = self.call("open", name, self.op.reader(name))?;
-        Ok(Box::new(StoreReader {
-            reader,
-            pos: 0,
-            size,
-            buf: Vec::new(),
-            at: 0,
-        }))
+        let (id, object) = (self.id.clone(), name.to_string());
+        let fetch = move |first: u64, last: u64| {
+            runtime::block_on(reader.read(first..last + 1))
+                .map(|b| b.to_vec())
+                .map_err(|e| store_error(&id, "read", &object, e))
+        };
+        Ok(Box::new(RangeReader::new(fetch, size, READ_CHUNK)))
     }
 
     fn delete(&self, name: &str) -> Result<(), DestinationError> {
@@ -325,41 +326,6 @@ impl Drop for StoreWriter {
     /// Neither committed nor aborted: abort, so no upload lingers.
     fn drop(&mut self) {
         self.abort_upload();
-    }
-}
-
-/// Reads an object in [`READ_CHUNK`] ranges.
-struct StoreReader {
-    reader: opendal::Reader,
-    pos: u64,
-    size: u64,
-    buf: Vec<u8>,
-    at: usize,
-}
-
-impl Read for StoreReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.at == self.buf.len() {
-            if self.pos >= self.size {
-                return Ok(0);
-            }
-            let end = (self.pos + READ_CHUNK).min(self.size);
-            let got = runtime::block_on(self.reader.read(self.pos..end))
-                .map_err(|e| io::Error::other(format!("read: {}", describe(&e))))?;
-            self.buf = got.to_vec();
-            self.at = 0;
-            if self.buf.is_empty() {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the object ended before its listed size",
-                ));
-            }
-            self.pos += self.buf.len() as u64;
-        }
-        let n = out.len().min(self.buf.len() - self.at);
-        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 
