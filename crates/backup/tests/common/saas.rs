@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::gcs::ServiceAccount;
+
 use super::*;
 
 /// Credentials the fake accepts.
@@ -23,6 +25,8 @@ pub const B2_BUCKET: &str = "my-backup-bucket";
 pub const DROPBOX_TOKEN: &str = "YOUR_LONG_LIVED_ACCESS_TOKEN";
 pub const GDRIVE_FOLDER: &str = "YOUR_GOOGLE_DRIVE_FOLDER_ID";
 pub const GDRIVE_EMAIL: &str = "custos-test@custos-test.iam.gserviceaccount.com";
+/// Google's token endpoint, which the fake answers behind the proxy.
+const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 
 /// The hosts the fake's certificate is valid for.
 const HOSTS: &[&str] = &[
@@ -46,42 +50,6 @@ impl Drop for Fake {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A service account key (a fresh RSA key, made with openssl) in `dir`: (creds_file, public
-/// key).
-fn service_account(dir: &Path) -> (PathBuf, PathBuf) {
-    let key = dir.join("sa-key.pem");
-    let public = dir.join("sa-pub.pem");
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-            ])
-            .arg(&key),
-    );
-    run_ok(
-        Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&public),
-    );
-    let pem = fs::read_to_string(&key).expect("key");
-    let creds = dir.join("service-account.json");
-    let v = serde_json::json!({
-        "type": "service_account", "project_id": "custos-test", "private_key_id": "0123abcd",
-        "private_key": pem, "client_email": GDRIVE_EMAIL, "client_id": "1000000001",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    });
-    write_private(&creds, v.to_string().as_bytes());
-    (creds, public)
 }
 
 /// A CA and a certificate for [`HOSTS`] signed by it, in `dir`: (ca, cert, key).
@@ -116,7 +84,9 @@ impl Fake {
     pub fn start() -> Fake {
         let certs = tempfile::tempdir().expect("tempdir");
         let (_, cert, key) = pki(certs.path());
-        let (_, public) = service_account(certs.path());
+        // GDRIVE_EMAIL is `{name}@custos-test.iam.gserviceaccount.com` of this name.
+        let sa = ServiceAccount::generate(certs.path(), "custos-test", GOOGLE_TOKEN_URI);
+        let public = sa.public_pem;
         fs::create_dir(certs.path().join("no-dir")).expect("mkdir");
         let mut child = Command::new("python3")
             .arg(repo_root().join("crates/backup/tests/common/saas_fake.py"))
@@ -153,7 +123,7 @@ impl Fake {
 
     /// The service account key the fake's token endpoint accepts.
     pub fn gdrive_creds(&self) -> PathBuf {
-        self.certs.path().join("service-account.json")
+        self.certs.path().join("custos-test.json")
     }
 
     /// Access tokens issued from now on are valid for `seconds`.
