@@ -11,18 +11,10 @@ fn b2_large_file_backup_list_restore_verify_with_exact_requests() {
     let fake = Fake::start();
     let t = tempfile::tempdir().expect("tempdir");
     // 9 MiB of incompressible data: large-file parts of 8 + ~1 MiB.
-    let src = big_source(t.path(), 9 << 20);
-    let disk = t.path().join("disk");
-    let mut job = Job::new(t.path());
-    job.source(folder_source("files", &src))
-        .destination(example(B2_EXAMPLE))
-        .destination(local_destination("disk", &disk));
-    let cfg = job.write();
-    let r = run(&fake, &cfg);
-    r.assert_code(0);
+    let (cfg, src, name, bytes, r) =
+        backup_beside_local(&fake, t.path(), 9 << 20, example(B2_EXAMPLE));
     assert_no_secret(&r);
 
-    let (name, bytes) = local_copy(&disk);
     let sidecar = format!("{name}.sha256");
     let stored = fake.files("b2");
     assert_eq!(stored["files"][&name]["sha256"], json!(sha256_hex(&bytes)));

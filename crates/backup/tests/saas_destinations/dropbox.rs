@@ -15,18 +15,10 @@ fn dropbox_upload_session_backup_list_restore_verify_with_exact_requests() {
     let fake = Fake::start();
     let t = tempfile::tempdir().expect("tempdir");
     // 17 MiB: session chunks of 8 + 8 + ~1 MiB (start, append, finish).
-    let src = big_source(t.path(), 17 << 20);
-    let disk = t.path().join("disk");
-    let mut job = Job::new(t.path());
-    job.source(folder_source("files", &src))
-        .destination(example(DROPBOX_EXAMPLE))
-        .destination(local_destination("disk", &disk));
-    let cfg = job.write();
-    let r = run(&fake, &cfg);
-    r.assert_code(0);
+    let (cfg, src, name, bytes, r) =
+        backup_beside_local(&fake, t.path(), 17 << 20, example(DROPBOX_EXAMPLE));
     assert_no_secret(&r);
 
-    let (name, bytes) = local_copy(&disk);
     let path = format!("/backups/{name}");
     let stored = fake.files("dropbox");
     assert_eq!(stored["files"][&path]["sha256"], json!(sha256_hex(&bytes)));

@@ -23,18 +23,10 @@ fn gdrive_resumable_upload_list_restore_verify_with_exact_requests() {
     fake.token_lifetime(60);
     let t = tempfile::tempdir().expect("tempdir");
     // 17 MiB: resumable chunks of 8 + 8 + ~1 MiB.
-    let src = big_source(t.path(), 17 << 20);
-    let disk = t.path().join("disk");
-    let mut job = Job::new(t.path());
-    job.source(folder_source("files", &src))
-        .destination(gdrive_example(&fake))
-        .destination(local_destination("disk", &disk));
-    let cfg = job.write();
-    let r = run(&fake, &cfg);
-    r.assert_code(0);
+    let (cfg, src, name, bytes, r) =
+        backup_beside_local(&fake, t.path(), 17 << 20, gdrive_example(&fake));
     assert!(!r.all_text().contains("PRIVATE KEY"), "{}", r.describe());
 
-    let (name, bytes) = local_copy(&disk);
     let stored = fake.files("gdrive");
     assert_eq!(stored["files"][&name]["sha256"], json!(sha256_hex(&bytes)));
     assert!(

@@ -18,7 +18,7 @@ mod dropbox;
 mod gdrive;
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::saas::*;
 use common::*;
@@ -62,7 +62,7 @@ pub fn example(text: &str) -> Value {
 }
 
 /// A source `files` holding `big/random.bin` of `size` incompressible bytes and a small file.
-pub fn big_source(dir: &Path, size: usize) -> std::path::PathBuf {
+pub fn big_source(dir: &Path, size: usize) -> PathBuf {
     let src = dir.join("src/big");
     std::fs::create_dir_all(&src).expect("mkdir");
     std::fs::write(src.join("random.bin"), pseudo_random(size, 7)).expect("write");
@@ -70,8 +70,30 @@ pub fn big_source(dir: &Path, size: usize) -> std::path::PathBuf {
     src
 }
 
+/// A backup of a [`big_source`] of `size` bytes to the service destination `dest` beside the
+/// local destination `disk`, exit 0: (the job file, the source, the local copy's name and
+/// bytes, the run).
+pub fn backup_beside_local(
+    fake: &Fake,
+    dir: &Path,
+    size: usize,
+    dest: Value,
+) -> (PathBuf, PathBuf, String, Vec<u8>, Run) {
+    let src = big_source(dir, size);
+    let disk = dir.join("disk");
+    let mut job = Job::new(dir);
+    job.source(folder_source("files", &src))
+        .destination(dest)
+        .destination(local_destination("disk", &disk));
+    let cfg = job.write();
+    let r = run(fake, &cfg);
+    r.assert_code(0);
+    let (name, bytes) = local_copy(&disk);
+    (cfg, src, name, bytes, r)
+}
+
 /// A source `files` holding one small file.
-pub fn small_source(dir: &Path) -> std::path::PathBuf {
+pub fn small_source(dir: &Path) -> PathBuf {
     let src = dir.join("src/small");
     std::fs::create_dir_all(&src).expect("mkdir");
     std::fs::write(src.join("a.txt"), b"retention").expect("write");
