@@ -45,12 +45,7 @@ fn moto(test: &str) -> Option<Moto> {
         .spawn()
         .expect("spawn moto-test-server.sh");
     let mut out = child.stdout.take().expect("stdout");
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
-        line.push(b[0]);
-    }
-    let line = String::from_utf8_lossy(&line).into_owned();
+    let line = read_line(&mut out);
     let Some(port) = line.strip_prefix("port=").and_then(|p| p.parse().ok()) else {
         let status = child.wait().expect("wait");
         let msg =

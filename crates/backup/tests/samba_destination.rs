@@ -9,7 +9,6 @@ mod common;
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Read;
 use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -57,15 +56,7 @@ fn smbd(test: &str) -> Option<Smbd> {
         .spawn()
         .expect("spawn samba-test-server.sh");
     let mut out = child.stdout.take().expect("stdout");
-    let mut read_line = || {
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
-            line.push(b[0]);
-        }
-        String::from_utf8_lossy(&line).into_owned()
-    };
-    let first = read_line();
+    let first = read_line(&mut out);
     let Some(port) = first.strip_prefix("port=").and_then(|p| p.parse().ok()) else {
         let status = child.wait().expect("wait");
         let msg = format!("{test}: smbd not available ({status}); apt-get install samba smbclient");
@@ -75,8 +66,8 @@ fn smbd(test: &str) -> Option<Smbd> {
         }
         panic!("{msg}");
     };
-    let dir = PathBuf::from(read_line().strip_prefix("dir=").expect("dir="));
-    let share = PathBuf::from(read_line().strip_prefix("share=").expect("share="));
+    let dir = PathBuf::from(read_line(&mut out).strip_prefix("dir=").expect("dir="));
+    let share = PathBuf::from(read_line(&mut out).strip_prefix("share=").expect("share="));
     // Keep draining its log so the server never blocks on a full pipe.
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut out, &mut std::io::sink());

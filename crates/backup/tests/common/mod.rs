@@ -1228,3 +1228,14 @@ pub fn kill_during_upload(cfg: &Path, env: &[(&str, &OsStr)], mut started: impl 
     child.kill().expect("kill -9");
     let _ = child.wait();
 }
+
+/// One line of a test server script's output (`port=N`), read a byte at a time so that
+/// nothing after it is consumed: the rest of the stream stays for whoever drains it.
+pub fn read_line(out: &mut impl Read) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}

@@ -104,12 +104,7 @@ impl Fake {
             .spawn()
             .expect("spawn saas_fake.py");
         let mut out = child.stdout.take().expect("stdout");
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
-            line.push(b[0]);
-        }
-        let line = String::from_utf8_lossy(&line).into_owned();
+        let line = read_line(&mut out);
         let port = line
             .strip_prefix("port=")
             .and_then(|p| p.parse().ok())
