@@ -32,6 +32,9 @@ options:
                           attributes, error and self-test logs
   --device-timeout SECS   kill a device's smartctl after SECS (default: 30)
   --jobs N                devices read in parallel (default: 4)
+  --client-timeout SECS   a client must take its whole frame within SECS (default: 30)
+  --min-interval SECS     clients within SECS of the last sweep share its result instead
+                          of starting another (default: 1)
   -h, --help              this text
   -V, --version           the version
 ";
@@ -118,6 +121,10 @@ pub struct Options {
     pub xall: bool,
     pub device_timeout: Duration,
     pub jobs: usize,
+    /// One deadline for writing a whole frame to one client.
+    pub client_timeout: Duration,
+    /// A sweep's result is served without a new sweep for this long after it finished.
+    pub min_interval: Duration,
 }
 
 impl Default for Options {
@@ -136,6 +143,8 @@ impl Default for Options {
             xall: false,
             device_timeout: Duration::from_secs(30),
             jobs: 4,
+            client_timeout: Duration::from_secs(30),
+            min_interval: Duration::from_secs(1),
         }
     }
 }
@@ -143,7 +152,7 @@ impl Default for Options {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    Run(Options),
+    Run(Box<Options>),
     Help,
     Version,
 }
@@ -196,6 +205,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
                 })?;
             }
             "--device-timeout" => o.device_timeout = seconds(&name, &value("seconds")?)?,
+            "--client-timeout" => o.client_timeout = seconds(&name, &value("seconds")?)?,
+            "--min-interval" => o.min_interval = seconds(&name, &value("seconds")?)?,
             "--jobs" => {
                 let v = value("a number")?;
                 o.jobs = v
@@ -213,7 +224,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     if !o.scan && o.devices.is_empty() {
         return Err(UsageError("--no-scan needs at least one --device".into()));
     }
-    Ok(Command::Run(o))
+    Ok(Command::Run(Box::new(o)))
 }
 
 /// A positive number of seconds, fractions allowed (`0.5`).
@@ -235,7 +246,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Options, UsageError> {
         match parse(args.iter().map(|s| s.to_string()))? {
-            Command::Run(o) => Ok(o),
+            Command::Run(o) => Ok(*o),
             c => panic!("{c:?}"),
         }
     }
@@ -265,6 +276,9 @@ mod tests {
             "--device-timeout",
             "0.5",
             "--jobs=8",
+            "--client-timeout=2.5",
+            "--min-interval",
+            "10",
         ])
         .unwrap();
         assert_eq!(o.socket_path.unwrap(), PathBuf::from("/run/x/ipc"));
@@ -289,6 +303,8 @@ mod tests {
         assert!(o.xall);
         assert_eq!(o.device_timeout, Duration::from_millis(500));
         assert_eq!(o.jobs, 8);
+        assert_eq!(o.client_timeout, Duration::from_millis(2500));
+        assert_eq!(o.min_interval, Duration::from_secs(10));
     }
 
     #[test]

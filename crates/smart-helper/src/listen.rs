@@ -1,9 +1,11 @@
 //! The listening socket: handed over by systemd, or made by the helper itself.
 
+use rustix::fs::Mode;
+use rustix::process::umask;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const SD_LISTEN_FDS_START: i32 = 3;
@@ -92,12 +94,37 @@ fn adopt_systemd_fd() -> UnixListener {
     unsafe { UnixListener::from_raw_fd(SD_LISTEN_FDS_START) }
 }
 
+/// A socket file this process created; [`SocketFile::remove`] deletes it only while it is
+/// still the one we bound (another helper may have replaced it since).
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// Removes the socket file if it is still ours (on a clean exit).
+    pub fn remove(&self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Creates the socket at `path`, mode 0660 (owner root, the exporter's group connects),
 /// replacing a stale socket there but never any other kind of file.
 ///
-/// The socket is bound under a temporary name in the same directory, given its mode, and
-/// then renamed into place, so no client can ever connect while it has the umask's mode.
-pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
+/// The socket is bound under a temporary name in the same directory and renamed into place,
+/// so a stale socket is replaced atomically. Its mode comes from the umask in force at
+/// `bind` (0117), never from a later `chmod`: a `chmod` by path follows symlinks, and in a
+/// directory another user can write, swapping the temporary name for a symlink would let
+/// that user have root chmod any file. The umask is process-wide: this runs before any
+/// thread starts.
+pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), ListenError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if !m.file_type().is_socket() => {
             return Err(ListenError::NotASocket(path.to_path_buf()))
@@ -114,20 +141,35 @@ pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
         std::process::id()
     ));
     let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp).map_err(err)?;
-    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o660))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(e));
+    let previous = umask(Mode::from_bits_truncate(0o117));
+    let bound = UnixListener::bind(&tmp);
+    umask(previous);
+    let listener = bound.map_err(err)?;
+    // Taken from the listener's own name before the rename: the identity of what we made.
+    let made = std::fs::symlink_metadata(&tmp).and_then(|m| {
+        std::fs::rename(&tmp, path)?;
+        Ok(m)
+    });
+    match made {
+        Ok(m) => Ok((
+            listener,
+            SocketFile {
+                path: path.to_path_buf(),
+                dev: m.dev(),
+                ino: m.ino(),
+            },
+        )),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(err(e))
+        }
     }
-    Ok(listener)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn bind_replaces_stale_socket_and_sets_mode() {
@@ -136,14 +178,41 @@ mod tests {
         let path = dir.join("ipc");
         let stale = UnixListener::bind(&path).unwrap();
         drop(stale);
-        let l = bind(&path).unwrap();
+        let (l, file) = bind(&path).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o660);
         assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
         drop(l);
+        file.remove();
+        assert!(!path.exists(), "our socket is removed on a clean exit");
         let file = dir.join("file");
         std::fs::write(&file, b"keep me").unwrap();
         assert!(matches!(bind(&file), Err(ListenError::NotASocket(_))));
         assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+        // In a directory another user can write, that user swaps the temporary name for a
+        // symlink to a file of theirs choosing, again and again, while root binds: the
+        // file's mode must never change (a chmod by path would make it 0660).
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let tmp = dir.join(format!(".ipc.{}.tmp", std::process::id()));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::remove_file(&tmp);
+                    let _ = std::os::unix::fs::symlink(&file, &tmp);
+                }
+            });
+            for _ in 0..2000 {
+                let _ = std::fs::remove_file(&path);
+                drop(bind(&path));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().mode() & 0o777,
+            0o600,
+            "root changed the mode of a file it was pointed at"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     // First, before anything opens a descriptor: adopt systemd's socket (fd 3), if any.
     let activated = listen::from_systemd();
     let opts = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Run(o)) => o,
+        Ok(cli::Command::Run(o)) => *o,
         Ok(cli::Command::Help) => {
             print!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
@@ -22,10 +22,10 @@ fn main() -> ExitCode {
         }
     };
     log::set_verbosity(opts.verbosity);
-    let listener = match (activated, &opts.socket_path) {
-        (Ok(Some(l)), _) => l,
+    let (listener, socket) = match (activated, &opts.socket_path) {
+        (Ok(Some(l)), _) => (l, None),
         (Ok(None), Some(path)) => match listen::bind(path) {
-            Ok(l) => l,
+            Ok((l, file)) => (l, Some(file)),
             Err(e) => {
                 eprintln!("smart_exporter_helper: {e}");
                 return ExitCode::from(1);
@@ -43,6 +43,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    serve::serve(listener, &opts);
+    serve::serve(listener, &opts, socket);
     ExitCode::SUCCESS
 }

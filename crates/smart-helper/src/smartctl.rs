@@ -3,9 +3,17 @@
 //! A hung smartctl (a dying disk, a wedged controller) must cost one device its data, never
 //! the whole sweep: the output is read by a thread, the caller waits at most until the
 //! deadline, then kills the process and moves on.
+//!
+//! Each run gets its own process group and a timeout kills the whole group: a `--smartctl`
+//! wrapper that forks (`sleep 600 & sleep 600`) would otherwise leave its children running,
+//! holding the pipe and its reader thread. std has no `killpg`; `rustix` (features `process`
+//! and `fs`, no crates beyond `bitflags` and `linux-raw-sys`) gives a checked one, which we
+//! prefer to a second hand-written `unsafe` FFI declaration in a root process.
 
 use crate::cli::{ManualDevice, Options};
+use rustix::process::{kill_process_group, Pid, Signal};
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -38,6 +46,7 @@ pub fn run(program: &Path, args: &[String], timeout: Duration) -> RunResult {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .env("LC_ALL", "C")
+        .process_group(0)
         .spawn()
     {
         Ok(c) => c,
@@ -48,8 +57,8 @@ pub fn run(program: &Path, args: &[String], timeout: Duration) -> RunResult {
         return RunResult::Failed("no stdout pipe".into());
     };
     let (tx, rx) = mpsc::channel();
-    // Detached: if a killed smartctl left a grandchild holding the pipe, this thread ends
-    // when that one does; nobody waits for it.
+    // Detached: it ends when every holder of the pipe is gone, which the group kill on a
+    // timeout ensures; nobody waits for it.
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         let r = (&mut stdout)
@@ -97,9 +106,20 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     }
 }
 
+/// Kills `child`'s whole process group (it leads one: `process_group(0)`), then reaps it.
 fn kill(child: &mut Child) {
+    kill_group(child);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// SIGKILL to the group `child` leads. Called only before `child` is reaped: until then its
+/// pid (= the group id) cannot be reused, so this never hits another process's group.
+fn kill_group(child: &Child) {
+    if let Some(pgid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
+        // ESRCH (the group is already empty) is the usual, fine case.
+        let _ = kill_process_group(pgid, Signal::KILL);
+    }
 }
 
 /// Arguments of `smartctl --scan-open`.
@@ -131,6 +151,9 @@ pub fn device_args(opts: &Options, dev: &ManualDevice) -> Vec<String> {
         a.push("-d".into());
         a.push(t.clone());
     }
+    // A scanned name is outside input: after `--` a device called `-d...` or `--foo` stays
+    // a device name and never becomes an option of smartctl running as root.
+    a.push("--".into());
     a.push(dev.path.clone());
     a
 }
@@ -170,7 +193,7 @@ mod tests {
         assert_eq!(
             device_args(&o, &d).join(" "),
             "--json=c --info --health --attributes --log=error --log=selftest \
-             --tolerance=verypermissive --nocheck=standby -q -d megaraid,1 /dev/bus/0"
+             --tolerance=verypermissive --nocheck=standby -q -d megaraid,1 -- /dev/bus/0"
         );
         let o = Options {
             xall: true,
@@ -183,7 +206,7 @@ mod tests {
         };
         assert_eq!(
             device_args(&o, &d).join(" "),
-            "--json=c --xall --tolerance=verypermissive --nocheck=never /dev/sda"
+            "--json=c --xall --tolerance=verypermissive --nocheck=never -- /dev/sda"
         );
     }
 

@@ -33,6 +33,11 @@ struct Helper {
 
 impl Helper {
     fn start(dir: &Path, args: &[&str]) -> Helper {
+        Helper::start_env(dir, args, &[])
+    }
+
+    /// As [`Helper::start`], with more environment (the stand-in reads `SMARTCTL_FIXTURES`).
+    fn start_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Helper {
         let socket = dir.join("ipc");
         // A previous helper's socket would count as ready (the replacement of stale sockets
         // is tested in listen.rs).
@@ -42,6 +47,7 @@ impl Helper {
             .arg(&socket)
             .args(args)
             .env("SMARTCTL_ARGLOG", dir.join("args.log"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn helper");
@@ -157,11 +163,12 @@ fn replays_fixtures_and_a_hung_device_costs_only_itself() {
     assert!(
         log.lines().any(|l| l
             == "--json=c --info --health --attributes --log=error --log=selftest \
-                --tolerance=verypermissive --nocheck=standby -d sat /dev/sda"),
+                --tolerance=verypermissive --nocheck=standby -d sat -- /dev/sda"),
         "{log}"
     );
     assert!(
-        log.lines().any(|l| l.ends_with("-d megaraid,1 /dev/bus/0")),
+        log.lines()
+            .any(|l| l.ends_with("-d megaraid,1 -- /dev/bus/0")),
         "{log}"
     );
     // The helper keeps serving.
@@ -195,7 +202,7 @@ fn filters_and_a_scan_without_disks() {
     let log = std::fs::read_to_string(dir.join("args.log")).unwrap();
     assert!(
         log.contains(
-            "--json=c --xall --tolerance=verypermissive --nocheck=never -d nvme /dev/nvme0"
+            "--json=c --xall --tolerance=verypermissive --nocheck=never -d nvme -- /dev/nvme0"
         ),
         "{log}"
     );
@@ -227,6 +234,7 @@ fn idle_timeout_and_usage_errors() {
         h.child.try_wait().unwrap()
     });
     assert!(status.success());
+    assert!(!h.socket.exists(), "the socket is removed on a clean exit");
     drop(h);
 
     for args in [&[][..], &["--socket-path"][..], &["--jobs", "0"][..]] {
@@ -311,5 +319,201 @@ fn real_smartctl_accepts_the_arguments() {
         }
         drop(h);
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A fixture directory for the stand-in smartctl: `drives` devices `/dev/bigN`, each a JSON
+/// document of about `size` bytes, and the scan listing them (plus `extra` scan entries).
+fn fixtures(dir: &Path, drives: usize, size: usize, extra: &[&str]) -> PathBuf {
+    let fx = dir.join("fixtures");
+    std::fs::create_dir_all(&fx).unwrap();
+    std::fs::copy(data("smartctl"), fx.join("smartctl")).unwrap();
+    let mut entries: Vec<String> = (0..drives)
+        .map(|i| format!(r#"{{"name":"/dev/big{i}","type":"sat"}}"#))
+        .collect();
+    entries.extend(
+        extra
+            .iter()
+            .map(|n| format!(r#"{{"name":{},"type":"sat"}}"#, serde_json::json!(n))),
+    );
+    std::fs::write(
+        fx.join("scan.json"),
+        format!(r#"{{"devices":[{}]}}"#, entries.join(",")),
+    )
+    .unwrap();
+    for i in 0..drives {
+        let doc = format!(
+            r#"{{"smartctl":{{"exit_status": 0}},"pad":"{}"}}"#,
+            "x".repeat(size)
+        );
+        std::fs::write(fx.join(format!("big{i}.json")), doc).unwrap();
+    }
+    fx
+}
+
+/// A helper replaying [`fixtures`] with the stand-in smartctl, and `args`.
+fn with_fixtures(dir: &Path, drives: usize, size: usize, extra: &[&str], args: &[&str]) -> Helper {
+    let fx = fixtures(dir, drives, size, extra);
+    let stand_in = fx.join("smartctl").display().to_string();
+    let mut all = vec!["--smartctl", &stand_in];
+    all.extend_from_slice(args);
+    Helper::start_env(dir, &all, &[("SMARTCTL_FIXTURES", &fx)])
+}
+
+/// How many times the stand-in was asked to scan, i.e. how many sweeps ran.
+fn sweeps(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("args.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("--scan-open"))
+        .count()
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_hold_the_next() {
+    let dir = tempdir("stall");
+    // Six ~900 KB drives: a 5.4 MB frame, far more than a socket buffer holds.
+    let h = with_fixtures(&dir, 6, 900_000, &[], &["--client-timeout", "20"]);
+    let stalled = UnixStream::connect(&h.socket).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    let r = h.ask(b"");
+    assert_eq!(r.devices.len(), 6);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the next client waited {:?} behind one that never reads",
+        t.elapsed()
+    );
+    drop(stalled);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_trickle_reader_is_cut_at_the_frame_deadline() {
+    let dir = tempdir("trickle");
+    let h = with_fixtures(&dir, 6, 900_000, &[], &["--client-timeout", "2"]);
+    // Warm the shared sweep so the clock below measures the write alone.
+    assert_eq!(h.ask(b"").devices.len(), 6);
+    let mut s = UnixStream::connect(&h.socket).unwrap();
+    let t = std::time::Instant::now();
+    let (mut total, mut chunk) = (0usize, vec![0u8; 16 * 1024]);
+    loop {
+        match std::io::Read::read(&mut s, &mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(t.elapsed() < Duration::from_secs(30), "never cut off");
+    }
+    // Cut at the deadline (what the kernel still buffered is read after it), far short of
+    // the 5.4 MB frame.
+    assert!(total < 2_000_000, "read {total} bytes");
+    assert!(
+        t.elapsed() < Duration::from_secs(12),
+        "held for {:?}",
+        t.elapsed()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn connect_and_close_clients_share_one_sweep() {
+    let dir = tempdir("flood");
+    let h = with_fixtures(&dir, 3, 1000, &[], &["--min-interval", "5"]);
+    for _ in 0..50 {
+        drop(UnixStream::connect(&h.socket).unwrap());
+    }
+    // A client that reads gets the shared result, after at most a couple of sweeps.
+    assert_eq!(h.ask(b"").devices.len(), 3);
+    let n = sweeps(&dir);
+    assert!((1..=2).contains(&n), "{n} sweeps for 51 clients");
+    let log = std::fs::read_to_string(dir.join("args.log")).unwrap();
+    assert!(log.lines().count() <= 2 * 4, "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn scanned_names_never_become_smartctl_options() {
+    let dir = tempdir("names");
+    let h = with_fixtures(&dir, 1, 10, &["--foo", "-dbad"], &[]);
+    let r = h.ask(b"");
+    assert_eq!(r.devices.len(), 3);
+    let log = std::fs::read_to_string(dir.join("args.log")).unwrap();
+    for name in ["--foo", "-dbad", "/dev/big0"] {
+        assert!(
+            log.lines()
+                .any(|l| l.ends_with(&format!(" -d sat -- {name}"))),
+            "{name} not after --: {log}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The process group and state of a process, from /proc (`None` once it is gone).
+fn pgrp_and_state(pid: u32) -> Option<(u32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let pgrp = f.nth(1)?.parse().ok()?;
+    Some((pgrp, state))
+}
+
+#[test]
+fn a_timeout_kills_the_wrappers_whole_process_group() {
+    let dir = tempdir("group");
+    let pids = dir.join("pids");
+    let wrapper = dir.join("smartctl-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho $$ >> {p}\nsleep 600 &\necho $! >> {p}\nsleep 600 &\necho $! >> {p}\nwait\n",
+            p = pids.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let w = wrapper.display().to_string();
+    let h = Helper::start(
+        &dir,
+        &[
+            "--smartctl",
+            &w,
+            "--no-scan",
+            "--device",
+            "/dev/x",
+            "--device-timeout",
+            "1",
+        ],
+    );
+    let r = h.ask(b"");
+    assert_eq!(r.devices[0].outcome, Outcome::Timeout);
+    let listed: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let group = listed[0];
+    // Alive or not, nothing of the group may still run (a zombie waiting for init is dead).
+    let running = |pid: u32| pgrp_and_state(pid).is_some_and(|(_, s)| s != 'Z');
+    wait_for("the group to die", Duration::from_secs(5), || {
+        listed.iter().all(|p| !running(*p)).then_some(())
+    });
+    let in_group: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| pgrp_and_state(*p).is_some_and(|(g, s)| g == group && s != 'Z'))
+        .collect();
+    assert!(
+        in_group.is_empty(),
+        "left running in the group: {in_group:?}"
+    );
+    drop(h);
     std::fs::remove_dir_all(&dir).unwrap();
 }
