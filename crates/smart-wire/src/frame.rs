@@ -134,8 +134,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
             got: bytes.len() as u64,
         });
     };
-    let len = parse_header(h)?;
-    let body = &bytes[HEADER_LEN..];
+    decode_payload(parse_header(h)?, &bytes[HEADER_LEN..])
+}
+
+/// Decodes the payload after a header that announced `len` bytes: `body` is what followed
+/// the header (a reader may pass one byte more than `len` to have trailing data noticed).
+pub fn decode_payload<T: DeserializeOwned>(len: u64, body: &[u8]) -> Result<T, WireError> {
     let got = body.len() as u64;
     if got < len {
         return Err(WireError::Truncated { expected: len, got });
@@ -157,16 +161,11 @@ pub fn read_frame<T: DeserializeOwned, R: Read>(r: &mut R) -> Result<T, WireErro
         });
     }
     let len = parse_header(&h)?;
-    // `len` is at most MAX_PAYLOAD, so this allocation is bounded.
-    let mut body = vec![0u8; len as usize];
-    let got = read_full(r, &mut body)?;
-    if got < body.len() {
-        return Err(WireError::Truncated {
-            expected: len,
-            got: got as u64,
-        });
-    }
-    serde_json::from_slice(&body).map_err(WireError::Payload)
+    // Grows with what arrives (never more than the checked `len`), so a header that
+    // announces the cap and sends nothing costs nothing.
+    let mut body = Vec::new();
+    r.take(len).read_to_end(&mut body).map_err(WireError::Io)?;
+    decode_payload(len, &body)
 }
 
 /// Fills `buf` unless the stream ends first; returns how many bytes were read.

@@ -9,6 +9,7 @@ pub mod frame;
 pub mod report;
 
 pub use frame::{
-    decode, encode, read_frame, write_frame, WireError, HEADER_LEN, MAX_PAYLOAD, VERSION,
+    decode, decode_payload, encode, parse_header, read_frame, write_frame, WireError, HEADER_LEN,
+    MAX_PAYLOAD, VERSION,
 };
 pub use report::{DeviceReport, Outcome, Report, Scan, Source};

@@ -123,7 +123,9 @@ async fn main() -> ExitCode {
     let (db, map, interval, timeout) = match setup {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("prometheus_smart_exporter: {e:#}");
+            // `{e}`, not `{e:#}`: the config errors already end with their cause, and the
+            // alternate form would print it a second time.
+            eprintln!("prometheus_smart_exporter: {e}");
             return ExitCode::from(2);
         }
     };

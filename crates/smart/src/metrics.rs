@@ -293,7 +293,8 @@ fn device_families(b: &mut Builder, doc: &Doc, labels: &Labels) {
             "smart_device_power_on_seconds",
             "power-on time",
             labels,
-            (h * 3600 + minutes * 60) as f64,
+            // In f64: absurd hours or minutes from a drive must not wrap a u64.
+            h as f64 * 3600.0 + minutes as f64 * 60.0,
         );
     }
     let cycles = doc
@@ -327,7 +328,7 @@ fn device_families(b: &mut Builder, doc: &Doc, labels: &Labels) {
                 "smart_device_selftest_age_seconds",
                 "power-on time since the most recent self-test",
                 labels,
-                (now.saturating_sub(at) * 3600) as f64,
+                now.saturating_sub(at) as f64 * 3600.0,
             );
         }
     }
@@ -377,13 +378,13 @@ fn device_families(b: &mut Builder, doc: &Doc, labels: &Labels) {
             b,
             "smart_nvme_read_bytes",
             "NVMe data read",
-            n.data_units_read.map(|u| u * 512_000),
+            n.data_units_read.map(|u| u.saturating_mul(512_000)),
         );
         c(
             b,
             "smart_nvme_written_bytes",
             "NVMe data written",
-            n.data_units_written.map(|u| u * 512_000),
+            n.data_units_written.map(|u| u.saturating_mul(512_000)),
         );
         c(
             b,
@@ -401,7 +402,7 @@ fn device_families(b: &mut Builder, doc: &Doc, labels: &Labels) {
             b,
             "smart_nvme_controller_busy_seconds",
             "NVMe controller busy time",
-            n.controller_busy_time.map(|m| m * 60),
+            n.controller_busy_time.map(|m| m.saturating_mul(60)),
         );
         c(
             b,
@@ -581,5 +582,41 @@ mod tests {
             vec![(labels, 1.0)],
             "the first value wins"
         );
+    }
+
+    /// Hours, minutes and counts a drive reports are outside input: absurd values give
+    /// absurd (huge) samples, never wrapped small ones (or, with overflow checks, a panic).
+    #[test]
+    fn absurd_drive_numbers_do_not_wrap() {
+        let doc: Doc = serde_json::from_value(serde_json::json!({
+            "smartctl": {"exit_status": 0},
+            "power_on_time": {"hours": u64::MAX, "minutes": u64::MAX},
+            "ata_smart_self_test_log": {"standard": {"table": [
+                {"type": {"string": "Short offline"},
+                 "status": {"value": 0, "string": "Completed without error", "passed": true},
+                 "lifetime_hours": 0}
+            ]}},
+            "nvme_smart_health_information_log": {
+                "data_units_read": u64::MAX,
+                "data_units_written": u64::MAX / 1000,
+                "controller_busy_time": u64::MAX
+            }
+        }))
+        .unwrap();
+        let mut b = Builder::default();
+        device_families(&mut b, &doc, &l(&[("port", "/dev/x")]));
+        let value = |name: &str| {
+            b.families
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap_or_else(|| panic!("{name} missing"))
+                .samples[0]
+                .1
+        };
+        assert!(value("smart_device_power_on_seconds") >= u64::MAX as f64 * 3600.0);
+        assert!(value("smart_device_selftest_age_seconds") >= u64::MAX as f64 * 3600.0);
+        assert_eq!(value("smart_nvme_read_bytes"), u64::MAX as f64);
+        assert_eq!(value("smart_nvme_written_bytes"), u64::MAX as f64);
+        assert_eq!(value("smart_nvme_controller_busy_seconds"), u64::MAX as f64);
     }
 }

@@ -77,12 +77,20 @@ impl State {
         let mut drives = Vec::with_capacity(report.devices.len());
         for dev in report.devices {
             let port = dev.port();
-            let previous = self
-                .drives
-                .iter()
-                .find(|d| d.port == port)
-                .and_then(|d| d.good.clone());
-            drives.push(read_drive(dev, port, previous, now));
+            let previous = self.drives.iter().find(|d| d.port == port);
+            let good = previous.and_then(|d| d.good.clone());
+            let said = previous.and_then(|d| d.last_read.error.clone());
+            let drive = read_drive(dev, port, good, now);
+            match &drive.last_read.error {
+                // A new reason is an error in the log (shown without -v); the same reason
+                // again at the next refresh only at debug level.
+                Some(e) if said.as_ref() != Some(e) => {
+                    tracing::error!(port = %drive.port, "no fresh data: {e}");
+                }
+                Some(e) => tracing::debug!(port = %drive.port, "still no fresh data: {e}"),
+                None => {}
+            }
+            drives.push(drive);
         }
         drives.sort_by(|a, b| a.port.cmp(&b.port));
         drives.dedup_by(|a, b| a.port == b.port);
@@ -125,7 +133,6 @@ fn read_drive(
     let doc = dev.smartctl.as_ref().and_then(|raw| {
         serde_json::from_str::<Doc>(raw.get())
             .map_err(|e| {
-                tracing::warn!(%port, "smartctl JSON not understood: {e}");
                 last_read.outcome = Outcome::Failed;
                 last_read.error = Some(format!("smartctl JSON not understood: {e}"));
             })
@@ -139,14 +146,43 @@ fn read_drive(
         last_read,
         good: previous,
     };
+    // smartctl ran but gave no data (`Unable to detect device type`, open failed): its own
+    // messages are the reason, else nothing would ever say why the drive has no series.
+    if drive.access_error() && drive.last_read.error.is_none() {
+        drive.last_read.error = Some(no_data_reason(
+            doc.as_ref().map(|d| &d.smartctl),
+            drive.last_read.exit_status,
+        ));
+    }
     if drive.fresh() {
         if let Some(d) = doc {
             drive.good = Some((Arc::new(d), now));
         }
-    } else if let Some(e) = &drive.last_read.error {
-        tracing::warn!(port = %drive.port, "no fresh data: {e}");
     }
     drive
+}
+
+/// Why smartctl gave no data: its error messages (all of its messages if none is marked
+/// an error), else its exit status.
+fn no_data_reason(meta: Option<&model::Meta>, exit_status: Option<i32>) -> String {
+    let messages = meta.map_or(&[][..], |m| m.messages.as_slice());
+    let errors: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.severity.as_deref() == Some("error"))
+        .map(|m| m.string.as_str())
+        .collect();
+    let said = if errors.is_empty() {
+        messages.iter().map(|m| m.string.as_str()).collect()
+    } else {
+        errors
+    };
+    let status =
+        exit_status.map_or_else(|| "no exit status".into(), |s| format!("exit status {s}"));
+    if said.is_empty() {
+        format!("smartctl gave no data ({status})")
+    } else {
+        format!("smartctl gave no data ({status}): {}", said.join("; "))
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +273,17 @@ mod tests {
         );
         assert!(s.drives[0].access_error());
         assert!(s.drives[0].good.is_none());
+        // The reason is smartctl's own message (`--device /dev/vda` on a virtio disk).
+        let vda = r#"{"smartctl":{"exit_status":1,"messages":[{"string":"/dev/vda: Unable to detect device type","severity":"error"}]}}"#;
+        s.apply(
+            report(vec![dev("/dev/vda", Outcome::Ok, Some(1), Some(vda))]),
+            SystemTime::UNIX_EPOCH,
+            Duration::ZERO,
+        );
+        assert_eq!(
+            s.drives[0].last_read.error.as_deref(),
+            Some("smartctl gave no data (exit status 1): /dev/vda: Unable to detect device type")
+        );
         // Exit status 8 (disk failing) still carries data.
         let failing = r#"{"smartctl":{"exit_status":8},"smart_status":{"passed":false}}"#;
         s.apply(

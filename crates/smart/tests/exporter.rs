@@ -5,9 +5,10 @@
 
 use custos_kit::testing::prometheus::{check_exposition, Prometheus};
 use custos_kit::testing::{free_port, http_get, require, wait_for, Metrics};
-use custos_smart_helper::{cli::Options, listen, serve};
+use custos_smart_helper::{cli::Options, serve};
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,14 +26,16 @@ fn fixture(dev: &str) -> Value {
 }
 
 /// Starts a helper serving `socket` in a thread of this process (it ends with the test).
+/// A plain bind: the helper's own (`listen::bind`) sets the process-wide umask, which other
+/// tests of this process must not see.
 fn helper(socket: &Path, smartctl: &str, device_timeout: Duration) {
-    let listener = listen::bind(socket).expect("helper socket");
+    let listener = UnixListener::bind(socket).expect("helper socket");
     let opts = Options {
         smartctl: data(smartctl),
         device_timeout,
         ..Options::default()
     };
-    std::thread::spawn(move || serve::serve(listener, &opts));
+    std::thread::spawn(move || serve::serve(listener, &opts, None));
 }
 
 struct Exporter {
@@ -252,6 +255,14 @@ fn metrics_carry_the_recorded_values() {
     // The open failure and the hung device: access errors, no drive data; the sleeping drive
     // is a state, not an error.
     assert_eq!(v("smart_access_error", "/dev/sdf"), 1.0);
+    // Why it has no data is in the log, in smartctl's words (an error: shown without -v).
+    let log = exp.log();
+    assert!(
+        log.lines().any(|l| l.contains("ERROR")
+            && l.contains("/dev/sdf")
+            && l.contains("Open failed, Error=5")),
+        "{log}"
+    );
     assert_eq!(v("smart_access_error", "/dev/sdg"), 1.0);
     assert_eq!(v("smart_device_read_timeout", "/dev/sdg"), 1.0);
     assert!(m.find("smart_device_info", &port("/dev/sdg")).is_empty());
@@ -350,5 +361,12 @@ fn no_helper_and_bad_config() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
+        // Each error said once, naming the file where there is one.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        if args[0] == "--device-db" {
+            assert!(err.contains("/nonexistent/db.json"), "{err}");
+            assert_eq!(err.matches("No such file").count(), 1, "{err}");
+        }
     }
 }
