@@ -326,4 +326,24 @@ mod tests {
         assert!(run(&["--no-scan"]).is_err());
         assert!(matches!(parse(["--help".to_string()]), Ok(Command::Help)));
     }
+
+    proptest::proptest! {
+        /// Any UTF-8 (multi-byte characters included) is parsed without a panic, and what is
+        /// accepted can never reach smartctl as an option.
+        #[test]
+        fn any_device_text_is_safe(s in "\\PC{0,40}( -d \\PC{0,12})?") {
+            if let Ok(d) = ManualDevice::parse(&s) {
+                proptest::prop_assert!(d.path.starts_with('/'));
+                proptest::prop_assert!(!d.path.chars().any(char::is_whitespace));
+                if let Some(t) = d.dev_type {
+                    proptest::prop_assert!(!t.starts_with('-') && !t.is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn any_verbosity_like_argument_parses_without_panic(s in "-\\PC{0,6}") {
+            let _ = parse([s]);
+        }
+    }
 }

@@ -46,4 +46,17 @@ mod tests {
         assert!(matches("/dev/sda", "/dev/sda"));
         assert!(!matches("/dev/sda", "/dev/sdaa"));
     }
+
+    proptest::proptest! {
+        /// Arbitrary UTF-8 patterns and names: no panic, and a pattern without wildcards
+        /// matches exactly itself.
+        #[test]
+        fn any_text(p in "\\PC{0,12}", n in "\\PC{0,12}") {
+            let _ = matches(&p, &n);
+            if !p.contains(['*', '?']) {
+                proptest::prop_assert_eq!(matches(&p, &n), p == n);
+                proptest::prop_assert!(matches(&p, &p));
+            }
+        }
+    }
 }
