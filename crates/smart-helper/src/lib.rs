@@ -2,14 +2,15 @@
 //!
 //! Small on purpose (std, the wire crate, serde_json and rustix): it finds drives with
 //! `smartctl --scan-open`, reads each with `smartctl --json` (killed after a timeout, a few at
-//! a time), and writes the result as one frame to whoever connects to its UNIX socket. It
+//! a time), and writes each device as a frame, as soon as it is read, to whoever connects to
+//! its UNIX socket, then the end of the sweep. It
 //! reads nothing from clients; what it runs is fixed by its command line.
 //!
 //! - [`cli`]: options, parsed by hand.
 //! - [`listen`]: systemd socket activation or its own 0660 socket.
 //! - [`serve`]: the accept loop: a few clients at a time, one deadline per frame.
 //! - [`shared`]: one sweep shared by the clients that arrive while it runs or soon after.
-//! - [`sweep`]: scan, filter, parallel reads, the report.
+//! - [`sweep`]: scan, filter, parallel reads, each device handed on as it is read.
 //! - [`smartctl`]: one bounded smartctl run; argument lists.
 //! - [`glob`]: `--include`/`--exclude` patterns.
 

@@ -1,8 +1,9 @@
 //! The accept loop: up to [`MAX_CLIENTS`] clients at a time, each handed the shared sweep's
-//! frame within one deadline; nothing is read from a client.
+//! frames within one deadline; nothing is read from a client.
 //!
 //! A client that reads slowly or not at all holds only its own thread, and only until
-//! `--client-timeout` (one deadline for the whole frame, not per `write`).
+//! `--client-timeout` (one deadline for all its writing, not per `write`; time spent
+//! waiting for smartctl does not count).
 
 use crate::cli::Options;
 use crate::listen::SocketFile;
@@ -12,7 +13,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use std::io::{self, Write};
 use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Clients served at once; more wait in the listen backlog until one is done.
@@ -63,15 +64,15 @@ pub fn serve(listener: UnixListener, opts: &Options, socket: Option<SocketFile>)
         }),
         freed: Condvar::new(),
     };
-    let shared = SharedSweep::new(opts);
+    let shared = SharedSweep::new(Arc::new(opts.clone()));
     std::thread::scope(|s| {
         if let Some(idle) = opts.idle_timeout {
-            let slots = &slots;
+            let (slots, shared) = (&slots, &shared);
             // accept() has no timeout in std: a watchdog ends the process once idle long enough.
             s.spawn(move || loop {
                 std::thread::sleep(Duration::from_millis(100).min(idle));
                 let c = slots.lock();
-                if c.active == 0 && c.idle_since.elapsed() >= idle {
+                if c.active == 0 && c.idle_since.elapsed() >= idle && !shared.running() {
                     info!("no connection for {:.1} s, exiting", idle.as_secs_f64());
                     if let Some(socket) = &socket {
                         socket.remove();
@@ -100,15 +101,20 @@ pub fn serve(listener: UnixListener, opts: &Options, socket: Option<SocketFile>)
     });
 }
 
-/// Closes the reading side at once, gets the shared frame, writes it by the deadline, closes.
-fn handle(stream: UnixStream, shared: &SharedSweep<'_>, timeout: Duration) {
+/// Closes the reading side at once, writes the shared sweep's frames as they come, closes.
+fn handle(stream: UnixStream, shared: &SharedSweep, timeout: Duration) {
     // The client has nothing to say: whatever it sends is discarded by the kernel.
     let _ = stream.shutdown(Shutdown::Read);
-    if let Some(frame) = shared.frame() {
-        // The deadline starts once the frame is ready: waiting for smartctl is not the
-        // client's fault.
-        if let Err(e) = write_by(&stream, &frame, Instant::now() + timeout) {
-            warning!("writing the frame: {e}");
+    let sweep = shared.join();
+    let mut deadline = Instant::now() + timeout;
+    for i in 0.. {
+        let waiting = Instant::now();
+        let Some(frame) = sweep.get(i) else { break };
+        // Waiting for smartctl is not the client's fault: only writing counts.
+        deadline += waiting.elapsed();
+        if let Err(e) = write_by(&stream, &frame, deadline) {
+            warning!("writing to a client: {e}");
+            break;
         }
     }
     let _ = stream.shutdown(Shutdown::Both);

@@ -1,18 +1,19 @@
-//! One sweep: scan, filter, read every device with a bounded pool, build the [`Report`].
+//! One sweep: scan, filter, read every device with a bounded pool; each device goes to the
+//! caller as soon as it is read, the [`Summary`] at the end.
 
 use crate::cli::{ManualDevice, Options};
 use crate::glob;
 use crate::log::{debug, info, warning};
 use crate::smartctl::{self, RunResult};
-use custos_smart_wire::{DeviceReport, Outcome, Report, Scan, Source};
+use custos_smart_wire::{DeviceReport, Outcome, Scan, Source, Summary};
 use serde_json::value::RawValue;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Scans (unless `--no-scan`), adds the `--device` devices and reads them all.
-pub fn sweep(opts: &Options) -> Report {
+/// Scans (unless `--no-scan`), adds the `--device` devices and reads them all, handing each
+/// to `sink` as soon as it is read (from the reading threads, in the order reads finish).
+pub fn sweep(opts: &Options, sink: &(dyn Fn(DeviceReport) + Sync)) -> Summary {
     let t0 = Instant::now();
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -33,20 +34,19 @@ pub fn sweep(opts: &Options) -> Report {
             todo.push((d.clone(), Source::Manual));
         }
     }
-    let devices = read_all(opts, &todo);
-    let report = Report {
+    read_all(opts, &todo, sink);
+    let summary = Summary {
         helper_version: env!("CARGO_PKG_VERSION").to_string(),
         started,
         duration_ms: t0.elapsed().as_millis() as u64,
         scan,
-        devices,
+        devices: u32::try_from(todo.len()).unwrap_or(u32::MAX),
     };
     info!(
         "sweep: {} devices in {} ms",
-        report.devices.len(),
-        report.duration_ms
+        summary.devices, summary.duration_ms
     );
-    report
+    summary
 }
 
 /// `--include` (if any) must match and no `--exclude` may.
@@ -83,11 +83,9 @@ fn scan(opts: &Options) -> (Scan, Vec<ManualDevice>) {
     (scan, Vec::new())
 }
 
-/// Reads `todo` with at most `opts.jobs` smartctl processes at a time; keeps `todo`'s order.
-fn read_all(opts: &Options, todo: &[(ManualDevice, Source)]) -> Vec<DeviceReport> {
+/// Reads `todo` with at most `opts.jobs` smartctl processes at a time, each result to `sink`.
+fn read_all(opts: &Options, todo: &[(ManualDevice, Source)], sink: &(dyn Fn(DeviceReport) + Sync)) {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<DeviceReport>>> =
-        Mutex::new((0..todo.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.min(todo.len()) {
             s.spawn(|| loop {
@@ -95,17 +93,10 @@ fn read_all(opts: &Options, todo: &[(ManualDevice, Source)]) -> Vec<DeviceReport
                 let Some((dev, source)) = todo.get(i) else {
                     break;
                 };
-                let r = read_one(opts, dev, *source);
-                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                sink(read_one(opts, dev, *source));
             });
         }
     });
-    results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .flatten()
-        .collect()
 }
 
 fn read_one(opts: &Options, dev: &ManualDevice, source: Source) -> DeviceReport {

@@ -2,7 +2,7 @@
 //! real smartctl of Debian's smartmontools.
 
 use custos_kit::testing::{require, wait_for};
-use custos_smart_wire::{read_frame, Outcome, Report, Source};
+use custos_smart_wire::{read_report, Outcome, Report, Source};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -69,7 +69,7 @@ impl Helper {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         // The helper has shut its reading side: the write may fail (EPIPE), which is fine.
         let _ = s.write_all(junk);
-        read_frame(&mut s).expect("a valid frame")
+        read_report(&mut s).expect("a valid stream of frames")
     }
 }
 
@@ -110,23 +110,25 @@ fn replays_fixtures_and_a_hung_device_costs_only_itself() {
     let r = h.ask(b"GET / HTTP/1.1\r\n\r\nanything at all");
     assert!(r.scan.ok);
     assert_eq!(r.scan.found, 10);
-    let names: Vec<&str> = r.devices.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "/dev/sda",
-            "/dev/sdb",
-            "/dev/sdc",
-            "/dev/sdd",
-            "/dev/sde",
-            "/dev/sdf",
-            "/dev/sdg",
-            "/dev/sdh",
-            "/dev/nvme0",
-            "/dev/nvme1",
-            "/dev/bus/0"
-        ]
-    );
+    // In the order reads finished: the hung device last, after its timeout.
+    let mut names: Vec<&str> = r.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names.last(), Some(&"/dev/sdg"), "{names:?}");
+    names.sort_unstable();
+    let mut expected = [
+        "/dev/sda",
+        "/dev/sdb",
+        "/dev/sdc",
+        "/dev/sdd",
+        "/dev/sde",
+        "/dev/sdf",
+        "/dev/sdg",
+        "/dev/sdh",
+        "/dev/nvme0",
+        "/dev/nvme1",
+        "/dev/bus/0",
+    ];
+    expected.sort_unstable();
+    assert_eq!(names, expected);
     let dev = |n: &str| r.devices.iter().find(|d| d.name == n).unwrap();
     let hung = dev("/dev/sdg");
     assert_eq!(hung.outcome, Outcome::Timeout);
@@ -281,7 +283,7 @@ fn systemd_socket_activation() {
     let report = wait_for("activated helper", Duration::from_secs(20), || {
         let mut s = UnixStream::connect(&socket).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        read_frame::<Report, _>(&mut s).ok()
+        read_report(&mut s).ok()
     });
     assert_eq!(report.devices.len(), 1);
     assert_eq!(report.devices[0].outcome, Outcome::Ok);

@@ -2,16 +2,18 @@
 //!
 //! ```text
 //! byte 0      version (u8)       1 = the Python original's repr() payload (rejected here)
-//!                                2 = JSON payload (this crate)
+//!                                2 = one JSON report per connection (custos before streaming)
+//!                                3 = JSON payload, a stream of frames (this crate)
 //! bytes 1..9  payload length     u64, little endian
-//! bytes 9..   payload            `length` bytes; for version 2 one UTF-8 JSON document
+//! bytes 9..   payload            `length` bytes: one UTF-8 JSON document
 //! ```
 //!
 //! The original packed the header with Python's `struct.Struct("=BQ")`: native byte order, which
 //! is little endian on every machine it ran on; we make that explicit. A reader refuses any
 //! version other than [`VERSION`] and any length above [`MAX_PAYLOAD`] before it allocates,
-//! so a confused or hostile peer cannot make it reserve gigabytes. One frame per connection:
-//! the helper writes it and closes.
+//! so a confused or hostile peer cannot make it reserve gigabytes. A connection carries a
+//! stream of frames (see [`crate::report::Event`]): one per device as soon as it is read, then
+//! the end of the sweep; the helper then closes.
 
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt;
@@ -19,8 +21,10 @@ use std::io::{Read, Write};
 
 /// Size of the header in bytes.
 pub const HEADER_LEN: usize = 9;
-/// The protocol version this crate writes and the only one it reads: JSON payload.
-pub const VERSION: u8 = 2;
+/// The protocol version this crate writes and the only one it reads: a stream of frames with
+/// JSON payloads. (2 was one report per connection: the exporter could show no drive before
+/// the slowest was read.)
+pub const VERSION: u8 = 3;
 /// The largest payload a reader accepts: 64 MiB. A report of 24 drives read with `-x` is about
 /// 1 MiB; the helper caps each device's smartctl output at 1 MiB, so this holds ~60 full drives
 /// and far more with the default (shorter) reads.
@@ -41,6 +45,8 @@ pub enum WireError {
     TrailingData { extra: u64 },
     /// The payload is not the JSON document expected.
     Payload(serde_json::Error),
+    /// The end of a sweep announced another number of devices than came before it.
+    Count { announced: u32, received: usize },
 }
 
 impl fmt::Display for WireError {
@@ -65,6 +71,13 @@ impl fmt::Display for WireError {
                 write!(f, "{extra} unexpected bytes after the frame")
             }
             WireError::Payload(e) => write!(f, "frame payload is not a valid report: {e}"),
+            WireError::Count {
+                announced,
+                received,
+            } => write!(
+                f,
+                "the sweep's end announces {announced} devices, {received} came before it"
+            ),
         }
     }
 }
@@ -166,6 +179,33 @@ pub fn read_frame<T: DeserializeOwned, R: Read>(r: &mut R) -> Result<T, WireErro
     let mut body = Vec::new();
     r.take(len).read_to_end(&mut body).map_err(WireError::Io)?;
     decode_payload(len, &body)
+}
+
+/// Reads a whole stream (device frames, then the end of the sweep) from `r` into a
+/// [`Report`](crate::Report); for clients that need no drive before the last.
+pub fn read_report<R: Read>(r: &mut R) -> Result<crate::Report, WireError> {
+    let mut devices = Vec::new();
+    loop {
+        match read_frame::<crate::Event, R>(r)? {
+            crate::Event::Device(d) => devices.push(d),
+            crate::Event::Done(summary) => {
+                check_count(&summary, devices.len())?;
+                return Ok(crate::Report::new(summary, devices));
+            }
+        }
+    }
+}
+
+/// The end of a sweep must count the device frames that came before it.
+pub fn check_count(summary: &crate::Summary, received: usize) -> Result<(), WireError> {
+    if u64::from(summary.devices) == received as u64 {
+        Ok(())
+    } else {
+        Err(WireError::Count {
+            announced: summary.devices,
+            received,
+        })
+    }
 }
 
 /// Fills `buf` unless the stream ends first; returns how many bytes were read.

@@ -3,13 +3,13 @@
 //!
 //! - [`frame`]: the 9-byte header (version, little-endian u64 length) and JSON payload, with
 //!   the reader's version check and size cap.
-//! - [`report`]: the payload: the helper's scan and each device's smartctl JSON.
+//! - [`report`]: the payloads: each device's smartctl JSON as it is read, then the scan.
 
 pub mod frame;
 pub mod report;
 
 pub use frame::{
-    decode, decode_payload, encode, parse_header, read_frame, write_frame, WireError, HEADER_LEN,
-    MAX_PAYLOAD, VERSION,
+    check_count, decode, decode_payload, encode, parse_header, read_frame, read_report,
+    write_frame, WireError, HEADER_LEN, MAX_PAYLOAD, VERSION,
 };
-pub use report::{DeviceReport, Outcome, Report, Scan, Source};
+pub use report::{DeviceReport, Event, Outcome, Report, Scan, Source, Summary};

@@ -1,4 +1,4 @@
-//! What one frame carries: the helper's sweep over all devices.
+//! What the frames carry: the helper's sweep over all devices, one [`Event`] per frame.
 //!
 //! The helper does not interpret smartctl's output beyond checking that it is JSON: each
 //! device's document travels verbatim ([`RawValue`]), so the root side stays small and the
@@ -7,7 +7,32 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// One sweep: the scan and every device read.
+/// One frame of a helper's answer: each device as soon as it is read (in the order reads
+/// finish), then the end of the sweep. So the exporter can publish the drives that answer
+/// while a hung one is still waiting for its timeout.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    Device(DeviceReport),
+    Done(Summary),
+}
+
+/// The end of a sweep: all of a [`Report`] but its devices, which came before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The helper's version (`CARGO_PKG_VERSION`).
+    pub helper_version: String,
+    /// Unix time (seconds) when the sweep started.
+    pub started: u64,
+    /// How long the whole sweep took.
+    pub duration_ms: u64,
+    /// How `smartctl --scan-open` went.
+    pub scan: Scan,
+    /// How many [`Event::Device`] frames came before this one (a reader checks it).
+    pub devices: u32,
+}
+
+/// One sweep, put together from its events: the scan and every device read.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     /// The helper's version (`CARGO_PKG_VERSION`).
@@ -89,6 +114,19 @@ impl DeviceReport {
         match &self.dev_type {
             Some(t) if t.contains(',') => format!("{} {}", self.name, t),
             _ => self.name.clone(),
+        }
+    }
+}
+
+impl Report {
+    /// The report of a finished stream: `summary` and the devices that came before it.
+    pub fn new(summary: Summary, devices: Vec<DeviceReport>) -> Report {
+        Report {
+            helper_version: summary.helper_version,
+            started: summary.started,
+            duration_ms: summary.duration_ms,
+            scan: summary.scan,
+            devices,
         }
     }
 }

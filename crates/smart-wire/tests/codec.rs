@@ -101,9 +101,9 @@ fn wrong_versions_are_rejected_with_a_clear_error() {
     let err = decode::<Report>(&frame).unwrap_err();
     assert!(matches!(err, WireError::UnknownVersion(1)));
     assert!(err.to_string().contains("Python helper"), "{err}");
-    frame[0] = 3;
+    frame[0] = 2;
     let err = read_frame::<Report, _>(&mut frame.as_slice()).unwrap_err();
-    assert_eq!(err.to_string(), "unknown frame version 3 (expected 2)");
+    assert_eq!(err.to_string(), "unknown frame version 2 (expected 3)");
 }
 
 #[test]
@@ -192,4 +192,52 @@ proptest! {
         prop_assert_eq!(back.devices[1].elapsed_ms, ms);
         prop_assert_eq!(&back.devices[1].error, &err);
     }
+}
+
+/// A stream: each device as its own frame, then the end of the sweep counting them.
+#[test]
+fn a_stream_of_devices_then_the_end() {
+    let r = sample();
+    let summary = Summary {
+        helper_version: r.helper_version.clone(),
+        started: r.started,
+        duration_ms: r.duration_ms,
+        scan: r.scan.clone(),
+        devices: r.devices.len() as u32,
+    };
+    let mut stream = Vec::new();
+    let names: Vec<String> = r.devices.iter().map(|d| d.name.clone()).collect();
+    for d in r.devices {
+        stream.extend(encode(&Event::Device(d)).unwrap());
+    }
+    let devices_only = stream.len();
+    stream.extend(encode(&Event::Done(summary.clone())).unwrap());
+    let back = read_report(&mut stream.as_slice()).unwrap();
+    let back_names: Vec<String> = back.devices.iter().map(|d| d.name.clone()).collect();
+    assert_eq!(back_names, names);
+    assert_eq!(back.scan, summary.scan);
+
+    // Cut before the end: truncated, never a report without its scan.
+    let err = read_report(&mut &stream[..devices_only]).unwrap_err();
+    assert!(matches!(err, WireError::Truncated { got: 0, .. }), "{err}");
+    // An end that miscounts: refused.
+    let mut wrong = stream[..devices_only].to_vec();
+    wrong.extend(
+        encode(&Event::Done(Summary {
+            devices: 5,
+            ..summary
+        }))
+        .unwrap(),
+    );
+    let err = read_report(&mut wrong.as_slice()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::Count {
+                announced: 5,
+                received: 2
+            }
+        ),
+        "{err}"
+    );
 }

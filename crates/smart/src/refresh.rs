@@ -1,4 +1,5 @@
-//! Asking the helper: one connection, one frame, on a fixed interval in the background.
+//! Asking the helper: one connection per refresh, on a fixed interval in the background; a
+//! frame per device as the helper reads it, then the end of the sweep.
 //!
 //! A scrape never waits for this: it serves what the last refresh published. A refresh that
 //! fails leaves every drive's last good data in place (their ages keep growing) and sets
@@ -10,11 +11,14 @@ use crate::devicedb::DeviceDb;
 use crate::error::Error;
 use crate::metrics;
 use crate::state::State;
-use custos_smart_wire::{decode_payload, parse_header, Report, WireError, HEADER_LEN};
+use custos_smart_wire::{
+    check_count, decode_payload, parse_header, DeviceReport, Event, Summary, WireError, HEADER_LEN,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
 
 /// What the refresher needs.
 #[derive(Debug)]
@@ -26,44 +30,63 @@ pub struct Refresher {
     pub map: Arc<AttrMap>,
 }
 
-/// Connects to the helper at `socket` and reads its report, all within `timeout`.
-///
-/// The header is checked before anything else is read: a peer that is not the helper (or a
-/// helper of another version) costs 9 bytes, and the payload is read only up to the length
-/// the header announced, growing with what actually arrives.
-pub async fn fetch(socket: &Path, timeout: Duration) -> Result<Report, Error> {
+/// Reads one frame: the header is checked before anything else is read, so a peer that is
+/// not the helper (or a helper of another version) costs 9 bytes; the payload is read only up
+/// to the length the header announced, growing with what actually arrives.
+async fn read_event(stream: &mut UnixStream) -> Result<Event, WireError> {
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    (&mut *stream)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut header)
+        .await
+        .map_err(WireError::Io)?;
+    let Some(h) = header.first_chunk::<HEADER_LEN>() else {
+        return Err(WireError::Truncated {
+            expected: HEADER_LEN as u64,
+            got: header.len() as u64,
+        });
+    };
+    let len = parse_header(h)?;
+    let mut body = Vec::new();
+    (&mut *stream)
+        .take(len)
+        .read_to_end(&mut body)
+        .await
+        .map_err(WireError::Io)?;
+    decode_payload(len, &body)
+}
+
+/// Connects to the helper at `socket` and reads its sweep, all within `timeout`: each device
+/// goes to `on_device` as soon as it arrives; returns the end of the sweep.
+pub async fn fetch(
+    socket: &Path,
+    timeout: Duration,
+    mut on_device: impl FnMut(DeviceReport),
+) -> Result<Summary, Error> {
     let wire = |source| Error::Wire {
         path: socket.to_path_buf(),
         source,
     };
     let work = async {
-        let mut stream = tokio::net::UnixStream::connect(socket)
+        let mut stream = UnixStream::connect(socket)
             .await
             .map_err(|source| Error::Connect {
                 path: socket.to_path_buf(),
                 source,
             })?;
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        (&mut stream)
-            .take(HEADER_LEN as u64)
-            .read_to_end(&mut header)
-            .await
-            .map_err(|e| wire(WireError::Io(e)))?;
-        let Some(h) = header.first_chunk::<HEADER_LEN>() else {
-            return Err(wire(WireError::Truncated {
-                expected: HEADER_LEN as u64,
-                got: header.len() as u64,
-            }));
-        };
-        let len = parse_header(h).map_err(wire)?;
-        // One byte more than announced, to notice trailing data.
-        let mut body = Vec::new();
-        stream
-            .take(len.saturating_add(1))
-            .read_to_end(&mut body)
-            .await
-            .map_err(|e| wire(WireError::Io(e)))?;
-        decode_payload(len, &body).map_err(wire)
+        let mut received = 0;
+        loop {
+            match read_event(&mut stream).await.map_err(wire)? {
+                Event::Device(d) => {
+                    received += 1;
+                    on_device(d);
+                }
+                Event::Done(summary) => {
+                    check_count(&summary, received).map_err(wire)?;
+                    return Ok(summary);
+                }
+            }
+        }
     };
     tokio::time::timeout(timeout, work)
         .await
@@ -74,25 +97,34 @@ pub async fn fetch(socket: &Path, timeout: Duration) -> Result<Report, Error> {
 }
 
 impl Refresher {
-    /// One refresh: ask the helper, update `state`, publish.
+    /// One refresh: ask the helper, publish each drive as it arrives (a hung drive delays
+    /// only itself), then the end of the sweep.
     pub async fn refresh(&self, state: &mut State, store: &SmartStore) {
         let t0 = Instant::now();
-        let result = fetch(&self.socket, self.timeout).await;
+        let result = fetch(&self.socket, self.timeout, |dev| {
+            state.apply_device(dev, SystemTime::now());
+            self.publish(state, store);
+        })
+        .await;
         let now = SystemTime::now();
         match result {
-            Ok(report) => {
+            Ok(summary) => {
                 tracing::info!(
-                    drives = report.devices.len(),
-                    helper_ms = report.duration_ms,
+                    drives = summary.devices,
+                    helper_ms = summary.duration_ms,
                     "refreshed"
                 );
-                state.apply(report, now, t0.elapsed());
+                state.finish_sweep(summary, now, t0.elapsed());
             }
             Err(e) => {
                 tracing::error!("{e}");
                 state.fail(e.to_string(), now, t0.elapsed());
             }
         }
+        self.publish(state, store);
+    }
+
+    fn publish(&self, state: &State, store: &SmartStore) {
         let families = metrics::families(state, &self.db, &self.map);
         store.publish(Published {
             state: state.clone(),
@@ -136,7 +168,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(60)).await;
         });
         let t = Instant::now();
-        let e = fetch(&path, Duration::from_secs(20)).await.unwrap_err();
+        let e = fetch(&path, Duration::from_secs(20), |_| {})
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -165,7 +199,9 @@ mod tests {
             frame.extend_from_slice(b"{}");
             let _ = s.write_all(&frame).await;
         });
-        let e = fetch(&path, Duration::from_secs(20)).await.unwrap_err();
+        let e = fetch(&path, Duration::from_secs(20), |_| {})
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -176,5 +212,99 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    /// A drive is published as soon as its frame arrives, while the sweep still runs (a hung
+    /// drive elsewhere); the end of the sweep then removes a drive it no longer lists.
+    #[tokio::test]
+    async fn each_drive_is_published_as_it_arrives() {
+        use custos_smart_wire::{encode, Scan, Source};
+        use serde_json::value::RawValue;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipc");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let dev = DeviceReport {
+                name: "/dev/sda".into(),
+                dev_type: None,
+                source: Source::Scan,
+                outcome: custos_smart_wire::Outcome::Ok,
+                exit_status: Some(0),
+                error: None,
+                elapsed_ms: 1,
+                smartctl: Some(
+                    RawValue::from_string(
+                        r#"{"smartctl":{"exit_status":0},"temperature":{"current":31}}"#.into(),
+                    )
+                    .unwrap(),
+                ),
+            };
+            s.write_all(&encode(&Event::Device(dev)).unwrap())
+                .await
+                .unwrap();
+            // The rest of the sweep waits for a hung drive.
+            let _ = released.await;
+            let done = Summary {
+                helper_version: "t".into(),
+                started: 0,
+                duration_ms: 1,
+                scan: Scan::default(),
+                devices: 1,
+            };
+            s.write_all(&encode(&Event::Done(done)).unwrap())
+                .await
+                .unwrap();
+        });
+        let store = crate::collector::store();
+        let refresher = Refresher {
+            socket: path,
+            timeout: Duration::from_secs(20),
+            db: Arc::new(DeviceDb::default()),
+            map: Arc::new(AttrMap::builtin()),
+        };
+        let mut state = State::default();
+        // A drive from an earlier sweep that this one will not list.
+        state.apply(
+            custos_smart_wire::Report {
+                helper_version: "t".into(),
+                started: 0,
+                duration_ms: 1,
+                scan: Scan::default(),
+                devices: vec![DeviceReport {
+                    name: "/dev/gone".into(),
+                    dev_type: None,
+                    source: Source::Scan,
+                    outcome: custos_smart_wire::Outcome::Timeout,
+                    exit_status: None,
+                    error: Some("x".into()),
+                    elapsed_ms: 1,
+                    smartctl: None,
+                }],
+            },
+            SystemTime::now(),
+            Duration::ZERO,
+        );
+        let watch = Arc::clone(&store);
+        let refresh = tokio::spawn(async move {
+            refresher.refresh(&mut state, &watch).await;
+            state
+        });
+        let ports = |store: &SmartStore| -> Vec<String> {
+            store.get(crate::collector::KEY).map_or_else(Vec::new, |p| {
+                p.state.drives.iter().map(|d| d.port.clone()).collect()
+            })
+        };
+        let t = Instant::now();
+        while !ports(&store).contains(&"/dev/sda".to_string()) {
+            assert!(t.elapsed() < Duration::from_secs(10), "never published");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!refresh.is_finished(), "published before the sweep's end");
+        release.send(()).unwrap();
+        let state = refresh.await.unwrap();
+        assert!(!state.system_error);
+        assert_eq!(ports(&store), ["/dev/sda"]);
     }
 }

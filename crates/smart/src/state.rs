@@ -4,7 +4,8 @@
 //! their age, until the helper stops listing it; only then do its series disappear.
 
 use crate::model::{self, Doc};
-use custos_smart_wire::{DeviceReport, Outcome, Report, Scan};
+use custos_smart_wire::{DeviceReport, Outcome, Report, Scan, Summary};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -69,41 +70,73 @@ pub struct State {
     pub helper_version: Option<String>,
     /// Drives the helper listed last, sorted by port.
     pub drives: Vec<Drive>,
+    /// Ports read so far in the sweep under way: at its end the other drives vanish.
+    in_sweep: HashSet<String>,
 }
 
 impl State {
-    /// Takes in a report the helper sent at `now`.
+    /// Takes in a whole report the helper sent at `now`.
     pub fn apply(&mut self, report: Report, now: SystemTime, took: Duration) {
-        let mut drives = Vec::with_capacity(report.devices.len());
-        for dev in report.devices {
-            let port = dev.port();
-            let previous = self.drives.iter().find(|d| d.port == port);
-            let good = previous.and_then(|d| d.good.clone());
-            let said = previous.and_then(|d| d.last_read.error.clone());
-            let drive = read_drive(dev, port, good, now);
-            match &drive.last_read.error {
-                // A new reason is an error in the log (shown without -v); the same reason
-                // again at the next refresh only at debug level.
-                Some(e) if said.as_ref() != Some(e) => {
-                    tracing::error!(port = %drive.port, "no fresh data: {e}");
-                }
-                Some(e) => tracing::debug!(port = %drive.port, "still no fresh data: {e}"),
-                None => {}
-            }
-            drives.push(drive);
+        let Report {
+            helper_version,
+            started,
+            duration_ms,
+            scan,
+            devices,
+        } = report;
+        let n = devices.len();
+        for dev in devices {
+            self.apply_device(dev, now);
         }
-        drives.sort_by(|a, b| a.port.cmp(&b.port));
-        drives.dedup_by(|a, b| a.port == b.port);
-        self.drives = drives;
+        let summary = Summary {
+            helper_version,
+            started,
+            duration_ms,
+            scan,
+            devices: u32::try_from(n).unwrap_or(u32::MAX),
+        };
+        self.finish_sweep(summary, now, took);
+    }
+
+    /// Takes in one device of the sweep under way, read at `now`.
+    pub fn apply_device(&mut self, dev: DeviceReport, now: SystemTime) {
+        let port = dev.port();
+        let at = self.drives.binary_search_by(|d| d.port.cmp(&port));
+        let previous = at.ok().map(|i| &self.drives[i]);
+        let good = previous.and_then(|d| d.good.clone());
+        let said = previous.and_then(|d| d.last_read.error.clone());
+        let drive = read_drive(dev, port.clone(), good, now);
+        match &drive.last_read.error {
+            // A new reason is an error in the log (shown without -v); the same reason
+            // again at the next refresh only at debug level.
+            Some(e) if said.as_ref() != Some(e) => {
+                tracing::error!(port = %drive.port, "no fresh data: {e}");
+            }
+            Some(e) => tracing::debug!(port = %drive.port, "still no fresh data: {e}"),
+            None => {}
+        }
+        match at {
+            Ok(i) => self.drives[i] = drive,
+            Err(i) => self.drives.insert(i, drive),
+        }
+        self.in_sweep.insert(port);
+    }
+
+    /// Ends the sweep under way: drives it did not list disappear.
+    pub fn finish_sweep(&mut self, summary: Summary, now: SystemTime, took: Duration) {
+        let seen = std::mem::take(&mut self.in_sweep);
+        self.drives.retain(|d| seen.contains(&d.port));
         self.system_error = false;
         self.last_error = None;
-        self.scan = Some(report.scan);
-        self.helper_version = Some(report.helper_version);
+        self.scan = Some(summary.scan);
+        self.helper_version = Some(summary.helper_version);
         self.finish(now, took);
     }
 
     /// Records a refresh that got no report; drives keep their last data.
     pub fn fail(&mut self, error: String, now: SystemTime, took: Duration) {
+        // Drives read before the failure keep their new data; none vanishes.
+        self.in_sweep.clear();
         self.system_error = true;
         self.last_error = Some(error);
         self.refresh_errors += 1;

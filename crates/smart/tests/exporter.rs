@@ -315,6 +315,33 @@ fn metrics_carry_the_recorded_values() {
     assert!(!exp.log().contains("panicked"), "{}", exp.log());
 }
 
+/// The first scrape after a start does not wait out a hung drive: the others are published
+/// as the helper reads them.
+#[test]
+fn drives_appear_before_a_hung_one_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipc");
+    helper(&socket, "smartctl", Duration::from_secs(8));
+    let t = std::time::Instant::now();
+    let mut exp = Exporter::start(&socket, dir.path(), &[]);
+    let m = exp.wait("the first drives", |m| {
+        m.value("smart_device_temperature_celsius", &port("/dev/sda"))
+            .map(|_| m.clone())
+    });
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    // /dev/sdg hangs until its 8 s timeout: not there yet.
+    assert!(m.find("smart_access_error", &port("/dev/sdg")).is_empty());
+    assert_eq!(
+        m.value("smart_access_error", &port("/dev/nvme0")),
+        Some(0.0)
+    );
+    // Then the sweep ends (and the stand-in's hung process is gone with the timeout).
+    exp.wait("the hung drive's timeout", |m| {
+        (m.value("smart_access_error", &port("/dev/sdg")) == Some(1.0)).then_some(())
+    });
+    assert!(t.elapsed() >= Duration::from_secs(8), "{:?}", t.elapsed());
+}
+
 #[test]
 fn a_machine_without_disks() {
     let dir = tempfile::tempdir().unwrap();
