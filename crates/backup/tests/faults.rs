@@ -256,9 +256,18 @@ fn wrong_passphrase_on_restore_fails_clearly() {
         "restore with a wrong passphrase succeeded:\n{}",
         r.describe()
     );
+    // Issue 16.5: said once, in words (it read `...: wrong passphrase: ... (Unsupported
+    // symmetric algorithm Other(167)): wrong passphrase: ... (Unsupported ...)`).
+    let said = "wrong passphrase, or the copy is not encrypted with this passphrase";
+    assert_eq!(
+        r.stderr_text().matches(said).count(),
+        1,
+        "the wrong passphrase is not said exactly once:\n{}",
+        r.describe()
+    );
     assert!(
-        r.all_text().to_lowercase().contains("passphrase"),
-        "message does not mention the passphrase:\n{}",
+        !r.all_text().contains("Unsupported") && !r.all_text().contains("Other("),
+        "rPGP's garbage-key message leaks:\n{}",
         r.describe()
     );
     assert!(
@@ -279,6 +288,8 @@ fn wrong_passphrase_on_restore_fails_clearly() {
         "verify with a wrong passphrase succeeded:\n{}",
         v.describe()
     );
+    assert_eq!(v.all_text().matches(said).count(), 1, "{}", v.describe());
+    assert!(!v.all_text().contains("Unsupported"), "{}", v.describe());
 }
 
 /// A flipped byte is found by `verify` (naming the object), both when only the object changed
