@@ -116,10 +116,11 @@ impl RunReport {
                 };
                 let stored = s.failure.is_none() && d.result.is_ok();
                 let mut row = Row::new(&s.id, &d.id, status);
-                if stored || s.input_bytes.is_some() {
+                if s.input_bytes.is_some() {
                     row.object.clone_from(&s.object);
                     row.input_bytes = s.input_bytes;
-                    row.stored_bytes = s.stored_bytes;
+                    // What was read, and that nothing of a failed copy was kept here.
+                    row.stored_bytes = if stored { s.stored_bytes } else { Some(0) };
                     row.duration = s.dump;
                 }
                 if let Some(Ok(r)) = &d.retention {
