@@ -286,6 +286,26 @@ fn smtp_uses_offered_starttls_before_sending_the_password() {
     assert!(!run.all_text().contains("offeredpass"));
 }
 
+/// A local relay whose offered STARTTLS cannot be verified (Debian's snakeoil certificate):
+/// with no password at stake the mail still goes, as it did before STARTTLS was used.
+#[test]
+fn smtp_without_a_password_falls_back_when_offered_starttls_fails() {
+    let certs = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = pki(certs.path());
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let Some(server) = Smtpd::start(&["--starttls", cert_s, key_s, "--starttls-optional"]) else {
+        return;
+    };
+    let mut f = Fixture::new(false);
+    let run = f.run(vec![smtp_notification(server.port, json!({}))]);
+    run.assert_code(0);
+    let m = mails(server.path(), 1);
+    assert_eq!(
+        (m[0]["tls"].as_bool(), m[0]["authenticated"].as_bool()),
+        (Some(false), Some(false))
+    );
+}
+
 /// An IPv4 address of this machine that is not loopback (`hostname -I`), if any.
 fn non_loopback_address() -> Option<String> {
     let out = Command::new("hostname").arg("-I").output().ok()?;
@@ -331,6 +351,40 @@ fn smtp_refuses_plaintext_auth_to_a_remote_host_unless_allowed() {
     assert!(!run.all_text().contains("remotepass"));
     std::thread::sleep(Duration::from_millis(300));
     assert!(!server.path().join("1.json").exists(), "a mail was sent");
+    // STARTTLS offered but its certificate is not trusted: no fallback to plain text with a
+    // password at stake.
+    let certs = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = pki(certs.path());
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let Some(untrusted) = Smtpd::start_on(
+        &addr,
+        &[
+            "--starttls",
+            cert_s,
+            key_s,
+            "--starttls-optional",
+            "--auth",
+            "u:remotepass",
+        ],
+    ) else {
+        return;
+    };
+    let mut h = Fixture::new(false);
+    let run = h.run(vec![smtp_notification(
+        untrusted.port,
+        json!({"host": addr, "credentials": creds}),
+    )]);
+    run.assert_code(1);
+    assert!(
+        run.stdout_text().contains(&format!(
+            "- -> notify:smtp: SMTP {addr}:{}: ",
+            untrusted.port
+        )),
+        "{}",
+        run.describe()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!untrusted.path().join("1.json").exists(), "a mail was sent");
     // Allowed by the key: it logs in over plain text, as asked.
     let mut g = Fixture::new(false);
     g.run(vec![smtp_notification(
