@@ -40,6 +40,13 @@ pub enum NotifyError {
         detail: String,
         transient: bool,
     },
+    /// Credentials would go over an unencrypted connection to a host that is not loopback.
+    #[error(
+        "SMTP {server}: refusing to send the password over an unencrypted connection (the \
+         server offers no STARTTLS): set use_tls or use_ssl if it has TLS, or \
+         allow_plaintext_auth: true to send it in clear"
+    )]
+    PlaintextAuth { server: String },
     /// Writing a file failed.
     #[error("{}: {source}", path.display())]
     File {
@@ -59,6 +66,7 @@ impl NotifyError {
                 *status >= 500 || *status == 429 || *status == 408
             }
             NotifyError::Smtp { transient, .. } => *transient,
+            NotifyError::PlaintextAuth { .. } => false,
             NotifyError::File { source, .. } => crate::report::io_retryable(source),
         }
     }
