@@ -449,8 +449,23 @@ fn a_throttling_endpoint_is_retried_then_fails_only_that_destination() {
     let r = run_job(&cfg);
     r.assert_code(1);
     let err = r.stderr_text();
+    // Each retried operation is one WARN line (not one per attempt), naming the status and
+    // the service's error code.
+    let warn_lines = |op: &str| {
+        err.lines()
+            .filter(|l| l.contains(" WARN ") && l.contains(&format!("operation=\"{op}\"")))
+            .collect::<Vec<_>>()
+    };
+    let lists = warn_lines("list");
+    assert_eq!(lists.len(), 1, "{}", r.describe());
     assert!(
-        err.contains("transient failure; retrying"),
+        lists[0].contains("gave up after 4 attempts") && lists[0].contains("HTTP 503"),
+        "{}",
+        r.describe()
+    );
+    assert!(lists[0].contains("SlowDown"), "{}", r.describe());
+    assert!(
+        !err.contains("transient failure; retrying"),
         "{}",
         r.describe()
     );
@@ -467,6 +482,57 @@ fn a_throttling_endpoint_is_retried_then_fails_only_that_destination() {
     let l = list(&cfg);
     l.assert_code(1);
     assert!(l.stderr_text().contains("s3"), "{}", l.describe());
+}
+
+/// A closed port as `endpoint_url` (s3 and minio): the error names the refusal and the
+/// endpoint, and the retries of each operation make one WARN line, not one per attempt.
+#[test]
+fn a_refused_endpoint_is_named_with_its_cause_and_warned_once() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("a.txt"), b"refused").expect("write");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(s3_destination("s3", port, "bk"))
+        .destination(minio_destination("minio", port, "bk"));
+    let cfg = job.write();
+    let r = run_job(&cfg);
+    r.assert_code(1);
+    let err = r.stderr_text();
+    let want = format!("request to http://127.0.0.1:{port} failed: connection refused");
+    for id in ["s3", "minio"] {
+        let errors: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(" ERROR ") && l.contains(&format!("destination={id}")))
+            .collect();
+        assert_eq!(errors.len(), 1, "{id}: {}", r.describe());
+        assert!(errors[0].contains(&want), "{id}: {}", r.describe());
+        assert!(
+            !errors[0].contains("error sending request"),
+            "{}",
+            r.describe()
+        );
+        let list_warnings = err
+            .lines()
+            .filter(|l| {
+                l.contains(" WARN ")
+                    && l.contains(&format!("destination=\"{id}\""))
+                    && l.contains("operation=\"list\"")
+            })
+            .count();
+        assert_eq!(list_warnings, 1, "{id}: {}", r.describe());
+    }
+    assert!(
+        !err.contains("transient failure; retrying"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stdout_text().contains(&want), "{}", r.describe());
 }
 
 /// `upload_rate_limit` paces a destination: 3 MiB of incompressible data at 1 MiB/s take

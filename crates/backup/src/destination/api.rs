@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{runtime, DestinationError, ErrorKind};
+use super::{cause, runtime, DestinationError, ErrorKind};
 
 /// Longest part of an error answer kept in a message.
 const MAX_ERROR_BODY: usize = 300;
@@ -88,8 +88,8 @@ impl Call<'_> {
                 ErrorKind::Other,
                 format!("no answer within {} s (stall_timeout)", timeout.as_secs()),
             )),
-            // Without the URL: it can carry a token in its query.
-            Ok(Err(e)) => Err(self.error(ErrorKind::Transient, describe(&e.without_url()))),
+            // Names the endpoint, not the URL: its query can carry a token.
+            Ok(Err(e)) => Err(self.error(ErrorKind::Transient, cause::describe(&e))),
             Ok(Ok(a)) => Ok(a),
         }
     }
@@ -122,18 +122,6 @@ impl Call<'_> {
         serde_json::from_slice(&body)
             .map_err(|e| self.error(ErrorKind::Other, format!("unexpected answer: {e}")))
     }
-}
-
-/// A reqwest error with its causes (connection refused, reset, TLS) in one line.
-fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    out
 }
 
 /// JSON for an HTTP header (Dropbox-API-Arg): non-ASCII characters as `\u` escapes (`\u00e9`), as
