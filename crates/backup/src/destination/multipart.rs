@@ -133,7 +133,7 @@ impl<K: SigningCredential> MultipartUploads<K> {
                     "list incomplete uploads",
                     prefix,
                     status_kind(status),
-                    format!("{status} {}", error_code(&body)),
+                    format!("HTTP {status}: {}", error_code(&body)),
                 ));
             }
             let page = parse_uploads(&body);
@@ -158,7 +158,7 @@ impl<K: SigningCredential> MultipartUploads<K> {
                         "abort upload of",
                         key,
                         status_kind(status),
-                        format!("{status} {}", error_code(&body)),
+                        format!("HTTP {status}: {}", error_code(&body)),
                     ));
                 }
                 tracing::info!(destination = %self.destination, object = %key,
