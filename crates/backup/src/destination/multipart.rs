@@ -116,7 +116,20 @@ impl<K: SigningCredential> MultipartUploads<K> {
     async fn remove_all(&self, prefix: &str) -> Result<Vec<String>, DestinationError> {
         let mut removed = Vec::new();
         let mut markers: Option<(String, String)> = None;
+        let mut pages = 0;
         loop {
+            pages += 1;
+            if pages > super::api::MAX_PAGES {
+                return Err(self.fail(
+                    "list incomplete uploads",
+                    prefix,
+                    ErrorKind::Other,
+                    format!(
+                        "listing not finished after {} pages; stopped",
+                        super::api::MAX_PAGES
+                    ),
+                ));
+            }
             let mut url = format!("{}?uploads&prefix={}", self.bucket_url, query(prefix));
             if let Some((key, id)) = &markers {
                 url.push_str(&format!(
