@@ -7,8 +7,8 @@
 
 use std::error::Error;
 
-/// `<what> to <scheme://host:port>: <cause>`; the URL's path and query are left out (a query
-/// can carry a token).
+/// `request to <scheme://host:port> failed: <cause>` (just the cause when no URL is known);
+/// the URL's path and query are left out (a query can carry a token).
 pub fn describe(e: &(dyn Error + 'static)) -> String {
     let levels = chain(e);
     let endpoint = levels.iter().find_map(|l| {
@@ -18,7 +18,7 @@ pub fn describe(e: &(dyn Error + 'static)) -> String {
             None => origin(url),
         })
     });
-    let bottom = levels[levels.len() - 1];
+    let bottom = levels.last().copied().unwrap_or(e);
     let mut cause = match bottom.downcast_ref::<reqwest::Error>() {
         // reqwest's own message (no deeper cause) names the whole URL: keep the origin only.
         Some(r) => match r.url() {
@@ -48,11 +48,13 @@ pub fn describe(e: &(dyn Error + 'static)) -> String {
 /// cycle would be).
 fn chain<'a>(e: &'a (dyn Error + 'static)) -> Vec<&'a (dyn Error + 'static)> {
     let mut out = vec![e];
-    while let Some(next) = out[out.len() - 1].source() {
+    let mut cur = e.source();
+    while let Some(next) = cur {
         if out.len() == 32 {
             break;
         }
         out.push(next);
+        cur = next.source();
     }
     out
 }
