@@ -270,6 +270,34 @@ fn healthchecks_and_uptime_kuma_get_their_success_signals() {
     );
 }
 
+/// The healthchecks service refuses connections for a moment (a restart, a network blip):
+/// the start ping is retried until it arrives, the run succeeds, and the other notifier is
+/// not held up by the retries.
+#[test]
+fn a_refused_healthchecks_ping_is_retried_and_arrives() {
+    let port = closed_port();
+    let later = Receiver::start_later(port, Duration::from_millis(700), Behaviour::default());
+    let other = Receiver::start(Behaviour::default());
+    let mut f = Fixture::new(false);
+    let started = Instant::now();
+    let run = f.run(vec![
+        json!({"type": "healthchecks", "url": format!("http://127.0.0.1:{port}/ping/hcuuid")}),
+        both(json!({"id": "other", "type": "slack", "url": other.url("/hook/x")})),
+    ]);
+    run.assert_code(0);
+    let guard = later.lock().unwrap();
+    let rx = guard.as_ref().expect("the receiver listens by now");
+    let targets: Vec<String> = rx.at("/ping/").iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        targets,
+        ["/ping/hcuuid/start", "/ping/hcuuid"],
+        "{}",
+        run.describe()
+    );
+    assert_eq!(other.requests().len(), 1, "{}", run.describe());
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
 #[test]
 fn failing_notifiers_are_reported_and_never_stop_the_others() {
     let good = Receiver::start(Behaviour::default());
