@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod missing;
 mod secret;
 mod unknown;
 pub use secret::Secret;
@@ -118,6 +119,15 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
 pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
     let de = yaml_serde::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
+        // A document broken further down (a bad indent) can fail as "missing field" before
+        // the parser reaches the broken line: the syntax error is the cause.
+        if let Err(syntax) = yaml_serde::from_str::<yaml_serde::Value>(text) {
+            return ConfigError::Parse {
+                file: file.to_owned(),
+                key: KeyPrefix(String::new()),
+                message: syntax.to_string(),
+            };
+        }
         let key = e.path().to_string();
         let message = e.into_inner().to_string();
         // The YAML parser already prefixes some messages with the path; say it once.
