@@ -28,8 +28,8 @@ struct Cli {
     /// Log everything (debug level).
     #[arg(short = 'd', long = "debug", global = true)]
     debug: bool,
-    /// A key in the job file that nothing reads is an error, not a warning (implied by
-    /// --dry-run, for checking job files in CI).
+    /// A key in the job file that nothing reads is an error, not a warning (for checking job
+    /// files in CI; add it to --dry-run for that).
     #[arg(long, global = true)]
     strict: bool,
     #[command(subcommand)]
@@ -189,7 +189,8 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
             dry_run,
             lock_wait,
         } => {
-            let job = commands::load(config, Strictness::from_flag(cli.strict || *dry_run))?;
+            // A dry run validates exactly as a run does: it answers "would this run?".
+            let job = commands::load(config, strictness)?;
             if let Err(e) = interrupt::install() {
                 tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
             }

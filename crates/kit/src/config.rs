@@ -96,6 +96,34 @@ impl ConfigError {
         }
     }
 
+    /// A required key (`wanted`) is missing and an unknown key (`typo`, at key path `key`,
+    /// on `line` of the file when known) looks like it: name both, the typo first.
+    pub fn misspelt(
+        file: impl Into<PathBuf>,
+        key: impl Into<String>,
+        typo: &str,
+        wanted: &str,
+        line: Option<usize>,
+    ) -> Self {
+        let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        ConfigError::Parse {
+            file: file.into(),
+            key: KeyPrefix(key.into()),
+            message: format!(
+                "unknown key `{typo}`{line}, did you mean `{wanted}`? (`{wanted}` is required)"
+            ),
+        }
+    }
+
+    /// The required key a "missing field" error is about (for callers that know more keys of
+    /// the mapping than the part that failed, and look for its typo there).
+    pub fn missing_key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Parse { message, .. } => missing::missing_field(message),
+            _ => None,
+        }
+    }
+
     /// The key path the error is about, if any (used by tests and callers that re-word errors).
     pub fn key(&self) -> Option<&str> {
         match self {

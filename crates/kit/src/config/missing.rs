@@ -37,22 +37,17 @@ pub(super) fn explain(
     unknown: &[UnknownKey],
 ) -> Option<ConfigError> {
     let wanted = missing_field(&failure.message)?;
-    let error = |key: String, message: String| ConfigError::Parse {
-        file: file.to_owned(),
-        key: KeyPrefix(key),
-        message,
-    };
     if let Some(typo) = unknown
         .iter()
         .find(|k| child_name(&failure.path, &k.key).is_some_and(|n| similar(n, wanted)))
     {
         let name = child_name(&failure.path, &typo.key).unwrap_or_default();
-        return Some(error(
+        return Some(ConfigError::misspelt(
+            file,
             join(at, &typo.key),
-            format!(
-                "unknown key `{name}`{}, did you mean `{wanted}`? (`{wanted}` is required)",
-                on_line(context.text, name)
-            ),
+            name,
+            wanted,
+            key_line(context.text, name),
         ));
     }
     let mut message = if rewritten {
@@ -64,17 +59,23 @@ pub(super) fn explain(
         .doc
         .and_then(|doc| misplaced(doc, &failure.segments, wanted))
     {
+        let line = key_line(context.text, wanted)
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
         message.push_str(&format!(
-            "; a `{wanted}` key is at `{}`{}: check its indentation",
+            "; a `{wanted}` key is at `{}`{line}: check its indentation",
             join(at, &elsewhere),
-            on_line(context.text, wanted)
         ));
     }
-    Some(error(join(at, &failure.path), message))
+    Some(ConfigError::Parse {
+        file: file.to_owned(),
+        key: KeyPrefix(join(at, &failure.path)),
+        message,
+    })
 }
 
 /// The field of serde's "missing field `x`" message.
-fn missing_field(message: &str) -> Option<&str> {
+pub(super) fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
     rest.split_once('`').map(|(name, _)| name)
 }
@@ -105,18 +106,15 @@ fn name_the_position(message: &str, format: Format) -> String {
     }
 }
 
-/// ` (line N)` when `name` is a key on exactly one line of `text`.
-fn on_line(text: Option<&str>, name: &str) -> String {
-    let Some(text) = text else {
-        return String::new();
-    };
-    let mut lines = text
+/// The line (1-based) of `text` that holds `name` as a key, when exactly one does.
+fn key_line(text: Option<&str>, name: &str) -> Option<usize> {
+    let mut lines = text?
         .lines()
         .enumerate()
         .filter(|(_, l)| is_key_line(l, name));
     match (lines.next(), lines.next()) {
-        (Some((i, _)), None) => format!(" (line {})", i + 1),
-        _ => String::new(),
+        (Some((i, _)), None) => Some(i + 1),
+        _ => None,
     }
 }
 
@@ -308,7 +306,7 @@ mod tests {
         assert!(is_key_line("  - burp_hots: x", "burp_hots"));
         assert!(is_key_line("    \"burp_hots\" : 1,", "burp_hots"));
         assert!(!is_key_line("    burp_hotsy: 1", "burp_hots"));
-        assert_eq!(on_line(Some("a: 1\nb: 2\na: 3\n"), "a"), "");
-        assert_eq!(on_line(Some("a: 1\nb: 2\n"), "b"), " (line 2)");
+        assert_eq!(key_line(Some("a: 1\nb: 2\na: 3\n"), "a"), None);
+        assert_eq!(key_line(Some("a: 1\nb: 2\n"), "b"), Some(2));
     }
 }
