@@ -721,6 +721,39 @@ fn config_errors_exit_2_naming_the_json_path() {
     assert_eq!(r.code(), Some(2), "usage error:\n{}", r.describe());
 }
 
+/// The flags an `Options:` list of a `--help` text names (`-n, --dry-run`, `--lock-wait`).
+fn help_flags(help: &str) -> Vec<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .flat_map(|l| {
+            let spec = l.split("  ").next().unwrap_or_default();
+            spec.split([',', ' '])
+                .filter(|w| w.starts_with('-'))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `backup --help` shows every flag of `run`, since the original's form `backup [-n] CONFIG`
+/// takes them without the word `run` (it once lacked `-n/--dry-run`).
+#[test]
+fn help_shows_every_flag_of_run() {
+    let top = backup(["--help"]);
+    top.assert_code(0);
+    let top = help_flags(&top.stdout_text());
+    let run = backup(["run", "--help"]);
+    run.assert_code(0);
+    let run = help_flags(&run.stdout_text());
+    for want in ["-n", "--dry-run", "--lock-wait", "--strict", "-v", "-d"] {
+        assert!(run.iter().any(|f| f == want), "{want} not in {run:?}");
+    }
+    for flag in &run {
+        assert!(top.contains(flag), "`backup --help` lacks {flag}: {top:?}");
+    }
+}
+
 /// A key nothing reads is a warning naming file, key path and nearest known key, and the job
 /// runs (as the original, which ignores such keys); `--strict` makes it exit 2, and a dry run
 /// validates exactly as a run (a warning, exit 0) unless `--strict` is given too.
