@@ -166,7 +166,7 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
         ConfigError::Parse {
             file: file.to_owned(),
             key: KeyPrefix(key),
-            message,
+            message: unknown::plain_types(&message),
         }
     })
 }

@@ -107,7 +107,7 @@ fn name_the_position(message: &str, format: Format) -> String {
 }
 
 /// The line (1-based) of `text` that holds `name` as a key, when exactly one does.
-fn key_line(text: Option<&str>, name: &str) -> Option<usize> {
+pub(super) fn key_line(text: Option<&str>, name: &str) -> Option<usize> {
     let mut lines = text?
         .lines()
         .enumerate()

@@ -435,17 +435,54 @@ impl Failure {
         if let Some(error) = missing::explain(&self, file, at, rewritten, context, unknown) {
             return error;
         }
-        let message = if rewritten {
+        let mut message = if rewritten {
             without_position(&self.message)
         } else {
-            self.message
+            self.message.clone()
         };
+        // The position of the rewritten copy was dropped: the key's line in the file instead.
+        if message.len() != self.message.len() {
+            if let Some(Segment::Key(k)) = self.segments.last() {
+                if let Some(line) = missing::key_line(context.text, k) {
+                    message.push_str(&format!(" (line {line})"));
+                }
+            }
+        }
         ConfigError::Parse {
             file: file.to_owned(),
             key: KeyPrefix(join(at, &self.path)),
-            message,
+            message: plain_types(&message),
         }
     }
+}
+
+/// serde names Rust types (`invalid type: string "abc", expected u16`); the reader of a config
+/// error needs what to write instead.
+pub(super) fn plain_types(message: &str) -> String {
+    const TYPES: &[(&str, &str)] = &[
+        ("u8", "a whole number 0-255"),
+        ("u16", "a whole number 0-65535"),
+        ("u32", "a whole number 0-4294967295"),
+        ("u64", "a whole number, 0 or more"),
+        ("usize", "a whole number, 0 or more"),
+        ("i8", "a whole number -128-127"),
+        ("i16", "a whole number -32768-32767"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+    ];
+    for (rust, words) in TYPES {
+        let pattern = format!("expected {rust}");
+        let Some(i) = message.find(&pattern) else {
+            continue;
+        };
+        let rest = &message[i + pattern.len()..];
+        if rest.is_empty() || rest.starts_with([' ', ',']) {
+            return format!("{}expected {words}{rest}", &message[..i]);
+        }
+    }
+    message.to_owned()
 }
 
 /// A parser message without its trailing ` at line L column C`.
@@ -706,6 +743,31 @@ mod tests {
         assert_eq!(nearest_known("nmae", mysql), Some("name"));
         assert_eq!(nearest_known("DBHOST", mysql), Some("dbhost"));
         assert_eq!(nearest_known("x", []), None);
+    }
+
+    #[test]
+    fn wrong_types_are_said_in_words_with_the_line_of_their_key() {
+        // Before the unknown key: the parser's own position is kept.
+        let err = parse_yaml_lenient::<Job>(
+            Path::new("f.yaml"),
+            "sources:\n  - dbname: a\n    port: abc\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml: sources[0].port: invalid type: string \"abc\", expected a whole number \
+             0-65535 at line 3 column 11"
+        );
+        // After an unknown key was dropped: the key's line in the file, not the copy's.
+        let text = "sources:\n  - dbname: a\n    colour: red\n    port: 70000\n";
+        let err = parse_yaml_lenient::<Job>(Path::new("f.yaml"), text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml: sources[0].port: invalid value: integer `70000`, expected a whole number \
+             0-65535 (line 4)"
+        );
+        assert_eq!(plain_types("expected u160"), "expected u160");
+        assert_eq!(plain_types("x, expected f64"), "x, expected a number");
     }
 
     #[test]
