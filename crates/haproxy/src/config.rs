@@ -449,22 +449,40 @@ pub fn redact_userinfo(url: &str) -> String {
     url.to_string()
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumberOrText {
-    Number(f64),
-    Text(String),
-}
+/// A number, or text that reads as one (the original's `float()`); absent or null is `None`.
+/// The visitor says what its field holds (`a port 1-65535`, `a number of seconds`) in every
+/// error, and errors point at the value, not at the enclosing mapping.
+struct LenientNumber(&'static str);
 
-/// A number, or text that reads as one (the original's `float()`); `expected` says what the
-/// field holds, for the error (`a port 1-65535`, `a number of seconds`).
-fn to_f64<E: serde::de::Error>(v: NumberOrText, expected: &str) -> Result<f64, E> {
-    match v {
-        NumberOrText::Number(n) => Ok(n),
-        NumberOrText::Text(s) => s
-            .trim()
+impl<'de> serde::de::Visitor<'de> for LenientNumber {
+    type Value = Option<f64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Option<f64>, E> {
+        Ok(Some(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Option<f64>, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Option<f64>, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<f64>, E> {
+        v.trim()
             .parse()
-            .map_err(|_| E::custom(format!("expected {expected}, got {s:?}"))),
+            .map(Some)
+            .map_err(|_| E::custom(format!("expected {}, got {v:?}", self.0)))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<f64>, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
@@ -472,20 +490,18 @@ const SECONDS: &str = "a number of seconds";
 const PORT: &str = "a port 1-65535";
 
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    to_f64(NumberOrText::deserialize(d)?, SECONDS)
+    d.deserialize_any(LenientNumber(SECONDS))?
+        .ok_or_else(|| serde::de::Error::custom(format!("expected {SECONDS}, got nothing")))
 }
 
 fn opt_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    Option::<NumberOrText>::deserialize(d)?
-        .map(|v| to_f64(v, SECONDS))
-        .transpose()
+    d.deserialize_any(LenientNumber(SECONDS))
 }
 
 fn opt_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    let Some(v) = Option::<NumberOrText>::deserialize(d)? else {
+    let Some(n) = d.deserialize_any(LenientNumber(PORT))? else {
         return Ok(None);
     };
-    let n = to_f64::<D::Error>(v, PORT)?;
     if n.fract() == 0.0 && (1.0..=65535.0).contains(&n) {
         Ok(Some(n as u16))
     } else {

@@ -69,6 +69,18 @@ fn a_bad_number_says_what_its_field_expects() {
         stderr.contains("expected a number of seconds, got \"often\""),
         "{stderr}"
     );
+    // Neither a number nor text: the field's expectation and the value's own line (not the
+    // enclosing mapping's, nor the parser's internal type name).
+    let path = write(dir.path(), &GOOD.replace("port: 12201", "port: [12201]"));
+    let (code, stderr) = check(&path);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "backends.graylog.port: invalid type: sequence, expected a port 1-65535 at line 5"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("NumberOrText"), "{stderr}");
 }
 
 /// A misspelt required key is named as the typo, both for a server (serde's required field)
