@@ -27,8 +27,8 @@ struct Cli {
     /// Log everything (debug level).
     #[arg(short = 'd', long = "debug", global = true)]
     debug: bool,
-    /// A key in the job file that nothing reads is an error, not a warning (for checking job
-    /// files in CI; add it to --dry-run for that).
+    /// A key in the job file that nothing reads is an error, not a warning (with --dry-run:
+    /// checks a job file in CI).
     #[arg(long, global = true)]
     strict: bool,
     #[command(subcommand)]

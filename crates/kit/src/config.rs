@@ -12,7 +12,13 @@
 //! the known sibling keys from serde's "unknown field" error, drops the key and deserializes
 //! again. Keys skipped by structs without it are still found (`serde_ignored`), without a
 //! nearest key. Callers that deserialize parts of a document themselves use
-//! [`from_json_value`] and then [`check_unknown`].
+//! [`from_json_value`] and then [`check_unknown`]. A nearest key is offered only when it is
+//! close: a far-off hint sends the user the wrong way.
+//!
+//! **Missing keys.** serde's "missing field" hides the cause; the loader names it: a close
+//! unknown key at the same place is the typo ([`ConfigError::misspelt`]), a key of that name
+//! elsewhere was indented into the wrong mapping, and a syntax error further down (a broken
+//! indent) is reported instead of the "missing field" the parser met first.
 
 use serde::de::DeserializeOwned;
 use std::fmt;
