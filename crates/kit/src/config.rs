@@ -180,10 +180,20 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
 /// Parses JSON text (already read from `file`) into `T`, naming the failing key path.
 pub fn parse_json<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigError::Parse {
-        file: file.to_owned(),
-        key: KeyPrefix(e.path().to_string()),
-        message: e.into_inner().to_string(),
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // As for YAML: a syntax error further down is the cause of an earlier "missing field".
+        if let Err(syntax) = serde_json::from_str::<serde_json::Value>(text) {
+            return ConfigError::Parse {
+                file: file.to_owned(),
+                key: KeyPrefix(String::new()),
+                message: syntax.to_string(),
+            };
+        }
+        ConfigError::Parse {
+            file: file.to_owned(),
+            key: KeyPrefix(e.path().to_string()),
+            message: unknown::plain_types(&e.into_inner().to_string()),
+        }
     })?;
     de.end().map_err(|e| ConfigError::Parse {
         file: file.to_owned(),
@@ -282,6 +292,34 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("servers[0]"), "{msg}");
         assert!(msg.contains("missing field `port`"), "{msg}");
+    }
+
+    #[test]
+    fn json_syntax_error_after_a_missing_field_is_the_one_reported() {
+        // serde_json meets the end of servers[0] (no `port`) before the broken line.
+        let err = parse_json::<Root>(
+            Path::new("j.json"),
+            "{\"servers\": [{\"name\": \"a\"}]\n \"x\" }",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains("missing field"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        let err = parse_json_lenient::<Root>(
+            Path::new("j.json"),
+            "{\"servers\": [{\"name\": \"a\"}]\n \"x\" }",
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("missing field"), "{err}");
+        let err = parse_json::<Root>(
+            Path::new("j.json"),
+            r#"{"servers":[{"name":"a","port":"x"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("expected a whole number 0-65535"),
+            "{err}"
+        );
     }
 
     #[test]
