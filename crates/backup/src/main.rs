@@ -182,8 +182,9 @@ fn main() -> ExitCode {
                 None if e.is_usage() => 2,
                 None => 1,
             };
-            // anyhow's alternate form: the message and each of its causes, `: `-joined.
-            eprintln!("backup: {:#}", anyhow::Error::from(e));
+            // The message and each cause it does not already quote, `: `-joined (anyhow's
+            // `{:#}` printed a cause twice when the message quotes it).
+            eprintln!("backup: {}", custos_kit::error::chain(&e));
             ExitCode::from(code)
         }
     }

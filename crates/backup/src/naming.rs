@@ -260,6 +260,16 @@ impl fmt::Display for ObjectName {
     }
 }
 
+/// What a stored name is to the engine: one of its objects or that object's sidecar.
+/// Every store's listing goes through this one parser, so retention and restore agree on
+/// what is a copy and leave everything else (foreign files, odd names) alone.
+pub fn parse_stored(name: &str) -> Option<(ObjectName, bool)> {
+    match name.strip_suffix(SIDECAR_SUFFIX) {
+        Some(base) => ObjectName::parse(base).map(|o| (o, true)),
+        None => ObjectName::parse(name).map(|o| (o, false)),
+    }
+}
+
 /// `{object}.sha256`.
 pub fn sidecar_name(object: &str) -> String {
     format!("{object}{SIDECAR_SUFFIX}")

@@ -274,11 +274,11 @@ pub fn run(
             tee.abort_all();
             return Err(PipelineError::Compress(e));
         }
-        Err(FeedError::Downstream) => {
+        Err(FeedError::Downstream { read }) => {
             // Stage 2 stopped: all destinations failed, or encryption failed (reported below).
             if tee.live() == 0 {
                 drop(stream);
-                return Ok(outcome(tee, 0, failed));
+                return Ok(outcome(tee, read, failed));
             }
             tee.abort_all();
             return Err(stage2_result
@@ -344,6 +344,13 @@ fn finish_outcome(
         if result.is_ok() {
             let t = Instant::now();
             result = write_small(*d, &sidecar, body.as_bytes());
+            if result.is_err() {
+                // An object without its sidecar is no good copy (retention and verify would
+                // count it): take it away, so nothing of the failed copy stays.
+                if let Err(e) = d.delete(object) {
+                    tracing::warn!(destination = %d.id(), object, "cannot remove the object whose sidecar failed: {e}");
+                }
+            }
             upload += t.elapsed();
         }
         outcomes.push(DestinationOutcome {
@@ -392,8 +399,11 @@ fn forward(reader: &mut ChannelReader, out: &mut ChannelWriter) -> io::Result<()
 pub(super) enum FeedError {
     Source(SourceError),
     Compress(io::Error),
-    /// Stage 2 hung up (it failed or has no destination left).
-    Downstream,
+    /// Stage 2 hung up (it failed or has no destination left) after `read` bytes of the
+    /// source had been read.
+    Downstream {
+        read: u64,
+    },
 }
 
 /// Reads the source to its end into the compressor; returns the bytes read.
@@ -431,17 +441,17 @@ fn feed(
             p(total);
         }
         if let Err(e) = compressor.write_all(&buf[..n]) {
-            break Err(compressor.classify(e));
+            break Err(compressor.classify(e, total));
         }
     };
     match result {
         Ok(()) => match compressor.finish() {
             Ok(mut sink) => match sink.flush_chunk() {
                 Ok(()) => Ok(total),
-                Err(_) => Err(FeedError::Downstream),
+                Err(_) => Err(FeedError::Downstream { read: total }),
             },
             Err((e, hung_up)) => Err(if hung_up {
-                FeedError::Downstream
+                FeedError::Downstream { read: total }
             } else {
                 FeedError::Compress(e)
             }),

@@ -220,10 +220,16 @@ pub fn list(destinations: &[&dyn Destination], source_id: Option<&str>) -> Listi
         };
         let names: std::collections::HashSet<&str> =
             objects.iter().map(|o| o.name.as_str()).collect();
+        // A store that normalizes keys (`src//STAMP/..` read as `src/STAMP/..`) can list one
+        // name twice: it is one copy.
+        let mut seen = std::collections::HashSet::new();
         for o in &objects {
-            let Some(name) = ObjectName::parse(&o.name) else {
+            let Some((name, false)) = naming::parse_stored(&o.name) else {
                 continue;
             };
+            if !seen.insert(o.name.as_str()) {
+                continue;
+            }
             let has_sidecar = names.contains(naming::sidecar_name(&o.name).as_str());
             listing.copies.push(Copy {
                 destination: d.id().to_string(),

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::destination::{Destination, DestinationError, ObjectInfo};
-use crate::naming::{self, ObjectName, RunStamp};
+use crate::naming::{self, RunStamp};
 
 /// `retention_copies` and `retention_days` of one destination; 0 disables a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,42 +120,47 @@ pub fn future(copies: &[StoredCopy], now: SystemTime) -> Vec<usize> {
         .collect()
 }
 
-/// Groups a listing of `{source_id}/` into copies, one per timestamp folder. Every object in
-/// a copy's folder belongs to it (as the original removes whole folders); a copy is good when
-/// an object named by [`ObjectName`] has its sidecar beside it.
-pub fn copies(source_id: &str, listing: &[ObjectInfo]) -> Vec<StoredCopy> {
-    let mut by_stamp: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+/// Groups a listing of `{source_id}/` into copies, one per timestamp. Only names that parse
+/// as this source's objects or their sidecars ([`naming::parse_stored`]) belong to a copy:
+/// anything else (a foreign file in a copy's folder, a name with `..` or `//`) is never
+/// deleted and is returned apart. A copy is good when an object has its sidecar beside it.
+pub fn copies(source_id: &str, listing: &[ObjectInfo]) -> (Vec<StoredCopy>, Vec<String>) {
+    let mut by_stamp: BTreeMap<RunStamp, Vec<&str>> = BTreeMap::new();
+    let mut foreign = Vec::new();
     for o in listing {
-        let mut parts = o.name.splitn(3, '/');
-        let (Some(id), Some(stamp), Some(_file)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if id != source_id || RunStamp::parse(stamp).is_none() {
-            continue;
+        match naming::parse_stored(&o.name) {
+            Some((n, _)) if n.source_id == source_id => {
+                let names = by_stamp.entry(n.stamp).or_default();
+                // A store that normalizes keys can list one name twice.
+                if !names.contains(&o.name.as_str()) {
+                    names.push(&o.name);
+                }
+            }
+            _ => foreign.push(o.name.clone()),
         }
-        by_stamp.entry(stamp.to_owned()).or_default().push(&o.name);
     }
-    by_stamp
+    let copies = by_stamp
         .into_iter()
-        .filter_map(|(stamp, names)| {
-            let time = RunStamp::parse(&stamp)?.instant();
+        .map(|(stamp, names)| {
             let good = names.iter().any(|n| {
-                ObjectName::parse(n).is_some_and(|o| o.source_id == source_id)
-                    && names.contains(&naming::sidecar_name(n).as_str())
+                !naming::is_sidecar(n) && names.contains(&naming::sidecar_name(n).as_str())
             });
             let mut objects: Vec<String> = names.iter().map(|n| n.to_string()).collect();
             // Sidecars first: a copy half deleted never looks good.
             objects.sort_by_key(|n| (!naming::is_sidecar(n), n.clone()));
-            Some(StoredCopy {
-                timestamp: stamp,
-                time,
+            StoredCopy {
+                timestamp: stamp.to_string(),
+                time: stamp.instant(),
                 good,
                 objects,
-            })
+            }
         })
-        .collect()
+        .collect();
+    (copies, foreign)
 }
+
+/// Longest list of foreign names quoted in the warning.
+const FOREIGN_QUOTED: usize = 5;
 
 /// What retention did at one destination for one source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -180,7 +185,29 @@ pub fn apply(
     current: Option<&str>,
 ) -> Result<Applied, DestinationError> {
     let listing = destination.list(&format!("{source_id}/"))?;
-    let all = copies(source_id, &listing);
+    let (all, foreign) = copies(source_id, &listing);
+    if !foreign.is_empty() {
+        let quoted: Vec<String> = foreign
+            .iter()
+            .take(FOREIGN_QUOTED)
+            .map(|n| format!("{n:?}"))
+            .collect();
+        let more = foreign.len().saturating_sub(FOREIGN_QUOTED);
+        tracing::warn!(
+            destination = destination.id(),
+            source = source_id,
+            count = foreign.len(),
+            "retention: left alone {} object(s) under {source_id}/ that are not copies of this \
+             source: {}{}",
+            foreign.len(),
+            quoted.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
     let doomed = plan(policy, &all, now, current);
     let mut applied = Applied {
         removed: Vec::new(),
@@ -346,8 +373,23 @@ mod tests {
             info("www/20240103020000/notes.txt"),
             info("www/not-a-stamp/www.tar.gpg"),
             info("www-old/20240101020000/www-old.tar.gpg"),
+            info("www/20240103020000/www.tar.gpg/../../../etc/x"),
+            info("www//20240103020000/www.tar.gpg"),
+            info("www/20190101000000/KEEPME-foreign.txt"),
         ];
-        let c = copies("www", &listing);
+        let (c, foreign) = copies("www", &listing);
+        // Only the source's objects and sidecars belong to copies; the rest is left alone.
+        assert_eq!(
+            foreign,
+            [
+                "www/20240103020000/notes.txt",
+                "www/not-a-stamp/www.tar.gpg",
+                "www-old/20240101020000/www-old.tar.gpg",
+                "www/20240103020000/www.tar.gpg/../../../etc/x",
+                "www//20240103020000/www.tar.gpg",
+                "www/20190101000000/KEEPME-foreign.txt",
+            ]
+        );
         let summary: Vec<(&str, bool, usize)> = c
             .iter()
             .map(|c| (c.timestamp.as_str(), c.good, c.objects.len()))
@@ -357,7 +399,7 @@ mod tests {
             [
                 ("20240101020000", true, 2),
                 ("20240102020000", false, 1),
-                ("20240103020000", true, 3)
+                ("20240103020000", true, 2)
             ]
         );
         // Sidecars are deleted first.

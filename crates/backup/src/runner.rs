@@ -13,6 +13,7 @@
 //! lines (`-v` shows them), so cron mails stay empty unless something went wrong.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -351,6 +352,11 @@ fn run_source(
             let cb = |n: u64| progress.update(n);
             let result = pipeline::run(stream, &plan, &object, &dests, Some(&cb));
             progress.finish();
+            // A failed source still shows what it read before it failed.
+            if result.is_err() {
+                r.input_bytes = Some(progress.read());
+                r.dump = progress.started.elapsed();
+            }
             result.map_err(|e| match interrupt::received() {
                 Some(sig) => {
                     let mut f = Failure::from_pipeline(&context, &e);
@@ -368,8 +374,12 @@ fn run_source(
         Ok(out) => {
             r.object = Some(out.object.clone());
             r.input_bytes = Some(out.source_bytes);
-            r.stored_bytes = Some(out.size);
-            r.sha256 = Some(out.sha256.clone());
+            // Size and digest of a copy that is stored somewhere; when every destination
+            // failed they describe bytes that no longer exist anywhere.
+            if out.destinations.iter().any(|d| d.result.is_ok()) {
+                r.stored_bytes = Some(out.size);
+                r.sha256 = Some(out.sha256.clone());
+            }
             r.dump = out.dump;
             for d in &out.destinations {
                 let mut dr = DestinationReport {
@@ -499,6 +509,8 @@ struct ProgressReport {
     source: String,
     started: Instant,
     last_log: Mutex<Instant>,
+    /// Bytes read from the source so far (what a failed source's summary row shows).
+    read: AtomicU64,
 }
 
 /// Interval of progress log lines when there is no terminal.
@@ -522,10 +534,16 @@ impl ProgressReport {
             source: source.to_owned(),
             started: Instant::now(),
             last_log: Mutex::new(Instant::now()),
+            read: AtomicU64::new(0),
         }
     }
 
+    fn read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
     fn update(&self, bytes: u64) {
+        self.read.store(bytes, Ordering::Relaxed);
         if let Some(b) = &self.bar {
             b.set_position(bytes);
             return;

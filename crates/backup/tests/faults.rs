@@ -51,6 +51,21 @@ impl Mount {
     }
 }
 
+impl Mount {
+    /// [`Mount::tmpfs`], or a loud SKIP line naming `test` (a panic when CI requires the
+    /// services and we are root, where mounting must work).
+    fn tmpfs_or_skip(dir: &Path, options: &str, test: &str) -> Option<Mount> {
+        let m = Mount::tmpfs(dir, options);
+        if m.is_none() {
+            if services_required() && is_root() {
+                panic!("CUSTOS_REQUIRE_SERVICES=1 but tmpfs mount failed as root");
+            }
+            eprintln!("SKIP: {test}: CANNOT MOUNT A TMPFS HERE (needs root); ENOSPC is not tested");
+        }
+        m
+    }
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
@@ -154,13 +169,8 @@ fn unwritable_destination_fails_alone() {
 fn full_destination_leaves_no_object() {
     let t = tempfile::tempdir().expect("tempdir");
     let full = t.path().join("full");
-    let Some(_mount) = Mount::tmpfs(&full, "size=1m") else {
-        if services_required() && is_root() {
-            panic!("CUSTOS_REQUIRE_SERVICES=1 but tmpfs mount failed as root");
-        }
-        eprintln!(
-            "SKIP: full_destination_leaves_no_object: cannot mount a tmpfs here (needs root)"
-        );
+    let Some(_mount) = Mount::tmpfs_or_skip(&full, "size=1m", "full_destination_leaves_no_object")
+    else {
         return;
     };
     // First a small good copy on both (aged, so retention would like to delete it).
@@ -230,6 +240,131 @@ fn full_destination_leaves_no_object() {
     );
 }
 
+/// Every entry under `root`, directories with a trailing `/`, sorted.
+fn tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).expect("read_dir").flatten() {
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .expect("under")
+                .display()
+                .to_string();
+            if e.file_type().expect("type").is_dir() {
+                out.push(format!("{rel}/"));
+                stack.push(e.path());
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The summary row of `source` at `destination`: (status, INPUT, STORED) as printed.
+fn summary_row(stdout: &str, source: &str, destination: &str) -> (String, String, String) {
+    let row = stdout
+        .lines()
+        .find(|l| {
+            let mut w = l.split_whitespace();
+            w.next() == Some(source) && w.next() == Some(destination)
+        })
+        .unwrap_or_else(|| panic!("no summary row {source} -> {destination}:\n{stdout}"));
+    let w: Vec<&str> = row.split_whitespace().collect();
+    // SOURCE DESTINATION STATUS INPUT(n unit) STORED(n unit) ...
+    assert!(w.len() >= 7, "short summary row: {row}");
+    (
+        w[2].to_owned(),
+        format!("{} {}", w[3], w[4]),
+        format!("{} {}", w[5], w[6]),
+    )
+}
+
+/// Issue 16.6, ENOSPC: a copy that does not fit leaves nothing at its destination (the
+/// `files/{stamp}/` directories used to stay), and its row shows what was read and that
+/// nothing was stored (it showed `INPUT 0.0 bytes, STORED 4.0 MB`).
+#[test]
+fn full_destination_keeps_nothing_and_its_row_says_so() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let full = t.path().join("full");
+    let Some(_mount) = Mount::tmpfs_or_skip(
+        &full,
+        "size=2m",
+        "full_destination_keeps_nothing_and_its_row_says_so",
+    ) else {
+        return;
+    };
+    // 4 MiB of random data cannot compress into 2 MiB.
+    let src = small_folder(&t.path().join("src"), "data", &pseudo_random(4 << 20, 16));
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(local_destination("tiny", &full));
+    let r = run_job(&job.write());
+    r.assert_code(1);
+    assert!(
+        r.all_text().contains("No space left"),
+        "ENOSPC is not named:\n{}",
+        r.describe()
+    );
+    assert_eq!(tree(&full), Vec::<String>::new(), "{}", r.describe());
+    let (status, input, stored) = summary_row(&r.stdout_text(), "files", "tiny");
+    assert_eq!(status, "FAILED");
+    assert_eq!(stored, "0.0 bytes", "{}", r.describe());
+    assert!(
+        input.ends_with(" MB") && input != "0.0 MB",
+        "the row does not show what was read (at least the 2 MiB that filled the disk): \
+         {input}\n{}",
+        r.describe()
+    );
+}
+
+/// Issue 16.6, a source that fails mid-stream (a mysqldump that writes, then exits 2):
+/// nothing of the copy stays at the destination, not even its directories, and the row
+/// shows the bytes read and nothing stored.
+#[test]
+fn failed_source_leaves_no_directories_and_its_row_says_so() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let bin_dir = t.path().join("bin");
+    fs::create_dir_all(&bin_dir).expect("mkdir");
+    let script = bin_dir.join("mysqldump");
+    fs::write(
+        &script,
+        "#!/bin/sh\nhead -c 300000 /dev/zero\necho 'mysqldump: Got error: 2013' >&2\nexit 2\n",
+    )
+    .expect("write");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let store = t.path().join("store");
+    fs::create_dir_all(&store).expect("mkdir");
+    let mut job = Job::new(t.path());
+    job.source(
+        json!({"id": "db", "name": "App DB", "type": "mysql", "dbname": "app",
+                      "passphrase": PASSPHRASE}),
+    )
+    .destination(local_destination("disk", &store));
+    let mut path = std::ffi::OsString::from(&bin_dir);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let r = backup_with(
+        [OsStr::new("run"), job.write().as_os_str()],
+        &[("PATH", &path)],
+        None,
+    );
+    r.assert_code(1);
+    assert!(r.all_text().contains("2013"), "{}", r.describe());
+    assert_eq!(tree(&store), Vec::<String>::new(), "{}", r.describe());
+    let (status, input, stored) = summary_row(&r.stdout_text(), "db", "disk");
+    assert_eq!(status, "FAILED");
+    assert_eq!(
+        (input.as_str(), stored.as_str()),
+        ("293.0 KB", "0.0 bytes"),
+        "{}",
+        r.describe()
+    );
+}
+
 #[test]
 fn wrong_passphrase_on_restore_fails_clearly() {
     let t = tempfile::tempdir().expect("tempdir");
@@ -256,9 +391,18 @@ fn wrong_passphrase_on_restore_fails_clearly() {
         "restore with a wrong passphrase succeeded:\n{}",
         r.describe()
     );
+    // Issue 16.5: said once, in words (it read `...: wrong passphrase: ... (Unsupported
+    // symmetric algorithm Other(167)): wrong passphrase: ... (Unsupported ...)`).
+    let said = "wrong passphrase, or the copy is not encrypted with this passphrase";
+    assert_eq!(
+        r.stderr_text().matches(said).count(),
+        1,
+        "the wrong passphrase is not said exactly once:\n{}",
+        r.describe()
+    );
     assert!(
-        r.all_text().to_lowercase().contains("passphrase"),
-        "message does not mention the passphrase:\n{}",
+        !r.all_text().contains("Unsupported") && !r.all_text().contains("Other("),
+        "rPGP's garbage-key message leaks:\n{}",
         r.describe()
     );
     assert!(
@@ -279,6 +423,8 @@ fn wrong_passphrase_on_restore_fails_clearly() {
         "verify with a wrong passphrase succeeded:\n{}",
         v.describe()
     );
+    assert_eq!(v.all_text().matches(said).count(), 1, "{}", v.describe());
+    assert!(!v.all_text().contains("Unsupported"), "{}", v.describe());
 }
 
 /// A flipped byte is found by `verify` (naming the object), both when only the object changed

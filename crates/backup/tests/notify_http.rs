@@ -188,7 +188,7 @@ fn http_notifiers_send_the_documented_requests() {
     assert!(pings.iter().all(|r| r.method == "POST"));
     let body = pings[1].text();
     assert!(
-        body.contains("gone -> disk: source 'gone'") && body.contains("1 of 2 succeeded"),
+        body.contains("gone -> disk: source 'gone'") && body.contains("1 of 2 backups succeeded"),
         "{body}"
     );
     // The run's log tail, although this quiet run printed no log lines.
@@ -246,7 +246,9 @@ fn healthchecks_and_uptime_kuma_get_their_success_signals() {
     let targets: Vec<&str> = hc.iter().map(|r| r.target.as_str()).collect();
     assert_eq!(targets, ["/ping/abc/start?create=1", "/ping/abc?create=1"]);
     assert!(
-        hc[1].text().contains("1 of 1 succeeded on testhost"),
+        hc[1]
+            .text()
+            .contains("1 of 1 backups succeeded on testhost"),
         "{}",
         hc[1].text()
     );
@@ -260,11 +262,40 @@ fn healthchecks_and_uptime_kuma_get_their_success_signals() {
         .assert_code(1);
     let kuma = one(&rx.at("/api/push/"), "kuma down");
     assert!(
-        kuma.target
-            .starts_with("/api/push/kumatoken?ping=&status=down&msg=1+of+2+succeeded+on+testhost"),
+        kuma.target.starts_with(
+            "/api/push/kumatoken?ping=&status=down&msg=1+of+2+backups+succeeded+on+testhost"
+        ),
         "{}",
         kuma.target
     );
+}
+
+/// The healthchecks service refuses connections for a moment (a restart, a network blip):
+/// the start ping is retried until it arrives, the run succeeds, and the other notifier is
+/// not held up by the retries.
+#[test]
+fn a_refused_healthchecks_ping_is_retried_and_arrives() {
+    let port = closed_port();
+    let later = Receiver::start_later(port, Duration::from_millis(700), Behaviour::default());
+    let other = Receiver::start(Behaviour::default());
+    let mut f = Fixture::new(false);
+    let started = Instant::now();
+    let run = f.run(vec![
+        json!({"type": "healthchecks", "url": format!("http://127.0.0.1:{port}/ping/hcuuid")}),
+        both(json!({"id": "other", "type": "slack", "url": other.url("/hook/x")})),
+    ]);
+    run.assert_code(0);
+    let guard = later.lock().unwrap();
+    let rx = guard.as_ref().expect("the receiver listens by now");
+    let targets: Vec<String> = rx.at("/ping/").iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        targets,
+        ["/ping/hcuuid/start", "/ping/hcuuid"],
+        "{}",
+        run.describe()
+    );
+    assert_eq!(other.requests().len(), 1, "{}", run.describe());
+    assert!(started.elapsed() < Duration::from_secs(60));
 }
 
 #[test]
@@ -317,7 +348,8 @@ fn failing_notifiers_are_reported_and_never_stop_the_others() {
     );
     assert!(line("broken").contains("HTTP 500"), "{table}");
     assert!(line("slow").to_lowercase().contains("timed out"), "{table}");
-    assert!(table.contains("3 of 6 succeeded"), "{table}");
+    assert!(table.contains("\n3 of 5 notifiers failed\n"), "{table}");
+    assert!(table.contains("\n1 of 1 backups succeeded on "), "{table}");
     // The others were notified.
     assert_eq!(good.requests().len(), 1);
     assert!(fs::read_to_string(&flag).unwrap().starts_with("OK "));
@@ -326,6 +358,38 @@ fn failing_notifiers_are_reported_and_never_stop_the_others() {
     for secret in ["downsecret", "brokensecret", "slowsecret", "goodsecret"] {
         assert!(!out.contains(secret), "{secret} leaked: {out}");
     }
+}
+
+/// Issue 16.4: the only source fails and Slack delivers its failure: the summary counts one
+/// backup, failed (the notifier's delivery was counted as a success: `1 of 2 succeeded`).
+#[test]
+fn a_delivered_notification_is_not_counted_as_a_backup() {
+    let rx = Receiver::start(Behaviour::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = Job::new(dir.path());
+    job.source(json!({"id": "gone", "name": "Gone", "type": "folder",
+                      "path": dir.path().join("missing"), "passphrase": PASSPHRASE}))
+        .destination(local_destination("disk", &dir.path().join("store")))
+        .set(
+            "notifications",
+            json!([both(json!({"type": "slack", "url": rx.url("/hook")}))]),
+        );
+    let run = run_job(&job.write());
+    run.assert_code(1);
+    one(&rx.at("/hook"), "slack got the failure");
+    let table = run.stdout_text();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("- ") && l.contains("notify:slack") && l.contains(" ok")),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().last().and_then(|l| l.split(" on ").next()),
+        Some("0 of 1 backups succeeded"),
+        "{table}"
+    );
+    assert!(!table.contains("notifiers failed"), "{table}");
 }
 
 #[test]

@@ -449,8 +449,23 @@ fn a_throttling_endpoint_is_retried_then_fails_only_that_destination() {
     let r = run_job(&cfg);
     r.assert_code(1);
     let err = r.stderr_text();
+    // Each retried operation is one WARN line (not one per attempt), naming the status and
+    // the service's error code.
+    let warn_lines = |op: &str| {
+        err.lines()
+            .filter(|l| l.contains(" WARN ") && l.contains(&format!("operation=\"{op}\"")))
+            .collect::<Vec<_>>()
+    };
+    let lists = warn_lines("list");
+    assert_eq!(lists.len(), 1, "{}", r.describe());
     assert!(
-        err.contains("transient failure; retrying"),
+        lists[0].contains("gave up after 4 attempts") && lists[0].contains("HTTP 503"),
+        "{}",
+        r.describe()
+    );
+    assert!(lists[0].contains("SlowDown"), "{}", r.describe());
+    assert!(
+        !err.contains("transient failure; retrying"),
         "{}",
         r.describe()
     );
@@ -467,6 +482,57 @@ fn a_throttling_endpoint_is_retried_then_fails_only_that_destination() {
     let l = list(&cfg);
     l.assert_code(1);
     assert!(l.stderr_text().contains("s3"), "{}", l.describe());
+}
+
+/// A closed port as `endpoint_url` (s3 and minio): the error names the refusal and the
+/// endpoint, and the retries of each operation make one WARN line, not one per attempt.
+#[test]
+fn a_refused_endpoint_is_named_with_its_cause_and_warned_once() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("a.txt"), b"refused").expect("write");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src))
+        .destination(s3_destination("s3", port, "bk"))
+        .destination(minio_destination("minio", port, "bk"));
+    let cfg = job.write();
+    let r = run_job(&cfg);
+    r.assert_code(1);
+    let err = r.stderr_text();
+    let want = format!("request to http://127.0.0.1:{port} failed: connection refused");
+    for id in ["s3", "minio"] {
+        let errors: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(" ERROR ") && l.contains(&format!("destination={id}")))
+            .collect();
+        assert_eq!(errors.len(), 1, "{id}: {}", r.describe());
+        assert!(errors[0].contains(&want), "{id}: {}", r.describe());
+        assert!(
+            !errors[0].contains("error sending request"),
+            "{}",
+            r.describe()
+        );
+        let list_warnings = err
+            .lines()
+            .filter(|l| {
+                l.contains(" WARN ")
+                    && l.contains(&format!("destination=\"{id}\""))
+                    && l.contains("operation=\"list\"")
+            })
+            .count();
+        assert_eq!(list_warnings, 1, "{id}: {}", r.describe());
+    }
+    assert!(
+        !err.contains("transient failure; retrying"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stdout_text().contains(&want), "{}", r.describe());
 }
 
 /// `upload_rate_limit` paces a destination: 3 MiB of incompressible data at 1 MiB/s take
@@ -560,4 +626,91 @@ fn a_killed_runs_multipart_upload_is_aborted_by_the_next_run() {
         r.describe()
     );
     assert_eq!(keys(m.port, "kill").len(), 2, "{:?}", keys(m.port, "kill"));
+}
+
+/// Retention at S3 deletes only this job's copies: a foreign object in an old copy's folder,
+/// a key that climbs out with `..` and keys with `//` or a leading `/` (which opendal lists
+/// under the real copy's name) are left alone with one warning, the other deletions go on,
+/// and `list --long` shows the copy once.
+#[test]
+fn s3_retention_deletes_only_this_jobs_copies() {
+    let Some(m) = moto("s3_retention_deletes_only_this_jobs_copies") else {
+        return;
+    };
+    make_bucket(m.port, "own");
+    let put = |name: &str, data: &[u8]| {
+        let (st, body) = http(m.port, "PUT", &format!("/own/{name}"), data).expect("put");
+        assert_eq!(st, 200, "{name}: {}", lossy(&body));
+    };
+    let sidecar = format!("{}  files.tar.zst.gpg\n", "0".repeat(64));
+    for stamp in ["20190101000000", "20200101000000", "20210101000000"] {
+        let object = format!("files/{stamp}/files.tar.zst.gpg");
+        put(&object, b"old");
+        put(&format!("{object}.sha256"), sidecar.as_bytes());
+    }
+    let foreign = "files/20190101000000/KEEPME-foreign.txt";
+    let climbing = "files/20200101000000/files.tar.zst.gpg/../../../etc/x";
+    let doubled = "files//20210101000000/files.tar.zst.gpg";
+    put(foreign, b"not ours");
+    put(climbing, b"odd");
+    // opendal strips a key's leading `/` when listing: this one lists as the real copy's name.
+    let rooted = "/files/20210101000000/files.tar.zst.gpg";
+    put(doubled, b"odd");
+    put(&format!("{doubled}.sha256"), sidecar.as_bytes());
+    put(rooted, b"odd");
+    let planted = keys(m.port, "own");
+    for k in [foreign, climbing, doubled, rooted] {
+        assert!(planted.iter().any(|p| p == k), "moto kept {k}: {planted:?}");
+    }
+
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("a.txt"), b"mine").expect("write");
+    let mut dest = s3_destination("s3", m.port, "own");
+    dest["retention_copies"] = json!(1);
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &src)).destination(dest);
+    let cfg = job.write();
+
+    for args in [&["--long"][..], &["--long", "--source", "files"]] {
+        let mut all: Vec<&OsStr> = vec!["list".as_ref()];
+        all.extend(args.iter().map(OsStr::new));
+        all.push(cfg.as_os_str());
+        let l = backup(all);
+        l.assert_code(0);
+        let rows = l
+            .stdout_text()
+            .lines()
+            .filter(|r| r.contains("20210101000000"))
+            .count();
+        assert_eq!(rows, 1, "one copy listed twice:\n{}", l.describe());
+    }
+
+    let r = run_job(&cfg);
+    r.assert_code(0);
+    let left = keys(m.port, "own");
+    for k in [foreign, climbing, doubled] {
+        assert!(left.iter().any(|p| p == k), "{k} was deleted: {left:?}");
+    }
+    // This job's own old copies went, the odd names did not stop them.
+    for stamp in ["20190101000000", "20200101000000", "20210101000000"] {
+        let object = format!("files/{stamp}/files.tar.zst.gpg");
+        assert!(
+            !left.contains(&object) && !left.contains(&format!("{object}.sha256")),
+            "{object} kept: {left:?}\n{}",
+            r.describe()
+        );
+    }
+    let err = r.stderr_text();
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("retention: left alone"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", r.describe());
+    assert!(
+        warnings[0].contains("KEEPME-foreign.txt"),
+        "{}",
+        r.describe()
+    );
 }

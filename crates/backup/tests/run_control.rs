@@ -133,6 +133,13 @@ fn not_running(pid: i32) -> bool {
 fn assert_no_object_and_no_partial(dest: &Path) {
     let left = files_under(dest);
     assert!(left.is_empty(), "objects or partial files left: {left:?}");
+    // Issue 16.6: nor the `{id}/{stamp}/` directories made for the failed copy.
+    let dirs: Vec<_> = fs::read_dir(dest)
+        .expect("read dest")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(dirs.is_empty(), "directories left: {dirs:?}");
 }
 
 /// A second run while one holds the lock is refused at once naming the holder's pid; a run

@@ -200,7 +200,7 @@ impl Poller {
     /// directory mtime (1 s resolution) differs from that of its last reload, and only in a
     /// second in which no request arrived; a backup that finishes within the second of a
     /// reload stays invisible to `c:` on this connection until the directory changes again
-    /// (DESIGN.md §4). `c:<client>` always rereads that client's list, and later `c:`
+    /// (burp 3.1.4, `src/server/monitor/status_server.c` and `cstat.c`). `c:<client>` always rereads that client's list, and later `c:`
     /// replies use the reread list. So the finished backup shows in the poll that first sees
     /// the client idle. (A backup that starts and ends between two polls is caught by the
     /// hourly `c:<client>` of [`HISTORY_MAX_AGE`].)

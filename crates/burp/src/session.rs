@@ -3,7 +3,8 @@
 //! API the exporter codes against:
 //! - [`Target`]: where and as whom to connect; `Debug` hides the password.
 //! - [`StatusClient::connect`]`(&Target) -> Result<StatusClient, Error>`: TCP, TLS and the
-//!   login handshake (DESIGN.md §4), all within `Target::timeout`.
+//!   login handshake (as captured from burp 3.1.4 in `tests/data/transcript*.txt`), all
+//!   within `Target::timeout`.
 //! - [`StatusClient::request`]`(&mut self, cmd: &str) -> Result<Vec<u8>, Error>`: sends one
 //!   request (`c:`, `c:<client>`, `c:<client>:b:<n>`, `...:l:<log>`) and returns one whole
 //!   JSON document; a `{"warning":"..."}` document becomes [`Error::Warning`].

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{require, BurpServer, Exporter};
-use custos_kit::testing::prometheus::{check_exposition, Prometheus};
+use custos_testkit::prometheus::{check_exposition, Prometheus};
 use serde_json::Value;
 use std::time::Duration;
 

@@ -498,7 +498,7 @@ fn running_backup_shows_children_phase_and_counters() {
         },
     );
     // ...and the exporter's long-lived connection, whose status child may hold a stale
-    // list (DESIGN.md §4), shows it within a few poll intervals (1 s) too: the exporter
+    // list (see `refresh_settled` in src/exporter.rs), shows it within a few poll intervals (1 s) too: the exporter
     // asks `c:testclient`, which rereads the list, when the client turns idle.
     let m = ex.wait_metrics("the finished backup", Duration::from_secs(10), |m| {
         let done = m.value("burp_client_backup_num", &l) == Some(number)

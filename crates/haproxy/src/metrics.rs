@@ -267,7 +267,7 @@ mod tests {
     use super::*;
     use crate::sample::{Batch, Counts};
     use custos_kit::snapshot::Snapshot as _;
-    use custos_kit::testing::Metrics;
+    use custos_testkit::Metrics;
     use std::time::Duration;
 
     fn store() -> Arc<Snapshots> {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{free_port, require, wait_for, GelfReceiver, Haproxy, HttpStub, Monitor};
-use custos_kit::testing::prometheus::{check_exposition, Prometheus};
+use custos_testkit::prometheus::{check_exposition, Prometheus};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -141,7 +141,7 @@ pub fn query_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::http_get;
+    use custos_testkit::http_get;
     use prometheus_client::metrics::gauge::Gauge;
     use prometheus_client::registry::Registry;
 

@@ -9,8 +9,6 @@
 //! - [`snapshot`]: the latest poll result per target, swapped whole, with a generation.
 //! - [`poll`]: the fixed-rate poll schedule and the reconnect backoff.
 //! - [`families`]: writing constant metric families from a collector.
-//! - [`testing`]: the integration-test harness (processes, services, exposition reader, a
-//!   real Prometheus).
 
 pub mod config;
 pub mod error;
@@ -21,4 +19,3 @@ pub mod logging;
 pub mod poll;
 pub mod shutdown;
 pub mod snapshot;
-pub mod testing;

@@ -4,7 +4,7 @@
 
 use custos_kit::exposition::Exposition;
 use custos_kit::http::{landing_page, router, serve_listener, Limits};
-use custos_kit::testing::{http_get, wait_for};
+use custos_testkit::{http_get, wait_for};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::io::{Read, Write};

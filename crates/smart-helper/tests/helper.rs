@@ -1,8 +1,8 @@
 //! The real `smart_exporter_helper` binary against the stand-in smartctl (tests/data) and the
 //! real smartctl of Debian's smartmontools.
 
-use custos_kit::testing::{require, wait_for};
 use custos_smart_wire::{read_frame, Outcome, Report, Source};
+use custos_testkit::{require, wait_for};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;

@@ -3,9 +3,9 @@
 //! (crates/smart-helper/tests/data). The metrics must carry the recorded values; a real
 //! Prometheus must accept the exposition.
 
-use custos_kit::testing::prometheus::{check_exposition, Prometheus};
-use custos_kit::testing::{free_port, http_get, require, wait_for, Metrics};
 use custos_smart_helper::{cli::Options, listen, serve};
+use custos_testkit::prometheus::{check_exposition, Prometheus};
+use custos_testkit::{free_port, http_get, require, wait_for, Metrics};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

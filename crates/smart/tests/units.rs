@@ -1,7 +1,7 @@
 //! The systemd units in deploy/ pass `systemd-analyze verify` without a single complaint
 //! (systemd only warns about unknown keys and bad values, so any output is a failure).
 
-use custos_kit::testing::require;
+use custos_testkit::require;
 use std::path::Path;
 use std::process::Command;
 

@@ -113,7 +113,7 @@ pub fn decrypt<R: Read + Send + 'static>(
             };
             message
                 .decrypt_the_ring(ring, true)
-                .map_err(|e| classify(e, |detail| CryptoError::WrongPassphrase { detail }))?
+                .map_err(|e| classify(e, |_| CryptoError::WrongPassphrase))?
                 .0
         }
         Decryption::SecretKeys { keys, passphrase } => {
@@ -249,12 +249,16 @@ fn passphrase_session_key(
         });
     }
     let pw = pass.password();
-    let mut last_error = String::from("quick check failed");
+    // A packet this build cannot use at all (not a key problem); reported only when no
+    // session key packet opened.
+    let mut unusable: Option<String> = None;
     for skesk in &skesks {
-        let sk = match pgp::composed::decrypt_session_key_with_password(skesk, &pw) {
-            Ok(sk) => sk,
-            Err(e) => {
-                last_error = e.to_string();
+        let sk = match open_skesk(skesk, &pw) {
+            Ok(Some(sk)) => sk,
+            // This passphrase does not open this packet: try the next.
+            Ok(None) => continue,
+            Err(detail) => {
+                unusable = Some(detail);
                 continue;
             }
         };
@@ -277,7 +281,53 @@ fn passphrase_session_key(
             return Ok(sk);
         }
     }
-    Err(CryptoError::WrongPassphrase { detail: last_error })
+    Err(match unusable {
+        Some(detail) => CryptoError::Corrupt { detail },
+        None => CryptoError::WrongPassphrase,
+    })
+}
+
+/// Opens one v4 SKESK with a passphrase as rPGP's `decrypt_session_key_with_password` does,
+/// but keeps apart what it lumps together: `Ok(None)` when the key derived from the passphrase
+/// does not decrypt the packet's session key (a wrong passphrase: the decrypted bytes name no
+/// cipher, or a key of the wrong length), `Err` when the packet itself cannot be
+/// used (unknown version, plaintext cipher, unsupported S2K).
+fn open_skesk(
+    skesk: &pgp::packet::SymKeyEncryptedSessionKey,
+    pw: &Password,
+) -> Result<Option<pgp::composed::PlainSessionKey>, String> {
+    use pgp::crypto::sym::SymmetricKeyAlgorithm;
+    use pgp::types::SkeskVersion;
+    let (Some(alg), Some(s2k)) = (skesk.sym_algorithm(), skesk.s2k()) else {
+        return Err(format!(
+            "unsupported session key packet version {:?}",
+            skesk.version()
+        ));
+    };
+    if skesk.version() != SkeskVersion::V4 {
+        // v5/v6 (AEAD; neither gpg 2.2 nor custos writes them): rPGP checks these packets
+        // itself, and a failure is nearly always the AEAD tag refusing the derived key.
+        return Ok(pgp::composed::decrypt_session_key_with_password(skesk, pw).ok());
+    }
+    if alg == SymmetricKeyAlgorithm::Plaintext {
+        return Err("session key packet with a plaintext cipher".into());
+    }
+    let key = s2k
+        .derive_key(&pw.read(), alg.key_size())
+        .map_err(|e| format!("session key packet: {e}"))?;
+    match skesk.encrypted_key() {
+        // No encrypted session key: the derived key is the session key (gpg -c); the quick
+        // check decides.
+        Some(esk) if esk.is_empty() => Ok(Some(pgp::composed::PlainSessionKey::V3_4 {
+            key,
+            sym_alg: alg,
+        })),
+        Some(_) => Ok(skesk.decrypt(&key).ok()),
+        None => Err(format!(
+            "unsupported session key packet version {:?}",
+            skesk.version()
+        )),
+    }
 }
 
 /// rPGP does not use the "quick check" bytes (an oracle), so a wrong passphrase on a gpg-style

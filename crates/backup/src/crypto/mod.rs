@@ -55,11 +55,13 @@ pub(crate) const READ_BUFFER: usize = 1 << 20;
 /// An OpenPGP operation failed. Messages never contain passphrases.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    /// The passphrase (or secret key) does not open the message.
-    #[error("wrong passphrase: it does not decrypt this OpenPGP message ({detail})")]
+    /// The passphrase does not open the message: it is wrong, or the copy was encrypted with
+    /// another passphrase (or to public keys only). rPGP's own words for it ("Unsupported
+    /// symmetric algorithm Other(167)": the garbage a wrong key decrypts to) are left out.
     /// (gpg-style messages cannot tell a wrong passphrase from damage at the very start; the
     /// restore path checks the sha256 sidecar to tell them apart.)
-    WrongPassphrase { detail: String },
+    #[error("wrong passphrase, or the copy is not encrypted with this passphrase")]
+    WrongPassphrase,
     /// None of the given secret keys matches a recipient of the message.
     #[error("no usable secret key for this OpenPGP message ({detail})")]
     NoMatchingKey { detail: String },

@@ -8,10 +8,57 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{runtime, DestinationError, ErrorKind};
+use super::{cause, runtime, DestinationError, ErrorKind};
 
 /// Longest part of an error answer kept in a message.
 const MAX_ERROR_BODY: usize = 300;
+/// Largest answer read into memory: a listing page of a few thousand entries or one read
+/// chunk (8 MiB) fits many times; a server streaming without end does not.
+pub const MAX_ANSWER: usize = 64 << 20;
+/// Most pages one listing may take (Dropbox gives up to 2,000 entries a page, Drive 1,000):
+/// millions of objects, far beyond any backup folder, and an end to a server that never says
+/// the listing is complete.
+pub const MAX_PAGES: usize = 10_000;
+
+/// The cursors (page tokens) of one paged listing, so a server that repeats one or never
+/// ends fails the listing instead of looping forever. A listing cut short is an error, not
+/// a shorter list: retention must never decide on half a listing.
+pub struct Pages {
+    seen: std::collections::HashSet<String>,
+    max: usize,
+}
+
+impl Pages {
+    /// A listing of at most `max` pages.
+    pub fn new(max: usize) -> Self {
+        Self {
+            seen: std::collections::HashSet::new(),
+            max,
+        }
+    }
+
+    /// Takes `cursor` as the one to ask the next page with; an error when the server gave it
+    /// before or the listing already took `max` pages.
+    pub fn next(&mut self, call: &Call<'_>, cursor: &str) -> Result<(), DestinationError> {
+        if self.seen.len() + 1 >= self.max {
+            return Err(call.error(
+                ErrorKind::Other,
+                format!("listing not finished after {} pages; stopped", self.max),
+            ));
+        }
+        if !self.seen.insert(cursor.to_string()) {
+            return Err(call.error(
+                ErrorKind::Other,
+                format!(
+                    "the server repeated a listing cursor after {} pages; stopped (broken or \
+                     hostile server)",
+                    self.seen.len() + 1
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The process-wide client (made inside the runtime on first use).
 pub fn client() -> &'static reqwest::Client {
@@ -71,15 +118,21 @@ impl Call<'_> {
     ) -> Result<Answer, DestinationError> {
         let answer = runtime::block_on(async {
             tokio::time::timeout(timeout, async {
-                let resp = req.send().await?;
+                let mut resp = req.send().await?;
                 let status = resp.status();
                 let headers = resp.headers().clone();
-                let body = resp.bytes().await?;
-                Ok::<_, reqwest::Error>(Answer {
+                let mut body = Vec::new();
+                while let Some(chunk) = resp.chunk().await? {
+                    if body.len() + chunk.len() > MAX_ANSWER {
+                        return Ok(None);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok::<_, reqwest::Error>(Some(Answer {
                     status,
                     headers,
-                    body: body.to_vec(),
-                })
+                    body,
+                }))
             })
             .await
         });
@@ -88,9 +141,13 @@ impl Call<'_> {
                 ErrorKind::Other,
                 format!("no answer within {} s (stall_timeout)", timeout.as_secs()),
             )),
-            // Without the URL: it can carry a token in its query.
-            Ok(Err(e)) => Err(self.error(ErrorKind::Transient, describe(&e.without_url()))),
-            Ok(Ok(a)) => Ok(a),
+            // Names the endpoint, not the URL: its query can carry a token.
+            Ok(Err(e)) => Err(self.error(ErrorKind::Transient, cause::describe(&e))),
+            Ok(Ok(None)) => Err(self.error(
+                ErrorKind::Other,
+                format!("answer larger than {} MiB; refused", MAX_ANSWER >> 20),
+            )),
+            Ok(Ok(Some(a))) => Ok(a),
         }
     }
 
@@ -124,18 +181,6 @@ impl Call<'_> {
     }
 }
 
-/// A reqwest error with its causes (connection refused, reset, TLS) in one line.
-fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    out
-}
-
 /// JSON for an HTTP header (Dropbox-API-Arg): non-ASCII characters as `\u` escapes (`\u00e9`), as
 /// header values must be ASCII.
 pub fn header_json(v: &serde_json::Value) -> String {
@@ -156,6 +201,27 @@ pub fn header_json(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_cursor_or_too_many_pages_stop_a_listing() {
+        let call = Call {
+            destination: "d",
+            op: "list",
+            object: "src/",
+        };
+        let mut p = Pages::new(MAX_PAGES);
+        p.next(&call, "a").expect("first");
+        p.next(&call, "b").expect("second");
+        let e = p.next(&call, "a").expect_err("repeated");
+        assert!(e.to_string().contains("repeated a listing cursor"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Other);
+
+        let mut p = Pages::new(3);
+        p.next(&call, "1").expect("page 2");
+        p.next(&call, "2").expect("page 3");
+        let e = p.next(&call, "3").expect_err("page 4");
+        assert!(e.to_string().contains("not finished after 3 pages"), "{e}");
+    }
 
     #[test]
     fn header_json_is_ascii() {

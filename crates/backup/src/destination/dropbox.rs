@@ -169,6 +169,7 @@ impl Destination for Dropbox {
         };
         let base = format!("{}/", self.folder.to_lowercase());
         let mut out = Vec::new();
+        let mut pages = api::Pages::new(api::MAX_PAGES);
         loop {
             for e in page.entries.drain(..) {
                 // Dropbox paths are case-insensitive: strip the folder by `path_lower`,
@@ -194,6 +195,7 @@ impl Destination for Dropbox {
             if !page.has_more {
                 break;
             }
+            pages.next(&call, &page.cursor)?;
             page = call.json(
                 post("list_folder/continue", json!({"cursor": page.cursor})),
                 self.timeout,

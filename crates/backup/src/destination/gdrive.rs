@@ -182,6 +182,7 @@ impl Gdrive {
         }
         let mut out = Vec::new();
         let mut page: Option<String> = None;
+        let mut pages = api::Pages::new(api::MAX_PAGES);
         loop {
             let mut params = vec![
                 ("q", q.as_str()),
@@ -196,13 +197,17 @@ impl Gdrive {
             if let Some(p) = &page {
                 params.push(("pageToken", p));
             }
-            let list: FileList = self.call(op, name.unwrap_or("")).json(
+            let call = self.call(op, name.unwrap_or(""));
+            let list: FileList = call.json(
                 self.request(Method::GET, url(FILES, &params))?,
                 self.timeout,
             )?;
             out.extend(list.files);
             match list.next_page_token {
-                Some(t) => page = Some(t),
+                Some(t) => {
+                    pages.next(&call, &t)?;
+                    page = Some(t);
+                }
                 None => return Ok(out),
             }
         }

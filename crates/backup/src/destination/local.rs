@@ -215,21 +215,43 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Creates `dir` and its missing parents below `root`, fsyncing each new directory's parent
 /// so that the `{id}/` and `{stamp}/` entries survive a crash along with the objects in them.
-fn create_dirs_synced(root: &Path, dir: &Path) -> io::Result<()> {
+/// Returns the directories it created, outermost first, so that a writer that fails can take
+/// them away again; on error it has already removed them.
+fn create_dirs_synced(root: &Path, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let Ok(rel) = dir.strip_prefix(root) else {
-        return fs::create_dir_all(dir);
+        fs::create_dir_all(dir)?;
+        return Ok(Vec::new());
     };
+    let mut created = Vec::new();
     let mut at = root.to_path_buf();
     for c in rel.components() {
         let parent = at.clone();
         at.push(c);
-        match fs::create_dir(&at) {
-            Ok(()) => sync_dir(&parent)?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
+        let made = match fs::create_dir(&at) {
+            Ok(()) => {
+                created.push(at.clone());
+                sync_dir(&parent)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = made {
+            remove_created_dirs(&mut created);
+            return Err(e);
         }
     }
-    Ok(())
+    Ok(created)
+}
+
+/// Removes the directories a failed writer created (innermost first) while they are empty:
+/// a failed or interrupted copy leaves no `{id}/{stamp}/` behind, and a directory something
+/// else was put into meanwhile (another object, a sidecar) stays.
+fn remove_created_dirs(created: &mut Vec<PathBuf>) {
+    while let Some(d) = created.pop() {
+        if fs::remove_dir(&d).is_err() {
+            created.clear();
+        }
+    }
 }
 
 /// Renames `from` to `to` unless `to` exists: a committed object is never overwritten.
@@ -286,7 +308,7 @@ impl Destination for LocalDestination {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.root.clone());
-        create_dirs_synced(&self.root, &dir)
+        let mut created = create_dirs_synced(&self.root, &dir)
             .map_err(|e| self.io_err("create directory", &dir, e))?;
         let file_name = final_path
             .file_name()
@@ -298,18 +320,25 @@ impl Destination for LocalDestination {
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed),
             host_tag(),
         ));
-        let file = OpenOptions::new()
+        let file = match OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&temp)
-            .map_err(|e| self.io_err("create", &temp, e))?;
+        {
+            Ok(f) => f,
+            Err(e) => {
+                remove_created_dirs(&mut created);
+                return Err(self.io_err("create", &temp, e));
+            }
+        };
         Ok(Box::new(LocalWriter {
             destination: self.id.clone(),
             file: Some(file),
             temp,
             final_path,
             dir,
+            created,
         }))
     }
 
@@ -480,9 +509,19 @@ struct LocalWriter {
     temp: PathBuf,
     final_path: PathBuf,
     dir: PathBuf,
+    /// Directories this writer created (outermost first); removed again, while empty, when
+    /// the object is not committed.
+    created: Vec<PathBuf>,
 }
 
 impl LocalWriter {
+    /// Takes away the temporary file and the directories made for it.
+    fn discard(&mut self) {
+        self.file.take();
+        let _ = fs::remove_file(&self.temp);
+        remove_created_dirs(&mut self.created);
+    }
+
     fn err(&self, op: &'static str, path: &Path, source: io::Error) -> DestinationError {
         DestinationError::Io {
             destination: self.destination.clone(),
@@ -519,27 +558,28 @@ impl ObjectWriter for LocalWriter {
         let synced = file.sync_all();
         drop(file);
         if let Err(e) = synced {
-            let _ = fs::remove_file(&self.temp);
+            self.discard();
             return Err(self.err("fsync", &self.temp, e));
         }
         if let Err(e) = rename_no_replace(&self.temp, &self.final_path) {
-            let _ = fs::remove_file(&self.temp);
+            self.discard();
             return Err(self.err("rename to", &self.final_path, e));
         }
+        // Committed: its directories hold it now.
+        self.created.clear();
         sync_dir(&self.dir).map_err(|e| self.err("fsync directory", &self.dir, e))
     }
 
     fn abort(mut self: Box<Self>) {
-        self.file.take();
-        let _ = fs::remove_file(&self.temp);
+        self.discard();
     }
 }
 
 impl Drop for LocalWriter {
     /// Neither committed nor aborted (a panic, an early return): leave nothing behind.
     fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.temp);
+        if self.file.is_some() {
+            self.discard();
         }
     }
 }
@@ -611,6 +651,31 @@ mod tests {
         let w2 = d.create("a/20240101000000/a.sql.gz").expect("create");
         drop(w2);
         assert_eq!(files_under(dir.path()), Vec::<String>::new());
+        // Issue 16.6: nor the `{id}/{stamp}/` directories made for the object.
+        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 0);
+    }
+
+    /// Only what the failed writer made goes: an `{id}/` that was there stays, and so does a
+    /// stamp directory another object was committed into meanwhile.
+    #[test]
+    fn a_failed_writer_removes_only_the_empty_directories_it_made() {
+        let (dir, d) = dest();
+        fs::create_dir(dir.path().join("a")).expect("mkdir");
+        let w = d.create("a/20240101000000/a.sql.gz").expect("create");
+        w.abort();
+        assert!(dir.path().join("a").is_dir());
+        assert!(!dir.path().join("a/20240101000000").exists());
+        let w = d.create("b/20240101000000/b.tar.gpg").expect("create");
+        let mut other = d
+            .create("b/20240101000000/b.tar.gpg.sha256")
+            .expect("create");
+        other.write_all(b"x").expect("write");
+        other.commit().expect("commit");
+        w.abort();
+        assert_eq!(
+            files_under(dir.path()),
+            ["b/20240101000000/b.tar.gpg.sha256"]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::config::{DestinationConfig, Entry, Invalid, Validate};
 
 pub mod api;
 pub mod b2;
+pub mod cause;
 pub mod chunked;
 pub mod dropbox;
 pub mod gdrive;

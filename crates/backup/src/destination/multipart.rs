@@ -116,7 +116,20 @@ impl<K: SigningCredential> MultipartUploads<K> {
     async fn remove_all(&self, prefix: &str) -> Result<Vec<String>, DestinationError> {
         let mut removed = Vec::new();
         let mut markers: Option<(String, String)> = None;
+        let mut pages = 0;
         loop {
+            pages += 1;
+            if pages > super::api::MAX_PAGES {
+                return Err(self.fail(
+                    "list incomplete uploads",
+                    prefix,
+                    ErrorKind::Other,
+                    format!(
+                        "listing not finished after {} pages; stopped",
+                        super::api::MAX_PAGES
+                    ),
+                ));
+            }
             let mut url = format!("{}?uploads&prefix={}", self.bucket_url, query(prefix));
             if let Some((key, id)) = &markers {
                 url.push_str(&format!(
@@ -133,7 +146,7 @@ impl<K: SigningCredential> MultipartUploads<K> {
                     "list incomplete uploads",
                     prefix,
                     status_kind(status),
-                    format!("{status} {}", error_code(&body)),
+                    format!("HTTP {status}: {}", error_code(&body)),
                 ));
             }
             let page = parse_uploads(&body);
@@ -158,7 +171,7 @@ impl<K: SigningCredential> MultipartUploads<K> {
                         "abort upload of",
                         key,
                         status_kind(status),
-                        format!("{status} {}", error_code(&body)),
+                        format!("HTTP {status}: {}", error_code(&body)),
                     ));
                 }
                 tracing::info!(destination = %self.destination, object = %key,

@@ -34,7 +34,9 @@ impl Default for Policy {
 
 impl Policy {
     /// Runs `f` until it succeeds, fails with a kind other than transient, or the attempts
-    /// are used up; `what` names the operation in the log.
+    /// are used up; `what` names the operation in the log. Each retry is one DEBUG line; an
+    /// operation that needed retries ends with one WARN line (its outcome and the last
+    /// error), so cron mails one line per operation, not one per attempt.
     pub fn run<T>(
         &self,
         destination: &str,
@@ -43,16 +45,39 @@ impl Policy {
     ) -> Result<T, DestinationError> {
         let mut wait = self.initial;
         let mut attempt = 1;
+        let mut last: Option<String> = None;
         loop {
             match f() {
                 Err(e) if e.kind() == ErrorKind::Transient && attempt < self.attempts => {
-                    tracing::warn!(destination, operation = what, attempt, error = %e,
+                    tracing::debug!(destination, operation = what, attempt, error = %e,
                         retry_in_ms = wait.as_millis() as u64, "transient failure; retrying");
+                    last = Some(e.to_string());
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(self.max);
                     attempt += 1;
                 }
-                other => return other,
+                Ok(v) => {
+                    if let Some(e) = last {
+                        tracing::warn!(
+                            destination,
+                            operation = what,
+                            attempts = attempt,
+                            "succeeded after transient failures; last: {e}"
+                        );
+                    }
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if attempt > 1 {
+                        tracing::warn!(
+                            destination,
+                            operation = what,
+                            attempts = attempt,
+                            "gave up after {attempt} attempts: {e}"
+                        );
+                    }
+                    return Err(e);
+                }
             }
         }
     }

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use opendal::Operator;
 
+use super::cause;
 use super::chunked::RangeReader;
 use super::multipart::AbandonedUploads;
 use super::{runtime, Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
@@ -153,17 +154,27 @@ pub fn store_error(
     }
 }
 
-/// The error in one line: kind, the service's message (error code and text) and the cause
-/// (connection errors), without opendal's context dump of response headers.
+/// The error in one line: for a request that got no answer, where it went and why (refused,
+/// DNS, TLS, timeout: [`cause::describe`]); for an error answer, the HTTP status and the
+/// service's error code and text; never opendal's context dump of headers.
 fn describe(e: &opendal::Error) -> String {
     use std::error::Error as _;
+    if let Some(source) = e.source() {
+        let why = cause::describe(source);
+        // opendal's message (`send http request`) adds nothing to where and why.
+        return if why.starts_with("request to ") || e.message().is_empty() {
+            why
+        } else {
+            format!("{}: {why}", e.message())
+        };
+    }
     let mut out = e.kind().to_string();
+    if let Some(status) = cause::opendal_status(e) {
+        out = format!("HTTP {status} ({out})");
+    }
     if !e.message().is_empty() {
         out.push_str(": ");
-        out.push_str(e.message());
-    }
-    if let Some(source) = e.source() {
-        out.push_str(&format!(" ({source})"));
+        out.push_str(&cause::service_message(e.message()));
     }
     out
 }

@@ -2,7 +2,9 @@
 //! URL of a check: healthchecks.io or a self-hosted instance gets `<url>/start` when the job
 //! starts (so it measures the run), `<url>` on success and `<url>/fail` on failure, with the
 //! summary table and the run's last log lines (info and above, even when a quiet cron run
-//! printed nothing) as the body. An Uptime Kuma push URL (`/api/push/<token>`) gets `?status=up|down&msg=..`.
+//! printed nothing) as the body. A ping that fails on a refused or dropped connection, a
+//! timeout or 5xx is retried (3 tries within 15 s, [`http::Retry::PING`]), as `curl --retry`
+//! users do; notifiers run at once, so the retries delay no other notifier. An Uptime Kuma push URL (`/api/push/<token>`) gets `?status=up|down&msg=..`.
 
 use reqwest::{Method, Url};
 use serde::Deserialize;
@@ -46,7 +48,7 @@ impl Healthchecks {
             basic: None,
             bearer: None,
         };
-        http::send(ctx.client()?, ctx.timeout, req)
+        http::send_retrying(ctx.client()?, ctx.timeout, http::Retry::PING, req)
     }
 }
 
@@ -106,7 +108,10 @@ impl Notifier for Healthchecks {
                 basic: None,
                 bearer: None,
             };
-            d.record(ctx.client().and_then(|c| http::send(c, ctx.timeout, req)));
+            d.record(
+                ctx.client()
+                    .and_then(|c| http::send_retrying(c, ctx.timeout, http::Retry::PING, req)),
+            );
             return d;
         }
         let url = if ok {

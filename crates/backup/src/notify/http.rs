@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use reqwest::{Method, Url};
@@ -40,6 +40,13 @@ pub enum NotifyError {
         detail: String,
         transient: bool,
     },
+    /// Credentials would go over an unencrypted connection to a host that is not loopback.
+    #[error(
+        "SMTP {server}: refusing to send the password over an unencrypted connection (the \
+         server offers no STARTTLS): set use_tls or use_ssl if it has TLS, or \
+         allow_plaintext_auth: true to send it in clear"
+    )]
+    PlaintextAuth { server: String },
     /// Writing a file failed.
     #[error("{}: {source}", path.display())]
     File {
@@ -59,6 +66,7 @@ impl NotifyError {
                 *status >= 500 || *status == 429 || *status == 408
             }
             NotifyError::Smtp { transient, .. } => *transient,
+            NotifyError::PlaintextAuth { .. } => false,
             NotifyError::File { source, .. } => crate::report::io_retryable(source),
         }
     }
@@ -143,6 +151,7 @@ pub fn client() -> Result<Client, String> {
 }
 
 /// One request a notifier sends.
+#[derive(Clone)]
 pub struct Request<'a> {
     pub method: Method,
     pub url: Url,
@@ -229,9 +238,111 @@ pub fn send(client: &Client, timeout: Duration, req: Request<'_>) -> Result<(), 
     })
 }
 
+/// How a ping is retried, as `curl --retry 3` users expect: a refused or dropped connection,
+/// a timeout, 5xx or 429 is tried again after 1 s, then 2 s, within a short window, so one
+/// blip does not lose the signal (and make the monitoring service alarm) while a dead
+/// service still fails the notifier soon.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// No retry starts later than this after the first try.
+    pub window: Duration,
+    /// Wait before the second try; doubled for each further one.
+    pub first_wait: Duration,
+}
+
+impl Retry {
+    /// Three tries within 15 s.
+    pub const PING: Retry = Retry {
+        attempts: 3,
+        window: Duration::from_secs(15),
+        first_wait: Duration::from_secs(1),
+    };
+}
+
+/// [`send`], retried by `retry` while the failure is [`NotifyError::retryable`]; the window
+/// never outlasts `timeout` (shortened when a run was stopped). Each retry is one DEBUG line.
+pub fn send_retrying(
+    client: &Client,
+    timeout: Duration,
+    retry: Retry,
+    req: Request<'_>,
+) -> Result<(), NotifyError> {
+    let started = Instant::now();
+    let window = retry.window.min(timeout);
+    let mut wait = retry.first_wait;
+    let mut attempt = 1;
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        match send(client, left, req.clone()) {
+            Err(e)
+                if e.retryable()
+                    && attempt < retry.attempts
+                    && started.elapsed() + wait < window =>
+            {
+                tracing::debug!(endpoint = %endpoint(&req.url), attempt, error = %e,
+                    retry_in_ms = wait.as_millis() as u64, "ping failed; retrying");
+                std::thread::sleep(wait);
+                wait *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Nothing listens at first (refused); the port is served a moment later: the retried
+    /// ping arrives.
+    #[test]
+    fn a_refused_ping_is_retried_until_it_arrives() {
+        use std::io::{BufRead as _, Write as _};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+            let (c, _) = l.accept().unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(&c).read_line(&mut line).unwrap();
+            let _ = (&c)
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            line
+        });
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/ping/uuid")).unwrap();
+        let req = Request::json(Method::POST, url.clone(), &serde_json::json!({}));
+        let quick = Retry {
+            attempts: 3,
+            window: Duration::from_secs(10),
+            first_wait: Duration::from_millis(500),
+        };
+        send_retrying(&client().unwrap(), Duration::from_secs(10), quick, req)
+            .expect("retried ping arrives");
+        assert!(server.join().unwrap().starts_with("POST /ping/uuid "));
+
+        // A dead service fails within the window, after its tries.
+        let dead = Url::parse(&format!("http://127.0.0.1:{port}/ping/uuid")).unwrap();
+        let started = Instant::now();
+        let e = send_retrying(
+            &client().unwrap(),
+            Duration::from_secs(10),
+            Retry {
+                first_wait: Duration::from_millis(50),
+                ..quick
+            },
+            Request::json(Method::POST, dead, &serde_json::json!({})),
+        )
+        .unwrap_err();
+        assert!(e.retryable(), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 
     #[test]
     fn secret_urls_show_only_the_endpoint() {

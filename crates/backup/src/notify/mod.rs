@@ -290,32 +290,31 @@ pub fn known_types() -> Vec<&'static str> {
 }
 
 /// Sends every notifier's start event (those with `notify_on_start`); one entry per
-/// notification, `None` where nothing was to be sent.
+/// notification, `None` where nothing was to be sent. Notifiers run at once, so a slow or
+/// retrying one (a ping that retries) does not delay the others.
 pub fn start(
     notifications: &[NotificationConfig],
     hostname: &str,
     sources: &[StartInfo],
 ) -> Vec<Option<NotificationReport>> {
     let client = OnceLock::new();
-    notifications
-        .iter()
-        .map(|n| {
-            n.events.start.then(|| {
-                let ctx = Context {
-                    events: n.events,
-                    timeout: n.timeout,
-                    client: &client,
-                };
-                conclude(n, n.handler.start(&ctx, hostname, sources), "start")
-            })
+    each(notifications, |n| {
+        n.events.start.then(|| {
+            let ctx = Context {
+                events: n.events,
+                timeout: n.timeout,
+                client: &client,
+            };
+            conclude(n, n.handler.start(&ctx, hostname, sources), "start")
         })
-        .collect()
+    })
 }
 
-/// Reports the run to every notifier, in config order; each failure is logged and
-/// recorded, and the next notifier still runs. `started` is what [`start`] returned: a
-/// failed start ping counts for its notifier too. `cap` shortens every timeout (a run stopped
-/// by SIGTERM still reports, but within the service manager's patience).
+/// Reports the run to every notifier at once; each failure is logged and recorded, and
+/// never stops or delays the others; results come back in config order. `started` is what
+/// [`start`] returned: a failed start ping counts for its notifier too. `cap` shortens every
+/// timeout (a run stopped by SIGTERM still reports, but within the service manager's
+/// patience).
 pub fn finish(
     notifications: &[NotificationConfig],
     report: &RunReport,
@@ -323,16 +322,18 @@ pub fn finish(
     cap: Option<Duration>,
 ) -> Vec<NotificationReport> {
     let client = OnceLock::new();
+    let finished = each(notifications, |n| {
+        let ctx = Context {
+            events: n.events,
+            timeout: cap.map_or(n.timeout, |c| c.min(n.timeout)),
+            client: &client,
+        };
+        conclude(n, n.handler.finish(&ctx, report), "finish")
+    });
     let mut started = started.into_iter();
-    notifications
-        .iter()
-        .map(|n| {
-            let ctx = Context {
-                events: n.events,
-                timeout: cap.map_or(n.timeout, |c| c.min(n.timeout)),
-                client: &client,
-            };
-            let mut r = conclude(n, n.handler.finish(&ctx, report), "finish");
+    finished
+        .into_iter()
+        .map(|mut r| {
             if let Some(Some(s)) = started.next() {
                 r.sent += s.sent;
                 if r.result.is_ok() {
@@ -342,6 +343,24 @@ pub fn finish(
             r
         })
         .collect()
+}
+
+/// `f` for every notification, each on its own thread; the results in config order.
+fn each<T: Send>(
+    notifications: &[NotificationConfig],
+    f: impl Fn(&NotificationConfig) -> T + Sync,
+) -> Vec<T> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let running: Vec<_> = notifications
+            .iter()
+            .map(|n| s.spawn(move || f(n)))
+            .collect();
+        running
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 fn conclude(n: &NotificationConfig, d: Delivery, phase: &str) -> NotificationReport {

@@ -5,14 +5,21 @@
 //!
 //! The original sent from the recipient's own address; custos `from` overrides that.
 //! custos `ca_file` (PEM) trusts a private CA for a relay with its own certificate.
+//!
+//! Without `use_tls`/`use_ssl` the original logged in over plain text, handing the relay
+//! password to anyone on the path. custos uses STARTTLS whenever the server offers it, and
+//! logs in over an unencrypted connection only to a loopback host or when the custos key
+//! `allow_plaintext_auth` says so; otherwise the notifier fails with an error naming that key.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
-use lettre::transport::smtp::authentication::Credentials as SmtpCredentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{Message, SmtpTransport, Transport};
+use lettre::transport::smtp::authentication::{Credentials as SmtpCredentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Message;
 use serde::{Deserialize, Deserializer};
 
 use super::http::Credentials;
@@ -30,12 +37,16 @@ pub struct Smtp {
     pub port: Option<u16>,
     #[serde(default)]
     pub credentials: Option<Credentials>,
-    /// STARTTLS (required when set).
+    /// STARTTLS (required when set; without it, used when the server offers it).
     #[serde(default, deserialize_with = "truthy")]
     pub use_tls: bool,
     /// TLS from the first byte (SMTPS).
     #[serde(default, deserialize_with = "truthy")]
     pub use_ssl: bool,
+    /// custos `allow_plaintext_auth`: log in even when the connection to a host that is not
+    /// a loopback address is not encrypted (a relay without TLS on a trusted network).
+    #[serde(default, deserialize_with = "truthy")]
+    pub allow_plaintext_auth: bool,
     /// Recipients of success mails: one address, several separated by commas, or a list.
     #[serde(default, deserialize_with = "addresses")]
     pub success_to: Vec<String>,
@@ -52,6 +63,22 @@ pub struct Smtp {
     /// custos `ca_file`: PEM certificate(s) to trust besides the system's roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+}
+
+/// A loopback host: the bytes never leave this machine. An IP literal (`127.0.0.0/8`, `::1`,
+/// bracketed or not, IPv4-mapped too) or `localhost` and its subdomains (RFC 6761); names are not resolved.
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim().trim_end_matches('.');
+    let bare = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        // `::ffff:127.0.0.1` too.
+        return ip.to_canonical().is_loopback();
+    }
+    let lower = h.to_ascii_lowercase();
+    lower == "localhost" || lower.ends_with(".localhost")
 }
 
 impl Smtp {
@@ -77,41 +104,97 @@ impl Smtp {
         }
     }
 
-    fn transport(&self, ctx: &Context<'_>) -> Result<SmtpTransport, NotifyError> {
-        let mut b = SmtpTransport::builder_dangerous(self.host.as_str())
-            .port(self.port())
-            .timeout(Some(ctx.timeout));
-        if self.use_ssl || self.use_tls {
-            let mut params = TlsParameters::builder(self.host.clone());
-            if let Some(ca) = &self.ca_file {
-                let pem = std::fs::read(ca).map_err(|e| NotifyError::File {
-                    path: ca.clone(),
-                    source: e,
-                })?;
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| self.error(format!("ca_file {}: {e}", ca.display()), false))?;
-                params = params.add_root_certificate(cert);
-            }
-            let params = params
-                .build_rustls()
-                .map_err(|e| self.error(format!("TLS setup: {e}"), false))?;
-            b = b.tls(if self.use_ssl {
-                Tls::Wrapper(params)
-            } else {
-                Tls::Required(params)
-            });
+    /// Whether credentials may go over a connection that is not encrypted: to a loopback
+    /// host, or when `allow_plaintext_auth` says so.
+    fn plaintext_auth_allowed(&self) -> Result<(), NotifyError> {
+        if self.allow_plaintext_auth || is_loopback(&self.host) {
+            Ok(())
+        } else {
+            Err(NotifyError::PlaintextAuth {
+                server: self.server(),
+            })
         }
-        // Log in only with credentials (the original always called login()).
-        if let Some(c) = Credentials::given(&self.credentials) {
-            b = b.credentials(SmtpCredentials::new(
+    }
+
+    fn tls_parameters(&self) -> Result<TlsParameters, NotifyError> {
+        let mut params = TlsParameters::builder(self.host.clone());
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| NotifyError::File {
+                path: ca.clone(),
+                source: e,
+            })?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| self.error(format!("ca_file {}: {e}", ca.display()), false))?;
+            params = params.add_root_certificate(cert);
+        }
+        params
+            .build_rustls()
+            .map_err(|e| self.error(format!("TLS setup: {e}"), false))
+    }
+
+    fn smtp_error(&self, e: &lettre::transport::smtp::Error) -> NotifyError {
+        self.error(
+            e.to_string(),
+            e.is_transient() || e.is_timeout() || !e.is_permanent(),
+        )
+    }
+
+    /// Connects, encrypts (implicit TLS, required STARTTLS, or STARTTLS when offered) and
+    /// logs in when credentials are given: never over plain text unless
+    /// [`Smtp::plaintext_auth_allowed`].
+    fn session(&self, ctx: &Context<'_>) -> Result<SmtpConnection, NotifyError> {
+        let tls = self.tls_parameters()?;
+        let hello = ClientId::default();
+        let connect = |wrapped: bool| {
+            SmtpConnection::connect(
+                (self.host.as_str(), self.port()),
+                Some(ctx.timeout),
+                &hello,
+                wrapped.then_some(&tls),
+                None,
+            )
+            .map_err(|e| self.smtp_error(&e))
+        };
+        let credentials = Credentials::given(&self.credentials).map(|c| {
+            SmtpCredentials::new(
                 c.username.clone(),
                 c.password
                     .as_ref()
                     .map(|p| p.expose().to_owned())
                     .unwrap_or_default(),
-            ));
+            )
+        });
+        let mut conn = connect(self.use_ssl)?;
+        if self.use_tls || conn.can_starttls() {
+            if let Err(e) = conn.starttls(&tls, &hello) {
+                conn.abort();
+                let refused = self.smtp_error(&e);
+                // STARTTLS only because it was offered (a local relay's self-signed
+                // certificate, say): go on without it as before, unless that would expose
+                // the password.
+                if self.use_tls || (credentials.is_some() && self.plaintext_auth_allowed().is_err())
+                {
+                    return Err(refused);
+                }
+                if is_loopback(&self.host) {
+                    tracing::info!("offered STARTTLS failed, sending without TLS: {refused}");
+                } else {
+                    tracing::warn!("offered STARTTLS failed, sending without TLS: {refused}");
+                }
+                conn = connect(false)?;
+            }
         }
-        Ok(b.build())
+        if let Some(c) = &credentials {
+            if !conn.is_encrypted() {
+                if let Err(e) = self.plaintext_auth_allowed() {
+                    conn.abort();
+                    return Err(e);
+                }
+            }
+            conn.auth(DEFAULT_MECHANISMS, c)
+                .map_err(|e| self.smtp_error(&e))?;
+        }
+        Ok(conn)
     }
 
     fn mail(
@@ -246,8 +329,9 @@ impl Notifier for Smtp {
     }
 
     fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
-        let mut transport = None;
-        Delivery::per_source(report, ctx.events, |s| {
+        // One session for the run's mails; a new one after a failed transaction.
+        let mut session: Option<SmtpConnection> = None;
+        let delivery = Delivery::per_source(report, ctx.events, |s| {
             let to = if s.succeeded() {
                 &self.success_to
             } else {
@@ -257,17 +341,18 @@ impl Notifier for Smtp {
                 return Ok(());
             }
             let message = self.mail(s, &report.hostname, to)?;
-            if transport.is_none() {
-                transport = Some(self.transport(ctx)?);
-            }
-            let t = transport.as_ref().expect("set above");
-            t.send(&message).map(|_| ()).map_err(|e| {
-                self.error(
-                    e.to_string(),
-                    e.is_transient() || e.is_timeout() || !e.is_permanent(),
-                )
-            })
-        })
+            let conn = match session.take().filter(|c| !c.has_broken()) {
+                Some(c) => session.insert(c),
+                None => session.insert(self.session(ctx)?),
+            };
+            conn.send(message.envelope(), &message.formatted())
+                .map(|_| ())
+                .map_err(|e| self.smtp_error(&e))
+        });
+        if let Some(mut c) = session {
+            let _ = c.quit();
+        }
+        delivery
     }
 }
 
@@ -320,6 +405,56 @@ mod tests {
                 e.contains("expected an address, addresses separated by commas, or a list"),
                 "{to}: {e}"
             );
+        }
+    }
+
+    fn smtp(json: serde_json::Value) -> super::Smtp {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// Issue 16.9: the password crossed the network in clear when neither `use_tls` nor
+    /// `use_ssl` was set. Over an unencrypted connection it may go only to a loopback host
+    /// or when `allow_plaintext_auth` says so.
+    #[test]
+    fn plaintext_auth_only_to_loopback_or_when_the_key_allows_it() {
+        let remote = smtp(serde_json::json!({"host": "mail.example.com", "port": 25}));
+        let err = remote.plaintext_auth_allowed().unwrap_err();
+        assert!(!err.retryable());
+        let text = err.to_string();
+        assert!(
+            text.starts_with("SMTP mail.example.com:25: refusing to send the password")
+                && text.contains("allow_plaintext_auth: true")
+                && text.contains("use_tls"),
+            "{text}"
+        );
+        for host in [
+            "127.0.0.1",
+            "127.0.0.2",
+            "::1",
+            "[::1]",
+            "::ffff:127.0.0.1",
+            "localhost",
+            "LOCALHOST.",
+            "relay.localhost",
+        ] {
+            let s = smtp(serde_json::json!({"host": host}));
+            assert!(s.plaintext_auth_allowed().is_ok(), "{host}");
+        }
+        for host in [
+            "10.0.0.1",
+            "192.0.2.2",
+            "::2",
+            "localhost.example.com",
+            "127.0.0.1.nip.io",
+        ] {
+            let s = smtp(serde_json::json!({"host": host}));
+            assert!(s.plaintext_auth_allowed().is_err(), "{host}");
+        }
+        for allow in [serde_json::json!(true), serde_json::json!(1)] {
+            let s = smtp(
+                serde_json::json!({"host": "mail.example.com", "allow_plaintext_auth": allow}),
+            );
+            assert!(s.plaintext_auth_allowed().is_ok());
         }
     }
 }

@@ -41,9 +41,10 @@ impl Compressor {
         }
     }
 
-    pub(super) fn classify(&self, e: io::Error) -> FeedError {
+    /// A write error: stage 2 hanging up (after `read` source bytes) or compression failing.
+    pub(super) fn classify(&self, e: io::Error, read: u64) -> FeedError {
         if self.sink().hung_up {
-            FeedError::Downstream
+            FeedError::Downstream { read }
         } else {
             FeedError::Compress(e)
         }

@@ -266,6 +266,63 @@ fn all_writers_failing_is_reported_per_destination() {
     .expect("pipeline");
     assert!(!out.all_ok());
     assert_eq!(all_files(dir.path()), Vec::<String>::new());
+    // Issue 16.6: what was read before the last destination failed (it said 0).
+    assert!(out.source_bytes > 0);
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+}
+
+/// A local destination that cannot store sidecars (a disk that fills up just then).
+struct NoSidecar(LocalDestination);
+
+impl Destination for NoSidecar {
+    fn id(&self) -> &str {
+        self.0.id()
+    }
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+    fn check(&self) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>, DestinationError> {
+        if name.ends_with(".sha256") {
+            return Err(DestinationError::Io {
+                destination: self.id().into(),
+                op: "create",
+                object: name.into(),
+                source: io::Error::from_raw_os_error(28),
+            });
+        }
+        self.0.create(name)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
+        self.0.list(prefix)
+    }
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>, DestinationError> {
+        self.0.open(name)
+    }
+    fn delete(&self, name: &str) -> Result<(), DestinationError> {
+        self.0.delete(name)
+    }
+}
+
+/// Issue 16.6: an object whose sidecar cannot be written is no good copy: it is removed,
+/// with the directories made for it.
+#[test]
+fn an_object_without_its_sidecar_is_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = NoSidecar(LocalDestination::new("disk", dir.path()));
+    let out = run(
+        TestStream::ok(sample(CHUNK)),
+        &Plan::compress_only(),
+        "s/20240101000000/s.tar.gz",
+        &[&d],
+        None,
+    )
+    .expect("pipeline");
+    let err = out.destinations[0].result.as_ref().expect_err("no sidecar");
+    assert!(err.to_string().contains("s.tar.gz.sha256"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
 }
 
 #[test]

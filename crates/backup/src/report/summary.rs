@@ -61,6 +61,8 @@ pub struct Row {
     pub duration: Duration,
     /// Copies removed by retention.
     pub removed: Vec<String>,
+    /// A notifier's row: counted on its own line, never as a backup.
+    pub notifier: bool,
 }
 
 impl Row {
@@ -75,6 +77,15 @@ impl Row {
             stored_bytes: None,
             duration: Duration::ZERO,
             removed: Vec::new(),
+            notifier: false,
+        }
+    }
+
+    /// The row of notifier `label`.
+    pub fn notification(label: &str, status: Status) -> Self {
+        Row {
+            notifier: true,
+            ..Row::new("-", &format!("notify:{label}"), status)
         }
     }
 }
@@ -105,10 +116,11 @@ impl RunReport {
                 };
                 let stored = s.failure.is_none() && d.result.is_ok();
                 let mut row = Row::new(&s.id, &d.id, status);
-                if stored || s.input_bytes.is_some() {
+                if s.input_bytes.is_some() {
                     row.object.clone_from(&s.object);
                     row.input_bytes = s.input_bytes;
-                    row.stored_bytes = s.stored_bytes;
+                    // What was read, and that nothing of a failed copy was kept here.
+                    row.stored_bytes = if stored { s.stored_bytes } else { Some(0) };
                     row.duration = s.dump;
                 }
                 if let Some(Ok(r)) = &d.retention {
@@ -118,9 +130,8 @@ impl RunReport {
             }
         }
         for n in &self.notifications {
-            rows.push(Row::new(
-                "-",
-                &format!("notify:{}", n.label),
+            rows.push(Row::notification(
+                &n.label,
                 Status::of(&n.result, Status::Ok),
             ));
         }
@@ -176,13 +187,24 @@ pub fn summary_table(rows: &[Row], dry_run: bool, hostname: &str, stamp: RunStam
             let _ = writeln!(out, "{} -> {}: {m}", r.source, r.destination);
         }
     }
-    let ok = rows.iter().filter(|r| r.status.is_ok()).count();
+    // Backups (or, on a dry run, checks) and notifiers are counted apart: a notifier that
+    // delivered is no backup that succeeded. The backups' line comes last (pings quote it).
+    let (notifiers, backups): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.notifier);
+    let failed_notifiers = notifiers.iter().filter(|r| !r.status.is_ok()).count();
+    if failed_notifiers > 0 {
+        let _ = writeln!(
+            out,
+            "{failed_notifiers} of {} notifiers failed",
+            notifiers.len()
+        );
+    }
     let _ = writeln!(
         out,
-        "{}{} of {} succeeded on {} (run {})",
+        "{}{} of {} {} succeeded on {} (run {})",
         if dry_run { "dry run: " } else { "" },
-        ok,
-        rows.len(),
+        backups.iter().filter(|r| r.status.is_ok()).count(),
+        backups.len(),
+        if dry_run { "checks" } else { "backups" },
         hostname,
         stamp
     );

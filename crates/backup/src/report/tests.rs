@@ -57,7 +57,10 @@ fn table_and_exit_code_are_views_of_the_typed_result() {
     );
     assert!(lines[2].starts_with("db      disk         FAILED"), "{t}");
     assert_eq!(lines[3], "db -> disk: mysqldump exited with status 2");
-    assert_eq!(lines[4], "1 of 2 succeeded on host1 (run 20240102030405)");
+    assert_eq!(
+        lines[4],
+        "1 of 2 backups succeeded on host1 (run 20240102030405)"
+    );
     assert_eq!(r.rows()[0].removed, ["20240101030405"]);
 }
 
@@ -73,6 +76,47 @@ fn a_failed_notifier_fails_the_exit_code_but_not_the_backups() {
     assert!(r.backups_succeeded());
     assert_eq!(r.exit_code(), 1);
     assert!(r.table().contains("- -> notify:slack: HTTP 500"));
+}
+
+/// Issue 16.4: a job whose only source failed, with a notifier that delivered, was summed
+/// up as `1 of 2 succeeded`; backups and notifiers are counted apart.
+#[test]
+fn notifiers_are_not_counted_as_backups() {
+    let mut db = SourceReport::new("db", "Database", "mysql");
+    db.failure = Some(Failure::new(Stage::Source, "mysqldump exited 2", false));
+    db.destinations.push(DestinationReport::failed(
+        "disk",
+        db.failure.clone().unwrap(),
+    ));
+    let mut r = report(vec![db]);
+    r.notifications.push(NotificationReport {
+        label: "slack".into(),
+        sent: 1,
+        result: Ok(()),
+    });
+    let t = r.table();
+    assert_eq!(
+        t.lines().last(),
+        Some("0 of 1 backups succeeded on host1 (run 20240102030405)"),
+        "{t}"
+    );
+    assert!(!t.contains("notifiers failed"), "{t}");
+    r.notifications.push(NotificationReport {
+        label: "mail".into(),
+        sent: 0,
+        result: Err(Failure::new(Stage::Notify, "refused", true)),
+    });
+    let t = r.table();
+    let tail: Vec<&str> = t.lines().rev().take(3).collect();
+    assert_eq!(
+        tail,
+        [
+            "0 of 1 backups succeeded on host1 (run 20240102030405)",
+            "1 of 2 notifiers failed",
+            "- -> notify:mail: refused",
+        ],
+        "{t}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ use super::*;
 use crate::crypto::gpg_test::GpgHome;
 use crate::crypto::{Encryption, Passphrase};
 use crate::destination::local::LocalDestination;
+use crate::destination::{ObjectInfo, ObjectWriter};
 use crate::naming::Encoding;
 use crate::pipeline::{self, Plan};
 use crate::source::{SourceError, SourceStream};
@@ -587,4 +588,50 @@ fn device_nodes_are_skipped_with_a_warning_when_not_root() {
         1,
         "staging left"
     );
+}
+
+/// A destination that only lists, as a store that normalizes keys does: `src//STAMP/x` and
+/// `src/STAMP/x` both come back as `src/STAMP/x`.
+struct Listed(Vec<ObjectInfo>);
+
+impl Destination for Listed {
+    fn id(&self) -> &str {
+        "listed"
+    }
+    fn kind(&self) -> &'static str {
+        "s3"
+    }
+    fn check(&self) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    fn create(&self, _: &str) -> Result<Box<dyn ObjectWriter>, DestinationError> {
+        unreachable!("list only")
+    }
+    fn list(&self, _: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
+        Ok(self.0.clone())
+    }
+    fn open(&self, _: &str) -> Result<Box<dyn Read + Send>, DestinationError> {
+        unreachable!("list only")
+    }
+    fn delete(&self, _: &str) -> Result<(), DestinationError> {
+        unreachable!("list only")
+    }
+}
+
+#[test]
+fn a_name_listed_twice_is_one_copy() {
+    let info = |name: &str| ObjectInfo {
+        name: name.into(),
+        size: 3,
+        modified: None,
+    };
+    let d = Listed(vec![
+        info("src/20200101000000/src.tar.zst.gpg"),
+        info("src/20200101000000/src.tar.zst.gpg"),
+        info("src/20200101000000/src.tar.zst.gpg.sha256"),
+        info("src/20200101000000/src.tar.zst.gpg.sha256"),
+    ]);
+    let listing = crate::restore::list(&[&d], Some("src"));
+    assert_eq!(listing.copies.len(), 1, "{:?}", listing.copies);
+    assert!(listing.copies[0].has_sidecar);
 }

@@ -238,7 +238,7 @@ fn dry_run_checks_everything_and_writes_nothing() {
     assert_eq!(report.rows()[0].status, Status::Checked);
     assert_eq!(report.exit_code(), 1);
     assert_eq!(std::fs::read_dir(&f.store).unwrap().count(), 0);
-    assert!(report.table().contains("dry run: 2 of 4 succeeded"));
+    assert!(report.table().contains("dry run: 2 of 4 checks succeeded"));
 }
 
 #[test]

@@ -62,7 +62,23 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(b: Behaviour) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        Self::serve_on(TcpListener::bind("127.0.0.1:0").expect("bind receiver"), b)
+    }
+
+    /// A receiver on `port` of 127.0.0.1, listening only from `after` on (connections before
+    /// that are refused); its log fills once it listens.
+    pub fn start_later(port: u16, after: Duration, b: Behaviour) -> Arc<Mutex<Option<Self>>> {
+        let slot = Arc::new(Mutex::new(None));
+        let s2 = slot.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            let l = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver later");
+            *s2.lock().unwrap() = Some(Self::serve_on(l, b));
+        });
+        slot
+    }
+
+    fn serve_on(listener: TcpListener, b: Behaviour) -> Self {
         let addr = listener.local_addr().expect("addr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let l2 = log.clone();

@@ -212,6 +212,16 @@ impl Fake {
         self.control_ok("POST", "/_control/fault", &f);
     }
 
+    /// From now on `service`'s listings (`dropbox`, `gdrive`) never end: every answer says
+    /// there is more, under the cursor (page token) it was asked with.
+    pub fn stuck_cursor(&self, service: &str) {
+        self.control_ok(
+            "POST",
+            "/_control/stuck",
+            &serde_json::json!({"service": service}),
+        );
+    }
+
     /// Stores an object as an earlier run would have (`service`: `b2` or `dropbox`).
     pub fn put(&self, service: &str, name: &str, data: &str) {
         let v = serde_json::json!({"service": service, "name": name, "data": data});

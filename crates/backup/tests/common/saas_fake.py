@@ -41,6 +41,7 @@ TLS.load_cert_chain(a.cert, a.key)
 lock = threading.Lock()
 record = []     # every API request, in order
 faults = []     # {host, path, status | drop, times}
+stuck = set()   # services whose listings repeat their cursor forever ("dropbox", "gdrive")
 b2_files = {}   # name -> {id, data, ts, hidden}
 b2_large = {}   # fileId -> {name, parts: {n: bytes}}
 dbx_files = {}  # lower path -> {path, data, ts}
@@ -207,6 +208,9 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     dbx_files[f["name"].lower()] = {"path": f["name"], "data": data,
                                                     "ts": time.time()}
+                return self.reply(200, {})
+            if url.path == "/_control/stuck":
+                stuck.add(json.loads(body)["service"])
                 return self.reply(200, {})
             if url.path == "/_control/gdrive":
                 gd_lifetime[0] = json.loads(body)["expires_in"]
@@ -483,6 +487,10 @@ def dropbox(h, url, body):
     raise Answer(400, {"error": "unknown call " + path})
 
 def page(entries, at, c):
+    if "dropbox" in stuck:
+        # A broken server: more to come, always under the same cursor.
+        raise Answer(200, {"entries": entries[:1], "has_more": True,
+                           "cursor": base64.b64encode(json.dumps(dict(c, at=0)).encode()).decode()})
     raise Answer(200, {"entries": entries[at:at + PAGE], "has_more": len(entries) > at + PAGE,
                        "cursor": base64.b64encode(json.dumps(dict(c, at=at + PAGE)).encode()).decode()})
 
@@ -574,6 +582,8 @@ def drive(h, url, body):
         ans = {"files": [gd_meta(i) for i in found[at:at + size]]}
         if len(found) > at + size:
             ans["nextPageToken"] = str(at + size)
+        if "gdrive" in stuck:
+            ans["nextPageToken"] = q.get("pageToken", "0")
         raise Answer(200, ans)
     if path == "/drive/v3/files" and h.command == "POST":
         j = json.loads(body)

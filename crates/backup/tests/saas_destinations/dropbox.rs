@@ -174,3 +174,38 @@ fn names(files: &Value) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The proxy (the only way to Dropbox here) refuses: the error names the refusal, Dropbox's
+/// endpoint and the proxy, and the retried listing makes one WARN line.
+#[test]
+fn a_refused_connection_names_the_cause_and_the_endpoint() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let t = tempfile::tempdir().expect("tempdir");
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &small_source(t.path())))
+        .destination(example(DROPBOX_EXAMPLE));
+    let cfg = job.write();
+    let proxy = std::ffi::OsString::from(format!("http://127.0.0.1:{port}"));
+    let r = backup_with(
+        [cfg.as_os_str()],
+        &[("HTTPS_PROXY", &proxy), ("NO_PROXY", OsStr::new(""))],
+        None,
+    );
+    r.assert_code(1);
+    let err = r.stderr_text();
+    let want = format!(
+        "request to https://content.dropboxapi.com (through proxy http://127.0.0.1:{port}) failed: connection refused"
+    );
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert_eq!(errors.len(), 1, "{}", r.describe());
+    assert!(errors[0].contains(&want), "{}", r.describe());
+    let warnings = err
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("operation=\"list\""))
+        .count();
+    assert_eq!(warnings, 1, "{}", r.describe());
+    assert!(!err.contains("YOUR_LONG_LIVED"), "{}", r.describe());
+}

@@ -258,3 +258,51 @@ pub fn base64_std(b: &[u8]) -> String {
     }
     out
 }
+
+/// A Dropbox (`has_more`) or Drive (`nextPageToken`) listing whose server repeats its cursor
+/// fails, naming why, after a few requests instead of looping forever.
+#[test]
+fn a_listing_whose_cursor_repeats_fails_instead_of_looping() {
+    for service in ["dropbox", "gdrive"] {
+        let fake = Fake::start();
+        let t = tempfile::tempdir().expect("tempdir");
+        let old = "files/20200101000000/files.tar.zst.gpg";
+        let stored = if service == "dropbox" {
+            format!("/backups/{old}")
+        } else {
+            old.to_string()
+        };
+        fake.put(service, &stored, "old");
+        let dest = if service == "dropbox" {
+            example(DROPBOX_EXAMPLE)
+        } else {
+            gdrive_example(&fake)
+        };
+        let mut job = Job::new(t.path());
+        job.source(folder_source("files", &small_source(t.path())))
+            .destination(dest);
+        let cfg = job.write();
+        fake.stuck_cursor(service);
+        let started = std::time::Instant::now();
+        let l = fake.backup(&["list".as_ref(), cfg.as_os_str()]);
+        l.assert_code(1);
+        assert!(
+            l.stderr_text().contains("repeated a listing cursor"),
+            "{service}: {}",
+            l.describe()
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{service}"
+        );
+        let lists = fake
+            .requests()
+            .iter()
+            .filter(|r| {
+                let p = r["path"].as_str().unwrap_or("");
+                p.contains("list_folder") || (p == "/drive/v3/files" && r["method"] == "GET")
+            })
+            .count();
+        assert!(lists <= 10, "{service}: {lists} listing requests");
+    }
+}

@@ -345,9 +345,7 @@ async fn http_metrics_and_probe() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let get = |path: &'static str| {
-        tokio::task::spawn_blocking(move || {
-            custos_kit::testing::http_get(addr, path, None).unwrap()
-        })
+        tokio::task::spawn_blocking(move || custos_testkit::http_get(addr, path, None).unwrap())
     };
     let all = get("/metrics").await.unwrap();
     assert_eq!(all.status, 200);

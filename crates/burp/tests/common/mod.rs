@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 // Each test binary uses a different part of these.
 #[allow(unused_imports)]
-pub use custos_kit::testing::{
+pub use custos_testkit::{
     find_binary, free_port, http_get, missing, require, run_with_deadline, strip_ansi, urlencode,
     wait_for, Metrics,
 };

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 // Each test binary uses a different part of these.
 #[allow(unused_imports)]
-pub use custos_kit::testing::{
+pub use custos_testkit::{
     free_port, http_get, require, run_with_deadline, strip_ansi, wait_for, Metrics,
 };
 

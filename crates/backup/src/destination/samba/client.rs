@@ -23,6 +23,9 @@ use crate::destination::{DestinationError, ErrorKind};
 
 /// Most of smbclient's stderr kept for a message.
 const MAX_STDERR: usize = 64 << 10;
+/// Most of smbclient's stdout read (an `ls` of the share): ~80 bytes a file, so hundreds of
+/// thousands of files; a server (or share) that lists without end fails the listing.
+const MAX_STDOUT: usize = 64 << 20;
 /// Extra time for a process to start, connect and exit around its `-t` request timeout.
 const PROCESS_SLACK: Duration = Duration::from_secs(3);
 /// Longest wait for smbclient to open its authentication file (it does so on start).
@@ -162,11 +165,23 @@ impl Share {
         command: &str,
     ) -> Result<Vec<u8>, DestinationError> {
         let mut p = self.spawn(op, object, command, Stdio::null(), Stdio::piped())?;
-        let stdout = p.child.stdout.take().map(collect);
+        let stdout = p.child.stdout.take().map(|r| collect(r, MAX_STDOUT));
         let status = p.wait(self.deadline());
-        let out = stdout.and_then(|h| h.join().ok()).unwrap_or_default();
+        let (out, whole) = stdout
+            .and_then(|h| h.join().ok())
+            .unwrap_or((Vec::new(), true));
         let err = p.stderr_text();
         match status {
+            Some(s) if s.success() && !whole => Err(DestinationError::Store {
+                destination: self.destination.clone(),
+                op,
+                object: object.to_string(),
+                kind: ErrorKind::Other,
+                message: format!(
+                    "smbclient printed more than {} MiB; refused",
+                    MAX_STDOUT >> 20
+                ),
+            }),
             Some(s) if s.success() => Ok(out),
             Some(_) => Err(self.failure(op, object, &format!("{}{err}", lossy(&out)))),
             None => Err(self.timed_out(op, object)),
@@ -256,13 +271,16 @@ impl Drop for Process {
     }
 }
 
-/// Reads a pipe to its end on a thread (keeping the last [`MAX_STDERR`] bytes of stderr; a
-/// listing on stdout whole), so the process never blocks on a full pipe.
-fn collect<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
+/// Reads a pipe to its end on a thread, so the process never blocks on a full pipe, keeping
+/// at most `limit` bytes: the bytes kept and whether they are all there were (the rest is
+/// read and dropped).
+fn collect<R: Read + Send + 'static>(mut r: R, limit: usize) -> JoinHandle<(Vec<u8>, bool)> {
     std::thread::spawn(move || {
         let mut out = Vec::new();
-        let _ = r.read_to_end(&mut out);
-        out
+        let cap = u64::try_from(limit).unwrap_or(u64::MAX);
+        let _ = r.by_ref().take(cap).read_to_end(&mut out);
+        let rest = std::io::copy(&mut r, &mut std::io::sink()).unwrap_or(0);
+        (out, rest == 0)
     })
 }
 
@@ -367,6 +385,17 @@ pub fn summary(output: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stdout_is_read_to_its_end_but_kept_only_to_the_limit() {
+        let endless = std::io::repeat(b'x').take(10_000);
+        let (kept, whole) = collect(endless, 4096).join().expect("thread");
+        assert_eq!((kept.len(), whole), (4096, false));
+        let (kept, whole) = collect(&b"  a.gpg   A   3\n"[..], 4096)
+            .join()
+            .expect("thread");
+        assert_eq!((kept.len(), whole), (16, true));
+    }
 
     #[test]
     fn nt_status_words_map_to_kinds() {

@@ -28,8 +28,7 @@ fn split_sidecar(name: &str) -> (&str, bool) {
 /// The share's file name of the engine's object (or sidecar) `name`; `None` for a name that
 /// is not an object name or that smbclient cannot carry.
 pub fn to_share(name: &str) -> Option<String> {
-    let (base, sidecar) = split_sidecar(name);
-    let o = ObjectName::parse(base)?;
+    let (o, sidecar) = naming::parse_stored(name)?;
     let file = o.file_name();
     // `file` is `{id}.{suffixes}`: keep the suffixes.
     let rest = file.strip_prefix(&o.source_id)?;

@@ -1,4 +1,4 @@
-//! Helpers for the integration tests of every custos binary: they drive the real binaries
+//! custos-testkit: helpers for the integration tests of every custos binary: they drive the real binaries
 //! against real services, so this holds what that needs once.
 //!
 //! - [`http`]: a blocking HTTP/1.1 GET, no client crate needed.

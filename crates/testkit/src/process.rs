@@ -150,7 +150,7 @@ pub fn strip_ansi(s: &str) -> String {
 }
 
 /// Percent-encodes a query parameter value (the kit's one encoder).
-pub use crate::http::query_escape as urlencode;
+pub use custos_kit::http::query_escape as urlencode;
 
 #[cfg(test)]
 mod tests {
