@@ -111,15 +111,29 @@ impl RawBackend {
     }
 
     /// The typed backend for `type`, and the keys set that this type does not read. A missing
-    /// required key is an error naming `backends.<id>.<key>`.
-    pub fn typed(&self, id: &str, file: &Path) -> Result<(Backend, Vec<UnknownKey>), ConfigError> {
+    /// required key is an error naming `backends.<id>.<key>`, or the key of `unknown` (the
+    /// keys nothing read) that looks like its typo.
+    pub fn typed(
+        &self,
+        id: &str,
+        file: &Path,
+        unknown: &[UnknownKey],
+    ) -> Result<(Backend, Vec<UnknownKey>), ConfigError> {
+        let prefix = format!("backends.{id}.");
         let missing = |k: &str| {
-            ConfigError::invalid(
-                file,
-                format!("backends.{id}.{k}"),
-                "",
-                format!("a {} backend needs `{k}`", self.kind),
-            )
+            let typo = unknown
+                .iter()
+                .filter_map(|u| u.key.strip_prefix(&prefix))
+                .find(|name| custos_kit::config::nearest_known(name, [k]).is_some());
+            match typo {
+                Some(typo) => ConfigError::misspelt(file, format!("{prefix}{typo}"), typo, k, None),
+                None => ConfigError::invalid(
+                    file,
+                    format!("{prefix}{k}"),
+                    "",
+                    format!("a {} backend needs `{k}`", self.kind),
+                ),
+            }
         };
         let (backend, reads): (Backend, &[&str]) = match self.kind.as_str() {
             "logfile" => (
@@ -177,8 +191,9 @@ impl RawBackend {
             .into_iter()
             .filter(|k| !reads.contains(k))
             .map(|k| UnknownKey {
-                key: format!("backends.{id}.{k}"),
-                nearest: None,
+                key: format!("{prefix}{k}"),
+                nearest: custos_kit::config::nearest_known(k, reads.iter().copied())
+                    .map(str::to_owned),
             })
             .collect();
         Ok((backend, unused))
@@ -434,43 +449,64 @@ pub fn redact_userinfo(url: &str) -> String {
     url.to_string()
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumberOrText {
-    Number(f64),
-    Text(String),
-}
+/// A number, or text that reads as one (the original's `float()`); absent or null is `None`.
+/// The visitor says what its field holds (`a port 1-65535`, `a number of seconds`) in every
+/// error, and errors point at the value, not at the enclosing mapping.
+struct LenientNumber(&'static str);
 
-fn to_f64<E: serde::de::Error>(v: NumberOrText) -> Result<f64, E> {
-    match v {
-        NumberOrText::Number(n) => Ok(n),
-        NumberOrText::Text(s) => s
-            .trim()
+impl<'de> serde::de::Visitor<'de> for LenientNumber {
+    type Value = Option<f64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Option<f64>, E> {
+        Ok(Some(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Option<f64>, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Option<f64>, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<f64>, E> {
+        v.trim()
             .parse()
-            .map_err(|_| E::custom(format!("expected a number of seconds, got {s:?}"))),
+            .map(Some)
+            .map_err(|_| E::custom(format!("expected {}, got {v:?}", self.0)))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<f64>, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
+const SECONDS: &str = "a number of seconds";
+const PORT: &str = "a port 1-65535";
+
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    to_f64(NumberOrText::deserialize(d)?)
+    d.deserialize_any(LenientNumber(SECONDS))?
+        .ok_or_else(|| serde::de::Error::custom(format!("expected {SECONDS}, got nothing")))
 }
 
 fn opt_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    Option::<NumberOrText>::deserialize(d)?
-        .map(to_f64)
-        .transpose()
+    d.deserialize_any(LenientNumber(SECONDS))
 }
 
 fn opt_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    let Some(v) = Option::<NumberOrText>::deserialize(d)? else {
+    let Some(n) = d.deserialize_any(LenientNumber(PORT))? else {
         return Ok(None);
     };
-    let n = to_f64::<D::Error>(v)?;
     if n.fract() == 0.0 && (1.0..=65535.0).contains(&n) {
         Ok(Some(n as u16))
     } else {
         Err(serde::de::Error::custom(format!(
-            "expected a port 1-65535, got {n}"
+            "expected {PORT}, got {n}"
         )))
     }
 }
@@ -485,7 +521,8 @@ impl Config {
         let text = custos_kit::config::read(path)?;
         let (mut cfg, mut unknown): (Config, _) =
             custos_kit::config::parse_yaml_lenient(path, &text)?;
-        unknown.extend(cfg.validate(path)?);
+        let unused = cfg.validate_with(path, &unknown)?;
+        unknown.extend(unused);
         if strict {
             custos_kit::config::check_unknown(path, &unknown, Strictness::Strict)?;
         }
@@ -495,10 +532,20 @@ impl Config {
     /// Semantic checks (the first problem found, naming its key path); fills
     /// [`Config::backends`] and returns the backend keys their type does not read.
     pub fn validate(&mut self, file: &Path) -> Result<Vec<UnknownKey>, ConfigError> {
+        self.validate_with(file, &[])
+    }
+
+    /// [`Config::validate`] knowing the keys the parser found nothing to read into
+    /// (`unknown`): a required backend key that is missing is reported as its typo there.
+    pub fn validate_with(
+        &mut self,
+        file: &Path,
+        unknown: &[UnknownKey],
+    ) -> Result<Vec<UnknownKey>, ConfigError> {
         let mut unused = Vec::new();
         self.backends.clear();
         for (id, raw) in &self.raw_backends {
-            let (b, u) = raw.typed(id, file)?;
+            let (b, u) = raw.typed(id, file, unknown)?;
             self.backends.insert(id.clone(), b);
             unused.extend(u);
         }

@@ -12,12 +12,19 @@
 //! the known sibling keys from serde's "unknown field" error, drops the key and deserializes
 //! again. Keys skipped by structs without it are still found (`serde_ignored`), without a
 //! nearest key. Callers that deserialize parts of a document themselves use
-//! [`from_json_value`] and then [`check_unknown`].
+//! [`from_json_value`] and then [`check_unknown`]. A nearest key is offered only when it is
+//! close: a far-off hint sends the user the wrong way.
+//!
+//! **Missing keys.** serde's "missing field" hides the cause; the loader names it: a close
+//! unknown key at the same place is the typo ([`ConfigError::misspelt`]), a key of that name
+//! elsewhere was indented into the wrong mapping, and a syntax error further down (a broken
+//! indent) is reported instead of the "missing field" the parser met first.
 
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod missing;
 mod secret;
 mod unknown;
 pub use secret::Secret;
@@ -95,6 +102,34 @@ impl ConfigError {
         }
     }
 
+    /// A required key (`wanted`) is missing and an unknown key (`typo`, at key path `key`,
+    /// on `line` of the file when known) looks like it: name both, the typo first.
+    pub fn misspelt(
+        file: impl Into<PathBuf>,
+        key: impl Into<String>,
+        typo: &str,
+        wanted: &str,
+        line: Option<usize>,
+    ) -> Self {
+        let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        ConfigError::Parse {
+            file: file.into(),
+            key: KeyPrefix(key.into()),
+            message: format!(
+                "unknown key `{typo}`{line}, did you mean `{wanted}`? (`{wanted}` is required)"
+            ),
+        }
+    }
+
+    /// The required key a "missing field" error is about (for callers that know more keys of
+    /// the mapping than the part that failed, and look for its typo there).
+    pub fn missing_key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Parse { message, .. } => missing::missing_field(message),
+            _ => None,
+        }
+    }
+
     /// The key path the error is about, if any (used by tests and callers that re-word errors).
     pub fn key(&self) -> Option<&str> {
         match self {
@@ -118,6 +153,15 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
 pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
     let de = yaml_serde::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
+        // A document broken further down (a bad indent) can fail as "missing field" before
+        // the parser reaches the broken line: the syntax error is the cause.
+        if let Err(syntax) = yaml_serde::from_str::<yaml_serde::Value>(text) {
+            return ConfigError::Parse {
+                file: file.to_owned(),
+                key: KeyPrefix(String::new()),
+                message: syntax.to_string(),
+            };
+        }
         let key = e.path().to_string();
         let message = e.into_inner().to_string();
         // The YAML parser already prefixes some messages with the path; say it once.
@@ -128,7 +172,7 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
         ConfigError::Parse {
             file: file.to_owned(),
             key: KeyPrefix(key),
-            message,
+            message: unknown::plain_types(&message),
         }
     })
 }
@@ -136,10 +180,20 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
 /// Parses JSON text (already read from `file`) into `T`, naming the failing key path.
 pub fn parse_json<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigError::Parse {
-        file: file.to_owned(),
-        key: KeyPrefix(e.path().to_string()),
-        message: e.into_inner().to_string(),
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // As for YAML: a syntax error further down is the cause of an earlier "missing field".
+        if let Err(syntax) = serde_json::from_str::<serde_json::Value>(text) {
+            return ConfigError::Parse {
+                file: file.to_owned(),
+                key: KeyPrefix(String::new()),
+                message: syntax.to_string(),
+            };
+        }
+        ConfigError::Parse {
+            file: file.to_owned(),
+            key: KeyPrefix(e.path().to_string()),
+            message: unknown::plain_types(&e.into_inner().to_string()),
+        }
     })?;
     de.end().map_err(|e| ConfigError::Parse {
         file: file.to_owned(),
@@ -238,6 +292,34 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("servers[0]"), "{msg}");
         assert!(msg.contains("missing field `port`"), "{msg}");
+    }
+
+    #[test]
+    fn json_syntax_error_after_a_missing_field_is_the_one_reported() {
+        // serde_json meets the end of servers[0] (no `port`) before the broken line.
+        let err = parse_json::<Root>(
+            Path::new("j.json"),
+            "{\"servers\": [{\"name\": \"a\"}]\n \"x\" }",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains("missing field"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        let err = parse_json_lenient::<Root>(
+            Path::new("j.json"),
+            "{\"servers\": [{\"name\": \"a\"}]\n \"x\" }",
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("missing field"), "{err}");
+        let err = parse_json::<Root>(
+            Path::new("j.json"),
+            r#"{"servers":[{"name":"a","port":"x"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("expected a whole number 0-65535"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -84,6 +84,26 @@ pub(super) fn split(
     Ok((common, specific))
 }
 
+/// Deserializes the keys every entry of a kind has; a required one that is missing while a
+/// key of the type's part (`others`) looks like it is reported as that typo (`tpye`).
+pub(super) fn common<T: DeserializeOwned>(
+    file: &Path,
+    at: &str,
+    map: Map<String, Value>,
+    others: &Map<String, Value>,
+    unknown: &mut Vec<UnknownKey>,
+) -> Result<T, ConfigError> {
+    from_map(file, at, map, unknown).map_err(|e| {
+        let Some(wanted) = e.missing_key() else {
+            return e;
+        };
+        match custos_kit::config::nearest_known(wanted, others.keys().map(String::as_str)) {
+            Some(typo) => ConfigError::misspelt(file, format!("{at}.{typo}"), typo, wanted, None),
+            None => e,
+        }
+    })
+}
+
 /// Deserializes part of an entry, prefixing the entry's path to any error and to the keys
 /// nothing reads (added to `unknown`).
 pub(super) fn from_map<T: DeserializeOwned>(
