@@ -267,8 +267,11 @@ fn passphrase_session_key(
             return Ok(sk);
         };
         // SEIPD v1: version byte 1, then CFB(prefix of block size + 2 repeated bytes).
+        // A block cipher has blocks of 8 or 16 bytes; anything smaller (a plaintext "cipher"
+        // named by a hostile copy) has no check bytes to compare: let rPGP refuse it.
         let bs = sym_alg.block_size();
-        let Some(data) = seipd.filter(|d| d.first() == Some(&1) && d.len() > bs + 2) else {
+        let Some(data) = seipd.filter(|d| bs >= 8 && d.first() == Some(&1) && d.len() > bs + 2)
+        else {
             return Ok(sk);
         };
         let mut check = data[1..bs + 3].to_vec();
