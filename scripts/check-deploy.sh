@@ -79,7 +79,7 @@ rule_files, test_files = args[:split], args[split + 1:]
 firing, quiet, failed = set(), set(), False
 for f in test_files:
     for t in yaml.safe_load(open(f)).get("tests", []):
-        for a in t.get("alert_rule_tests", []):
+        for a in t.get("alert_rule_test", []):
             (firing if a.get("exp_alerts") else quiet).add(a["alertname"])
 for f in rule_files:
     for g in yaml.safe_load(open(f))["groups"]:
