@@ -7,7 +7,10 @@
 #   rules  `promtool check rules` for every deploy/*-alerts.yml, `promtool test rules` for
 #          deploy/tests/*.yml, and every alert has summary, description and runbook
 #          annotations and a test where it fires and one where it does not
-# Usage: scripts/check-deploy.sh [units|rules]... (default: both). Exit 1 on any failure.
+#   dashboards  every deploy/grafana/*.json takes its data source from the `datasource`
+#          variable, and every panel query and variable query returns series from a real
+#          Prometheus scraping the recorded exposition of the binaries (deploy/tests/exposition)
+# Usage: scripts/check-deploy.sh [units|rules|dashboards]... (default: all). Exit 1 on any failure.
 set -euo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")/.."
@@ -101,14 +104,128 @@ sys.exit(1 if failed else 0)
 PY
 }
 
+check_dashboards() {
+	local tmp port prom_port pids=() job f
+	tmp=$(mktemp -d)
+	# Serves the recorded /metrics bodies (deploy/tests/exposition/NAME.prom) on a port the
+	# kernel picks; Prometheus scrapes each as job NAME every second.
+	python3 - "$tmp/port" deploy/tests/exposition <<'PY' &
+import functools, http.server, sys
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+handler = functools.partial(Quiet, directory=sys.argv[2])
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+open(sys.argv[1] + ".tmp", "w").write(str(srv.server_address[1]))
+__import__("os").rename(sys.argv[1] + ".tmp", sys.argv[1])
+srv.serve_forever()
+PY
+	pids+=($!)
+	# shellcheck disable=SC2064 # expand now: the locals are gone when the trap runs
+	trap "kill ${pids[*]} 2>/dev/null; wait ${pids[*]} 2>/dev/null; rm -rf '$tmp'" RETURN
+	for _ in $(seq 1 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+	port=$(cat "$tmp/port")
+	{
+		printf 'global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n'
+		for f in deploy/tests/exposition/*.prom; do
+			job=$(basename "$f" .prom)
+			printf '  - job_name: %s\n    metrics_path: /%s.prom\n    static_configs:\n      - targets: ["127.0.0.1:%s"]\n' "$job" "$job" "$port"
+		done
+	} >"$tmp/prometheus.yml"
+	prom_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
+		--web.listen-address="127.0.0.1:$prom_port" >"$tmp/prometheus.log" 2>&1 &
+	pids+=($!)
+	trap "kill ${pids[*]} 2>/dev/null; wait ${pids[*]} 2>/dev/null; rm -rf '$tmp'" RETURN
+	python3 - "http://127.0.0.1:$prom_port" deploy/tests/exposition deploy/grafana/*.json <<'PY' ||
+import glob, json, os, re, sys, time, urllib.error, urllib.parse, urllib.request
+
+base, expo, boards = sys.argv[1], sys.argv[2], sys.argv[3:]
+jobs = {os.path.basename(f)[:-5] for f in glob.glob(expo + "/*.prom")}
+
+def api(path, **q):
+    url = base + path + ("?" + urllib.parse.urlencode(q) if q else "")
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:  # a bad query: 400 with Prometheus's error in JSON
+        return json.load(e)
+
+# Every recorded target scraped cleanly at least three times (rate() needs two samples).
+deadline, up = time.time() + 60, None
+while time.time() < deadline:
+    try:
+        t = api("/api/v1/targets")["data"]["activeTargets"]
+        up = {x["labels"]["job"]: x for x in t if x["health"] == "up" and not x["lastError"]}
+        if set(up) == jobs:
+            n = api("/api/v1/query", query="min(count_over_time(up[1m]))")["data"]["result"]
+            if n and float(n[0]["value"][1]) >= 3:
+                break
+    except OSError:
+        pass
+    time.sleep(0.5)
+else:
+    sys.exit(f"Prometheus did not scrape every recorded exposition: up {sorted(up or [])} of {sorted(jobs)}")
+
+def grafana_to_promql(expr):
+    expr = re.sub(r"\$__(rate_interval|interval|range)\b", "1m", expr)
+    return re.sub(r"\$\{?\w+(:\w+)?\}?", ".*", expr)
+
+failed = False
+def bad(msg):
+    global failed
+    failed = True
+    print(msg, file=sys.stderr)
+
+for f in boards:
+    d = json.load(open(f))
+    names = [v["name"] for v in d["templating"]["list"]]
+    if not any(v["name"] == "datasource" and v["type"] == "datasource" and v["query"] == "prometheus" for v in d["templating"]["list"]):
+        bad(f"{f}: no data source variable `datasource` of type prometheus")
+    queries = []
+    for v in d["templating"]["list"]:
+        if v["type"] == "query":
+            if v.get("datasource", {}).get("uid") != "${datasource}":
+                bad(f"{f}: variable {v['name']}: data source is not ${{datasource}}")
+            m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", v["query"]["query"])
+            if not m:
+                bad(f"{f}: variable {v['name']}: not label_values(metric, label)")
+                continue
+            queries.append((f"variable {v['name']}", f"count by ({m[2]}) ({m[1]})"))
+    ids = [p["id"] for p in d["panels"]]
+    if len(ids) != len(set(ids)):
+        bad(f"{f}: panel ids repeat")
+    for p in d["panels"]:
+        if p.get("datasource", {}).get("uid") != "${datasource}":
+            bad(f"{f}: panel {p['title']!r}: data source is not ${{datasource}}")
+        for t in p["targets"]:
+            if t.get("datasource", {}).get("uid") != "${datasource}":
+                bad(f"{f}: panel {p['title']!r} query {t['refId']}: data source is not ${{datasource}}")
+            queries.append((f"panel {p['title']!r} query {t['refId']}", grafana_to_promql(t["expr"])))
+    for what, q in queries:
+        r = api("/api/v1/query", query=q)
+        if r.get("status") != "success":
+            bad(f"{f}: {what}: {q}: {r.get('error', r)}")
+        elif not r["data"]["result"]:
+            bad(f"{f}: {what}: {q}: no series")
+    print(f"check-deploy: {f}: {len(queries)} queries checked")
+sys.exit(1 if failed else 0)
+PY
+		{
+			bad "dashboards; the end of Prometheus's log:"
+			tail -5 "$tmp/prometheus.log" >&2
+		}
+}
+
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(units rules)
+[ ${#what[@]} -gt 0 ] || what=(units rules dashboards)
 for w in "${what[@]}"; do
 	case $w in
 	units) check_units ;;
 	rules) check_rules ;;
+	dashboards) check_dashboards ;;
 	*)
-		echo "usage: $0 [units|rules]..." >&2
+		echo "usage: $0 [units|rules|dashboards]..." >&2
 		exit 2
 		;;
 	esac
