@@ -33,7 +33,7 @@ import json, sys
 m = json.load(sys.stdin)
 print("\n".join(sorted(t["name"] for p in m["packages"] for t in p["targets"] if "bin" in t["kind"])))')
 	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' RETURN
+	trap 'rm -rf "$tmp"; trap - RETURN' RETURN
 	for unit in deploy/*.service deploy/*.socket deploy/*.timer; do
 		sed "s#/usr/local/bin/#$target/#g" "$unit" >"$tmp/$(basename "$unit")"
 	done
@@ -123,7 +123,7 @@ srv.serve_forever()
 PY
 	pids+=($!)
 	# shellcheck disable=SC2064 # expand now: the locals are gone when the trap runs
-	trap "kill ${pids[*]} 2>/dev/null; wait ${pids[*]} 2>/dev/null; rm -rf '$tmp'" RETURN
+	trap "kill ${pids[*]} 2>/dev/null; wait ${pids[*]} 2>/dev/null; rm -rf '$tmp'; trap - RETURN" RETURN
 	for _ in $(seq 1 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 	port=$(cat "$tmp/port")
 	{
@@ -137,7 +137,7 @@ PY
 	prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
 		--web.listen-address="127.0.0.1:$prom_port" >"$tmp/prometheus.log" 2>&1 &
 	pids+=($!)
-	trap "kill ${pids[*]} 2>/dev/null; wait ${pids[*]} 2>/dev/null; rm -rf '$tmp'" RETURN
+	trap "kill ${pids[*]} 2>/dev/null; wait ${pids[*]} 2>/dev/null; rm -rf '$tmp'; trap - RETURN" RETURN
 	python3 - "http://127.0.0.1:$prom_port" deploy/tests/exposition deploy/grafana/*.json -- deploy/*-alerts.yml <<'PY' ||
 import glob, json, os, re, sys, time, urllib.error, urllib.parse, urllib.request
 import yaml
