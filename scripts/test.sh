@@ -19,6 +19,11 @@ bash scripts/install-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# deploy/: every unit passes systemd-analyze verify, its ExecStart parses and its security
+# score matches the README (builds the binaries the tests use anyway); every alert rule file
+# passes promtool check rules and its promtool unit tests, which cover each alert both ways;
+# every Grafana panel's query returns series from a real Prometheus.
+bash scripts/check-deploy.sh units rules dashboards
 # Integration tests start servers with fixed loopback ports; run test binaries one at a time
 # but the tests inside each binary in parallel where they use their own ports.
 log=$(mktemp)
