@@ -26,6 +26,11 @@ pub const DEFAULT_FACILITY: &str = "haproxy-session-mon";
 pub const DEFAULT_CHUNK_SIZE: usize = 1420;
 /// Default listen address of a `prometheus` backend (that of HAProxy's Go exporter).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9101";
+/// Bounds of `update-interval`, in seconds: more often than 10 times a second only loads
+/// HAProxy, and a poll less than daily is no monitor (and far-off durations overflow timers).
+pub const INTERVAL_RANGE: (f64, f64) = (0.1, 86_400.0);
+/// Bounds of every `timeout`, in seconds.
+pub const TIMEOUT_RANGE: (f64, f64) = (0.01, 3_600.0);
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -545,8 +550,8 @@ impl Config {
                     if let Err(reason) = check_http_url(&p.base_url) {
                         return bad(key("base-url"), &redact_userinfo(&p.base_url), &reason);
                     }
-                    if !(p.timeout > 0.0 && p.timeout.is_finite()) {
-                        return bad(key("timeout"), &p.timeout, "must be a positive number");
+                    if let Err(reason) = check_seconds(p.timeout, TIMEOUT_RANGE) {
+                        return bad(key("timeout"), &p.timeout, &reason);
                     }
                 }
                 Backend::Prometheus(p) => match p.addr() {
@@ -568,16 +573,12 @@ impl Config {
             if let Err(reason) = check_endpoint(&s.endpoint) {
                 return bad(key("endpoint"), &s.endpoint_display(), &reason);
             }
-            if !(s.update_interval > 0.0 && s.update_interval.is_finite()) {
-                return bad(
-                    key("update-interval"),
-                    &s.update_interval,
-                    "must be a positive number of seconds",
-                );
+            if let Err(reason) = check_seconds(s.update_interval, INTERVAL_RANGE) {
+                return bad(key("update-interval"), &s.update_interval, &reason);
             }
             if let Some(t) = s.timeout {
-                if !(t > 0.0 && t.is_finite()) {
-                    return bad(key("timeout"), &t, "must be a positive number of seconds");
+                if let Err(reason) = check_seconds(t, TIMEOUT_RANGE) {
+                    return bad(key("timeout"), &t, &reason);
                 }
             }
             if s.username.is_some() && s.password.is_none() {
@@ -623,6 +624,16 @@ impl Config {
             }
         }
         Ok(unused)
+    }
+}
+
+/// A number of seconds within `(min, max)`, so that every duration built from it later exists
+/// (`Duration::from_secs_f64` aborts on 1e20) and no timer is zero.
+fn check_seconds(v: f64, (min, max): (f64, f64)) -> Result<(), String> {
+    if v.is_finite() && (min..=max).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("must be a number of seconds from {min} to {max}"))
     }
 }
 

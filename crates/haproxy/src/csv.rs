@@ -311,13 +311,26 @@ mod tests {
 
     proptest! {
         #[test]
-        fn never_panics(s in "\\PC*") {
+        fn never_panics(s in any::<String>()) {
             let _ = parse(&s);
         }
 
         #[test]
+        fn never_panics_on_a_header_and_any_text(s in any::<String>()) {
+            let _ = parse(&format!("# pxname,svname,scur,type,status,\n{s}"));
+        }
+
+        #[test]
         fn never_panics_on_csv_like_text(
-            rows in proptest::collection::vec("[a-z0-9,\"#\\- ]{0,40}", 0..8)
+            // Any character (multi-byte ones included) among the CSV punctuation.
+            rows in proptest::collection::vec(
+                proptest::collection::vec(
+                    prop_oneof![Just(','), Just('"'), Just('#'), Just('1'), any::<char>()
+                        .prop_filter("one line", |c| !matches!(c, '\n' | '\r'))],
+                    0..40,
+                ).prop_map(|cs| cs.into_iter().collect::<String>()),
+                0..8,
+            )
         ) {
             let text = format!("# pxname,svname,scur,type,status,\n{}", rows.join("\n"));
             let p = parse(&text).unwrap();
