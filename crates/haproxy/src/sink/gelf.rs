@@ -5,7 +5,7 @@
 //! `_queued_sessions`, `_active_backends`, `_http_4xx`, `_http_5xx`) plus the new columns;
 //! `_sessions` is now `scur`. A value HAProxy does not report is left out, not sent as 0.
 
-use super::SinkError;
+use super::{Delivered, SinkError};
 use crate::config::{GelfBackend, GelfProtocol};
 use crate::sample::{Batch, RowType, Sample};
 use serde::Serialize;
@@ -44,8 +44,9 @@ impl GelfSink {
     }
 
     /// Sends every sample of the batch; the first failure ends the batch (and drops the socket,
-    /// so the next batch resolves and connects again).
-    pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+    /// so the next batch resolves and connects again). A message too large for 128 UDP chunks
+    /// is left out, logged and counted, and the rest are sent.
+    pub async fn write(&mut self, batch: &Batch) -> Result<Delivered, SinkError> {
         let msgs: Vec<Vec<u8>> = batch
             .samples
             .iter()
@@ -62,7 +63,7 @@ impl GelfSink {
         r
     }
 
-    async fn send_udp(&mut self, msgs: &[Vec<u8>]) -> Result<(), SinkError> {
+    async fn send_udp(&mut self, msgs: &[Vec<u8>]) -> Result<Delivered, SinkError> {
         let target = self.target();
         let io = |what: &str, source| SinkError::Io {
             what: format!("GELF UDP {what} {target}"),
@@ -89,22 +90,34 @@ impl GelfSink {
             self.udp = Some(sock);
         }
         let sock = self.udp.as_ref().expect("connected above");
+        let mut done = Delivered::default();
         for m in msgs {
             let payload = if self.cfg.compress {
                 gzip(m)
             } else {
                 m.clone()
             };
-            for datagram in chunks(&payload, self.cfg.chunk_size, rand::random())? {
+            let datagrams = match chunks(&payload, self.cfg.chunk_size, rand::random()) {
+                Ok(d) => d,
+                Err(e) => {
+                    // Only this message cannot go (a proxy name of many kB): the rest can.
+                    if done.skipped == 0 {
+                        tracing::warn!(target = %target, "GELF message left out: {e}");
+                    }
+                    done.skipped += 1;
+                    continue;
+                }
+            };
+            for datagram in datagrams {
                 sock.send(&datagram)
                     .await
                     .map_err(|e| io("sending to", e))?;
             }
         }
-        Ok(())
+        Ok(done)
     }
 
-    async fn send_tcp(&mut self, msgs: &[Vec<u8>]) -> Result<(), SinkError> {
+    async fn send_tcp(&mut self, msgs: &[Vec<u8>]) -> Result<Delivered, SinkError> {
         let target = self.target();
         let what = format!("GELF TCP {target}");
         if self.tcp.is_none() {
@@ -132,7 +145,8 @@ impl GelfSink {
                 what: what.clone(),
                 timeout: TCP_TIMEOUT,
             })?
-            .map_err(|source| SinkError::Io { what, source })
+            .map_err(|source| SinkError::Io { what, source })?;
+        Ok(Delivered::default())
     }
 }
 
@@ -343,6 +357,53 @@ mod tests {
             chunks(&vec![0; 200 * 100], 100, id),
             Err(SinkError::TooLarge { .. })
         ));
+    }
+
+    /// A row whose message needs more than 128 chunks is left out and counted; the rows after
+    /// it are still sent (the whole batch used to fail, on every poll).
+    #[tokio::test]
+    async fn a_message_too_large_is_skipped_and_the_rest_sent() {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut sink = GelfSink::new(GelfBackend {
+            host: "127.0.0.1".into(),
+            port: rx.local_addr().unwrap().port(),
+            facility: "f".into(),
+            protocol: GelfProtocol::Udp,
+            compress: false,
+            chunk_size: 200,
+        });
+        let huge = "x".repeat(200 * MAX_CHUNKS);
+        let b = batch(vec![
+            sample("be_a", Some(1)),
+            sample(&huge, Some(2)),
+            sample("be_c", Some(3)),
+        ]);
+        assert_eq!(sink.write(&b).await.unwrap(), Delivered { skipped: 1 });
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let mut parts: Vec<u8> = Vec::new();
+        while got.len() < 2 {
+            let n = tokio::time::timeout(Duration::from_secs(5), rx.recv(&mut buf))
+                .await
+                .expect("datagrams of the other rows")
+                .unwrap();
+            let d = &buf[..n];
+            if d[..2] == CHUNK_MAGIC {
+                parts.extend_from_slice(&d[CHUNK_HEADER..]);
+                if d[10] + 1 < d[11] {
+                    continue;
+                }
+                got.push(serde_json::from_slice::<Value>(&parts).unwrap());
+                parts.clear();
+            } else {
+                got.push(serde_json::from_slice::<Value>(d).unwrap());
+            }
+        }
+        let names: Vec<&str> = got
+            .iter()
+            .map(|m| m["_backend"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["be_a", "be_c"]);
     }
 
     #[test]
