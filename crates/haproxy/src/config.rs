@@ -29,6 +29,10 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:9101";
 /// Bounds of `update-interval`, in seconds: more often than 10 times a second only loads
 /// HAProxy, and a poll less than daily is no monitor (and far-off durations overflow timers).
 pub const INTERVAL_RANGE: (f64, f64) = (0.1, 86_400.0);
+/// Default of `max-rows`: rows read per stats page (a 2,000-server HAProxy has about 2,100).
+pub const DEFAULT_MAX_ROWS: u64 = 10_000;
+/// Largest `max-rows`.
+pub const MAX_ROWS_LIMIT: u64 = 1_000_000;
 /// Bounds of every `timeout`, in seconds.
 pub const TIMEOUT_RANGE: (f64, f64) = (0.01, 3_600.0);
 
@@ -395,6 +399,14 @@ pub struct Server {
     /// Do not forward proxies whose name matches this regex.
     #[serde(default)]
     pub exclude: Option<String>,
+    /// Rows read per page; the rest are counted and skipped, so memory follows this bound
+    /// rather than whatever the page holds.
+    #[serde(default = "default_max_rows", rename = "max-rows")]
+    pub max_rows: u64,
+}
+
+fn default_max_rows() -> u64 {
+    DEFAULT_MAX_ROWS
 }
 
 fn default_interval() -> f64 {
@@ -415,6 +427,11 @@ impl Server {
             self.timeout
                 .unwrap_or(self.update_interval.min(DEFAULT_TIMEOUT)),
         )
+    }
+
+    /// Rows read per page (valid after `validate()`).
+    pub fn max_rows(&self) -> usize {
+        usize::try_from(self.max_rows.min(MAX_ROWS_LIMIT)).unwrap_or(usize::MAX)
     }
 
     /// The row types to forward (valid after `validate()`).
@@ -580,6 +597,13 @@ impl Config {
                 if let Err(reason) = check_seconds(t, TIMEOUT_RANGE) {
                     return bad(key("timeout"), &t, &reason);
                 }
+            }
+            if !(1..=MAX_ROWS_LIMIT).contains(&s.max_rows) {
+                return bad(
+                    key("max-rows"),
+                    &s.max_rows,
+                    &format!("must be 1-{MAX_ROWS_LIMIT}"),
+                );
             }
             if s.username.is_some() && s.password.is_none() {
                 return bad(

@@ -4,7 +4,9 @@
 //! `-` marker is not fixed), so every value is looked up by its header name: a column this
 //! version lacks, or a field it leaves empty, is `None` ("unknown"), never a neighbour's value.
 //! A row whose field count differs from the header's (a truncated page, a garbled line) or whose
-//! numbers do not parse is skipped and counted; the rest of the page is still used.
+//! numbers do not parse is skipped and counted; the rest of the page is still used. So is a row
+//! that repeats an earlier row's `pxname` and `svname`: the first is kept (two rows for one
+//! proxy would be two series with the same labels, and Prometheus rejects such a scrape).
 
 use crate::sample::{Counts, RowType, Sample};
 use std::borrow::Cow;
@@ -27,6 +29,12 @@ pub struct Page {
     pub samples: Vec<Sample>,
     /// Rows skipped because they could not be read.
     pub malformed: u64,
+    /// Rows skipped because an earlier row had the same `pxname` and `svname`.
+    pub duplicates: u64,
+    /// The first repeated row, as `pxname/svname`, for the log.
+    pub first_duplicate: Option<String>,
+    /// Rows beyond the reader's row limit, counted and not read.
+    pub over_limit: u64,
     /// Columns of interest this HAProxy does not report (their values are all unknown).
     pub missing_columns: Vec<&'static str>,
 }
@@ -149,27 +157,149 @@ impl Columns {
     }
 }
 
-/// Parses a whole stats page.
+/// Parses a whole stats page (no row limit).
 pub fn parse(text: &str) -> Result<Page, CsvError> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines
-        .next()
-        .filter(|l| l.trim_start().starts_with('#'))
-        .ok_or_else(|| CsvError::NoHeader {
-            start: text.chars().take(40).collect(),
-        })?;
-    let (cols, missing_columns) = Columns::from_header(header)?;
-    let mut page = Page {
-        missing_columns,
-        ..Page::default()
-    };
-    for line in lines {
-        match cols.row(&split_fields(line)) {
-            Some(s) => page.samples.push(s),
-            None => page.malformed += 1,
+    let mut r = Reader::new(usize::MAX);
+    r.feed(text.as_bytes());
+    r.finish()
+}
+
+/// Longest line kept; a longer one is skipped as malformed (HAProxy's are a few hundred bytes).
+pub const MAX_LINE: usize = 64 << 10;
+
+/// Reads a stats page line by line as its bytes arrive, keeping at most `max_rows` rows: memory
+/// follows the row limit and the longest line, not the size of the page. Rows beyond the limit
+/// are only counted.
+#[derive(Debug)]
+pub struct Reader {
+    max_rows: usize,
+    cols: Option<Columns>,
+    /// Set when the first line is no header: the rest is ignored.
+    error: Option<CsvError>,
+    page: Page,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    /// The current line is longer than [`MAX_LINE`]: skip to its end.
+    overlong: bool,
+}
+
+impl Reader {
+    pub fn new(max_rows: usize) -> Reader {
+        Reader {
+            max_rows,
+            cols: None,
+            error: None,
+            page: Page::default(),
+            partial: Vec::new(),
+            overlong: false,
         }
     }
-    Ok(page)
+
+    /// Reads the next bytes of the page (split anywhere, even inside a character).
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some(i) = bytes.iter().position(|b| *b == b'\n') {
+            let (head, rest) = (&bytes[..i], &bytes[i + 1..]);
+            if self.overlong || self.partial.len() + head.len() > MAX_LINE {
+                self.page.malformed += 1;
+            } else if self.partial.is_empty() {
+                self.line(head);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(head);
+                self.line(&line);
+            }
+            self.partial.clear();
+            self.overlong = false;
+            bytes = rest;
+        }
+        if self.overlong || self.partial.len() + bytes.len() > MAX_LINE {
+            self.partial.clear();
+            self.overlong = true;
+        } else {
+            self.partial.extend_from_slice(bytes);
+        }
+    }
+
+    /// The page, once every byte was fed.
+    pub fn finish(mut self) -> Result<Page, CsvError> {
+        if self.overlong {
+            self.page.malformed += 1;
+        } else if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line);
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.cols.is_none() {
+            return Err(CsvError::NoHeader {
+                start: String::new(),
+            });
+        }
+        drop_duplicates(&mut self.page);
+        Ok(self.page)
+    }
+
+    fn line(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let line = String::from_utf8_lossy(bytes);
+        if line.trim().is_empty() {
+            return;
+        }
+        let Some(cols) = &self.cols else {
+            if !line.trim_start().starts_with('#') {
+                self.error = Some(CsvError::NoHeader {
+                    start: line.chars().take(40).collect(),
+                });
+                return;
+            }
+            match Columns::from_header(&line) {
+                Ok((cols, missing)) => {
+                    self.cols = Some(cols);
+                    self.page.missing_columns = missing;
+                }
+                Err(e) => self.error = Some(e),
+            }
+            return;
+        };
+        if self.page.samples.len() >= self.max_rows {
+            self.page.over_limit += 1;
+            return;
+        }
+        match cols.row(&split_fields(&line)) {
+            Some(s) => self.page.samples.push(s),
+            None => self.page.malformed += 1,
+        }
+    }
+}
+
+/// Keeps the first row of each `pxname`/`svname` pair, counting the others.
+fn drop_duplicates(page: &mut Page) {
+    let keep: Vec<bool> = {
+        let mut seen = std::collections::HashSet::with_capacity(page.samples.len());
+        page.samples
+            .iter()
+            .map(|s| seen.insert((s.proxy.as_str(), s.svname.as_str())))
+            .collect()
+    };
+    if keep.iter().all(|k| *k) {
+        return;
+    }
+    let before = page.samples.len();
+    let mut keep = keep.into_iter();
+    let mut first = None;
+    page.samples.retain(|s| {
+        let k = keep.next().unwrap_or(true);
+        if !k && first.is_none() {
+            first = Some(format!("{}/{}", s.proxy, s.svname));
+        }
+        k
+    });
+    page.duplicates = (before - page.samples.len()) as u64;
+    page.first_duplicate = first;
 }
 
 /// Splits one CSV line. HAProxy quotes a field holding a comma or a quote (`"a,b"`, `""` for a
@@ -287,6 +417,59 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_row_keeps_the_first_and_is_counted() {
+        let text = "# pxname,svname,scur,type,\nbe_dup,BACKEND,4,1,\nbe_dup,BACKEND,9,1,\n\
+                    be_dup,s1,1,2,\nbe_dup,BACKEND,7,1,\nfe,FRONTEND,1,0,\n";
+        let p = parse(text).unwrap();
+        let rows: Vec<(&str, &str, Option<u64>)> = p
+            .samples
+            .iter()
+            .map(|s| (s.proxy.as_str(), s.svname.as_str(), s.counts.scur))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("be_dup", "BACKEND", Some(4)),
+                ("be_dup", "s1", Some(1)),
+                ("fe", "FRONTEND", Some(1))
+            ]
+        );
+        assert_eq!((p.duplicates, p.malformed), (2, 0));
+        assert_eq!(p.first_duplicate.as_deref(), Some("be_dup/BACKEND"));
+    }
+
+    #[test]
+    fn rows_beyond_the_limit_are_counted_not_kept() {
+        let mut text = String::from("# pxname,svname,scur,type,\n");
+        for i in 0..1000 {
+            text.push_str(&format!("be{i},BACKEND,{i},1,\n"));
+        }
+        let mut r = Reader::new(10);
+        r.feed(text.as_bytes());
+        let p = r.finish().unwrap();
+        assert_eq!(p.samples.len(), 10);
+        assert_eq!(p.samples[9].proxy, "be9");
+        assert_eq!((p.over_limit, p.malformed), (990, 0));
+    }
+
+    #[test]
+    fn an_overlong_line_is_malformed_and_the_next_is_read() {
+        let long = "x".repeat(MAX_LINE + 1);
+        let text =
+            format!("# pxname,svname,scur,type,\n{long},BACKEND,1,1,\nbe,BACKEND,2,1,\n{long}");
+        for piece in [7, 4096, text.len()] {
+            let mut r = Reader::new(100);
+            for c in text.as_bytes().chunks(piece) {
+                r.feed(c);
+            }
+            let p = r.finish().unwrap();
+            assert_eq!(p.samples.len(), 1);
+            assert_eq!(p.samples[0].counts.scur, Some(2));
+            assert_eq!(p.malformed, 2, "pieces of {piece}");
+        }
+    }
+
+    #[test]
     fn not_csv() {
         assert!(matches!(
             parse("<html>401 Unauthorized</html>"),
@@ -320,6 +503,28 @@ mod tests {
             let _ = parse(&format!("# pxname,svname,scur,type,status,\n{s}"));
         }
 
+        /// Bytes arrive in pieces split anywhere (inside a line, inside a character): the
+        /// page is the same as from the whole text.
+        #[test]
+        fn pieces_read_as_the_whole(
+            rows in proptest::collection::vec("[a-zé€😀,0-9]{0,12},(BACKEND|s1),[0-9é]{0,3},[0-3],", 0..12),
+            cuts in proptest::collection::vec(1usize..64, 1..16),
+        ) {
+            let text = format!("# pxname,svname,scur,type,\r\n{}", rows.join("\n"));
+            let whole = parse(&text);
+            let mut r = Reader::new(usize::MAX);
+            let mut rest = text.as_bytes();
+            for c in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (a, b) = rest.split_at((*c).min(rest.len()));
+                r.feed(a);
+                rest = b;
+            }
+            prop_assert_eq!(r.finish(), whole);
+        }
+
         #[test]
         fn never_panics_on_csv_like_text(
             // Any character (multi-byte ones included) among the CSV punctuation.
@@ -334,7 +539,7 @@ mod tests {
         ) {
             let text = format!("# pxname,svname,scur,type,status,\n{}", rows.join("\n"));
             let p = parse(&text).unwrap();
-            prop_assert_eq!(p.samples.len() as u64 + p.malformed, rows.iter().filter(|r| !r.trim().is_empty()).count() as u64);
+            prop_assert_eq!(p.samples.len() as u64 + p.malformed + p.duplicates, rows.iter().filter(|r| !r.trim().is_empty()).count() as u64);
         }
     }
 }

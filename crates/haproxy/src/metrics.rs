@@ -216,6 +216,18 @@ fn encode_polled(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fm
         "Stats rows skipped because they could not be read.",
         per_server(snaps, |s| Some(s.malformed_rows)),
     )?;
+    counter(
+        e,
+        "haproxysessionmon_duplicate_rows",
+        "Stats rows skipped because an earlier row had the same pxname and svname.",
+        per_server(snaps, |s| Some(s.duplicate_rows)),
+    )?;
+    counter(
+        e,
+        "haproxysessionmon_rows_over_limit",
+        "Stats rows skipped because the page had more rows than max-rows.",
+        per_server(snaps, |s| Some(s.rows_over_limit)),
+    )?;
     encode_rows(e, snaps)
 }
 

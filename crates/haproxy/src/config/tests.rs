@@ -243,3 +243,25 @@ fn durations_are_bounded_at_validation() {
     assert_eq!(c.servers["a"].interval(), Duration::from_secs(86_400));
     assert_eq!(c.servers["a"].timeout(), Duration::from_millis(10));
 }
+
+#[test]
+fn max_rows_default_and_bounds() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.servers["a"].max_rows(), 10_000);
+    let with = |v: &str| {
+        MINIMAL.replace(
+            "    backends: [f]",
+            &format!("    backends: [f]\n    max-rows: {v}"),
+        )
+    };
+    assert_eq!(parse(&with("50")).unwrap().servers["a"].max_rows(), 50);
+    for v in ["0", "18446744073709551615", "1000001"] {
+        let e = parse(&with(v)).unwrap_err().to_string();
+        assert!(
+            e.contains("servers.a.max-rows") && e.contains(&format!("\"{v}\"")),
+            "{e}"
+        );
+    }
+    let e = parse(&with("1e20")).unwrap_err().to_string();
+    assert!(e.contains("servers.a.max-rows"), "{e}");
+}
