@@ -70,7 +70,10 @@ fn a_stalled_log_file_stalls_nothing_else() {
     });
     assert!(dropped >= 1.0);
     let log = mon.log();
-    assert!(log.contains("custos_haproxy"), "DEBUG shows our own lines:\n{log}");
+    assert!(
+        log.contains("custos_haproxy"),
+        "DEBUG shows our own lines:\n{log}"
+    );
     for lib in ["hyper", "reqwest", "h2::"] {
         assert!(
             !log.lines().any(|l| l.contains(&format!(" {lib}"))),
@@ -99,8 +102,12 @@ fn a_repeated_row_is_one_series() {
         stats.url("/stats;csv"),
     ));
     mon.wait_metrics(addr, "duplicate rows counted", |m| {
-        value(m, "haproxysessionmon_duplicate_rows_total", &[("server", "lb")])
-            .filter(|v| *v >= 1.0)
+        value(
+            m,
+            "haproxysessionmon_duplicate_rows_total",
+            &[("server", "lb")],
+        )
+        .filter(|v| *v >= 1.0)
     });
     let m = Metrics::parse(&http_get(addr, "/metrics", None).unwrap().body);
     let series = m.find(
@@ -109,7 +116,11 @@ fn a_repeated_row_is_one_series() {
     );
     assert_eq!(series.len(), 1, "{}", m.text);
     assert_eq!(series[0].value, 4.0, "the first row is kept");
-    assert_eq!(m.find("haproxy_backend_status", &[("proxy", "be_dup")]).len(), 1);
+    assert_eq!(
+        m.find("haproxy_backend_status", &[("proxy", "be_dup")])
+            .len(),
+        1
+    );
     let log = mon.log();
     assert!(log.contains("be_dup/BACKEND"), "{log}");
     let Some(promtool) = require("promtool", "prometheus") else {
@@ -169,8 +180,12 @@ fn a_huge_page_is_cut_at_max_rows() {
         stats.url("/stats;csv"),
     ));
     mon.wait_metrics(addr, "two polls of the big page", |m| {
-        value(m, "haproxysessionmon_rows_over_limit_total", &[("server", "lb")])
-            .filter(|v| *v >= 2.0 * 590_000.0)
+        value(
+            m,
+            "haproxysessionmon_rows_over_limit_total",
+            &[("server", "lb")],
+        )
+        .filter(|v| *v >= 2.0 * 590_000.0)
     });
     let r = http_get(addr, "/metrics", None).unwrap();
     let m = Metrics::parse(&r.body);
