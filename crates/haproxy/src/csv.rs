@@ -39,100 +39,79 @@ pub struct Page {
     pub missing_columns: Vec<&'static str>,
 }
 
-/// Positions of the columns we read; `None` when absent from the header.
-#[derive(Debug, Default)]
-struct Columns {
-    pxname: usize,
-    svname: usize,
-    row_type: Option<usize>,
-    status: Option<usize>,
-    scur: Option<usize>,
-    rate: Option<usize>,
-    qcur: Option<usize>,
-    smax: Option<usize>,
-    slim: Option<usize>,
-    act: Option<usize>,
-    bck: Option<usize>,
-    hrsp_4xx: Option<usize>,
-    hrsp_5xx: Option<usize>,
-    count: usize,
-}
+/// The columns we read, in slot order: `pxname`, `svname`, `type`, `status`, then [`NUMERIC`].
+const SLOTS: usize = 4 + NUMERIC.len();
+const PXNAME: usize = 0;
+const SVNAME: usize = 1;
+const TYPE: usize = 2;
+const STATUS: usize = 3;
 
-/// The numeric columns, as (header name, accessor) pairs.
+/// The numeric columns, in the order of [`Counts`]' fields.
 const NUMERIC: [&str; 9] = [
     "scur", "rate", "qcur", "smax", "slim", "act", "bck", "hrsp_4xx", "hrsp_5xx",
 ];
+
+/// Where the columns we read are in a header: for each column position, the slot it fills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Columns {
+    /// Slot of each column position (`None`: a column we do not read).
+    slot_of: Vec<Option<u8>>,
+    /// Whether the header has a `type` column (old HAProxy versions lack it).
+    has_type: bool,
+    count: usize,
+}
 
 impl Columns {
     fn from_header(line: &str) -> Result<(Columns, Vec<&'static str>), CsvError> {
         let names = split_fields(line.trim_start_matches('#').trim_start());
         let find = |n: &str| names.iter().position(|h| h.trim() == n);
-        let pxname = find("pxname").ok_or(CsvError::MissingColumn { column: "pxname" })?;
-        let svname = find("svname").ok_or(CsvError::MissingColumn { column: "svname" })?;
+        let mut slot_of = vec![None; names.len()];
         let mut missing = Vec::new();
-        let mut opt = |n: &'static str| {
-            let p = find(n);
-            if p.is_none() {
-                missing.push(n);
+        let wanted = ["pxname", "svname", "type", "status"]
+            .into_iter()
+            .chain(NUMERIC);
+        for (slot, name) in wanted.enumerate() {
+            match find(name) {
+                Some(i) => slot_of[i] = Some(slot as u8),
+                None if slot == PXNAME => return Err(CsvError::MissingColumn { column: "pxname" }),
+                None if slot == SVNAME => return Err(CsvError::MissingColumn { column: "svname" }),
+                None => missing.push(name),
             }
-            p
-        };
+        }
         let cols = Columns {
-            pxname,
-            svname,
-            row_type: opt("type"),
-            status: opt("status"),
-            scur: opt("scur"),
-            rate: opt("rate"),
-            qcur: opt("qcur"),
-            smax: opt("smax"),
-            slim: opt("slim"),
-            act: opt("act"),
-            bck: opt("bck"),
-            hrsp_4xx: opt("hrsp_4xx"),
-            hrsp_5xx: opt("hrsp_5xx"),
+            has_type: find("type").is_some(),
+            slot_of,
             count: names.len(),
         };
         Ok((cols, missing))
     }
 
-    fn numeric(&self) -> [Option<usize>; NUMERIC.len()] {
-        [
-            self.scur,
-            self.rate,
-            self.qcur,
-            self.smax,
-            self.slim,
-            self.act,
-            self.bck,
-            self.hrsp_4xx,
-            self.hrsp_5xx,
-        ]
-    }
-
-    /// One data row; `None` if it is malformed.
-    fn row(&self, fields: &[Cow<'_, str>]) -> Option<Sample> {
-        if fields.len() != self.count {
+    /// One data row from its fields; `None` if it is malformed. Only the fields we read are
+    /// kept (no vector of all 129 per row).
+    fn row<'a>(&self, fields: impl Iterator<Item = Cow<'a, str>>) -> Option<Sample> {
+        let mut slots: [Option<Cow<'a, str>>; SLOTS] = Default::default();
+        let mut n = 0;
+        for (i, f) in fields.enumerate() {
+            if let Some(Some(slot)) = self.slot_of.get(i) {
+                slots[usize::from(*slot)] = Some(f);
+            }
+            n += 1;
+        }
+        if n != self.count {
             return None;
         }
-        let text = |i: Option<usize>| {
-            i.map(|i| fields[i].as_ref())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let proxy = fields[self.pxname].to_string();
-        let svname = fields[self.svname].to_string();
-        if proxy.is_empty() || svname.is_empty() {
-            return None;
-        }
-        let row_type = match self.row_type {
-            Some(i) => RowType::from_code(fields[i].parse().ok()?)?,
-            None => RowType::from_svname(&svname),
+        let field = |slot: usize| slots[slot].as_deref().filter(|s| !s.is_empty());
+        let proxy = field(PXNAME)?.to_string();
+        let svname = field(SVNAME)?.to_string();
+        let row_type = if self.has_type {
+            RowType::from_code(field(TYPE)?.parse().ok()?)?
+        } else {
+            RowType::from_svname(&svname)
         };
         let mut v = [None; NUMERIC.len()];
-        for (slot, col) in v.iter_mut().zip(self.numeric()) {
-            *slot = match col.map(|i| fields[i].as_ref()) {
-                None | Some("") => None,
+        for (k, value) in v.iter_mut().enumerate() {
+            *value = match field(4 + k) {
+                None => None,
                 Some(s) => Some(s.parse::<u64>().ok()?),
             };
         }
@@ -141,7 +120,7 @@ impl Columns {
             proxy,
             svname,
             row_type,
-            status: text(self.status),
+            status: field(STATUS).map(str::to_string),
             counts: Counts {
                 scur,
                 rate,
@@ -181,6 +160,9 @@ pub struct Reader {
     partial: Vec<u8>,
     /// The current line is longer than [`MAX_LINE`]: skip to its end.
     overlong: bool,
+    /// The last header read and its columns: the next page's header is nearly always the same,
+    /// and is then not parsed again.
+    known: Option<(String, Columns, Vec<&'static str>)>,
 }
 
 impl Reader {
@@ -192,6 +174,7 @@ impl Reader {
             page: Page::default(),
             partial: Vec::new(),
             overlong: false,
+            known: None,
         }
     }
 
@@ -222,22 +205,33 @@ impl Reader {
 
     /// The page, once every byte was fed.
     pub fn finish(mut self) -> Result<Page, CsvError> {
+        self.take_page()
+    }
+
+    /// The page, once every byte was fed; the reader is then ready for the next page (of the
+    /// same source: it remembers the header).
+    pub fn take_page(&mut self) -> Result<Page, CsvError> {
         if self.overlong {
             self.page.malformed += 1;
         } else if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
             self.line(&line);
         }
-        if let Some(e) = self.error {
+        self.partial.clear();
+        self.overlong = false;
+        let page = std::mem::take(&mut self.page);
+        let cols = self.cols.take();
+        if let Some(e) = self.error.take() {
             return Err(e);
         }
-        if self.cols.is_none() {
+        if cols.is_none() {
             return Err(CsvError::NoHeader {
                 start: String::new(),
             });
         }
-        drop_duplicates(&mut self.page);
-        Ok(self.page)
+        let mut page = page;
+        drop_duplicates(&mut page);
+        Ok(page)
     }
 
     fn line(&mut self, bytes: &[u8]) {
@@ -256,8 +250,16 @@ impl Reader {
                 });
                 return;
             }
+            if let Some((text, cols, missing)) = &self.known {
+                if *text == *line {
+                    self.cols = Some(cols.clone());
+                    self.page.missing_columns = missing.clone();
+                    return;
+                }
+            }
             match Columns::from_header(&line) {
                 Ok((cols, missing)) => {
+                    self.known = Some((line.to_string(), cols.clone(), missing.clone()));
                     self.cols = Some(cols);
                     self.page.missing_columns = missing;
                 }
@@ -269,7 +271,13 @@ impl Reader {
             self.page.over_limit += 1;
             return;
         }
-        match cols.row(&split_fields(&line)) {
+        // Nearly every line has no quotes: split it without copying or collecting.
+        let row = if line.contains('"') {
+            cols.row(split_fields(&line).into_iter())
+        } else {
+            cols.row(line.split(',').map(Cow::Borrowed))
+        };
+        match row {
             Some(s) => self.page.samples.push(s),
             None => self.page.malformed += 1,
         }
@@ -466,6 +474,19 @@ mod tests {
             assert_eq!(p.samples.len(), 1);
             assert_eq!(p.samples[0].counts.scur, Some(2));
             assert_eq!(p.malformed, 2, "pieces of {piece}");
+        }
+    }
+
+    /// A reader kept across polls gives each page as a fresh reader would, whether the header
+    /// changes (an upgraded HAProxy) or not.
+    #[test]
+    fn a_reused_reader_reads_each_page_afresh() {
+        let a = "# pxname,svname,scur,type,\nbe,BACKEND,4,1,\nbe,BACKEND,5,1,\n";
+        let b = "# svname,pxname,type,scur,rate,\nBACKEND,be,1,7,2,\n";
+        let mut r = Reader::new(100);
+        for text in [a, a, b, "<html>", a, b, b] {
+            r.feed(text.as_bytes());
+            assert_eq!(r.take_page(), parse(text), "{text}");
         }
     }
 

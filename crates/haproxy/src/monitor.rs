@@ -45,7 +45,8 @@ pub struct Poller {
     source: Result<Source, String>,
     endpoint: Arc<str>,
     timeout: Duration,
-    max_rows: usize,
+    /// Reads each page as it arrives; kept across polls (it remembers the header).
+    reader: crate::csv::Reader,
     selection: Selection,
     sinks: Vec<SinkHandle>,
     snap: ServerSnapshot,
@@ -69,7 +70,7 @@ impl Poller {
             source,
             endpoint: server.endpoint_display().into(),
             timeout: server.timeout(),
-            max_rows: server.max_rows(),
+            reader: crate::csv::Reader::new(server.max_rows()),
             selection: Selection::of(server),
             sinks,
             snap: ServerSnapshot::empty(id),
@@ -91,12 +92,12 @@ impl Poller {
         let page = match &self.source {
             Err(e) => Err(("setup", e.clone())),
             Ok(src) => {
-                let mut reader = crate::csv::Reader::new(self.max_rows);
-                match src.fetch(self.timeout, &mut reader).await {
+                let fetched = src.fetch(self.timeout, &mut self.reader).await;
+                // Taken either way, so a failed fetch leaves nothing for the next page.
+                let page = self.reader.take_page();
+                match fetched {
                     Err(e) => Err((e.kind(), e.to_string())),
-                    Ok(()) => reader
-                        .finish()
-                        .map_err(|e| ("parse", format!("{}: {e}", self.endpoint))),
+                    Ok(()) => page.map_err(|e| ("parse", format!("{}: {e}", self.endpoint))),
                 }
             }
         };

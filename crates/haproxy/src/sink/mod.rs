@@ -72,6 +72,8 @@ pub struct SinkStats {
     pub dropped: AtomicU64,
     /// Messages left out of delivered batches ([`Delivered::skipped`]).
     pub skipped: AtomicU64,
+    /// Whether the last offered batch was dropped (a stalled sink is logged once, not per poll).
+    behind: std::sync::atomic::AtomicBool,
 }
 
 impl SinkStats {
@@ -83,6 +85,7 @@ impl SinkStats {
             errors: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            behind: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -116,9 +119,16 @@ impl SinkHandle {
             Queue::Task(tx) => tx.try_send(batch).is_err(),
             Queue::Thread(tx) => tx.try_send(batch).is_err(),
         };
+        let st = &self.stats;
         if full {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(backend = %self.stats.id, "sink is behind; batch dropped");
+            st.dropped.fetch_add(1, Ordering::Relaxed);
+            if !st.behind.swap(true, Ordering::Relaxed) {
+                tracing::warn!(backend = %st.id,
+                    "sink is behind; batches are dropped until it catches up (counted in haproxysessionmon_sink_dropped_total)");
+            }
+        } else if st.behind.swap(false, Ordering::Relaxed) {
+            tracing::info!(backend = %st.id, dropped_total = st.dropped.load(Ordering::Relaxed),
+                "sink caught up");
         }
     }
 }
