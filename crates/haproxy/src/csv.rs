@@ -58,7 +58,10 @@ struct Columns {
     slot_of: Vec<Option<u8>>,
     /// Whether the header has a `type` column (old HAProxy versions lack it).
     has_type: bool,
+    /// Fields per row.
     count: usize,
+    /// Fields a row is split into: up to the last column we read (2.6: 45 of 129).
+    split: usize,
 }
 
 impl Columns {
@@ -80,25 +83,27 @@ impl Columns {
         }
         let cols = Columns {
             has_type: find("type").is_some(),
+            split: slot_of
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(0, |i| i + 1),
             slot_of,
             count: names.len(),
         };
         Ok((cols, missing))
     }
 
-    /// One data row from its fields; `None` if it is malformed. Only the fields we read are
-    /// kept (no vector of all 129 per row).
-    fn row<'a>(&self, fields: impl Iterator<Item = Cow<'a, str>>) -> Option<Sample> {
+    /// One data row of `total` fields, from its first fields; `None` if it is malformed. Only
+    /// the fields we read are kept (no vector of all 129 per row).
+    fn row<'a>(&self, total: usize, fields: impl Iterator<Item = Cow<'a, str>>) -> Option<Sample> {
+        if total != self.count {
+            return None;
+        }
         let mut slots: [Option<Cow<'a, str>>; SLOTS] = Default::default();
-        let mut n = 0;
-        for (i, f) in fields.enumerate() {
-            if let Some(Some(slot)) = self.slot_of.get(i) {
+        for (f, slot) in fields.zip(&self.slot_of) {
+            if let Some(slot) = slot {
                 slots[usize::from(*slot)] = Some(f);
             }
-            n += 1;
-        }
-        if n != self.count {
-            return None;
         }
         let field = |slot: usize| slots[slot].as_deref().filter(|s| !s.is_empty());
         let proxy = field(PXNAME)?.to_string();
@@ -271,11 +276,14 @@ impl Reader {
             self.page.over_limit += 1;
             return;
         }
-        // Nearly every line has no quotes: split it without copying or collecting.
+        // Nearly every line has no quotes: its fields are counted (a vectorized byte count)
+        // and split only up to the last column read, without copying or collecting.
         let row = if line.contains('"') {
-            cols.row(split_fields(&line).into_iter())
+            let fields = split_fields(&line);
+            cols.row(fields.len(), fields.into_iter())
         } else {
-            cols.row(line.split(',').map(Cow::Borrowed))
+            let total = line.bytes().filter(|b| *b == b',').count() + 1;
+            cols.row(total, line.split(',').take(cols.split).map(Cow::Borrowed))
         };
         match row {
             Some(s) => self.page.samples.push(s),
