@@ -244,7 +244,11 @@ impl Reader {
             return;
         }
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let line = String::from_utf8_lossy(bytes);
+        // `from_utf8` checks ASCII a word at a time; the lossy decoder only runs on bad input.
+        let line = match std::str::from_utf8(bytes) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
         if line.trim().is_empty() {
             return;
         }
