@@ -57,8 +57,7 @@ pub fn init_with_tail(default: &str, journal: bool, tail: Option<LogTail>) {
 
 /// Libraries whose own debug lines (a line per connection, pool checkout and frame) would
 /// drown a binary's at `-d`; they stay at info unless `RUST_LOG` names them.
-pub const CHATTY_LIBRARIES: [&str; 6] =
-    ["hyper", "hyper_util", "h2", "reqwest", "rustls", "opendal"];
+pub const CHATTY_LIBRARIES: [&str; 5] = ["hyper", "hyper_util", "h2", "reqwest", "rustls"];
 
 /// `RUST_LOG` if set, else `default` (`info`, `debug`, ...) with [`CHATTY_LIBRARIES`] kept at
 /// info when `default` is more verbose.
