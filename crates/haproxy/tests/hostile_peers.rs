@@ -261,3 +261,48 @@ fn a_listen_address_in_use_is_said_once() {
     let log = mon.log();
     assert_eq!(log.matches("in use").count(), 1, "{log}");
 }
+
+/// A row whose GELF message needs more than 128 chunks (a proxy name of 8,000 bytes with
+/// 64-byte chunks) is left out and counted; the other rows of every poll are still sent (the
+/// whole batch used to fail, on every poll).
+#[test]
+fn a_gelf_message_too_large_is_skipped_and_the_rest_sent() {
+    let huge = "x".repeat(8000);
+    let page = format!(
+        "# pxname,svname,scur,type,status,\nbe_a,BACKEND,1,1,UP,\n{huge},BACKEND,2,1,UP,\n\
+         be_c,BACKEND,3,1,UP,\n"
+    );
+    let stats = HttpStub::fixed(200, &page);
+    let gelf = GelfReceiver::udp();
+    let addr = metrics_addr();
+    let mut mon = Monitor::start(&format!(
+        "backends:\n  graylog:\n    type: gelf\n    host: 127.0.0.1\n    port: {}\n\
+         \x20   chunk-size: 64\n\
+         \x20 prom:\n    type: prometheus\n    listen: {addr}\n\
+         servers:\n  lb:\n    endpoint: {}\n    update-interval: 0.2\n\
+         \x20   backends: [graylog, prom]\n",
+        gelf.port,
+        stats.url("/stats;csv"),
+    ));
+    gelf.wait_sessions("lb", "be_c", 3);
+    let labels = [("backend", "graylog"), ("type", "gelf")];
+    let m = mon.wait_metrics(addr, "two skipped messages", |m| {
+        value(m, "haproxysessionmon_sink_skipped_messages_total", &labels)
+            .filter(|v| *v >= 2.0)
+            .map(|_| m.clone())
+    });
+    assert_eq!(
+        value(&m, "haproxysessionmon_sink_errors_total", &labels),
+        Some(0.0)
+    );
+    assert!(gelf
+        .messages()
+        .iter()
+        .all(|g| g["_backend"] != huge.as_str()));
+    assert_eq!(
+        mon.log().matches("GELF message left out").count(),
+        1,
+        "{}",
+        mon.log()
+    );
+}
