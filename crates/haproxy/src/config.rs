@@ -26,6 +26,15 @@ pub const DEFAULT_FACILITY: &str = "haproxy-session-mon";
 pub const DEFAULT_CHUNK_SIZE: usize = 1420;
 /// Default listen address of a `prometheus` backend (that of HAProxy's Go exporter).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9101";
+/// Bounds of `update-interval`, in seconds: more often than 10 times a second only loads
+/// HAProxy, and a poll less than daily is no monitor (and far-off durations overflow timers).
+pub const INTERVAL_RANGE: (f64, f64) = (0.1, 86_400.0);
+/// Default of `max-rows`: rows read per stats page (a 2,000-server HAProxy has about 2,100).
+pub const DEFAULT_MAX_ROWS: u64 = 10_000;
+/// Largest `max-rows`.
+pub const MAX_ROWS_LIMIT: u64 = 1_000_000;
+/// Bounds of every `timeout`, in seconds.
+pub const TIMEOUT_RANGE: (f64, f64) = (0.01, 3_600.0);
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -405,6 +414,14 @@ pub struct Server {
     /// Do not forward proxies whose name matches this regex.
     #[serde(default)]
     pub exclude: Option<String>,
+    /// Rows read per page; the rest are counted and skipped, so memory follows this bound
+    /// rather than whatever the page holds.
+    #[serde(default = "default_max_rows", rename = "max-rows")]
+    pub max_rows: u64,
+}
+
+fn default_max_rows() -> u64 {
+    DEFAULT_MAX_ROWS
 }
 
 fn default_interval() -> f64 {
@@ -425,6 +442,11 @@ impl Server {
             self.timeout
                 .unwrap_or(self.update_interval.min(DEFAULT_TIMEOUT)),
         )
+    }
+
+    /// Rows read per page (valid after `validate()`).
+    pub fn max_rows(&self) -> usize {
+        usize::try_from(self.max_rows.min(MAX_ROWS_LIMIT)).unwrap_or(usize::MAX)
     }
 
     /// The row types to forward (valid after `validate()`).
@@ -592,8 +614,8 @@ impl Config {
                     if let Err(reason) = check_http_url(&p.base_url) {
                         return bad(key("base-url"), &redact_userinfo(&p.base_url), &reason);
                     }
-                    if !(p.timeout > 0.0 && p.timeout.is_finite()) {
-                        return bad(key("timeout"), &p.timeout, "must be a positive number");
+                    if let Err(reason) = check_seconds(p.timeout, TIMEOUT_RANGE) {
+                        return bad(key("timeout"), &p.timeout, &reason);
                     }
                 }
                 Backend::Prometheus(p) => match p.addr() {
@@ -615,17 +637,20 @@ impl Config {
             if let Err(reason) = check_endpoint(&s.endpoint) {
                 return bad(key("endpoint"), &s.endpoint_display(), &reason);
             }
-            if !(s.update_interval > 0.0 && s.update_interval.is_finite()) {
-                return bad(
-                    key("update-interval"),
-                    &s.update_interval,
-                    "must be a positive number of seconds",
-                );
+            if let Err(reason) = check_seconds(s.update_interval, INTERVAL_RANGE) {
+                return bad(key("update-interval"), &s.update_interval, &reason);
             }
             if let Some(t) = s.timeout {
-                if !(t > 0.0 && t.is_finite()) {
-                    return bad(key("timeout"), &t, "must be a positive number of seconds");
+                if let Err(reason) = check_seconds(t, TIMEOUT_RANGE) {
+                    return bad(key("timeout"), &t, &reason);
                 }
+            }
+            if !(1..=MAX_ROWS_LIMIT).contains(&s.max_rows) {
+                return bad(
+                    key("max-rows"),
+                    &s.max_rows,
+                    &format!("must be 1-{MAX_ROWS_LIMIT}"),
+                );
             }
             if s.username.is_some() && s.password.is_none() {
                 return bad(
@@ -670,6 +695,16 @@ impl Config {
             }
         }
         Ok(unused)
+    }
+}
+
+/// A number of seconds within `(min, max)`, so that every duration built from it later exists
+/// (`Duration::from_secs_f64` aborts on 1e20) and no timer is zero.
+fn check_seconds(v: f64, (min, max): (f64, f64)) -> Result<(), String> {
+    if v.is_finite() && (min..=max).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("must be a number of seconds from {min} to {max}"))
     }
 }
 

@@ -45,11 +45,22 @@ pub struct Poller {
     source: Result<Source, String>,
     endpoint: Arc<str>,
     timeout: Duration,
+    /// Reads each page as it arrives; kept across polls (it remembers the header).
+    reader: crate::csv::Reader,
     selection: Selection,
     sinks: Vec<SinkHandle>,
     snap: ServerSnapshot,
     /// Columns missing in the last page, to log a change once.
     missing: Vec<&'static str>,
+    /// Rows the last page skipped, to log a change once.
+    last: Skipped,
+}
+
+/// Rows a page skipped, by reason.
+#[derive(Debug, Default, Clone, Copy)]
+struct Skipped {
+    duplicates: u64,
+    over_limit: u64,
 }
 
 impl Poller {
@@ -59,10 +70,12 @@ impl Poller {
             source,
             endpoint: server.endpoint_display().into(),
             timeout: server.timeout(),
+            reader: crate::csv::Reader::new(server.max_rows()),
             selection: Selection::of(server),
             sinks,
             snap: ServerSnapshot::empty(id),
             missing: Vec::new(),
+            last: Skipped::default(),
         }
     }
 
@@ -78,11 +91,15 @@ impl Poller {
         self.snap.fetches += 1;
         let page = match &self.source {
             Err(e) => Err(("setup", e.clone())),
-            Ok(src) => match src.fetch(self.timeout).await {
-                Err(e) => Err((e.kind(), e.to_string())),
-                Ok(text) => crate::csv::parse(&text)
-                    .map_err(|e| ("parse", format!("{}: {e}", self.endpoint))),
-            },
+            Ok(src) => {
+                let fetched = src.fetch(self.timeout, &mut self.reader).await;
+                // Taken either way, so a failed fetch leaves nothing for the next page.
+                let page = self.reader.take_page();
+                match fetched {
+                    Err(e) => Err((e.kind(), e.to_string())),
+                    Ok(()) => page.map_err(|e| ("parse", format!("{}: {e}", self.endpoint))),
+                }
+            }
         };
         self.snap.fetch_duration = Some(t0.elapsed());
         let server = self.snap.server.clone();
@@ -104,6 +121,20 @@ impl Poller {
                 if page.malformed > 0 {
                     tracing::warn!(server = %server, skipped = page.malformed, "unreadable stats rows skipped");
                 }
+                // Said once when it starts (it would repeat every poll), again after it stopped.
+                if page.duplicates > 0 && self.last.duplicates == 0 {
+                    tracing::warn!(server = %server, skipped = page.duplicates,
+                        first = page.first_duplicate.as_deref().unwrap_or(""),
+                        "stats rows repeating an earlier row's pxname and svname skipped (the first is kept)");
+                }
+                if page.over_limit > 0 && self.last.over_limit == 0 {
+                    tracing::warn!(server = %server, kept = page.samples.len(), skipped = page.over_limit,
+                        "the stats page has more rows than max-rows; the rest are skipped");
+                }
+                self.last = Skipped {
+                    duplicates: page.duplicates,
+                    over_limit: page.over_limit,
+                };
                 if page.missing_columns != self.missing {
                     if !page.missing_columns.is_empty() {
                         tracing::info!(server = %server, columns = ?page.missing_columns,
@@ -113,6 +144,8 @@ impl Poller {
                 }
                 self.snap.up = true;
                 self.snap.malformed_rows += page.malformed;
+                self.snap.duplicate_rows += page.duplicates;
+                self.snap.rows_over_limit += page.over_limit;
                 self.snap.last_error = None;
                 self.snap.data_time = Some(time);
                 let batch = Arc::new(Batch {

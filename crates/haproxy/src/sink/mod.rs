@@ -3,6 +3,11 @@
 //! it cannot take is dropped and counted, a failed write is logged, counted and not retried
 //! (the next poll brings fresh numbers).
 //!
+//! A `logfile` backend runs on its own thread rather than a task: opening and writing a file
+//! block (a hung NFS mount, a FIFO nobody reads), and a blocked call on the runtime's one
+//! thread would stop polling, the other sinks, `/metrics` and the signal handler. The thread
+//! is never joined, so a write that hangs for ever does not hold up the exit either.
+//!
 //! The `prometheus` backend is no task: it serves the snapshot store at scrape time
 //! ([`crate::metrics`]).
 
@@ -44,6 +49,14 @@ pub enum SinkError {
     TooLarge { bytes: usize, chunk_size: usize },
 }
 
+/// What a sink did with a batch it delivered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Messages of the batch left out because the sink cannot carry them (a GELF message
+    /// larger than 128 chunks); the rest were sent.
+    pub skipped: u64,
+}
+
 /// Counters of one sink, read by `/metrics`.
 #[derive(Debug)]
 pub struct SinkStats {
@@ -57,6 +70,10 @@ pub struct SinkStats {
     pub errors: AtomicU64,
     /// Batches dropped because the sink's queue was full.
     pub dropped: AtomicU64,
+    /// Messages left out of delivered batches ([`Delivered::skipped`]).
+    pub skipped: AtomicU64,
+    /// Whether the last offered batch was dropped (a stalled sink is logged once, not per poll).
+    behind: std::sync::atomic::AtomicBool,
 }
 
 impl SinkStats {
@@ -67,6 +84,8 @@ impl SinkStats {
             delivered: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            behind: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -79,51 +98,105 @@ pub enum Sink {
     Prtg(prtg::PrtgSink),
 }
 
-impl Sink {
-    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        match self {
-            Sink::Logfile(s) => s.write(batch),
-            Sink::Gelf(s) => s.write(batch).await,
-            Sink::Prtg(s) => s.write(batch).await,
-        }
-    }
+/// The queue into a running sink: a task's or a thread's.
+#[derive(Debug, Clone)]
+enum Queue {
+    Task(mpsc::Sender<Arc<Batch>>),
+    Thread(std::sync::mpsc::SyncSender<Arc<Batch>>),
 }
 
 /// The poller's end of a running sink.
 #[derive(Debug, Clone)]
 pub struct SinkHandle {
     pub stats: Arc<SinkStats>,
-    tx: mpsc::Sender<Arc<Batch>>,
+    tx: Queue,
 }
 
 impl SinkHandle {
     /// Queues a batch without waiting; a full queue drops it (counted, logged).
     pub fn offer(&self, batch: Arc<Batch>) {
-        if self.tx.try_send(batch).is_err() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(backend = %self.stats.id, "sink is behind; batch dropped");
+        let full = match &self.tx {
+            Queue::Task(tx) => tx.try_send(batch).is_err(),
+            Queue::Thread(tx) => tx.try_send(batch).is_err(),
+        };
+        let st = &self.stats;
+        if full {
+            st.dropped.fetch_add(1, Ordering::Relaxed);
+            if !st.behind.swap(true, Ordering::Relaxed) {
+                tracing::warn!(backend = %st.id,
+                    "sink is behind; batches are dropped until it catches up (counted in haproxysessionmon_sink_dropped_total)");
+            }
+        } else if st.behind.swap(false, Ordering::Relaxed) {
+            tracing::info!(backend = %st.id, dropped_total = st.dropped.load(Ordering::Relaxed),
+                "sink caught up");
         }
     }
 }
 
-/// Starts the task of `sink`; returns the handle pollers send to.
-pub fn spawn(stats: Arc<SinkStats>, mut sink: Sink) -> SinkHandle {
-    let (tx, mut rx) = mpsc::channel::<Arc<Batch>>(QUEUE);
+/// Starts `sink` (a task, or a thread for a log file); returns the handle pollers send to.
+pub fn spawn(stats: Arc<SinkStats>, sink: Sink) -> SinkHandle {
     let st = Arc::clone(&stats);
+    let tx = match sink {
+        Sink::Logfile(mut file) => {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Batch>>(QUEUE);
+            let spawned = std::thread::Builder::new()
+                .name(format!("logfile {}", st.id))
+                .spawn(move || {
+                    while let Ok(batch) = rx.recv() {
+                        record(
+                            &st,
+                            &batch,
+                            file.write(&batch).map(|()| Delivered::default()),
+                        );
+                    }
+                });
+            if let Err(e) = spawned {
+                // The receiver is gone with the closure: every batch counts as dropped.
+                tracing::error!(backend = %stats.id, "cannot start the log file thread: {e}");
+            }
+            Queue::Thread(tx)
+        }
+        Sink::Gelf(gelf) => spawn_task(st, NetSink::Gelf(gelf)),
+        Sink::Prtg(prtg) => spawn_task(st, NetSink::Prtg(prtg)),
+    };
+    SinkHandle { stats, tx }
+}
+
+/// A sink that waits only on sockets, and so runs as a task.
+#[derive(Debug)]
+enum NetSink {
+    Gelf(gelf::GelfSink),
+    Prtg(prtg::PrtgSink),
+}
+
+fn spawn_task(st: Arc<SinkStats>, mut sink: NetSink) -> Queue {
+    let (tx, mut rx) = mpsc::channel::<Arc<Batch>>(QUEUE);
     tokio::spawn(async move {
         while let Some(batch) = rx.recv().await {
-            match sink.write(&batch).await {
-                Ok(()) => {
-                    st.delivered.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    st.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(backend = %st.id, server = %batch.server, "sink failed: {e}");
-                }
-            }
+            let r = match &mut sink {
+                NetSink::Gelf(s) => s.write(&batch).await,
+                NetSink::Prtg(s) => s.write(&batch).await.map(|()| Delivered::default()),
+            };
+            record(&st, &batch, r);
         }
     });
-    SinkHandle { stats, tx }
+    Queue::Task(tx)
+}
+
+/// Counts (and logs) what became of one batch.
+fn record(st: &SinkStats, batch: &Batch, r: Result<Delivered, SinkError>) {
+    match r {
+        Ok(d) => {
+            st.delivered.fetch_add(1, Ordering::Relaxed);
+            if d.skipped > 0 {
+                st.skipped.fetch_add(d.skipped, Ordering::Relaxed);
+            }
+        }
+        Err(e) => {
+            st.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(backend = %st.id, server = %batch.server, "sink failed: {e}");
+        }
+    }
 }
 
 /// `text` with tabs and line breaks replaced by spaces (one value per column and line).

@@ -57,8 +57,7 @@ impl PrtgSink {
         };
         let status = resp.status();
         if !status.is_success() {
-            let mut body = resp.text().await.unwrap_or_default();
-            body.truncate(200);
+            let body = error_excerpt(resp, timeout).await;
             return Err(SinkError::Status {
                 what,
                 status: status.as_u16(),
@@ -67,6 +66,37 @@ impl PrtgSink {
         }
         Ok(())
     }
+}
+
+/// Bytes of an error answer quoted in the log.
+pub const ERROR_EXCERPT: usize = 200;
+
+/// The start of an error answer for the log: at most [`ERROR_EXCERPT`] bytes are read (a
+/// probe's error page can be large), cut at a character boundary, never inside one (a cut
+/// inside a multi-byte character used to abort the process).
+async fn error_excerpt(mut resp: reqwest::Response, timeout: Duration) -> String {
+    let mut bytes = Vec::new();
+    let read = async {
+        while bytes.len() <= ERROR_EXCERPT {
+            match resp.chunk().await {
+                Ok(Some(c)) => bytes.extend_from_slice(&c),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
+    excerpt(&bytes, ERROR_EXCERPT)
+}
+
+/// `bytes` as text (invalid UTF-8 replaced), at most `max` bytes long and cut only between
+/// characters.
+pub fn excerpt(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max + 4)]);
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// The channel name of a sample: the proxy for backends (the default rows), qualified for the
@@ -108,6 +138,66 @@ mod tests {
     use super::*;
     use crate::sample::Counts;
     use std::time::SystemTime;
+
+    #[test]
+    fn error_excerpt_cuts_between_characters() {
+        // The audit's reply: byte 200 falls inside the two bytes of "é".
+        let body = format!("{}é{}", "a".repeat(199), "tail");
+        assert_eq!(excerpt(body.as_bytes(), 200), "a".repeat(199));
+        assert_eq!(excerpt("ééé".as_bytes(), 3), "é");
+        assert_eq!(excerpt(b"short", 200), "short");
+        assert_eq!(excerpt(&[0xff, b'x'], 200), "\u{fffd}x");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn excerpt_of_any_text_is_a_prefix_within_the_limit(s in ".*", max in 0usize..64) {
+            let e = excerpt(s.as_bytes(), max);
+            proptest::prop_assert!(e.len() <= max);
+            proptest::prop_assert!(s.starts_with(&e));
+        }
+    }
+
+    /// A PRTG probe answering 500 with a body whose byte 200 is inside "é": the push fails
+    /// with the status and the start of the body, and nothing panics.
+    #[tokio::test]
+    async fn error_reply_with_a_multibyte_character_at_the_cut() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let body = format!("{}é{}", "a".repeat(199), "tail");
+        tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let _ = c.read(&mut buf).await;
+            let resp = format!(
+                "HTTP/1.1 500 Oops\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            c.write_all(resp.as_bytes()).await.unwrap();
+        });
+        let mut sink = PrtgSink::new(PrtgBackend {
+            base_url: format!("http://127.0.0.1:{port}/"),
+            token: None,
+            key: None,
+            method: PrtgMethod::Post,
+            timeout: 5.0,
+        })
+        .unwrap();
+        let b = Batch {
+            server: "lb".into(),
+            endpoint: "e".into(),
+            time: SystemTime::now(),
+            samples: vec![],
+        };
+        match sink.write(&b).await {
+            Err(SinkError::Status { status, body, .. }) => {
+                assert_eq!(status, 500);
+                assert_eq!(body, "a".repeat(199));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn a_channel_per_proxy() {
