@@ -5,7 +5,7 @@
 mod common;
 
 use common::{http_get, require, wait_for, GelfReceiver, HttpStub, Metrics, Monitor};
-use custos_kit::testing::prometheus::check_exposition;
+use custos_testkit::prometheus::check_exposition;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
