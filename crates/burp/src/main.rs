@@ -6,6 +6,7 @@
 use anyhow::Context;
 use clap::Parser;
 use custos_burp::{config, exporter, routes, summary};
+use custos_kit::start::{Failure, Runtime};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,44 +43,20 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    custos_kit::logging::init(cli.debug, cli.journal);
-    let cfg = match config::Config::load(
-        &cli.config,
-        custos_kit::config::Strictness::from_flag(cli.strict),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            // stderr only: under systemd it reaches the journal too.
-            eprintln!("burp_exporter: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("burp_exporter: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let result = if cli.once {
-        rt.block_on(run_once(&cfg))
-    } else {
-        rt.block_on(serve(cfg))
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("burp_exporter: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    custos_kit::start::main("burp_exporter", || {
+        custos_kit::logging::init(cli.debug, cli.journal);
+        let strictness = custos_kit::config::Strictness::from_flag(cli.strict);
+        let cfg = config::Config::load(&cli.config, strictness).map_err(Failure::usage)?;
+        let result = if cli.once {
+            custos_kit::start::block_on(Runtime::Workers(2), "burp_exporter", run_once(&cfg))?
+        } else {
+            custos_kit::start::block_on(Runtime::Workers(2), "burp_exporter", serve(cfg))?
+        };
+        result.map_err(Failure::failed)
+    })
 }
 
-async fn run_once(cfg: &config::Config) -> anyhow::Result<ExitCode> {
+async fn run_once(cfg: &config::Config) -> anyhow::Result<u8> {
     let (text, all_up) = summary::once(cfg).await;
     // `--once | head` closes the pipe early; that is not an error worth a panic.
     let mut out = std::io::stdout().lock();
@@ -90,17 +67,17 @@ async fn run_once(cfg: &config::Config) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     Ok(if all_up {
-        ExitCode::SUCCESS
+        custos_kit::start::OK
     } else {
-        ExitCode::from(1)
+        custos_kit::start::FAILED
     })
 }
 
-async fn serve(cfg: config::Config) -> anyhow::Result<ExitCode> {
+async fn serve(cfg: config::Config) -> anyhow::Result<u8> {
     let store = exporter::spawn_pollers(&cfg);
     let app = routes::router(store);
     custos_kit::http::serve(cfg.listen_addr(), app, custos_kit::shutdown::signal())
         .await
         .context("HTTP server")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(custos_kit::start::OK)
 }

@@ -460,16 +460,8 @@ impl Server {
     }
 }
 
-/// `scheme://user:pass@host/...` without `user:pass@`.
-pub fn redact_userinfo(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let auth_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..auth_end].rfind('@') {
-            return format!("{scheme}://{}", &rest[at + 1..]);
-        }
-    }
-    url.to_string()
-}
+/// The kit's one URL redactor, named here for this crate's callers.
+pub use custos_kit::http_client::redact_userinfo;
 
 /// A number, or text that reads as one (the original's `float()`); absent or null is `None`.
 /// The visitor says what its field holds (`a port 1-65535`, `a number of seconds`) in every

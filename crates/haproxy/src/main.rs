@@ -8,6 +8,7 @@ use clap::{ArgAction, Parser};
 use custos_haproxy::config::{Config, ENV_CONFIG};
 use custos_haproxy::{applog, monitor};
 use custos_kit::config::Strictness;
+use custos_kit::start::{Failure, Runtime};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -45,13 +46,11 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (cfg, unknown) = match Config::load(&cli.config, cli.strict) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("haproxysessionmon: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    custos_kit::start::main("haproxysessionmon", || run(&cli))
+}
+
+fn run(cli: &Cli) -> Result<u8, Failure> {
+    let (cfg, unknown) = Config::load(&cli.config, cli.strict).map_err(Failure::usage)?;
     if cli.check {
         for k in &unknown {
             eprintln!(
@@ -65,7 +64,7 @@ fn main() -> ExitCode {
             cfg.servers.len(),
             cfg.backends.len()
         );
-        return ExitCode::SUCCESS;
+        return Ok(custos_kit::start::OK);
     }
     applog::init(&cfg.logging, cli.debug, cli.journal);
     // Only warnings now (strict mode failed in `load`); logged where the config says.
@@ -76,31 +75,22 @@ fn main() -> ExitCode {
     // One thread: the work is waiting on sockets; a page parses in microseconds (a 2,000-server
     // HAProxy's in a few ms), and one thread costs less CPU (no cross-thread wake-ups) and
     // memory than a pool.
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("haproxysessionmon: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let result = rt.block_on(async {
+    let result = custos_kit::start::block_on(Runtime::CurrentThread, "haproxysessionmon", async {
         let reopen = Arc::default();
         spawn_sighup(Arc::clone(&reopen));
         monitor::run(&cfg, reopen).await
-    });
+    })?;
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Ok(custos_kit::start::OK),
         Err(e) => {
             tracing::error!("{e}");
             // Once: the log line above is on stderr (or in the journal) already, unless the
             // log goes only to a file.
-            if !cli.journal && !cfg.logging.console {
-                eprintln!("haproxysessionmon: {e}");
-            }
-            ExitCode::from(1)
+            Err(if !cli.journal && !cfg.logging.console {
+                Failure::failed(e)
+            } else {
+                Failure::reported(custos_kit::start::FAILED)
+            })
         }
     }
 }

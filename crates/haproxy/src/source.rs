@@ -1,8 +1,9 @@
 //! Where a stats page comes from: the `;csv` HTTP page (basic auth, timeout, optional custom CA)
 //! or the runtime API socket (`show stat`).
 
-use crate::config::{redact_userinfo, Server};
+use crate::config::Server;
 use custos_kit::config::Secret;
+use custos_kit::http_client::redact_userinfo;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,17 +45,18 @@ impl FetchError {
     }
 }
 
-/// A reqwest client builder with rustls on the ring provider (the only one this build carries),
-/// installed as the process default the first time.
+/// The kit's HTTP client builder (one provider, user agent, connect timeout) without proxies:
+/// HAProxy's stats page is on the local network.
 pub fn http_client() -> reqwest::ClientBuilder {
-    static PROVIDER: std::sync::Once = std::sync::Once::new();
-    PROVIDER.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::builder()
-        .user_agent(concat!("haproxysessionmon/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs_f64(crate::config::DEFAULT_TIMEOUT))
-        .no_proxy()
+    custos_kit::http_client::builder(
+        "haproxysessionmon",
+        env!("CARGO_PKG_VERSION"),
+        custos_kit::http_client::Timeouts {
+            connect: Duration::from_secs_f64(crate::config::DEFAULT_TIMEOUT),
+            overall: None,
+        },
+    )
+    .no_proxy()
 }
 
 /// The client of every server without its own TLS options: one connection pool and one TLS

@@ -9,13 +9,18 @@
 //! - [`snapshot`]: the latest poll result per target, swapped whole, with a generation.
 //! - [`poll`]: the fixed-rate poll schedule and the reconnect backoff.
 //! - [`families`]: writing constant metric families from a collector.
+//! - [`start`]: the runtime a binary asks for, and its outcome mapped to the exit code.
+//! - [`http_client`] (feature `http-client`): the one HTTP client set-up and URL redaction.
 
 pub mod config;
 pub mod error;
 pub mod exposition;
 pub mod families;
 pub mod http;
+#[cfg(feature = "http-client")]
+pub mod http_client;
 pub mod logging;
 pub mod poll;
 pub mod shutdown;
 pub mod snapshot;
+pub mod start;

@@ -61,20 +61,24 @@ pub struct AttrMap {
 impl AttrMap {
     /// The built-in mapping.
     pub fn builtin() -> AttrMap {
-        AttrMap::parse(Path::new("<built-in attrmap.json>"), DEFAULT)
-            .expect("the built-in mapping is valid")
+        AttrMap::parse(
+            Path::new("<built-in attrmap.json>"),
+            DEFAULT,
+            Strictness::Strict,
+        )
+        .expect("the built-in mapping is valid")
     }
 
     /// Reads and parses `path`.
-    pub fn load(path: &Path) -> Result<AttrMap, Error> {
+    pub fn load(path: &Path, strictness: Strictness) -> Result<AttrMap, Error> {
         let text = custos_kit::config::read(path)?;
-        AttrMap::parse(path, &text)
+        AttrMap::parse(path, &text, strictness)
     }
 
-    /// Parses a mapping (`file` names it in errors).
-    pub fn parse(file: &Path, text: &str) -> Result<AttrMap, Error> {
-        // Unknown keys are warnings naming the nearest known key, as the original warns.
-        let raw: RawMap = custos_kit::config::parse_json_with(file, text, Strictness::Warn)?;
+    /// Parses a mapping (`file` names it in errors). Unknown keys are warnings naming the
+    /// nearest known key, as the original warns, or errors when `strictness` is strict.
+    pub fn parse(file: &Path, text: &str, strictness: Strictness) -> Result<AttrMap, Error> {
+        let raw: RawMap = custos_kit::config::parse_json_with(file, text, strictness)?;
         let mut rules: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
         let mut names: BTreeMap<String, Kind> = BTreeMap::new();
         for (i, r) in raw.generic.into_iter().enumerate() {
@@ -152,6 +156,21 @@ impl AttrMap {
 mod tests {
     use super::*;
 
+    /// A key nothing reads is a warning, as the original warns; an error with `--strict`.
+    #[test]
+    fn unknown_keys_warn_or_with_strict_fail() {
+        let text = r#"{"generic": [{"id": 5, "name": "x", "type": "gauge", "comment": "c"}]}"#;
+        let m = AttrMap::parse(Path::new("m.json"), text, Strictness::Warn).unwrap();
+        assert_eq!(m.len(), 1);
+        let e = AttrMap::parse(Path::new("m.json"), text, Strictness::Strict)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.json") && e.contains("generic[0].comment"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn builtin_rules() {
         let m = AttrMap::builtin();
@@ -194,11 +213,15 @@ mod tests {
             ),
         ];
         for (text, key) in bad {
-            let e = AttrMap::parse(Path::new("m.json"), text).unwrap_err();
+            let e = AttrMap::parse(Path::new("m.json"), text, Strictness::Warn).unwrap_err();
             assert!(e.to_string().contains(key), "{e}");
         }
-        let ok =
-            AttrMap::parse(Path::new("m.json"), r#"{"generic":[], "per-device": []}"#).unwrap();
+        let ok = AttrMap::parse(
+            Path::new("m.json"),
+            r#"{"generic":[], "per-device": []}"#,
+            Strictness::Strict,
+        )
+        .unwrap();
         assert!(ok.is_empty());
     }
 }

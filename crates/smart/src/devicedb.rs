@@ -7,6 +7,7 @@
 //! regexes anchored at the end, against smartctl's model name and then its model family.
 
 use crate::error::Error;
+use custos_kit::config::Strictness;
 use regex_lite::Regex;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -39,16 +40,23 @@ impl IdEntry {
     }
 }
 
-/// A device block as written in the file (`Threshs` and `Perfs` are not used).
+/// A device block as written in the file (`Threshs` and `Perfs` are read and not used: the
+/// format has them, so they are no unknown keys).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDevice {
     #[serde(rename = "Device")]
     device: Vec<String>,
     #[serde(rename = "ID#")]
     ids: BTreeMap<String, IdEntry>,
+    #[serde(default, rename = "Threshs")]
+    _threshs: Option<serde_json::Value>,
+    #[serde(default, rename = "Perfs")]
+    _perfs: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDb {
     #[serde(rename = "Devices")]
     devices: BTreeMap<String, RawDevice>,
@@ -78,14 +86,15 @@ pub struct DeviceDb {
 
 impl DeviceDb {
     /// Reads and parses `path`.
-    pub fn load(path: &Path) -> Result<DeviceDb, Error> {
+    pub fn load(path: &Path, strictness: Strictness) -> Result<DeviceDb, Error> {
         let text = custos_kit::config::read(path)?;
-        DeviceDb::parse(path, &text)
+        DeviceDb::parse(path, &text, strictness)
     }
 
-    /// Parses a database's text (`file` names it in errors).
-    pub fn parse(file: &Path, text: &str) -> Result<DeviceDb, Error> {
-        let raw: RawDb = custos_kit::config::parse_json(file, text)?;
+    /// Parses a database's text (`file` names it in errors). Unknown keys are warnings (the
+    /// original ignored them), errors when `strictness` is strict.
+    pub fn parse(file: &Path, text: &str, strictness: Strictness) -> Result<DeviceDb, Error> {
+        let raw: RawDb = custos_kit::config::parse_json_with(file, text, strictness)?;
         let mut entries = Vec::with_capacity(raw.devices.len());
         for (name, dev) in raw.devices {
             let mut ids = HashMap::with_capacity(dev.ids.len());
@@ -152,6 +161,8 @@ mod tests {
                         "Threshs": {}, "Perfs": []},
                 "Old": {"Device": ["Old Family"], "ID#": {"9": "RAW_VALUE", "1": "VALUE"}}
             }}"#,
+            // Strict: every key of the format is known (`Threshs`, `Perfs`, `comment`).
+            Strictness::Strict,
         )
         .unwrap();
         assert_eq!(db.len(), 2);
@@ -174,7 +185,8 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../smart-helper/tests/data/check_smartdb.json"
         ));
-        let db = DeviceDb::load(path).unwrap();
+        // Strict: the file as check_smart_attributes ships it has no key we do not know.
+        let db = DeviceDb::load(path, Strictness::Strict).unwrap();
         assert!(db.len() > 80, "{}", db.len());
         // Seagate Exos X16 from the fixture.
         let e = db.lookup("ST16000NM001G-2KK103", Some("Seagate Exos X16"));
@@ -189,8 +201,26 @@ mod tests {
         let e = DeviceDb::parse(
             Path::new("/etc/db.json"),
             r#"{"Devices": {"X": {"Device": []}}}"#,
+            Strictness::Warn,
         )
         .unwrap_err();
         assert!(e.to_string().contains("/etc/db.json"), "{e}");
+    }
+
+    /// A key nothing reads is a warning (the original ignored it), an error with `--strict`
+    /// naming file, key path and the nearest known key.
+    #[test]
+    fn unknown_keys_warn_or_with_strict_fail() {
+        let text =
+            r#"{"Devices": {"X": {"Device": ["M"], "ID#": {"5": "RAW_VALUE"}, "Thresh": {}}}}"#;
+        let db = DeviceDb::parse(Path::new("/etc/db.json"), text, Strictness::Warn).unwrap();
+        assert_eq!(db.len(), 1);
+        let e = DeviceDb::parse(Path::new("/etc/db.json"), text, Strictness::Strict)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/db.json") && e.contains("Devices.X.Thresh") && e.contains("Threshs"),
+            "{e}"
+        );
     }
 }

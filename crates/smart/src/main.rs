@@ -4,6 +4,8 @@
 
 use anyhow::Context;
 use clap::Parser;
+use custos_kit::config::Strictness;
+use custos_kit::start::{Failure, Runtime};
 use custos_smart::{attrmap::AttrMap, collector, devicedb::DeviceDb, metrics, refresh::Refresher};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -60,6 +62,10 @@ struct Cli {
     /// Seconds to wait for the helper's answer.
     #[arg(long, value_name = "SECS", default_value_t = 120.0)]
     helper_timeout: f64,
+    /// Refuse keys in the device DB or attribute mapping that nothing reads (by default a
+    /// warning, as the original ignored them).
+    #[arg(long)]
+    strict: bool,
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -70,11 +76,11 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
-fn load_db(path: Option<&Path>) -> anyhow::Result<DeviceDb> {
+fn load_db(path: Option<&Path>, strictness: Strictness) -> anyhow::Result<DeviceDb> {
     match path {
-        Some(p) => Ok(DeviceDb::load(p)?),
+        Some(p) => Ok(DeviceDb::load(p, strictness)?),
         None if Path::new(DEFAULT_DEVICE_DB).exists() => {
-            Ok(DeviceDb::load(Path::new(DEFAULT_DEVICE_DB))?)
+            Ok(DeviceDb::load(Path::new(DEFAULT_DEVICE_DB), strictness)?)
         }
         None => {
             tracing::warn!(
@@ -86,9 +92,9 @@ fn load_db(path: Option<&Path>) -> anyhow::Result<DeviceDb> {
     }
 }
 
-fn load_map(path: Option<&Path>) -> anyhow::Result<AttrMap> {
+fn load_map(path: Option<&Path>, strictness: Strictness) -> anyhow::Result<AttrMap> {
     let map = match path {
-        Some(p) => AttrMap::load(p)?,
+        Some(p) => AttrMap::load(p, strictness)?,
         None => AttrMap::builtin(),
     };
     for name in map.metrics().keys() {
@@ -100,49 +106,41 @@ fn load_map(path: Option<&Path>) -> anyhow::Result<AttrMap> {
     Ok(map)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = ["error", "warn", "info", "debug"][usize::from(cli.verbosity.min(3))];
-    custos_kit::logging::init_level(level, cli.journal);
-    let setup = (|| -> anyhow::Result<_> {
-        let db = load_db(cli.device_db.as_deref())?;
-        let map = load_map(cli.attr_mapping.as_deref())?;
-        tracing::info!(
-            devices = db.len(),
-            rules = map.len(),
-            "device DB and attribute mapping loaded"
-        );
-        Ok((
-            db,
-            map,
-            seconds("interval", cli.interval)?,
-            seconds("helper-timeout", cli.helper_timeout)?,
-        ))
-    })();
-    let (db, map, interval, timeout) = match setup {
-        Ok(s) => s,
-        Err(e) => {
-            // `{e}`, not `{e:#}`: the config errors already end with their cause, and the
-            // alternate form would print it a second time.
-            eprintln!("prometheus_smart_exporter: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    custos_kit::start::main("prometheus_smart_exporter", || {
+        let level = ["error", "warn", "info", "debug"][usize::from(cli.verbosity.min(3))];
+        custos_kit::logging::init_level(level, cli.journal);
+        let (refresher, interval) = setup(&cli).map_err(Failure::usage)?;
+        let addr = SocketAddr::new(cli.listen_address, cli.listen_port);
+        custos_kit::start::block_on(
+            Runtime::Workers(2),
+            "smart_exporter",
+            serve(refresher, interval, addr),
+        )?
+        .map_err(Failure::failed)?;
+        Ok(custos_kit::start::OK)
+    })
+}
+
+/// The device DB, the attribute mapping and the durations, checked before anything starts.
+fn setup(cli: &Cli) -> anyhow::Result<(Refresher, Duration)> {
+    let strictness = Strictness::from_flag(cli.strict);
+    let db = load_db(cli.device_db.as_deref(), strictness)?;
+    let map = load_map(cli.attr_mapping.as_deref(), strictness)?;
+    tracing::info!(
+        devices = db.len(),
+        rules = map.len(),
+        "device DB and attribute mapping loaded"
+    );
+    let interval = seconds("interval", cli.interval)?;
     let refresher = Refresher {
-        socket: cli.socket,
-        timeout,
+        socket: cli.socket.clone(),
+        timeout: seconds("helper-timeout", cli.helper_timeout)?,
         db: Arc::new(db),
         map: Arc::new(map),
     };
-    let addr = SocketAddr::new(cli.listen_address, cli.listen_port);
-    match serve(refresher, interval, addr).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("prometheus_smart_exporter: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    Ok((refresher, interval))
 }
 
 async fn serve(refresher: Refresher, interval: Duration, addr: SocketAddr) -> anyhow::Result<()> {

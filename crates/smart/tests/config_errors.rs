@@ -7,6 +7,11 @@ const EXPORTER: &str = env!("CARGO_BIN_EXE_prometheus_smart_exporter");
 
 /// Starts the exporter with `map` as its attribute mapping; it must refuse to start.
 fn refused(map: &str) -> String {
+    refused_with(map, &[])
+}
+
+/// [`refused`] with more flags.
+fn refused_with(map: &str, flags: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("attrmap.json");
     std::fs::write(&path, map).expect("write map");
@@ -16,6 +21,7 @@ fn refused(map: &str) -> String {
         .arg(&path)
         .arg("--listen-port")
         .arg("0")
+        .args(flags)
         .output()
         .expect("run exporter");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -47,4 +53,13 @@ fn a_missing_key_says_where_its_object_is() {
         ),
         "{stderr}"
     );
+}
+
+#[test]
+fn with_strict_a_key_nothing_reads_is_an_error() {
+    let stderr = refused_with(
+        "{\"generic\": [\n  {\"id\": 5, \"name\": \"x\", \"type\": \"gauge\", \"comment\": \"c\"}\n]}\n",
+        &["--strict"],
+    );
+    assert!(stderr.contains("generic[0].comment"), "{stderr}");
 }
