@@ -54,10 +54,10 @@ pub fn install() -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            {
+            let rt = match custos_kit::start::runtime(
+                custos_kit::start::Runtime::CurrentThread,
+                "signals",
+            ) {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));

@@ -15,6 +15,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use custos_backup::commands::{self, CommandError, Keys, ListRequest, Outcome, RestoreRequest};
 use custos_backup::{interrupt, lock, runner};
 use custos_kit::config::Strictness;
+use custos_kit::start::Failure;
 use std::time::Duration;
 
 /// Backs up folders and databases as the job file says: stream, compress, encrypt, store.
@@ -174,20 +175,16 @@ fn main() -> ExitCode {
     if let Err(e) = dumpable {
         tracing::warn!("cannot mark the process non-dumpable (prctl): {e}");
     }
-    match execute(&cli, log_tail) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
+    custos_kit::start::main("backup", || {
+        execute(&cli, log_tail).map_err(|e| {
             let code = match interrupt::exit_code() {
                 Some(c) => c,
-                None if e.is_usage() => 2,
-                None => 1,
+                None if e.is_usage() => custos_kit::start::USAGE,
+                None => custos_kit::start::FAILED,
             };
-            // The message and each cause it does not already quote, `: `-joined (anyhow's
-            // `{:#}` printed a cause twice when the message quotes it).
-            eprintln!("backup: {}", custos_kit::error::chain(&e));
-            ExitCode::from(code)
-        }
-    }
+            Failure::with_code(code, e)
+        })
+    })
 }
 
 impl KeyArgs {

@@ -1,7 +1,8 @@
 //! The one HTTP client set-up of every custos binary (haproxy's stats source and PRTG sink,
 //! backup's notifiers and SaaS stores): reqwest on rustls with the ring provider, installed
 //! once per process, a user agent that names the binary, connect and overall timeouts, and
-//! the one way a URL is shown in logs and errors ([`redact_userinfo`], [`origin`]).
+//! the one way a URL is shown in logs and errors ([`redact_userinfo`] keeps the path,
+//! [`origin`] only scheme, host and port).
 //!
 //! reqwest is built without a crypto provider (`rustls-no-provider`): ring is the one the
 //! workspace already compiles for burp and lettre, and a client built before a provider is
@@ -74,16 +75,27 @@ pub fn redact_userinfo(text: &str) -> String {
     out
 }
 
-/// `scheme://host:port` of `url`, the port always written (the known default when the URL has
-/// none): where a request went, without credentials, path or query (a path or query can
-/// carry a token).
-pub fn origin(url: &reqwest::Url) -> String {
-    format!(
-        "{}://{}:{}",
-        url.scheme(),
-        url.host_str().unwrap_or("?"),
-        url.port_or_known_default().unwrap_or(0)
-    )
+/// Whether [`origin`] writes the port a scheme implies (`:443` for https).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImpliedPort {
+    /// `https://host:443`: every endpoint reads the same (notifier errors).
+    Write,
+    /// `https://host`: as the URL was written (store errors).
+    Omit,
+}
+
+/// `scheme://host[:port]` of `url`: where a request went, without credentials, path or query
+/// (a path or query can carry a token).
+pub fn origin(url: &reqwest::Url, implied: ImpliedPort) -> String {
+    let host = url.host_str().unwrap_or("?");
+    let port = match implied {
+        ImpliedPort::Write => url.port_or_known_default(),
+        ImpliedPort::Omit => url.port(),
+    };
+    match port {
+        Some(p) => format!("{}://{host}:{p}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
 }
 
 #[cfg(test)]
@@ -114,21 +126,58 @@ mod tests {
     fn origin_keeps_neither_credentials_nor_path_nor_query() {
         let u =
             reqwest::Url::parse("https://u:pw@hooks.example:8443/T0/B1/secret?token=x").unwrap();
-        assert_eq!(origin(&u), "https://hooks.example:8443");
+        for implied in [ImpliedPort::Write, ImpliedPort::Omit] {
+            assert_eq!(origin(&u, implied), "https://hooks.example:8443");
+        }
         let u = reqwest::Url::parse("https://hooks.example/services/x").unwrap();
-        assert_eq!(origin(&u), "https://hooks.example:443");
+        assert_eq!(origin(&u, ImpliedPort::Write), "https://hooks.example:443");
+        assert_eq!(origin(&u, ImpliedPort::Omit), "https://hooks.example");
     }
 
+    /// Two clients in one process (the provider is installed once, the second build finds
+    /// it); a request from one reaches a real socket with the user agent naming the binary.
     #[test]
-    fn clients_build_with_the_provider_installed_and_name_the_binary() {
+    fn clients_build_once_the_provider_is_installed_and_name_the_binary() {
+        use std::io::{BufRead as _, Write as _};
         let t = Timeouts {
-            connect: Duration::from_secs(1),
-            overall: Some(Duration::from_secs(2)),
+            connect: Duration::from_secs(5),
+            overall: Some(Duration::from_secs(10)),
         };
-        // Twice: the provider is installed once, the second build finds it.
-        builder("test", "0.0.0", t).build().expect("client");
-        builder("test", "0.0.0", t).build().expect("client");
+        builder("test", "0.0.0", t).build().expect("first client");
+        let client = builder("backup", "1.2.3", t)
+            .build()
+            .expect("second client");
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
-        assert_eq!(user_agent("backup", "1.2.3"), "custos/backup 1.2.3");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (c, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            for line in std::io::BufReader::new(&c).lines() {
+                let line = line.unwrap();
+                if line.is_empty() {
+                    break;
+                }
+                head.push(line.to_ascii_lowercase());
+            }
+            let _ = (&c).write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            head
+        });
+        let status = crate::start::block_on(crate::start::Runtime::CurrentThread, "t", async {
+            client
+                .get(format!("http://127.0.0.1:{port}/"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+        .unwrap()
+        .expect("request");
+        assert_eq!(status, 204);
+        let head = server.join().unwrap();
+        assert!(
+            head.iter().any(|l| l == "user-agent: custos/backup 1.2.3"),
+            "{head:?}"
+        );
     }
 }

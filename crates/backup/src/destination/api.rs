@@ -5,7 +5,6 @@
 //! Like opendal's client it honours `HTTPS_PROXY` and the platform TLS roots
 //! (`SSL_CERT_FILE`), which is how the tests reach their fake APIs.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::{cause, runtime, DestinationError, ErrorKind};
@@ -60,10 +59,11 @@ impl Pages {
     }
 }
 
-/// The process-wide client (made inside the runtime on first use).
+/// The process-wide client ([`runtime::http_client`]).
 pub fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| runtime::block_on(async { reqwest::Client::new() }))
+    // What `reqwest::Client::new()` did before: only a TLS set-up that cannot work without
+    // any input (no provider, no roots) fails here.
+    runtime::http_client().expect("cannot set up the HTTP client")
 }
 
 /// A server's answer.

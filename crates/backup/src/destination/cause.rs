@@ -86,13 +86,9 @@ fn proxy_for(url: &reqwest::Url) -> Option<String> {
     Some(origin(&parsed))
 }
 
-/// `scheme://host[:port]` of a URL.
+/// `scheme://host[:port]` of a URL, as written: the kit's one URL redaction.
 fn origin(url: &reqwest::Url) -> String {
-    let host = url.host_str().unwrap_or("");
-    match url.port() {
-        Some(p) => format!("{}://{host}:{p}", url.scheme()),
-        None => format!("{}://{host}", url.scheme()),
-    }
+    custos_kit::http_client::origin(url, custos_kit::http_client::ImpliedPort::Omit)
 }
 
 /// `Connection refused (os error 111)` -> `connection refused (os error 111)`: the cause reads

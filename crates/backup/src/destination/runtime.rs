@@ -1,9 +1,38 @@
-//! The one async runtime of the process, for the stores whose clients are async (opendal).
-//! Destinations stay synchronous: they `block_on` here from the pipeline's writer threads,
+//! The one async runtime of the process, for the stores whose clients are async (opendal),
+//! and the one HTTP client on it (SaaS store APIs and notifiers). Destinations and notifiers
+//! stay synchronous: they `block_on` here from the pipeline's writer threads or the runner,
 //! and concurrent part uploads run on the runtime's two workers.
 
 use std::future::IntoFuture;
 use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Until a connection to a store or a notifier's server stands; each request bounds the
+/// whole exchange itself.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The process's one HTTP client (the kit's set-up: rustls on ring, the user agent), made
+/// inside the runtime on first use; the error says why the TLS set-up failed.
+pub fn http_client() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            block_on(async {
+                custos_kit::http_client::builder(
+                    "backup",
+                    env!("CARGO_PKG_VERSION"),
+                    custos_kit::http_client::Timeouts {
+                        connect: CONNECT_TIMEOUT,
+                        overall: None,
+                    },
+                )
+                .build()
+                .map_err(|e| custos_kit::error::chain(&e))
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
 
 /// Runs `f` to completion on the shared runtime (created on first use).
 pub fn block_on<F: IntoFuture>(f: F) -> F::Output {
@@ -13,13 +42,10 @@ pub fn block_on<F: IntoFuture>(f: F) -> F::Output {
 fn handle() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        // HTTPS to the stores goes through rustls with the ring provider, as elsewhere.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("custos-store")
-            .enable_all()
-            .build()
+        // HTTPS to the stores (opendal's own reqwest clients too) goes through rustls with
+        // the ring provider, installed once by the kit.
+        custos_kit::http_client::install_crypto_provider();
+        custos_kit::start::runtime(custos_kit::start::Runtime::Workers(2), "custos-store")
             .expect("cannot start the async runtime for remote destinations")
     })
 }

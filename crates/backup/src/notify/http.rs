@@ -1,15 +1,16 @@
-//! The HTTP side of notifiers: one blocking rustls client per run, requests with a
-//! per-notifier timeout, and errors that never show a URL's secret parts.
+//! The HTTP side of notifiers: one client per run (the kit's set-up, the same async reqwest
+//! as the stores', run to completion on the shared runtime), requests with a per-notifier
+//! timeout, and errors that never show a URL's secret parts.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Client;
-use reqwest::{Method, Url};
+use reqwest::{Client, Method, Url};
 use serde::{Deserialize, Deserializer};
 
 use crate::config::Secret;
+use crate::destination::runtime;
 
 /// A notification could not be delivered.
 #[derive(Debug, thiserror::Error)]
@@ -107,14 +108,9 @@ impl<'de> Deserialize<'de> for SecretUrl {
     }
 }
 
-/// `scheme://host:port` of a URL.
+/// `scheme://host:port` of a URL (the port always written): the kit's one URL redaction.
 pub fn endpoint(url: &Url) -> String {
-    format!(
-        "{}://{}:{}",
-        url.scheme(),
-        url.host_str().unwrap_or("?"),
-        url.port_or_known_default().unwrap_or(0)
-    )
+    custos_kit::http_client::origin(url, custos_kit::http_client::ImpliedPort::Write)
 }
 
 /// `credentials: {username, password}` as the original writes them.
@@ -140,14 +136,9 @@ impl Credentials {
     }
 }
 
-/// Builds the run's client: rustls with the ring provider and the system's roots.
+/// The run's client: the process's one ([`runtime::http_client`]), which the stores use too.
 pub fn client() -> Result<Client, String> {
-    // reqwest is built without a provider; ring is the workspace's (already compiled).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::builder()
-        .user_agent(concat!("custos-backup/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| custos_kit::error::chain(&e))
+    runtime::http_client().cloned()
 }
 
 /// One request a notifier sends.
@@ -210,17 +201,23 @@ pub fn send(client: &Client, timeout: Duration, req: Request<'_>) -> Result<(), 
     if let Some(t) = req.bearer {
         b = b.bearer_auth(t.expose());
     }
-    let resp = b.send().map_err(|e| NotifyError::Transport {
+    let answer = runtime::block_on(async {
+        let resp = b.send().await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok((status, String::new()));
+        }
+        // The start of the body helps (Slack says `invalid_payload`); never echo more.
+        Ok::<_, reqwest::Error>((status, resp.text().await.unwrap_or_default()))
+    });
+    let (status, mut text) = answer.map_err(|e| NotifyError::Transport {
         endpoint: ep.clone(),
         timeout: e.is_timeout(),
         detail: custos_kit::error::chain(&e.without_url()),
     })?;
-    let status = resp.status();
     if status.is_success() {
         return Ok(());
     }
-    // The start of the body helps (Slack says `invalid_payload`); never echo more.
-    let mut text = resp.text().unwrap_or_default();
     secrets.retain(|s| s.len() >= 4 && s != "/");
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     for s in &secrets {

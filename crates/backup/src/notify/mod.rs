@@ -113,12 +113,12 @@ pub struct Context<'a> {
     pub events: Events,
     /// Per request (connect included).
     pub timeout: Duration,
-    client: &'a OnceLock<Result<reqwest::blocking::Client, String>>,
+    client: &'a OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl Context<'_> {
     /// The run's shared HTTP client (built on first use).
-    pub fn client(&self) -> Result<&reqwest::blocking::Client, NotifyError> {
+    pub fn client(&self) -> Result<&reqwest::Client, NotifyError> {
         self.client
             .get_or_init(http::client)
             .as_ref()
