@@ -11,8 +11,6 @@
 use std::sync::Once;
 use std::time::Duration;
 
-pub use reqwest;
-
 /// Timeouts of a client; a request may still set a shorter overall one of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
