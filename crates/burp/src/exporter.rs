@@ -63,6 +63,14 @@ enum Stop {
     Transport,
 }
 
+/// The `c:` reply whose client list the snapshot holds.
+#[derive(Debug)]
+struct LastReply {
+    doc: Vec<u8>,
+    /// What its parse left out, counted again on each poll that gets the same reply.
+    skipped: Vec<String>,
+}
+
 /// The state of one server's polling: counters and the per-client cache.
 #[derive(Debug)]
 pub struct Poller {
@@ -70,6 +78,11 @@ pub struct Poller {
     details: HashMap<String, Details>,
     /// Time a poll may spend on detail requests before leaving the rest to the next poll.
     budget: Duration,
+    /// Between backups burp sends the same `c:` bytes poll after poll; a reply equal to this
+    /// one keeps the client list as it is instead of parsing it again (on a 2,000-client
+    /// server the parse was three quarters of a poll's instructions). `None` after a poll
+    /// that did not take its list in full.
+    last_reply: Option<LastReply>,
 }
 
 impl Poller {
@@ -79,6 +92,7 @@ impl Poller {
             snap: ServerSnapshot::empty(server),
             details: HashMap::new(),
             budget,
+            last_reply: None,
         }
     }
 
@@ -155,30 +169,42 @@ impl Poller {
     pub async fn poll<S: Source>(&mut self, src: &mut S, store: &Snapshots) {
         let t0 = Instant::now();
         self.snap.polls += 1;
-        let list = match self.request(src, "c:").await {
-            Ok(doc) => match model::parse_clients(&doc) {
-                Ok(list) => Some(list),
-                Err(e) => {
-                    self.count_parse_error(&e, "client list (c:)");
-                    None
-                }
-            },
+        let doc = match self.request(src, "c:").await {
+            Ok(doc) => doc,
             Err(e) => {
                 self.count_error(&e, "polling client list (c:) failed");
-                None
+                // Keep the last good client data (its age is exported) but say we are down.
+                self.finish(t0, false, store);
+                return;
             }
         };
-        let Some(mut list) = list else {
-            // Keep the last good client data (its age is exported) but say we are down.
-            self.finish(t0, false, store);
-            return;
-        };
-        if self.refresh_settled(src, &mut list).await.is_err() {
-            self.take_list(list);
-            self.finish(t0, false, store);
-            return;
+        match self.last_reply.take() {
+            Some(last) if last.doc == doc => {
+                // The snapshot holds this list already (with what `refresh_settled` reread
+                // then); the same bytes mean nobody turned idle since. Only its time moves.
+                self.count_skipped(&last.skipped);
+                self.snap.data_time = Some(SystemTime::now());
+                self.last_reply = Some(last);
+            }
+            _ => {
+                let mut list = match model::parse_clients(&doc) {
+                    Ok(list) => list,
+                    Err(e) => {
+                        self.count_parse_error(&e, "client list (c:)");
+                        self.finish(t0, false, store);
+                        return;
+                    }
+                };
+                let settled = self.refresh_settled(src, &mut list).await;
+                let skipped = list.skipped.clone();
+                self.take_list(list);
+                if settled.is_err() {
+                    self.finish(t0, false, store);
+                    return;
+                }
+                self.last_reply = Some(LastReply { doc, skipped });
+            }
         }
-        self.take_list(list);
         self.set_up(true, t0);
         let due = self.details_due();
         let complete = if due.is_empty() {
@@ -281,10 +307,7 @@ impl Poller {
 
     /// Installs a fresh client list, with cached details where they still apply.
     fn take_list(&mut self, list: ClientList) {
-        for s in &list.skipped {
-            self.snap.parse_errors += 1;
-            tracing::warn!(server = %self.snap.server, "left out of the client list: {s}");
-        }
+        self.count_skipped(&list.skipped);
         let present: std::collections::HashSet<&str> =
             list.clients.iter().map(|c| c.name.as_str()).collect();
         self.details
@@ -318,6 +341,14 @@ impl Poller {
                 client,
                 ..ClientSnapshot::default()
             },
+        }
+    }
+
+    /// Counts and logs the entries a `c:` reply's parse left out.
+    fn count_skipped(&mut self, skipped: &[String]) {
+        for s in skipped {
+            self.snap.parse_errors += 1;
+            tracing::warn!(server = %self.snap.server, "left out of the client list: {s}");
         }
     }
 
