@@ -101,6 +101,18 @@ impl Poller {
         &self.snap
     }
 
+    /// One debug line per poll.
+    fn log_poll(&self) {
+        let s = &self.snap;
+        tracing::debug!(
+            server = %s.server,
+            up = s.up,
+            clients = s.clients.len(),
+            duration_ms = s.poll_duration.map_or(0, |d| d.as_millis()),
+            "poll done"
+        );
+    }
+
     fn count_error(&mut self, e: &Error, what: &str) {
         if let Some(kind) = error_kind(e) {
             self.snap.errors.add(kind);
@@ -457,7 +469,8 @@ fn is_busy(c: &model::Client) -> bool {
     c.run_status != "idle" || !c.children.is_empty()
 }
 
-/// Polls one server for ever, every `interval`, the first time at once.
+/// Polls one server for ever, every `interval`, the first time at once, on the caller's
+/// runtime (the fallback when [`spawn_pollers`] cannot start a thread).
 pub async fn run_poller<S: Source>(
     server: String,
     mut src: S,
@@ -469,15 +482,55 @@ pub async fn run_poller<S: Source>(
     loop {
         ticks.tick().await;
         poller.poll(&mut src, &store).await;
-        let s = poller.snapshot();
-        tracing::debug!(
-            server = %server,
-            up = s.up,
-            clients = s.clients.len(),
-            duration_ms = s.poll_duration.map_or(0, |d| d.as_millis()),
-            "poll done"
-        );
+        poller.log_poll();
     }
+}
+
+/// Polls one server for ever, every `interval`, the first time at once, blocking the calling
+/// thread: `rt` (single-threaded) runs each poll, and the thread sleeps in between.
+///
+/// One sleep is one wake-up. tokio's timer wheel would wake the thread two or three times
+/// per tick (a one-second timer cascades through the wheel's coarser levels: `epoll_wait`
+/// timeouts of 191, 761 and 40 ms for one tick under strace), and on this machine class the
+/// wake-ups, not the few thousand instructions of a poll, are most of a poll's CPU time.
+/// Nothing else runs on `rt`, so nothing waits for it while the thread sleeps.
+pub fn poll_on_this_thread<S: Source>(
+    server: &str,
+    mut src: S,
+    interval: Duration,
+    store: &Snapshots,
+    rt: &tokio::runtime::Runtime,
+) -> ! {
+    let mut poller = Poller::new(server, interval / 2);
+    let mut tick = std::time::Instant::now();
+    loop {
+        rt.block_on(poller.poll(&mut src, store));
+        poller.log_poll();
+        let now = std::time::Instant::now();
+        tick = next_tick(tick, now, interval);
+        std::thread::sleep(tick.saturating_duration_since(now));
+    }
+}
+
+/// The tick after `prev` on the grid `prev + k * interval` that is not before `now`: a slow
+/// poll does not shift later ones, and ticks it overran are skipped, not made up in a burst
+/// (what [`custos_kit::poll::fixed_rate`] does on tokio's clock).
+fn next_tick(
+    prev: std::time::Instant,
+    now: std::time::Instant,
+    interval: Duration,
+) -> std::time::Instant {
+    let interval = interval.max(Duration::from_millis(1));
+    let next = prev + interval;
+    if next >= now {
+        return next;
+    }
+    // Overran: the next grid point after `now`.
+    let period = interval.as_nanos();
+    let into_period = now.duration_since(next).as_nanos() % period;
+    let wait =
+        u64::try_from((period - into_period) % period).map_or(interval, Duration::from_nanos);
+    now + wait
 }
 
 /// The reconnect backoff for a server polled every `interval`: capped below the interval, so
@@ -488,23 +541,48 @@ pub(crate) fn connection(cfg: &Config, s: &ServerConfig) -> Connection {
     Connection::new(cfg.target(s)).with_backoff(Duration::from_millis(500).min(max), max)
 }
 
-/// Starts one poll task per configured server; returns the store they publish to.
+/// Name of each server's polling thread (seen in `top -H` and `/proc/PID/task/*/comm`).
+pub const POLL_THREAD: &str = "burp-poll";
+
+/// Starts polling every configured server, each on a thread of its own; returns the store
+/// they publish to.
+///
+/// A poll is a timer, a request and a reply. On its own thread with a single-threaded
+/// runtime it wakes that thread alone (see [`poll_on_this_thread`]); on the HTTP server's
+/// two-worker runtime each poll also woke the other worker and spread its allocations over
+/// both workers' malloc arenas. Scrapes stay on the HTTP runtime, so a long parse never
+/// delays `/metrics`, and a slow server never delays another's polls. A server whose thread
+/// cannot start is polled on the calling runtime instead.
 pub fn spawn_pollers(cfg: &Config) -> Arc<Snapshots> {
     let store = Arc::new(Snapshots::new(cfg.clients.iter().map(|s| s.name.as_str())));
     for s in &cfg.clients {
         let conn = connection(cfg, s);
+        let interval = cfg.refresh_interval(s);
         tracing::info!(
             server = %s.name,
             addr = %conn.target().addr(),
-            interval_s = cfg.refresh_interval(s).as_secs(),
+            interval_s = interval.as_secs(),
             "polling burp status port"
         );
-        tokio::spawn(run_poller(
-            s.name.clone(),
-            conn,
-            cfg.refresh_interval(s),
-            Arc::clone(&store),
-        ));
+        let thread_store = Arc::clone(&store);
+        let name = s.name.clone();
+        let started = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .and_then(|rt| {
+                std::thread::Builder::new()
+                    .name(POLL_THREAD.into())
+                    .spawn(move || poll_on_this_thread(&name, conn, interval, &thread_store, &rt))
+            });
+        if let Err(e) = started {
+            tracing::warn!(server = %s.name, "cannot start a polling thread ({e}); polling on the HTTP runtime");
+            tokio::spawn(run_poller(
+                s.name.clone(),
+                connection(cfg, s),
+                interval,
+                Arc::clone(&store),
+            ));
+        }
     }
     store
 }

@@ -398,3 +398,21 @@ async fn http_metrics_and_probe() {
     assert!(landing.body.contains("/probe?server[]=two"));
     server.abort();
 }
+
+#[test]
+fn ticks_keep_their_grid_and_skip_what_a_slow_poll_overran() {
+    let t0 = std::time::Instant::now();
+    let s = Duration::from_secs(1);
+    let ms = Duration::from_millis;
+    // On time: the next grid point.
+    assert_eq!(next_tick(t0, t0 + ms(40), s), t0 + s);
+    // A poll of 2.3 intervals: ticks 1 and 2 are skipped, 3 is next.
+    assert_eq!(next_tick(t0, t0 + ms(2300), s), t0 + 3 * s);
+    // Exactly on a grid point counts as that tick.
+    assert_eq!(next_tick(t0, t0 + 2 * s, s), t0 + 2 * s);
+    // A zero interval (not configurable, but no busy loop and no panic).
+    assert!(next_tick(t0, t0, Duration::ZERO) > t0);
+    // A huge interval does not overflow.
+    let day = Duration::from_secs(86_400 * 365);
+    assert_eq!(next_tick(t0, t0 + ms(5), day), t0 + day);
+}
