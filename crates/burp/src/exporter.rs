@@ -512,9 +512,11 @@ pub fn poll_on_this_thread<S: Source>(
     }
 }
 
-/// The tick after `prev` on the grid `prev + k * interval` that is not before `now`: a slow
-/// poll does not shift later ones, and ticks it overran are skipped, not made up in a burst
-/// (what [`custos_kit::poll::fixed_rate`] does on tokio's clock).
+/// When the poll after the one due at `prev` is due, seen at `now`, on the grid
+/// `prev + k * interval`: a slow poll does not shift later ones. A poll that overran its
+/// interval is followed by one at once (the grid point it overran, which is not after `now`)
+/// and then by the grid again; what it overran beyond that is skipped, not made up in a burst.
+/// That is what [`custos_kit::poll::fixed_rate`] (tokio's `MissedTickBehavior::Skip`) does.
 fn next_tick(
     prev: std::time::Instant,
     now: std::time::Instant,
@@ -525,12 +527,10 @@ fn next_tick(
     if next >= now {
         return next;
     }
-    // Overran: the next grid point after `now`.
-    let period = interval.as_nanos();
-    let into_period = now.duration_since(next).as_nanos() % period;
-    let wait =
-        u64::try_from((period - into_period) % period).map_or(interval, Duration::from_nanos);
-    now + wait
+    // Overran: the last grid point not after `now`.
+    let into_period = now.duration_since(next).as_nanos() % interval.as_nanos();
+    let back = u64::try_from(into_period).map_or(Duration::ZERO, Duration::from_nanos);
+    now.checked_sub(back).unwrap_or(now)
 }
 
 /// The reconnect backoff for a server polled every `interval`: capped below the interval, so
