@@ -43,6 +43,22 @@ impl SecretFile {
         })
     }
 
+    /// What the child will see: mode bits, whether it is a regular file, and the text, read
+    /// without moving the offset (checks and tests of the callers that build the text).
+    pub fn read_back(&self) -> io::Result<(u32, bool, String)> {
+        use std::os::unix::fs::{FileExt, PermissionsExt};
+        let file = File::from(self.fd.try_clone()?);
+        let meta = file.metadata()?;
+        let len = usize::try_from(meta.len()).map_err(io::Error::other)?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, 0)?;
+        Ok((
+            meta.permissions().mode() & 0o7777,
+            meta.file_type().is_file(),
+            String::from_utf8_lossy(&buf).into_owned(),
+        ))
+    }
+
     /// Device and inode, to find copies of the descriptor in `/proc/*/fd` (tests).
     pub fn identity(&self) -> io::Result<(u64, u64)> {
         let st = rustix::fs::fstat(&self.fd)?;
