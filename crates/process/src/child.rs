@@ -262,6 +262,15 @@ impl Child {
         }
     }
 
+    /// Kills the whole group, then waits as [`Child::wait`] does, for stderr's tail (a
+    /// child given up on that should still say why).
+    pub fn kill_and_wait(&mut self) -> Result<Exit, ProcessError> {
+        if !self.reaped {
+            kill_group(self.pgid);
+        }
+        self.wait()
+    }
+
     /// Waits for the child (closing this side's stdin and stdout first, so a child still
     /// writing gets EPIPE instead of blocking) and reads stderr's tail: `Ok` with any exit
     /// status, an error when it was killed by its deadline or a signal.

@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::child::{Exit, Spawn};
+use crate::child::{Child, Exit, Spawn};
 use crate::ProcessError;
 
 /// A command that ran to its end.
@@ -24,58 +24,73 @@ const KILL_GRACE: Duration = Duration::from_millis(200);
 /// then its whole group is killed ([`ProcessError::TimedOut`]). More than `max_stdout`
 /// bytes kill it too ([`ProcessError::OutputTooLarge`]). Any exit status is `Ok`.
 pub fn run(spawn: Spawn, deadline: Duration, max_stdout: usize) -> Result<Output, ProcessError> {
-    let end = Instant::now() + deadline;
-    let mut child = spawn.stdout(Stdio::piped()).spawn()?;
-    child.set_deadline(deadline);
-    let Some(mut stdout) = child.stdout() else {
-        return Err(ProcessError::Io {
-            program: child.program().to_owned(),
-            context: "reading",
-            source: std::io::Error::other("no stdout pipe"),
+    spawn
+        .stdout(Stdio::piped())
+        .spawn()?
+        .wait_with_output(deadline, max_stdout)
+}
+
+impl Child {
+    /// Reads the stdout pipe (not yet taken) to its end and waits, as [`run`] does: for a
+    /// child that needs something from the caller between its start and its output (a
+    /// credentials FIFO).
+    pub fn wait_with_output(
+        mut self,
+        deadline: Duration,
+        max_stdout: usize,
+    ) -> Result<Output, ProcessError> {
+        let end = Instant::now() + deadline;
+        self.set_deadline(deadline);
+        let Some(mut stdout) = self.stdout() else {
+            return Err(ProcessError::Io {
+                program: self.program().to_owned(),
+                context: "reading",
+                source: std::io::Error::other("no stdout pipe"),
+            });
+        };
+        let (tx, rx) = mpsc::channel();
+        let cap = u64::try_from(max_stdout)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        // Detached: it ends when every holder of the pipe is gone, which the group kill
+        // ensures; a process that left the group and holds the pipe cannot hold us, since
+        // we wait for it no longer than the deadline.
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let r = (&mut stdout).take(cap).read_to_end(&mut buf);
+            let _ = tx.send(r.map(|_| buf));
         });
-    };
-    let (tx, rx) = mpsc::channel();
-    let cap = u64::try_from(max_stdout)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    // Detached: it ends when every holder of the pipe is gone, which the group kill
-    // ensures; a process that left the group and holds the pipe cannot hold us, since we
-    // wait for it no longer than the deadline.
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let r = (&mut stdout).take(cap).read_to_end(&mut buf);
-        let _ = tx.send(r.map(|_| buf));
-    });
-    let remaining = end.saturating_duration_since(Instant::now()) + KILL_GRACE;
-    match rx.recv_timeout(remaining) {
-        Ok(Ok(stdout)) if stdout.len() > max_stdout => {
-            let program = child.program().to_owned();
-            child.kill();
-            Err(ProcessError::OutputTooLarge {
-                program,
-                limit: max_stdout,
-            })
-        }
-        Ok(Ok(stdout)) => Ok(Output {
-            exit: child.wait()?,
-            stdout,
-        }),
-        Ok(Err(source)) => {
-            let program = child.program().to_owned();
-            child.kill();
-            Err(ProcessError::Io {
-                program,
-                context: "reading the output of",
-                source,
-            })
-        }
-        Err(_) => {
-            child.expire();
-            Err(match child.wait() {
-                Err(e) => e,
-                // Unreachable in practice (expired means TimedOut), kept typed anyway.
-                Ok(exit) => exit.into_error(),
-            })
+        let remaining = end.saturating_duration_since(Instant::now()) + KILL_GRACE;
+        match rx.recv_timeout(remaining) {
+            Ok(Ok(stdout)) if stdout.len() > max_stdout => {
+                let program = self.program().to_owned();
+                self.kill();
+                Err(ProcessError::OutputTooLarge {
+                    program,
+                    limit: max_stdout,
+                })
+            }
+            Ok(Ok(stdout)) => Ok(Output {
+                exit: self.wait()?,
+                stdout,
+            }),
+            Ok(Err(source)) => {
+                let program = self.program().to_owned();
+                self.kill();
+                Err(ProcessError::Io {
+                    program,
+                    context: "reading the output of",
+                    source,
+                })
+            }
+            Err(_) => {
+                self.expire();
+                Err(match self.wait() {
+                    Err(e) => e,
+                    // Not reached (expired means TimedOut); kept typed anyway.
+                    Ok(exit) => exit.into_error(),
+                })
+            }
         }
     }
 }
