@@ -231,15 +231,7 @@ impl Child {
         if self.reaped {
             return Ok(true);
         }
-        let Some(pid) = self.pid() else {
-            return Ok(true);
-        };
-        let status = rustix::process::waitid(
-            WaitId::Pid(pid),
-            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
-        )?;
-        // With NOHANG, Linux fills no status when nothing changed.
-        Ok(status.is_some_and(|s| s.exited() || s.killed() || s.dumped()))
+        exited(self.pgid)
     }
 
     /// Kills the whole group after the deadline that passed (or is treated as passed), so
@@ -355,6 +347,19 @@ impl Drop for Child {
     }
 }
 
+/// Whether child `pid` has exited, without reaping it (its pid stays ours until `wait`).
+fn exited(pid: u32) -> io::Result<bool> {
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return Ok(true);
+    };
+    let status = rustix::process::waitid(
+        WaitId::Pid(pid),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+    )?;
+    // With NOHANG, Linux fills no status when nothing changed.
+    Ok(status.is_some_and(|s| s.exited() || s.killed() || s.dumped()))
+}
+
 /// Kills a process group when its deadline passes first.
 struct Watchdog {
     /// Set (and notified) when the child ended in time.
@@ -373,7 +378,9 @@ impl Watchdog {
             let Ok((guard, _)) = cv.wait_timeout_while(guard, after, |done| !*done) else {
                 return;
             };
-            if !*guard {
+            // A child that exited in time but was not waited for yet (its caller still
+            // reads what it wrote) did not time out.
+            if !*guard && !exited(pgid).unwrap_or(false) {
                 expired.store(true, Ordering::SeqCst);
                 kill_group(pgid);
             }

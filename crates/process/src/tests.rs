@@ -282,3 +282,18 @@ fn a_secret_is_closed_after_spawn_and_reaches_no_other_child() {
     );
     assert!(open_files(&holder.id().to_string()).contains(&id));
 }
+
+/// A child that exited within its deadline but is waited for only later (its caller was
+/// still reading the pipe) ended in time: its status, not a timeout.
+#[test]
+fn a_child_that_exited_in_time_is_not_timed_out_by_a_late_wait() {
+    let mut c = spawn("sh", "exit 5");
+    c.set_deadline(Duration::from_millis(100));
+    let t = Instant::now();
+    while !c.has_exited().unwrap() {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.wait().unwrap().code, 5);
+}
