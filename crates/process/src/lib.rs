@@ -10,8 +10,9 @@
 //!
 //! Two ways to use it: [`run`] runs a command to its end within a deadline and returns its
 //! (bounded) stdout; [`Spawn::spawn`] starts a [`Child`] whose stdin/stdout the caller
-//! streams (a dump read through a pipe, an upload written into one), finished later with
-//! [`Child::wait`].
+//! streams (a dump read through a pipe, an upload written into one, an `ssh` command's
+//! output), finished later with [`Child::wait`]. A [`Registry`] holds the children a signal
+//! handler must be able to kill all at once.
 
 mod child;
 mod error;

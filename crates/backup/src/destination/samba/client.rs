@@ -191,7 +191,14 @@ impl Share {
             }
             Err(e) => match self.process_error("", "", e) {
                 DestinationError::Store { kind, message, .. } => Err((kind, message)),
-                e => Err((e.kind(), e.to_string())),
+                // The kind from the I/O error; the text without the empty op and object.
+                e => {
+                    let text = match &e {
+                        DestinationError::Io { source, .. } => source.to_string(),
+                        e => e.to_string(),
+                    };
+                    Err((e.kind(), text))
+                }
             },
         }
     }
@@ -207,8 +214,7 @@ impl Share {
         };
         match e {
             ProcessError::NotFound { source, .. }
-            | ProcessError::PermissionDenied { source, .. }
-            | ProcessError::Io { source, .. } => DestinationError::Io {
+            | ProcessError::PermissionDenied { source, .. } => DestinationError::Io {
                 destination: self.destination.clone(),
                 op,
                 object: object.to_string(),
@@ -216,6 +222,14 @@ impl Share {
                     source.kind(),
                     format!("cannot run smbclient (Debian package smbclient): {source}"),
                 ),
+            },
+            ProcessError::Io {
+                context, source, ..
+            } => DestinationError::Io {
+                destination: self.destination.clone(),
+                op,
+                object: object.to_string(),
+                source: io::Error::new(source.kind(), format!("{context} smbclient: {source}")),
             },
             ProcessError::TimedOut { .. } => self.timed_out(op, object),
             ProcessError::OutputTooLarge { limit, .. } => store(
