@@ -127,25 +127,27 @@ impl Spawn {
         // The Command owns a secret's descriptor: close it now, not when the child ends.
         drop(cmd);
         let mut inner = spawned.map_err(|e| ProcessError::spawn(&path, e))?;
-        let stderr = match inner.stderr.take() {
-            Some(err) if piped_stderr => {
-                let name = program.clone();
-                Some(std::thread::spawn(move || {
-                    tail::drain(err, tail, &name, hook)
-                }))
-            }
-            _ => None,
-        };
-        Ok(Child {
+        let err = inner.stderr.take().filter(|_| piped_stderr);
+        let mut child = Child {
             pgid: inner.id(),
             program,
             inner,
-            stderr,
+            stderr: None,
             watchdog: None,
             expired: Arc::new(AtomicBool::new(false)),
             registry,
             reaped: false,
-        })
+        };
+        if let Some(err) = err {
+            let name = child.program.clone();
+            // No thread (resources exhausted): an error, and the child is killed on drop.
+            let reader = std::thread::Builder::new()
+                .name("stderr-tail".into())
+                .spawn(move || tail::drain(err, tail, &name, hook))
+                .map_err(|e| child.io("reading the stderr of", e))?;
+            child.stderr = Some(reader);
+        }
+        Ok(child)
     }
 }
 
@@ -372,23 +374,36 @@ impl Watchdog {
     fn start(pgid: u32, after: Duration, expired: Arc<AtomicBool>) -> Self {
         let done = Arc::new((Mutex::new(false), Condvar::new()));
         let d = done.clone();
-        let thread = std::thread::spawn(move || {
-            let (lock, cv) = &*d;
-            let Ok(guard) = lock.lock() else { return };
-            let Ok((guard, _)) = cv.wait_timeout_while(guard, after, |done| !*done) else {
-                return;
-            };
-            // A child that exited in time but was not waited for yet (its caller still
-            // reads what it wrote) did not time out.
-            if !*guard && !exited(pgid).unwrap_or(false) {
-                expired.store(true, Ordering::SeqCst);
+        let killer = expired.clone();
+        let thread = std::thread::Builder::new()
+            .name("deadline".into())
+            .spawn(move || {
+                let (lock, cv) = &*d;
+                let Ok(guard) = lock.lock() else { return };
+                let Ok((guard, _)) = cv.wait_timeout_while(guard, after, |done| !*done) else {
+                    return;
+                };
+                // A child that exited in time but was not waited for yet (its caller still
+                // reads what it wrote) did not time out.
+                if !*guard && !exited(pgid).unwrap_or(false) {
+                    expired.store(true, Ordering::SeqCst);
+                    kill_group(pgid);
+                }
+            });
+        // A deadline nobody can watch (no thread: resources exhausted) is treated as passed:
+        // the child is killed now rather than left to hang.
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(_) => {
+                killer.store(true, Ordering::SeqCst);
                 kill_group(pgid);
+                None
             }
-        });
+        };
         Watchdog {
             done,
             after,
-            thread: Some(thread),
+            thread,
         }
     }
 

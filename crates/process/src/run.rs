@@ -55,11 +55,21 @@ impl Child {
         // Detached: it ends when every holder of the pipe is gone, which the group kill
         // ensures; a process that left the group and holds the pipe cannot hold us, since
         // we wait for it no longer than the deadline.
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let r = (&mut stdout).take(cap).read_to_end(&mut buf);
-            let _ = tx.send(r.map(|_| buf));
-        });
+        let reader = std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                let mut buf = Vec::new();
+                let r = (&mut stdout).take(cap).read_to_end(&mut buf);
+                let _ = tx.send(r.map(|_| buf));
+            });
+        if let Err(source) = reader {
+            // Dropped here: the group is killed.
+            return Err(ProcessError::Io {
+                program: self.program().to_owned(),
+                context: "reading the output of",
+                source,
+            });
+        }
         let remaining = end.saturating_duration_since(Instant::now()) + KILL_GRACE;
         match rx.recv_timeout(remaining) {
             Ok(Ok(stdout)) if stdout.len() > max_stdout => {

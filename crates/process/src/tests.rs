@@ -82,10 +82,16 @@ fn the_deadline_kills_the_whole_group() {
     };
     assert_eq!(*after, Duration::from_millis(300));
     let grandchild: u32 = stderr.trim().parse().expect("pid on stderr");
-    assert!(
-        !alive(grandchild),
-        "the wrapper's child outlived the deadline"
-    );
+    // SIGKILL reached the whole group at once, but another process dies when it is next
+    // scheduled: wait for that (bounded), not for its own 30 s.
+    let killed = Instant::now();
+    while alive(grandchild) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "the wrapper's child outlived the deadline"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(e.to_string().contains("timeout of 0.3 s"), "{e}");
 }
 
@@ -157,6 +163,7 @@ fn dropping_a_running_child_kills_it() {
     let t = Instant::now();
     drop(c);
     assert!(t.elapsed() < Duration::from_secs(5));
+    // Reaped by the drop: gone, not a zombie.
     assert!(!alive(pid));
 }
 
