@@ -48,9 +48,9 @@ fn main() -> ExitCode {
         let strictness = custos_kit::config::Strictness::from_flag(cli.strict);
         let cfg = config::Config::load(&cli.config, strictness).map_err(Failure::usage)?;
         let result = if cli.once {
-            custos_kit::start::block_on(Runtime::Workers(2), "burp_exporter", run_once(&cfg))?
+            custos_kit::start::block_on(Runtime::Workers(2), run_once(&cfg))?
         } else {
-            custos_kit::start::block_on(Runtime::Workers(2), "burp_exporter", serve(cfg))?
+            custos_kit::start::block_on(Runtime::Workers(2), serve(cfg))?
         };
         result.map_err(Failure::failed)
     })

@@ -75,7 +75,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
     // One thread: the work is waiting on sockets; a page parses in microseconds (a 2,000-server
     // HAProxy's in a few ms), and one thread costs less CPU (no cross-thread wake-ups) and
     // memory than a pool.
-    let result = custos_kit::start::block_on(Runtime::CurrentThread, "haproxysessionmon", async {
+    let result = custos_kit::start::block_on(Runtime::CurrentThread, async {
         let reopen = Arc::default();
         spawn_sighup(Arc::clone(&reopen));
         monitor::run(&cfg, reopen).await

@@ -162,7 +162,7 @@ mod tests {
             let _ = (&c).write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
             head
         });
-        let status = crate::start::block_on(crate::start::Runtime::CurrentThread, "t", async {
+        let status = crate::start::block_on(crate::start::Runtime::CurrentThread, async {
             client
                 .get(format!("http://127.0.0.1:{port}/"))
                 .send()

@@ -23,8 +23,12 @@ pub enum Runtime {
     Workers(usize),
 }
 
-/// Builds the runtime `kind` with I/O and timers; `name` names its threads.
-pub fn runtime(kind: Runtime, name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+/// Builds the runtime `kind` with I/O and timers. `thread_name` names its threads; `None`
+/// keeps tokio's names (`tokio-runtime-worker`), which tests and operators look for.
+pub fn runtime(
+    kind: Runtime,
+    thread_name: Option<&str>,
+) -> std::io::Result<tokio::runtime::Runtime> {
     let mut b = match kind {
         Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         Runtime::Workers(n) => {
@@ -33,7 +37,10 @@ pub fn runtime(kind: Runtime, name: &str) -> std::io::Result<tokio::runtime::Run
             b
         }
     };
-    b.thread_name(name).enable_all().build()
+    if let Some(name) = thread_name {
+        b.thread_name(name);
+    }
+    b.enable_all().build()
 }
 
 /// Why a binary stops short: its exit code and the error to print, if it has not been
@@ -96,8 +103,8 @@ pub fn main(binary: &str, body: impl FnOnce() -> Result<u8, Failure>) -> ExitCod
 
 /// Runs `fut` to completion on a new runtime of `kind` (a binary's async part); a runtime
 /// that cannot start is a [`Failure::failed`].
-pub fn block_on<F: Future>(kind: Runtime, name: &str, fut: F) -> Result<F::Output, Failure> {
-    let rt = runtime(kind, name).map_err(|e| {
+pub fn block_on<F: Future>(kind: Runtime, fut: F) -> Result<F::Output, Failure> {
+    let rt = runtime(kind, None).map_err(|e| {
         Failure::failed(std::io::Error::new(
             e.kind(),
             format!("cannot start the runtime: {e}"),
@@ -135,7 +142,7 @@ mod tests {
             Runtime::Workers(2),
             Runtime::Workers(0),
         ] {
-            let out = block_on(kind, "custos-test", async {
+            let out = block_on(kind, async {
                 tokio::task::spawn(async { 40 + 2 }).await.unwrap()
             });
             assert_eq!(out.unwrap(), 42);

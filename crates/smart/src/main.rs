@@ -113,12 +113,8 @@ fn main() -> ExitCode {
         custos_kit::logging::init_level(level, cli.journal);
         let (refresher, interval) = setup(&cli).map_err(Failure::usage)?;
         let addr = SocketAddr::new(cli.listen_address, cli.listen_port);
-        custos_kit::start::block_on(
-            Runtime::Workers(2),
-            "smart_exporter",
-            serve(refresher, interval, addr),
-        )?
-        .map_err(Failure::failed)?;
+        custos_kit::start::block_on(Runtime::Workers(2), serve(refresher, interval, addr))?
+            .map_err(Failure::failed)?;
         Ok(custos_kit::start::OK)
     })
 }

@@ -45,7 +45,7 @@ fn handle() -> &'static tokio::runtime::Runtime {
         // HTTPS to the stores (opendal's own reqwest clients too) goes through rustls with
         // the ring provider, installed once by the kit.
         custos_kit::http_client::install_crypto_provider();
-        custos_kit::start::runtime(custos_kit::start::Runtime::Workers(2), "custos-store")
+        custos_kit::start::runtime(custos_kit::start::Runtime::Workers(2), Some("custos-store"))
             .expect("cannot start the async runtime for remote destinations")
     })
 }
