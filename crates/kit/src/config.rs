@@ -24,9 +24,12 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod entry;
 mod missing;
 mod secret;
 mod unknown;
+pub mod values;
+pub use entry::{common, split, Entry, Invalid, Validate};
 pub use secret::Secret;
 use unknown::nearest_hint;
 pub use unknown::{

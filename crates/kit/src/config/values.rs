@@ -10,7 +10,7 @@ use std::fmt;
 use super::{Invalid, Secret};
 
 /// Credential files are line-based: a newline in a password cannot be written to them.
-pub(crate) fn no_newline(key: &str, p: &Secret) -> Result<(), Invalid> {
+pub fn no_newline(key: &str, p: &Secret) -> Result<(), Invalid> {
     if p.expose().contains(['\n', '\r']) {
         return Err(Invalid::new(
             key,
@@ -66,7 +66,7 @@ pub fn strip_trailing_commas(text: &str) -> (String, Vec<usize>) {
     (out, lines)
 }
 
-pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -75,7 +75,7 @@ where
 }
 
 /// `compress_only`: the original tests `== 1`, so `1`, `1.0` and `true` mean yes.
-pub(crate) fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(b),
@@ -87,7 +87,7 @@ pub(crate) fn equals_one<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Err
 }
 
 /// `noevents`: the original tests truthiness; numbers other than 0 mean yes.
-pub(crate) fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(b),
@@ -99,7 +99,7 @@ pub(crate) fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
 }
 
 /// A non-negative count written as a number or a numeric string (the original calls `int()`).
-pub(crate) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -118,36 +118,79 @@ pub(crate) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::E
     }
 }
 
+/// A number, or text that reads as one (the originals' `float()`/`int()`); absent or null is
+/// `None`. The visitor says what its field holds (`a port 1-65535`, `a number of seconds`) in
+/// every error, and errors point at the value, not at the enclosing mapping. A visitor rather
+/// than a detour through `serde_json::Value`, which would turn YAML's `.inf` into null.
+struct LenientNumber(&'static str);
+
+impl<'de> de::Visitor<'de> for LenientNumber {
+    type Value = Option<f64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Option<f64>, E> {
+        Ok(Some(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<f64>, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<f64>, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<f64>, E> {
+        v.trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| E::custom(format!("expected {}, got {v:?}", self.0)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<f64>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+const SECONDS: &str = "a number of seconds";
+const PORT: &str = "a port 1-65535";
+
+/// A required number of seconds, fractions allowed; range checks are the caller's `validate()`
+/// (non-finite values pass through so that they are reported with the key).
+pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    d.deserialize_any(LenientNumber(SECONDS))?
+        .ok_or_else(|| de::Error::custom(format!("expected {SECONDS}, got nothing")))
+}
+
+/// An optional number of seconds (see [`seconds`]).
+pub fn opt_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    d.deserialize_any(LenientNumber(SECONDS))
+}
+
 /// A TCP port as a number or a numeric string.
-pub(crate) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    let bad = |v: &dyn fmt::Display| de::Error::custom(format!("expected a port 1-65535, got {v}"));
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p != 0)
-            .map(Some)
-            .ok_or_else(|| bad(&n)),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .map(Some)
-            .ok_or_else(|| bad(&format!("{s:?}"))),
-        Some(other) => Err(bad(&other)),
+pub fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let Some(n) = d.deserialize_any(LenientNumber(PORT))? else {
+        return Ok(None);
+    };
+    if n.fract() == 0.0 && (1.0..=65535.0).contains(&n) {
+        Ok(Some(n as u16))
+    } else {
+        Err(de::Error::custom(format!("expected {PORT}, got {n}")))
     }
 }
 
 /// Names written as one string (split at whitespace, as the original's `split()`) or a list.
-pub(crate) fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     words(d)
 }
 
 /// Options written as one string split at whitespace (the original's `split()`) or a list
 /// (which lets an option contain a space).
-pub(crate) fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let bad = || de::Error::custom("expected a string or a list of strings");
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(Vec::new()),

@@ -1,13 +1,15 @@
-//! What a handler's module sees of the job file: the keys of its entry ([`Entry`]), the checks
-//! serde cannot express ([`Validate`]) and how it rejects a value ([`Invalid`]).
+//! What a handler's module sees of its config file: the keys of its entry ([`Entry`]), the
+//! checks serde cannot express ([`Validate`]) and how it rejects a value ([`Invalid`]). Every
+//! binary's handlers (backup's sources, destinations and notifiers, haproxy's sinks) are built
+//! from these, so adding a handler is the same in each.
 
-use custos_kit::config::{ConfigError, UnknownKey};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::Path;
 
-use super::parse_error;
+use super::unknown::{from_json_value, nearest_known};
+use super::{ConfigError, KeyPrefix, UnknownKey};
 
 /// A value a handler's config rejects: the key (relative to the entry), the value as shown
 /// (never a secret), and why. Turned into a [`ConfigError`] naming the entry's path.
@@ -69,14 +71,18 @@ impl Entry<'_> {
 type Parts = (Map<String, Value>, Map<String, Value>);
 
 /// Splits an entry into the keys all entries share and the keys of its type.
-pub(super) fn split(
+pub fn split(
     file: &Path,
     at: &str,
     value: Value,
     common_keys: &[&str],
 ) -> Result<Parts, ConfigError> {
     let Value::Object(map) = value else {
-        return Err(parse_error(file, at, "expected an object"));
+        return Err(ConfigError::Parse {
+            file: file.to_owned(),
+            key: KeyPrefix(at.to_owned()),
+            message: "expected an object".into(),
+        });
     };
     let (common, specific): (Map<_, _>, Map<_, _>) = map
         .into_iter()
@@ -86,7 +92,7 @@ pub(super) fn split(
 
 /// Deserializes the keys every entry of a kind has; a required one that is missing while a
 /// key of the type's part (`others`) looks like it is reported as that typo (`tpye`).
-pub(super) fn common<T: DeserializeOwned>(
+pub fn common<T: DeserializeOwned>(
     file: &Path,
     at: &str,
     map: Map<String, Value>,
@@ -97,7 +103,7 @@ pub(super) fn common<T: DeserializeOwned>(
         let Some(wanted) = e.missing_key() else {
             return e;
         };
-        match custos_kit::config::nearest_known(wanted, others.keys().map(String::as_str)) {
+        match nearest_known(wanted, others.keys().map(String::as_str)) {
             Some(typo) => ConfigError::misspelt(file, format!("{at}.{typo}"), typo, wanted, None),
             None => e,
         }
@@ -106,13 +112,13 @@ pub(super) fn common<T: DeserializeOwned>(
 
 /// Deserializes part of an entry, prefixing the entry's path to any error and to the keys
 /// nothing reads (added to `unknown`).
-pub(super) fn from_map<T: DeserializeOwned>(
+fn from_map<T: DeserializeOwned>(
     file: &Path,
     at: &str,
     map: Map<String, Value>,
     unknown: &mut Vec<UnknownKey>,
 ) -> Result<T, ConfigError> {
-    let (value, keys) = custos_kit::config::from_json_value(file, at, Value::Object(map))?;
+    let (value, keys) = from_json_value(file, at, Value::Object(map))?;
     unknown.extend(keys);
     Ok(value)
 }
@@ -120,7 +126,7 @@ pub(super) fn from_map<T: DeserializeOwned>(
 /// [`from_map`] for the keys of an entry's type: the nearest known key of an unknown one is
 /// looked for among the keys every entry has, too (`retention_cpoies` is near
 /// `retention_copies`, not `path`).
-pub(super) fn typed<T: DeserializeOwned>(
+fn typed<T: DeserializeOwned>(
     file: &Path,
     at: &str,
     map: Map<String, Value>,
@@ -134,7 +140,7 @@ pub(super) fn typed<T: DeserializeOwned>(
             continue;
         };
         let candidates = common_keys.iter().copied().chain(k.nearest.as_deref());
-        k.nearest = custos_kit::config::nearest_known(name, candidates).map(str::to_owned);
+        k.nearest = nearest_known(name, candidates).map(str::to_owned);
     }
     Ok(value)
 }
