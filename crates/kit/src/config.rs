@@ -206,9 +206,46 @@ pub fn parse_json<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
     Ok(value)
 }
 
-/// Reads and parses a YAML config file.
-pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    parse_yaml(path, &read(path)?)
+/// The format of a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+/// A config file as [`load`] read it.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub value: T,
+    /// The file's text, for the lines of errors found by later checks.
+    pub text: String,
+    /// Keys nothing read, for the caller to report with [`check_unknown`] (with
+    /// [`Strictness::Warn`]; [`Strictness::Strict`] made the first one an error already).
+    pub unknown: Vec<UnknownKey>,
+}
+
+/// The one way a binary loads its config file: read it, parse it with errors that name file,
+/// key path and value, and decide about the keys nothing reads. The keys are returned rather
+/// than logged, because a binary may set up its log from the file, or find more such keys in
+/// checks of its own (then it passes `Warn` here and decides after them).
+pub fn load<T: DeserializeOwned>(
+    path: &Path,
+    format: Format,
+    strictness: Strictness,
+) -> Result<Loaded<T>, ConfigError> {
+    let text = read(path)?;
+    let (value, unknown) = match format {
+        Format::Yaml => parse_yaml_lenient(path, &text)?,
+        Format::Json => parse_json_lenient(path, &text)?,
+    };
+    if strictness == Strictness::Strict {
+        check_unknown(path, &unknown, strictness)?;
+    }
+    Ok(Loaded {
+        value,
+        text,
+        unknown,
+    })
 }
 
 /// Logs a warning when a file that holds secrets can be read by group or others.

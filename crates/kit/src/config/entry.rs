@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::path::Path;
 
+use super::missing::{key_line, missing_field};
 use super::unknown::{from_json_value, nearest_known};
 use super::{ConfigError, KeyPrefix, UnknownKey};
 
@@ -64,6 +65,27 @@ impl Entry<'_> {
             self.common_keys,
             self.unknown,
         )
+    }
+
+    /// [`Entry::take`] for an entry read from a YAML file's `text` and typed after the whole
+    /// file was parsed (so serde's own position is gone): a value of the wrong type is
+    /// reported at its key's line, when exactly one line of the file holds that key.
+    pub fn take_in<T: DeserializeOwned>(self, text: &str) -> Result<T, ConfigError> {
+        self.take().map_err(|e| match e {
+            ConfigError::Parse { file, key, message }
+                if missing_field(&message).is_none()
+                    && !message.starts_with("unknown key")
+                    && !message.contains(" at line ") =>
+            {
+                let name = key.0.rsplit('.').next().unwrap_or_default();
+                let message = match key_line(Some(text), name) {
+                    Some(line) => format!("{message} at line {line}"),
+                    None => message,
+                };
+                ConfigError::Parse { file, key, message }
+            }
+            e => e,
+        })
     }
 }
 

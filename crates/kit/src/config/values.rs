@@ -206,3 +206,118 @@ pub fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         Some(_) => Err(bad()),
     }
 }
+
+/// A value of any shape, read from any format as JSON, for handler entries that are typed only
+/// once their `type` is known ([`super::Entry`]). A non-finite number (YAML's `.inf`, `.nan`)
+/// is kept as its text, so that a lenient number deserializer still reads it and the handler's
+/// range check reports it with its key; `serde_json::Value`'s own conversion makes it null,
+/// which would read as "not set".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnyValue(pub Value);
+
+impl<'de> Deserialize<'de> for AnyValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AnyValue, D::Error> {
+        d.deserialize_any(AnyVisitor).map(AnyValue)
+    }
+}
+
+struct AnyVisitor;
+
+impl<'de> de::Visitor<'de> for AnyVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(v.to_string())))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(AnyValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some((k, AnyValue(v))) = map.next_entry::<String, AnyValue>()? {
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Numbers {
+        #[serde(default, deserialize_with = "port")]
+        port: Option<u16>,
+        #[serde(default, deserialize_with = "opt_seconds")]
+        timeout: Option<f64>,
+    }
+
+    #[test]
+    fn lenient_numbers_say_what_their_field_holds() {
+        let n: Numbers = serde_json::from_str(r#"{"port": "12201", "timeout": "2.5"}"#).unwrap();
+        assert_eq!((n.port, n.timeout), (Some(12201), Some(2.5)));
+        let n: Numbers = serde_json::from_str(r#"{"port": null}"#).unwrap();
+        assert_eq!((n.port, n.timeout), (None, None));
+        for (text, want) in [
+            (
+                r#"{"port": "twelve"}"#,
+                "expected a port 1-65535, got \"twelve\"",
+            ),
+            (r#"{"port": 70000}"#, "expected a port 1-65535, got 70000"),
+            (r#"{"port": 0}"#, "expected a port 1-65535, got 0"),
+            (
+                r#"{"timeout": "often"}"#,
+                "expected a number of seconds, got \"often\"",
+            ),
+        ] {
+            let e = serde_json::from_str::<Numbers>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    /// `.inf` read through a JSON value stays a number a lenient field reads, not null.
+    #[test]
+    fn any_value_keeps_non_finite_numbers() {
+        let v: AnyValue = yaml_serde::from_str("timeout: .inf\nlist: [1, .nan]\n").unwrap();
+        assert_eq!(v.0["timeout"], Value::String("inf".into()));
+        assert_eq!(v.0["list"][1], Value::String("NaN".into()));
+        let n: Numbers = serde_json::from_value(v.0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(n.timeout, Some(f64::INFINITY));
+    }
+}
