@@ -4,16 +4,19 @@
 //! semantic problems through [`ConfigError::invalid`], so every message has the same shape:
 //! `/etc/x.yaml: clients[0].burp_port: invalid value "0": must be 1-65535`.
 //!
+//! **One entry point.** A binary loads its file with [`load`] (path, [`Format`], [`Strictness`]);
+//! its handlers' entries (typed once their `type` is known) are read through [`Entry`].
+//!
 //! **Unknown keys.** Every original custos replaces ignores keys it does not read, and their own
-//! README examples carry such keys, so the `*_with` loaders ([`load_yaml_with`],
-//! [`parse_yaml_with`], [`parse_json_with`]) treat a key nothing reads as a warning naming file,
-//! key path and the nearest known key, and the program runs; [`Strictness::Strict`] (a binary's
-//! `--strict`) makes it an error. Keep `deny_unknown_fields` on config structs: the loader learns
+//! README examples carry such keys, so [`load`] treats a key nothing reads as a warning naming
+//! file, key path and the nearest known key (returned for the caller to report with
+//! [`check_unknown`]), and the program runs; [`Strictness::Strict`] (a binary's `--strict`)
+//! makes it an error. Keep `deny_unknown_fields` on config structs: the loader learns
 //! the known sibling keys from serde's "unknown field" error, drops the key and deserializes
 //! again. Keys skipped by structs without it are still found (`serde_ignored`), without a
-//! nearest key. Callers that deserialize parts of a document themselves use
-//! [`from_json_value`] and then [`check_unknown`]. A nearest key is offered only when it is
-//! close: a far-off hint sends the user the wrong way.
+//! nearest key. Handler entries deserialized on their own ([`Entry::take`]) collect theirs the
+//! same way. A nearest key is offered only when it is close: a far-off hint sends the user the
+//! wrong way.
 //!
 //! **Missing keys.** serde's "missing field" hides the cause; the loader names it: a close
 //! unknown key at the same place is the typo ([`ConfigError::misspelt`]), a key of that name
@@ -33,8 +36,8 @@ pub use entry::{common, split, Entry, Invalid, Validate};
 pub use secret::Secret;
 use unknown::nearest_hint;
 pub use unknown::{
-    check_unknown, from_json_value, load_yaml_with, nearest_known, parse_json_lenient,
-    parse_json_with, parse_yaml_lenient, parse_yaml_with, Strictness, UnknownKey,
+    check_unknown, nearest_known, parse_json_lenient, parse_json_with, parse_yaml_lenient,
+    Strictness, UnknownKey,
 };
 
 /// A config file could not be read, parsed or validated.
@@ -360,6 +363,42 @@ mod tests {
             err.to_string().contains("expected a whole number 0-65535"),
             "{err}"
         );
+    }
+
+    /// `load` reads the file in its format; a key nothing reads is returned with its nearest
+    /// known key, or is the error when strict.
+    #[test]
+    fn load_reads_either_format_and_decides_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("custos-kit-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = dir.join("c.yaml");
+        std::fs::write(
+            &yaml,
+            "servers:
+  - name: a
+    port: 1
+    prot: 2
+",
+        )
+        .unwrap();
+        let l = load::<Root>(&yaml, Format::Yaml, Strictness::Warn).unwrap();
+        assert_eq!(l.value.servers[0].port, 1);
+        assert_eq!(l.text, std::fs::read_to_string(&yaml).unwrap());
+        let keys: Vec<_> = l
+            .unknown
+            .iter()
+            .map(|k| (k.key.as_str(), k.nearest.as_deref()))
+            .collect();
+        assert_eq!(keys, [("servers[0].prot", Some("port"))]);
+        let e = load::<Root>(&yaml, Format::Yaml, Strictness::Strict).unwrap_err();
+        assert_eq!(e.key(), Some("servers[0].prot"));
+        let json = dir.join("c.json");
+        std::fs::write(&json, r#"{"servers":[{"name":"a","port":"x"}]}"#).unwrap();
+        let e = load::<Root>(&json, Format::Json, Strictness::Warn).unwrap_err();
+        assert!(e.to_string().contains("servers[0].port"), "{e}");
+        let e = load::<Root>(&dir.join("none.yaml"), Format::Yaml, Strictness::Warn).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

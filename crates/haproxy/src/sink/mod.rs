@@ -364,3 +364,76 @@ fn record(st: &SinkStats, batch: &Batch, r: Result<Delivered, SinkError>) {
 pub fn one_line(text: &str) -> String {
     text.replace(['\t', '\n', '\r'], " ")
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    /// Loads `backends` (YAML under `backends:`) with one server naming backend `b`.
+    fn load(backends: &str) -> Result<Config, String> {
+        let text = format!(
+            "backends:\n{backends}servers:\n  a:\n    endpoint: http://127.0.0.1:1/;csv\n    backends: [b]\n"
+        );
+        let mut cfg: Config =
+            custos_kit::config::parse_yaml(Path::new("c.yml"), &text).map_err(|e| e.to_string())?;
+        cfg.validate(Path::new("c.yml"))
+            .map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    /// The registry's messages are the ones the hand-written typing gave.
+    #[test]
+    fn a_type_or_required_key_missing_is_named() {
+        assert_eq!(
+            load("  b:\n    type: kafka\n").unwrap_err(),
+            "c.yml: backends.b.type: invalid value \"kafka\": must be logfile, gelf, prtg or prometheus"
+        );
+        assert_eq!(
+            load("  b:\n    type: gelf\n    port: 1\n").unwrap_err(),
+            "c.yml: backends.b.host: invalid value \"\": a gelf backend needs `host`"
+        );
+        // `~` is absent, as the original's `.get()`.
+        assert_eq!(
+            load("  b:\n    type: gelf\n    host: h\n    port: ~\n").unwrap_err(),
+            "c.yml: backends.b.port: invalid value \"\": a gelf backend needs `port`"
+        );
+        assert_eq!(
+            load("  b:\n    type: prtg\n").unwrap_err(),
+            "c.yml: backends.b.base-url: invalid value \"\": a prtg backend needs `base-url`"
+        );
+        let e = load("  b:\n    tpye: gelf\n").unwrap_err();
+        assert!(
+            e.contains("backends.b.tpye") && e.contains("did you mean `type`?"),
+            "{e}"
+        );
+    }
+
+    /// Typed after the file was parsed, a backend's keys still see YAML's `.inf` as a number
+    /// (a detour through `serde_json::Value` made it null, i.e. "not set", and the default).
+    #[test]
+    fn a_non_finite_number_in_a_backend_is_rejected_with_its_key() {
+        let e =
+            load("  b:\n    type: prtg\n    base-url: http://p/\n    timeout: .inf\n").unwrap_err();
+        assert!(
+            e.contains("backends.b.timeout: invalid value \"inf\"") && e.contains("seconds from"),
+            "{e}"
+        );
+    }
+
+    /// Null optional keys read as their defaults.
+    #[test]
+    fn null_keys_take_their_defaults() {
+        let cfg = load(
+            "  b:\n    type: gelf\n    host: h\n    port: 1\n    facility: ~\n    chunk-size: ~\n",
+        )
+        .unwrap();
+        match &cfg.backends["b"] {
+            super::Backend::Gelf(g) => {
+                assert_eq!(g.facility, super::gelf::DEFAULT_FACILITY);
+                assert_eq!(g.chunk_size, super::gelf::DEFAULT_CHUNK_SIZE);
+            }
+            b => panic!("{b:?}"),
+        }
+    }
+}
