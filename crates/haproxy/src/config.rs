@@ -3,7 +3,8 @@
 //! The original's README example loads unchanged: `logging`, `backends` (sinks by id, with a
 //! `type`) and `servers` (HAProxy instances by id, naming their backends). Durations are seconds
 //! (numbers or numeric strings, as the original's `float()` accepted). `validate()` reports
-//! every semantic error with the key path and the value (never a password).
+//! every semantic error with the key path and the value (never a password). A backend's keys
+//! are its type's module's under [`crate::sink`]; they are typed here once `type` is known.
 
 use crate::sample::RowType;
 use custos_kit::config::values::{opt_seconds, seconds, AnyValue};
