@@ -166,3 +166,50 @@ fn typed<T: DeserializeOwned>(
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Gelf {
+        #[serde(deserialize_with = "crate::config::values::port")]
+        port: Option<u16>,
+        host: String,
+    }
+
+    fn take(keys: Value, text: &str) -> Result<Gelf, ConfigError> {
+        let mut unknown = Vec::new();
+        let Value::Object(keys) = keys else {
+            panic!("an object")
+        };
+        Entry {
+            file: Path::new("c.yml"),
+            at: "backends.g",
+            keys,
+            common_keys: &["type"],
+            unknown: &mut unknown,
+        }
+        .take_in(text)
+    }
+
+    /// An entry typed after the file was parsed has no parser position: the key's line stands
+    /// in, when one line alone holds that key; a missing key's message is left as it is.
+    #[test]
+    fn take_in_names_the_line_of_a_bad_value() {
+        let text = "backends:\n  g:\n    type: gelf\n    port: [1]\n    host: h\n";
+        let e = take(serde_json::json!({"port": [1], "host": "h"}), text).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.yml: backends.g.port: invalid type: sequence, expected a port 1-65535 at line 4"
+        );
+        let twice = format!("{text}  h:\n    port: 2\n");
+        let e = take(serde_json::json!({"port": [1], "host": "h"}), &twice).unwrap_err();
+        assert!(!e.to_string().contains("line"), "{e}");
+        let e = take(serde_json::json!({"port": 1}), text).unwrap_err();
+        assert_eq!(e.to_string(), "c.yml: backends.g: missing field `host`");
+    }
+}
