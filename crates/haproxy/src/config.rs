@@ -15,6 +15,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+// A backend type's config lives with its sink (`crate::sink::<type>`); here is where readers of
+// the config find them.
+pub use crate::sink::gelf::{GelfBackend, GelfProtocol, DEFAULT_CHUNK_SIZE, DEFAULT_FACILITY};
+pub use crate::sink::logfile::LogfileBackend;
+pub use crate::sink::prometheus::{PrometheusBackend, DEFAULT_LISTEN};
+pub use crate::sink::prtg::{PrtgBackend, PrtgMethod};
+pub use crate::sink::Backend;
+
 /// The environment variable the original reads the config path from.
 pub const ENV_CONFIG: &str = "HAPROXYSM_CONFIG_FILE";
 
@@ -22,11 +30,6 @@ pub const ENV_CONFIG: &str = "HAPROXYSM_CONFIG_FILE";
 pub const DEFAULT_INTERVAL: f64 = 10.0;
 /// Longest default request timeout; the default is also capped at the poll interval.
 pub const DEFAULT_TIMEOUT: f64 = 10.0;
-pub use crate::sink::gelf::{GelfBackend, GelfProtocol, DEFAULT_CHUNK_SIZE, DEFAULT_FACILITY};
-pub use crate::sink::logfile::LogfileBackend;
-pub use crate::sink::prometheus::{PrometheusBackend, DEFAULT_LISTEN};
-pub use crate::sink::prtg::{PrtgBackend, PrtgMethod};
-pub use crate::sink::Backend;
 /// Bounds of `update-interval`, in seconds: more often than 10 times a second only loads
 /// HAProxy, and a poll less than daily is no monitor (and far-off durations overflow timers).
 pub const INTERVAL_RANGE: (f64, f64) = (0.1, 86_400.0);
