@@ -80,7 +80,7 @@ fi
 command -v cargo >/dev/null || die "cargo not found (install Rust: rustup)"
 # A fresh machine lacks Debian's burp, HAProxy, Prometheus...: install what is missing (quick
 # when present).
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --no-cargo-deb
 for c in curl prometheus prometheus-pushgateway; do
 	command -v "$c" >/dev/null || die "$c not found (scripts/apt-packages.txt)"
 done
