@@ -130,6 +130,8 @@ pids+=($!)
 wait_metric haproxysessionmon.service "http://127.0.0.1:${ports[5]}/metrics" '^haproxysessionmon_up\{server="lb-local"\} 1$'
 echo "check-deb: haproxysessionmon from its unit: haproxysessionmon_up 1"
 
+! (exec 3<>/dev/tcp/127.0.0.1/9257) 2>/dev/null ||
+	fail "127.0.0.1:9257, where prometheus_smart_exporter's unit listens, is in use by another process"
 # The SMART pair: the installed helper (root, as its unit) on the socket path of the exporter's
 # unit, replaying the recorded drives; the socket's group as the .socket unit sets it.
 $sudo install -d -m 755 /run/prometheus_smart_helper
