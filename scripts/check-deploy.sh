@@ -31,7 +31,8 @@ check_units() {
 	bins=$(cargo metadata --format-version 1 --no-deps | python3 -c '
 import json, sys
 m = json.load(sys.stdin)
-print("\n".join(sorted(t["name"] for p in m["packages"] for t in p["targets"] if "bin" in t["kind"])))')
+# custos-dist only holds the build-time generator of man pages and completions (not installed).
+print("\n".join(sorted(t["name"] for p in m["packages"] if p["name"] != "custos-dist" for t in p["targets"] if "bin" in t["kind"])))')
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"; trap - RETURN' RETURN
 	for unit in deploy/*.service deploy/*.socket deploy/*.timer; do

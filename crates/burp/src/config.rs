@@ -100,7 +100,9 @@ impl Config {
     /// and checks that they can be read. Warns when the file (it holds passwords) is readable
     /// by others. A key nothing reads is a warning, or an error with `Strictness::Strict`.
     pub fn load(path: &Path, strictness: kit::Strictness) -> Result<Config, ConfigError> {
-        let mut cfg: Config = kit::load_yaml_with(path, strictness)?;
+        let loaded = kit::load::<Config>(path, kit::Format::Yaml, strictness)?;
+        kit::check_unknown(path, &loaded.unknown, kit::Strictness::Warn)?;
+        let mut cfg = loaded.value;
         cfg.validate(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
@@ -361,7 +363,9 @@ clients:
     #[test]
     fn example_config_in_repo_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/burp_exporter.yaml");
-        let c: Config = kit::load_yaml(&path).unwrap();
+        let c: Config = kit::load(&path, kit::Format::Yaml, kit::Strictness::Strict)
+            .unwrap()
+            .value;
         c.validate(&path).unwrap();
         assert_eq!(c.clients[0].burp_port, 4972);
         assert_eq!(c.clients[0].cname, "monitor");

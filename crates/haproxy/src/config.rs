@@ -3,15 +3,25 @@
 //! The original's README example loads unchanged: `logging`, `backends` (sinks by id, with a
 //! `type`) and `servers` (HAProxy instances by id, naming their backends). Durations are seconds
 //! (numbers or numeric strings, as the original's `float()` accepted). `validate()` reports
-//! every semantic error with the key path and the value (never a password).
+//! every semantic error with the key path and the value (never a password). A backend's keys
+//! are its type's module's under [`crate::sink`]; they are typed here once `type` is known.
 
 use crate::sample::RowType;
-use custos_kit::config::{ConfigError, Secret, Strictness, UnknownKey};
-use serde::{Deserialize, Deserializer};
+use custos_kit::config::values::{opt_seconds, seconds, AnyValue};
+use custos_kit::config::{ConfigError, Format, Secret, Strictness, UnknownKey};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+// A backend type's config lives with its sink (`crate::sink::<type>`); here is where readers of
+// the config find them.
+pub use crate::sink::gelf::{GelfBackend, GelfProtocol, DEFAULT_CHUNK_SIZE, DEFAULT_FACILITY};
+pub use crate::sink::logfile::LogfileBackend;
+pub use crate::sink::prometheus::{PrometheusBackend, DEFAULT_LISTEN};
+pub use crate::sink::prtg::{PrtgBackend, PrtgMethod};
+pub use crate::sink::Backend;
 
 /// The environment variable the original reads the config path from.
 pub const ENV_CONFIG: &str = "HAPROXYSM_CONFIG_FILE";
@@ -20,12 +30,6 @@ pub const ENV_CONFIG: &str = "HAPROXYSM_CONFIG_FILE";
 pub const DEFAULT_INTERVAL: f64 = 10.0;
 /// Longest default request timeout; the default is also capped at the poll interval.
 pub const DEFAULT_TIMEOUT: f64 = 10.0;
-/// Default GELF facility (the original's default for its Graylog backend).
-pub const DEFAULT_FACILITY: &str = "haproxy-session-mon";
-/// Default GELF UDP chunk size: fits an Ethernet MTU after IP and UDP headers.
-pub const DEFAULT_CHUNK_SIZE: usize = 1420;
-/// Default listen address of a `prometheus` backend (that of HAProxy's Go exporter).
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:9101";
 /// Bounds of `update-interval`, in seconds: more often than 10 times a second only loads
 /// HAProxy, and a poll less than daily is no monitor (and far-off durations overflow timers).
 pub const INTERVAL_RANGE: (f64, f64) = (0.1, 86_400.0);
@@ -42,171 +46,14 @@ pub const TIMEOUT_RANGE: (f64, f64) = (0.01, 3_600.0);
 pub struct Config {
     #[serde(default)]
     pub logging: Logging,
-    /// The backends as written; [`Config::validate`] turns them into [`Config::backends`].
+    /// The backends as written; [`Config::validate`] types them by their `type` into
+    /// [`Config::backends`] (each type's keys are its module's, under `crate::sink`).
     #[serde(rename = "backends")]
-    pub raw_backends: BTreeMap<String, RawBackend>,
+    pub raw_backends: BTreeMap<String, AnyValue>,
     pub servers: BTreeMap<String, Server>,
     /// The typed backends (filled by [`Config::validate`]).
     #[serde(skip)]
     pub backends: BTreeMap<String, Backend>,
-}
-
-/// A backend as written: every key of every type, so that a key no type knows is reported
-/// with the nearest known one; [`RawBackend::typed`] checks them against the `type`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBackend {
-    #[serde(rename = "type")]
-    pub kind: String,
-    // logfile
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    #[serde(default)]
-    pub filename: Option<PathBuf>,
-    // gelf
-    #[serde(default)]
-    pub host: Option<String>,
-    #[serde(default, deserialize_with = "opt_port")]
-    pub port: Option<u16>,
-    #[serde(default)]
-    pub facility: Option<String>,
-    #[serde(default)]
-    pub protocol: Option<GelfProtocol>,
-    #[serde(default)]
-    pub compress: Option<bool>,
-    #[serde(default, rename = "chunk-size")]
-    pub chunk_size: Option<usize>,
-    // prtg
-    #[serde(default, rename = "base-url")]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub token: Option<String>,
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub gid: Option<yaml_value::Value>,
-    #[serde(default)]
-    pub method: Option<PrtgMethod>,
-    #[serde(default, deserialize_with = "opt_seconds")]
-    pub timeout: Option<f64>,
-    // prometheus
-    #[serde(default)]
-    pub listen: Option<String>,
-}
-
-impl RawBackend {
-    /// The keys set in this backend, by config name.
-    fn keys_set(&self) -> Vec<&'static str> {
-        [
-            ("path", self.path.is_some()),
-            ("filename", self.filename.is_some()),
-            ("host", self.host.is_some()),
-            ("port", self.port.is_some()),
-            ("facility", self.facility.is_some()),
-            ("protocol", self.protocol.is_some()),
-            ("compress", self.compress.is_some()),
-            ("chunk-size", self.chunk_size.is_some()),
-            ("base-url", self.base_url.is_some()),
-            ("token", self.token.is_some()),
-            ("key", self.key.is_some()),
-            ("gid", self.gid.is_some()),
-            ("method", self.method.is_some()),
-            ("timeout", self.timeout.is_some()),
-            ("listen", self.listen.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(k, set)| set.then_some(k))
-        .collect()
-    }
-
-    /// The typed backend for `type`, and the keys set that this type does not read. A missing
-    /// required key is an error naming `backends.<id>.<key>`, or the key of `unknown` (the
-    /// keys nothing read) that looks like its typo.
-    pub fn typed(
-        &self,
-        id: &str,
-        file: &Path,
-        unknown: &[UnknownKey],
-    ) -> Result<(Backend, Vec<UnknownKey>), ConfigError> {
-        let prefix = format!("backends.{id}.");
-        let missing = |k: &str| {
-            let typo = unknown
-                .iter()
-                .filter_map(|u| u.key.strip_prefix(&prefix))
-                .find(|name| custos_kit::config::nearest_known(name, [k]).is_some());
-            match typo {
-                Some(typo) => ConfigError::misspelt(file, format!("{prefix}{typo}"), typo, k, None),
-                None => ConfigError::invalid(
-                    file,
-                    format!("{prefix}{k}"),
-                    "",
-                    format!("a {} backend needs `{k}`", self.kind),
-                ),
-            }
-        };
-        let (backend, reads): (Backend, &[&str]) = match self.kind.as_str() {
-            "logfile" => (
-                Backend::Logfile(LogfileBackend {
-                    path: self.path.clone(),
-                    filename: self.filename.clone(),
-                }),
-                &["path", "filename"],
-            ),
-            "gelf" => (
-                Backend::Gelf(GelfBackend {
-                    host: self.host.clone().ok_or_else(|| missing("host"))?,
-                    port: self.port.ok_or_else(|| missing("port"))?,
-                    facility: self.facility.clone().unwrap_or_else(default_facility),
-                    protocol: self.protocol.unwrap_or(GelfProtocol::Udp),
-                    compress: self.compress.unwrap_or(false),
-                    chunk_size: self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
-                }),
-                &[
-                    "host",
-                    "port",
-                    "facility",
-                    "protocol",
-                    "compress",
-                    "chunk-size",
-                ],
-            ),
-            "prtg" => (
-                Backend::Prtg(PrtgBackend {
-                    base_url: self.base_url.clone().ok_or_else(|| missing("base-url"))?,
-                    token: self.token.clone(),
-                    key: self.key.clone(),
-                    method: self.method.unwrap_or(PrtgMethod::Post),
-                    timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-                }),
-                &["base-url", "token", "key", "gid", "method", "timeout"],
-            ),
-            "prometheus" => (
-                Backend::Prometheus(PrometheusBackend {
-                    listen: self.listen.clone().unwrap_or_else(default_listen),
-                }),
-                &["listen"],
-            ),
-            other => {
-                return Err(ConfigError::invalid(
-                    file,
-                    format!("backends.{id}.type"),
-                    other,
-                    "must be logfile, gelf, prtg or prometheus",
-                ))
-            }
-        };
-        let unused = self
-            .keys_set()
-            .into_iter()
-            .filter(|k| !reads.contains(k))
-            .map(|k| UnknownKey {
-                key: format!("{prefix}{k}"),
-                nearest: custos_kit::config::nearest_known(k, reads.iter().copied())
-                    .map(str::to_owned),
-            })
-            .collect();
-        Ok((backend, unused))
-    }
 }
 
 /// The monitor's own log (not a sink).
@@ -240,141 +87,6 @@ fn default_level() -> String {
 
 fn yes() -> bool {
     true
-}
-
-/// A sink, by its `type`.
-#[derive(Debug, Clone)]
-pub enum Backend {
-    Logfile(LogfileBackend),
-    Gelf(GelfBackend),
-    Prtg(PrtgBackend),
-    Prometheus(PrometheusBackend),
-}
-
-impl Backend {
-    /// The `type` value.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Backend::Logfile(_) => "logfile",
-            Backend::Gelf(_) => "gelf",
-            Backend::Prtg(_) => "prtg",
-            Backend::Prometheus(_) => "prometheus",
-        }
-    }
-}
-
-/// `type: logfile`. The original documented `path` but read `filename`; both are accepted.
-#[derive(Debug, Clone)]
-pub struct LogfileBackend {
-    pub path: Option<PathBuf>,
-    pub filename: Option<PathBuf>,
-}
-
-impl LogfileBackend {
-    /// The file to write (valid after `validate()`).
-    pub fn file(&self) -> &Path {
-        self.path
-            .as_deref()
-            .or(self.filename.as_deref())
-            .unwrap_or(Path::new(""))
-    }
-}
-
-/// GELF transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GelfProtocol {
-    Udp,
-    Tcp,
-}
-
-/// `type: gelf`.
-#[derive(Debug, Clone)]
-pub struct GelfBackend {
-    pub host: String,
-    pub port: u16,
-    pub facility: String,
-    /// `udp` (the original's, default) or `tcp` (`\0`-delimited, never compressed).
-    pub protocol: GelfProtocol,
-    /// gzip each UDP message.
-    pub compress: bool,
-    /// Largest UDP datagram; longer messages are chunked.
-    pub chunk_size: usize,
-}
-
-fn default_facility() -> String {
-    DEFAULT_FACILITY.into()
-}
-
-/// PRTG push method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum PrtgMethod {
-    Get,
-    Post,
-}
-
-/// `type: prtg`: an HTTP Push Data Advanced sensor per HAProxy server.
-#[derive(Debug, Clone)]
-pub struct PrtgBackend {
-    /// The probe's push URL up to the token, e.g. `https://prtg.local:5051/`.
-    pub base_url: String,
-    /// The sensor's identification token; `{server}` is replaced by the server id (default:
-    /// the server id alone, so each HAProxy feeds its own sensor).
-    pub token: Option<String>,
-    /// The original's name for the token (it never used it); used when `token` is absent.
-    pub key: Option<String>,
-    pub method: PrtgMethod,
-    /// Seconds a push may take.
-    pub timeout: f64,
-}
-
-/// A YAML value of any shape, for keys accepted only for compatibility.
-pub mod yaml_value {
-    /// Any value; its content is ignored.
-    #[derive(Debug, Clone, Default)]
-    pub struct Value;
-
-    impl<'de> serde::Deserialize<'de> for Value {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-            serde::de::IgnoredAny::deserialize(d).map(|_| Value)
-        }
-    }
-}
-
-impl PrtgBackend {
-    /// The push URL for `server`.
-    pub fn url_for(&self, server: &str) -> String {
-        let token = self
-            .token
-            .as_deref()
-            .or(self.key.as_deref())
-            .unwrap_or("{server}")
-            .replace("{server}", server);
-        format!("{}/{}", self.base_url.trim_end_matches('/'), token)
-    }
-}
-
-/// `type: prometheus`: serves `/metrics` for the servers that name it.
-#[derive(Debug, Clone)]
-pub struct PrometheusBackend {
-    /// `host:port` to listen on (`:port` for all interfaces).
-    pub listen: String,
-}
-
-fn default_listen() -> String {
-    DEFAULT_LISTEN.into()
-}
-
-impl PrometheusBackend {
-    /// The socket address (valid after `validate()`).
-    pub fn addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
-        let s = self.listen.trim();
-        match s.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}").parse(),
-            None => s.parse(),
-        }
-    }
 }
 
 /// One HAProxy instance to poll.
@@ -463,79 +175,17 @@ impl Server {
 /// The kit's one URL redactor, named here for this crate's callers.
 pub use custos_kit::http_client::redact_userinfo;
 
-/// A number, or text that reads as one (the original's `float()`); absent or null is `None`.
-/// The visitor says what its field holds (`a port 1-65535`, `a number of seconds`) in every
-/// error, and errors point at the value, not at the enclosing mapping.
-struct LenientNumber(&'static str);
-
-impl<'de> serde::de::Visitor<'de> for LenientNumber {
-    type Value = Option<f64>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Option<f64>, E> {
-        Ok(Some(v))
-    }
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Option<f64>, E> {
-        Ok(Some(v as f64))
-    }
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Option<f64>, E> {
-        Ok(Some(v as f64))
-    }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<f64>, E> {
-        v.trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| E::custom(format!("expected {}, got {v:?}", self.0)))
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<f64>, E> {
-        Ok(None)
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Option<f64>, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<f64>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-const SECONDS: &str = "a number of seconds";
-const PORT: &str = "a port 1-65535";
-
-fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    d.deserialize_any(LenientNumber(SECONDS))?
-        .ok_or_else(|| serde::de::Error::custom(format!("expected {SECONDS}, got nothing")))
-}
-
-fn opt_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    d.deserialize_any(LenientNumber(SECONDS))
-}
-
-fn opt_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    let Some(n) = d.deserialize_any(LenientNumber(PORT))? else {
-        return Ok(None);
-    };
-    if n.fract() == 0.0 && (1.0..=65535.0).contains(&n) {
-        Ok(Some(n as u16))
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "expected {PORT}, got {n}"
-        )))
-    }
-}
-
 const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
 impl Config {
     /// Reads, parses and validates `path`. Keys nothing reads are returned, for the caller to
     /// report with [`custos_kit::config::check_unknown`] once logging is set up (the file says
-    /// how to log); with `strict` the first one is an error here.
+    /// how to log); with `strict` the first one is an error here, after validation (so that a
+    /// misspelt required key is reported as the typo of that key).
     pub fn load(path: &Path, strict: bool) -> Result<(Config, Vec<UnknownKey>), ConfigError> {
-        let text = custos_kit::config::read(path)?;
-        let (mut cfg, mut unknown): (Config, _) =
-            custos_kit::config::parse_yaml_lenient(path, &text)?;
-        let unused = cfg.validate_with(path, &unknown)?;
+        let loaded = custos_kit::config::load::<Config>(path, Format::Yaml, Strictness::Warn)?;
+        let (mut cfg, mut unknown) = (loaded.value, loaded.unknown);
+        let unused = cfg.check(path, Some(&loaded.text))?;
         unknown.extend(unused);
         if strict {
             custos_kit::config::check_unknown(path, &unknown, Strictness::Strict)?;
@@ -546,22 +196,17 @@ impl Config {
     /// Semantic checks (the first problem found, naming its key path); fills
     /// [`Config::backends`] and returns the backend keys their type does not read.
     pub fn validate(&mut self, file: &Path) -> Result<Vec<UnknownKey>, ConfigError> {
-        self.validate_with(file, &[])
+        self.check(file, None)
     }
 
-    /// [`Config::validate`] knowing the keys the parser found nothing to read into
-    /// (`unknown`): a required backend key that is missing is reported as its typo there.
-    pub fn validate_with(
-        &mut self,
-        file: &Path,
-        unknown: &[UnknownKey],
-    ) -> Result<Vec<UnknownKey>, ConfigError> {
+    /// [`Config::validate`], with the file's `text` when known for the lines of errors in the
+    /// backends (typed only here, once their `type` is known).
+    fn check(&mut self, file: &Path, text: Option<&str>) -> Result<Vec<UnknownKey>, ConfigError> {
         let mut unused = Vec::new();
         self.backends.clear();
-        for (id, raw) in &self.raw_backends {
-            let (b, u) = raw.typed(id, file, unknown)?;
+        for (id, AnyValue(keys)) in &self.raw_backends {
+            let b = Backend::parse(file, id, keys.clone(), text, &mut unused)?;
             self.backends.insert(id.clone(), b);
-            unused.extend(u);
         }
         let bad = |key: String, value: &dyn std::fmt::Display, reason: &str| {
             Err(ConfigError::invalid(file, key, value, reason))
@@ -581,47 +226,15 @@ impl Config {
         }
         let mut listens: BTreeMap<SocketAddr, &str> = BTreeMap::new();
         for (id, b) in &self.backends {
-            let key = |k: &str| format!("backends.{id}.{k}");
-            match b {
-                Backend::Logfile(l) => match (&l.path, &l.filename) {
-                    (None, None) => return bad(key("path"), &"", "a logfile backend needs `path`"),
-                    (Some(p), Some(f)) if p != f => {
-                        return bad(
-                            key("filename"),
-                            &f.display(),
-                            &format!("differs from `path` ({})", p.display()),
-                        )
-                    }
-                    _ => {}
-                },
-                Backend::Gelf(g) => {
-                    if g.host.trim().is_empty() {
-                        return bad(key("host"), &g.host, "must not be empty");
-                    }
-                    if !(64..=65_000).contains(&g.chunk_size) {
-                        return bad(key("chunk-size"), &g.chunk_size, "must be 64-65000");
-                    }
+            b.validate(file, id)?;
+            if let Some((a, written)) = b.config().listens() {
+                if let Some(other) = listens.insert(a, id) {
+                    return bad(
+                        format!("backends.{id}.listen"),
+                        &written,
+                        &format!("backend {other} listens there already"),
+                    );
                 }
-                Backend::Prtg(p) => {
-                    if let Err(reason) = check_http_url(&p.base_url) {
-                        return bad(key("base-url"), &redact_userinfo(&p.base_url), &reason);
-                    }
-                    if let Err(reason) = check_seconds(p.timeout, TIMEOUT_RANGE) {
-                        return bad(key("timeout"), &p.timeout, &reason);
-                    }
-                }
-                Backend::Prometheus(p) => match p.addr() {
-                    Err(e) => return bad(key("listen"), &p.listen, &e.to_string()),
-                    Ok(a) => {
-                        if let Some(other) = listens.insert(a, id) {
-                            return bad(
-                                key("listen"),
-                                &p.listen,
-                                &format!("backend {other} listens there already"),
-                            );
-                        }
-                    }
-                },
             }
         }
         for (id, s) in &self.servers {
@@ -692,7 +305,7 @@ impl Config {
 
 /// A number of seconds within `(min, max)`, so that every duration built from it later exists
 /// (`Duration::from_secs_f64` aborts on 1e20) and no timer is zero.
-fn check_seconds(v: f64, (min, max): (f64, f64)) -> Result<(), String> {
+pub(crate) fn check_seconds(v: f64, (min, max): (f64, f64)) -> Result<(), String> {
     if v.is_finite() && (min..=max).contains(&v) {
         Ok(())
     } else {
@@ -701,7 +314,7 @@ fn check_seconds(v: f64, (min, max): (f64, f64)) -> Result<(), String> {
 }
 
 /// An `http(s)://host...` URL.
-fn check_http_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
     let u = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err("must be an http:// or https:// URL".into());

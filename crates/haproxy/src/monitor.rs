@@ -1,9 +1,9 @@
 //! One poll task per HAProxy on a fixed-rate schedule, the sinks they feed, and the
 //! `/metrics` servers of the `prometheus` backends: the whole running monitor.
 
-use crate::config::{Backend, Config, Server};
+use crate::config::{Config, Server};
 use crate::sample::{Batch, RowType, Sample};
-use crate::sink::{self, gelf::GelfSink, logfile, prtg::PrtgSink, Sink, SinkHandle, SinkStats};
+use crate::sink::{self, logfile, Built, SinkHandle, SinkStats};
 use crate::snapshot::{ServerSnapshot, Snapshots};
 use crate::source::Source;
 use custos_kit::snapshot::Snapshot as _;
@@ -214,23 +214,16 @@ pub async fn run(cfg: &Config, reopen: logfile::Reopen) -> Result<(), RunError> 
     let mut handles: BTreeMap<&str, SinkHandle> = BTreeMap::new();
     let mut stats = Vec::new();
     let mut listeners: Vec<(&str, SocketAddr)> = Vec::new();
+    let ctx = sink::Context { reopen };
     for (id, b) in &cfg.backends {
-        let sink = match b {
-            Backend::Logfile(l) => Sink::Logfile(logfile::LogfileSink::new(
-                l.file().to_path_buf(),
-                Arc::clone(&reopen),
-            )),
-            Backend::Gelf(g) => Sink::Gelf(GelfSink::new(g.clone())),
-            Backend::Prtg(p) => {
-                Sink::Prtg(PrtgSink::new(p.clone()).map_err(|source| RunError::Sink {
-                    id: id.clone(),
-                    source,
-                })?)
-            }
-            Backend::Prometheus(p) => {
-                if let Ok(addr) = p.addr() {
-                    listeners.push((id, addr));
-                }
+        let built = b.config().build(&ctx).map_err(|source| RunError::Sink {
+            id: id.clone(),
+            source,
+        })?;
+        let sink = match built {
+            Built::Sink(sink) => sink,
+            Built::Listen(addr) => {
+                listeners.push((id, addr));
                 continue;
             }
         };

@@ -4,16 +4,19 @@
 //! semantic problems through [`ConfigError::invalid`], so every message has the same shape:
 //! `/etc/x.yaml: clients[0].burp_port: invalid value "0": must be 1-65535`.
 //!
+//! **One entry point.** A binary loads its file with [`load`] (path, [`Format`], [`Strictness`]);
+//! its handlers' entries (typed once their `type` is known) are read through [`Entry`].
+//!
 //! **Unknown keys.** Every original custos replaces ignores keys it does not read, and their own
-//! README examples carry such keys, so the `*_with` loaders ([`load_yaml_with`],
-//! [`parse_yaml_with`], [`parse_json_with`]) treat a key nothing reads as a warning naming file,
-//! key path and the nearest known key, and the program runs; [`Strictness::Strict`] (a binary's
-//! `--strict`) makes it an error. Keep `deny_unknown_fields` on config structs: the loader learns
+//! README examples carry such keys, so [`load`] treats a key nothing reads as a warning naming
+//! file, key path and the nearest known key (returned for the caller to report with
+//! [`check_unknown`]), and the program runs; [`Strictness::Strict`] (a binary's `--strict`)
+//! makes it an error. Keep `deny_unknown_fields` on config structs: the loader learns
 //! the known sibling keys from serde's "unknown field" error, drops the key and deserializes
 //! again. Keys skipped by structs without it are still found (`serde_ignored`), without a
-//! nearest key. Callers that deserialize parts of a document themselves use
-//! [`from_json_value`] and then [`check_unknown`]. A nearest key is offered only when it is
-//! close: a far-off hint sends the user the wrong way.
+//! nearest key. Handler entries deserialized on their own ([`Entry::take`]) collect theirs the
+//! same way. A nearest key is offered only when it is close: a far-off hint sends the user the
+//! wrong way.
 //!
 //! **Missing keys.** serde's "missing field" hides the cause; the loader names it: a close
 //! unknown key at the same place is the typo ([`ConfigError::misspelt`]), a key of that name
@@ -24,14 +27,17 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod entry;
 mod missing;
 mod secret;
 mod unknown;
+pub mod values;
+pub use entry::{common, split, Entry, Invalid, Validate};
 pub use secret::Secret;
 use unknown::nearest_hint;
 pub use unknown::{
-    check_unknown, from_json_value, load_yaml_with, nearest_known, parse_json_lenient,
-    parse_json_with, parse_yaml_lenient, parse_yaml_with, Strictness, UnknownKey,
+    check_unknown, nearest_known, parse_json_lenient, parse_json_with, parse_yaml_lenient,
+    Strictness, UnknownKey,
 };
 
 /// A config file could not be read, parsed or validated.
@@ -203,9 +209,46 @@ pub fn parse_json<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
     Ok(value)
 }
 
-/// Reads and parses a YAML config file.
-pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    parse_yaml(path, &read(path)?)
+/// The format of a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+/// A config file as [`load`] read it.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub value: T,
+    /// The file's text, for the lines of errors found by later checks.
+    pub text: String,
+    /// Keys nothing read, for the caller to report with [`check_unknown`] (with
+    /// [`Strictness::Warn`]; [`Strictness::Strict`] made the first one an error already).
+    pub unknown: Vec<UnknownKey>,
+}
+
+/// The one way a binary loads its config file: read it, parse it with errors that name file,
+/// key path and value, and decide about the keys nothing reads. The keys are returned rather
+/// than logged, because a binary may set up its log from the file, or find more such keys in
+/// checks of its own (then it passes `Warn` here and decides after them).
+pub fn load<T: DeserializeOwned>(
+    path: &Path,
+    format: Format,
+    strictness: Strictness,
+) -> Result<Loaded<T>, ConfigError> {
+    let text = read(path)?;
+    let (value, unknown) = match format {
+        Format::Yaml => parse_yaml_lenient(path, &text)?,
+        Format::Json => parse_json_lenient(path, &text)?,
+    };
+    if strictness == Strictness::Strict {
+        check_unknown(path, &unknown, strictness)?;
+    }
+    Ok(Loaded {
+        value,
+        text,
+        unknown,
+    })
 }
 
 /// Logs a warning when a file that holds secrets can be read by group or others.
@@ -320,6 +363,42 @@ mod tests {
             err.to_string().contains("expected a whole number 0-65535"),
             "{err}"
         );
+    }
+
+    /// `load` reads the file in its format; a key nothing reads is returned with its nearest
+    /// known key, or is the error when strict.
+    #[test]
+    fn load_reads_either_format_and_decides_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("custos-kit-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = dir.join("c.yaml");
+        std::fs::write(
+            &yaml,
+            "servers:
+  - name: a
+    port: 1
+    prot: 2
+",
+        )
+        .unwrap();
+        let l = load::<Root>(&yaml, Format::Yaml, Strictness::Warn).unwrap();
+        assert_eq!(l.value.servers[0].port, 1);
+        assert_eq!(l.text, std::fs::read_to_string(&yaml).unwrap());
+        let keys: Vec<_> = l
+            .unknown
+            .iter()
+            .map(|k| (k.key.as_str(), k.nearest.as_deref()))
+            .collect();
+        assert_eq!(keys, [("servers[0].prot", Some("port"))]);
+        let e = load::<Root>(&yaml, Format::Yaml, Strictness::Strict).unwrap_err();
+        assert_eq!(e.key(), Some("servers[0].prot"));
+        let json = dir.join("c.json");
+        std::fs::write(&json, r#"{"servers":[{"name":"a","port":"x"}]}"#).unwrap();
+        let e = load::<Root>(&json, Format::Json, Strictness::Warn).unwrap_err();
+        assert!(e.to_string().contains("servers[0].port"), "{e}");
+        let e = load::<Root>(&dir.join("none.yaml"), Format::Yaml, Strictness::Warn).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

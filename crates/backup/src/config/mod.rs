@@ -16,22 +16,20 @@
 //! "type 'X' is not yet supported". A type nobody knows is a config error (a typo must not turn
 //! into a silently skipped backup, as it does in the original).
 
-use custos_kit::config::{ConfigError, KeyPrefix, Strictness, UnknownKey};
+use custos_kit::config::{ConfigError, Strictness, UnknownKey};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-mod entry;
-mod values;
-
-pub use custos_kit::config::Secret;
-use entry::{common, split};
-pub use entry::{Entry, Invalid, Validate};
-pub use values::strip_trailing_commas;
-pub(crate) use values::{
+// The handler-config building blocks are the kit's, shared by every binary's handlers; they
+// are re-exported here so backup's handler modules keep importing them from `crate::config`.
+pub use custos_kit::config::values::strip_trailing_commas;
+pub(crate) use custos_kit::config::values::{
     count, equals_one, names, no_newline, null_as_default, port, truthy, words,
 };
+use custos_kit::config::{common, split};
+pub use custos_kit::config::{Entry, Invalid, Secret, Validate};
 
 use crate::notify;
 use crate::retention::RetentionPolicy;
@@ -508,14 +506,6 @@ fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str], later: &[&str]
         ));
     }
     ConfigError::invalid(file, format!("{at}.type"), kind, reason)
-}
-
-pub(super) fn parse_error(file: &Path, key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Parse {
-        file: file.to_owned(),
-        key: KeyPrefix(key.to_owned()),
-        message: message.into(),
-    }
 }
 
 fn has_secret_key(v: &Value) -> bool {

@@ -5,10 +5,10 @@
 //! `_queued_sessions`, `_active_backends`, `_http_4xx`, `_http_5xx`) plus the new columns;
 //! `_sessions` is now `scur`. A value HAProxy does not report is left out, not sent as 0.
 
-use super::{Delivered, SinkError};
-use crate::config::{GelfBackend, GelfProtocol};
+use super::{missing, Built, Context, Delivered, Sink, SinkConfig, SinkError, TaskSink, Write};
 use crate::sample::{Batch, RowType, Sample};
-use serde::Serialize;
+use custos_kit::config::{values, Invalid, Validate};
+use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::AsyncWriteExt;
@@ -22,6 +22,97 @@ pub const CHUNK_HEADER: usize = 12;
 pub const MAX_CHUNKS: usize = 128;
 /// Time a TCP connect or write may take.
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default GELF facility (the original's default for its Graylog backend).
+pub const DEFAULT_FACILITY: &str = "haproxy-session-mon";
+/// Default GELF UDP chunk size: fits an Ethernet MTU after IP and UDP headers.
+pub const DEFAULT_CHUNK_SIZE: usize = 1420;
+
+/// GELF transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GelfProtocol {
+    Udp,
+    Tcp,
+}
+
+/// `type: gelf`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "Keys")]
+pub struct GelfBackend {
+    pub host: String,
+    pub port: u16,
+    pub facility: String,
+    /// `udp` (the original's, default) or `tcp` (`\0`-delimited, never compressed).
+    pub protocol: GelfProtocol,
+    /// gzip each UDP message.
+    pub compress: bool,
+    /// Largest UDP datagram; longer messages are chunked.
+    pub chunk_size: usize,
+}
+
+/// The keys as written (`~` reads as absent, as the original's `.get()`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default, deserialize_with = "values::port")]
+    port: Option<u16>,
+    #[serde(default)]
+    facility: Option<String>,
+    #[serde(default)]
+    protocol: Option<GelfProtocol>,
+    #[serde(default)]
+    compress: Option<bool>,
+    #[serde(default, rename = "chunk-size")]
+    chunk_size: Option<usize>,
+}
+
+impl TryFrom<Keys> for GelfBackend {
+    type Error = String;
+
+    fn try_from(k: Keys) -> Result<GelfBackend, String> {
+        Ok(GelfBackend {
+            host: k.host.ok_or_else(|| missing("host"))?,
+            port: k.port.ok_or_else(|| missing("port"))?,
+            facility: k.facility.unwrap_or_else(|| DEFAULT_FACILITY.into()),
+            protocol: k.protocol.unwrap_or(GelfProtocol::Udp),
+            compress: k.compress.unwrap_or(false),
+            chunk_size: k.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+        })
+    }
+}
+
+impl Validate for GelfBackend {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.host.trim().is_empty() {
+            return Err(Invalid::new("host", &self.host, "must not be empty"));
+        }
+        if !(64..=65_000).contains(&self.chunk_size) {
+            return Err(Invalid::new(
+                "chunk-size",
+                self.chunk_size,
+                "must be 64-65000",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SinkConfig for GelfBackend {
+    fn build(&self, _: &Context) -> Result<Built, SinkError> {
+        Ok(Built::Sink(Sink::Task(Box::new(GelfSink::new(
+            self.clone(),
+        )))))
+    }
+}
+
+impl TaskSink for GelfSink {
+    fn write<'a>(&'a mut self, batch: &'a Batch) -> Write<'a> {
+        Box::pin(GelfSink::write(self, batch))
+    }
+}
 
 #[derive(Debug)]
 pub struct GelfSink {

@@ -10,15 +10,194 @@
 //!
 //! The `prometheus` backend is no task: it serves the snapshot store at scrape time
 //! ([`crate::metrics`]).
+//!
+//! Each backend type is one module holding its config keys, their checks ([`Validate`]), its
+//! [`SinkConfig::build`] and the sink itself; the `sink_types!` list below is the one place
+//! that maps a `type` to its module (docs/ARCHITECTURE.md §4).
 
 pub mod gelf;
 pub mod logfile;
+pub mod prometheus;
 pub mod prtg;
 
 use crate::sample::Batch;
+use custos_kit::config::{common, split, ConfigError, Entry, UnknownKey, Validate};
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+sink_types! {
+    "logfile" => Logfile(logfile::LogfileBackend),
+    "gelf" => Gelf(gelf::GelfBackend),
+    "prtg" => Prtg(prtg::PrtgBackend),
+    "prometheus" => Prometheus(prometheus::PrometheusBackend),
+}
+
+/// What a backend type's config provides beyond its keys and checks.
+pub trait SinkConfig: Validate {
+    /// The address this backend serves `/metrics` on, if it does (two may not share one),
+    /// and its `listen` value as written.
+    fn listens(&self) -> Option<(SocketAddr, &str)> {
+        None
+    }
+
+    /// Starts nothing yet: the sink to run, or the address to serve.
+    fn build(&self, ctx: &Context) -> Result<Built, SinkError>;
+}
+
+/// What every sink may need from the monitor when it is built.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Bumped on SIGHUP: log files are reopened.
+    pub reopen: logfile::Reopen,
+}
+
+/// A built backend.
+#[derive(Debug)]
+pub enum Built {
+    /// A sink fed batches.
+    Sink(Sink),
+    /// No batches: `/metrics` at this address, from the snapshot store.
+    Listen(SocketAddr),
+}
+
+/// The boxed future of [`TaskSink::write`].
+pub type Write<'a> = Pin<Box<dyn Future<Output = Result<Delivered, SinkError>> + Send + 'a>>;
+
+/// A sink that waits only on sockets, and so runs as a task.
+pub trait TaskSink: Send + fmt::Debug {
+    fn write<'a>(&'a mut self, batch: &'a Batch) -> Write<'a>;
+}
+
+/// A sink whose writes block (files), and so runs on its own thread.
+pub trait ThreadSink: Send + fmt::Debug {
+    fn write(&mut self, batch: &Batch) -> Result<Delivered, SinkError>;
+}
+
+/// Keys every backend has, whatever its type.
+const COMMON_KEYS: &[&str] = &["type"];
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Common {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// Generates [`Backend`] (a variant per type) and its dispatch from one line per type.
+macro_rules! sink_types {
+    ($($kind:literal => $variant:ident($config:ty)),* $(,)?) => {
+        /// A backend's config, by its `type`.
+        #[derive(Debug, Clone)]
+        pub enum Backend {
+            $($variant($config),)*
+        }
+
+        impl Backend {
+            /// The types, in the order error messages list them.
+            pub const TYPES: &'static [&'static str] = &[$($kind),*];
+
+            /// The `type` value.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Backend::$variant(_) => $kind,)*
+                }
+            }
+
+            /// The type's checks, address and build.
+            pub fn config(&self) -> &dyn SinkConfig {
+                match self {
+                    $(Backend::$variant(c) => c,)*
+                }
+            }
+
+            /// The keys of `kind`; `None` for a type nobody knows.
+            fn take(
+                kind: &str,
+                entry: Entry<'_>,
+                text: Option<&str>,
+            ) -> Option<Result<Backend, ConfigError>> {
+                match kind {
+                    $($kind => Some(take(entry, text).map(Backend::$variant)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+use sink_types;
+
+/// Deserializes a type's keys, at their lines in `text` when known.
+fn take<T: DeserializeOwned>(entry: Entry<'_>, text: Option<&str>) -> Result<T, ConfigError> {
+    match text {
+        Some(text) => entry.take_in(text),
+        None => entry.take(),
+    }
+}
+
+impl Backend {
+    /// Types the backend `id` (its keys as written in `file`, whose `text` gives error lines
+    /// when known); keys its type does not read are added to `unknown`. A required key that is
+    /// missing is named as `backends.<id>.<key>`, or as the typo of it that was written.
+    pub fn parse(
+        file: &Path,
+        id: &str,
+        keys: serde_json::Value,
+        text: Option<&str>,
+        unknown: &mut Vec<UnknownKey>,
+    ) -> Result<Backend, ConfigError> {
+        let at = format!("backends.{id}");
+        let (head, keys) = split(file, &at, keys, COMMON_KEYS)?;
+        let Common { kind } = common(file, &at, head, &keys, unknown)?;
+        let entry = Entry {
+            file,
+            at: &at,
+            keys,
+            common_keys: COMMON_KEYS,
+            unknown,
+        };
+        match Backend::take(&kind, entry, text) {
+            Some(Ok(b)) => Ok(b),
+            Some(Err(e)) => Err(match e.missing_key() {
+                Some(k) if e.key() == Some(at.as_str()) => ConfigError::invalid(
+                    file,
+                    format!("{at}.{k}"),
+                    "",
+                    format!("a {kind} backend needs `{k}`"),
+                ),
+                _ => e,
+            }),
+            None => {
+                let (last, rest) = Backend::TYPES.split_last().unwrap_or((&"", &[]));
+                Err(ConfigError::invalid(
+                    file,
+                    format!("{at}.type"),
+                    &kind,
+                    format!("must be {} or {last}", rest.join(", ")),
+                ))
+            }
+        }
+    }
+
+    /// The type's checks that serde cannot express, naming `backends.<id>.<key>`.
+    pub fn validate(&self, file: &Path, id: &str) -> Result<(), ConfigError> {
+        self.config()
+            .validate()
+            .map_err(|i| i.into_error(file, &format!("backends.{id}")))
+    }
+}
+
+/// serde's "missing field" text, for a required key of a type checked after its keys were read
+/// (so that `key: ~` reads as absent, as the original's `.get()` did).
+pub(crate) fn missing(key: &'static str) -> String {
+    format!("missing field `{key}`")
+}
 
 /// Batches a sink may have waiting; beyond that new ones are dropped (and counted).
 pub const QUEUE: usize = 64;
@@ -90,12 +269,11 @@ impl SinkStats {
     }
 }
 
-/// A sink that writes batches.
+/// A sink that writes batches: a task, or a thread for blocking writes.
 #[derive(Debug)]
 pub enum Sink {
-    Logfile(logfile::LogfileSink),
-    Gelf(gelf::GelfSink),
-    Prtg(prtg::PrtgSink),
+    Task(Box<dyn TaskSink>),
+    Thread(Box<dyn ThreadSink>),
 }
 
 /// The queue into a running sink: a task's or a thread's.
@@ -137,50 +315,33 @@ impl SinkHandle {
 pub fn spawn(stats: Arc<SinkStats>, sink: Sink) -> SinkHandle {
     let st = Arc::clone(&stats);
     let tx = match sink {
-        Sink::Logfile(mut file) => {
+        Sink::Thread(mut sink) => {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Batch>>(QUEUE);
             let spawned = std::thread::Builder::new()
-                .name(format!("logfile {}", st.id))
+                .name(format!("{} {}", stats.kind, st.id))
                 .spawn(move || {
                     while let Ok(batch) = rx.recv() {
-                        record(
-                            &st,
-                            &batch,
-                            file.write(&batch).map(|()| Delivered::default()),
-                        );
+                        record(&st, &batch, sink.write(&batch));
                     }
                 });
             if let Err(e) = spawned {
                 // The receiver is gone with the closure: every batch counts as dropped.
-                tracing::error!(backend = %stats.id, "cannot start the log file thread: {e}");
+                tracing::error!(backend = %stats.id, "cannot start the {} thread: {e}", stats.kind);
             }
             Queue::Thread(tx)
         }
-        Sink::Gelf(gelf) => spawn_task(st, NetSink::Gelf(gelf)),
-        Sink::Prtg(prtg) => spawn_task(st, NetSink::Prtg(prtg)),
+        Sink::Task(mut sink) => {
+            let (tx, mut rx) = mpsc::channel::<Arc<Batch>>(QUEUE);
+            tokio::spawn(async move {
+                while let Some(batch) = rx.recv().await {
+                    let r = sink.write(&batch).await;
+                    record(&st, &batch, r);
+                }
+            });
+            Queue::Task(tx)
+        }
     };
     SinkHandle { stats, tx }
-}
-
-/// A sink that waits only on sockets, and so runs as a task.
-#[derive(Debug)]
-enum NetSink {
-    Gelf(gelf::GelfSink),
-    Prtg(prtg::PrtgSink),
-}
-
-fn spawn_task(st: Arc<SinkStats>, mut sink: NetSink) -> Queue {
-    let (tx, mut rx) = mpsc::channel::<Arc<Batch>>(QUEUE);
-    tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
-            let r = match &mut sink {
-                NetSink::Gelf(s) => s.write(&batch).await,
-                NetSink::Prtg(s) => s.write(&batch).await.map(|()| Delivered::default()),
-            };
-            record(&st, &batch, r);
-        }
-    });
-    Queue::Task(tx)
 }
 
 /// Counts (and logs) what became of one batch.
@@ -202,4 +363,77 @@ fn record(st: &SinkStats, batch: &Batch, r: Result<Delivered, SinkError>) {
 /// `text` with tabs and line breaks replaced by spaces (one value per column and line).
 pub fn one_line(text: &str) -> String {
     text.replace(['\t', '\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    /// Loads `backends` (YAML under `backends:`) with one server naming backend `b`.
+    fn load(backends: &str) -> Result<Config, String> {
+        let text = format!(
+            "backends:\n{backends}servers:\n  a:\n    endpoint: http://127.0.0.1:1/;csv\n    backends: [b]\n"
+        );
+        let mut cfg: Config =
+            custos_kit::config::parse_yaml(Path::new("c.yml"), &text).map_err(|e| e.to_string())?;
+        cfg.validate(Path::new("c.yml"))
+            .map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    /// The registry's messages are the ones the hand-written typing gave.
+    #[test]
+    fn a_type_or_required_key_missing_is_named() {
+        assert_eq!(
+            load("  b:\n    type: kafka\n").unwrap_err(),
+            "c.yml: backends.b.type: invalid value \"kafka\": must be logfile, gelf, prtg or prometheus"
+        );
+        assert_eq!(
+            load("  b:\n    type: gelf\n    port: 1\n").unwrap_err(),
+            "c.yml: backends.b.host: invalid value \"\": a gelf backend needs `host`"
+        );
+        // `~` is absent, as the original's `.get()`.
+        assert_eq!(
+            load("  b:\n    type: gelf\n    host: h\n    port: ~\n").unwrap_err(),
+            "c.yml: backends.b.port: invalid value \"\": a gelf backend needs `port`"
+        );
+        assert_eq!(
+            load("  b:\n    type: prtg\n").unwrap_err(),
+            "c.yml: backends.b.base-url: invalid value \"\": a prtg backend needs `base-url`"
+        );
+        let e = load("  b:\n    tpye: gelf\n").unwrap_err();
+        assert!(
+            e.contains("backends.b.tpye") && e.contains("did you mean `type`?"),
+            "{e}"
+        );
+    }
+
+    /// Typed after the file was parsed, a backend's keys still see YAML's `.inf` as a number
+    /// (a detour through `serde_json::Value` made it null, i.e. "not set", and the default).
+    #[test]
+    fn a_non_finite_number_in_a_backend_is_rejected_with_its_key() {
+        let e =
+            load("  b:\n    type: prtg\n    base-url: http://p/\n    timeout: .inf\n").unwrap_err();
+        assert!(
+            e.contains("backends.b.timeout: invalid value \"inf\"") && e.contains("seconds from"),
+            "{e}"
+        );
+    }
+
+    /// Null optional keys read as their defaults.
+    #[test]
+    fn null_keys_take_their_defaults() {
+        let cfg = load(
+            "  b:\n    type: gelf\n    host: h\n    port: 1\n    facility: ~\n    chunk-size: ~\n",
+        )
+        .unwrap();
+        match &cfg.backends["b"] {
+            super::Backend::Gelf(g) => {
+                assert_eq!(g.facility, super::gelf::DEFAULT_FACILITY);
+                assert_eq!(g.chunk_size, super::gelf::DEFAULT_CHUNK_SIZE);
+            }
+            b => panic!("{b:?}"),
+        }
+    }
 }

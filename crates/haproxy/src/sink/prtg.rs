@@ -2,12 +2,121 @@
 //! with its current sessions (`scur`). PRTG keeps at most 50 channels per sensor: forward
 //! fewer rows (`include`/`exclude`) for bigger HAProxies.
 
-use super::SinkError;
-use crate::config::{PrtgBackend, PrtgMethod};
+use super::{missing, Built, Context, Delivered, Sink, SinkConfig, SinkError, TaskSink, Write};
+use crate::config::{
+    check_http_url, check_seconds, redact_userinfo, DEFAULT_TIMEOUT, TIMEOUT_RANGE,
+};
 use crate::sample::{Batch, RowType, Sample};
 use crate::source::error_chain;
+use custos_kit::config::{values, Invalid, Validate};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
+
+/// PRTG push method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PrtgMethod {
+    Get,
+    Post,
+}
+
+/// `type: prtg`: an HTTP Push Data Advanced sensor per HAProxy server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "Keys")]
+pub struct PrtgBackend {
+    /// The probe's push URL up to the token, e.g. `https://prtg.local:5051/`.
+    pub base_url: String,
+    /// The sensor's identification token; `{server}` is replaced by the server id (default:
+    /// the server id alone, so each HAProxy feeds its own sensor).
+    pub token: Option<String>,
+    /// The original's name for the token (it never used it); used when `token` is absent.
+    pub key: Option<String>,
+    pub method: PrtgMethod,
+    /// Seconds a push may take.
+    pub timeout: f64,
+}
+
+/// The keys as written (`~` reads as absent, as the original's `.get()`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    #[serde(default, rename = "base-url")]
+    base_url: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    /// The original's sensor group id: accepted for compatibility, not used.
+    #[serde(default)]
+    #[allow(dead_code)]
+    gid: Option<values::AnyValue>,
+    #[serde(default)]
+    method: Option<PrtgMethod>,
+    #[serde(default, deserialize_with = "values::opt_seconds")]
+    timeout: Option<f64>,
+}
+
+impl TryFrom<Keys> for PrtgBackend {
+    type Error = String;
+
+    fn try_from(k: Keys) -> Result<PrtgBackend, String> {
+        Ok(PrtgBackend {
+            base_url: k.base_url.ok_or_else(|| missing("base-url"))?,
+            token: k.token,
+            key: k.key,
+            method: k.method.unwrap_or(PrtgMethod::Post),
+            timeout: k.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        })
+    }
+}
+
+impl PrtgBackend {
+    /// The push URL for `server`.
+    pub fn url_for(&self, server: &str) -> String {
+        let token = self
+            .token
+            .as_deref()
+            .or(self.key.as_deref())
+            .unwrap_or("{server}")
+            .replace("{server}", server);
+        format!("{}/{}", self.base_url.trim_end_matches('/'), token)
+    }
+}
+
+impl Validate for PrtgBackend {
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Err(reason) = check_http_url(&self.base_url) {
+            return Err(Invalid::new(
+                "base-url",
+                redact_userinfo(&self.base_url),
+                reason,
+            ));
+        }
+        if let Err(reason) = check_seconds(self.timeout, TIMEOUT_RANGE) {
+            return Err(Invalid::new("timeout", self.timeout, reason));
+        }
+        Ok(())
+    }
+}
+
+impl SinkConfig for PrtgBackend {
+    fn build(&self, _: &Context) -> Result<Built, SinkError> {
+        Ok(Built::Sink(Sink::Task(Box::new(PrtgSink::new(
+            self.clone(),
+        )?))))
+    }
+}
+
+impl TaskSink for PrtgSink {
+    fn write<'a>(&'a mut self, batch: &'a Batch) -> Write<'a> {
+        Box::pin(async move {
+            PrtgSink::write(self, batch)
+                .await
+                .map(|()| Delivered::default())
+        })
+    }
+}
 
 #[derive(Debug)]
 pub struct PrtgSink {

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 
 use super::missing::{self, Context, Format};
-use super::{read, ConfigError, KeyPrefix};
+use super::{ConfigError, KeyPrefix};
 
 /// Whether a key nothing reads stops the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,25 +80,6 @@ pub fn check_unknown(
             Ok(())
         }
     }
-}
-
-/// Reads and parses a YAML config file; unknown keys are warned about or, when strict, an error.
-pub fn load_yaml_with<T: DeserializeOwned>(
-    path: &Path,
-    strictness: Strictness,
-) -> Result<T, ConfigError> {
-    parse_yaml_with(path, &read(path)?, strictness)
-}
-
-/// [`parse_yaml`] that tolerates unknown keys according to `strictness`.
-pub fn parse_yaml_with<T: DeserializeOwned>(
-    file: &Path,
-    text: &str,
-    strictness: Strictness,
-) -> Result<T, ConfigError> {
-    let (value, unknown) = parse_yaml_lenient(file, text)?;
-    check_unknown(file, &unknown, strictness)?;
-    Ok(value)
 }
 
 /// [`parse_json`] that tolerates unknown keys according to `strictness`.
@@ -203,7 +184,7 @@ pub fn parse_json_lenient<T: DeserializeOwned>(
 /// Deserializes part of a JSON document found at key path `at` (empty for the root) into `T`,
 /// returning the keys nothing read (their paths prefixed with `at`). For callers that split a
 /// document before deserializing its parts.
-pub fn from_json_value<T: DeserializeOwned>(
+pub(super) fn from_json_value<T: DeserializeOwned>(
     file: &Path,
     at: &str,
     value: serde_json::Value,
@@ -588,6 +569,17 @@ fn remove_yaml(doc: &mut yaml_serde::Value, segments: &[Segment]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`parse_yaml_lenient`] with the unknown keys decided by `strictness`, as `load` does.
+    fn parse_yaml_with<T: DeserializeOwned>(
+        file: &Path,
+        text: &str,
+        strictness: Strictness,
+    ) -> Result<T, ConfigError> {
+        let (value, unknown) = parse_yaml_lenient(file, text)?;
+        check_unknown(file, &unknown, strictness)?;
+        Ok(value)
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize, PartialEq)]
