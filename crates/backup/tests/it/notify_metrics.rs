@@ -2,7 +2,7 @@
 //! original pushed) read back from its /metrics, and the node_exporter textfile checked by
 //! `promtool`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -5,7 +5,7 @@
 //! fails only that destination, and a `kill -9` mid-upload that leaves nothing listed and
 //! whose partial the next run removes.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;

@@ -1,7 +1,7 @@
 //! Mail notifications end to end against a real SMTP server (aiosmtpd): without AUTH, with
 //! AUTH, STARTTLS and implicit TLS; headers and bodies of the received messages checked.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ impl Smtpd {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/smtp_server.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
             .args([host, "0"])

@@ -5,7 +5,7 @@
 //! Each test works in databases of its own (`ct_<tag>_<pid>_<n>`), so they run in parallel
 //! and never touch the seed databases.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
