@@ -558,7 +558,8 @@ pub fn gpg_decrypt_passphrase(home: &GnupgHome, object: &Path, passphrase: &str)
 // ------------------------------------------------------------------------------------------
 // Real database services
 
-/// Connection settings of scripts/backup-test-services.sh (must match it).
+/// Connection settings of scripts/backup-test-services.sh, as its `start` reports them (the
+/// ports are the free ones it found).
 #[derive(Debug, Clone)]
 pub struct Services {
     pub host: String,
@@ -602,15 +603,17 @@ pub fn services(test: &str) -> Option<Services> {
                 out.status
             ),
         }
-        let env = run_ok(Command::new("bash").arg(&script).arg("env"));
-        let vars: BTreeMap<String, String> = String::from_utf8_lossy(&env.stdout)
+        let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
             .collect();
         let get = |k: &str| {
-            vars.get(k)
-                .cloned()
-                .unwrap_or_else(|| panic!("{k} missing from services env"))
+            vars.get(k).cloned().unwrap_or_else(|| {
+                panic!(
+                    "{k} missing from what `{} start` printed:\n{text}",
+                    script.display()
+                )
+            })
         };
         Ok(Services {
             host: get("CUSTOS_DB_HOST"),
