@@ -156,7 +156,9 @@ start_mariadb() {
     if [[ $(id -u) -eq 0 ]]; then SVC_DB_ROOT=root; else SVC_DB_ROOT=$SERVICE_USER; fi
     local running=
     [[ -f $MY_PID ]] && kill -0 "$(cat "$MY_PID")" 2>/dev/null && running=1
-    if [[ -n $running ]] && port_open "$MY_PORT"; then
+    # Reused only on the port we know, as the server itself says (an open port alone may be
+    # someone else's).
+    if [[ -n $running ]] && [[ $(my_sql -N -B -e 'SELECT @@port' 2>/dev/null) == "$MY_PORT" ]]; then
         log "MariaDB already listening on $HOST:$MY_PORT"
     else
         # Running on a port we do not know (an older run of this script): restart it.
@@ -253,7 +255,9 @@ start_postgres() {
     touch "$LOG_DIR/postgres.log" && chown "$SERVICE_USER" "$LOG_DIR/postgres.log"
     local running=
     as_svc "$PG_CTL" -D "$PG_DIR/data" status >/dev/null 2>&1 && running=1
-    if [[ -n $running ]] && port_open "$PG_PORT"; then
+    # Reused only on the port we know, as the server wrote it (line 4 of postmaster.pid).
+    if [[ -n $running ]] && [[ $(sed -n 4p "$PG_DIR/data/postmaster.pid" 2>/dev/null) == "$PG_PORT" ]] \
+        && port_open "$PG_PORT"; then
         log "PostgreSQL already listening on $HOST:$PG_PORT"
     else
         # Running on a port we do not know (an older run of this script): restart it.
