@@ -9,11 +9,10 @@ use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;
-use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::stall::{stalled_server, upload_seconds};
 use common::*;
@@ -47,7 +46,70 @@ impl Drop for Smbd {
 }
 
 /// Starts smbd through the project's script; `None` (after a loud SKIP) when it is missing.
+/// The script picks a free port that smbd binds a moment later (smbd cannot be handed a
+/// socket); if another program took the port in between, smbd exits: start it again.
 fn smbd(test: &str) -> Option<Smbd> {
+    for _ in 0..5 {
+        let mut s = start_smbd(test)?;
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if listens(s.child.id(), s.port) {
+                return Some(s);
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                eprintln!("smbd on port {} ended ({status}); starting another", s.port);
+                break;
+            }
+            assert!(Instant::now() < end, "smbd does not listen on {}", s.port);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("{test}: smbd ended five times before listening");
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (/proc/net/tcp and
+/// the process's fds): an open port alone may be another program's.
+fn listens(pid: u32, port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    let Ok(tcp) = fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let sockets: Vec<String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Fields: sl, local, remote, state (0A: LISTEN), ..., inode (10th).
+            (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
+                .then(|| f.get(9).map(|i| format!("socket:[{i}]")))
+                .flatten()
+        })
+        .collect();
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|fd| {
+            fs::read_link(fd.path())
+                .is_ok_and(|t| sockets.iter().any(|s| t.as_os_str() == s.as_str()))
+        })
+}
+
+/// [`listens`] names the owner of a listening socket, not whoever can connect to it.
+#[test]
+fn listens_tells_the_owner_of_a_listening_port() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    assert!(listens(std::process::id(), port));
+    let mut other = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let theirs = listens(other.id(), port);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(!theirs, "another process counted as the listener");
+}
+
+/// One start of the script, its `port=`, `dir=` and `share=` read.
+fn start_smbd(test: &str) -> Option<Smbd> {
     let mut child = Command::new("bash")
         .arg(repo_root().join("scripts/samba-test-server.sh"))
         .env_remove("CUSTOS_SMB_PASSWORD")
@@ -72,16 +134,12 @@ fn smbd(test: &str) -> Option<Smbd> {
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut out, &mut std::io::sink());
     });
-    let s = Smbd {
+    Some(Smbd {
         child,
         port,
         dir,
         share,
-    };
-    wait_until(Duration::from_secs(60), "smbd accepts connections", || {
-        TcpStream::connect(("127.0.0.1", s.port)).is_ok()
-    });
-    Some(s)
+    })
 }
 
 /// A `samba` destination with the keys of the original's example, on the test share.
