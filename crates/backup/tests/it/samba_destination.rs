@@ -53,7 +53,7 @@ fn smbd(test: &str) -> Option<Smbd> {
         let mut s = start_smbd(test)?;
         let end = Instant::now() + Duration::from_secs(60);
         loop {
-            if listens(s.child.id(), s.port) {
+            if listening_ports(s.child.id()).contains(&s.port) {
                 return Some(s);
             }
             if let Ok(Some(status)) = s.child.try_wait() {
@@ -65,47 +65,6 @@ fn smbd(test: &str) -> Option<Smbd> {
         }
     }
     panic!("{test}: smbd ended five times before listening");
-}
-
-/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (/proc/net/tcp and
-/// the process's fds): an open port alone may be another program's.
-fn listens(pid: u32, port: u16) -> bool {
-    let local = format!("0100007F:{port:04X}");
-    let Ok(tcp) = fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
-    let sockets: Vec<String> = tcp
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // Fields: sl, local, remote, state (0A: LISTEN), ..., inode (10th).
-            (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
-                .then(|| f.get(9).map(|i| format!("socket:[{i}]")))
-                .flatten()
-        })
-        .collect();
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|fd| {
-            fs::read_link(fd.path())
-                .is_ok_and(|t| sockets.iter().any(|s| t.as_os_str() == s.as_str()))
-        })
-}
-
-/// [`listens`] names the owner of a listening socket, not whoever can connect to it.
-#[test]
-fn listens_tells_the_owner_of_a_listening_port() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    assert!(listens(std::process::id(), port));
-    let mut other = Command::new("sleep").arg("30").spawn().expect("sleep");
-    let theirs = listens(other.id(), port);
-    let _ = other.kill();
-    let _ = other.wait();
-    assert!(!theirs, "another process counted as the listener");
 }
 
 /// One start of the script, its `port=`, `dir=` and `share=` read.
