@@ -24,8 +24,10 @@
 # How polls are counted: custos from its own poll counter; the original, which has none, from
 # the write(2) calls of its process (/proc/PID/io syscw) in the quiet window: it writes exactly
 # once per poll (the `c:` request) and nothing else while nobody scrapes it. CPU time is the sum
-# of /proc/PID/task/*/schedstat (ns resolution; /proc/PID/stat only counts 10 ms ticks), or the
-# tick count if that is larger (threads that ended).
+# over threads of what each used in the window by /proc/PID/task/TID/schedstat (ns resolution;
+# /proc/PID/stat only counts 10 ms ticks), thread by thread so that a thread ending in the
+# window (tokio's blocking pool lets an idle one go after 10 s) does not take its earlier CPU
+# time out of the sum.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -70,16 +72,17 @@ start_server() { # size extra_clients port status_port
 }
 
 # --- measurements ------------------------------------------------------------------------
-cpu_ns() { # pid -> CPU time in ns (max of schedstat sum over threads and stat ticks)
-	local pid=$1 sum=0 t v ticks hz
-	for t in /proc/"$pid"/task/*/schedstat; do
-		v=$(cut -d' ' -f1 "$t" 2>/dev/null || echo 0)
-		sum=$((sum + v))
+cpu_snap() { # pid -> "tid ns" per live thread (/proc/PID/task/*/schedstat, ns resolution)
+	local t
+	for t in /proc/"$1"/task/*; do
+		echo "${t##*/} $(cut -d' ' -f1 "$t/schedstat" 2>/dev/null || echo 0)"
 	done
-	hz=$(getconf CLK_TCK)
-	ticks=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' /proc/"$pid"/stat)
-	ticks=$((ticks * 1000000000 / hz))
-	echo $((sum > ticks ? sum : ticks))
+}
+cpu_delta() { # snapshot-before snapshot-after -> ns used in between, thread by thread
+	# A thread that ended in between (a blocking-pool thread idle for 10 s) drops out of the
+	# sum of live threads with everything it ever used; summing per-thread deltas keeps that
+	# from making the window's CPU time smaller, even negative. A new thread counts in full.
+	awk 'NR == FNR { before[$1] = $2; next } { s += $2 - (($1 in before) ? before[$1] : 0) } END { print s + 0 }' "$1" "$2"
 }
 syscw() { awk '/^syscw:/ { print $2 }' /proc/"$1"/io; }
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' /proc/"$1"/status; }
@@ -160,19 +163,20 @@ measure() { # tool size
 	fi
 
 	# Quiet window: no scrapes between the two CPU readings.
-	local polls0 polls1 c0 c1 w0 w1 polls
+	local polls0 polls1 w0 w1 polls used
 	polls0=$(custos_polls "$tool" "$port")
-	c0=$(cpu_ns "$pid")
+	cpu_snap "$pid" >"$work/cpu0-$tool-$size"
 	w0=$(syscw "$pid")
 	sleep "$BENCH_SECONDS"
-	c1=$(cpu_ns "$pid")
+	cpu_snap "$pid" >"$work/cpu1-$tool-$size"
 	w1=$(syscw "$pid")
 	polls1=$(custos_polls "$tool" "$port")
+	used=$(cpu_delta "$work/cpu0-$tool-$size" "$work/cpu1-$tool-$size")
 	if [ "$tool" = custos ]; then polls=$((polls1 - polls0)); else polls=$((w1 - w0)); fi
 	local cpu_per_poll="-"
-	[ "$polls" -gt 0 ] && cpu_per_poll=$(awk -v c=$((c1 - c0)) -v p="$polls" 'BEGIN { printf "%.5f", c / 1e9 / p }')
+	[ "$polls" -gt 0 ] && cpu_per_poll=$(awk -v c="$used" -v p="$polls" 'BEGIN { printf "%.5f", c / 1e9 / p }')
 	local cpu_total
-	cpu_total=$(awk -v c=$((c1 - c0)) 'BEGIN { printf "%.3f", c / 1e9 }')
+	cpu_total=$(awk -v c="$used" 'BEGIN { printf "%.3f", c / 1e9 }')
 
 	# Latency: sequential scrapes, one keep-alive connection, while polls continue.
 	local cfgcurl=$work/curl-$tool-$size.cfg

@@ -21,8 +21,11 @@
 # only on Python 3.6, e.g. `python3.6 -m venv V && V/bin/pip install -r requirements.txt &&
 # V/bin/pip install --no-deps -e CHECKOUT`). This script never fetches or builds it.
 #
+# BENCH_BASELINE names another haproxysessionmon binary (an earlier build) to run beside this
+# one with the same config, as row "baseline": a change measured before/after in one run.
+#
 # Environment: BENCH_ENDPOINTS, BENCH_SECONDS, BENCH_OUT (also write the table there),
-# CARGO_TARGET_DIR, ORIGINAL_HSM, ORIGINAL_PYTHON.
+# CARGO_TARGET_DIR, ORIGINAL_HSM, ORIGINAL_PYTHON, BENCH_BASELINE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -103,6 +106,13 @@ config 29001 >"$work/custos.yml"
 "$custos_bin" -c "$work/custos.yml" 2>"$work/custos.log" &
 pid[custos]=$!; pids+=($!); cnt[custos]=$work/custos.count
 
+if [[ -n ${BENCH_BASELINE:-} ]]; then
+	drain 29003 "$work/baseline.count"
+	config 29003 >"$work/baseline.yml"
+	"$BENCH_BASELINE" -c "$work/baseline.yml" 2>"$work/baseline.log" &
+	pid[baseline]=$!; pids+=($!); cnt[baseline]=$work/baseline.count
+fi
+
 if [[ -n ${ORIGINAL_HSM:-} && -n ${ORIGINAL_PYTHON:-} ]]; then
 	drain 29002 "$work/original.count"
 	config 29002 >"$work/original.yml"
@@ -157,7 +167,7 @@ out=$work/table
 {
 	echo "| tool | endpoints | fetches in ${BENCH_SECONDS} s | CPU-s | CPU-s per fetch | % of one core | peak RSS | RSS at end |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-	for t in custos original go; do
+	for t in custos baseline original go; do
 		[[ -n ${pid[$t]:-} ]] || continue
 		if ! kill -0 "${pid[$t]}" 2>/dev/null; then
 			echo "| $t | $BENCH_ENDPOINTS | – | – | – | – | – | died: $(tail -1 "$work/$t.log") |"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the demo, the tests and the benchmarks need on a fresh Debian 12 machine:
-# the Debian packages in scripts/apt-packages.txt and the Rust components fmt/clippy.
+# Installs what the demo, the tests, the package and the benchmarks need on a fresh Debian 12 machine:
+# the Debian packages in scripts/apt-packages.txt, the Rust components fmt/clippy and cargo-deb.
 # Idempotent: packages already installed are skipped quickly.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,5 +34,12 @@ fi
 if command -v rustup >/dev/null 2>&1; then
 	rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+# cargo-deb builds the Debian package (scripts/build-deb.sh); pinned, built with its lock file
+# (about 3 minutes once; the demo, which needs no package, skips it with --no-cargo-deb).
+CARGO_DEB_VERSION=3.8.0
+if [ "${1:-}" != --no-cargo-deb ] && command -v cargo >/dev/null 2>&1 && ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; then
+	echo "installing: cargo-deb $CARGO_DEB_VERSION (cargo install)"
+	cargo install --quiet --locked cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 echo "dependencies ready"

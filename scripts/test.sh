@@ -19,6 +19,17 @@ bash scripts/install-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# deploy/: every unit passes systemd-analyze verify, its ExecStart parses and its security
+# score matches the README (builds the binaries the tests use anyway); every alert rule file
+# passes promtool check rules and its promtool unit tests, which cover each alert both ways;
+# every Grafana panel's query returns series from a real Prometheus.
+bash scripts/check-deploy.sh units rules dashboards
+# The quickstart demo: all five binaries against real servers, a Prometheus with every target
+# up and every alert rule loaded, and `stop` leaving no process behind (scripts/check-demo.sh).
+bash scripts/check-demo.sh
+# The Debian package: built (release), installed with apt-get, its binaries run from their
+# units' ExecStart, removed and purged without a trace (scripts/check-deb.sh).
+bash scripts/check-deb.sh
 # Integration tests start servers with fixed loopback ports; run test binaries one at a time
 # but the tests inside each binary in parallel where they use their own ports.
 log=$(mktemp)

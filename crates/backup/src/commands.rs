@@ -70,7 +70,8 @@ pub fn load(path: &Path, strictness: Strictness) -> Result<JobConfig, CommandErr
     config::load(path, strictness).map_err(|e| CommandError::Usage(e.to_string()))
 }
 
-/// Destinations of the job; those not implemented yet come back as messages.
+/// Destinations of the job; one that cannot be built (an unreadable key file, a bad
+/// endpoint) comes back as its error message, so the others are still listed.
 fn destinations(job: &JobConfig) -> (Vec<Box<dyn Destination>>, Vec<String>) {
     let mut out = Vec::new();
     let mut skipped = Vec::new();

@@ -1,12 +1,12 @@
 //! SIGINT and SIGTERM during a run: stop the producers, let every writer abort, exit 130/143.
 //!
 //! A watcher thread (a one-thread tokio runtime, the kit's signal machinery, no `unsafe`)
-//! records the signal and kills every producer's process group ([`process::kill_all`]). The
-//! stream being written then ends early, its source fails, and the pipeline aborts every
-//! destination writer (no object that looks complete); the runner starts nothing more and
-//! the CLI exits with 128 + the signal number. Should the run not wind down within
-//! [`GRACE`], the process exits anyway (a half-written temporary file is hidden and removed by
-//! the next run).
+//! records the signal and cancels the producers ([`process::PRODUCERS`]: every process group
+//! is killed, now and as it starts). The stream being written then ends early, its source
+//! fails, and the pipeline aborts every destination writer (no object that looks complete);
+//! the runner starts nothing more and the CLI exits with 128 + the signal number. Should the
+//! run not wind down within [`GRACE`], the process exits anyway (a half-written temporary file
+//! is hidden and removed by the next run).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -95,7 +95,7 @@ fn on_signal(number: i32) {
     } else {
         "SIGTERM"
     };
-    let killed = process::kill_all();
+    let killed = process::PRODUCERS.cancel();
     tracing::warn!("{name} received: killed {killed} producer(s); aborting writers and stopping");
     // The run (or restore) notices, aborts and exits; this is the backstop.
     std::thread::sleep(GRACE);

@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use custos_backup::commands::{self, CommandError, Keys, ListRequest, Outcome, RestoreRequest};
 use custos_backup::{interrupt, lock, runner};
@@ -20,7 +20,6 @@ use std::time::Duration;
 /// Backs up folders and databases as the job file says: stream, compress, encrypt, store.
 #[derive(Debug, Parser)]
 #[command(name = "backup", version, about, long_about = None)]
-#[command(after_help = "The original's form `backup [-v] [-d] CONFIG` is `backup run`.")]
 struct Cli {
     /// Log what happens (info level); without it only warnings and errors are printed.
     #[arg(short = 'v', long = "verbose", global = true)]
@@ -28,8 +27,8 @@ struct Cli {
     /// Log everything (debug level).
     #[arg(short = 'd', long = "debug", global = true)]
     debug: bool,
-    /// A key in the job file that nothing reads is an error, not a warning (implied by
-    /// --dry-run, for checking job files in CI).
+    /// A key in the job file that nothing reads is an error, not a warning (with --dry-run:
+    /// checks a job file in CI).
     #[arg(long, global = true)]
     strict: bool,
     #[command(subcommand)]
@@ -108,6 +107,36 @@ struct KeyArgs {
 
 const SUBCOMMANDS: &[&str] = &["run", "list", "restore", "verify", "help"];
 
+/// The CLI, with the options of `run` listed in the top-level help: the original's form
+/// `backup [-n] CONFIG` takes them without the word `run`, so `backup --help` shows them.
+fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let mut text = String::from(
+        "The original's form `backup [-v] [-d] [OPTIONS] CONFIG` is `backup run`; its options:\n",
+    );
+    if let Some(run) = cmd.find_subcommand("run") {
+        for arg in run
+            .get_arguments()
+            .filter(|a| !a.is_positional() && !a.is_hide_set())
+        {
+            let mut flag = match (arg.get_short(), arg.get_long()) {
+                (Some(s), Some(l)) => format!("-{s}, --{l}"),
+                (None, Some(l)) => format!("    --{l}"),
+                (Some(s), None) => format!("-{s}"),
+                (None, None) => continue,
+            };
+            if arg.get_action().takes_values() {
+                for v in arg.get_value_names().unwrap_or_default() {
+                    flag.push_str(&format!(" <{v}>"));
+                }
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            text.push_str(&format!("  {flag:<25}  {help}\n"));
+        }
+    }
+    cmd.after_help(text)
+}
+
 /// The original's `backup [-v] [-d] CONFIG`: a first positional that is not a subcommand
 /// name means `run`.
 fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
@@ -130,7 +159,9 @@ fn main() -> ExitCode {
     // ptrace by other processes of the same user. Children get the default back at exec.
     let dumpable =
         rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
-    let cli = Cli::parse_from(with_default_subcommand(std::env::args_os().collect()));
+    let matches =
+        command().get_matches_from(with_default_subcommand(std::env::args_os().collect()));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let level = if cli.debug {
         "debug"
     } else if cli.verbose {
@@ -190,7 +221,8 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
             dry_run,
             lock_wait,
         } => {
-            let job = commands::load(config, Strictness::from_flag(cli.strict || *dry_run))?;
+            // A dry run validates exactly as a run does: it answers "would this run?".
+            let job = commands::load(config, strictness)?;
             if let Err(e) = interrupt::install() {
                 tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
             }
@@ -356,6 +388,63 @@ mod tests {
         assert!(
             Cli::try_parse_from(args(&["backup", "restore", "job.json", "--source", "a"])).is_err()
         );
+    }
+
+    /// The flags (`-n`, `--dry-run`) of the arguments of `cmd` that are not hidden.
+    fn flags(cmd: &clap::Command) -> Vec<String> {
+        cmd.get_arguments()
+            .filter(|a| !a.is_positional() && !a.is_hide_set())
+            .flat_map(|a| {
+                let short = a.get_short().map(|s| format!("-{s}"));
+                let long = a.get_long().map(|l| format!("--{l}"));
+                short.into_iter().chain(long)
+            })
+            .collect()
+    }
+
+    /// Whether `help` names `flag` as a word (`-n,` names `-n`; `--no-x` does not).
+    fn names(help: &str, flag: &str) -> bool {
+        help.split(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '='))
+            .any(|w| w == flag)
+    }
+
+    /// Every flag clap knows is in the help of its command, and the flags of `run` are in the
+    /// top-level help too (the original's form takes them without `run`).
+    #[test]
+    fn every_flag_is_in_the_help() {
+        let mut cmd = command();
+        cmd.build();
+        let top = [
+            cmd.render_help().to_string(),
+            cmd.render_long_help().to_string(),
+        ];
+        let mut checked = 0;
+        for f in flags(&cmd) {
+            assert!(top.iter().all(|h| names(h, &f)), "{f} not in:\n{}", top[0]);
+            checked += 1;
+        }
+        for sub in cmd.get_subcommands() {
+            let mut sub = sub.clone();
+            let own = [
+                sub.render_help().to_string(),
+                sub.render_long_help().to_string(),
+            ];
+            for f in flags(&sub) {
+                assert!(own.iter().all(|h| names(h, &f)), "{f} not in:\n{}", own[0]);
+                if sub.get_name() == "run" {
+                    assert!(top.iter().all(|h| names(h, &f)), "{f} not in:\n{}", top[0]);
+                }
+                checked += 1;
+            }
+        }
+        // -v -d --strict -h -V at the top; run's -n --dry-run --lock-wait among the rest.
+        assert!(checked > 20, "only {checked} flags checked");
+        assert!(
+            names(&top[0], "--dry-run") && names(&top[0], "-n"),
+            "{}",
+            top[0]
+        );
+        assert!(names(&top[0], "--lock-wait"), "{}", top[0]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use crate::destination::DestinationError;
 use crate::naming::RunStamp;
 use crate::pipeline::PipelineError;
-use crate::source::SourceError;
+use crate::source::{Retry, SourceError};
 
 /// Where in a run something failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,12 +92,12 @@ impl Failure {
     }
 }
 
+/// The kind the source decided where it made the error; an I/O error by its kind.
 fn source_retryable(e: &SourceError) -> bool {
-    match e {
-        // Cannot connect, server not up: may work next time.
-        SourceError::Unavailable(_) => true,
-        SourceError::Failed(_) => false,
-        SourceError::Io { source, .. } => io_retryable(source),
+    match (e.retry(), e) {
+        (Some(retry), _) => retry == Retry::Transient,
+        (None, SourceError::Io { source, .. }) => io_retryable(source),
+        (None, _) => false,
     }
 }
 

@@ -5,6 +5,7 @@
 //! the config file, so a unit started from `/` finds what the user tested in the config's folder.
 
 use crate::session::Target;
+use crate::tls::{self, TlsError};
 pub use custos_kit::config::Secret;
 use custos_kit::config::{self as kit, ConfigError};
 use serde::Deserialize;
@@ -99,7 +100,9 @@ impl Config {
     /// and checks that they can be read. Warns when the file (it holds passwords) is readable
     /// by others. A key nothing reads is a warning, or an error with `Strictness::Strict`.
     pub fn load(path: &Path, strictness: kit::Strictness) -> Result<Config, ConfigError> {
-        let mut cfg: Config = kit::load_yaml_with(path, strictness)?;
+        let loaded = kit::load::<Config>(path, kit::Format::Yaml, strictness)?;
+        kit::check_unknown(path, &loaded.unknown, kit::Strictness::Warn)?;
+        let mut cfg = loaded.value;
         cfg.validate(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
@@ -206,23 +209,17 @@ impl Config {
         }
     }
 
-    /// Checks that every certificate and key file can be read, so a typo fails at start.
+    /// Checks that every certificate and key file can be read and used (PEM that rustls
+    /// accepts, a key that fits its certificate), so a local file problem is a config error
+    /// at start, not an unreachable server at each poll.
     pub fn check_files(&self, file: &Path) -> Result<(), ConfigError> {
         for (i, s) in self.clients.iter().enumerate() {
-            for (k, p) in [
-                ("tls_ca_cert", &s.tls_ca_cert),
-                ("tls_cert", &s.tls_cert),
-                ("tls_key", &s.tls_key),
-            ] {
-                if let Err(e) = std::fs::File::open(p) {
-                    return Err(ConfigError::invalid(
-                        file,
-                        format!("clients[{i}].{k}"),
-                        p.display(),
-                        format!("cannot read: {e}"),
-                    ));
-                }
-            }
+            tls::client_config(
+                &s.tls_ca_cert,
+                Some((&s.tls_cert, &s.tls_key)),
+                &s.burp_cname,
+            )
+            .map_err(|e| tls_file_error(file, i, e))?;
         }
         Ok(())
     }
@@ -262,6 +259,27 @@ impl Config {
         t.timeout = self.request_timeout();
         t.max_document = self.max_document_bytes;
         t
+    }
+}
+
+/// A TLS file of `clients[i]` that cannot be used, as the config error naming its key.
+fn tls_file_error(file: &Path, i: usize, e: TlsError) -> ConfigError {
+    match e {
+        TlsError::Read { key, path, source } => ConfigError::invalid(
+            file,
+            format!("clients[{i}].{key}"),
+            path.display(),
+            format!("cannot read: {source}"),
+        ),
+        TlsError::Invalid { key, path, reason } => {
+            ConfigError::invalid(file, format!("clients[{i}].{key}"), path.display(), reason)
+        }
+        TlsError::HalfClientAuth { given } => ConfigError::invalid(
+            file,
+            format!("clients[{i}].{given}"),
+            given,
+            "tls_cert and tls_key must be set together",
+        ),
     }
 }
 
@@ -345,7 +363,9 @@ clients:
     #[test]
     fn example_config_in_repo_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/burp_exporter.yaml");
-        let c: Config = kit::load_yaml(&path).unwrap();
+        let c: Config = kit::load(&path, kit::Format::Yaml, kit::Strictness::Strict)
+            .unwrap()
+            .value;
         c.validate(&path).unwrap();
         assert_eq!(c.clients[0].burp_port, 4972);
         assert_eq!(c.clients[0].cname, "monitor");
@@ -421,23 +441,46 @@ clients:
     #[test]
     fn load_resolves_relative_paths_and_checks_files() {
         let dir = tempfile::tempdir().unwrap();
-        for f in [
-            "client1_ca.pem",
-            "client1.pem",
-            "client1.key",
-            "client2_ca.pem",
-            "client2.pem",
+        let made = rcgen::generate_simple_self_signed(vec!["burp".to_owned()]).unwrap();
+        let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+        for (f, data) in [
+            ("client1_ca.pem", &cert),
+            ("client1.pem", &cert),
+            ("client1.key", &key),
+            ("client2_ca.pem", &cert),
+            ("client2.pem", &cert),
         ] {
-            std::fs::write(dir.path().join(f), "x").unwrap();
+            std::fs::write(dir.path().join(f), data).unwrap();
         }
         let path = dir.path().join("burp_exporter.yaml");
         std::fs::write(&path, ORIGINAL_STYLE).unwrap();
-        let msg = Config::load(&path, kit::Strictness::Warn)
-            .unwrap_err()
-            .to_string();
+        let load = || {
+            Config::load(&path, kit::Strictness::Warn)
+                .unwrap_err()
+                .to_string()
+        };
+        let msg = load();
         assert!(msg.contains("clients[1].tls_key: invalid value"), "{msg}");
         assert!(msg.contains("client2.key"), "{msg}");
-        std::fs::write(dir.path().join("client2.key"), "x").unwrap();
+        // A file that opens but cannot be read (a directory), or holds no key: config errors.
+        let key_path = dir.path().join("client2.key");
+        std::fs::create_dir(&key_path).unwrap();
+        let msg = load();
+        assert!(
+            msg.contains("clients[1].tls_key: invalid value") && msg.contains("cannot read"),
+            "{msg}"
+        );
+        std::fs::remove_dir(&key_path).unwrap();
+        std::fs::write(&key_path, "x").unwrap();
+        let msg = load();
+        assert!(
+            msg.contains("clients[1].tls_key: invalid value") && msg.contains("no usable PEM"),
+            "{msg}"
+        );
+        std::fs::write(dir.path().join("client2_ca.pem"), "x").unwrap();
+        assert!(load().contains("clients[1].tls_ca_cert"));
+        std::fs::write(dir.path().join("client2_ca.pem"), &cert).unwrap();
+        std::fs::write(&key_path, &key).unwrap();
         let c = Config::load(&path, kit::Strictness::Warn).unwrap();
         assert_eq!(c.clients[0].tls_ca_cert, dir.path().join("client1_ca.pem"));
     }

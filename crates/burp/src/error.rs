@@ -28,8 +28,13 @@ pub enum Error {
     /// The server closed the connection.
     #[error("{addr}: connection closed by server")]
     Eof { addr: String },
-    /// The server refused our login (`e` frame such as "unable to authorise on server").
-    #[error("{addr}: login refused: {message}")]
+    /// The server refused our login (`e` frame such as "unable to authorise on server"). burp
+    /// says no more than that, so the message lists what decides it.
+    #[error(
+        "{addr}: login refused: {message}; check `cname` and `password` of this server's entry, \
+         and on the burp server the file named after that cname in its clientconfdir (same \
+         password), and, to see other clients, their `restore_client`"
+    )]
     Auth { addr: String, message: String },
     /// The server answered a request with a warning document (e.g. unknown client).
     #[error("burp warning: {0}")]

@@ -640,7 +640,12 @@ async fn wrong_password_is_an_auth_error() {
         matches!(&err, Error::Auth { message, .. } if message == "unable to authorise on server"),
         "{err:?}"
     );
-    assert!(!err.to_string().contains("not-the-password"));
+    let text = err.to_string();
+    assert!(!text.contains("not-the-password"));
+    // burp says only "unable to authorise": the message says what decides it.
+    for hint in ["`cname`", "`password`", "clientconfdir", "`restore_client`"] {
+        assert!(text.contains(hint), "{hint} not in: {text}");
+    }
 }
 
 #[tokio::test]

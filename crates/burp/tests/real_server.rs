@@ -312,6 +312,84 @@ fn landing_page_and_probe() {
     );
 }
 
+/// Voluntary context switches per thread (`tid -> (name, count)`): each is a wake-up.
+fn wakeups(pid: u32) -> std::collections::BTreeMap<String, (String, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task") {
+        let dir = task.expect("task entry").path();
+        let (Ok(name), Ok(status)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("status")),
+        ) else {
+            continue; // ended meanwhile
+        };
+        let n = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let tid = dir.file_name().unwrap().to_string_lossy().into_owned();
+        out.insert(tid, (name.trim().to_owned(), n));
+    }
+    out
+}
+
+/// Polls run on a thread of their own that wakes about twice per poll (the tick, the reply):
+/// they never wake the HTTP runtime's workers, and no timer wheel wakes the thread between
+/// ticks. (Before, each 1 s poll woke the process 3 to 5 times, spread over both workers; on
+/// this machine class the wake-ups were most of a poll's CPU time.)
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_exporter_wakes_only_to_poll() {
+    if require("burp", "burp").is_none() {
+        return;
+    }
+    let server = BurpServer::shared("main");
+    let mut ex = Exporter::start(&[server.client_entry("main")]);
+    let polls = |ex: &mut Exporter| {
+        ex.metrics()
+            .value("burp_polls_total", &[("server", "main")])
+            .unwrap_or(0.0) as u64
+    };
+    ex.wait_metrics("the first polls", FIRST_POLL, |m| {
+        m.value("burp_polls_total", &[("server", "main")])
+            .filter(|n| *n >= 3.0)
+    });
+    // A quiet window: no scrape between the two readings (and time for the threads that
+    // served the last one to go back to sleep).
+    let p0 = polls(&mut ex);
+    std::thread::sleep(Duration::from_millis(300));
+    let w0 = wakeups(ex.pid());
+    std::thread::sleep(Duration::from_secs(6));
+    let w1 = wakeups(ex.pid());
+    let p1 = polls(&mut ex);
+    let n = p1 - p0;
+    assert!(n >= 4, "only {n} polls in 6 s");
+    // Per thread that lived through the window (a blocking-pool thread may end in it).
+    let delta = |pick: &dyn Fn(&str) -> bool| -> u64 {
+        w1.iter()
+            .filter(|(_, (name, _))| pick(name))
+            .filter_map(|(tid, (_, v))| w0.get(tid).map(|(_, v0)| v - v0))
+            .sum()
+    };
+    let poll_thread = delta(&|name| name == custos_burp::exporter::POLL_THREAD);
+    // tokio's workers and blocking-pool threads ("tokio-rt-worker", "tokio-runtime-w...").
+    let workers = delta(&|name| name.starts_with("tokio-r"));
+    assert_eq!(
+        workers, 0,
+        "{n} polls woke the HTTP runtime's threads {workers} times: {w0:?} -> {w1:?}"
+    );
+    assert!(
+        w1.values()
+            .any(|(name, _)| name == custos_burp::exporter::POLL_THREAD),
+        "no polling thread: {w1:?}"
+    );
+    assert!(
+        poll_thread <= 3 * n,
+        "{poll_thread} wake-ups of the polling thread for {n} polls (expected about 2 each)"
+    );
+}
+
 #[test]
 fn once_prints_what_burp_a_s_prints() {
     if require("burp", "burp").is_none() {

@@ -1,10 +1,11 @@
 //! The monitor's own log as the original's `logging` section configures it: a level, the
-//! console (stderr) and/or a file. `-d` forces debug; `RUST_LOG` overrides both.
+//! console (stderr) and/or a file. `-d` forces debug (HTTP libraries stay at info);
+//! `RUST_LOG` overrides both.
 
 use crate::config::Logging;
 use std::fs::OpenOptions;
 use std::sync::Mutex;
-use tracing_subscriber::{filter::EnvFilter, prelude::*};
+use tracing_subscriber::prelude::*;
 
 /// The tracing level for one of the original's (Python) level names.
 pub fn level(name: &str) -> &'static str {
@@ -24,7 +25,7 @@ pub fn init(cfg: &Logging, debug: bool, journal: bool) {
         custos_kit::logging::init_level(default, true);
         return;
     }
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = || custos_kit::logging::default_filter(default);
     let console = cfg.console.then(|| {
         tracing_subscriber::fmt::layer()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -3,15 +3,25 @@
 //! The original's README example loads unchanged: `logging`, `backends` (sinks by id, with a
 //! `type`) and `servers` (HAProxy instances by id, naming their backends). Durations are seconds
 //! (numbers or numeric strings, as the original's `float()` accepted). `validate()` reports
-//! every semantic error with the key path and the value (never a password).
+//! every semantic error with the key path and the value (never a password). A backend's keys
+//! are its type's module's under [`crate::sink`]; they are typed here once `type` is known.
 
 use crate::sample::RowType;
-use custos_kit::config::{ConfigError, Secret, Strictness, UnknownKey};
-use serde::{Deserialize, Deserializer};
+use custos_kit::config::values::{opt_seconds, seconds, AnyValue};
+use custos_kit::config::{ConfigError, Format, Secret, Strictness, UnknownKey};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+// A backend type's config lives with its sink (`crate::sink::<type>`); here is where readers of
+// the config find them.
+pub use crate::sink::gelf::{GelfBackend, GelfProtocol, DEFAULT_CHUNK_SIZE, DEFAULT_FACILITY};
+pub use crate::sink::logfile::LogfileBackend;
+pub use crate::sink::prometheus::{PrometheusBackend, DEFAULT_LISTEN};
+pub use crate::sink::prtg::{PrtgBackend, PrtgMethod};
+pub use crate::sink::Backend;
 
 /// The environment variable the original reads the config path from.
 pub const ENV_CONFIG: &str = "HAPROXYSM_CONFIG_FILE";
@@ -20,12 +30,15 @@ pub const ENV_CONFIG: &str = "HAPROXYSM_CONFIG_FILE";
 pub const DEFAULT_INTERVAL: f64 = 10.0;
 /// Longest default request timeout; the default is also capped at the poll interval.
 pub const DEFAULT_TIMEOUT: f64 = 10.0;
-/// Default GELF facility (the original's default for its Graylog backend).
-pub const DEFAULT_FACILITY: &str = "haproxy-session-mon";
-/// Default GELF UDP chunk size: fits an Ethernet MTU after IP and UDP headers.
-pub const DEFAULT_CHUNK_SIZE: usize = 1420;
-/// Default listen address of a `prometheus` backend (that of HAProxy's Go exporter).
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:9101";
+/// Bounds of `update-interval`, in seconds: more often than 10 times a second only loads
+/// HAProxy, and a poll less than daily is no monitor (and far-off durations overflow timers).
+pub const INTERVAL_RANGE: (f64, f64) = (0.1, 86_400.0);
+/// Default of `max-rows`: rows read per stats page (a 2,000-server HAProxy has about 2,100).
+pub const DEFAULT_MAX_ROWS: u64 = 10_000;
+/// Largest `max-rows`.
+pub const MAX_ROWS_LIMIT: u64 = 1_000_000;
+/// Bounds of every `timeout`, in seconds.
+pub const TIMEOUT_RANGE: (f64, f64) = (0.01, 3_600.0);
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,156 +46,14 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:9101";
 pub struct Config {
     #[serde(default)]
     pub logging: Logging,
-    /// The backends as written; [`Config::validate`] turns them into [`Config::backends`].
+    /// The backends as written; [`Config::validate`] types them by their `type` into
+    /// [`Config::backends`] (each type's keys are its module's, under `crate::sink`).
     #[serde(rename = "backends")]
-    pub raw_backends: BTreeMap<String, RawBackend>,
+    pub raw_backends: BTreeMap<String, AnyValue>,
     pub servers: BTreeMap<String, Server>,
     /// The typed backends (filled by [`Config::validate`]).
     #[serde(skip)]
     pub backends: BTreeMap<String, Backend>,
-}
-
-/// A backend as written: every key of every type, so that a key no type knows is reported
-/// with the nearest known one; [`RawBackend::typed`] checks them against the `type`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBackend {
-    #[serde(rename = "type")]
-    pub kind: String,
-    // logfile
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    #[serde(default)]
-    pub filename: Option<PathBuf>,
-    // gelf
-    #[serde(default)]
-    pub host: Option<String>,
-    #[serde(default, deserialize_with = "opt_port")]
-    pub port: Option<u16>,
-    #[serde(default)]
-    pub facility: Option<String>,
-    #[serde(default)]
-    pub protocol: Option<GelfProtocol>,
-    #[serde(default)]
-    pub compress: Option<bool>,
-    #[serde(default, rename = "chunk-size")]
-    pub chunk_size: Option<usize>,
-    // prtg
-    #[serde(default, rename = "base-url")]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub token: Option<String>,
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub gid: Option<yaml_value::Value>,
-    #[serde(default)]
-    pub method: Option<PrtgMethod>,
-    #[serde(default, deserialize_with = "opt_seconds")]
-    pub timeout: Option<f64>,
-    // prometheus
-    #[serde(default)]
-    pub listen: Option<String>,
-}
-
-impl RawBackend {
-    /// The keys set in this backend, by config name.
-    fn keys_set(&self) -> Vec<&'static str> {
-        [
-            ("path", self.path.is_some()),
-            ("filename", self.filename.is_some()),
-            ("host", self.host.is_some()),
-            ("port", self.port.is_some()),
-            ("facility", self.facility.is_some()),
-            ("protocol", self.protocol.is_some()),
-            ("compress", self.compress.is_some()),
-            ("chunk-size", self.chunk_size.is_some()),
-            ("base-url", self.base_url.is_some()),
-            ("token", self.token.is_some()),
-            ("key", self.key.is_some()),
-            ("gid", self.gid.is_some()),
-            ("method", self.method.is_some()),
-            ("timeout", self.timeout.is_some()),
-            ("listen", self.listen.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(k, set)| set.then_some(k))
-        .collect()
-    }
-
-    /// The typed backend for `type`, and the keys set that this type does not read. A missing
-    /// required key is an error naming `backends.<id>.<key>`.
-    pub fn typed(&self, id: &str, file: &Path) -> Result<(Backend, Vec<UnknownKey>), ConfigError> {
-        let missing = |k: &str| {
-            ConfigError::invalid(
-                file,
-                format!("backends.{id}.{k}"),
-                "",
-                format!("a {} backend needs `{k}`", self.kind),
-            )
-        };
-        let (backend, reads): (Backend, &[&str]) = match self.kind.as_str() {
-            "logfile" => (
-                Backend::Logfile(LogfileBackend {
-                    path: self.path.clone(),
-                    filename: self.filename.clone(),
-                }),
-                &["path", "filename"],
-            ),
-            "gelf" => (
-                Backend::Gelf(GelfBackend {
-                    host: self.host.clone().ok_or_else(|| missing("host"))?,
-                    port: self.port.ok_or_else(|| missing("port"))?,
-                    facility: self.facility.clone().unwrap_or_else(default_facility),
-                    protocol: self.protocol.unwrap_or(GelfProtocol::Udp),
-                    compress: self.compress.unwrap_or(false),
-                    chunk_size: self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
-                }),
-                &[
-                    "host",
-                    "port",
-                    "facility",
-                    "protocol",
-                    "compress",
-                    "chunk-size",
-                ],
-            ),
-            "prtg" => (
-                Backend::Prtg(PrtgBackend {
-                    base_url: self.base_url.clone().ok_or_else(|| missing("base-url"))?,
-                    token: self.token.clone(),
-                    key: self.key.clone(),
-                    method: self.method.unwrap_or(PrtgMethod::Post),
-                    timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-                }),
-                &["base-url", "token", "key", "gid", "method", "timeout"],
-            ),
-            "prometheus" => (
-                Backend::Prometheus(PrometheusBackend {
-                    listen: self.listen.clone().unwrap_or_else(default_listen),
-                }),
-                &["listen"],
-            ),
-            other => {
-                return Err(ConfigError::invalid(
-                    file,
-                    format!("backends.{id}.type"),
-                    other,
-                    "must be logfile, gelf, prtg or prometheus",
-                ))
-            }
-        };
-        let unused = self
-            .keys_set()
-            .into_iter()
-            .filter(|k| !reads.contains(k))
-            .map(|k| UnknownKey {
-                key: format!("backends.{id}.{k}"),
-                nearest: None,
-            })
-            .collect();
-        Ok((backend, unused))
-    }
 }
 
 /// The monitor's own log (not a sink).
@@ -216,141 +87,6 @@ fn default_level() -> String {
 
 fn yes() -> bool {
     true
-}
-
-/// A sink, by its `type`.
-#[derive(Debug, Clone)]
-pub enum Backend {
-    Logfile(LogfileBackend),
-    Gelf(GelfBackend),
-    Prtg(PrtgBackend),
-    Prometheus(PrometheusBackend),
-}
-
-impl Backend {
-    /// The `type` value.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Backend::Logfile(_) => "logfile",
-            Backend::Gelf(_) => "gelf",
-            Backend::Prtg(_) => "prtg",
-            Backend::Prometheus(_) => "prometheus",
-        }
-    }
-}
-
-/// `type: logfile`. The original documented `path` but read `filename`; both are accepted.
-#[derive(Debug, Clone)]
-pub struct LogfileBackend {
-    pub path: Option<PathBuf>,
-    pub filename: Option<PathBuf>,
-}
-
-impl LogfileBackend {
-    /// The file to write (valid after `validate()`).
-    pub fn file(&self) -> &Path {
-        self.path
-            .as_deref()
-            .or(self.filename.as_deref())
-            .unwrap_or(Path::new(""))
-    }
-}
-
-/// GELF transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GelfProtocol {
-    Udp,
-    Tcp,
-}
-
-/// `type: gelf`.
-#[derive(Debug, Clone)]
-pub struct GelfBackend {
-    pub host: String,
-    pub port: u16,
-    pub facility: String,
-    /// `udp` (the original's, default) or `tcp` (`\0`-delimited, never compressed).
-    pub protocol: GelfProtocol,
-    /// gzip each UDP message.
-    pub compress: bool,
-    /// Largest UDP datagram; longer messages are chunked.
-    pub chunk_size: usize,
-}
-
-fn default_facility() -> String {
-    DEFAULT_FACILITY.into()
-}
-
-/// PRTG push method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum PrtgMethod {
-    Get,
-    Post,
-}
-
-/// `type: prtg`: an HTTP Push Data Advanced sensor per HAProxy server.
-#[derive(Debug, Clone)]
-pub struct PrtgBackend {
-    /// The probe's push URL up to the token, e.g. `https://prtg.local:5051/`.
-    pub base_url: String,
-    /// The sensor's identification token; `{server}` is replaced by the server id (default:
-    /// the server id alone, so each HAProxy feeds its own sensor).
-    pub token: Option<String>,
-    /// The original's name for the token (it never used it); used when `token` is absent.
-    pub key: Option<String>,
-    pub method: PrtgMethod,
-    /// Seconds a push may take.
-    pub timeout: f64,
-}
-
-/// A YAML value of any shape, for keys accepted only for compatibility.
-pub mod yaml_value {
-    /// Any value; its content is ignored.
-    #[derive(Debug, Clone, Default)]
-    pub struct Value;
-
-    impl<'de> serde::Deserialize<'de> for Value {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-            serde::de::IgnoredAny::deserialize(d).map(|_| Value)
-        }
-    }
-}
-
-impl PrtgBackend {
-    /// The push URL for `server`.
-    pub fn url_for(&self, server: &str) -> String {
-        let token = self
-            .token
-            .as_deref()
-            .or(self.key.as_deref())
-            .unwrap_or("{server}")
-            .replace("{server}", server);
-        format!("{}/{}", self.base_url.trim_end_matches('/'), token)
-    }
-}
-
-/// `type: prometheus`: serves `/metrics` for the servers that name it.
-#[derive(Debug, Clone)]
-pub struct PrometheusBackend {
-    /// `host:port` to listen on (`:port` for all interfaces).
-    pub listen: String,
-}
-
-fn default_listen() -> String {
-    DEFAULT_LISTEN.into()
-}
-
-impl PrometheusBackend {
-    /// The socket address (valid after `validate()`).
-    pub fn addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
-        let s = self.listen.trim();
-        match s.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}").parse(),
-            None => s.parse(),
-        }
-    }
 }
 
 /// One HAProxy instance to poll.
@@ -390,6 +126,14 @@ pub struct Server {
     /// Do not forward proxies whose name matches this regex.
     #[serde(default)]
     pub exclude: Option<String>,
+    /// Rows read per page; the rest are counted and skipped, so memory follows this bound
+    /// rather than whatever the page holds.
+    #[serde(default = "default_max_rows", rename = "max-rows")]
+    pub max_rows: u64,
+}
+
+fn default_max_rows() -> u64 {
+    DEFAULT_MAX_ROWS
 }
 
 fn default_interval() -> f64 {
@@ -410,6 +154,11 @@ impl Server {
             self.timeout
                 .unwrap_or(self.update_interval.min(DEFAULT_TIMEOUT)),
         )
+    }
+
+    /// Rows read per page (valid after `validate()`).
+    pub fn max_rows(&self) -> usize {
+        usize::try_from(self.max_rows.min(MAX_ROWS_LIMIT)).unwrap_or(usize::MAX)
     }
 
     /// The row types to forward (valid after `validate()`).
@@ -434,58 +183,18 @@ pub fn redact_userinfo(url: &str) -> String {
     url.to_string()
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumberOrText {
-    Number(f64),
-    Text(String),
-}
-
-fn to_f64<E: serde::de::Error>(v: NumberOrText) -> Result<f64, E> {
-    match v {
-        NumberOrText::Number(n) => Ok(n),
-        NumberOrText::Text(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| E::custom(format!("expected a number of seconds, got {s:?}"))),
-    }
-}
-
-fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    to_f64(NumberOrText::deserialize(d)?)
-}
-
-fn opt_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    Option::<NumberOrText>::deserialize(d)?
-        .map(to_f64)
-        .transpose()
-}
-
-fn opt_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    let Some(v) = Option::<NumberOrText>::deserialize(d)? else {
-        return Ok(None);
-    };
-    let n = to_f64::<D::Error>(v)?;
-    if n.fract() == 0.0 && (1.0..=65535.0).contains(&n) {
-        Ok(Some(n as u16))
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "expected a port 1-65535, got {n}"
-        )))
-    }
-}
-
 const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
 impl Config {
     /// Reads, parses and validates `path`. Keys nothing reads are returned, for the caller to
     /// report with [`custos_kit::config::check_unknown`] once logging is set up (the file says
-    /// how to log); with `strict` the first one is an error here.
+    /// how to log); with `strict` the first one is an error here, after validation (so that a
+    /// misspelt required key is reported as the typo of that key).
     pub fn load(path: &Path, strict: bool) -> Result<(Config, Vec<UnknownKey>), ConfigError> {
-        let text = custos_kit::config::read(path)?;
-        let (mut cfg, mut unknown): (Config, _) =
-            custos_kit::config::parse_yaml_lenient(path, &text)?;
-        unknown.extend(cfg.validate(path)?);
+        let loaded = custos_kit::config::load::<Config>(path, Format::Yaml, Strictness::Warn)?;
+        let (mut cfg, mut unknown) = (loaded.value, loaded.unknown);
+        let unused = cfg.check(path, Some(&loaded.text))?;
+        unknown.extend(unused);
         if strict {
             custos_kit::config::check_unknown(path, &unknown, Strictness::Strict)?;
         }
@@ -495,12 +204,17 @@ impl Config {
     /// Semantic checks (the first problem found, naming its key path); fills
     /// [`Config::backends`] and returns the backend keys their type does not read.
     pub fn validate(&mut self, file: &Path) -> Result<Vec<UnknownKey>, ConfigError> {
+        self.check(file, None)
+    }
+
+    /// [`Config::validate`], with the file's `text` when known for the lines of errors in the
+    /// backends (typed only here, once their `type` is known).
+    fn check(&mut self, file: &Path, text: Option<&str>) -> Result<Vec<UnknownKey>, ConfigError> {
         let mut unused = Vec::new();
         self.backends.clear();
-        for (id, raw) in &self.raw_backends {
-            let (b, u) = raw.typed(id, file)?;
+        for (id, AnyValue(keys)) in &self.raw_backends {
+            let b = Backend::parse(file, id, keys.clone(), text, &mut unused)?;
             self.backends.insert(id.clone(), b);
-            unused.extend(u);
         }
         let bad = |key: String, value: &dyn std::fmt::Display, reason: &str| {
             Err(ConfigError::invalid(file, key, value, reason))
@@ -520,47 +234,15 @@ impl Config {
         }
         let mut listens: BTreeMap<SocketAddr, &str> = BTreeMap::new();
         for (id, b) in &self.backends {
-            let key = |k: &str| format!("backends.{id}.{k}");
-            match b {
-                Backend::Logfile(l) => match (&l.path, &l.filename) {
-                    (None, None) => return bad(key("path"), &"", "a logfile backend needs `path`"),
-                    (Some(p), Some(f)) if p != f => {
-                        return bad(
-                            key("filename"),
-                            &f.display(),
-                            &format!("differs from `path` ({})", p.display()),
-                        )
-                    }
-                    _ => {}
-                },
-                Backend::Gelf(g) => {
-                    if g.host.trim().is_empty() {
-                        return bad(key("host"), &g.host, "must not be empty");
-                    }
-                    if !(64..=65_000).contains(&g.chunk_size) {
-                        return bad(key("chunk-size"), &g.chunk_size, "must be 64-65000");
-                    }
+            b.validate(file, id)?;
+            if let Some((a, written)) = b.config().listens() {
+                if let Some(other) = listens.insert(a, id) {
+                    return bad(
+                        format!("backends.{id}.listen"),
+                        &written,
+                        &format!("backend {other} listens there already"),
+                    );
                 }
-                Backend::Prtg(p) => {
-                    if let Err(reason) = check_http_url(&p.base_url) {
-                        return bad(key("base-url"), &redact_userinfo(&p.base_url), &reason);
-                    }
-                    if !(p.timeout > 0.0 && p.timeout.is_finite()) {
-                        return bad(key("timeout"), &p.timeout, "must be a positive number");
-                    }
-                }
-                Backend::Prometheus(p) => match p.addr() {
-                    Err(e) => return bad(key("listen"), &p.listen, &e.to_string()),
-                    Ok(a) => {
-                        if let Some(other) = listens.insert(a, id) {
-                            return bad(
-                                key("listen"),
-                                &p.listen,
-                                &format!("backend {other} listens there already"),
-                            );
-                        }
-                    }
-                },
             }
         }
         for (id, s) in &self.servers {
@@ -568,17 +250,20 @@ impl Config {
             if let Err(reason) = check_endpoint(&s.endpoint) {
                 return bad(key("endpoint"), &s.endpoint_display(), &reason);
             }
-            if !(s.update_interval > 0.0 && s.update_interval.is_finite()) {
-                return bad(
-                    key("update-interval"),
-                    &s.update_interval,
-                    "must be a positive number of seconds",
-                );
+            if let Err(reason) = check_seconds(s.update_interval, INTERVAL_RANGE) {
+                return bad(key("update-interval"), &s.update_interval, &reason);
             }
             if let Some(t) = s.timeout {
-                if !(t > 0.0 && t.is_finite()) {
-                    return bad(key("timeout"), &t, "must be a positive number of seconds");
+                if let Err(reason) = check_seconds(t, TIMEOUT_RANGE) {
+                    return bad(key("timeout"), &t, &reason);
                 }
+            }
+            if !(1..=MAX_ROWS_LIMIT).contains(&s.max_rows) {
+                return bad(
+                    key("max-rows"),
+                    &s.max_rows,
+                    &format!("must be 1-{MAX_ROWS_LIMIT}"),
+                );
             }
             if s.username.is_some() && s.password.is_none() {
                 return bad(
@@ -626,8 +311,18 @@ impl Config {
     }
 }
 
+/// A number of seconds within `(min, max)`, so that every duration built from it later exists
+/// (`Duration::from_secs_f64` aborts on 1e20) and no timer is zero.
+pub(crate) fn check_seconds(v: f64, (min, max): (f64, f64)) -> Result<(), String> {
+    if v.is_finite() && (min..=max).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("must be a number of seconds from {min} to {max}"))
+    }
+}
+
 /// An `http(s)://host...` URL.
-fn check_http_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
     let u = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err("must be an http:// or https:// URL".into());

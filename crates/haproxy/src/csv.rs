@@ -4,7 +4,9 @@
 //! `-` marker is not fixed), so every value is looked up by its header name: a column this
 //! version lacks, or a field it leaves empty, is `None` ("unknown"), never a neighbour's value.
 //! A row whose field count differs from the header's (a truncated page, a garbled line) or whose
-//! numbers do not parse is skipped and counted; the rest of the page is still used.
+//! numbers do not parse is skipped and counted; the rest of the page is still used. So is a row
+//! that repeats an earlier row's `pxname` and `svname`: the first is kept (two rows for one
+//! proxy would be two series with the same labels, and Prometheus rejects such a scrape).
 
 use crate::sample::{Counts, RowType, Sample};
 use std::borrow::Cow;
@@ -27,104 +29,94 @@ pub struct Page {
     pub samples: Vec<Sample>,
     /// Rows skipped because they could not be read.
     pub malformed: u64,
+    /// Rows skipped because an earlier row had the same `pxname` and `svname`.
+    pub duplicates: u64,
+    /// The first repeated row, as `pxname/svname`, for the log.
+    pub first_duplicate: Option<String>,
+    /// Rows beyond the reader's row limit, counted and not read.
+    pub over_limit: u64,
     /// Columns of interest this HAProxy does not report (their values are all unknown).
     pub missing_columns: Vec<&'static str>,
 }
 
-/// Positions of the columns we read; `None` when absent from the header.
-#[derive(Debug, Default)]
-struct Columns {
-    pxname: usize,
-    svname: usize,
-    row_type: Option<usize>,
-    status: Option<usize>,
-    scur: Option<usize>,
-    rate: Option<usize>,
-    qcur: Option<usize>,
-    smax: Option<usize>,
-    slim: Option<usize>,
-    act: Option<usize>,
-    bck: Option<usize>,
-    hrsp_4xx: Option<usize>,
-    hrsp_5xx: Option<usize>,
-    count: usize,
-}
+/// The columns we read, in slot order: `pxname`, `svname`, `type`, `status`, then [`NUMERIC`].
+const SLOTS: usize = 4 + NUMERIC.len();
+const PXNAME: usize = 0;
+const SVNAME: usize = 1;
+const TYPE: usize = 2;
+const STATUS: usize = 3;
 
-/// The numeric columns, as (header name, accessor) pairs.
+/// The numeric columns, in the order of [`Counts`]' fields.
 const NUMERIC: [&str; 9] = [
     "scur", "rate", "qcur", "smax", "slim", "act", "bck", "hrsp_4xx", "hrsp_5xx",
 ];
+
+/// Where the columns we read are in a header: for each column position, the slot it fills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Columns {
+    /// Slot of each column position (`None`: a column we do not read).
+    slot_of: Vec<Option<u8>>,
+    /// Whether the header has a `type` column (old HAProxy versions lack it).
+    has_type: bool,
+    /// Fields per row.
+    count: usize,
+    /// Fields a row is split into: up to the last column we read (2.6: 45 of 129).
+    split: usize,
+}
 
 impl Columns {
     fn from_header(line: &str) -> Result<(Columns, Vec<&'static str>), CsvError> {
         let names = split_fields(line.trim_start_matches('#').trim_start());
         let find = |n: &str| names.iter().position(|h| h.trim() == n);
-        let pxname = find("pxname").ok_or(CsvError::MissingColumn { column: "pxname" })?;
-        let svname = find("svname").ok_or(CsvError::MissingColumn { column: "svname" })?;
+        let mut slot_of = vec![None; names.len()];
         let mut missing = Vec::new();
-        let mut opt = |n: &'static str| {
-            let p = find(n);
-            if p.is_none() {
-                missing.push(n);
+        let wanted = ["pxname", "svname", "type", "status"]
+            .into_iter()
+            .chain(NUMERIC);
+        for (slot, name) in wanted.enumerate() {
+            match find(name) {
+                Some(i) => slot_of[i] = Some(slot as u8),
+                None if slot == PXNAME => return Err(CsvError::MissingColumn { column: "pxname" }),
+                None if slot == SVNAME => return Err(CsvError::MissingColumn { column: "svname" }),
+                None => missing.push(name),
             }
-            p
-        };
+        }
         let cols = Columns {
-            pxname,
-            svname,
-            row_type: opt("type"),
-            status: opt("status"),
-            scur: opt("scur"),
-            rate: opt("rate"),
-            qcur: opt("qcur"),
-            smax: opt("smax"),
-            slim: opt("slim"),
-            act: opt("act"),
-            bck: opt("bck"),
-            hrsp_4xx: opt("hrsp_4xx"),
-            hrsp_5xx: opt("hrsp_5xx"),
+            has_type: find("type").is_some(),
+            split: slot_of
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(0, |i| i + 1),
+            slot_of,
             count: names.len(),
         };
         Ok((cols, missing))
     }
 
-    fn numeric(&self) -> [Option<usize>; NUMERIC.len()] {
-        [
-            self.scur,
-            self.rate,
-            self.qcur,
-            self.smax,
-            self.slim,
-            self.act,
-            self.bck,
-            self.hrsp_4xx,
-            self.hrsp_5xx,
-        ]
-    }
-
-    /// One data row; `None` if it is malformed.
-    fn row(&self, fields: &[Cow<'_, str>]) -> Option<Sample> {
-        if fields.len() != self.count {
+    /// One data row of `total` fields, from its first fields; `None` if it is malformed. Only
+    /// the fields we read are kept (no vector of all 129 per row).
+    fn row<'a>(&self, total: usize, fields: impl Iterator<Item = Cow<'a, str>>) -> Option<Sample> {
+        if total != self.count {
             return None;
         }
-        let text = |i: Option<usize>| {
-            i.map(|i| fields[i].as_ref())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let proxy = fields[self.pxname].to_string();
-        let svname = fields[self.svname].to_string();
-        if proxy.is_empty() || svname.is_empty() {
-            return None;
+        let mut slots: [Option<Cow<'a, str>>; SLOTS] = Default::default();
+        for (f, slot) in fields.zip(&self.slot_of) {
+            if let Some(slot) = slot {
+                slots[usize::from(*slot)] = Some(f);
+            }
         }
-        let row_type = match self.row_type {
-            Some(i) => RowType::from_code(fields[i].parse().ok()?)?,
-            None => RowType::from_svname(&svname),
+        let field = |slot: usize| slots[slot].as_deref().filter(|s| !s.is_empty());
+        let proxy = field(PXNAME)?.to_string();
+        let svname = field(SVNAME)?.to_string();
+        let row_type = if self.has_type {
+            RowType::from_code(field(TYPE)?.parse().ok()?)?
+        } else {
+            RowType::from_svname(&svname)
         };
         let mut v = [None; NUMERIC.len()];
-        for (slot, col) in v.iter_mut().zip(self.numeric()) {
-            *slot = match col.map(|i| fields[i].as_ref()) {
-                None | Some("") => None,
+        for (k, value) in v.iter_mut().enumerate() {
+            *value = match field(4 + k) {
+                None => None,
                 Some(s) => Some(s.parse::<u64>().ok()?),
             };
         }
@@ -133,7 +125,7 @@ impl Columns {
             proxy,
             svname,
             row_type,
-            status: text(self.status),
+            status: field(STATUS).map(str::to_string),
             counts: Counts {
                 scur,
                 rate,
@@ -149,27 +141,185 @@ impl Columns {
     }
 }
 
-/// Parses a whole stats page.
+/// Parses a whole stats page (no row limit).
 pub fn parse(text: &str) -> Result<Page, CsvError> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines
-        .next()
-        .filter(|l| l.trim_start().starts_with('#'))
-        .ok_or_else(|| CsvError::NoHeader {
-            start: text.chars().take(40).collect(),
-        })?;
-    let (cols, missing_columns) = Columns::from_header(header)?;
-    let mut page = Page {
-        missing_columns,
-        ..Page::default()
-    };
-    for line in lines {
-        match cols.row(&split_fields(line)) {
-            Some(s) => page.samples.push(s),
-            None => page.malformed += 1,
+    let mut r = Reader::new(usize::MAX);
+    r.feed(text.as_bytes());
+    r.finish()
+}
+
+/// Longest line kept; a longer one is skipped as malformed (HAProxy's are a few hundred bytes).
+pub const MAX_LINE: usize = 64 << 10;
+
+/// Reads a stats page line by line as its bytes arrive, keeping at most `max_rows` rows: memory
+/// follows the row limit and the longest line, not the size of the page. Rows beyond the limit
+/// are only counted.
+#[derive(Debug)]
+pub struct Reader {
+    max_rows: usize,
+    cols: Option<Columns>,
+    /// Set when the first line is no header: the rest is ignored.
+    error: Option<CsvError>,
+    page: Page,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    /// The current line is longer than [`MAX_LINE`]: skip to its end.
+    overlong: bool,
+    /// The last header read and its columns: the next page's header is nearly always the same,
+    /// and is then not parsed again.
+    known: Option<(String, Columns, Vec<&'static str>)>,
+}
+
+impl Reader {
+    pub fn new(max_rows: usize) -> Reader {
+        Reader {
+            max_rows,
+            cols: None,
+            error: None,
+            page: Page::default(),
+            partial: Vec::new(),
+            overlong: false,
+            known: None,
         }
     }
-    Ok(page)
+
+    /// Reads the next bytes of the page (split anywhere, even inside a character).
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some(i) = bytes.iter().position(|b| *b == b'\n') {
+            let (head, rest) = (&bytes[..i], &bytes[i + 1..]);
+            if self.overlong || self.partial.len() + head.len() > MAX_LINE {
+                self.page.malformed += 1;
+            } else if self.partial.is_empty() {
+                self.line(head);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(head);
+                self.line(&line);
+            }
+            self.partial.clear();
+            self.overlong = false;
+            bytes = rest;
+        }
+        if self.overlong || self.partial.len() + bytes.len() > MAX_LINE {
+            self.partial.clear();
+            self.overlong = true;
+        } else {
+            self.partial.extend_from_slice(bytes);
+        }
+    }
+
+    /// The page, once every byte was fed.
+    pub fn finish(mut self) -> Result<Page, CsvError> {
+        self.take_page()
+    }
+
+    /// The page, once every byte was fed; the reader is then ready for the next page (of the
+    /// same source: it remembers the header).
+    pub fn take_page(&mut self) -> Result<Page, CsvError> {
+        if self.overlong {
+            self.page.malformed += 1;
+        } else if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line);
+        }
+        self.partial.clear();
+        self.overlong = false;
+        let page = std::mem::take(&mut self.page);
+        let cols = self.cols.take();
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if cols.is_none() {
+            return Err(CsvError::NoHeader {
+                start: String::new(),
+            });
+        }
+        let mut page = page;
+        drop_duplicates(&mut page);
+        Ok(page)
+    }
+
+    fn line(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        // `from_utf8` checks ASCII a word at a time; the lossy decoder only runs on bad input.
+        let line = match std::str::from_utf8(bytes) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
+        if line.trim().is_empty() {
+            return;
+        }
+        let Some(cols) = &self.cols else {
+            if !line.trim_start().starts_with('#') {
+                self.error = Some(CsvError::NoHeader {
+                    start: line.chars().take(40).collect(),
+                });
+                return;
+            }
+            if let Some((text, cols, missing)) = &self.known {
+                if *text == *line {
+                    self.cols = Some(cols.clone());
+                    self.page.missing_columns = missing.clone();
+                    return;
+                }
+            }
+            match Columns::from_header(&line) {
+                Ok((cols, missing)) => {
+                    self.known = Some((line.to_string(), cols.clone(), missing.clone()));
+                    self.cols = Some(cols);
+                    self.page.missing_columns = missing;
+                }
+                Err(e) => self.error = Some(e),
+            }
+            return;
+        };
+        if self.page.samples.len() >= self.max_rows {
+            self.page.over_limit += 1;
+            return;
+        }
+        // Nearly every line has no quotes: its fields are counted (a vectorized byte count)
+        // and split only up to the last column read, without copying or collecting.
+        let row = if line.contains('"') {
+            let fields = split_fields(&line);
+            cols.row(fields.len(), fields.into_iter())
+        } else {
+            let total = line.bytes().filter(|b| *b == b',').count() + 1;
+            cols.row(total, line.split(',').take(cols.split).map(Cow::Borrowed))
+        };
+        match row {
+            Some(s) => self.page.samples.push(s),
+            None => self.page.malformed += 1,
+        }
+    }
+}
+
+/// Keeps the first row of each `pxname`/`svname` pair, counting the others.
+fn drop_duplicates(page: &mut Page) {
+    let keep: Vec<bool> = {
+        let mut seen = std::collections::HashSet::with_capacity(page.samples.len());
+        page.samples
+            .iter()
+            .map(|s| seen.insert((s.proxy.as_str(), s.svname.as_str())))
+            .collect()
+    };
+    if keep.iter().all(|k| *k) {
+        return;
+    }
+    let before = page.samples.len();
+    let mut keep = keep.into_iter();
+    let mut first = None;
+    page.samples.retain(|s| {
+        let k = keep.next().unwrap_or(true);
+        if !k && first.is_none() {
+            first = Some(format!("{}/{}", s.proxy, s.svname));
+        }
+        k
+    });
+    page.duplicates = (before - page.samples.len()) as u64;
+    page.first_duplicate = first;
 }
 
 /// Splits one CSV line. HAProxy quotes a field holding a comma or a quote (`"a,b"`, `""` for a
@@ -287,6 +437,72 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_row_keeps_the_first_and_is_counted() {
+        let text = "# pxname,svname,scur,type,\nbe_dup,BACKEND,4,1,\nbe_dup,BACKEND,9,1,\n\
+                    be_dup,s1,1,2,\nbe_dup,BACKEND,7,1,\nfe,FRONTEND,1,0,\n";
+        let p = parse(text).unwrap();
+        let rows: Vec<(&str, &str, Option<u64>)> = p
+            .samples
+            .iter()
+            .map(|s| (s.proxy.as_str(), s.svname.as_str(), s.counts.scur))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("be_dup", "BACKEND", Some(4)),
+                ("be_dup", "s1", Some(1)),
+                ("fe", "FRONTEND", Some(1))
+            ]
+        );
+        assert_eq!((p.duplicates, p.malformed), (2, 0));
+        assert_eq!(p.first_duplicate.as_deref(), Some("be_dup/BACKEND"));
+    }
+
+    #[test]
+    fn rows_beyond_the_limit_are_counted_not_kept() {
+        let mut text = String::from("# pxname,svname,scur,type,\n");
+        for i in 0..1000 {
+            text.push_str(&format!("be{i},BACKEND,{i},1,\n"));
+        }
+        let mut r = Reader::new(10);
+        r.feed(text.as_bytes());
+        let p = r.finish().unwrap();
+        assert_eq!(p.samples.len(), 10);
+        assert_eq!(p.samples[9].proxy, "be9");
+        assert_eq!((p.over_limit, p.malformed), (990, 0));
+    }
+
+    #[test]
+    fn an_overlong_line_is_malformed_and_the_next_is_read() {
+        let long = "x".repeat(MAX_LINE + 1);
+        let text =
+            format!("# pxname,svname,scur,type,\n{long},BACKEND,1,1,\nbe,BACKEND,2,1,\n{long}");
+        for piece in [7, 4096, text.len()] {
+            let mut r = Reader::new(100);
+            for c in text.as_bytes().chunks(piece) {
+                r.feed(c);
+            }
+            let p = r.finish().unwrap();
+            assert_eq!(p.samples.len(), 1);
+            assert_eq!(p.samples[0].counts.scur, Some(2));
+            assert_eq!(p.malformed, 2, "pieces of {piece}");
+        }
+    }
+
+    /// A reader kept across polls gives each page as a fresh reader would, whether the header
+    /// changes (an upgraded HAProxy) or not.
+    #[test]
+    fn a_reused_reader_reads_each_page_afresh() {
+        let a = "# pxname,svname,scur,type,\nbe,BACKEND,4,1,\nbe,BACKEND,5,1,\n";
+        let b = "# svname,pxname,type,scur,rate,\nBACKEND,be,1,7,2,\n";
+        let mut r = Reader::new(100);
+        for text in [a, a, b, "<html>", a, b, b] {
+            r.feed(text.as_bytes());
+            assert_eq!(r.take_page(), parse(text), "{text}");
+        }
+    }
+
+    #[test]
     fn not_csv() {
         assert!(matches!(
             parse("<html>401 Unauthorized</html>"),
@@ -311,17 +527,52 @@ mod tests {
 
     proptest! {
         #[test]
-        fn never_panics(s in "\\PC*") {
+        fn never_panics(s in any::<String>()) {
             let _ = parse(&s);
         }
 
         #[test]
+        fn never_panics_on_a_header_and_any_text(s in any::<String>()) {
+            let _ = parse(&format!("# pxname,svname,scur,type,status,\n{s}"));
+        }
+
+        /// Bytes arrive in pieces split anywhere (inside a line, inside a character): the
+        /// page is the same as from the whole text.
+        #[test]
+        fn pieces_read_as_the_whole(
+            rows in proptest::collection::vec("[a-zé€😀,0-9]{0,12},(BACKEND|s1),[0-9é]{0,3},[0-3],", 0..12),
+            cuts in proptest::collection::vec(1usize..64, 1..16),
+        ) {
+            let text = format!("# pxname,svname,scur,type,\r\n{}", rows.join("\n"));
+            let whole = parse(&text);
+            let mut r = Reader::new(usize::MAX);
+            let mut rest = text.as_bytes();
+            for c in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (a, b) = rest.split_at((*c).min(rest.len()));
+                r.feed(a);
+                rest = b;
+            }
+            prop_assert_eq!(r.finish(), whole);
+        }
+
+        #[test]
         fn never_panics_on_csv_like_text(
-            rows in proptest::collection::vec("[a-z0-9,\"#\\- ]{0,40}", 0..8)
+            // Any character (multi-byte ones included) among the CSV punctuation.
+            rows in proptest::collection::vec(
+                proptest::collection::vec(
+                    prop_oneof![Just(','), Just('"'), Just('#'), Just('1'), any::<char>()
+                        .prop_filter("one line", |c| !matches!(c, '\n' | '\r'))],
+                    0..40,
+                ).prop_map(|cs| cs.into_iter().collect::<String>()),
+                0..8,
+            )
         ) {
             let text = format!("# pxname,svname,scur,type,status,\n{}", rows.join("\n"));
             let p = parse(&text).unwrap();
-            prop_assert_eq!(p.samples.len() as u64 + p.malformed, rows.iter().filter(|r| !r.trim().is_empty()).count() as u64);
+            prop_assert_eq!(p.samples.len() as u64 + p.malformed + p.duplicates, rows.iter().filter(|r| !r.trim().is_empty()).count() as u64);
         }
     }
 }

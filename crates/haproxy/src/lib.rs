@@ -10,7 +10,8 @@
 //! - [`csv`]: parsing it by header name.
 //! - [`sample`]: the rows as typed values; unknown is `None`, never 0.
 //! - [`monitor`]: a fixed-rate poll task per server, row selection, starting everything.
-//! - [`sink`]: logfile, GELF and PRTG tasks with bounded queues and error counters.
+//! - [`sink`]: the backend types (a module each: config, checks, build, sink) and the
+//!   tasks/threads that run them with bounded queues and error counters.
 //! - [`snapshot`], [`metrics`]: the latest poll per server and its Prometheus exposition.
 //! - [`applog`]: the monitor's own log as the `logging` section says.
 

@@ -95,7 +95,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("haproxysessionmon: {e}");
+            // Once: the log line above is on stderr (or in the journal) already, unless the
+            // log goes only to a file.
+            if !cli.journal && !cfg.logging.console {
+                eprintln!("haproxysessionmon: {e}");
+            }
             ExitCode::from(1)
         }
     }

@@ -216,6 +216,18 @@ fn encode_polled(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fm
         "Stats rows skipped because they could not be read.",
         per_server(snaps, |s| Some(s.malformed_rows)),
     )?;
+    counter(
+        e,
+        "haproxysessionmon_duplicate_rows",
+        "Stats rows skipped because an earlier row had the same pxname and svname.",
+        per_server(snaps, |s| Some(s.duplicate_rows)),
+    )?;
+    counter(
+        e,
+        "haproxysessionmon_rows_over_limit",
+        "Stats rows skipped because the page had more rows than max-rows.",
+        per_server(snaps, |s| Some(s.rows_over_limit)),
+    )?;
     encode_rows(e, snaps)
 }
 
@@ -258,6 +270,12 @@ impl Collector for SessionCollector {
             "haproxysessionmon_sink_dropped",
             "Batches dropped because the sink was still busy with earlier ones.",
             sink(|s| s.dropped.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            &mut e,
+            "haproxysessionmon_sink_skipped_messages",
+            "Messages left out of delivered batches (a GELF message larger than 128 chunks).",
+            sink(|s| s.skipped.load(Ordering::Relaxed)),
         )
     }
 }
@@ -307,6 +325,7 @@ mod tests {
     fn rows_and_health() {
         let sinks = Arc::new(vec![Arc::new(SinkStats::new("g", "gelf"))]);
         sinks[0].errors.fetch_add(2, Ordering::Relaxed);
+        sinks[0].skipped.fetch_add(3, Ordering::Relaxed);
         let x = exposition(store(), vec!["lb".into(), "down".into()], sinks);
         let (_, text) = x.render(None);
         let m = Metrics::parse(&text);
@@ -352,6 +371,13 @@ mod tests {
                 &[("backend", "g"), ("type", "gelf")]
             ),
             Some(2.0)
+        );
+        assert_eq!(
+            v(
+                "haproxysessionmon_sink_skipped_messages_total",
+                &[("backend", "g"), ("type", "gelf")]
+            ),
+            Some(3.0)
         );
         assert!(v(
             "haproxysessionmon_snapshot_age_seconds",

@@ -1,9 +1,9 @@
 //! One poll task per HAProxy on a fixed-rate schedule, the sinks they feed, and the
 //! `/metrics` servers of the `prometheus` backends: the whole running monitor.
 
-use crate::config::{Backend, Config, Server};
+use crate::config::{Config, Server};
 use crate::sample::{Batch, RowType, Sample};
-use crate::sink::{self, gelf::GelfSink, logfile, prtg::PrtgSink, Sink, SinkHandle, SinkStats};
+use crate::sink::{self, logfile, Built, SinkHandle, SinkStats};
 use crate::snapshot::{ServerSnapshot, Snapshots};
 use crate::source::Source;
 use custos_kit::snapshot::Snapshot as _;
@@ -45,11 +45,22 @@ pub struct Poller {
     source: Result<Source, String>,
     endpoint: Arc<str>,
     timeout: Duration,
+    /// Reads each page as it arrives; kept across polls (it remembers the header).
+    reader: crate::csv::Reader,
     selection: Selection,
     sinks: Vec<SinkHandle>,
     snap: ServerSnapshot,
     /// Columns missing in the last page, to log a change once.
     missing: Vec<&'static str>,
+    /// Rows the last page skipped, to log a change once.
+    last: Skipped,
+}
+
+/// Rows a page skipped, by reason.
+#[derive(Debug, Default, Clone, Copy)]
+struct Skipped {
+    duplicates: u64,
+    over_limit: u64,
 }
 
 impl Poller {
@@ -59,10 +70,12 @@ impl Poller {
             source,
             endpoint: server.endpoint_display().into(),
             timeout: server.timeout(),
+            reader: crate::csv::Reader::new(server.max_rows()),
             selection: Selection::of(server),
             sinks,
             snap: ServerSnapshot::empty(id),
             missing: Vec::new(),
+            last: Skipped::default(),
         }
     }
 
@@ -78,11 +91,15 @@ impl Poller {
         self.snap.fetches += 1;
         let page = match &self.source {
             Err(e) => Err(("setup", e.clone())),
-            Ok(src) => match src.fetch(self.timeout).await {
-                Err(e) => Err((e.kind(), e.to_string())),
-                Ok(text) => crate::csv::parse(&text)
-                    .map_err(|e| ("parse", format!("{}: {e}", self.endpoint))),
-            },
+            Ok(src) => {
+                let fetched = src.fetch(self.timeout, &mut self.reader).await;
+                // Taken either way, so a failed fetch leaves nothing for the next page.
+                let page = self.reader.take_page();
+                match fetched {
+                    Err(e) => Err((e.kind(), e.to_string())),
+                    Ok(()) => page.map_err(|e| ("parse", format!("{}: {e}", self.endpoint))),
+                }
+            }
         };
         self.snap.fetch_duration = Some(t0.elapsed());
         let server = self.snap.server.clone();
@@ -104,6 +121,20 @@ impl Poller {
                 if page.malformed > 0 {
                     tracing::warn!(server = %server, skipped = page.malformed, "unreadable stats rows skipped");
                 }
+                // Said once when it starts (it would repeat every poll), again after it stopped.
+                if page.duplicates > 0 && self.last.duplicates == 0 {
+                    tracing::warn!(server = %server, skipped = page.duplicates,
+                        first = page.first_duplicate.as_deref().unwrap_or(""),
+                        "stats rows repeating an earlier row's pxname and svname skipped (the first is kept)");
+                }
+                if page.over_limit > 0 && self.last.over_limit == 0 {
+                    tracing::warn!(server = %server, kept = page.samples.len(), skipped = page.over_limit,
+                        "the stats page has more rows than max-rows; the rest are skipped");
+                }
+                self.last = Skipped {
+                    duplicates: page.duplicates,
+                    over_limit: page.over_limit,
+                };
                 if page.missing_columns != self.missing {
                     if !page.missing_columns.is_empty() {
                         tracing::info!(server = %server, columns = ?page.missing_columns,
@@ -113,6 +144,8 @@ impl Poller {
                 }
                 self.snap.up = true;
                 self.snap.malformed_rows += page.malformed;
+                self.snap.duplicate_rows += page.duplicates;
+                self.snap.rows_over_limit += page.over_limit;
                 self.snap.last_error = None;
                 self.snap.data_time = Some(time);
                 let batch = Arc::new(Batch {
@@ -181,23 +214,16 @@ pub async fn run(cfg: &Config, reopen: logfile::Reopen) -> Result<(), RunError> 
     let mut handles: BTreeMap<&str, SinkHandle> = BTreeMap::new();
     let mut stats = Vec::new();
     let mut listeners: Vec<(&str, SocketAddr)> = Vec::new();
+    let ctx = sink::Context { reopen };
     for (id, b) in &cfg.backends {
-        let sink = match b {
-            Backend::Logfile(l) => Sink::Logfile(logfile::LogfileSink::new(
-                l.file().to_path_buf(),
-                Arc::clone(&reopen),
-            )),
-            Backend::Gelf(g) => Sink::Gelf(GelfSink::new(g.clone())),
-            Backend::Prtg(p) => {
-                Sink::Prtg(PrtgSink::new(p.clone()).map_err(|source| RunError::Sink {
-                    id: id.clone(),
-                    source,
-                })?)
-            }
-            Backend::Prometheus(p) => {
-                if let Ok(addr) = p.addr() {
-                    listeners.push((id, addr));
-                }
+        let built = b.config().build(&ctx).map_err(|source| RunError::Sink {
+            id: id.clone(),
+            source,
+        })?;
+        let sink = match built {
+            Built::Sink(sink) => sink,
+            Built::Listen(addr) => {
+                listeners.push((id, addr));
                 continue;
             }
         };

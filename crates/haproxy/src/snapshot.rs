@@ -28,6 +28,10 @@ pub struct ServerSnapshot {
     pub errors: [u64; FETCH_ERROR_KINDS.len()],
     /// Rows skipped because they could not be read.
     pub malformed_rows: u64,
+    /// Rows skipped because an earlier row of the page had the same proxy and server.
+    pub duplicate_rows: u64,
+    /// Rows skipped because the page had more than `max-rows`.
+    pub rows_over_limit: u64,
     /// The last error (never holds a secret).
     pub last_error: Option<String>,
 }

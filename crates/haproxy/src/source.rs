@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Largest stats page accepted; a 2,000-server HAProxy writes about 1.5 MB.
+/// Largest stats page read (its rows beyond `max-rows` are only counted); a 2,000-server
+/// HAProxy writes about 1.5 MB.
 pub const MAX_PAGE: usize = 32 << 20;
 
 /// Why a fetch failed. Messages name the endpoint without credentials.
@@ -124,15 +125,20 @@ impl Source {
         }
     }
 
-    /// Fetches one whole page within `timeout`.
-    pub async fn fetch(&self, timeout: Duration) -> Result<String, FetchError> {
+    /// Fetches one whole page within `timeout`, feeding its bytes to `page` as they arrive
+    /// (the page is never held whole).
+    pub async fn fetch(
+        &self,
+        timeout: Duration,
+        page: &mut crate::csv::Reader,
+    ) -> Result<(), FetchError> {
         let endpoint = self.endpoint().to_string();
         let work = async {
             match self {
                 Source::Http {
                     client, url, auth, ..
-                } => fetch_http(client, url, auth.as_ref(), &endpoint).await,
-                Source::Socket { path, .. } => fetch_socket(path, &endpoint).await,
+                } => fetch_http(client, url, auth.as_ref(), &endpoint, page).await,
+                Source::Socket { path, .. } => fetch_socket(path, &endpoint, page).await,
             }
         };
         match tokio::time::timeout(timeout, work).await {
@@ -147,7 +153,8 @@ async fn fetch_http(
     url: &str,
     auth: Option<&(String, Secret)>,
     endpoint: &str,
-) -> Result<String, FetchError> {
+    page: &mut crate::csv::Reader,
+) -> Result<(), FetchError> {
     let mut req = client.get(url);
     if let Some((user, pass)) = auth {
         req = req.basic_auth(user, Some(pass.expose()));
@@ -172,29 +179,29 @@ async fn fetch_http(
             })
         }
     }
-    let mut body = Vec::new();
+    let mut total = 0usize;
     while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Read {
         endpoint: endpoint.to_string(),
         reason: error_chain(&e.without_url()),
     })? {
-        if body.len() + chunk.len() > MAX_PAGE {
+        total += chunk.len();
+        if total > MAX_PAGE {
             return Err(FetchError::TooLarge {
                 endpoint: endpoint.to_string(),
                 max: MAX_PAGE,
             });
         }
-        body.extend_from_slice(&chunk);
+        page.feed(&chunk);
     }
-    Ok(into_text(body))
-}
-
-/// The page as text: without a copy when it is UTF-8, as it always is.
-fn into_text(body: Vec<u8>) -> String {
-    String::from_utf8(body).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    Ok(())
 }
 
 /// `show stat` on the runtime API: one command per connection, HAProxy closes after the answer.
-async fn fetch_socket(path: &std::path::Path, endpoint: &str) -> Result<String, FetchError> {
+async fn fetch_socket(
+    path: &std::path::Path,
+    endpoint: &str,
+    page: &mut crate::csv::Reader,
+) -> Result<(), FetchError> {
     let mut s = tokio::net::UnixStream::connect(path)
         .await
         .map_err(|e| FetchError::Connect {
@@ -206,19 +213,22 @@ async fn fetch_socket(path: &std::path::Path, endpoint: &str) -> Result<String, 
         reason: e.to_string(),
     };
     s.write_all(b"show stat\n").await.map_err(read_err)?;
-    let mut body = Vec::new();
-    (&mut s)
-        .take(MAX_PAGE as u64 + 1)
-        .read_to_end(&mut body)
-        .await
-        .map_err(read_err)?;
-    if body.len() > MAX_PAGE {
-        return Err(FetchError::TooLarge {
-            endpoint: endpoint.to_string(),
-            max: MAX_PAGE,
-        });
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0usize;
+    loop {
+        let n = s.read(&mut buf).await.map_err(read_err)?;
+        if n == 0 {
+            return Ok(());
+        }
+        total += n;
+        if total > MAX_PAGE {
+            return Err(FetchError::TooLarge {
+                endpoint: endpoint.to_string(),
+                max: MAX_PAGE,
+            });
+        }
+        page.feed(&buf[..n]);
     }
-    Ok(into_text(body))
 }
 
 /// A client with the server's own TLS options (`ca-file`, `insecure`).

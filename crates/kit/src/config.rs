@@ -4,27 +4,40 @@
 //! semantic problems through [`ConfigError::invalid`], so every message has the same shape:
 //! `/etc/x.yaml: clients[0].burp_port: invalid value "0": must be 1-65535`.
 //!
+//! **One entry point.** A binary loads its file with [`load`] (path, [`Format`], [`Strictness`]);
+//! its handlers' entries (typed once their `type` is known) are read through [`Entry`].
+//!
 //! **Unknown keys.** Every original custos replaces ignores keys it does not read, and their own
-//! README examples carry such keys, so the `*_with` loaders ([`load_yaml_with`],
-//! [`parse_yaml_with`], [`parse_json_with`]) treat a key nothing reads as a warning naming file,
-//! key path and the nearest known key, and the program runs; [`Strictness::Strict`] (a binary's
-//! `--strict`) makes it an error. Keep `deny_unknown_fields` on config structs: the loader learns
+//! README examples carry such keys, so [`load`] treats a key nothing reads as a warning naming
+//! file, key path and the nearest known key (returned for the caller to report with
+//! [`check_unknown`]), and the program runs; [`Strictness::Strict`] (a binary's `--strict`)
+//! makes it an error. Keep `deny_unknown_fields` on config structs: the loader learns
 //! the known sibling keys from serde's "unknown field" error, drops the key and deserializes
 //! again. Keys skipped by structs without it are still found (`serde_ignored`), without a
-//! nearest key. Callers that deserialize parts of a document themselves use
-//! [`from_json_value`] and then [`check_unknown`].
+//! nearest key. Handler entries deserialized on their own ([`Entry::take`]) collect theirs the
+//! same way. A nearest key is offered only when it is close: a far-off hint sends the user the
+//! wrong way.
+//!
+//! **Missing keys.** serde's "missing field" hides the cause; the loader names it: a close
+//! unknown key at the same place is the typo ([`ConfigError::misspelt`]), a key of that name
+//! elsewhere was indented into the wrong mapping, and a syntax error further down (a broken
+//! indent) is reported instead of the "missing field" the parser met first.
 
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod entry;
+mod missing;
 mod secret;
 mod unknown;
+pub mod values;
+pub use entry::{common, split, Entry, Invalid, Validate};
 pub use secret::Secret;
 use unknown::nearest_hint;
 pub use unknown::{
-    check_unknown, from_json_value, load_yaml_with, nearest_known, parse_json_lenient,
-    parse_json_with, parse_yaml_lenient, parse_yaml_with, Strictness, UnknownKey,
+    check_unknown, nearest_known, parse_json_lenient, parse_json_with, parse_yaml_lenient,
+    Strictness, UnknownKey,
 };
 
 /// A config file could not be read, parsed or validated.
@@ -95,6 +108,34 @@ impl ConfigError {
         }
     }
 
+    /// A required key (`wanted`) is missing and an unknown key (`typo`, at key path `key`,
+    /// on `line` of the file when known) looks like it: name both, the typo first.
+    pub fn misspelt(
+        file: impl Into<PathBuf>,
+        key: impl Into<String>,
+        typo: &str,
+        wanted: &str,
+        line: Option<usize>,
+    ) -> Self {
+        let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        ConfigError::Parse {
+            file: file.into(),
+            key: KeyPrefix(key.into()),
+            message: format!(
+                "unknown key `{typo}`{line}, did you mean `{wanted}`? (`{wanted}` is required)"
+            ),
+        }
+    }
+
+    /// The required key a "missing field" error is about (for callers that know more keys of
+    /// the mapping than the part that failed, and look for its typo there).
+    pub fn missing_key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Parse { message, .. } => missing::missing_field(message),
+            _ => None,
+        }
+    }
+
     /// The key path the error is about, if any (used by tests and callers that re-word errors).
     pub fn key(&self) -> Option<&str> {
         match self {
@@ -118,6 +159,15 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
 pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
     let de = yaml_serde::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
+        // A document broken further down (a bad indent) can fail as "missing field" before
+        // the parser reaches the broken line: the syntax error is the cause.
+        if let Err(syntax) = yaml_serde::from_str::<yaml_serde::Value>(text) {
+            return ConfigError::Parse {
+                file: file.to_owned(),
+                key: KeyPrefix(String::new()),
+                message: syntax.to_string(),
+            };
+        }
         let key = e.path().to_string();
         let message = e.into_inner().to_string();
         // The YAML parser already prefixes some messages with the path; say it once.
@@ -128,7 +178,7 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
         ConfigError::Parse {
             file: file.to_owned(),
             key: KeyPrefix(key),
-            message,
+            message: unknown::plain_types(&message),
         }
     })
 }
@@ -136,10 +186,20 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
 /// Parses JSON text (already read from `file`) into `T`, naming the failing key path.
 pub fn parse_json<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigError::Parse {
-        file: file.to_owned(),
-        key: KeyPrefix(e.path().to_string()),
-        message: e.into_inner().to_string(),
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // As for YAML: a syntax error further down is the cause of an earlier "missing field".
+        if let Err(syntax) = serde_json::from_str::<serde_json::Value>(text) {
+            return ConfigError::Parse {
+                file: file.to_owned(),
+                key: KeyPrefix(String::new()),
+                message: syntax.to_string(),
+            };
+        }
+        ConfigError::Parse {
+            file: file.to_owned(),
+            key: KeyPrefix(e.path().to_string()),
+            message: unknown::plain_types(&e.into_inner().to_string()),
+        }
     })?;
     de.end().map_err(|e| ConfigError::Parse {
         file: file.to_owned(),
@@ -149,9 +209,46 @@ pub fn parse_json<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
     Ok(value)
 }
 
-/// Reads and parses a YAML config file.
-pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    parse_yaml(path, &read(path)?)
+/// The format of a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+/// A config file as [`load`] read it.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub value: T,
+    /// The file's text, for the lines of errors found by later checks.
+    pub text: String,
+    /// Keys nothing read, for the caller to report with [`check_unknown`] (with
+    /// [`Strictness::Warn`]; [`Strictness::Strict`] made the first one an error already).
+    pub unknown: Vec<UnknownKey>,
+}
+
+/// The one way a binary loads its config file: read it, parse it with errors that name file,
+/// key path and value, and decide about the keys nothing reads. The keys are returned rather
+/// than logged, because a binary may set up its log from the file, or find more such keys in
+/// checks of its own (then it passes `Warn` here and decides after them).
+pub fn load<T: DeserializeOwned>(
+    path: &Path,
+    format: Format,
+    strictness: Strictness,
+) -> Result<Loaded<T>, ConfigError> {
+    let text = read(path)?;
+    let (value, unknown) = match format {
+        Format::Yaml => parse_yaml_lenient(path, &text)?,
+        Format::Json => parse_json_lenient(path, &text)?,
+    };
+    if strictness == Strictness::Strict {
+        check_unknown(path, &unknown, strictness)?;
+    }
+    Ok(Loaded {
+        value,
+        text,
+        unknown,
+    })
 }
 
 /// Logs a warning when a file that holds secrets can be read by group or others.
@@ -238,6 +335,70 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("servers[0]"), "{msg}");
         assert!(msg.contains("missing field `port`"), "{msg}");
+    }
+
+    #[test]
+    fn json_syntax_error_after_a_missing_field_is_the_one_reported() {
+        // serde_json meets the end of servers[0] (no `port`) before the broken line.
+        let err = parse_json::<Root>(
+            Path::new("j.json"),
+            "{\"servers\": [{\"name\": \"a\"}]\n \"x\" }",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains("missing field"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        let err = parse_json_lenient::<Root>(
+            Path::new("j.json"),
+            "{\"servers\": [{\"name\": \"a\"}]\n \"x\" }",
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("missing field"), "{err}");
+        let err = parse_json::<Root>(
+            Path::new("j.json"),
+            r#"{"servers":[{"name":"a","port":"x"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("expected a whole number 0-65535"),
+            "{err}"
+        );
+    }
+
+    /// `load` reads the file in its format; a key nothing reads is returned with its nearest
+    /// known key, or is the error when strict.
+    #[test]
+    fn load_reads_either_format_and_decides_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("custos-kit-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = dir.join("c.yaml");
+        std::fs::write(
+            &yaml,
+            "servers:
+  - name: a
+    port: 1
+    prot: 2
+",
+        )
+        .unwrap();
+        let l = load::<Root>(&yaml, Format::Yaml, Strictness::Warn).unwrap();
+        assert_eq!(l.value.servers[0].port, 1);
+        assert_eq!(l.text, std::fs::read_to_string(&yaml).unwrap());
+        let keys: Vec<_> = l
+            .unknown
+            .iter()
+            .map(|k| (k.key.as_str(), k.nearest.as_deref()))
+            .collect();
+        assert_eq!(keys, [("servers[0].prot", Some("port"))]);
+        let e = load::<Root>(&yaml, Format::Yaml, Strictness::Strict).unwrap_err();
+        assert_eq!(e.key(), Some("servers[0].prot"));
+        let json = dir.join("c.json");
+        std::fs::write(&json, r#"{"servers":[{"name":"a","port":"x"}]}"#).unwrap();
+        let e = load::<Root>(&json, Format::Json, Strictness::Warn).unwrap_err();
+        assert!(e.to_string().contains("servers[0].port"), "{e}");
+        let e = load::<Root>(&dir.join("none.yaml"), Format::Yaml, Strictness::Warn).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -10,12 +10,14 @@ mod server;
 pub use server::{serve_listener, ConnectionStats, Limits};
 
 use crate::exposition::{self, Exposition};
+use axum::body::Body;
 use axum::{
     http::{header, HeaderMap, HeaderValue},
     response::{Html, IntoResponse, Response},
     routing::get,
     Extension, Router,
 };
+use bytes::Bytes;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 /// A landing page: the binary's name, a line of description and links.
@@ -60,21 +62,25 @@ pub async fn render(
         .map(str::to_owned);
     let rendered = tokio::task::spawn_blocking(move || {
         let accept = accept.as_deref();
-        let (content_type, mut body) = exposition.render(accept);
+        let (content_type, mut parts) = exposition.render_parts(accept);
         if let Some(stats) = stats {
             let (_, extra) = exposition::encode(stats.registry(), accept);
             if content_type == exposition::OPENMETRICS {
                 // One `# EOF` at the very end: the server's part brings its own.
-                body.truncate(body.strip_suffix("# EOF\n").map_or(body.len(), str::len));
+                if let Some(last) = parts.last_mut() {
+                    if last.ends_with(b"# EOF\n") {
+                        last.truncate(last.len() - b"# EOF\n".len());
+                    }
+                }
             }
-            body.push_str(&extra);
+            parts.push(Bytes::from(extra));
         }
-        (content_type, body)
+        (content_type, parts)
     })
     .await;
     match rendered {
-        Ok((content_type, body)) => {
-            let mut resp = body.into_response();
+        Ok((content_type, parts)) => {
+            let mut resp = Body::new(Parts::new(parts)).into_response();
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             resp
@@ -83,6 +89,50 @@ pub async fn render(
             tracing::error!("rendering metrics failed: {e}");
             axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+/// A response body sent as the parts it was rendered in: the cached part of an exposition is
+/// shared, not copied into one string per scrape (with many concurrent scrapes of a large
+/// exposition those copies were most of the exporter's memory). Its exact length is known,
+/// so the response keeps its `Content-Length`.
+struct Parts {
+    parts: std::collections::VecDeque<Bytes>,
+    len: u64,
+}
+
+impl Parts {
+    fn new(parts: Vec<Bytes>) -> Parts {
+        let len = parts.iter().map(|p| p.len() as u64).sum();
+        Parts {
+            parts: parts.into_iter().filter(|p| !p.is_empty()).collect(),
+            len,
+        }
+    }
+}
+
+impl http_body::Body for Parts {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let next = this.parts.pop_front();
+        if let Some(p) = &next {
+            this.len -= p.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|p| Ok(http_body::Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.len)
     }
 }
 
@@ -190,6 +240,22 @@ mod tests {
         );
         assert!(m.body.contains("custos_http_connections_refused_total 0\n"));
         assert!(l.body.contains("demo &lt;page&gt;"));
+        // Sent in parts, but with its exact length, and one `# EOF` at the very end.
+        let om = tokio::task::spawn_blocking(move || {
+            http_get(addr, "/metrics", Some("application/openmetrics-text")).unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            om.header("content-length").map(str::to_owned),
+            Some(om.body.len().to_string())
+        );
+        assert!(om.body.contains("kit_test_value 42\n"));
+        assert!(om.body.ends_with("# EOF\n") && om.body.matches("# EOF").count() == 1);
+        assert_eq!(
+            m.header("content-length").map(str::to_owned),
+            Some(m.body.len().to_string())
+        );
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

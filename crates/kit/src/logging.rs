@@ -31,7 +31,7 @@ pub fn init_level(default: &str, journal: bool) {
 /// run printed nothing).
 pub fn init_with_tail(default: &str, journal: bool, tail: Option<LogTail>) {
     let tail = tail.map(|t| t.with_filter(LevelFilter::INFO));
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = default_filter(default);
     if journal {
         match tracing_journald::layer() {
             Ok(layer) => {
@@ -53,6 +53,26 @@ pub fn init_with_tail(default: &str, journal: bool, tail: Option<LogTail>) {
         .with(tail)
         .with(fmt.with_filter(filter))
         .try_init();
+}
+
+/// Libraries whose own debug lines (a line per connection, pool checkout and frame) would
+/// drown a binary's at `-d`; they stay at info unless `RUST_LOG` names them.
+pub const CHATTY_LIBRARIES: [&str; 5] = ["hyper", "hyper_util", "h2", "reqwest", "rustls"];
+
+/// `RUST_LOG` if set, else `default` (`info`, `debug`, ...) with [`CHATTY_LIBRARIES`] kept at
+/// info when `default` is more verbose.
+pub fn default_filter(default: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives(default)))
+}
+
+fn directives(default: &str) -> String {
+    let mut d = default.to_string();
+    if matches!(default, "debug" | "trace") {
+        for lib in CHATTY_LIBRARIES {
+            d.push_str(&format!(",{lib}=info"));
+        }
+    }
+    d
 }
 
 /// The last log lines of this process (`LEVEL target: message key=value ...`), bounded.
@@ -121,6 +141,23 @@ impl<S: Subscriber> Layer<S> for LogTail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_keeps_library_debug_lines_out() {
+        let tail = LogTail::new(10);
+        let filter = EnvFilter::new(directives("debug"));
+        let sub = tracing_subscriber::registry().with(tail.clone().with_filter(filter));
+        tracing::subscriber::with_default(sub, || {
+            tracing::debug!(target: "hyper_util::client::legacy::pool", "pooling idle connection");
+            tracing::debug!(target: "reqwest::connect", "starting new connection");
+            tracing::debug!(target: "h2::codec", "frame");
+            tracing::info!(target: "hyper", "kept: info");
+            tracing::debug!(target: "custos_haproxy::monitor", "kept: ours");
+        });
+        let lines = tail.lines();
+        assert_eq!(lines, [" INFO kept: info", "DEBUG kept: ours"], "{lines:?}");
+        assert_eq!(directives("info"), "info");
+    }
 
     #[test]
     fn the_tail_keeps_the_last_lines_with_their_fields() {

@@ -1,6 +1,6 @@
 //! smart_exporter_helper: the root half of the S.M.A.R.T. exporter.
 //!
-//! Small on purpose (std, the wire crate, serde_json and rustix): it finds drives with
+//! Small on purpose (std, the wire crate, serde_json, custos-process and rustix): it finds drives with
 //! `smartctl --scan-open`, reads each with `smartctl --json` (killed after a timeout, a few at
 //! a time), and writes each device as a frame, as soon as it is read, to whoever connects to
 //! its UNIX socket, then the end of the sweep. It

@@ -1,125 +1,31 @@
 //! Running smartctl: one process per call, bounded in time and output.
 //!
 //! A hung smartctl (a dying disk, a wedged controller) must cost one device its data, never
-//! the whole sweep: the output is read by a thread, the caller waits at most until the
-//! deadline, then kills the process and moves on.
-//!
-//! Each run gets its own process group and a timeout kills the whole group: a `--smartctl`
-//! wrapper that forks (`sleep 600 & sleep 600`) would otherwise leave its children running,
-//! holding the pipe and its reader thread. std has no `killpg`; `rustix` (features `process`
-//! and `fs`, no crates beyond `bitflags` and `linux-raw-sys`) gives a checked one, which we
-//! prefer to a second hand-written `unsafe` FFI declaration in a root process.
+//! the whole sweep. custos-process runs it in its own process group and kills the whole
+//! group at the deadline: a `--smartctl` wrapper that forks (`sleep 600 & sleep 600`) would
+//! otherwise leave its children running, holding the pipe.
 
 use crate::cli::{ManualDevice, Options};
-use rustix::process::{kill_process_group, Pid, Signal};
-use std::io::Read;
-use std::os::unix::process::CommandExt;
+use custos_process::{Output, ProcessError, Spawn};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// The most output kept from one smartctl run (a full `--xall` of a SAS drive is ~60 KiB).
 pub const MAX_OUTPUT: usize = 1024 * 1024;
 
-/// How one smartctl run ended.
-#[derive(Debug)]
-pub enum RunResult {
-    /// It exited; its stdout (at most [`MAX_OUTPUT`] bytes, `truncated` if there was more).
-    Exited {
-        status: ExitStatus,
-        stdout: Vec<u8>,
-        truncated: bool,
-    },
-    /// It ran past the deadline and was killed.
-    TimedOut,
-    /// It could not be started or read.
-    Failed(String),
-}
-
-/// Runs `program args` with no stdin and stderr, waiting at most `timeout`.
-pub fn run(program: &Path, args: &[String], timeout: Duration) -> RunResult {
-    let deadline = Instant::now() + timeout;
-    let mut child = match Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .env("LC_ALL", "C")
-        .process_group(0)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return RunResult::Failed(format!("cannot run {}: {e}", program.display())),
-    };
-    let Some(mut stdout) = child.stdout.take() else {
-        kill(&mut child);
-        return RunResult::Failed("no stdout pipe".into());
-    };
-    let (tx, rx) = mpsc::channel();
-    // Detached: it ends when every holder of the pipe is gone, which the group kill on a
-    // timeout ensures; nobody waits for it.
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let r = (&mut stdout)
-            .take(MAX_OUTPUT as u64 + 1)
-            .read_to_end(&mut buf);
-        let _ = tx.send(r.map(|_| buf));
-    });
-    let remaining = || deadline.saturating_duration_since(Instant::now());
-    match rx.recv_timeout(remaining()) {
-        Ok(Ok(mut stdout)) => {
-            let truncated = stdout.len() > MAX_OUTPUT;
-            stdout.truncate(MAX_OUTPUT);
-            match wait_until(&mut child, deadline) {
-                Some(status) => RunResult::Exited {
-                    status,
-                    stdout,
-                    truncated,
-                },
-                None => RunResult::TimedOut,
-            }
-        }
-        Ok(Err(e)) => {
-            kill(&mut child);
-            RunResult::Failed(format!("reading smartctl output: {e}"))
-        }
-        Err(_) => {
-            kill(&mut child);
-            RunResult::TimedOut
-        }
-    }
-}
-
-/// Waits for `child` until `deadline`; kills it and returns `None` if it is still running.
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    // stdout is closed, so the process is exiting: poll briefly rather than block for ever.
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            _ => {
-                kill(child);
-                return None;
-            }
-        }
-    }
-}
-
-/// Kills `child`'s whole process group (it leads one: `process_group(0)`), then reaps it.
-fn kill(child: &mut Child) {
-    kill_group(child);
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// SIGKILL to the group `child` leads. Called only before `child` is reaped: until then its
-/// pid (= the group id) cannot be reused, so this never hits another process's group.
-fn kill_group(child: &Child) {
-    if let Some(pgid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
-        // ESRCH (the group is already empty) is the usual, fine case.
-        let _ = kill_process_group(pgid, Signal::KILL);
-    }
+/// Runs `program args` with no stdin and no stderr, waiting at most `timeout`; its exit
+/// status (a bitmask: any value) and stdout, or why there is none (not found, timed out,
+/// killed by a signal, more than [`MAX_OUTPUT`] bytes).
+pub fn run(program: &Path, args: &[String], timeout: Duration) -> Result<Output, ProcessError> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).env("LC_ALL", "C");
+    let name = program.display().to_string();
+    custos_process::run(
+        Spawn::new(name, cmd).stderr(Stdio::null()),
+        timeout,
+        MAX_OUTPUT,
+    )
 }
 
 /// Arguments of `smartctl --scan-open`.
@@ -225,47 +131,45 @@ mod tests {
 
     #[test]
     fn a_hanging_process_is_killed_at_the_deadline() {
-        let t = Instant::now();
+        let t = std::time::Instant::now();
         let r = run(
             Path::new("sh"),
             &["-c".into(), "exec sleep 30".into()],
             Duration::from_millis(200),
         );
-        assert!(matches!(r, RunResult::TimedOut), "{r:?}");
+        assert!(matches!(r, Err(ProcessError::TimedOut { .. })), "{r:?}");
         assert!(t.elapsed() < Duration::from_secs(5));
-        let r = run(
+        let out = run(
             Path::new("sh"),
             &["-c".into(), "echo '{}'; exit 4".into()],
             Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(out.exit.code, 4);
+        assert_eq!(out.stdout, b"{}\n");
+        let r = run(
+            Path::new("/nonexistent/smartctl"),
+            &[],
+            Duration::from_secs(1),
         );
-        match r {
-            RunResult::Exited { status, stdout, .. } => {
-                assert_eq!(status.code(), Some(4));
-                assert_eq!(stdout, b"{}\n");
-            }
-            r => panic!("{r:?}"),
-        }
-        assert!(matches!(
-            run(
-                Path::new("/nonexistent/smartctl"),
-                &[],
-                Duration::from_secs(1)
-            ),
-            RunResult::Failed(_)
-        ));
-        // More output than the cap: cut off, flagged, the process ends (SIGPIPE).
-        match run(
+        assert!(matches!(r, Err(ProcessError::NotFound { .. })), "{r:?}");
+        // More output than the cap: refused, and the process is killed at once.
+        let t = std::time::Instant::now();
+        let r = run(
             Path::new("sh"),
             &["-c".into(), "exec yes".into()],
             Duration::from_secs(20),
-        ) {
-            RunResult::Exited {
-                stdout, truncated, ..
-            } => {
-                assert!(truncated);
-                assert_eq!(stdout.len(), MAX_OUTPUT);
-            }
-            r => panic!("{r:?}"),
-        }
+        );
+        assert!(
+            matches!(
+                r,
+                Err(ProcessError::OutputTooLarge {
+                    limit: MAX_OUTPUT,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10));
     }
 }

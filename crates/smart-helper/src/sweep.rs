@@ -4,10 +4,10 @@
 use crate::cli::{ManualDevice, Options};
 use crate::glob;
 use crate::log::{debug, info, warning};
-use crate::smartctl::{self, RunResult};
+use crate::smartctl;
+use custos_process::ProcessError;
 use custos_smart_wire::{DeviceReport, Outcome, Scan, Source, Summary};
 use serde_json::value::RawValue;
-use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,9 +62,9 @@ fn wanted(opts: &Options, path: &str) -> bool {
 fn scan(opts: &Options) -> (Scan, Vec<ManualDevice>) {
     let mut scan = Scan::default();
     match smartctl::run(&opts.smartctl, &smartctl::scan_args(), opts.device_timeout) {
-        RunResult::Exited { status, stdout, .. } => {
-            scan.exit_status = status.code();
-            match serde_json::from_slice::<serde_json::Value>(&stdout) {
+        Ok(out) => {
+            scan.exit_status = Some(out.exit.code);
+            match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
                 Ok(doc) => {
                     let devices = smartctl::parse_scan(&doc);
                     scan.ok = true;
@@ -74,8 +74,8 @@ fn scan(opts: &Options) -> (Scan, Vec<ManualDevice>) {
                 Err(e) => scan.error = Some(format!("scan printed no JSON: {e}")),
             }
         }
-        RunResult::TimedOut => scan.error = Some("scan timed out".into()),
-        RunResult::Failed(e) => scan.error = Some(e),
+        Err(ProcessError::TimedOut { .. }) => scan.error = Some("scan timed out".into()),
+        Err(e) => scan.error = Some(e.to_string()),
     }
     if let Some(e) = &scan.error {
         warning!("smartctl --scan-open: {e}");
@@ -117,38 +117,33 @@ fn read_one(opts: &Options, dev: &ManualDevice, source: Source) -> DeviceReport 
         smartctl: None,
     };
     match result {
-        RunResult::Exited {
-            status,
-            stdout,
-            truncated,
-        } => {
-            r.exit_status = status.code();
-            // Checked first: a smartctl whose output was cut off dies of SIGPIPE.
-            if truncated {
-                r.error = Some(format!(
-                    "smartctl output above {} bytes",
-                    smartctl::MAX_OUTPUT
-                ));
-            } else if let Some(sig) = status.signal() {
-                r.error = Some(format!("smartctl died from signal {sig}"));
-            } else {
-                match serde_json::from_slice::<Box<RawValue>>(&stdout) {
-                    Ok(doc) => {
-                        r.outcome = Outcome::Ok;
-                        r.smartctl = Some(doc);
-                    }
-                    Err(e) => r.error = Some(format!("smartctl printed no JSON: {e}")),
+        Ok(out) => {
+            r.exit_status = Some(out.exit.code);
+            match serde_json::from_slice::<Box<RawValue>>(&out.stdout) {
+                Ok(doc) => {
+                    r.outcome = Outcome::Ok;
+                    r.smartctl = Some(doc);
                 }
+                Err(e) => r.error = Some(format!("smartctl printed no JSON: {e}")),
             }
         }
-        RunResult::TimedOut => {
+        Err(ProcessError::OutputTooLarge { .. }) => {
+            r.error = Some(format!(
+                "smartctl output above {} bytes",
+                smartctl::MAX_OUTPUT
+            ));
+        }
+        Err(ProcessError::Signaled { signal, .. }) => {
+            r.error = Some(format!("smartctl died from signal {signal}"));
+        }
+        Err(ProcessError::TimedOut { .. }) => {
             r.outcome = Outcome::Timeout;
             r.error = Some(format!(
                 "smartctl killed after {:.1} s",
                 opts.device_timeout.as_secs_f64()
             ));
         }
-        RunResult::Failed(e) => r.error = Some(e),
+        Err(e) => r.error = Some(e.to_string()),
     }
     r.elapsed_ms = t0.elapsed().as_millis() as u64;
     match &r.error {

@@ -2,10 +2,13 @@
 //! and waiting for conditions or commands with a deadline (never a sleep-and-hope).
 
 use std::net::TcpListener;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use custos_process::{ProcessError, Spawn};
 
 /// Finds a binary on PATH or in the sbin directories (Debian daemons live in /usr/sbin, which
 /// a normal user's PATH lacks).
@@ -68,7 +71,8 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// Runs a command with a deadline; kills it and panics if it does not finish in time.
+/// Runs a command with a deadline; kills its process group and panics if it does not finish
+/// in time (custos-process: the same plumbing as the binaries). `cmd` is used up.
 ///
 /// Output goes to files, not pipes: a script that leaves a daemon running in the background
 /// (which inherits its stdout) must not make the wait hang.
@@ -81,35 +85,41 @@ pub fn run_with_deadline(cmd: &mut Command, timeout: Duration) -> Output {
     );
     let out = std::env::temp_dir().join(format!("{tag}.stdout"));
     let err = std::env::temp_dir().join(format!("{tag}.stderr"));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("create stdout file"))
-        .stderr(std::fs::File::create(&err).expect("create stderr file"))
+    let shown = format!("{cmd:?}");
+    // Taken, not copied: no caller runs a command twice.
+    let taken = std::mem::replace(cmd, Command::new("true"));
+    let result = Spawn::new(shown.clone(), taken)
+        .stdout(
+            std::fs::File::create(&out)
+                .expect("create stdout file")
+                .into(),
+        )
+        .stderr(
+            std::fs::File::create(&err)
+                .expect("create stderr file")
+                .into(),
+        )
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = std::fs::read_to_string(&err).unwrap_or_default();
-            let _ = std::fs::remove_file(&out);
-            let _ = std::fs::remove_file(&err);
-            panic!("{cmd:?} did not finish within {timeout:?} (hang); stderr:\n{stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = Output {
-        status,
-        stdout: std::fs::read(&out).unwrap_or_default(),
-        stderr: std::fs::read(&err).unwrap_or_default(),
-    };
+        .and_then(|mut child| child.wait_timeout(timeout));
+    let stdout = std::fs::read(&out).unwrap_or_default();
+    let stderr = std::fs::read(&err).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(&err);
-    output
+    // A raw wait status: the code in the second byte, or the signal in the first.
+    let raw = match result {
+        Ok(exit) => (exit.code & 0xff) << 8,
+        Err(ProcessError::Signaled { signal, .. }) => signal & 0x7f,
+        Err(ProcessError::TimedOut { .. }) => panic!(
+            "{shown} did not finish within {timeout:?} (hang); stderr:\n{}",
+            String::from_utf8_lossy(&stderr)
+        ),
+        Err(e) => panic!("cannot run {shown}: {e}"),
+    };
+    Output {
+        status: std::process::ExitStatus::from_raw(raw),
+        stdout,
+        stderr,
+    }
 }
 
 /// Runs `cmd` with `input` on its stdin; returns its output.
@@ -167,6 +177,19 @@ mod tests {
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");
+        let out = run_with_deadline(
+            Command::new("sh").args(["-c", "kill -9 $$"]),
+            Duration::from_secs(10),
+        );
+        assert_eq!(out.status.signal(), Some(9));
+        // A background child holding stdout does not hold the wait.
+        let t = Instant::now();
+        let out = run_with_deadline(
+            Command::new("sh").args(["-c", "sleep 5 & echo started"]),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.stdout, b"started\n");
+        assert!(t.elapsed() < Duration::from_secs(4));
         let out = pipe_to(&mut Command::new("cat"), "piped");
         assert_eq!(out.stdout, b"piped");
         let mut n = 0;

@@ -9,29 +9,27 @@
 //!
 //! A key nothing reads (the original ignores those; its own README's complete example has one)
 //! is collected in [`JobConfig::unknown_keys`]: [`load`] warns about each, naming the nearest
-//! known key, or fails with `--strict` (and `--dry-run`), through the kit's one rule.
+//! known key, or fails with `--strict`, through the kit's one rule.
 //!
 //! Source types that the original knows but custos does not implement yet (rds, ssh, ...)
 //! parse into an `Unsupported` variant: the job still runs and that entry fails with
 //! "type 'X' is not yet supported". A type nobody knows is a config error (a typo must not turn
 //! into a silently skipped backup, as it does in the original).
 
-use custos_kit::config::{ConfigError, KeyPrefix, Strictness, UnknownKey};
+use custos_kit::config::{ConfigError, Strictness, UnknownKey};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-mod entry;
-mod values;
-
-pub use custos_kit::config::Secret;
-use entry::{from_map, split};
-pub use entry::{Entry, Invalid, Validate};
-pub use values::strip_trailing_commas;
-pub(crate) use values::{
+// The handler-config building blocks are the kit's, shared by every binary's handlers; they
+// are re-exported here so backup's handler modules keep importing them from `crate::config`.
+pub use custos_kit::config::values::strip_trailing_commas;
+pub(crate) use custos_kit::config::values::{
     count, equals_one, names, no_newline, null_as_default, port, truthy, words,
 };
+use custos_kit::config::{common, split};
+pub use custos_kit::config::{Entry, Invalid, Secret, Validate};
 
 use crate::notify;
 use crate::retention::RetentionPolicy;
@@ -396,8 +394,8 @@ fn parse_source(
     root: &RootDefaults,
     unknown: &mut Vec<UnknownKey>,
 ) -> Result<SourceConfig, ConfigError> {
-    let (common, specific) = split(file, at, value, SOURCE_COMMON_KEYS)?;
-    let c: RawSourceCommon = from_map(file, at, common, unknown)?;
+    let (shared, specific) = split(file, at, value, SOURCE_COMMON_KEYS)?;
+    let c: RawSourceCommon = common(file, at, shared, &specific, unknown)?;
     let entry = Entry {
         file,
         at,
@@ -441,8 +439,8 @@ fn parse_destination(
     value: Value,
     unknown: &mut Vec<UnknownKey>,
 ) -> Result<DestinationConfig, ConfigError> {
-    let (common, specific) = split(file, at, value, DESTINATION_COMMON_KEYS)?;
-    let c: RawDestinationCommon = from_map(file, at, common, unknown)?;
+    let (shared, specific) = split(file, at, value, DESTINATION_COMMON_KEYS)?;
+    let c: RawDestinationCommon = common(file, at, shared, &specific, unknown)?;
     let entry = Entry {
         file,
         at,
@@ -473,8 +471,8 @@ fn parse_notification(
     value: Value,
     unknown: &mut Vec<UnknownKey>,
 ) -> Result<NotificationConfig, ConfigError> {
-    let (common, keys) = split(file, at, value, notify::COMMON_KEYS)?;
-    let c: notify::CommonKeys = from_map(file, at, common, unknown)?;
+    let (shared, keys) = split(file, at, value, notify::COMMON_KEYS)?;
+    let c: notify::CommonKeys = common(file, at, shared, &keys, unknown)?;
     notify::build(
         c,
         Entry {
@@ -487,23 +485,27 @@ fn parse_notification(
     )
 }
 
+/// The error for a `type` nobody implements: the implemented types, apart from the original's
+/// types custos does not support yet (`later`, which parse and fail at run time), and the
+/// implemented type the value looks like a typo of.
 fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str], later: &[&str]) -> ConfigError {
-    let mut known: Vec<&str> = have.iter().chain(later).copied().collect();
-    known.sort_unstable();
-    ConfigError::invalid(
-        file,
-        format!("{at}.type"),
-        kind,
-        format!("unknown type; known types: {}", known.join(", ")),
-    )
-}
-
-pub(super) fn parse_error(file: &Path, key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Parse {
-        file: file.to_owned(),
-        key: KeyPrefix(key.to_owned()),
-        message: message.into(),
+    let sorted = |types: &[&str]| {
+        let mut v = types.to_vec();
+        v.sort_unstable();
+        v.join(", ")
+    };
+    let mut reason = match custos_kit::config::nearest_known(kind, have.iter().copied()) {
+        Some(near) => format!("unknown type, did you mean \"{near}\"? implemented types: "),
+        None => "unknown type; implemented types: ".to_owned(),
+    };
+    reason.push_str(&sorted(have));
+    if !later.is_empty() {
+        reason.push_str(&format!(
+            " (the original's {} are not supported yet)",
+            sorted(later)
+        ));
     }
+    ConfigError::invalid(file, format!("{at}.type"), kind, reason)
 }
 
 fn has_secret_key(v: &Value) -> bool {

@@ -158,7 +158,8 @@ fn complete_example_as_published_loads_and_names_the_stray_key() {
     assert!(matches!(job.sources[2].spec, SourceSpec::Mysql(_)));
     let keys: Vec<&str> = job.unknown_keys.iter().map(|k| k.key.as_str()).collect();
     assert_eq!(keys, ["sources[2].path"]);
-    assert!(job.unknown_keys[0].nearest.is_some());
+    // No hint: the nearest known key of a mysql source (`name`) is nothing like `path`.
+    assert_eq!(job.unknown_keys[0].nearest, None);
     let file = Path::new("/etc/backups/job.json");
     assert!(custos_kit::config::check_unknown(file, &job.unknown_keys, Strictness::Warn).is_ok());
     let e =
@@ -361,6 +362,38 @@ fn misspelt_key_is_named_with_its_path_and_nearest_known_key() {
     );
 }
 
+/// A required key that is missing while a key close to it is present: the typo is named.
+#[test]
+fn misspelt_required_key_is_named_with_the_key_it_stands_for() {
+    let e = parse_err(
+        r#"{"sources": [{"id": "f", "type": "folder", "pth": "/x", "passphrase": "p"}],
+            "destinations": []}"#,
+    );
+    assert_eq!(
+        e.to_string(),
+        "/etc/backups/job.json: sources[0].pth: unknown key `pth`, did you mean `path`? \
+         (`path` is required)"
+    );
+    // A key every entry has (`type`), misspelt: it lands among the type's keys.
+    let e = parse_err(
+        r#"{"sources": [{"id": "f", "tpye": "folder", "path": "/x", "passphrase": "p"}],
+            "destinations": []}"#,
+    );
+    assert_eq!(e.key(), Some("sources[0].tpye"), "{e}");
+    assert!(e.to_string().contains("did you mean `type`?"), "{e}");
+    let e = parse_err(
+        r#"{"sources": [{"id": "f", "type": "folder", "path": "/x", "passphrase": "p"}],
+            "destinations": [{"iid": "d", "type": "local", "path": "/b"}]}"#,
+    );
+    assert_eq!(e.key(), Some("destinations[0].iid"), "{e}");
+    // Nothing close: serde's message stands.
+    let e = parse_err(
+        r#"{"sources": [{"type": "folder", "path": "/x", "passphrase": "p"}],
+            "destinations": []}"#,
+    );
+    assert!(e.to_string().contains("missing field `id`"), "{e}");
+}
+
 #[test]
 fn wrong_type_in_a_nested_value_names_its_path() {
     let e = parse_err(
@@ -382,10 +415,21 @@ fn unknown_type_is_a_config_error_listing_known_types() {
         r#"{"sources": [{"id": "f", "type": "folders", "path": "/x"}], "destinations": []}"#,
     );
     assert_eq!(e.key(), Some("sources[0].type"), "{e}");
-    let msg = e.to_string();
-    assert!(
-        msg.contains("\"folders\"") && msg.contains("folder, folder-ssh"),
-        "{msg}"
+    assert_eq!(
+        e.to_string(),
+        "/etc/backups/job.json: sources[0].type: invalid value \"folders\": unknown type, did you mean \"folder\"? \
+         implemented types: folder, mysql, pgsql (the original's azure-managed-disk, folder-ssh, \
+         lvm-ssh, mysql-ssh, rds, rds-pgsql, snapshot are not supported yet)"
+    );
+    // The implemented types are listed apart from the ones not supported yet.
+    let e = parse_err(
+        r#"{"sources": [{"id": "f", "type": "folder", "path": "/x", "passphrase": "p"}],
+            "destinations": [{"id": "d", "type": "ftp"}]}"#,
+    );
+    assert_eq!(
+        e.to_string(),
+        "/etc/backups/job.json: destinations[0].type: invalid value \"ftp\": unknown type; implemented types: \
+         b2, dropbox, gdrive, gs, local, minio, s3, samba"
     );
 }
 

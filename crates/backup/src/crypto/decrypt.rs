@@ -4,8 +4,10 @@
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Stdio};
+use std::process::ChildStdout;
 use std::thread::JoinHandle;
+
+use custos_process::{Child, ProcessError, Spawn, Stdin};
 
 use pgp::composed::{Message, SignedSecretKey, TheRing};
 use pgp::types::{Password, Seipdv1ReadMode};
@@ -267,8 +269,11 @@ fn passphrase_session_key(
             return Ok(sk);
         };
         // SEIPD v1: version byte 1, then CFB(prefix of block size + 2 repeated bytes).
+        // A block cipher has blocks of 8 or 16 bytes; anything smaller (a plaintext "cipher"
+        // named by a hostile copy) has no check bytes to compare: let rPGP refuse it.
         let bs = sym_alg.block_size();
-        let Some(data) = seipd.filter(|d| d.first() == Some(&1) && d.len() > bs + 2) else {
+        let Some(data) = seipd.filter(|d| bs >= 8 && d.first() == Some(&1) && d.len() > bs + 2)
+        else {
             return Ok(sk);
         };
         let mut check = data[1..bs + 3].to_vec();
@@ -348,13 +353,13 @@ fn unreachable_gpg<T>() -> Result<T, CryptoError> {
     })
 }
 
-/// `gpg --decrypt` as a child: a thread feeds the object to its stdin, we read its stdout, and
-/// its exit status is checked at end of stream (a failed decryption never looks complete).
+/// `gpg --decrypt` as a child (custos-process: its own group, stderr's tail): a thread feeds
+/// the object to its stdin, we read its stdout, and its exit status is checked at end of
+/// stream (a failed decryption never looks complete). Dropped early, its group is killed.
 struct GpgDecrypt {
     child: Child,
     stdout: ChildStdout,
     feeder: Option<JoinHandle<io::Result<()>>>,
-    stderr: Option<JoinHandle<String>>,
     done: bool,
 }
 
@@ -363,20 +368,22 @@ impl GpgDecrypt {
         mut input: R,
         gnupg_home: Option<&Path>,
     ) -> Result<Self, CryptoError> {
-        let mut child = gpg_command(gnupg_home)
-            .args(["--batch", "--no-tty", "--quiet", "--decrypt"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut cmd = gpg_command(gnupg_home);
+        cmd.args(["--batch", "--no-tty", "--quiet", "--decrypt"]);
+        let mut child = Spawn::new("gpg --decrypt", cmd)
+            .stdin(Stdin::Piped)
             .spawn()
             .map_err(|e| CryptoError::Gpg {
-                message: format!("cannot run gpg --decrypt: {e}"),
+                message: match e {
+                    ProcessError::NotFound { source, .. }
+                    | ProcessError::PermissionDenied { source, .. }
+                    | ProcessError::Io { source, .. } => {
+                        format!("cannot run gpg --decrypt: {source}")
+                    }
+                    e => e.to_string(),
+                },
             })?;
-        let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
+        let (Some(mut stdin), Some(stdout)) = (child.stdin(), child.stdout()) else {
             return Err(CryptoError::Gpg {
                 message: "cannot open pipes to gpg".into(),
             });
@@ -399,16 +406,10 @@ impl GpgDecrypt {
                 }
             }
         });
-        let stderr_thread = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
         Ok(Self {
             child,
             stdout,
             feeder: Some(feeder),
-            stderr: Some(stderr_thread),
             done: false,
         })
     }
@@ -430,17 +431,22 @@ impl Read for GpgDecrypt {
 
 impl GpgDecrypt {
     fn finish(&mut self) -> io::Result<()> {
-        let status = self.child.wait()?;
+        let exit = self
+            .child
+            .wait()
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let fed = self.feeder.take().map(|h| h.join());
-        let stderr = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        if !status.success() {
-            let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().join("; ");
+        if !exit.success() {
+            let tail: String = exit
+                .stderr
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("; ");
             return Err(io::Error::other(format!(
-                "gpg --decrypt failed ({status}): {tail}"
+                "gpg --decrypt failed (exit status: {}): {tail}",
+                exit.code
             )));
         }
         match fed {
@@ -450,15 +456,6 @@ impl GpgDecrypt {
             )),
             Some(Err(_)) => Err(io::Error::other("gpg input thread panicked")),
             _ => Ok(()),
-        }
-    }
-}
-
-impl Drop for GpgDecrypt {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }

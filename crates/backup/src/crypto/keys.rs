@@ -3,7 +3,9 @@
 
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use custos_process::Spawn;
 
 use pgp::composed::{PublicOrSecret, SignedPublicKey, SignedSecretKey};
 use pgp::packet::Signature;
@@ -187,6 +189,11 @@ pub fn load_recipients_with_gnupg_home(
     Ok(RecipientKeys { certs })
 }
 
+/// The longest `gpg --export` may take (a locked keyring must not stall the run for ever).
+const GPG_EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// The most key material read from `gpg --export` for one recipient.
+const GPG_EXPORT_MAX: usize = 16 << 20;
+
 pub(super) fn gpg_command(gnupg_home: Option<&Path>) -> Command {
     let mut cmd = Command::new("gpg");
     if let Some(home) = gnupg_home {
@@ -199,20 +206,23 @@ fn gpg_export(
     recipient: &str,
     gnupg_home: Option<&Path>,
 ) -> Result<Vec<SignedPublicKey>, CryptoError> {
-    let out = gpg_command(gnupg_home)
-        .args(["--batch", "--no-tty", "--export", "--"])
-        .arg(recipient)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| CryptoError::Gpg {
-            message: format!("cannot run gpg --export for recipient {recipient:?}: {e}"),
-        })?;
-    if !out.status.success() {
+    let mut cmd = gpg_command(gnupg_home);
+    cmd.args(["--batch", "--no-tty", "--export", "--"])
+        .arg(recipient);
+    let out = custos_process::run(
+        Spawn::new("gpg --export", cmd),
+        GPG_EXPORT_TIMEOUT,
+        GPG_EXPORT_MAX,
+    )
+    .map_err(|e| CryptoError::Gpg {
+        message: format!("gpg --export for recipient {recipient:?}: {e}"),
+    })?;
+    if !out.exit.success() {
         return Err(CryptoError::Gpg {
             message: format!(
-                "gpg --export {recipient:?} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
+                "gpg --export {recipient:?} failed (exit status: {}): {}",
+                out.exit.code,
+                out.exit.stderr.trim()
             ),
         });
     }

@@ -11,6 +11,8 @@
 
 use std::io::{self, Read, Write};
 use std::process::{ChildStdin, ChildStdout, Stdio};
+
+use custos_process::Stdin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,7 +195,7 @@ impl Destination for Samba {
             "create",
             name,
             &format!("put - \"{partial}\""),
-            Stdio::piped(),
+            Stdin::Piped,
             Stdio::null(),
         )?;
         let stdin = process.stdin();
@@ -232,7 +234,7 @@ impl Destination for Samba {
             "open",
             name,
             &format!("get \"{file}\" -"),
-            Stdio::null(),
+            Stdin::Null,
             Stdio::piped(),
         )?;
         let stdout = process.stdout().ok_or_else(|| DestinationError::Other {
@@ -335,20 +337,7 @@ impl SambaWriter {
         let Some(mut p) = self.process.take() else {
             return Err((ErrorKind::Other, "upload already closed".into()));
         };
-        match p.wait(self.share.deadline()) {
-            Some(s) if s.success() => Ok(()),
-            Some(_) => {
-                let err = p.stderr_text();
-                Err((client::kind_of(&err), client::summary(&err)))
-            }
-            None => Err((
-                ErrorKind::Other,
-                format!(
-                    "smbclient did not finish within {} s (stall_timeout)",
-                    self.share.deadline().as_secs()
-                ),
-            )),
-        }
+        self.share.outcome(&mut p, None)
     }
 
     /// Stops the upload and removes the partial (best effort: the server may be the
@@ -448,17 +437,8 @@ impl SambaReader {
     /// At the end of the data: did smbclient succeed (or was the object cut short)?
     fn finish(&mut self) -> Result<(), (ErrorKind, String)> {
         self.done = true;
-        match self.process.wait(self.share.deadline()) {
-            Some(s) if s.success() => Ok(()),
-            Some(_) => {
-                let err = self.process.stderr_text();
-                Err((client::kind_of(&err), client::summary(&err)))
-            }
-            None => Err((
-                ErrorKind::Other,
-                format!("smbclient did not finish reading {}", self.object),
-            )),
-        }
+        let timed_out = format!("smbclient did not finish reading {}", self.object);
+        self.share.outcome(&mut self.process, Some(timed_out))
     }
 }
 

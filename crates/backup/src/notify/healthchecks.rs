@@ -39,8 +39,7 @@ impl Healthchecks {
     }
 
     fn ping(&self, ctx: &Context<'_>, url: Url, body: String) -> Result<(), super::NotifyError> {
-        let mut body = body.into_bytes();
-        body.truncate(MAX_BODY);
+        let body = cut_body(body, MAX_BODY);
         let req = Request {
             method: Method::POST,
             url,
@@ -130,5 +129,37 @@ impl Notifier for Healthchecks {
         }
         d.record(self.ping(ctx, url, body));
         d
+    }
+}
+
+/// `body` cut to at most `max` bytes at a character boundary: the ping is declared UTF-8,
+/// and the log lines in it hold file names and messages in any language.
+fn cut_body(mut body: String, max: usize) -> Vec<u8> {
+    if body.len() > max {
+        let cut = body
+            .char_indices()
+            .map(|(i, c)| i + c.len_utf8())
+            .take_while(|end| *end <= max)
+            .last()
+            .unwrap_or(0);
+        body.truncate(cut);
+    }
+    body.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_body_is_cut_at_a_character_boundary() {
+        // `x` then two-byte characters: MAX_BODY falls inside one.
+        let body = format!("x{}", "é".repeat(MAX_BODY));
+        let cut = cut_body(body, MAX_BODY);
+        assert_eq!(cut.len(), MAX_BODY - 1);
+        let text = String::from_utf8(cut).expect("valid UTF-8");
+        assert!(text.ends_with('é'));
+        assert_eq!(cut_body("short".into(), MAX_BODY), b"short");
+        assert_eq!(cut_body("€".into(), 2), b"");
     }
 }

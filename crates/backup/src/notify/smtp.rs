@@ -359,16 +359,21 @@ impl Notifier for Smtp {
 /// Recipients: `"a@x, B <b@y>"` (split at commas, so a display name may hold spaces) or a
 /// list; empty entries are dropped.
 fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Form {
-        One(String),
-        Many(Vec<String>),
-    }
-    let list = match Option::<Form>::deserialize(d)? {
-        None => Vec::new(),
-        Some(Form::One(s)) => s.split(',').map(str::to_owned).collect(),
-        Some(Form::Many(v)) => v,
+    use serde_json::Value;
+    let bad = || {
+        serde::de::Error::custom("expected an address, addresses separated by commas, or a list")
+    };
+    let list = match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => s.split(',').map(str::to_owned).collect(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(bad()),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad()),
     };
     Ok(list
         .into_iter()
@@ -389,6 +394,18 @@ mod tests {
         assert_eq!(s.failure_to, ["c@z.org"]);
         use crate::config::Validate as _;
         assert!(s.validate().is_ok());
+        // A wrong type says what the key takes, not serde's internal enum.
+        for to in ["5", "[\"a@x.org\", 5]", "{\"a\": 1}"] {
+            let e = serde_json::from_str::<super::Smtp>(&format!(
+                r#"{{"host": "h", "success_to": {to}}}"#
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("expected an address, addresses separated by commas, or a list"),
+                "{to}: {e}"
+            );
+        }
     }
 
     fn smtp(json: serde_json::Value) -> super::Smtp {

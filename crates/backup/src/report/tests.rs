@@ -150,3 +150,35 @@ fn sizes_and_clock_match_the_original() {
     assert_eq!(size_description(12390.0), "12.1 KB");
     assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
 }
+
+/// Retry hints come from the kind the source gave its error, never from the text: a
+/// missing program or path is not retryable, whatever its message says; a check that ran
+/// and failed is.
+#[test]
+fn source_retry_hints_follow_the_kind_not_the_message() {
+    use crate::source::process::run_check;
+    use crate::source::{Retry, SourceError};
+    use std::process::Command;
+
+    let missing = run_check("mysqldump", Command::new("/nonexistent/mysqldump"), None).unwrap_err();
+    let f = Failure::from_source(Stage::Check, "source 'db'", &missing);
+    assert!(!f.retryable, "{f}");
+    assert!(f.message.contains("/nonexistent/mysqldump"), "{f}");
+
+    let mut refused = Command::new("sh");
+    refused.args(["-c", "echo 'Connection refused' >&2; exit 2"]);
+    let e = run_check("mysqldump", refused, None).unwrap_err();
+    assert!(Failure::from_source(Stage::Check, "source 'db'", &e).retryable);
+
+    // The words of a transient failure in a permanent error change nothing.
+    let e = SourceError::Unavailable {
+        retry: Retry::Permanent,
+        message: "/srv/www: timed out, connection refused".into(),
+    };
+    assert!(!Failure::from_source(Stage::Source, "source 'www'", &e).retryable);
+    let e = SourceError::Io {
+        context: "reading".into(),
+        source: std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+    };
+    assert!(Failure::from_source(Stage::Source, "source 'www'", &e).retryable);
+}

@@ -16,11 +16,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::process::{describe, ChildStream, Verdict};
-use super::{Source, SourceError, SourceStream};
+use custos_process::{one_line, Spawn};
+
+use super::process::{describe, process_error, ChildStream, Verdict};
+use super::{Retry, Source, SourceError, SourceStream};
+
 use serde::Deserialize;
 
 use crate::config::{Invalid, Validate};
+
+/// The longest `tar --version` (through `sudo -n` when set) may take in a check.
+const TAR_VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `type: folder`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -129,16 +135,20 @@ impl FolderSource {
     }
 
     /// The path cannot be read; for permission errors, says how the original's deployment
-    /// reads root-only files.
+    /// reads root-only files. A missing or forbidden path stays so until someone acts: not
+    /// retryable; other errors (EIO, a stale mount) may pass.
     fn unavailable(&self, e: &std::io::Error) -> SourceError {
+        use std::io::ErrorKind as K;
         let path = self.path.display();
-        SourceError::Unavailable(match e.kind() {
-            std::io::ErrorKind::NotFound => format!("{path}: no such file or directory"),
-            std::io::ErrorKind::PermissionDenied if !self.sudo => format!(
+        let (retry, message) = match e.kind() {
+            K::NotFound => (Retry::Permanent, format!("{path}: no such file or directory")),
+            K::PermissionDenied if !self.sudo => (Retry::Permanent, format!(
                 "{path}: {e} (to read files only root can read, allow `sudo tar` and set \"sudo\": true)"
-            ),
-            _ => format!("{path}: {e}"),
-        })
+            )),
+            K::PermissionDenied | K::NotADirectory => (Retry::Permanent, format!("{path}: {e}")),
+            _ => (Retry::Transient, format!("{path}: {e}")),
+        };
+        SourceError::Unavailable { retry, message }
     }
 }
 
@@ -205,24 +215,24 @@ impl Source for FolderSource {
         }
         let mut cmd = self.tar_command();
         cmd.arg("--version");
-        let out = cmd.output().map_err(|e| {
-            SourceError::Unavailable(format!(
-                "cannot run {}: {e}",
-                cmd.get_program().to_string_lossy()
-            ))
-        })?;
-        if !out.status.success() {
-            return Err(SourceError::Unavailable(format!(
-                "`{}` failed: {}",
-                describe(&cmd),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+        let line = describe(&cmd);
+        // tar (or sudo) missing, refusing or not GNU: a setup problem a retry cannot fix.
+        let out = custos_process::run(Spawn::new("tar", cmd), TAR_VERSION_TIMEOUT, 64 << 10)
+            .map_err(|e| process_error(e, Retry::Permanent))?;
+        if !out.exit.success() {
+            return Err(SourceError::Unavailable {
+                retry: Retry::Permanent,
+                message: format!("`{line}` failed: {}", one_line(&out.exit.stderr)),
+            });
         }
         if !String::from_utf8_lossy(&out.stdout).contains("GNU tar") {
-            return Err(SourceError::Unavailable(format!(
-                "{} is not GNU tar (needed for --sparse and --exclude semantics)",
-                self.tar.to_string_lossy()
-            )));
+            return Err(SourceError::Unavailable {
+                retry: Retry::Permanent,
+                message: format!(
+                    "{} is not GNU tar (needed for --sparse and --exclude semantics)",
+                    self.tar.to_string_lossy()
+                ),
+            });
         }
         Ok(())
     }
@@ -343,7 +353,16 @@ mod tests {
     fn missing_path_is_unavailable_and_names_the_path() {
         let src = source(Path::new("/nonexistent/custos-test-folder"), &[]);
         let e = src.open().err().unwrap();
-        assert!(matches!(e, SourceError::Unavailable(_)), "{e}");
+        assert!(
+            matches!(
+                e,
+                SourceError::Unavailable {
+                    retry: Retry::Permanent,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(
             e.to_string().contains("/nonexistent/custos-test-folder"),
             "{e}"

@@ -16,12 +16,31 @@ pub mod mysql;
 pub mod pgsql;
 pub mod process;
 
+/// Whether running the job again unchanged may help: decided where the error is made,
+/// from what happened (never from its text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// It may pass next time (cannot connect, the server is busy, a check timed out).
+    Transient,
+    /// It will fail again until someone changes something (a missing path or program, a
+    /// dump that failed once it ran).
+    Permanent,
+}
+
 /// A source failed; the message names what failed (path, command, exit status, stderr tail).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// The source cannot be read at all (missing path, command not found, cannot connect).
-    #[error("{0}")]
-    Unavailable(String),
+    /// The source cannot be read at all (a missing or unreadable path, not GNU tar).
+    #[error("{message}")]
+    Unavailable { retry: Retry, message: String },
+    /// A producer or check process failed; `error` says how (not found, status, signal,
+    /// timeout).
+    #[error("{error}")]
+    Process {
+        retry: Retry,
+        #[source]
+        error: custos_process::ProcessError,
+    },
     /// The stream started but the producer failed (tar exit 2, mysqldump died mid-stream).
     #[error("{0}")]
     Failed(String),
@@ -31,6 +50,20 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl SourceError {
+    /// Whether a retry may help, when the error says so itself; `None` for an I/O error,
+    /// whose kind decides (the report's transient I/O kinds).
+    pub fn retry(&self) -> Option<Retry> {
+        match self {
+            SourceError::Unavailable { retry, .. } | SourceError::Process { retry, .. } => {
+                Some(*retry)
+            }
+            SourceError::Failed(_) => Some(Retry::Permanent),
+            SourceError::Io { .. } => None,
+        }
+    }
 }
 
 /// A running source: read the stream to its end, then call [`SourceStream::finish`], which

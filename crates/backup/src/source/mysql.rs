@@ -14,7 +14,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::process::{describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH};
+use super::process::{
+    credentials, describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH,
+};
 use super::{Source, SourceError, SourceStream};
 use serde::Deserialize;
 
@@ -151,6 +153,14 @@ impl MysqlSource {
         args
     }
 
+    /// The program's file name, for messages.
+    fn program_name(&self) -> String {
+        Path::new(&self.program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "mysqldump".to_owned())
+    }
+
     /// The command, and (unless `defaults` is set) the in-memory option file that must
     /// become its stdin.
     fn command(&self, extra: &[&str]) -> Result<(Command, Option<Credentials>), SourceError> {
@@ -163,7 +173,7 @@ impl MysqlSource {
             }
             None => (
                 OsString::from(CREDENTIALS_PATH),
-                Some(Credentials::new("custos-my.cnf", &self.option_file())?),
+                Some(credentials("custos-my.cnf", &self.option_file())?),
             ),
         };
         let mut cmd = Command::new(&self.program);
@@ -221,18 +231,14 @@ impl Source for MysqlSource {
             "--no-create-db",
             "--skip-triggers",
         ])?;
-        run_check(cmd, credentials)
+        run_check(&self.program_name(), cmd, credentials)
     }
 
     fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
         let (cmd, credentials) = self.command(&[])?;
         tracing::debug!(source = %self.id, command = %describe(&cmd), "dumping");
-        let what = Path::new(&self.program)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "mysqldump".to_owned());
         Ok(Box::new(ChildStream::spawn(
-            &what,
+            &self.program_name(),
             cmd,
             Verdict::zero_only,
             credentials,

@@ -9,7 +9,9 @@
 use std::ffi::OsString;
 use std::process::Command;
 
-use super::process::{describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH};
+use super::process::{
+    credentials, describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH,
+};
 use super::{Source, SourceError, SourceStream};
 use std::path::PathBuf;
 
@@ -124,7 +126,7 @@ impl PgsqlSource {
         if let Some(defaults) = &self.config.defaults {
             cmd.env("PGPASSFILE", defaults);
         } else if let Some(line) = self.pgpass() {
-            credentials = Some(Credentials::new("custos-pgpass", &line)?);
+            credentials = Some(self::credentials("custos-pgpass", &line)?);
             cmd.env("PGPASSFILE", CREDENTIALS_PATH);
         }
         Ok((cmd, credentials))
@@ -164,7 +166,7 @@ impl Source for PgsqlSource {
     /// `--table` that matches nothing is an error to pg_dump; an excluded schema is not.)
     fn check(&self) -> Result<(), SourceError> {
         let (cmd, credentials) = self.command(&["--schema-only", "--exclude-schema=*"])?;
-        run_check(cmd, credentials)
+        run_check("pg_dump", cmd, credentials)
     }
 
     fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {

@@ -1,37 +1,38 @@
-//! A child process whose stdout is a source stream (tar, mysqldump, pg_dump).
+//! Producers: a child process whose stdout is a source stream (tar, mysqldump, pg_dump).
 //!
-//! The stream is read straight from the pipe (no temporary file). stderr is drained by a
-//! thread into a bounded tail, so a chatty child can never block on a full pipe and the error
-//! message still says what went wrong. If the stream is dropped without `finish` (a
-//! destination failed, the run is aborting), the child is killed and reaped.
+//! The plumbing is custos-process's (docs/ARCHITECTURE.md §3): each child runs in its own
+//! process group, a `timeout` ([`SourceStream::set_timeout`]) or a SIGINT/SIGTERM to `backup`
+//! ([`PRODUCERS`], cancelled by `interrupt.rs`) kills the whole group (a shell wrapper's
+//! children too), stderr is drained into a bounded tail, and credentials reach the child as
+//! an in-memory file on its stdin ([`Credentials`], read by the child as
+//! [`CREDENTIALS_PATH`]), never argv, the environment or a file on disk. The stream is read
+//! straight from the pipe (no temporary file); a stream dropped without `finish` (a
+//! destination failed, the run is aborting) kills and reaps its child.
 //!
-//! Each child runs in its own process group, registered while it lives: a `timeout`
-//! ([`SourceStream::set_timeout`]) or a SIGINT/SIGTERM to `backup` ([`kill_all`]) kills the
-//! whole group (a shell wrapper's children too), and the stream then fails instead of hanging.
-//!
-//! Credentials reach a child through [`Credentials`]: an anonymous memory file (memfd) that
-//! becomes the child's stdin, which the child opens again by name as `/dev/fd/0`. Nothing is
-//! ever written to a file system, so a `kill -9` of the run leaves no secret behind.
+//! What is backup's own is decided here: what an exit code means ([`Verdict`]), and which
+//! failures a retry may help ([`Retry`], set where each error is made).
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::{self, Read, Write};
-#[cfg(test)]
-use std::os::fd::AsFd;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::io::{self, Read};
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use rustix::process::{kill_process_group, Pid, Signal};
+use custos_process::{Child, ProcessError, Registry, Spawn, Stdin};
 
-use super::{SourceError, SourceStream};
+use super::{Retry, SourceError, SourceStream};
 
-/// How much of stderr is kept for messages.
-const TAIL_BYTES: usize = 2048;
+/// A secret option file held only in memory (a memfd, mode 0600), for one child.
+pub use custos_process::SecretFile as Credentials;
+
+/// The path under which a child finds the [`Credentials`] handed to it as stdin.
+pub const CREDENTIALS_PATH: &str = Credentials::PATH;
+
+/// The producers and checks running now: SIGINT/SIGTERM cancels them all (and any started
+/// after), so their streams end and the pipeline aborts its writers.
+pub static PRODUCERS: Registry = Registry::new();
+
+/// The longest a connection check (`--dry-run`) may run before its group is killed.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What an exit code means for a given program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,181 +56,80 @@ impl Verdict {
     }
 }
 
-/// The path under which a child finds the [`Credentials`] handed to it as stdin.
-pub const CREDENTIALS_PATH: &str = "/dev/fd/0";
-
-/// A secret option file held only in memory (a memfd, mode 0600), for one child.
-///
-/// Why stdin and not an inherited descriptor N: the memfd stays close-on-exec in this
-/// process, so no other child spawned meanwhile (by any thread) can inherit it; only the
-/// child it is given to gets it, as fd 0 (set up between fork and exec by std). Why a memfd:
-/// it is a regular file, so libpq's pgpass checks (regular file, no group/other bits) and
-/// MariaDB's option file reader (ignores world-writable files) accept `/dev/fd/0`, which
-/// opens it afresh from offset 0; and it vanishes with the last process holding it.
-pub struct Credentials {
-    fd: OwnedFd,
+/// Makes the in-memory credentials file `name` holding `text`.
+pub fn credentials(name: &str, text: &str) -> Result<Credentials, SourceError> {
+    Credentials::new(name, text).map_err(|source| SourceError::Io {
+        context: format!("creating the in-memory credentials file {name}"),
+        source,
+    })
 }
 
-impl Credentials {
-    /// Creates the memfd (`name` only shows in `/proc/*/fd` links), makes it 0600 and writes
-    /// `text` into it.
-    pub fn new(name: &str, text: &str) -> Result<Self, SourceError> {
-        let context = |what: &str| format!("{what} the in-memory credentials file {name}");
-        let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| {
-            SourceError::Io {
-                context: context("creating"),
-                source: e.into(),
+/// The source error of a child that failed; `outcome` is whether a retry may help once it
+/// ran (a connection check: it may; a dump that failed mid-stream: it will not). A program
+/// that is missing or not executable stays so: never retryable.
+pub fn process_error(e: ProcessError, outcome: Retry) -> SourceError {
+    match e {
+        ProcessError::Io {
+            program,
+            context,
+            source,
+        } => SourceError::Io {
+            context: format!("{context} {program}"),
+            source,
+        },
+        e @ (ProcessError::NotFound { .. } | ProcessError::PermissionDenied { .. }) => {
+            SourceError::Process {
+                retry: Retry::Permanent,
+                error: e,
             }
-        })?;
-        // memfds start as 0777; MariaDB ignores world-writable option files and libpq
-        // refuses a pgpass file with any group/other bit.
-        rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600)).map_err(|e| {
-            SourceError::Io {
-                context: context("restricting"),
-                source: e.into(),
-            }
-        })?;
-        let mut file = File::from(fd);
-        file.write_all(text.as_bytes())
-            .map_err(|source| SourceError::Io {
-                context: context("writing"),
-                source,
-            })?;
-        Ok(Credentials {
-            fd: OwnedFd::from(file),
-        })
-    }
-
-    /// Mode bits, whether it is a regular file, and the text, read back without moving the
-    /// offset (tests).
-    #[cfg(test)]
-    pub(crate) fn read_back(&self) -> io::Result<(u32, bool, String)> {
-        use std::os::unix::fs::{FileExt, PermissionsExt};
-        let file = File::from(self.fd.try_clone()?);
-        let meta = file.metadata()?;
-        let mut buf = vec![0u8; meta.len() as usize];
-        file.read_exact_at(&mut buf, 0)?;
-        Ok((
-            meta.permissions().mode() & 0o7777,
-            meta.file_type().is_file(),
-            String::from_utf8_lossy(&buf).into_owned(),
-        ))
-    }
-
-    /// Device and inode, to find copies of the descriptor in `/proc/*/fd` (tests).
-    #[cfg(test)]
-    pub(crate) fn identity(&self) -> io::Result<(u64, u64)> {
-        let st = rustix::fs::fstat(self.fd.as_fd())?;
-        Ok((st.st_dev, st.st_ino))
+        }
+        error => SourceError::Process {
+            retry: outcome,
+            error,
+        },
     }
 }
 
-/// Makes `credentials` the stdin of `cmd`, or gives it no stdin at all. The descriptor then
-/// belongs to `cmd`: drop `cmd` right after spawning so this process holds no copy.
-fn set_stdin(cmd: &mut Command, credentials: Option<Credentials>) {
-    match credentials {
-        Some(c) => cmd.stdin(Stdio::from(c.fd)),
-        None => cmd.stdin(Stdio::null()),
-    };
+/// Logs a producer's stderr line at debug level.
+fn log_line(program: &str, line: &str) {
+    tracing::debug!(program, "{line}");
+}
+
+/// `what` with `credentials` (or nothing) as stdin and stderr to a tail, registered in
+/// [`PRODUCERS`].
+fn spawn_spec(what: &str, cmd: Command, credentials: Option<Credentials>) -> Spawn {
+    let stdin = credentials.map_or(Stdin::Null, Stdin::Secret);
+    Spawn::new(what, cmd)
+        .stdin(stdin)
+        .on_stderr_line(log_line)
+        .registry(&PRODUCERS)
 }
 
 /// Runs `cmd` to its end with `credentials` as stdin, for a check that produces no stream
-/// (a dumper's connection test): a nonzero exit is [`SourceError::Unavailable`] with the
-/// program, its status and its stderr.
-pub fn run_check(mut cmd: Command, credentials: Option<Credentials>) -> Result<(), SourceError> {
-    set_stdin(&mut cmd, credentials);
-    let out = cmd.output();
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    // The Command owns the credentials descriptor: close it now.
-    drop(cmd);
-    let out = out.map_err(|e| SourceError::Unavailable(format!("cannot run {program}: {e}")))?;
-    if !out.status.success() {
-        return Err(SourceError::Unavailable(format!(
-            "{program} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-/// Process groups of the producers running now.
-static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-/// Kills every running producer's process group (SIGINT/SIGTERM to `backup`): their streams
-/// end, the pipeline sees the failure and aborts its writers. Returns how many were killed.
-pub fn kill_all() -> usize {
-    let live = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
-    live.iter().filter(|pgid| kill_group(**pgid)).count()
-}
-
-fn kill_group(pgid: u32) -> bool {
-    i32::try_from(pgid)
-        .ok()
-        .and_then(Pid::from_raw)
-        .is_some_and(|p| kill_process_group(p, Signal::KILL).is_ok())
-}
-
-/// Kills a producer's process group when its timeout passes first.
-struct Watchdog {
-    /// Set (and notified) when the producer ended in time.
-    done: Arc<(Mutex<bool>, Condvar)>,
-    expired: Arc<AtomicBool>,
-    timeout: Duration,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Watchdog {
-    fn start(pgid: u32, what: &str, timeout: Duration) -> Self {
-        let done = Arc::new((Mutex::new(false), Condvar::new()));
-        let expired = Arc::new(AtomicBool::new(false));
-        let (d, e, what) = (done.clone(), expired.clone(), what.to_owned());
-        let thread = std::thread::spawn(move || {
-            let (lock, cv) = &*d;
-            let Ok(guard) = lock.lock() else { return };
-            let Ok((guard, _)) = cv.wait_timeout_while(guard, timeout, |done| !*done) else {
-                return;
-            };
-            if !*guard {
-                e.store(true, Ordering::SeqCst);
-                tracing::warn!(program = %what, pgid, "timeout of {} s passed: killing its process group", timeout.as_secs());
-                kill_group(pgid);
-            }
-        });
-        Watchdog {
-            done,
-            expired,
-            timeout,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops the watchdog; whether the timeout had passed.
-    fn stop(&mut self) -> bool {
-        if let Ok(mut d) = self.done.0.lock() {
-            *d = true;
-        }
-        self.done.1.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.expired.load(Ordering::SeqCst)
-    }
+/// (a dumper's connection test): a nonzero exit fails with the program, its status and its
+/// stderr, retryable (the server may be down, or busy).
+pub fn run_check(
+    what: &str,
+    cmd: Command,
+    credentials: Option<Credentials>,
+) -> Result<(), SourceError> {
+    let mut child = spawn_spec(what, cmd, credentials)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| process_error(e, Retry::Transient))?;
+    child
+        .wait_timeout(CHECK_TIMEOUT)
+        .and_then(custos_process::Exit::require_success)
+        .map(drop)
+        .map_err(|e| process_error(e, Retry::Transient))
 }
 
 /// A running child producing the stream on stdout.
 pub struct ChildStream {
-    what: String,
-    child: Option<Child>,
-    /// The child's pid, which is also its process group id.
-    pgid: u32,
+    child: Child,
     stdout: Option<ChildStdout>,
-    stderr: Option<JoinHandle<String>>,
     classify: fn(i32) -> Verdict,
     bytes: u64,
-    watchdog: Option<Watchdog>,
-    /// Set when the watchdog killed the producer: the timeout that passed.
-    timed_out: Option<Duration>,
 }
 
 impl ChildStream {
@@ -239,70 +139,20 @@ impl ChildStream {
     /// exists.
     pub fn spawn(
         what: &str,
-        mut cmd: Command,
+        cmd: Command,
         classify: fn(i32) -> Verdict,
         credentials: Option<Credentials>,
     ) -> Result<Self, SourceError> {
-        set_stdin(&mut cmd, credentials);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        // Its own process group: killable as a whole, and Ctrl-C reaches it only through us
-        // (so an interrupted run decides what happens to its objects).
-        cmd.process_group(0);
-        let mut live = LIVE.lock().ok();
-        let spawned = cmd.spawn();
-        if let (Some(live), Ok(c)) = (live.as_mut(), spawned.as_ref()) {
-            live.push(c.id());
-            // A signal that came while it was being started: it must not run on.
-            if crate::interrupt::received().is_some() {
-                kill_group(c.id());
-            }
-        }
-        drop(live);
-        let program = cmd.get_program().to_string_lossy().into_owned();
-        // The Command owns the credentials descriptor: close it now, not when the stream ends.
-        drop(cmd);
-        let mut child =
-            spawned.map_err(|e| SourceError::Unavailable(format!("cannot run {program}: {e}")))?;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take().map(|mut err| {
-            let what = what.to_owned();
-            std::thread::spawn(move || drain_tail(&what, &mut err))
-        });
+        let mut child = spawn_spec(what, cmd, credentials)
+            .spawn()
+            .map_err(|e| process_error(e, Retry::Transient))?;
         tracing::debug!(program = what, pid = child.id(), "started");
         Ok(ChildStream {
-            what: what.to_owned(),
-            pgid: child.id(),
-            child: Some(child),
-            stdout,
-            stderr,
+            stdout: child.stdout(),
+            child,
             classify,
             bytes: 0,
-            watchdog: None,
-            timed_out: None,
         })
-    }
-
-    fn reap(&mut self) -> (io::Result<ExitStatus>, String) {
-        // Closing our end first makes a child still writing get EPIPE instead of blocking.
-        self.stdout = None;
-        let status = match self.child.take() {
-            Some(mut c) => c.wait(),
-            None => Err(io::Error::other("already reaped")),
-        };
-        if let Some(mut w) = self.watchdog.take() {
-            if w.stop() {
-                self.timed_out = Some(w.timeout);
-            }
-        }
-        if let Ok(mut live) = LIVE.lock() {
-            live.retain(|p| *p != self.pgid);
-        }
-        let tail = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        (status, tail)
     }
 }
 
@@ -321,104 +171,36 @@ impl Read for ChildStream {
 
 impl SourceStream for ChildStream {
     fn finish(mut self: Box<Self>) -> Result<(), SourceError> {
-        let (status, tail) = self.reap();
-        if let Some(t) = self.timed_out {
-            return Err(SourceError::Failed(format!(
-                "{} did not finish within its timeout of {} s (`timeout`); its process group \
-                 was killed{}",
-                self.what,
-                t.as_secs(),
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {tail}")
-                }
-            )));
-        }
-        let status = status.map_err(|source| SourceError::Io {
-            context: format!("waiting for {}", self.what),
-            source,
-        })?;
-        let detail = if tail.is_empty() {
-            String::new()
-        } else {
-            format!(": {tail}")
-        };
-        let Some(code) = status.code() else {
-            let signal = status.signal().unwrap_or(0);
-            return Err(SourceError::Failed(format!(
-                "{} was killed by signal {signal}{detail}",
-                self.what
-            )));
-        };
-        match (self.classify)(code) {
+        // Closing our end first makes a child still writing get EPIPE instead of blocking.
+        self.stdout = None;
+        // A producer that failed once it ran (status, signal, its timeout) is not retried.
+        let exit = self
+            .child
+            .wait()
+            .map_err(|e| process_error(e, Retry::Permanent))?;
+        match (self.classify)(exit.code) {
             Verdict::Ok => {
-                if !tail.is_empty() {
-                    tracing::debug!(program = %self.what, stderr = %tail, "finished with messages");
+                if !exit.stderr.trim().is_empty() {
+                    tracing::debug!(program = %exit.program, stderr = %custos_process::one_line(&exit.stderr), "finished with messages");
                 }
                 Ok(())
             }
             // A warning exit with no output at all is not a backup (e.g. `sudo -n` refusing,
             // which also exits 1).
             Verdict::Warning if self.bytes > 0 => {
-                tracing::warn!(program = %self.what, status = code, stderr = %tail, "finished with warnings");
+                tracing::warn!(program = %exit.program, status = exit.code, stderr = %custos_process::one_line(&exit.stderr), "finished with warnings");
                 Ok(())
             }
-            Verdict::Warning | Verdict::Failed => Err(SourceError::Failed(format!(
-                "{} exited with status {code}{detail}",
-                self.what
-            ))),
+            Verdict::Warning | Verdict::Failed => Err(SourceError::Process {
+                retry: Retry::Permanent,
+                error: exit.into_error(),
+            }),
         }
     }
 
     fn set_timeout(&mut self, timeout: Duration) {
-        if self.child.is_some() && self.watchdog.is_none() {
-            self.watchdog = Some(Watchdog::start(self.pgid, &self.what, timeout));
-        }
+        self.child.set_deadline(timeout);
     }
-}
-
-impl Drop for ChildStream {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            // The whole group: a wrapper's children must not outlive the stream.
-            kill_group(self.pgid);
-            let _ = self.reap();
-        }
-    }
-}
-
-/// Reads stderr to its end, keeping the last [`TAIL_BYTES`] and logging lines at debug level.
-fn drain_tail(what: &str, err: &mut impl Read) -> String {
-    let mut tail: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match err.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                for line in String::from_utf8_lossy(&buf[..n]).lines() {
-                    if !line.trim().is_empty() {
-                        tracing::debug!(program = what, "{line}");
-                    }
-                }
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > TAIL_BYTES * 2 {
-                    tail.drain(..tail.len() - TAIL_BYTES);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    if tail.len() > TAIL_BYTES {
-        tail.drain(..tail.len() - TAIL_BYTES);
-    }
-    let text = String::from_utf8_lossy(&tail);
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Joins a program and its arguments for debug logs (never used for argv holding secrets:
@@ -443,6 +225,17 @@ mod tests {
         c
     }
 
+    /// The process error of a source error marked permanent.
+    fn permanent(e: &SourceError) -> &ProcessError {
+        match e {
+            SourceError::Process {
+                retry: Retry::Permanent,
+                error,
+            } => error,
+            e => panic!("not a permanent process error: {e:?}"),
+        }
+    }
+
     fn tar_like(code: i32) -> Verdict {
         match code {
             0 => Verdict::Ok,
@@ -463,13 +256,18 @@ mod tests {
     }
 
     #[test]
-    fn failure_reports_status_and_stderr_tail() {
+    fn failure_reports_status_and_stderr_tail_and_is_permanent() {
         let script = "printf partial; echo 'first line' >&2; echo 'boom: disk on fire' >&2; exit 3";
         let mut s =
             Box::new(ChildStream::spawn("dumper", sh(script), Verdict::zero_only, None).unwrap());
         let mut out = Vec::new();
         s.read_to_end(&mut out).unwrap();
-        let err = s.finish().unwrap_err().to_string();
+        let e = s.finish().unwrap_err();
+        assert!(
+            matches!(permanent(&e), ProcessError::Exited { code: 3, .. }),
+            "{e:?}"
+        );
+        let err = e.to_string();
         assert!(err.contains("dumper exited with status 3"), "{err}");
         assert!(err.contains("boom: disk on fire"), "{err}");
     }
@@ -506,30 +304,25 @@ mod tests {
     }
 
     #[test]
-    fn finish_before_eof_does_not_report_success() {
-        // The child writes more than a pipe holds; finishing early must not hang or succeed.
-        let s = Box::new(
-            ChildStream::spawn(
-                "yes",
-                sh("yes | head -c 10000000"),
-                Verdict::zero_only,
-                None,
-            )
-            .unwrap(),
+    fn a_timeout_kills_the_producer_and_is_not_retried() {
+        let mut s = Box::new(
+            ChildStream::spawn("sh", sh("exec sleep 30"), Verdict::zero_only, None).unwrap(),
         );
-        assert!(s.finish().is_err());
-    }
-
-    #[test]
-    fn drop_kills_a_running_child() {
-        let s = ChildStream::spawn("sleep", sh("exec sleep 30"), Verdict::zero_only, None).unwrap();
+        s.set_timeout(Duration::from_millis(200));
         let t = std::time::Instant::now();
-        drop(s);
-        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        std::io::copy(&mut s, &mut std::io::sink()).unwrap();
+        let e = s.finish().unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(
+            matches!(permanent(&e), ProcessError::TimedOut { .. }),
+            "{e:?}"
+        );
     }
 
+    /// A missing program stays missing: the error says so and no retry is offered (it was
+    /// once an "unavailable" string, which the report called retryable).
     #[test]
-    fn missing_program_is_unavailable() {
+    fn missing_program_is_permanent() {
         let e = ChildStream::spawn(
             "nope",
             Command::new("/nonexistent/custos-no-such-program"),
@@ -538,87 +331,40 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(matches!(e, SourceError::Unavailable(_)), "{e}");
+        assert!(
+            matches!(permanent(&e), ProcessError::NotFound { .. }),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("custos-no-such-program"), "{e}");
+        let e = run_check(
+            "nope",
+            Command::new("/nonexistent/custos-no-such-program"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.retry(), Some(Retry::Permanent), "{e:?}");
     }
 
-    /// The child finds the secret as a regular 0600 file at /dev/fd/0 (what libpq and
-    /// MariaDB's option reader require), readable more than once, and no path on disk.
+    /// A connection check that runs and fails (server down, busy) may pass next time.
     #[test]
-    fn credentials_are_a_0600_regular_file_at_dev_fd_0() {
-        let c = Credentials::new("custos-test", "password=\"x\"\n").unwrap();
-        let (mode, regular, text) = c.read_back().unwrap();
-        assert_eq!((mode, regular), (0o600, true));
-        assert_eq!(text, "password=\"x\"\n");
-        let script =
-            "stat -L -c '%a %F' /dev/fd/0; readlink /dev/fd/0; cat /dev/fd/0; cat /dev/fd/0";
-        let mut s =
-            Box::new(ChildStream::spawn("sh", sh(script), Verdict::zero_only, Some(c)).unwrap());
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        s.finish().unwrap();
-        let mut lines = out.lines();
-        assert_eq!(lines.next(), Some("600 regular file"), "{out}");
-        let link = lines.next().unwrap_or_default();
-        assert!(link.starts_with("/memfd:custos-test"), "{out}");
-        assert_eq!(
-            lines.collect::<Vec<_>>(),
-            ["password=\"x\"", "password=\"x\""],
-            "{out}"
-        );
-    }
-
-    /// Device and inode of every descriptor `pid` holds.
-    fn open_files(pid: &str) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .flatten()
-        {
-            if let Ok(st) = rustix::fs::stat(e.path()) {
-                out.push((st.st_dev, st.st_ino));
-            }
-        }
-        out
-    }
-
-    /// This process holds no copy once the child runs, and a child spawned meanwhile (by
-    /// any thread) does not inherit it: only the child it was given to has it, as stdin.
-    #[test]
-    fn credentials_are_closed_after_spawn_and_reach_no_other_child() {
-        let c = Credentials::new("custos-test-leak", "secret").unwrap();
-        let id = c.identity().unwrap();
-        assert!(open_files("self").contains(&id));
-        // Another child started while the credentials exist here.
-        let mut other = Command::new("sleep").arg("30").spawn().unwrap();
-        let seen = open_files(&other.id().to_string());
-        let _ = other.kill();
-        let _ = other.wait();
-        assert!(!seen.is_empty());
+    fn a_failed_check_is_transient_and_says_why() {
+        let e = run_check(
+            "mysqldump",
+            sh("echo 'ERROR 2002: cannot connect' >&2; exit 2"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.retry(), Some(Retry::Transient), "{e:?}");
         assert!(
-            !seen.contains(&id),
-            "another child inherited the credentials"
+            e.to_string()
+                .contains("mysqldump exited with status 2: ERROR 2002: cannot connect"),
+            "{e}"
         );
-
-        let holder =
-            ChildStream::spawn("sleep", sh("exec sleep 30"), Verdict::zero_only, Some(c)).unwrap();
-        assert!(
-            !open_files("self").contains(&id),
-            "the parent still holds the credentials after spawn"
-        );
-        let pid = holder.child.as_ref().map(|c| c.id()).unwrap();
-        assert!(open_files(&pid.to_string()).contains(&id));
-        drop(holder);
-    }
-
-    #[test]
-    fn long_stderr_is_cut_to_the_tail() {
-        let script =
-            "i=0; while [ $i -lt 2000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; exit 2";
-        let s = Box::new(ChildStream::spawn("sh", sh(script), Verdict::zero_only, None).unwrap());
-        let err = s.finish().unwrap_err().to_string();
-        assert!(err.contains("line 1999"), "{err}");
-        assert!(!err.contains("line 10;"), "{err}");
-        assert!(err.len() < 3000, "{}", err.len());
+        run_check(
+            "sh",
+            sh("cat /dev/fd/0 >/dev/null"),
+            Some(credentials("t", "x").unwrap()),
+        )
+        .unwrap();
     }
 }

@@ -867,10 +867,44 @@ fn config_errors_exit_2_naming_the_json_path() {
     assert_eq!(r.code(), Some(2), "usage error:\n{}", r.describe());
 }
 
-/// A key nothing reads is a warning naming file, key path and nearest known key, and the job
-/// runs (as the original, which ignores such keys); `--strict` and `--dry-run` make it exit 2.
+/// The flags an `Options:` list of a `--help` text names (`-n, --dry-run`, `--lock-wait`).
+fn help_flags(help: &str) -> Vec<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .flat_map(|l| {
+            let spec = l.split("  ").next().unwrap_or_default();
+            spec.split([',', ' '])
+                .filter(|w| w.starts_with('-'))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `backup --help` shows every flag of `run`, since the original's form `backup [-n] CONFIG`
+/// takes them without the word `run` (it once lacked `-n/--dry-run`).
 #[test]
-fn unknown_keys_warn_and_run_strict_and_dry_run_refuse() {
+fn help_shows_every_flag_of_run() {
+    let top = backup(["--help"]);
+    top.assert_code(0);
+    let top = help_flags(&top.stdout_text());
+    let run = backup(["run", "--help"]);
+    run.assert_code(0);
+    let run = help_flags(&run.stdout_text());
+    for want in ["-n", "--dry-run", "--lock-wait", "--strict", "-v", "-d"] {
+        assert!(run.iter().any(|f| f == want), "{want} not in {run:?}");
+    }
+    for flag in &run {
+        assert!(top.contains(flag), "`backup --help` lacks {flag}: {top:?}");
+    }
+}
+
+/// A key nothing reads is a warning naming file, key path and nearest known key, and the job
+/// runs (as the original, which ignores such keys); `--strict` makes it exit 2, and a dry run
+/// validates exactly as a run (a warning, exit 0) unless `--strict` is given too.
+#[test]
+fn unknown_keys_warn_and_run_strict_refuses_dry_run_validates_as_a_run() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = small_folder(&t.path().join("src"), "data", b"x");
     let dest = t.path().join("dest");
@@ -893,7 +927,7 @@ fn unknown_keys_warn_and_run_strict_and_dry_run_refuse() {
         let p = t.path().join(format!("job{i}.json"));
         write_private(&p, cfg_json.to_string().as_bytes());
         let want = format!("{}: {needle}", p.display());
-        for strict in [&["--strict"][..], &["run", "--dry-run"][..]] {
+        for strict in [&["--strict"][..], &["--strict", "run", "--dry-run"][..]] {
             let mut args: Vec<&OsStr> = strict.iter().map(OsStr::new).collect();
             args.push(p.as_os_str());
             let r = backup(&args);
@@ -906,6 +940,14 @@ fn unknown_keys_warn_and_run_strict_and_dry_run_refuse() {
             );
         }
         assert!(files_under(&dest).is_empty(), "strict runs wrote something");
+        let r = backup([OsStr::new("run"), OsStr::new("--dry-run"), p.as_os_str()]);
+        r.assert_code(0);
+        assert!(
+            r.stderr_text().contains(&want),
+            "dry run: no warning {want}\n{}",
+            r.describe()
+        );
+        assert!(files_under(&dest).is_empty(), "the dry run wrote something");
         let r = run_job(&p);
         r.assert_code(0);
         assert!(
@@ -921,7 +963,8 @@ fn unknown_keys_warn_and_run_strict_and_dry_run_refuse() {
 }
 
 /// The original README's "Complete Example" gives its mysql source a folder's `path`: custos
-/// loads it with a warning (here with a local destination instead of s3, so `list` works).
+/// loads it with a warning, under `--dry-run` too (here with a local destination instead of
+/// s3, so `list` works).
 #[test]
 fn complete_example_with_stray_mysql_path_loads_with_a_warning() {
     let t = tempfile::tempdir().expect("tempdir");
@@ -941,11 +984,15 @@ fn complete_example_with_stray_mysql_path_loads_with_a_warning() {
     write_private(&p, cfg.to_string().as_bytes());
     let r = list(&p);
     r.assert_code(0);
-    let want = format!(
-        "{}: sources[1].path: unknown key (nearest known key: ",
-        p.display()
-    );
+    // No hint: the nearest known key (`name`) is nothing like `path`.
+    let want = format!("{}: sources[1].path: unknown key;", p.display());
     assert!(r.stderr_text().contains(&want), "{}", r.describe());
+    // A dry run accepts what a run accepts: the stray key stays a warning (the mysql source
+    // then fails to reach a server, a job failure, not a config error).
+    let r = backup(["--dry-run".as_ref(), p.as_os_str()]);
+    assert_ne!(r.code(), Some(2), "{}", r.describe());
+    assert!(r.stderr_text().contains(&want), "{}", r.describe());
+    assert!(files_under(&dest).is_empty(), "the dry run wrote something");
     let r = backup(["--strict".as_ref(), "list".as_ref(), p.as_os_str()]);
     r.assert_code(2);
     assert!(

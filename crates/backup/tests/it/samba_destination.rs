@@ -497,8 +497,8 @@ fn a_stalled_samba_server_is_given_up_and_the_local_destination_is_unaffected() 
 }
 
 /// The original's documented example (docs/destinations/samba.md) pointed at the test
-/// server: every key loads as the original has it (`--dry-run` is strict: an unknown key
-/// would exit 2), and its made-up user is refused by the server.
+/// server: every key loads as the original has it (`--strict`: an unknown key would exit 2),
+/// and its made-up user is refused by the server.
 #[test]
 fn the_original_example_loads_and_reaches_the_server() {
     let Some(s) = smbd("the_original_example_loads_and_reaches_the_server") else {
@@ -522,7 +522,7 @@ fn the_original_example_loads_and_reaches_the_server() {
     job.source(folder_source("files", &src))
         .destination(example);
     let cfg = job.write();
-    let r = backup(["--dry-run".as_ref(), cfg.as_os_str()]);
+    let r = backup(["--strict".as_ref(), "--dry-run".as_ref(), cfg.as_os_str()]);
     r.assert_code(1);
     let text = r.all_text();
     assert!(text.contains("samba-backup"), "{}", r.describe());

@@ -137,6 +137,34 @@ async fn first_poll_fetches_details_once() {
 }
 
 #[tokio::test]
+async fn identical_reply_keeps_the_list_without_parsing_it() {
+    let store = Snapshots::new(["s"]);
+    let mut p = Poller::new("s", Duration::from_secs(30));
+    let mut src = Replay::idle();
+    p.poll(&mut src, &store).await;
+    let first = store.get("s").unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    p.poll(&mut src, &store).await;
+    let second = store.get("s").unwrap();
+    assert!(
+        Arc::ptr_eq(&first.clients, &second.clients),
+        "same bytes, same list: not parsed and rebuilt again"
+    );
+    assert!(second.data_time > first.data_time, "the data is fresh");
+    assert_eq!((second.polls, second.up), (2, true));
+    assert_eq!(testclient(&second).current_stats().unwrap().bytes, 308905);
+
+    // One byte more (a new backup's counters, say): parsed again.
+    let mut changed = data("c.json");
+    changed.push(b' ');
+    src.replies.insert("c:".into(), changed);
+    p.poll(&mut src, &store).await;
+    let third = store.get("s").unwrap();
+    assert!(!Arc::ptr_eq(&second.clients, &third.clients));
+    assert_eq!(third.clients, second.clients);
+}
+
+#[tokio::test]
 async fn new_backup_number_fetches_stats_again() {
     let store = Snapshots::new(["s"]);
     let mut p = Poller::new("s", Duration::from_secs(30));
@@ -233,6 +261,10 @@ async fn garbage_reply_is_a_parse_error() {
     assert!(s.up);
     assert_eq!(s.parse_errors, 2);
     assert_eq!(s.clients.len(), 1);
+    // The same reply again (not parsed again): the bad entry is still counted per poll.
+    p.poll(&mut src, &store).await;
+    let s = store.get("s").unwrap();
+    assert_eq!((s.up, s.parse_errors, s.clients.len()), (true, 3, 1));
 }
 
 #[tokio::test]
@@ -363,4 +395,25 @@ async fn http_metrics_and_probe() {
     let landing = get("/").await.unwrap();
     assert!(landing.body.contains("/probe?server[]=two"));
     server.abort();
+}
+
+#[test]
+fn ticks_keep_their_grid_and_an_overrun_polls_once_at_once() {
+    let t0 = std::time::Instant::now();
+    let s = Duration::from_secs(1);
+    let ms = Duration::from_millis;
+    // On time: the next grid point.
+    assert_eq!(next_tick(t0, t0 + ms(40), s), t0 + s);
+    // A poll of 2.3 intervals: the next poll at once (tick 2, already past), then tick 3;
+    // tick 1 is skipped.
+    let late = next_tick(t0, t0 + ms(2300), s);
+    assert_eq!(late, t0 + 2 * s);
+    assert_eq!(next_tick(late, t0 + ms(2340), s), t0 + 3 * s);
+    // Exactly on a grid point counts as that tick.
+    assert_eq!(next_tick(t0, t0 + 2 * s, s), t0 + 2 * s);
+    // A zero interval (not configurable, but no busy loop and no panic).
+    assert!(next_tick(t0, t0, Duration::ZERO) > t0);
+    // A huge interval does not overflow.
+    let year = Duration::from_secs(86_400 * 365);
+    assert_eq!(next_tick(t0, t0 + ms(5), year), t0 + year);
 }

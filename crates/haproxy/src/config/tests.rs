@@ -180,3 +180,88 @@ fn redacts_credentials() {
     );
     assert_eq!(redact_userinfo("http://lb/a@b"), "http://lb/a@b");
 }
+
+/// Durations that passed validation used to abort the start (`Duration::from_secs_f64(1e20)`
+/// panics, a zero period panics tokio's interval): each is now a config error naming the key.
+#[test]
+fn durations_are_bounded_at_validation() {
+    let server =
+        |extra: &str| MINIMAL.replace("    backends: [f]", &format!("    backends: [f]\n{extra}"));
+    for (extra, key, value) in [
+        (
+            "    update-interval: 1e20",
+            "servers.a.update-interval",
+            "100000000000000000000",
+        ),
+        (
+            "    update-interval: 18446744073709551615",
+            "servers.a.update-interval",
+            "18446744073709552000",
+        ),
+        (
+            "    update-interval: 0.000000001",
+            "servers.a.update-interval",
+            "0.000000001",
+        ),
+        (
+            "    update-interval: .inf",
+            "servers.a.update-interval",
+            "inf",
+        ),
+        (
+            "    update-interval: \"NaN\"",
+            "servers.a.update-interval",
+            "NaN",
+        ),
+        (
+            "    timeout: 1e20",
+            "servers.a.timeout",
+            "100000000000000000000",
+        ),
+        (
+            "    timeout: 18446744073709551615",
+            "servers.a.timeout",
+            "18446744073709552000",
+        ),
+        ("    timeout: -1", "servers.a.timeout", "-1"),
+    ] {
+        let e = parse(&server(extra)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("c.yml: ") && e.contains(key) && e.contains(&format!("\"{value}\"")),
+            "{extra}: {e}"
+        );
+        assert!(e.contains("seconds from"), "{e}");
+    }
+    let prtg = MINIMAL.replace(
+        "    type: logfile\n    filename: /tmp/x.log\n",
+        "    type: prtg\n    base-url: http://p/\n    timeout: 1e20\n",
+    );
+    let e = parse(&prtg).unwrap_err().to_string();
+    assert!(e.contains("backends.f.timeout"), "{e}");
+    // The bounds themselves are accepted and give durations.
+    let c = parse(&server("    update-interval: 86400\n    timeout: 0.01")).unwrap();
+    assert_eq!(c.servers["a"].interval(), Duration::from_secs(86_400));
+    assert_eq!(c.servers["a"].timeout(), Duration::from_millis(10));
+}
+
+#[test]
+fn max_rows_default_and_bounds() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.servers["a"].max_rows(), 10_000);
+    let with = |v: &str| {
+        MINIMAL.replace(
+            "    backends: [f]",
+            &format!("    backends: [f]\n    max-rows: {v}"),
+        )
+    };
+    assert_eq!(parse(&with("50")).unwrap().servers["a"].max_rows(), 50);
+    for v in ["0", "18446744073709551615", "1000001"] {
+        let e = parse(&with(v)).unwrap_err().to_string();
+        assert!(
+            e.contains("servers.a.max-rows") && e.contains(&format!("\"{v}\"")),
+            "{e}"
+        );
+    }
+    let e = parse(&with("1e20")).unwrap_err().to_string();
+    assert!(e.contains("servers.a.max-rows"), "{e}");
+}

@@ -1,12 +1,14 @@
 //! `type: logfile`: a tab-separated line per sample, under a header line, reopened on SIGHUP so
 //! logrotate can move the file away.
 
-use super::{one_line, SinkError};
+use super::{one_line, Built, Context, Delivered, Sink, SinkConfig, SinkError, ThreadSink};
 use crate::sample::{Batch, Sample};
+use custos_kit::config::{Invalid, Validate};
+use serde::Deserialize;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -18,6 +20,53 @@ backup_servers\tstatus";
 
 /// Bumped by the SIGHUP handler; a sink that sees a new value reopens its file.
 pub type Reopen = Arc<AtomicU64>;
+
+/// `type: logfile`. The original documented `path` but read `filename`; both are accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogfileBackend {
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub filename: Option<PathBuf>,
+}
+
+impl LogfileBackend {
+    /// The file to write (valid after `validate()`).
+    pub fn file(&self) -> &Path {
+        self.path
+            .as_deref()
+            .or(self.filename.as_deref())
+            .unwrap_or(Path::new(""))
+    }
+}
+
+impl Validate for LogfileBackend {
+    fn validate(&self) -> Result<(), Invalid> {
+        match (&self.path, &self.filename) {
+            (None, None) => Err(Invalid::new("path", "", "a logfile backend needs `path`")),
+            (Some(p), Some(f)) if p != f => Err(Invalid::new(
+                "filename",
+                f.display(),
+                format!("differs from `path` ({})", p.display()),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl SinkConfig for LogfileBackend {
+    fn build(&self, ctx: &Context) -> Result<Built, SinkError> {
+        let sink = LogfileSink::new(self.file().to_path_buf(), Arc::clone(&ctx.reopen));
+        Ok(Built::Sink(Sink::Thread(Box::new(sink))))
+    }
+}
+
+impl ThreadSink for LogfileSink {
+    fn write(&mut self, batch: &Batch) -> Result<Delivered, SinkError> {
+        LogfileSink::write(self, batch).map(|()| Delivered::default())
+    }
+}
 
 #[derive(Debug)]
 pub struct LogfileSink {

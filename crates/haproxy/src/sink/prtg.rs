@@ -2,12 +2,121 @@
 //! with its current sessions (`scur`). PRTG keeps at most 50 channels per sensor: forward
 //! fewer rows (`include`/`exclude`) for bigger HAProxies.
 
-use super::SinkError;
-use crate::config::{PrtgBackend, PrtgMethod};
+use super::{missing, Built, Context, Delivered, Sink, SinkConfig, SinkError, TaskSink, Write};
+use crate::config::{
+    check_http_url, check_seconds, redact_userinfo, DEFAULT_TIMEOUT, TIMEOUT_RANGE,
+};
 use crate::sample::{Batch, RowType, Sample};
 use crate::source::error_chain;
+use custos_kit::config::{values, Invalid, Validate};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
+
+/// PRTG push method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PrtgMethod {
+    Get,
+    Post,
+}
+
+/// `type: prtg`: an HTTP Push Data Advanced sensor per HAProxy server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "Keys")]
+pub struct PrtgBackend {
+    /// The probe's push URL up to the token, e.g. `https://prtg.local:5051/`.
+    pub base_url: String,
+    /// The sensor's identification token; `{server}` is replaced by the server id (default:
+    /// the server id alone, so each HAProxy feeds its own sensor).
+    pub token: Option<String>,
+    /// The original's name for the token (it never used it); used when `token` is absent.
+    pub key: Option<String>,
+    pub method: PrtgMethod,
+    /// Seconds a push may take.
+    pub timeout: f64,
+}
+
+/// The keys as written (`~` reads as absent, as the original's `.get()`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    #[serde(default, rename = "base-url")]
+    base_url: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    /// The original's sensor group id: accepted for compatibility, not used.
+    #[serde(default)]
+    #[allow(dead_code)]
+    gid: Option<values::AnyValue>,
+    #[serde(default)]
+    method: Option<PrtgMethod>,
+    #[serde(default, deserialize_with = "values::opt_seconds")]
+    timeout: Option<f64>,
+}
+
+impl TryFrom<Keys> for PrtgBackend {
+    type Error = String;
+
+    fn try_from(k: Keys) -> Result<PrtgBackend, String> {
+        Ok(PrtgBackend {
+            base_url: k.base_url.ok_or_else(|| missing("base-url"))?,
+            token: k.token,
+            key: k.key,
+            method: k.method.unwrap_or(PrtgMethod::Post),
+            timeout: k.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        })
+    }
+}
+
+impl PrtgBackend {
+    /// The push URL for `server`.
+    pub fn url_for(&self, server: &str) -> String {
+        let token = self
+            .token
+            .as_deref()
+            .or(self.key.as_deref())
+            .unwrap_or("{server}")
+            .replace("{server}", server);
+        format!("{}/{}", self.base_url.trim_end_matches('/'), token)
+    }
+}
+
+impl Validate for PrtgBackend {
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Err(reason) = check_http_url(&self.base_url) {
+            return Err(Invalid::new(
+                "base-url",
+                redact_userinfo(&self.base_url),
+                reason,
+            ));
+        }
+        if let Err(reason) = check_seconds(self.timeout, TIMEOUT_RANGE) {
+            return Err(Invalid::new("timeout", self.timeout, reason));
+        }
+        Ok(())
+    }
+}
+
+impl SinkConfig for PrtgBackend {
+    fn build(&self, _: &Context) -> Result<Built, SinkError> {
+        Ok(Built::Sink(Sink::Task(Box::new(PrtgSink::new(
+            self.clone(),
+        )?))))
+    }
+}
+
+impl TaskSink for PrtgSink {
+    fn write<'a>(&'a mut self, batch: &'a Batch) -> Write<'a> {
+        Box::pin(async move {
+            PrtgSink::write(self, batch)
+                .await
+                .map(|()| Delivered::default())
+        })
+    }
+}
 
 #[derive(Debug)]
 pub struct PrtgSink {
@@ -57,8 +166,7 @@ impl PrtgSink {
         };
         let status = resp.status();
         if !status.is_success() {
-            let mut body = resp.text().await.unwrap_or_default();
-            body.truncate(200);
+            let body = error_excerpt(resp, timeout).await;
             return Err(SinkError::Status {
                 what,
                 status: status.as_u16(),
@@ -67,6 +175,37 @@ impl PrtgSink {
         }
         Ok(())
     }
+}
+
+/// Bytes of an error answer quoted in the log.
+pub const ERROR_EXCERPT: usize = 200;
+
+/// The start of an error answer for the log: at most [`ERROR_EXCERPT`] bytes are read (a
+/// probe's error page can be large), cut at a character boundary, never inside one (a cut
+/// inside a multi-byte character used to abort the process).
+async fn error_excerpt(mut resp: reqwest::Response, timeout: Duration) -> String {
+    let mut bytes = Vec::new();
+    let read = async {
+        while bytes.len() <= ERROR_EXCERPT {
+            match resp.chunk().await {
+                Ok(Some(c)) => bytes.extend_from_slice(&c),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
+    excerpt(&bytes, ERROR_EXCERPT)
+}
+
+/// `bytes` as text (invalid UTF-8 replaced), at most `max` bytes long and cut only between
+/// characters.
+pub fn excerpt(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max + 4)]);
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// The channel name of a sample: the proxy for backends (the default rows), qualified for the
@@ -108,6 +247,66 @@ mod tests {
     use super::*;
     use crate::sample::Counts;
     use std::time::SystemTime;
+
+    #[test]
+    fn error_excerpt_cuts_between_characters() {
+        // The audit's reply: byte 200 falls inside the two bytes of "é".
+        let body = format!("{}é{}", "a".repeat(199), "tail");
+        assert_eq!(excerpt(body.as_bytes(), 200), "a".repeat(199));
+        assert_eq!(excerpt("ééé".as_bytes(), 3), "é");
+        assert_eq!(excerpt(b"short", 200), "short");
+        assert_eq!(excerpt(&[0xff, b'x'], 200), "\u{fffd}x");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn excerpt_of_any_text_is_a_prefix_within_the_limit(s in ".*", max in 0usize..64) {
+            let e = excerpt(s.as_bytes(), max);
+            proptest::prop_assert!(e.len() <= max);
+            proptest::prop_assert!(s.starts_with(&e));
+        }
+    }
+
+    /// A PRTG probe answering 500 with a body whose byte 200 is inside "é": the push fails
+    /// with the status and the start of the body, and nothing panics.
+    #[tokio::test]
+    async fn error_reply_with_a_multibyte_character_at_the_cut() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let body = format!("{}é{}", "a".repeat(199), "tail");
+        tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let _ = c.read(&mut buf).await;
+            let resp = format!(
+                "HTTP/1.1 500 Oops\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            c.write_all(resp.as_bytes()).await.unwrap();
+        });
+        let mut sink = PrtgSink::new(PrtgBackend {
+            base_url: format!("http://127.0.0.1:{port}/"),
+            token: None,
+            key: None,
+            method: PrtgMethod::Post,
+            timeout: 5.0,
+        })
+        .unwrap();
+        let b = Batch {
+            server: "lb".into(),
+            endpoint: "e".into(),
+            time: SystemTime::now(),
+            samples: vec![],
+        };
+        match sink.write(&b).await {
+            Err(SinkError::Status { status, body, .. }) => {
+                assert_eq!(status, 500);
+                assert_eq!(body, "a".repeat(199));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn a_channel_per_proxy() {

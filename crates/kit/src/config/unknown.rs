@@ -5,7 +5,8 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::Path;
 
-use super::{read, ConfigError, KeyPrefix};
+use super::missing::{self, Context, Format};
+use super::{ConfigError, KeyPrefix};
 
 /// Whether a key nothing reads stops the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,25 +82,6 @@ pub fn check_unknown(
     }
 }
 
-/// Reads and parses a YAML config file; unknown keys are warned about or, when strict, an error.
-pub fn load_yaml_with<T: DeserializeOwned>(
-    path: &Path,
-    strictness: Strictness,
-) -> Result<T, ConfigError> {
-    parse_yaml_with(path, &read(path)?, strictness)
-}
-
-/// [`parse_yaml`] that tolerates unknown keys according to `strictness`.
-pub fn parse_yaml_with<T: DeserializeOwned>(
-    file: &Path,
-    text: &str,
-    strictness: Strictness,
-) -> Result<T, ConfigError> {
-    let (value, unknown) = parse_yaml_lenient(file, text)?;
-    check_unknown(file, &unknown, strictness)?;
-    Ok(value)
-}
-
 /// [`parse_json`] that tolerates unknown keys according to `strictness`.
 pub fn parse_json_with<T: DeserializeOwned>(
     file: &Path,
@@ -121,23 +103,34 @@ pub fn parse_yaml_lenient<T: DeserializeOwned>(
         let de = yaml_serde::Deserializer::from_str(text);
         let mut note = |p: serde_ignored::Path| ignored.push(ignored_key(&p));
         let r = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(de, &mut note));
-        r.map(|v| (v, ignored)).map_err(Failure::new)
+        r.map(|v| (v, ignored))
+            .map_err(|e| Failure::new(e, Format::Yaml))
     };
     let failure = match attempt(text) {
         Ok(done) => return Ok(done),
-        Err(f) if f.unknown_field().is_some() => f,
-        Err(f) => return Err(f.into_error(file, "", false)),
+        Err(f) => f,
     };
-    // Drop the unknown keys from the document one at a time and parse it again. The document
-    // is written back as YAML (not deserialized from the value) so that scalars are read as
-    // from the file (an unquoted `1234` is still a valid string).
+    // Parsed as a whole first: a document broken further down (a bad indent) can fail as
+    // "missing field" before the parser reaches the broken line, and the syntax error is the
+    // cause to report.
     let mut doc: yaml_serde::Value =
         yaml_serde::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_owned(),
             key: KeyPrefix(String::new()),
             message: e.to_string(),
         })?;
-    tolerate(file, "", failure, |segments| {
+    let original = serde_json::to_value(&doc).ok();
+    let context = Context {
+        text: Some(text),
+        doc: original.as_ref(),
+    };
+    if failure.unknown_field().is_none() {
+        return Err(failure.into_error(file, "", false, &context, &[]));
+    }
+    // Drop the unknown keys from the document one at a time and parse it again. The document
+    // is written back as YAML (not deserialized from the value) so that scalars are read as
+    // from the file (an unquoted `1234` is still a valid string).
+    tolerate(file, "", failure, &context, |segments| {
         if !remove_yaml(&mut doc, segments) {
             return None;
         }
@@ -168,17 +161,22 @@ pub fn parse_json_lenient<T: DeserializeOwned>(
             Ok((v, ignored))
         }
         Err(e) => {
-            let f = Failure::new(e);
-            if f.unknown_field().is_none() {
-                return Err(f.into_error(file, "", false));
-            }
+            let f = Failure::new(e, Format::Json);
+            // A syntax error further down is the cause of any earlier "missing field".
             let value: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| ConfigError::Parse {
                     file: file.to_owned(),
                     key: KeyPrefix(String::new()),
                     message: e.to_string(),
                 })?;
-            from_json_value(file, "", value)
+            if f.unknown_field().is_none() {
+                let context = Context {
+                    text: Some(text),
+                    doc: Some(&value),
+                };
+                return Err(f.into_error(file, "", false, &context, &[]));
+            }
+            from_json_value_in(file, "", value, Some(text))
         }
     }
 }
@@ -186,26 +184,42 @@ pub fn parse_json_lenient<T: DeserializeOwned>(
 /// Deserializes part of a JSON document found at key path `at` (empty for the root) into `T`,
 /// returning the keys nothing read (their paths prefixed with `at`). For callers that split a
 /// document before deserializing its parts.
-pub fn from_json_value<T: DeserializeOwned>(
+pub(super) fn from_json_value<T: DeserializeOwned>(
+    file: &Path,
+    at: &str,
+    value: serde_json::Value,
+) -> Result<(T, Vec<UnknownKey>), ConfigError> {
+    from_json_value_in(file, at, value, None)
+}
+
+/// [`from_json_value`] for a value parsed from `text` (for line numbers in errors).
+fn from_json_value_in<T: DeserializeOwned>(
     file: &Path,
     at: &str,
     mut value: serde_json::Value,
+    text: Option<&str>,
 ) -> Result<(T, Vec<UnknownKey>), ConfigError> {
     let attempt = |value: &serde_json::Value| {
         let mut ignored = Vec::new();
         let mut note = |p: serde_ignored::Path| ignored.push(ignored_key(&p));
         let r =
             serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut note));
-        r.map(|v| (v, ignored)).map_err(Failure::new)
+        r.map(|v| (v, ignored))
+            .map_err(|e| Failure::new(e, Format::Value))
     };
     let failure = match attempt(&value) {
         Ok((v, ignored)) => return Ok((v, prefixed(at, ignored))),
         Err(f) => f,
     };
+    let original = value.clone();
+    let context = Context {
+        text,
+        doc: Some(&original),
+    };
     if failure.unknown_field().is_none() {
-        return Err(failure.into_error(file, at, false));
+        return Err(failure.into_error(file, at, false, &context, &[]));
     }
-    tolerate(file, at, failure, |segments| {
+    tolerate(file, at, failure, &context, |segments| {
         remove_json(&mut value, segments).then(|| attempt(&value))
     })
 }
@@ -220,7 +234,7 @@ fn prefixed(at: &str, keys: Vec<UnknownKey>) -> Vec<UnknownKey> {
         .collect()
 }
 
-fn join(at: &str, inner: &str) -> String {
+pub(super) fn join(at: &str, inner: &str) -> String {
     match (at.is_empty(), inner.is_empty() || inner == ".") {
         (_, true) => at.to_owned(),
         (true, false) => inner.to_owned(),
@@ -240,22 +254,23 @@ fn tolerate<T>(
     file: &Path,
     at: &str,
     mut failure: Failure,
+    context: &Context<'_>,
     mut retry: impl FnMut(&[Segment]) -> Option<Result<(T, Vec<UnknownKey>), Failure>>,
 ) -> Result<(T, Vec<UnknownKey>), ConfigError> {
     let mut unknown = Vec::new();
     loop {
         let Some(known) = failure.unknown_field() else {
-            return Err(failure.into_error(file, at, true));
+            return Err(failure.into_error(file, at, true, context, &unknown));
         };
         if unknown.len() >= MAX_UNKNOWN {
-            return Err(failure.into_error(file, at, true));
+            return Err(failure.into_error(file, at, true, context, &unknown));
         }
         let key = UnknownKey {
             key: failure.path.clone(),
             nearest: nearest(failure.segments.last(), &known),
         };
         match retry(&failure.segments) {
-            None => return Err(failure.into_error(file, at, true)),
+            None => return Err(failure.into_error(file, at, true, context, &unknown)),
             Some(Ok((value, ignored))) => {
                 unknown.push(key);
                 unknown.extend(ignored);
@@ -277,32 +292,50 @@ fn nearest(unknown: Option<&Segment>, known: &[String]) -> Option<String> {
     nearest_known(name, known.iter().map(String::as_str)).map(str::to_owned)
 }
 
-/// Of `known`, the name closest to `name` by edit distance (ignoring case; the first of equals).
+/// Of `known`, the name closest to `name` (ignoring case; the first of equals), when it is
+/// [`similar`]: a hint that is far off (`path` for `name`) sends the user the wrong way.
 /// For callers that know more sibling keys than one struct lists.
 pub fn nearest_known<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let name = name.to_lowercase();
-    known
-        .into_iter()
-        .min_by_key(|k| strsim::levenshtein(&name, &k.to_lowercase()))
+    let mut best: Option<(&str, f64)> = None;
+    for k in known {
+        let score = strsim::normalized_damerau_levenshtein(&name, &k.to_lowercase());
+        if score >= SIMILAR && best.is_none_or(|(_, b)| score > b) {
+            best = Some((k, score));
+        }
+    }
+    best.map(|(k, _)| k)
+}
+
+/// How alike two key names must be (normalized Damerau-Levenshtein, 1.0 = equal) for one to
+/// be taken for a typo of the other: `dbusr`/`dbuser` 0.83, `hots`/`host` and `nmae`/`name`
+/// 0.75 are; `path`/`name` and `path`/`port` 0.5 are not.
+const SIMILAR: f64 = 0.6;
+
+/// Whether `a` looks like a typo of `b` (see [`SIMILAR`]).
+pub(super) fn similar(a: &str, b: &str) -> bool {
+    strsim::normalized_damerau_levenshtein(&a.to_lowercase(), &b.to_lowercase()) >= SIMILAR
 }
 
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
+pub(super) enum Segment {
     Index(usize),
     Key(String),
 }
 
 /// A failed deserialization, with the path as text and as steps.
 #[derive(Debug)]
-struct Failure {
-    path: String,
-    segments: Vec<Segment>,
-    message: String,
+pub(super) struct Failure {
+    pub(super) path: String,
+    pub(super) segments: Vec<Segment>,
+    pub(super) message: String,
+    /// Where the message's position (if any) points.
+    pub(super) format: Format,
 }
 
 impl Failure {
-    fn new<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> Self {
+    fn new<E: fmt::Display>(e: serde_path_to_error::Error<E>, format: Format) -> Self {
         use serde_path_to_error::Segment as S;
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -327,6 +360,7 @@ impl Failure {
             path,
             segments,
             message,
+            format,
         };
         // Inside an internally tagged enum or a flattened struct serde reports the unknown
         // field at its parent's path: name the key itself.
@@ -350,6 +384,7 @@ impl Failure {
             path: String::new(),
             segments: Vec::new(),
             message,
+            format: Format::Value,
         }
     }
 
@@ -368,23 +403,71 @@ impl Failure {
     }
 
     /// The error to report. `rewritten`: the document was written again after dropping keys,
-    /// so positions in the message would point into that copy and are left out.
-    fn into_error(self, file: &Path, at: &str, rewritten: bool) -> ConfigError {
-        let message = if rewritten {
+    /// so positions in the message would point into that copy and are left out. `unknown`:
+    /// the keys dropped so far (a typo of a required key is one of them).
+    fn into_error(
+        self,
+        file: &Path,
+        at: &str,
+        rewritten: bool,
+        context: &Context<'_>,
+        unknown: &[UnknownKey],
+    ) -> ConfigError {
+        if let Some(error) = missing::explain(&self, file, at, rewritten, context, unknown) {
+            return error;
+        }
+        let mut message = if rewritten {
             without_position(&self.message)
         } else {
-            self.message
+            self.message.clone()
         };
+        // The position of the rewritten copy was dropped: the key's line in the file instead.
+        if message.len() != self.message.len() {
+            if let Some(Segment::Key(k)) = self.segments.last() {
+                if let Some(line) = missing::key_line(context.text, k) {
+                    message.push_str(&format!(" (line {line})"));
+                }
+            }
+        }
         ConfigError::Parse {
             file: file.to_owned(),
             key: KeyPrefix(join(at, &self.path)),
-            message,
+            message: plain_types(&message),
         }
     }
 }
 
+/// serde names Rust types (`invalid type: string "abc", expected u16`); the reader of a config
+/// error needs what to write instead.
+pub(super) fn plain_types(message: &str) -> String {
+    const TYPES: &[(&str, &str)] = &[
+        ("u8", "a whole number 0-255"),
+        ("u16", "a whole number 0-65535"),
+        ("u32", "a whole number 0-4294967295"),
+        ("u64", "a whole number, 0 or more"),
+        ("usize", "a whole number, 0 or more"),
+        ("i8", "a whole number -128-127"),
+        ("i16", "a whole number -32768-32767"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+    ];
+    for (rust, words) in TYPES {
+        let pattern = format!("expected {rust}");
+        let Some(i) = message.find(&pattern) else {
+            continue;
+        };
+        let rest = &message[i + pattern.len()..];
+        if rest.is_empty() || rest.starts_with([' ', ',']) {
+            return format!("{}expected {words}{rest}", &message[..i]);
+        }
+    }
+    message.to_owned()
+}
+
 /// A parser message without its trailing ` at line L column C`.
-fn without_position(message: &str) -> String {
+pub(super) fn without_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i)
             if message[i + 9..]
@@ -486,6 +569,17 @@ fn remove_yaml(doc: &mut yaml_serde::Value, segments: &[Segment]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`parse_yaml_lenient`] with the unknown keys decided by `strictness`, as `load` does.
+    fn parse_yaml_with<T: DeserializeOwned>(
+        file: &Path,
+        text: &str,
+        strictness: Strictness,
+    ) -> Result<T, ConfigError> {
+        let (value, unknown) = parse_yaml_lenient(file, text)?;
+        check_unknown(file, &unknown, strictness)?;
+        Ok(value)
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize, PartialEq)]
@@ -524,7 +618,7 @@ mod tests {
             keys,
             [
                 "sources[0].dbusr: unknown key (nearest known key: `dbuser`)",
-                "sources[0].path: unknown key (nearest known key: `port`)",
+                "sources[0].path: unknown key",
                 "loose.colour: unknown key",
             ]
         );
@@ -624,12 +718,48 @@ mod tests {
             found,
             [
                 "sinks[0].hots: unknown key (nearest known key: `host`)",
-                "sinks[1].filename: unknown key (nearest known key: `path`)",
+                "sinks[1].filename: unknown key",
             ]
         );
         let err =
             parse_yaml_with::<Monitor>(Path::new("m.yaml"), text, Strictness::Strict).unwrap_err();
         assert_eq!(err.key(), Some("sinks[0].hots"));
+    }
+
+    #[test]
+    fn the_nearest_known_key_is_offered_only_when_close() {
+        let mysql = ["id", "name", "type", "dbname", "dbuser", "dbhost", "dbport"];
+        // The original README's complete example: `path` on a mysql source.
+        assert_eq!(nearest_known("path", mysql), None);
+        assert_eq!(nearest_known("dbusr", mysql), Some("dbuser"));
+        assert_eq!(nearest_known("nmae", mysql), Some("name"));
+        assert_eq!(nearest_known("DBHOST", mysql), Some("dbhost"));
+        assert_eq!(nearest_known("x", []), None);
+    }
+
+    #[test]
+    fn wrong_types_are_said_in_words_with_the_line_of_their_key() {
+        // Before the unknown key: the parser's own position is kept.
+        let err = parse_yaml_lenient::<Job>(
+            Path::new("f.yaml"),
+            "sources:\n  - dbname: a\n    port: abc\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml: sources[0].port: invalid type: string \"abc\", expected a whole number \
+             0-65535 at line 3 column 11"
+        );
+        // After an unknown key was dropped: the key's line in the file, not the copy's.
+        let text = "sources:\n  - dbname: a\n    colour: red\n    port: 70000\n";
+        let err = parse_yaml_lenient::<Job>(Path::new("f.yaml"), text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml: sources[0].port: invalid value: integer `70000`, expected a whole number \
+             0-65535 (line 4)"
+        );
+        assert_eq!(plain_types("expected u160"), "expected u160");
+        assert_eq!(plain_types("x, expected f64"), "x, expected a number");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Runs Debian's `smbclient` (as the original did) for one share: one process per operation,
+//! Runs Debian's `smbclient` (as the original did) for one share: one process per operation
+//! (through custos-process: its own process group, killed at a deadline, stderr's tail),
 //! data streamed through pipes (`put -`, `get NAME -`), every request bounded by `-t` and
 //! every short operation by a deadline, and failures mapped from smbclient's `NT_STATUS_*`
 //! words to [`ErrorKind`].
@@ -9,13 +10,13 @@
 //! left behind even when the run is killed (the original wrote `/var/tmp/{id}.smbauth`).
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
-use std::thread::JoinHandle;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use custos_process::{ProcessError, Spawn, Stdin};
 use rustix::fs::OFlags;
 
 use crate::config::Secret;
@@ -46,11 +47,8 @@ pub struct Share {
     pub timeout: Duration,
 }
 
-/// A running smbclient and what it prints on stderr.
-pub struct Process {
-    child: Child,
-    stderr: Option<JoinHandle<Vec<u8>>>,
-}
+/// A running smbclient; its stderr's tail is kept for the error.
+pub type Process = custos_process::Child;
 
 /// Makes the FIFO smbclient reads its credentials from: `auth` in a new 0700 directory.
 fn auth_fifo() -> io::Result<(tempfile::TempDir, PathBuf)> {
@@ -70,7 +68,7 @@ fn auth_fifo() -> io::Result<(tempfile::TempDir, PathBuf)> {
 impl Share {
     /// Hands the credentials to `child` through the FIFO at `path` once it opens it for
     /// reading; fails when the child exits first or does not open it in time.
-    fn send_credentials(&self, child: &mut Child, path: &Path) -> io::Result<()> {
+    fn send_credentials(&self, child: &Process, path: &Path) -> io::Result<()> {
         let end = Instant::now() + AUTH_OPEN;
         let fd = loop {
             // Non-blocking: ENXIO until the reader has it open.
@@ -81,7 +79,7 @@ impl Share {
             ) {
                 Ok(fd) => break fd,
                 Err(rustix::io::Errno::NXIO) => {
-                    if child.try_wait()?.is_some() || Instant::now() >= end {
+                    if child.has_exited()? || Instant::now() >= end {
                         return Err(io::Error::other(
                             "smbclient did not read its authentication file",
                         ));
@@ -102,13 +100,13 @@ impl Share {
         f.write_all(body.as_bytes())
     }
 
-    /// Starts `smbclient -c command`; stdin and stdout as given, stderr collected.
+    /// Starts `smbclient -c command`; stdin and stdout as given, stderr's tail kept.
     pub fn spawn(
         &self,
         op: &'static str,
         object: &str,
         command: &str,
-        stdin: Stdio,
+        stdin: Stdin,
         stdout: Stdio,
     ) -> Result<Process, DestinationError> {
         let io_err = |e: io::Error| DestinationError::Io {
@@ -130,24 +128,21 @@ impl Share {
             .arg("-c")
             .arg(command)
             // Fixed-width English dates and messages, whatever the host's locale.
-            .env("LC_ALL", "C")
+            .env("LC_ALL", "C");
+        let mut process = Spawn::new("smbclient", cmd)
             .stdin(stdin)
             .stdout(stdout)
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            io_err(io::Error::new(
-                e.kind(),
-                format!("cannot run smbclient (Debian package smbclient): {e}"),
-            ))
-        })?;
-        let stderr = child.stderr.take().map(collect_stderr);
-        let sent = self.send_credentials(&mut child, &auth);
+            .tail(MAX_STDERR)
+            .spawn()
+            .map_err(|e| self.process_error(op, object, e))?;
+        let sent = self.send_credentials(&process, &auth);
         // The FIFO goes now: smbclient has its end open (or gave up).
         drop(dir);
-        let mut process = Process { child, stderr };
         if let Err(e) = sent {
-            process.kill();
-            let out = process.stderr_text();
+            let out = match process.kill_and_wait() {
+                Ok(exit) => exit.stderr,
+                Err(e) => e.stderr().to_owned(),
+            };
             let mut err = io_err(e);
             if !out.trim().is_empty() {
                 err = self.failure(op, object, &out);
@@ -164,27 +159,86 @@ impl Share {
         object: &str,
         command: &str,
     ) -> Result<Vec<u8>, DestinationError> {
-        let mut p = self.spawn(op, object, command, Stdio::null(), Stdio::piped())?;
-        let stdout = p.child.stdout.take().map(|r| collect(r, MAX_STDOUT));
-        let status = p.wait(self.deadline());
-        let (out, whole) = stdout
-            .and_then(|h| h.join().ok())
-            .unwrap_or((Vec::new(), true));
-        let err = p.stderr_text();
-        match status {
-            Some(s) if s.success() && !whole => Err(DestinationError::Store {
+        let p = self.spawn(op, object, command, Stdin::Null, Stdio::piped())?;
+        match p.wait_with_output(self.deadline(), MAX_STDOUT) {
+            Ok(out) if out.exit.success() => Ok(out.stdout),
+            Ok(out) => Err(self.failure(
+                op,
+                object,
+                &format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    out.exit.stderr
+                ),
+            )),
+            Err(e) => Err(self.process_error(op, object, e)),
+        }
+    }
+
+    /// How a streaming smbclient (`put -`, `get NAME -`) ended, waited for at most the
+    /// deadline: the failure's kind and text (`timed_out` when the deadline passed, else
+    /// the stall_timeout message).
+    pub fn outcome(
+        &self,
+        p: &mut Process,
+        timed_out: Option<String>,
+    ) -> Result<(), (ErrorKind, String)> {
+        match p.wait_timeout(self.deadline()) {
+            Ok(exit) if exit.success() => Ok(()),
+            Ok(exit) => Err((kind_of(&exit.stderr), summary(&exit.stderr))),
+            Err(ProcessError::TimedOut { .. }) if timed_out.is_some() => {
+                Err((ErrorKind::Other, timed_out.unwrap_or_default()))
+            }
+            Err(e) => match self.process_error("", "", e) {
+                DestinationError::Store { kind, message, .. } => Err((kind, message)),
+                // The kind from the I/O error; the text without the empty op and object.
+                e => {
+                    let text = match &e {
+                        DestinationError::Io { source, .. } => source.to_string(),
+                        e => e.to_string(),
+                    };
+                    Err((e.kind(), text))
+                }
+            },
+        }
+    }
+
+    /// The typed error of an smbclient that could not run or did not end well.
+    fn process_error(&self, op: &'static str, object: &str, e: ProcessError) -> DestinationError {
+        let store = |kind, message| DestinationError::Store {
+            destination: self.destination.clone(),
+            op,
+            object: object.to_string(),
+            kind,
+            message,
+        };
+        match e {
+            ProcessError::NotFound { source, .. }
+            | ProcessError::PermissionDenied { source, .. } => DestinationError::Io {
                 destination: self.destination.clone(),
                 op,
                 object: object.to_string(),
-                kind: ErrorKind::Other,
-                message: format!(
-                    "smbclient printed more than {} MiB; refused",
-                    MAX_STDOUT >> 20
+                source: io::Error::new(
+                    source.kind(),
+                    format!("cannot run smbclient (Debian package smbclient): {source}"),
                 ),
-            }),
-            Some(s) if s.success() => Ok(out),
-            Some(_) => Err(self.failure(op, object, &format!("{}{err}", lossy(&out)))),
-            None => Err(self.timed_out(op, object)),
+            },
+            ProcessError::Io {
+                context, source, ..
+            } => DestinationError::Io {
+                destination: self.destination.clone(),
+                op,
+                object: object.to_string(),
+                source: io::Error::new(source.kind(), format!("{context} smbclient: {source}")),
+            },
+            ProcessError::TimedOut { .. } => self.timed_out(op, object),
+            ProcessError::OutputTooLarge { limit, .. } => store(
+                ErrorKind::Other,
+                format!("smbclient printed more than {} MiB; refused", limit >> 20),
+            ),
+            ProcessError::Exited { stderr, .. } | ProcessError::Signaled { stderr, .. } => {
+                self.failure(op, object, &stderr)
+            }
         }
     }
 
@@ -217,94 +271,6 @@ impl Share {
             ),
         }
     }
-}
-
-impl Process {
-    pub fn stdin(&mut self) -> Option<ChildStdin> {
-        self.child.stdin.take()
-    }
-
-    pub fn stdout(&mut self) -> Option<ChildStdout> {
-        self.child.stdout.take()
-    }
-
-    /// Waits for the exit, killing the process after `deadline`; `None` when it was killed.
-    pub fn wait(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
-        let end = Instant::now() + deadline;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => return Some(s),
-                Ok(None) if Instant::now() < end => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                _ => {
-                    self.kill();
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// Kills and reaps the process (nothing if it has exited).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// What it printed on stderr; call after it exited.
-    pub fn stderr_text(&mut self) -> String {
-        self.stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .map(|b| lossy(&b))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.kill();
-        }
-    }
-}
-
-/// Reads a pipe to its end on a thread, so the process never blocks on a full pipe, keeping
-/// at most `limit` bytes: the bytes kept and whether they are all there were (the rest is
-/// read and dropped).
-fn collect<R: Read + Send + 'static>(mut r: R, limit: usize) -> JoinHandle<(Vec<u8>, bool)> {
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let cap = u64::try_from(limit).unwrap_or(u64::MAX);
-        let _ = r.by_ref().take(cap).read_to_end(&mut out);
-        let rest = std::io::copy(&mut r, &mut std::io::sink()).unwrap_or(0);
-        (out, rest == 0)
-    })
-}
-
-/// Reads stderr keeping its tail only.
-fn collect_stderr(r: ChildStderr) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut r = r;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = r.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-            if out.len() > MAX_STDERR {
-                out.drain(..out.len() - MAX_STDERR);
-            }
-        }
-        out
-    })
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The kind of a failure from smbclient's output.
@@ -387,17 +353,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stdout_is_read_to_its_end_but_kept_only_to_the_limit() {
-        let endless = std::io::repeat(b'x').take(10_000);
-        let (kept, whole) = collect(endless, 4096).join().expect("thread");
-        assert_eq!((kept.len(), whole), (4096, false));
-        let (kept, whole) = collect(&b"  a.gpg   A   3\n"[..], 4096)
-            .join()
-            .expect("thread");
-        assert_eq!((kept.len(), whole), (16, true));
-    }
-
-    #[test]
     fn nt_status_words_map_to_kinds() {
         let cases = [
             (
@@ -448,16 +403,16 @@ mod tests {
         let (dir, path) = auth_fifo().expect("fifo");
         let mode = fs::metadata(dir.path()).expect("dir").permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
-        let mut child = Command::new("cat")
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("cat");
-        share.send_credentials(&mut child, &path).expect("send");
+        let mut cat = Command::new("cat");
+        cat.arg(&path);
+        let child = Spawn::new("cat", cat).spawn().expect("cat");
+        share.send_credentials(&child, &path).expect("send");
         let kept = dir.path().to_path_buf();
         drop(dir);
         assert!(!kept.exists());
-        let out = child.wait_with_output().expect("wait");
+        let out = child
+            .wait_with_output(Duration::from_secs(10), 4096)
+            .expect("wait");
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "username = u\npassword = pw-fifo-test\ndomain = WG\n"
@@ -465,8 +420,10 @@ mod tests {
 
         // A reader that never opens it: an error, not a hang.
         let (_dir, path) = auth_fifo().expect("fifo");
-        let mut child = Command::new("true").spawn().expect("true");
-        assert!(share.send_credentials(&mut child, &path).is_err());
+        let child = Spawn::new("true", Command::new("true"))
+            .spawn()
+            .expect("true");
+        assert!(share.send_credentials(&child, &path).is_err());
     }
 
     #[test]

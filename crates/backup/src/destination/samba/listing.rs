@@ -37,11 +37,10 @@ fn parse_ls_line(line: &str) -> Option<Entry> {
     let field = head
         .len()
         .checked_sub(digits + 1 + 7 + 8usize.saturating_sub(digits))?;
-    if !head.is_char_boundary(field) {
-        return None;
-    }
-    let attrs = head[field..field + 7].trim();
-    let name = head[..field].trim_end_matches(' ');
+    // `get`: a line that does not fit the layout (a name with multi-byte characters where
+    // the attributes should be) is skipped, never cut inside a character.
+    let attrs = head.get(field..field + 7)?.trim();
+    let name = head.get(..field)?.trim_end_matches(' ');
     if name.is_empty() || name == "." || name == ".." {
         return None;
     }
@@ -60,6 +59,16 @@ fn parse_ls_line(line: &str) -> Option<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_with_a_character_across_the_attribute_column_is_skipped() {
+        // The attribute column's end (7 bytes after its start) falls inside `€`.
+        let line = "  name      abcdef\u{20ac}      1  Wed Dec  2 04:00:13 2026";
+        assert_eq!(parse_ls_line(line), None);
+        // Its start inside a character: skipped too.
+        let line = "  ab\u{20ac}cdefghi      1  Wed Dec  2 04:00:13 2026";
+        assert_eq!(parse_ls_line(line), None);
+    }
 
     #[test]
     fn ls_lines_are_read_from_the_right() {

@@ -180,14 +180,19 @@ fn the_original_examples_load_unchanged() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = t.path().join("src");
     std::fs::create_dir_all(&src).expect("mkdir");
-    // `--dry-run` loads the job strictly (an unread key is an error) and reaches each
-    // destination without writing.
+    // `--strict --dry-run` loads the job strictly (an unread key is an error) and reaches
+    // each destination without writing.
     for (text, kind) in [(B2_EXAMPLE, "b2"), (DROPBOX_EXAMPLE, "dropbox")] {
         let mut job = Job::new(t.path());
         job.source(folder_source("files", &src))
             .destination(example(text));
         let cfg = job.write_as(&format!("{kind}.json"));
-        let r = fake.backup(&["run".as_ref(), cfg.as_os_str(), "--dry-run".as_ref()]);
+        let r = fake.backup(&[
+            "--strict".as_ref(),
+            "run".as_ref(),
+            cfg.as_os_str(),
+            "--dry-run".as_ref(),
+        ]);
         r.assert_code(0);
     }
     assert!(fake.files("b2")["files"]
@@ -201,7 +206,12 @@ fn the_original_examples_load_unchanged() {
     job.source(folder_source("files", &src))
         .destination(example(GDRIVE_EXAMPLE));
     let cfg = job.write_as("gdrive.json");
-    let r = fake.backup(&["run".as_ref(), cfg.as_os_str(), "--dry-run".as_ref()]);
+    let r = fake.backup(&[
+        "--strict".as_ref(),
+        "run".as_ref(),
+        cfg.as_os_str(),
+        "--dry-run".as_ref(),
+    ]);
     r.assert_code(1);
     assert!(
         r.all_text()
