@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Throw-away MariaDB (127.0.0.1:3307) and PostgreSQL (127.0.0.1:5433) for the `backup` crate's
-# integration tests and for .ci/run. No systemd, no system-wide state: everything lives under
-# $BASE (default /tmp/custos-backup-services) and `stop` + `rm -rf $BASE` removes it all.
+# Throw-away MariaDB and PostgreSQL on 127.0.0.1 for the `backup` crate's integration tests
+# and for .ci/run. No systemd, no system-wide state: everything lives under $BASE (default
+# /tmp/custos-backup-services) and `stop` + `rm -rf $BASE` removes it all.
+#
+# Ports: CUSTOS_MYSQL_PORT / CUSTOS_PGSQL_PORT when set; otherwise `start` picks free ports
+# (again, if a server finds its port taken in the meantime) and records them under $BASE, so a
+# fixed port can never collide with another server or another test run on the machine.
 #
 # Usage: scripts/backup-test-services.sh start|stop|status|env
 #   start   initialise (first time), start both servers, create the test user + databases and
-#           seed data; idempotent (already-running servers are reused). Exit 0 only if both are up.
+#           seed data; idempotent (already-running servers are reused on their ports). Exit 0
+#           only if both are up; then prints the connection settings (as `env`) on stdout.
 #   stop    stop both servers (data stays under $BASE for the next start).
 #   status  print up/down per service; exit 0 only if both are up.
-#   env     print the connection settings the tests use (KEY=value lines).
+#   env     print the connection settings of the running servers (KEY=value lines).
 #
 # Root-safe: PostgreSQL refuses to run as root and MariaDB should not, so when started as root
 # both run as the unprivileged user $SERVICE_USER (default custos-test, created if missing).
@@ -22,8 +27,13 @@ set -euo pipefail
 
 BASE=${BASE:-/tmp/custos-backup-services}
 HOST=127.0.0.1
-MY_PORT=${CUSTOS_MYSQL_PORT:-3307}
-PG_PORT=${CUSTOS_PGSQL_PORT:-5433}
+# Ports asked for; empty: `start` picks one and records it ($MY_DIR/port, $PG_DIR/port), where
+# the other commands (and a later `start` finding the server still up) read it.
+MY_PORT_GIVEN=${CUSTOS_MYSQL_PORT:-}
+PG_PORT_GIVEN=${CUSTOS_PGSQL_PORT:-}
+MY_PORT=$MY_PORT_GIVEN
+PG_PORT=$PG_PORT_GIVEN
+PORT_TRIES=5 # picks of a free port before giving up (each can be taken before the server binds)
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 SERVICE_USER=${SERVICE_USER:-custos-test}
 # Test credentials. The password is deliberately distinctive: the secrets test greps process
@@ -79,7 +89,32 @@ ensure_user() {
     fi
 }
 
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+port_open() { [[ -n $1 ]] && (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# A port nothing listens on now: the kernel's pick for a socket bound to port 0.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The ports `start` recorded, for the servers left running by an earlier call.
+load_ports() {
+    [[ -n $MY_PORT || ! -f $MY_DIR/port ]] || MY_PORT=$(<"$MY_DIR/port")
+    [[ -n $PG_PORT || ! -f $PG_DIR/port ]] || PG_PORT=$(<"$PG_DIR/port")
+}
+
+# retry_or_die WHAT PORT GIVEN TRY LOG SEEN: after a failed start, returns (to try another
+# port) when we picked PORT and the lines LOG gained since line SEEN say it was taken in the
+# meantime; otherwise shows the log's tail and exits.
+retry_or_die() {
+    local what=$1 port=$2 given=$3 try=$4 log_file=$5 seen=$6
+    if [[ -z $given ]] && ((try < PORT_TRIES)) \
+        && tail -n "+$((seen + 1))" "$log_file" 2>/dev/null | grep -q 'Address already in use'; then
+        log "port $port was taken before $what bound it; picking another"
+        return 0
+    fi
+    tail -20 "$log_file" >&2
+    die "$what did not start on $HOST:$port (waited at most ${DEADLINE}s; log: $log_file)"
+}
 
 wait_port() { # port, what, pid-or-empty
     local end=$((SECONDS + DEADLINE))
@@ -94,6 +129,18 @@ wait_port() { # port, what, pid-or-empty
 # ---------------------------------------------------------------- MariaDB
 my_sql() { "$MARIADB" --no-defaults -S "$MY_SOCK" -u "$SVC_DB_ROOT" "$@"; }
 
+# wait_mariadb PID: until the server answers on its socket and its port, or exits (it exits
+# when its port is taken). The socket first: an open port alone may be someone else's.
+wait_mariadb() {
+    local end=$((SECONDS + DEADLINE))
+    while ((SECONDS < end)); do
+        kill -0 "$1" 2>/dev/null || return 1
+        my_sql -e 'SELECT 1' >/dev/null 2>&1 && port_open "$MY_PORT" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 start_mariadb() {
     mkdir -p "$MY_DIR" "$LOG_DIR"
     if [[ ! -d $MY_DIR/data/mysql ]]; then
@@ -106,22 +153,34 @@ start_mariadb() {
             || { tail -20 "$LOG_DIR/mariadb-install.log" >&2; die "mariadb-install-db failed (log: $LOG_DIR/mariadb-install.log)"; }
     fi
     chown -R "$SERVICE_USER": "$MY_DIR"
-    if port_open "$MY_PORT"; then
+    if [[ $(id -u) -eq 0 ]]; then SVC_DB_ROOT=root; else SVC_DB_ROOT=$SERVICE_USER; fi
+    local running=
+    [[ -f $MY_PID ]] && kill -0 "$(cat "$MY_PID")" 2>/dev/null && running=1
+    # Reused only on the port we know, as the server itself says (an open port alone may be
+    # someone else's).
+    if [[ -n $running ]] && [[ $(my_sql -N -B -e 'SELECT @@port' 2>/dev/null) == "$MY_PORT" ]]; then
         log "MariaDB already listening on $HOST:$MY_PORT"
     else
-        local args=(--no-defaults --datadir="$MY_DIR/data" --socket="$MY_SOCK" --pid-file="$MY_PID"
-            --port="$MY_PORT" --bind-address="$HOST" --skip-name-resolve --skip-log-bin
-            --innodb-buffer-pool-size=64M --innodb-log-file-size=16M --innodb-flush-log-at-trx-commit=0
-            --log-error="$LOG_DIR/mariadb.err")
-        touch "$LOG_DIR/mariadb.err" && chown "$SERVICE_USER" "$LOG_DIR/mariadb.err"
-        # mariadbd as root needs --user; as a normal user it simply runs as that user.
-        if [[ $(id -u) -eq 0 ]]; then args+=(--user="$SERVICE_USER"); fi
-        setsid "$MARIADBD" "${args[@]}" </dev/null >>"$LOG_DIR/mariadb.out" 2>&1 9>&- &
-        local pid=$!
-        wait_port "$MY_PORT" MariaDB "$pid" \
-            || { tail -20 "$LOG_DIR/mariadb.err" >&2; die "MariaDB did not listen on $HOST:$MY_PORT within ${DEADLINE}s (log: $LOG_DIR/mariadb.err)"; }
+        # Running on a port we do not know (an older run of this script): restart it.
+        [[ -z $running ]] || stop_mariadb
+        local given=$MY_PORT_GIVEN try
+        for ((try = 1; ; try++)); do
+            MY_PORT=${given:-$(free_port)}
+            local args=(--no-defaults --datadir="$MY_DIR/data" --socket="$MY_SOCK" --pid-file="$MY_PID"
+                --port="$MY_PORT" --bind-address="$HOST" --skip-name-resolve --skip-log-bin
+                --innodb-buffer-pool-size=64M --innodb-log-file-size=16M --innodb-flush-log-at-trx-commit=0
+                --log-error="$LOG_DIR/mariadb.err")
+            touch "$LOG_DIR/mariadb.err" && chown "$SERVICE_USER" "$LOG_DIR/mariadb.err"
+            local seen; seen=$(wc -l <"$LOG_DIR/mariadb.err")
+            # mariadbd as root needs --user; as a normal user it simply runs as that user.
+            if [[ $(id -u) -eq 0 ]]; then args+=(--user="$SERVICE_USER"); fi
+            setsid "$MARIADBD" "${args[@]}" </dev/null >>"$LOG_DIR/mariadb.out" 2>&1 9>&- &
+            local pid=$!
+            wait_mariadb "$pid" && break
+            retry_or_die MariaDB "$MY_PORT" "$given" "$try" "$LOG_DIR/mariadb.err" "$seen"
+        done
+        echo "$MY_PORT" >"$MY_DIR/port"
     fi
-    if [[ $(id -u) -eq 0 ]]; then SVC_DB_ROOT=root; else SVC_DB_ROOT=$SERVICE_USER; fi
     seed_mariadb
     log "MariaDB up: $HOST:$MY_PORT user=$DB_USER db=$DB_NAME,$DB_NAME2 (socket $MY_SOCK)"
 }
@@ -194,14 +253,26 @@ start_postgres() {
             || { tail -20 "$LOG_DIR/pg-initdb.log" >&2; die "initdb failed (log: $LOG_DIR/pg-initdb.log)"; }
     fi
     touch "$LOG_DIR/postgres.log" && chown "$SERVICE_USER" "$LOG_DIR/postgres.log"
-    if port_open "$PG_PORT"; then
+    local running=
+    as_svc "$PG_CTL" -D "$PG_DIR/data" status >/dev/null 2>&1 && running=1
+    # Reused only on the port we know, as the server wrote it (line 4 of postmaster.pid).
+    if [[ -n $running ]] && [[ $(sed -n 4p "$PG_DIR/data/postmaster.pid" 2>/dev/null) == "$PG_PORT" ]] \
+        && port_open "$PG_PORT"; then
         log "PostgreSQL already listening on $HOST:$PG_PORT"
     else
-        as_svc "$PG_CTL" -D "$PG_DIR/data" -l "$LOG_DIR/postgres.log" -w -t "$DEADLINE" \
-            -o "-p $PG_PORT -h $HOST -k $PG_DIR/sock -c fsync=off -c full_page_writes=off -c shared_buffers=32MB" \
-            start >/dev/null 9>&- \
-            || { tail -20 "$LOG_DIR/postgres.log" >&2; die "PostgreSQL did not start on $HOST:$PG_PORT (log: $LOG_DIR/postgres.log)"; }
+        # Running on a port we do not know (an older run of this script): restart it.
+        [[ -z $running ]] || stop_postgres
+        local given=$PG_PORT_GIVEN try
+        for ((try = 1; ; try++)); do
+            PG_PORT=${given:-$(free_port)}
+            local seen; seen=$(wc -l <"$LOG_DIR/postgres.log")
+            as_svc "$PG_CTL" -D "$PG_DIR/data" -l "$LOG_DIR/postgres.log" -w -t "$DEADLINE" \
+                -o "-p $PG_PORT -h $HOST -k $PG_DIR/sock -c fsync=off -c full_page_writes=off -c shared_buffers=32MB" \
+                start >/dev/null 9>&- && break
+            retry_or_die PostgreSQL "$PG_PORT" "$given" "$try" "$LOG_DIR/postgres.log" "$seen"
+        done
         wait_port "$PG_PORT" PostgreSQL || die "PostgreSQL not listening on $HOST:$PG_PORT"
+        echo "$PG_PORT" >"$PG_DIR/port"
     fi
     seed_postgres
     log "PostgreSQL up: $HOST:$PG_PORT user=$DB_USER db=$DB_NAME (socket dir $PG_DIR/sock)"
@@ -255,6 +326,7 @@ stop_postgres() {
 
 # ---------------------------------------------------------------- main
 status() {
+    load_ports
     local rc=0
     if port_open "$MY_PORT"; then echo "up   mariadb    $HOST:$MY_PORT"; else echo "down mariadb    $HOST:$MY_PORT"; rc=1; fi
     if port_open "$PG_PORT"; then echo "up   postgresql $HOST:$PG_PORT"; else echo "down postgresql $HOST:$PG_PORT"; rc=1; fi
@@ -262,6 +334,8 @@ status() {
 }
 
 print_env() {
+    load_ports
+    [[ -n $MY_PORT && -n $PG_PORT ]] || die "no ports recorded under $BASE: run \`$0 start\` first"
     cat <<EOF
 CUSTOS_DB_HOST=$HOST
 CUSTOS_MYSQL_PORT=$MY_PORT
@@ -283,19 +357,23 @@ start)
     # Tests start the services from several processes at once: serialise.
     exec 9>"$BASE/.lock"
     flock -w "$((DEADLINE * 3))" 9 || die "timed out waiting for $BASE/.lock"
+    load_ports
     # Skip re-seeding if a previous caller in this boot already brought both up and seeded.
     if port_open "$MY_PORT" && port_open "$PG_PORT" && [[ -f $BASE/.seeded ]] \
         && [[ $(cat "$BASE/.seeded") == "$(stat -c %Y "$MY_PID" 2>/dev/null)-$(stat -c %Y "$PG_DIR/data/postmaster.pid" 2>/dev/null)" ]]; then
         log "both services already up and seeded"
+        print_env
         exit 0
     fi
     start_mariadb
     start_postgres
     echo "$(stat -c %Y "$MY_PID" 2>/dev/null)-$(stat -c %Y "$PG_DIR/data/postmaster.pid" 2>/dev/null)" >"$BASE/.seeded"
+    print_env
     ;;
 stop)
     resolve_bins
     ensure_user
+    load_ports
     stop_mariadb
     stop_postgres
     rm -f "$BASE/.seeded"

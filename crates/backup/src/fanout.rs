@@ -295,11 +295,13 @@ mod tests {
     use std::io::{self, Write};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-    /// Counts bytes; blocks in `write` while `stuck` is set.
+    /// Counts bytes; blocks in `write` while `stuck` is set; says on `ended` how its writer
+    /// thread finished ("commit" or "abort"), so a test can wait for that instead of sleeping.
     struct Probe {
         bytes: Arc<AtomicU64>,
         stuck: Arc<AtomicBool>,
         committed: Arc<AtomicBool>,
+        ended: mpsc::Sender<&'static str>,
     }
 
     impl Write for Probe {
@@ -318,24 +320,35 @@ mod tests {
     impl ObjectWriter for Probe {
         fn commit(self: Box<Self>) -> Result<(), DestinationError> {
             self.committed.store(true, Ordering::SeqCst);
+            let _ = self.ended.send("commit");
             Ok(())
         }
-        fn abort(self: Box<Self>) {}
+        fn abort(self: Box<Self>) {
+            let _ = self.ended.send("abort");
+        }
     }
 
-    fn probe(stuck: bool) -> (Probe, Arc<AtomicU64>, Arc<AtomicBool>, Arc<AtomicBool>) {
+    type ProbeHandles = (
+        Arc<AtomicU64>,
+        Arc<AtomicBool>,
+        Arc<AtomicBool>,
+        mpsc::Receiver<&'static str>,
+    );
+
+    /// A probe and its (bytes, stuck, committed, ended) handles.
+    fn probe(stuck: bool) -> (Probe, ProbeHandles) {
         let bytes = Arc::new(AtomicU64::new(0));
         let stuck = Arc::new(AtomicBool::new(stuck));
         let committed = Arc::new(AtomicBool::new(false));
+        let (ended, ended_rx) = mpsc::channel();
         (
             Probe {
                 bytes: bytes.clone(),
                 stuck: stuck.clone(),
                 committed: committed.clone(),
+                ended,
             },
-            bytes,
-            stuck,
-            committed,
+            (bytes, stuck, committed, ended_rx),
         )
     }
 
@@ -344,8 +357,8 @@ mod tests {
     #[test]
     fn a_stalled_destination_is_given_up_and_the_other_completes() {
         let started = Instant::now();
-        let (ok, ok_bytes, _, ok_committed) = probe(false);
-        let (stalled, _, stuck, stalled_committed) = probe(true);
+        let (ok, (ok_bytes, _, ok_committed, _)) = probe(false);
+        let (stalled, (_, stuck, stalled_committed, stalled_ended)) = probe(true);
         let stall = Duration::from_millis(300);
         let a = Feed::spawn(
             "ok",
@@ -375,9 +388,13 @@ mod tests {
         let err = fb.result.expect_err("stalled one failed");
         assert_eq!(err.kind(), ErrorKind::Transient);
         assert!(err.to_string().contains("stalled"), "{err}");
-        // Released later, the thread aborts instead of committing.
+        // Released later, the thread aborts instead of committing: wait for its writer to
+        // end (however slow the machine), then look at how.
         stuck.store(false, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(50));
+        let how = stalled_ended
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the released writer thread ends");
+        assert_eq!(how, "abort");
         assert!(!stalled_committed.load(Ordering::SeqCst));
     }
 
@@ -386,7 +403,7 @@ mod tests {
     #[test]
     fn the_rate_limit_paces_the_writes() {
         let started = Instant::now();
-        let (p, bytes, _, committed) = probe(false);
+        let (p, (bytes, _, committed, _)) = probe(false);
         let f = Feed::spawn(
             "r",
             "o",

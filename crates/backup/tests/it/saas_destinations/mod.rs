@@ -12,8 +12,7 @@
 //! original's example configs are here.
 
 mod b2;
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 mod dropbox;
 mod gdrive;
 

@@ -2,13 +2,14 @@
 //! original pushed) read back from its /metrics, and the node_exporter textfile checked by
 //! `promtool`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::notify::*;
 use common::*;
@@ -89,7 +90,6 @@ fn http_get(port: u16, path: &str) -> String {
 }
 
 const PUSHGATEWAY: &str = "/usr/bin/prometheus-pushgateway";
-const PGW_PORT: u16 = 19191;
 
 #[test]
 fn push_gateway_keeps_the_originals_types_and_reads_back_our_values() {
@@ -104,16 +104,23 @@ fn push_gateway_keeps_the_originals_types_and_reads_back_our_values() {
         eprintln!("SKIP: {msg}");
         return;
     }
+    // Port 0: the port it got is the one its listening socket has.
     let mut child = Command::new(PUSHGATEWAY)
-        .args([
-            format!("--web.listen-address=127.0.0.1:{PGW_PORT}"),
-            "--persistence.file=".to_owned(),
-        ])
+        .args(["--web.listen-address=127.0.0.1:0", "--persistence.file="])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_port(PGW_PORT, &mut child, "push gateway");
+    let mut port = None;
+    wait_until(Duration::from_secs(30), "the push gateway listens", || {
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "the push gateway exited"
+        );
+        port = listening_ports(child.id()).first().copied();
+        port.is_some()
+    });
+    let pgw_port = port.expect("port");
     let _gw = Server(child);
 
     // The group as the original (prometheus_client's push_to_gateway) left it.
@@ -126,12 +133,12 @@ fn push_gateway_keeps_the_originals_types_and_reads_back_our_values() {
              Summary('backup_uploadtime', 'Time taken to upload backup in seconds', registry=r).observe(2.5)\n\
              Gauge('backup_retained_copies', 'Number of retained backups found on destination', registry=r).set(0)\n\
              Gauge('backup_timestamp', 'Time backup completed as seconds-since-the-epoch', registry=r).set_to_current_time()\n\
-             push_to_gateway('127.0.0.1:{PGW_PORT}', job='www', registry=r)\n"
+             push_to_gateway('127.0.0.1:{pgw_port}', job='www', registry=r)\n"
         )])
         .status()
         .unwrap();
     assert!(seeded.success());
-    let before = http_get(PGW_PORT, "/metrics");
+    let before = http_get(pgw_port, "/metrics");
     assert!(
         before.contains("backup_size_sum{instance=\"\",job=\"www\"} 1234"),
         "{before}"
@@ -140,14 +147,14 @@ fn push_gateway_keeps_the_originals_types_and_reads_back_our_values() {
     // The README's example, pointed at the local gateway; two runs keep two good copies.
     let mut f = Fixture::new(false);
     let n = vec![
-        json!({"type": "prometheus", "url": format!("http://127.0.0.1:{PGW_PORT}/"),
+        json!({"type": "prometheus", "url": format!("http://127.0.0.1:{pgw_port}/"),
                         "credentials": {"username": "prometheus", "password": "yourpasswordhere"}}),
     ];
     f.run(n.clone()).assert_code(0);
     // (A second run within the same second moves its stamp to the next one by itself.)
     let run = f.run(n.clone());
     run.assert_code(0);
-    let m = http_get(PGW_PORT, "/metrics");
+    let m = http_get(pgw_port, "/metrics");
     let series = |name: &str| format!("{name}{{instance=\"\",job=\"www\"}}");
     assert!(m.contains("# TYPE backup_size summary"), "{m}");
     assert!(m.contains("# TYPE backup_retained_copies gauge"), "{m}");
@@ -174,7 +181,7 @@ fn push_gateway_keeps_the_originals_types_and_reads_back_our_values() {
     // A failure: status 0 and the failure time; the last success and its statistics stay.
     fs::remove_dir_all(f.path("www")).unwrap();
     f.run(n).assert_code(1);
-    let m = http_get(PGW_PORT, "/metrics");
+    let m = http_get(pgw_port, "/metrics");
     assert_eq!(value(&m, &series("backup_success")), 0.0);
     assert!(value(&m, &series("backup_last_failure_timestamp_seconds")) >= last_ok);
     assert_eq!(

@@ -2,7 +2,7 @@
 //! and a stand-in `mysqldump` on PATH (a shell script that waits for a gate file or stalls,
 //! with a child of its own, so killing "the producer" must mean its whole process group).
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::fs;

@@ -3,7 +3,7 @@
 //! README's examples; a flag file; and a notifier that fails never hides the backup or stops
 //! the others.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::process::{Command, Stdio};

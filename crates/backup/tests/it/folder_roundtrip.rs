@@ -1,7 +1,7 @@
 //! Folder -> local -> restore round trips with the real binary, and interoperability of the
 //! objects with the real tools (`gpg`, `zstd`, `tar`, `gzip`) in both directions.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

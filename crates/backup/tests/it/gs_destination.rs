@@ -1,5 +1,5 @@
 //! The `gs` destination with the real binary against a local fake of Google Cloud Storage
-//! (tests/common/gcs/: the exact JSON and XML API requests opendal sends, and an OAuth
+//! (tests/it/common/gcs/: the exact JSON and XML API requests opendal sends, and an OAuth
 //! token endpoint that verifies the service-account JWT with `openssl`). The binary finds
 //! the fake through `STORAGE_EMULATOR_HOST` and the key's `token_uri`, as Google's own
 //! client libraries would: a streamed multipart backup, `list`, `restore` byte-identical,
@@ -7,7 +7,7 @@
 //! fails only the gs destination (exit 1) while a local destination in the same job
 //! completes.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::path::Path;

@@ -5,15 +5,14 @@
 //! fails only that destination, and a `kill -9` mid-upload that leaves nothing listed and
 //! whose partial the next run removes.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;
-use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::stall::{stalled_server, upload_seconds};
 use common::*;
@@ -47,7 +46,29 @@ impl Drop for Smbd {
 }
 
 /// Starts smbd through the project's script; `None` (after a loud SKIP) when it is missing.
+/// The script picks a free port that smbd binds a moment later (smbd cannot be handed a
+/// socket); if another program took the port in between, smbd exits: start it again.
 fn smbd(test: &str) -> Option<Smbd> {
+    for _ in 0..5 {
+        let mut s = start_smbd(test)?;
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if listening_ports(s.child.id()).contains(&s.port) {
+                return Some(s);
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                eprintln!("smbd on port {} ended ({status}); starting another", s.port);
+                break;
+            }
+            assert!(Instant::now() < end, "smbd does not listen on {}", s.port);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("{test}: smbd ended five times before listening");
+}
+
+/// One start of the script, its `port=`, `dir=` and `share=` read.
+fn start_smbd(test: &str) -> Option<Smbd> {
     let mut child = Command::new("bash")
         .arg(repo_root().join("scripts/samba-test-server.sh"))
         .env_remove("CUSTOS_SMB_PASSWORD")
@@ -72,16 +93,12 @@ fn smbd(test: &str) -> Option<Smbd> {
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut out, &mut std::io::sink());
     });
-    let s = Smbd {
+    Some(Smbd {
         child,
         port,
         dir,
         share,
-    };
-    wait_until(Duration::from_secs(60), "smbd accepts connections", || {
-        TcpStream::connect(("127.0.0.1", s.port)).is_ok()
-    });
-    Some(s)
+    })
 }
 
 /// A `samba` destination with the keys of the original's example, on the test share.

@@ -4,7 +4,7 @@
 //! flipped byte in the OpenPGP body, truncated). Each case runs the real binary under a
 //! deadline; nothing outside the target changes and a failed restore leaves the target empty.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

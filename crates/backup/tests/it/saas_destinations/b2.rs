@@ -2,8 +2,6 @@
 
 use serde_json::{json, Value};
 
-use super::common::saas::*;
-use super::common::*;
 use super::*;
 
 #[test]

@@ -1,6 +1,7 @@
 """A real SMTP server (aiosmtpd) for the notification tests: stores each message as
 <out>/<n>.json with the envelope, the raw message, whether the client logged in (and as whom)
-and whether the session was encrypted (then and when it logged in).
+and whether the session was encrypted (then and when it logged in); <out>/ended holds the
+number of sessions that ended (after which nothing of theirs can still be stored).
 
 usage: smtp_server.py HOST PORT OUT [--auth USER:PASS] [--starttls CERT KEY] [--ssl CERT KEY]
                       [--starttls-optional]
@@ -10,7 +11,7 @@ PORT 0 binds a free port; the server prints `port=N` once it listens (with any P
 --ssl: TLS from the first byte."""
 import argparse, json, os, socket, ssl, sys, time
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult
 
 p = argparse.ArgumentParser()
 p.add_argument("host"); p.add_argument("port", type=int); p.add_argument("out")
@@ -44,6 +45,23 @@ class Store:
         os.rename(tmp, os.path.join(a.out, "%d.json" % Store.n))
         return "250 OK"
 
+def write_atomically(name, text):
+    tmp = os.path.join(a.out, "." + name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, os.path.join(a.out, name))
+
+class CountingSMTP(SMTP):
+    """Counts sessions whose handler finished or was cancelled: a test that asserts that no
+    mail arrived waits for its client's session to end instead of sleeping."""
+    ended = 0
+    async def _handle_client(self):
+        try:
+            await super()._handle_client()
+        finally:
+            CountingSMTP.ended += 1
+            write_atomically("ended", "%d\n" % CountingSMTP.ended)
+
 def authenticator(server, session, envelope, mechanism, data):
     Store.auth_encrypted[id(session)] = encrypted(server)
     user, pw = a.auth.split(":", 1)
@@ -73,6 +91,8 @@ class AnyPortController(Controller):
         self.port = self.server.sockets[0].getsockname()[1]
         print("port=%d" % self.port, flush=True)
         socket.create_connection((self.hostname, self.port), 1.0).close()
+    def factory(self):
+        return CountingSMTP(self.handler, **self.SMTP_kwargs)
 
 c = AnyPortController(Store(), **kw)
 c.start()

@@ -1,7 +1,7 @@
 //! Mail notifications end to end against a real SMTP server (aiosmtpd): without AUTH, with
 //! AUTH, STARTTLS and implicit TLS; headers and bodies of the received messages checked.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ impl Smtpd {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/smtp_server.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
             .args([host, "0"])
@@ -67,6 +67,22 @@ impl Smtpd {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Waits until `n` sessions ended at the server (its own readiness probe is one): then
+    /// nothing a client sent in them can still be stored, so "no mail" is a fact, not a hope.
+    fn wait_sessions_ended(&self, n: u64) {
+        let ended = || {
+            fs::read_to_string(self.path().join("ended"))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{n} ended SMTP sessions"),
+            || ended() >= n,
+        );
     }
 }
 
@@ -357,7 +373,8 @@ fn smtp_refuses_plaintext_auth_to_a_remote_host_unless_allowed() {
     );
     assert!(out.contains("www     disk         ok"), "{out}");
     assert!(!run.all_text().contains("remotepass"));
-    std::thread::sleep(Duration::from_millis(300));
+    // The probe's session and the notifier's one.
+    server.wait_sessions_ended(2);
     assert!(!server.path().join("1.json").exists(), "a mail was sent");
     // STARTTLS offered but its certificate is not trusted: no fallback to plain text with a
     // password at stake.
@@ -391,7 +408,7 @@ fn smtp_refuses_plaintext_auth_to_a_remote_host_unless_allowed() {
         "{}",
         run.describe()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    untrusted.wait_sessions_ended(2);
     assert!(!untrusted.path().join("1.json").exists(), "a mail was sent");
     // Allowed by the key: it logs in over plain text, as asked.
     let mut g = Fixture::new(false);

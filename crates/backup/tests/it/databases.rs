@@ -5,7 +5,7 @@
 //! Each test works in databases of its own (`ct_<tag>_<pid>_<n>`), so they run in parallel
 //! and never touch the seed databases.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -698,10 +698,11 @@ fn kill_9_while_dumping_leaves_no_object() {
 }
 
 /// The shipped example jobs run as written against the test services (only the destination
-/// folder and tmpdir are moved into a temp dir), and every source restores.
+/// folder and tmpdir are moved into a temp dir, and the database ports are the ones the
+/// services got), and every source restores.
 #[test]
 fn example_jobs_run_and_restore() {
-    let Some(_s) = setup("example_jobs_run_and_restore") else {
+    let Some(s) = setup("example_jobs_run_and_restore") else {
         return;
     };
     let examples = repo_root().join("examples");
@@ -715,7 +716,15 @@ fn example_jobs_run_and_restore() {
         fs::create_dir_all(&dest).expect("mkdir");
         let text = text
             .replace("/tmp/custos-backups", &dest.display().to_string())
-            .replace("\"/var/tmp\"", &format!("\"{}\"", t.path().display()));
+            .replace("\"/var/tmp\"", &format!("\"{}\"", t.path().display()))
+            .replace(
+                "\"dbport\": 3307,",
+                &format!("\"dbport\": {},", s.mysql_port),
+            )
+            .replace(
+                "\"dbport\": 5433,",
+                &format!("\"dbport\": {},", s.pgsql_port),
+            );
         let cfg = t.path().join(name);
         write_private(&cfg, text.as_bytes());
         let r = run_job(&cfg);

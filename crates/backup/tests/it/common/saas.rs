@@ -89,7 +89,7 @@ impl Fake {
         let public = sa.public_pem;
         fs::create_dir(certs.path().join("no-dir")).expect("mkdir");
         let mut child = Command::new("python3")
-            .arg(repo_root().join("crates/backup/tests/common/saas_fake.py"))
+            .arg(repo_root().join("crates/backup/tests/it/common/saas_fake.py"))
             .args([&cert, &key])
             .arg("--b2")
             .arg(format!("{B2_KEY_ID}:{B2_KEY}:{B2_BUCKET}"))

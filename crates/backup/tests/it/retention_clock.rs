@@ -2,7 +2,7 @@
 //! their sidecar, and the DST fall-back hour (`TZ=Europe/Berlin`, the clock faked with
 //! libfaketime). This run's copy always survives its own retention; future copies are named.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -558,7 +558,8 @@ pub fn gpg_decrypt_passphrase(home: &GnupgHome, object: &Path, passphrase: &str)
 // ------------------------------------------------------------------------------------------
 // Real database services
 
-/// Connection settings of scripts/backup-test-services.sh (must match it).
+/// Connection settings of scripts/backup-test-services.sh, as its `start` reports them (the
+/// ports are the free ones it found).
 #[derive(Debug, Clone)]
 pub struct Services {
     pub host: String,
@@ -602,15 +603,17 @@ pub fn services(test: &str) -> Option<Services> {
                 out.status
             ),
         }
-        let env = run_ok(Command::new("bash").arg(&script).arg("env"));
-        let vars: BTreeMap<String, String> = String::from_utf8_lossy(&env.stdout)
+        let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
             .collect();
         let get = |k: &str| {
-            vars.get(k)
-                .cloned()
-                .unwrap_or_else(|| panic!("{k} missing from services env"))
+            vars.get(k).cloned().unwrap_or_else(|| {
+                panic!(
+                    "{k} missing from what `{} start` printed:\n{text}",
+                    script.display()
+                )
+            })
         };
         Ok(Services {
             host: get("CUSTOS_DB_HOST"),
@@ -1227,6 +1230,50 @@ pub fn kill_during_upload(cfg: &Path, env: &[(&str, &OsStr)], mut started: impl 
     }
     child.kill().expect("kill -9");
     let _ = child.wait();
+}
+
+/// The ports of the IPv4 sockets on 127.0.0.1 that process `pid` listens on (/proc/net/tcp
+/// and the process's fds): the port a server bound to port 0 got, when it does not say, or
+/// proof that a port is the server's own and not another program's.
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let Ok(tcp) = fs::read_to_string("/proc/net/tcp") else {
+        return Vec::new();
+    };
+    let owned: Vec<OsString> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .map(PathBuf::into_os_string)
+        .collect();
+    tcp.lines()
+        .skip(1)
+        .filter_map(|l| {
+            // Fields: sl, local address, remote, state (0A: LISTEN), ..., inode (the 10th).
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = f.get(1)?.strip_prefix("0100007F:")?;
+            let socket = format!("socket:[{}]", f.get(9)?);
+            (f.get(3) == Some(&"0A") && owned.iter().any(|o| o.as_os_str() == socket.as_str()))
+                .then(|| u16::from_str_radix(port, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// [`listening_ports`] names the owner's listening sockets, not whoever can connect to them.
+#[test]
+fn listening_ports_are_the_owners_only() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    assert!(listening_ports(std::process::id()).contains(&port));
+    let mut other = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let theirs = listening_ports(other.id());
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(
+        !theirs.contains(&port),
+        "another process counted as the listener"
+    );
 }
 
 /// One line of a test server script's output (`port=N`), read a byte at a time so that

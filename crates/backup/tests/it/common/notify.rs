@@ -2,10 +2,8 @@
 //! the message texts they produce, helpers to pick requests, and real servers as children.
 
 use std::fs;
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Child;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -85,15 +83,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
-    wait_until(Duration::from_secs(30), what, || {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early: {status}");
-        }
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
 }
 
 /// The value of the sample line starting with `series ` in a text exposition.

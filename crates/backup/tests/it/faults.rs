@@ -2,7 +2,7 @@
 //! passphrases, corrupted objects, a run killed with SIGKILL, retention after failures, config
 //! errors, trailing commas, `--dry-run`.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;

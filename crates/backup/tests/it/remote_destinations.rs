@@ -9,7 +9,7 @@
 //! issue's 100 MB, to keep the suite fast on a loaded 2-core machine; the part logic is the
 //! same from the second part on.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
