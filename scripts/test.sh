@@ -30,8 +30,8 @@ bash scripts/check-demo.sh
 # The Debian package: built (release), installed with apt-get, its binaries run from their
 # units' ExecStart, removed and purged without a trace (scripts/check-deb.sh).
 bash scripts/check-deb.sh
-# Integration tests start servers with fixed loopback ports; run test binaries one at a time
-# but the tests inside each binary in parallel where they use their own ports.
+# Test binaries run one at a time (cargo's way); the tests inside each run two at a time, each
+# with its own servers on ports it was given.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
