@@ -3,6 +3,7 @@
 //! (`haproxy_backend_current_sessions{proxy="be_app"}`) plus `haproxy`, the configured server
 //! id; the monitor's own health is `haproxysessionmon_*{server}`.
 
+use crate::columns::{Kind, COLUMNS, RESPONSES};
 use crate::sample::{RowType, Sample};
 use crate::sink::SinkStats;
 use crate::snapshot::{ServerSnapshot, Snapshots, FETCH_ERROR_KINDS};
@@ -148,7 +149,22 @@ fn encode_rows(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fmt:
                 l.push(("state", st.as_str()));
                 status.push((l, 1i64));
             }
-            for (code, v) in [("4xx", s.counts.hrsp_4xx), ("5xx", s.counts.hrsp_5xx)] {
+            let extra = s.counts.extra.as_deref();
+            let class = |code| {
+                let k = COLUMNS
+                    .iter()
+                    .position(|c| c.kind == Kind::Response(code))?;
+                extra?[k]
+            };
+            let codes = [
+                ("1xx", class("1xx")),
+                ("2xx", class("2xx")),
+                ("3xx", class("3xx")),
+                ("4xx", s.counts.hrsp_4xx),
+                ("5xx", s.counts.hrsp_5xx),
+                ("other", class("other")),
+            ];
+            for (code, v) in codes {
                 if let Some(v) = v {
                     let mut l = row_labels(srv, s);
                     l.push(("code", code));
@@ -156,6 +172,7 @@ fn encode_rows(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fmt:
                 }
             }
         }
+        encode_columns(e, ty, &of_type)?;
         if !status.is_empty() {
             gauge(
                 e,
@@ -169,9 +186,45 @@ fn encode_rows(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fmt:
             counter(
                 e,
                 &format!("haproxy_{ty}_http_responses"),
-                "HTTP responses by code class since HAProxy started (hrsp_4xx, hrsp_5xx).",
+                RESPONSES,
                 responses,
             )?;
+        }
+    }
+    Ok(())
+}
+
+/// The families of [`COLUMNS`] for the rows of one type; a column no row knows has none.
+fn encode_columns(e: &mut DescriptorEncoder, ty: &str, rows: &[(&str, &Sample)]) -> fmt::Result {
+    if rows.iter().all(|(_, s)| s.counts.extra.is_none()) {
+        return Ok(());
+    }
+    for (k, col) in COLUMNS.iter().enumerate() {
+        let values = rows.iter().filter_map(|(srv, s)| {
+            let v = s.counts.extra.as_deref()?[k]?;
+            Some((row_labels(srv, s), v))
+        });
+        let name = format!("haproxy_{ty}_{}", col.name);
+        match col.kind {
+            Kind::Response(_) => {}
+            Kind::Counter => {
+                let samples: Vec<_> = values.collect();
+                if !samples.is_empty() {
+                    counter(e, &name, col.help, samples)?;
+                }
+            }
+            Kind::Gauge => {
+                let samples: Vec<_> = values.collect();
+                if !samples.is_empty() {
+                    gauge(e, &name, col.help, None, samples)?;
+                }
+            }
+            Kind::Millis => {
+                let samples: Vec<_> = values.map(|(l, v)| (l, v as f64 / 1000.0)).collect();
+                if !samples.is_empty() {
+                    gauge(e, &name, col.help, None, samples)?;
+                }
+            }
         }
     }
     Ok(())

@@ -79,6 +79,13 @@ impl Poller {
         }
     }
 
+    /// Reads the extra columns a `prometheus` backend exports (not needed by other sinks).
+    pub fn with_extra_columns(mut self) -> Poller {
+        self.reader =
+            std::mem::replace(&mut self.reader, crate::csv::Reader::new(0)).with_extra_columns();
+        self
+    }
+
     /// The latest snapshot.
     pub fn snapshot(&self) -> &ServerSnapshot {
         &self.snap
@@ -246,7 +253,13 @@ pub async fn run(cfg: &Config, reopen: logfile::Reopen) -> Result<(), RunError> 
             backends = ?s.backends,
             "polling HAProxy stats"
         );
-        let poller = Poller::new(id, s, sinks);
+        let mut poller = Poller::new(id, s, sinks);
+        if s.backends
+            .iter()
+            .any(|b| listeners.iter().any(|(l, _)| l == b))
+        {
+            poller = poller.with_extra_columns();
+        }
         tokio::spawn(poller.run(s.interval(), spread(i, n, s.interval()), Arc::clone(&store)));
     }
     if listeners.is_empty() {
