@@ -378,3 +378,37 @@ pub const COUNT: usize = 61;
 /// Help of `haproxy_<type>_http_responses_total`, whose 4xx and 5xx samples predate this table.
 pub const RESPONSES: &str =
     "HTTP responses by code class since HAProxy started (hrsp_1xx .. hrsp_5xx, hrsp_other).";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each column is read once and each family named once (two columns with one name would be
+    /// one family written twice, which the OpenMetrics parser rejects); only counters end in
+    /// `_total` and the README's metrics table lists each.
+    #[test]
+    fn names_are_unique_and_documented() {
+        let readme = include_str!("../../../README.md");
+        let mut csv: Vec<_> = COLUMNS.iter().map(|c| c.csv).collect();
+        csv.sort_unstable();
+        csv.dedup();
+        assert_eq!(csv.len(), COUNT);
+        let mut names: Vec<_> = COLUMNS
+            .iter()
+            .filter(|c| !matches!(c.kind, Kind::Response(_)))
+            .map(|c| c.name)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), COUNT - 4);
+        for c in &COLUMNS {
+            assert!(!c.name.ends_with("_total"), "{}", c.name);
+            let metric = match c.kind {
+                Kind::Counter => format!("`haproxy_<type>_{}_total`", c.name),
+                Kind::Gauge | Kind::Millis => format!("`haproxy_<type>_{}`", c.name),
+                Kind::Response(_) => format!("`{}`", c.csv),
+            };
+            assert!(readme.contains(&metric), "README lacks {metric}");
+        }
+    }
+}

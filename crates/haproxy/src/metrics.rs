@@ -374,6 +374,47 @@ mod tests {
         store
     }
 
+    /// Extra columns: counters as `_total`, milliseconds as seconds, response classes in the
+    /// one `http_responses_total` family, unknown values without a sample.
+    #[test]
+    fn extra_columns() {
+        use crate::columns::{COLUMNS, COUNT};
+        let col = |name| COLUMNS.iter().position(|c| c.csv == name).unwrap();
+        let mut x = [None; COUNT];
+        x[col("bin")] = Some(10);
+        x[col("check_duration")] = Some(1500);
+        x[col("hrsp_2xx")] = Some(7);
+        let store = store();
+        let mut snap = (*store.get("lb").unwrap()).clone();
+        let mut batch = (**snap.batch.as_ref().unwrap()).clone();
+        batch.samples[1].counts.extra = Some(Box::new(x));
+        batch.samples[0].counts.extra = Some(Box::new([None; COUNT]));
+        snap.batch = Some(Arc::new(batch));
+        store.publish(snap);
+        let x = exposition(store, vec!["lb".into()], Arc::new(Vec::new()));
+        let m = Metrics::parse(&x.render(None).1);
+        let srv = [("proxy", "be_app"), ("server", "app1")];
+        assert_eq!(m.value("haproxy_server_bytes_in_total", &srv), Some(10.0));
+        assert_eq!(m.types["haproxy_server_bytes_in_total"], "counter");
+        assert_eq!(
+            m.value("haproxy_server_check_duration_seconds", &srv),
+            Some(1.5)
+        );
+        let code = [("server", "app1"), ("code", "2xx")];
+        assert_eq!(
+            m.value("haproxy_server_http_responses_total", &code),
+            Some(7.0)
+        );
+        let code = [("server", "app1"), ("code", "5xx")];
+        assert_eq!(
+            m.value("haproxy_server_http_responses_total", &code),
+            Some(2.0)
+        );
+        assert!(m.find("haproxy_server_max_queue", &[]).is_empty());
+        assert!(m.find("haproxy_backend_bytes_in_total", &[]).is_empty());
+        assert_eq!(m.value("haproxy_server_current_sessions", &srv), Some(3.0));
+    }
+
     #[test]
     fn rows_and_health() {
         let sinks = Arc::new(vec![Arc::new(SinkStats::new("g", "gelf"))]);
