@@ -16,6 +16,8 @@ pub enum Kind {
     Gauge,
     /// A gauge HAProxy gives in milliseconds; exported in seconds.
     Millis,
+    /// A gauge HAProxy gives in MiB; exported in bytes.
+    Mebibytes,
     /// One code class of `http_responses_total{code}` (a counter).
     Response(&'static str),
 }
@@ -405,7 +407,9 @@ mod tests {
             assert!(!c.name.ends_with("_total"), "{}", c.name);
             let metric = match c.kind {
                 Kind::Counter => format!("`haproxy_<type>_{}_total`", c.name),
-                Kind::Gauge | Kind::Millis => format!("`haproxy_<type>_{}`", c.name),
+                Kind::Gauge | Kind::Millis | Kind::Mebibytes => {
+                    format!("`haproxy_<type>_{}`", c.name)
+                }
                 Kind::Response(_) => format!("`{}`", c.csv),
             };
             assert!(readme.contains(&metric), "README lacks {metric}");

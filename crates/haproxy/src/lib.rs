@@ -8,6 +8,7 @@
 //! - [`config`]: the original's YAML config plus the new keys.
 //! - [`source`]: fetching a stats page (basic auth, timeout, TLS options, `show stat`).
 //! - [`csv`]: parsing it by header name.
+//! - [`info`]: `show info` (process figures) on the runtime socket.
 //! - [`columns`]: the extra numeric columns the `prometheus` backend exports, and their names.
 //! - [`sample`]: the rows as typed values; unknown is `None`, never 0.
 //! - [`monitor`]: a fixed-rate poll task per server, row selection, starting everything.
@@ -20,6 +21,7 @@ pub mod applog;
 pub mod columns;
 pub mod config;
 pub mod csv;
+pub mod info;
 pub mod metrics;
 pub mod monitor;
 pub mod sample;

@@ -3,14 +3,15 @@
 //! (`haproxy_backend_current_sessions{proxy="be_app"}`) plus `haproxy`, the configured server
 //! id; the monitor's own health is `haproxysessionmon_*{server}`.
 
-use crate::columns::{Kind, COLUMNS, RESPONSES};
+use crate::columns::{Column, Kind, COLUMNS, RESPONSES};
+use crate::info::FIELDS;
 use crate::sample::{RowType, Sample};
 use crate::sink::SinkStats;
 use crate::snapshot::{ServerSnapshot, Snapshots, FETCH_ERROR_KINDS};
 use custos_kit::exposition::Exposition;
 use custos_kit::families::{counter, gauge};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -200,31 +201,54 @@ fn encode_columns(e: &mut DescriptorEncoder, ty: &str, rows: &[(&str, &Sample)])
         return Ok(());
     }
     for (k, col) in COLUMNS.iter().enumerate() {
+        if matches!(col.kind, Kind::Response(_)) {
+            continue; // in `http_responses_total`, with 4xx and 5xx
+        }
         let values = rows.iter().filter_map(|(srv, s)| {
             let v = s.counts.extra.as_deref()?[k]?;
             Some((row_labels(srv, s), v))
         });
-        let name = format!("haproxy_{ty}_{}", col.name);
-        match col.kind {
-            Kind::Response(_) => {}
-            Kind::Counter => {
-                let samples: Vec<_> = values.collect();
-                if !samples.is_empty() {
-                    counter(e, &name, col.help, samples)?;
-                }
-            }
-            Kind::Gauge => {
-                let samples: Vec<_> = values.collect();
-                if !samples.is_empty() {
-                    gauge(e, &name, col.help, None, samples)?;
-                }
-            }
-            Kind::Millis => {
-                let samples: Vec<_> = values.map(|(l, v)| (l, v as f64 / 1000.0)).collect();
-                if !samples.is_empty() {
-                    gauge(e, &name, col.help, None, samples)?;
-                }
-            }
+        let samples: Vec<_> = values.collect();
+        if !samples.is_empty() {
+            family(e, &format!("haproxy_{ty}_{}", col.name), col, samples)?;
+        }
+    }
+    Ok(())
+}
+
+/// One family of a table column: a counter, a gauge, or a gauge scaled to a base unit.
+fn family<L: EncodeLabelSet>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    col: &Column,
+    samples: Vec<(L, u64)>,
+) -> fmt::Result {
+    match col.kind {
+        Kind::Counter | Kind::Response(_) => counter(e, name, col.help, samples),
+        Kind::Gauge => gauge(e, name, col.help, None, samples),
+        Kind::Millis => {
+            let s = samples.into_iter().map(|(l, v)| (l, v as f64 / 1000.0));
+            gauge(e, name, col.help, None, s)
+        }
+        Kind::Mebibytes => {
+            let s = samples
+                .into_iter()
+                .map(|(l, v)| (l, v.saturating_mul(1 << 20)));
+            gauge(e, name, col.help, None, s)
+        }
+    }
+}
+
+/// `haproxy_process_*` from each server's last `show info`.
+fn encode_info(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fmt::Result {
+    for (k, col) in FIELDS.iter().enumerate() {
+        // Labelled `haproxy` as the row families are: it names the HAProxy, not the monitor.
+        let samples: Vec<_> = snaps
+            .iter()
+            .filter_map(|s| Some(([("haproxy", s.server.as_str())], s.info.as_ref()?[k]?)))
+            .collect();
+        if !samples.is_empty() {
+            family(e, &format!("haproxy_process_{}", col.name), col, samples)?;
         }
     }
     Ok(())
@@ -281,6 +305,7 @@ fn encode_polled(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fm
         "Stats rows skipped because the page had more rows than max-rows.",
         per_server(snaps, |s| Some(s.rows_over_limit)),
     )?;
+    encode_info(e, snaps)?;
     encode_rows(e, snaps)
 }
 

@@ -635,6 +635,16 @@ fn full_rows(text: &str) -> Vec<custos_haproxy::sample::Sample> {
     r.finish().expect("show stat is CSV").samples
 }
 
+/// `show info` as HAProxy answers it on its runtime socket (the reference).
+fn show_info(hap: &Haproxy) -> custos_haproxy::info::Info {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(hap.socket()).expect("admin.sock");
+    s.write_all(b"show info\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    custos_haproxy::info::parse(&text)
+}
+
 /// Sends one HTTP/1.0 request through fe_web and reads the reply to its end.
 fn http_request(port: u16, path: &str) {
     use std::io::{Read, Write};
@@ -653,6 +663,7 @@ fn http_request(port: u16, path: &str) {
 #[test]
 fn prometheus_exports_every_column_as_haproxy_reports_it() {
     use custos_haproxy::columns::{Kind, COLUMNS};
+    use custos_haproxy::info::FIELDS;
     let Some(hap) = Haproxy::start() else { return };
     assert_eq!(hap.hold_sessions(2), 2);
     for path in ["/", "/api/x", "/"] {
@@ -672,11 +683,49 @@ fn prometheus_exports_every_column_as_haproxy_reports_it() {
     };
     let n0 = mon.wait_metrics(prom_addr, "a first poll", fetches);
     let before = full_rows(&hap.show_stat());
+    let info_before = show_info(&hap);
     mon.wait_metrics(prom_addr, "two more polls", |m| {
         fetches(m).filter(|n| *n >= n0 + 2.0)
     });
     let m = mon.wait_metrics(prom_addr, "the exposition", |m| Some(m.clone()));
     let after = full_rows(&hap.show_stat());
+    let info_after = show_info(&hap);
+
+    // `show info`: each field equal before and after is the `haproxy_process_*` sample.
+    let mut same = 0;
+    for (k, f) in FIELDS.iter().enumerate() {
+        if info_before[k] != info_after[k] {
+            continue;
+        }
+        let (name, want) = match f.kind {
+            Kind::Counter => (format!("haproxy_process_{}_total", f.name), info_after[k]),
+            Kind::Mebibytes => (
+                format!("haproxy_process_{}", f.name),
+                info_after[k].map(|v| v << 20),
+            ),
+            _ => (format!("haproxy_process_{}", f.name), info_after[k]),
+        };
+        let got = m.value(&name, &[("haproxy", "lb")]);
+        assert_eq!(
+            got,
+            want.map(|v| v as f64),
+            "{name} ({}) {}",
+            f.csv,
+            mon.log()
+        );
+        same += 1;
+    }
+    assert!(same > 20, "{same} process fields compared");
+    assert!(
+        m.value("haproxy_process_max_connections", &[("haproxy", "lb")])
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        m.value("haproxy_process_connections_total", &[("haproxy", "lb")])
+            .unwrap()
+            > 0.0
+    );
 
     let (mut compared, mut absent) = (0, 0);
     for row in &after {
@@ -711,6 +760,10 @@ fn prometheus_exports_every_column_as_haproxy_reports_it() {
                 Kind::Millis => (
                     format!("haproxy_{ty}_{}", col.name),
                     x1[k].map(|v| v as f64 / 1000.0),
+                ),
+                Kind::Mebibytes => (
+                    format!("haproxy_{ty}_{}", col.name),
+                    x1[k].map(|v| (v << 20) as f64),
                 ),
                 Kind::Response(code) => {
                     l.push(("code", code));
