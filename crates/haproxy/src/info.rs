@@ -318,11 +318,24 @@ mod tests {
     }
 
     #[test]
-    fn names_are_unique() {
+    fn names_are_unique_and_documented() {
         let mut n: Vec<_> = FIELDS.iter().map(|f| f.name).collect();
         n.sort_unstable();
         n.dedup();
         assert_eq!(n.len(), FIELDS.len());
+        let readme = include_str!("../../../README.md");
+        for f in &FIELDS {
+            let total = if f.kind == Kind::Counter {
+                "_total"
+            } else {
+                ""
+            };
+            let metric = format!(
+                "`haproxy_process_{}{total}` | haproxy | `{}`",
+                f.name, f.csv
+            );
+            assert!(readme.contains(&metric), "README lacks {metric}");
+        }
     }
 
     proptest::proptest! {
