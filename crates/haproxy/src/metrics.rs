@@ -11,7 +11,7 @@ use crate::snapshot::{ServerSnapshot, Snapshots, FETCH_ERROR_KINDS};
 use custos_kit::exposition::Exposition;
 use custos_kit::families::{counter, gauge};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -91,6 +91,36 @@ fn row_labels<'a>(server: &'a str, s: &'a Sample) -> Labels<'a> {
     l
 }
 
+/// The labels of a row (as [`row_labels`]) without allocating: a scrape writes one sample per
+/// row and column, tens of thousands on a large HAProxy.
+#[derive(Debug, Clone, Copy)]
+struct RowLabels<'a> {
+    haproxy: &'a str,
+    proxy: &'a str,
+    server: Option<&'a str>,
+}
+
+impl<'a> RowLabels<'a> {
+    fn of(haproxy: &'a str, s: &'a Sample) -> RowLabels<'a> {
+        let server = matches!(s.row_type, RowType::Server | RowType::Listener);
+        RowLabels {
+            haproxy,
+            proxy: &s.proxy,
+            server: server.then_some(s.svname.as_str()),
+        }
+    }
+}
+
+impl EncodeLabelSet for RowLabels<'_> {
+    fn encode(&self, e: &mut LabelSetEncoder) -> fmt::Result {
+        let (h, p) = (("haproxy", self.haproxy), ("proxy", self.proxy));
+        match self.server {
+            Some(s) => [h, p, ("server", s)].encode(e),
+            None => [h, p].encode(e),
+        }
+    }
+}
+
 /// Gauge families per row type, named as HAProxy's own exporter names them.
 /// (name after `haproxy_<type>_`, help, value).
 type RowGauge = (&'static str, &'static str, fn(&Sample) -> Option<u64>);
@@ -134,9 +164,9 @@ fn encode_rows(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fmt:
         }
         let ty = t.as_str();
         for (name, help, get) in ROW_GAUGES {
-            let samples: Vec<(Labels, u64)> = of_type
+            let samples: Vec<(RowLabels, u64)> = of_type
                 .iter()
-                .filter_map(|(srv, s)| get(s).map(|v| (row_labels(srv, s), v)))
+                .filter_map(|(srv, s)| get(s).map(|v| (RowLabels::of(srv, s), v)))
                 .collect();
             if !samples.is_empty() {
                 gauge(e, &format!("haproxy_{ty}_{name}"), help, None, samples)?;
@@ -206,7 +236,7 @@ fn encode_columns(e: &mut DescriptorEncoder, ty: &str, rows: &[(&str, &Sample)])
         }
         let values = rows.iter().filter_map(|(srv, s)| {
             let v = s.counts.extra.as_deref()?[k]?;
-            Some((row_labels(srv, s), v))
+            Some((RowLabels::of(srv, s), v))
         });
         let samples: Vec<_> = values.collect();
         if !samples.is_empty() {
