@@ -25,7 +25,8 @@
 # one with the same config, as row "baseline": a change measured before/after in one run.
 #
 # Environment: BENCH_ENDPOINTS, BENCH_SECONDS, BENCH_OUT (also write the table there),
-# CARGO_TARGET_DIR, ORIGINAL_HSM, ORIGINAL_PYTHON, BENCH_BASELINE.
+# CARGO_TARGET_DIR, ORIGINAL_HSM, ORIGINAL_PYTHON, BENCH_BASELINE, BENCH_PROMETHEUS (1: custos
+# and the baseline also serve a prometheus backend scraped once a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -93,24 +94,51 @@ PY
 }
 count() { cat "$1" 2>/dev/null || echo 0; }
 
-config() { # gelf_port -> YAML with BENCH_ENDPOINTS servers
-	printf 'logging:\n    level: WARNING\n    console: true\nbackends:\n    graylog:\n        type: gelf\n        host: 127.0.0.1\n        port: %s\n        facility: bench\nservers:\n' "$1"
+config() { # gelf_port [metrics_port] -> YAML with BENCH_ENDPOINTS servers
+	local sinks=graylog
+	printf 'logging:\n    level: WARNING\n    console: true\nbackends:\n    graylog:\n        type: gelf\n        host: 127.0.0.1\n        port: %s\n        facility: bench\n' "$1"
+	if [[ -n ${2:-} ]]; then
+		printf '    prom:\n        type: prometheus\n        listen: 127.0.0.1:%s\n' "$2"
+		sinks="graylog, prom"
+	fi
+	printf 'servers:\n'
 	for i in $(seq -w 1 "$BENCH_ENDPOINTS"); do
-		printf '    lb-%s:\n        endpoint: "%s"\n        update-interval: 1\n        username: admin\n        password: s3cret\n        backends: [graylog]\n' "$i" "$url"
+		printf '    lb-%s:\n        endpoint: "%s"\n        update-interval: 1\n        username: admin\n        password: s3cret\n        backends: [%s]\n' "$i" "$url" "$sinks"
 	done
 }
 
+# With BENCH_PROMETHEUS=1, custos and the baseline also serve a `prometheus` backend (every
+# column of every row, as a Prometheus with scrape_interval 1s would ask) scraped once a second.
+scrape() { # port
+	python3 - "$1" <<'PY' &
+import http.client, sys, time
+c = None
+while True:
+    try:
+        c = c or http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+        c.request("GET", "/metrics")
+        c.getresponse().read()
+    except Exception:
+        c = None
+    time.sleep(1)
+PY
+	pids+=($!)
+}
+prom_port() { [[ ${BENCH_PROMETHEUS:-0} == 1 ]] && echo "$1" || true; }
+
 declare -A pid cnt
 drain 29001 "$work/custos.count"
-config 29001 >"$work/custos.yml"
+config 29001 "$(prom_port 29201)" >"$work/custos.yml"
 "$custos_bin" -c "$work/custos.yml" 2>"$work/custos.log" &
 pid[custos]=$!; pids+=($!); cnt[custos]=$work/custos.count
+[[ ${BENCH_PROMETHEUS:-0} != 1 ]] || scrape 29201
 
 if [[ -n ${BENCH_BASELINE:-} ]]; then
 	drain 29003 "$work/baseline.count"
-	config 29003 >"$work/baseline.yml"
+	config 29003 "$(prom_port 29203)" >"$work/baseline.yml"
 	"$BENCH_BASELINE" -c "$work/baseline.yml" 2>"$work/baseline.log" &
 	pid[baseline]=$!; pids+=($!); cnt[baseline]=$work/baseline.count
+	[[ ${BENCH_PROMETHEUS:-0} != 1 ]] || scrape 29203
 fi
 
 if [[ -n ${ORIGINAL_HSM:-} && -n ${ORIGINAL_PYTHON:-} ]]; then

@@ -8,7 +8,8 @@
 //! that repeats an earlier row's `pxname` and `svname`: the first is kept (two rows for one
 //! proxy would be two series with the same labels, and Prometheus rejects such a scrape).
 
-use crate::sample::{Counts, RowType, Sample};
+use crate::columns::COLUMNS;
+use crate::sample::{Counts, Extra, RowType, Sample};
 use std::borrow::Cow;
 
 /// Why a page could not be read at all.
@@ -39,8 +40,11 @@ pub struct Page {
     pub missing_columns: Vec<&'static str>,
 }
 
-/// The columns we read, in slot order: `pxname`, `svname`, `type`, `status`, then [`NUMERIC`].
-const SLOTS: usize = 4 + NUMERIC.len();
+/// The columns we read, in slot order: `pxname`, `svname`, `type`, `status`, [`NUMERIC`], then
+/// (when asked for) [`crate::columns::COLUMNS`].
+const SLOTS: usize = EXTRA + COLUMNS.len();
+/// Slot of the first extra column.
+const EXTRA: usize = 4 + NUMERIC.len();
 const PXNAME: usize = 0;
 const SVNAME: usize = 1;
 const TYPE: usize = 2;
@@ -60,12 +64,15 @@ struct Columns {
     has_type: bool,
     /// Fields per row.
     count: usize,
-    /// Fields a row is split into: up to the last column we read (2.6: 45 of 129).
+    /// Fields a row is split into: up to the last column we read (2.6: 45 of 129, 99 with
+    /// the extra columns).
     split: usize,
+    /// Whether the extra columns are read.
+    extra: bool,
 }
 
 impl Columns {
-    fn from_header(line: &str) -> Result<(Columns, Vec<&'static str>), CsvError> {
+    fn from_header(line: &str, extra: bool) -> Result<(Columns, Vec<&'static str>), CsvError> {
         let names = split_fields(line.trim_start_matches('#').trim_start());
         let find = |n: &str| names.iter().position(|h| h.trim() == n);
         let mut slot_of = vec![None; names.len()];
@@ -73,12 +80,22 @@ impl Columns {
         let wanted = ["pxname", "svname", "type", "status"]
             .into_iter()
             .chain(NUMERIC);
+        let extras = COLUMNS
+            .iter()
+            .map(|c| c.csv)
+            .take(if extra { COLUMNS.len() } else { 0 });
         for (slot, name) in wanted.enumerate() {
             match find(name) {
                 Some(i) => slot_of[i] = Some(slot as u8),
                 None if slot == PXNAME => return Err(CsvError::MissingColumn { column: "pxname" }),
                 None if slot == SVNAME => return Err(CsvError::MissingColumn { column: "svname" }),
                 None => missing.push(name),
+            }
+        }
+        // An extra column this version lacks is only unknown: not worth a log line.
+        for (k, name) in extras.enumerate() {
+            if let Some(i) = find(name) {
+                slot_of[i] = Some((EXTRA + k) as u8);
             }
         }
         let cols = Columns {
@@ -89,6 +106,7 @@ impl Columns {
                 .map_or(0, |i| i + 1),
             slot_of,
             count: names.len(),
+            extra,
         };
         Ok((cols, missing))
     }
@@ -99,7 +117,7 @@ impl Columns {
         if total != self.count {
             return None;
         }
-        let mut slots: [Option<Cow<'a, str>>; SLOTS] = Default::default();
+        let mut slots: [Option<Cow<'a, str>>; SLOTS] = std::array::from_fn(|_| None);
         for (f, slot) in fields.zip(&self.slot_of) {
             if let Some(slot) = slot {
                 slots[usize::from(*slot)] = Some(f);
@@ -121,6 +139,15 @@ impl Columns {
             };
         }
         let [scur, rate, qcur, smax, slim, act, bck, hrsp_4xx, hrsp_5xx] = v;
+        // An extra field that is no count (`lastsess` is -1 before the first session) is
+        // unknown; it does not make the row malformed for the sinks that never read it.
+        let extra = self.extra.then(|| {
+            let mut x: Box<Extra> = Box::new([None; COLUMNS.len()]);
+            for (k, value) in x.iter_mut().enumerate() {
+                *value = field(EXTRA + k).and_then(|s| s.parse().ok());
+            }
+            x
+        });
         Some(Sample {
             proxy,
             svname,
@@ -136,6 +163,7 @@ impl Columns {
                 bck,
                 hrsp_4xx,
                 hrsp_5xx,
+                extra,
             },
         })
     }
@@ -157,6 +185,8 @@ pub const MAX_LINE: usize = 64 << 10;
 #[derive(Debug)]
 pub struct Reader {
     max_rows: usize,
+    /// Whether rows keep the extra columns ([`Reader::with_extra_columns`]).
+    extra: bool,
     cols: Option<Columns>,
     /// Set when the first line is no header: the rest is ignored.
     error: Option<CsvError>,
@@ -174,6 +204,7 @@ impl Reader {
     pub fn new(max_rows: usize) -> Reader {
         Reader {
             max_rows,
+            extra: false,
             cols: None,
             error: None,
             page: Page::default(),
@@ -181,6 +212,13 @@ impl Reader {
             overlong: false,
             known: None,
         }
+    }
+
+    /// Also keeps the columns of [`crate::columns::COLUMNS`] (for a `prometheus` backend);
+    /// without, a row costs only the session columns.
+    pub fn with_extra_columns(mut self) -> Reader {
+        self.extra = true;
+        self
     }
 
     /// Reads the next bytes of the page (split anywhere, even inside a character).
@@ -266,7 +304,7 @@ impl Reader {
                     return;
                 }
             }
-            match Columns::from_header(&line) {
+            match Columns::from_header(&line, self.extra) {
                 Ok((cols, missing)) => {
                     self.known = Some((line.to_string(), cols.clone(), missing.clone()));
                     self.cols = Some(cols);
@@ -389,6 +427,39 @@ mod tests {
         let srv = find(&p, "be_app", "app3_down");
         assert_eq!(srv.row_type, RowType::Server);
         assert!(srv.status.as_deref().unwrap().starts_with("DOWN"));
+    }
+
+    /// The extra columns are read by name only when asked for; a field that is no count
+    /// (`lastsess` -1) is unknown and leaves the row and its session columns intact.
+    #[test]
+    fn extra_columns_only_when_asked() {
+        let text = fixture("stats-2.6.csv");
+        let p = parse(&text).unwrap();
+        assert!(p.samples.iter().all(|s| s.counts.extra.is_none()));
+        let mut r = Reader::new(usize::MAX).with_extra_columns();
+        r.feed(text.as_bytes());
+        let full = r.finish().unwrap();
+        assert_eq!(full.samples.len(), p.samples.len());
+        let col = |name| COLUMNS.iter().position(|c| c.csv == name).unwrap();
+        let be = find(&full, "stats", "BACKEND");
+        let x = be.counts.extra.as_deref().unwrap();
+        assert_eq!((x[col("bin")], x[col("bout")]), (Some(353), Some(1120)));
+        assert_eq!((x[col("stot")], x[col("lbtot")]), (Some(3), Some(0)));
+        assert_eq!(x[col("check_duration")], None, "empty field: unknown");
+        let fe = find(&full, "origin1", "FRONTEND");
+        let x = fe.counts.extra.as_deref().unwrap();
+        assert_eq!(x[col("hrsp_2xx")], Some(17));
+        assert_eq!(x[col("req_tot")], Some(17));
+        assert_eq!(x[col("qmax")], None);
+
+        let text = "# pxname,svname,type,scur,lastsess,bin,\nbe,BACKEND,1,4,-1,10,\n";
+        let mut r = Reader::new(10).with_extra_columns();
+        r.feed(text.as_bytes());
+        let p = r.finish().unwrap();
+        assert_eq!((p.samples.len(), p.malformed), (1, 0));
+        let x = p.samples[0].counts.extra.as_deref().unwrap();
+        assert_eq!((x[col("lastsess")], x[col("bin")]), (None, Some(10)));
+        assert_eq!(p.samples[0].counts.scur, Some(4));
     }
 
     #[test]

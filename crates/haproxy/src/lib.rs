@@ -8,6 +8,8 @@
 //! - [`config`]: the original's YAML config plus the new keys.
 //! - [`source`]: fetching a stats page (basic auth, timeout, TLS options, `show stat`).
 //! - [`csv`]: parsing it by header name.
+//! - [`info`]: `show info` (process figures) on the runtime socket.
+//! - [`columns`]: the extra numeric columns the `prometheus` backend exports, and their names.
 //! - [`sample`]: the rows as typed values; unknown is `None`, never 0.
 //! - [`monitor`]: a fixed-rate poll task per server, row selection, starting everything.
 //! - [`sink`]: the backend types (a module each: config, checks, build, sink) and the
@@ -16,8 +18,10 @@
 //! - [`applog`]: the monitor's own log as the `logging` section says.
 
 pub mod applog;
+pub mod columns;
 pub mod config;
 pub mod csv;
+pub mod info;
 pub mod metrics;
 pub mod monitor;
 pub mod sample;

@@ -3,13 +3,15 @@
 //! (`haproxy_backend_current_sessions{proxy="be_app"}`) plus `haproxy`, the configured server
 //! id; the monitor's own health is `haproxysessionmon_*{server}`.
 
+use crate::columns::{Column, Kind, COLUMNS, RESPONSES};
+use crate::info::FIELDS;
 use crate::sample::{RowType, Sample};
 use crate::sink::SinkStats;
 use crate::snapshot::{ServerSnapshot, Snapshots, FETCH_ERROR_KINDS};
 use custos_kit::exposition::Exposition;
 use custos_kit::families::{counter, gauge};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -89,6 +91,36 @@ fn row_labels<'a>(server: &'a str, s: &'a Sample) -> Labels<'a> {
     l
 }
 
+/// The labels of a row (as [`row_labels`]) without allocating: a scrape writes one sample per
+/// row and column, tens of thousands on a large HAProxy.
+#[derive(Debug, Clone, Copy)]
+struct RowLabels<'a> {
+    haproxy: &'a str,
+    proxy: &'a str,
+    server: Option<&'a str>,
+}
+
+impl<'a> RowLabels<'a> {
+    fn of(haproxy: &'a str, s: &'a Sample) -> RowLabels<'a> {
+        let server = matches!(s.row_type, RowType::Server | RowType::Listener);
+        RowLabels {
+            haproxy,
+            proxy: &s.proxy,
+            server: server.then_some(s.svname.as_str()),
+        }
+    }
+}
+
+impl EncodeLabelSet for RowLabels<'_> {
+    fn encode(&self, e: &mut LabelSetEncoder) -> fmt::Result {
+        let (h, p) = (("haproxy", self.haproxy), ("proxy", self.proxy));
+        match self.server {
+            Some(s) => [h, p, ("server", s)].encode(e),
+            None => [h, p].encode(e),
+        }
+    }
+}
+
 /// Gauge families per row type, named as HAProxy's own exporter names them.
 /// (name after `haproxy_<type>_`, help, value).
 type RowGauge = (&'static str, &'static str, fn(&Sample) -> Option<u64>);
@@ -132,9 +164,9 @@ fn encode_rows(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fmt:
         }
         let ty = t.as_str();
         for (name, help, get) in ROW_GAUGES {
-            let samples: Vec<(Labels, u64)> = of_type
+            let samples: Vec<(RowLabels, u64)> = of_type
                 .iter()
-                .filter_map(|(srv, s)| get(s).map(|v| (row_labels(srv, s), v)))
+                .filter_map(|(srv, s)| get(s).map(|v| (RowLabels::of(srv, s), v)))
                 .collect();
             if !samples.is_empty() {
                 gauge(e, &format!("haproxy_{ty}_{name}"), help, None, samples)?;
@@ -148,7 +180,22 @@ fn encode_rows(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fmt:
                 l.push(("state", st.as_str()));
                 status.push((l, 1i64));
             }
-            for (code, v) in [("4xx", s.counts.hrsp_4xx), ("5xx", s.counts.hrsp_5xx)] {
+            let extra = s.counts.extra.as_deref();
+            let class = |code| {
+                let k = COLUMNS
+                    .iter()
+                    .position(|c| c.kind == Kind::Response(code))?;
+                extra?[k]
+            };
+            let codes = [
+                ("1xx", class("1xx")),
+                ("2xx", class("2xx")),
+                ("3xx", class("3xx")),
+                ("4xx", s.counts.hrsp_4xx),
+                ("5xx", s.counts.hrsp_5xx),
+                ("other", class("other")),
+            ];
+            for (code, v) in codes {
                 if let Some(v) = v {
                     let mut l = row_labels(srv, s);
                     l.push(("code", code));
@@ -156,6 +203,7 @@ fn encode_rows(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fmt:
                 }
             }
         }
+        encode_columns(e, ty, &of_type)?;
         if !status.is_empty() {
             gauge(
                 e,
@@ -169,9 +217,68 @@ fn encode_rows(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fmt:
             counter(
                 e,
                 &format!("haproxy_{ty}_http_responses"),
-                "HTTP responses by code class since HAProxy started (hrsp_4xx, hrsp_5xx).",
+                RESPONSES,
                 responses,
             )?;
+        }
+    }
+    Ok(())
+}
+
+/// The families of [`COLUMNS`] for the rows of one type; a column no row knows has none.
+fn encode_columns(e: &mut DescriptorEncoder, ty: &str, rows: &[(&str, &Sample)]) -> fmt::Result {
+    if rows.iter().all(|(_, s)| s.counts.extra.is_none()) {
+        return Ok(());
+    }
+    for (k, col) in COLUMNS.iter().enumerate() {
+        if matches!(col.kind, Kind::Response(_)) {
+            continue; // in `http_responses_total`, with 4xx and 5xx
+        }
+        let values = rows.iter().filter_map(|(srv, s)| {
+            let v = s.counts.extra.as_deref()?[k]?;
+            Some((RowLabels::of(srv, s), v))
+        });
+        let samples: Vec<_> = values.collect();
+        if !samples.is_empty() {
+            family(e, &format!("haproxy_{ty}_{}", col.name), col, samples)?;
+        }
+    }
+    Ok(())
+}
+
+/// One family of a table column: a counter, a gauge, or a gauge scaled to a base unit.
+fn family<L: EncodeLabelSet>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    col: &Column,
+    samples: Vec<(L, u64)>,
+) -> fmt::Result {
+    match col.kind {
+        Kind::Counter | Kind::Response(_) => counter(e, name, col.help, samples),
+        Kind::Gauge => gauge(e, name, col.help, None, samples),
+        Kind::Millis => {
+            let s = samples.into_iter().map(|(l, v)| (l, v as f64 / 1000.0));
+            gauge(e, name, col.help, None, s)
+        }
+        Kind::Mebibytes => {
+            let s = samples
+                .into_iter()
+                .map(|(l, v)| (l, v.saturating_mul(1 << 20)));
+            gauge(e, name, col.help, None, s)
+        }
+    }
+}
+
+/// `haproxy_process_*` from each server's last `show info`.
+fn encode_info(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fmt::Result {
+    for (k, col) in FIELDS.iter().enumerate() {
+        // Labelled `haproxy` as the row families are: it names the HAProxy, not the monitor.
+        let samples: Vec<_> = snaps
+            .iter()
+            .filter_map(|s| Some(([("haproxy", s.server.as_str())], s.info.as_ref()?[k]?)))
+            .collect();
+        if !samples.is_empty() {
+            family(e, &format!("haproxy_process_{}", col.name), col, samples)?;
         }
     }
     Ok(())
@@ -228,6 +335,7 @@ fn encode_polled(e: &mut DescriptorEncoder, snaps: &[Arc<ServerSnapshot>]) -> fm
         "Stats rows skipped because the page had more rows than max-rows.",
         per_server(snaps, |s| Some(s.rows_over_limit)),
     )?;
+    encode_info(e, snaps)?;
     encode_rows(e, snaps)
 }
 
@@ -319,6 +427,47 @@ mod tests {
         }));
         store.publish(s);
         store
+    }
+
+    /// Extra columns: counters as `_total`, milliseconds as seconds, response classes in the
+    /// one `http_responses_total` family, unknown values without a sample.
+    #[test]
+    fn extra_columns() {
+        use crate::columns::{COLUMNS, COUNT};
+        let col = |name| COLUMNS.iter().position(|c| c.csv == name).unwrap();
+        let mut x = [None; COUNT];
+        x[col("bin")] = Some(10);
+        x[col("check_duration")] = Some(1500);
+        x[col("hrsp_2xx")] = Some(7);
+        let store = store();
+        let mut snap = (*store.get("lb").unwrap()).clone();
+        let mut batch = (**snap.batch.as_ref().unwrap()).clone();
+        batch.samples[1].counts.extra = Some(Box::new(x));
+        batch.samples[0].counts.extra = Some(Box::new([None; COUNT]));
+        snap.batch = Some(Arc::new(batch));
+        store.publish(snap);
+        let x = exposition(store, vec!["lb".into()], Arc::new(Vec::new()));
+        let m = Metrics::parse(&x.render(None).1);
+        let srv = [("proxy", "be_app"), ("server", "app1")];
+        assert_eq!(m.value("haproxy_server_bytes_in_total", &srv), Some(10.0));
+        assert_eq!(m.types["haproxy_server_bytes_in_total"], "counter");
+        assert_eq!(
+            m.value("haproxy_server_check_duration_seconds", &srv),
+            Some(1.5)
+        );
+        let code = [("server", "app1"), ("code", "2xx")];
+        assert_eq!(
+            m.value("haproxy_server_http_responses_total", &code),
+            Some(7.0)
+        );
+        let code = [("server", "app1"), ("code", "5xx")];
+        assert_eq!(
+            m.value("haproxy_server_http_responses_total", &code),
+            Some(2.0)
+        );
+        assert!(m.find("haproxy_server_max_queue", &[]).is_empty());
+        assert!(m.find("haproxy_backend_bytes_in_total", &[]).is_empty());
+        assert_eq!(m.value("haproxy_server_current_sessions", &srv), Some(3.0));
     }
 
     #[test]

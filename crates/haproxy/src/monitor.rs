@@ -10,6 +10,7 @@ use custos_kit::snapshot::Snapshot as _;
 use regex_lite::Regex;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -54,6 +55,10 @@ pub struct Poller {
     missing: Vec<&'static str>,
     /// Rows the last page skipped, to log a change once.
     last: Skipped,
+    /// The runtime socket, when the server is polled over one.
+    socket: Option<PathBuf>,
+    /// Whether `show info` is asked after each page (for a `prometheus` backend).
+    info: bool,
 }
 
 /// Rows a page skipped, by reason.
@@ -76,7 +81,18 @@ impl Poller {
             snap: ServerSnapshot::empty(id),
             missing: Vec::new(),
             last: Skipped::default(),
+            socket: server.endpoint.strip_prefix("unix://").map(PathBuf::from),
+            info: false,
         }
+    }
+
+    /// Reads the extra columns a `prometheus` backend exports (not needed by other sinks), and
+    /// `show info` after each page when polling a runtime socket.
+    pub fn with_extra_columns(mut self) -> Poller {
+        self.info = self.socket.is_some();
+        self.reader =
+            std::mem::replace(&mut self.reader, crate::csv::Reader::new(0)).with_extra_columns();
+        self
     }
 
     /// The latest snapshot.
@@ -162,9 +178,27 @@ impl Poller {
                     s.offer(Arc::clone(&batch));
                 }
                 self.snap.batch = Some(batch);
+                self.ask_info(t0).await;
             }
         }
         store.publish(self.snap.clone());
+    }
+
+    /// `show info` within what is left of the poll's timeout; a failure leaves the process
+    /// figures out (logged when it starts, not every poll) and the rows as they are.
+    async fn ask_info(&mut self, t0: Instant) {
+        let (true, Some(path)) = (self.info, &self.socket) else {
+            return;
+        };
+        let left = self.timeout.saturating_sub(t0.elapsed());
+        match crate::info::fetch(path, left).await {
+            Ok(info) => self.snap.info = Some(Arc::new(info)),
+            Err(e) => {
+                if self.snap.info.take().is_some() || self.snap.fetches == 1 {
+                    tracing::warn!(server = %self.snap.server, "no process figures: {e}");
+                }
+            }
+        }
     }
 
     /// Polls for ever every `interval` on a fixed grid (a slow fetch does not shift the next),
@@ -246,7 +280,13 @@ pub async fn run(cfg: &Config, reopen: logfile::Reopen) -> Result<(), RunError> 
             backends = ?s.backends,
             "polling HAProxy stats"
         );
-        let poller = Poller::new(id, s, sinks);
+        let mut poller = Poller::new(id, s, sinks);
+        if s.backends
+            .iter()
+            .any(|b| listeners.iter().any(|(l, _)| l == b))
+        {
+            poller = poller.with_extra_columns();
+        }
         tokio::spawn(poller.run(s.interval(), spread(i, n, s.interval()), Arc::clone(&store)));
     }
     if listeners.is_empty() {

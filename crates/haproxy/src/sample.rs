@@ -74,7 +74,13 @@ pub struct Counts {
     pub hrsp_4xx: Option<u64>,
     /// `hrsp_5xx`: HTTP responses with a 5xx code since start.
     pub hrsp_5xx: Option<u64>,
+    /// The columns of [`crate::columns::COLUMNS`], in that order; `None` unless a `prometheus`
+    /// backend serves this server (only it uses them).
+    pub extra: Option<Box<Extra>>,
 }
+
+/// Values of the extra columns; an element is `None` when unknown.
+pub type Extra = [Option<u64>; crate::columns::COUNT];
 
 /// One row of one poll: which proxy (and server) it is about, and its counts.
 #[derive(Debug, Clone, PartialEq, Eq)]

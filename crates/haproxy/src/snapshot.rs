@@ -24,6 +24,8 @@ pub struct ServerSnapshot {
     pub data_time: Option<SystemTime>,
     pub fetch_duration: Option<Duration>,
     pub fetches: u64,
+    /// The last `show info` (runtime socket servers a `prometheus` backend serves).
+    pub info: Option<Arc<crate::info::Info>>,
     /// Error counts in [`FETCH_ERROR_KINDS`] order.
     pub errors: [u64; FETCH_ERROR_KINDS.len()],
     /// Rows skipped because they could not be read.

@@ -627,3 +627,210 @@ fn https_stats_page_with_ca_file_or_insecure() {
     let log = mon.log();
     assert!(log.to_lowercase().contains("certificate"), "{log}");
 }
+
+/// `show stat` parsed with every column the `prometheus` backend exports.
+fn full_rows(text: &str) -> Vec<custos_haproxy::sample::Sample> {
+    let mut r = custos_haproxy::csv::Reader::new(usize::MAX).with_extra_columns();
+    r.feed(text.as_bytes());
+    r.finish().expect("show stat is CSV").samples
+}
+
+/// `show info` as HAProxy answers it on its runtime socket (the reference).
+fn show_info(hap: &Haproxy) -> custos_haproxy::info::Info {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(hap.socket()).expect("admin.sock");
+    s.write_all(b"show info\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    custos_haproxy::info::parse(&text)
+}
+
+/// Sends one HTTP/1.0 request through fe_web and reads the reply to its end.
+fn http_request(port: u16, path: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect fe_web");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    assert!(reply.starts_with(b"HTTP/1.0 200") || reply.starts_with(b"HTTP/1.1 200"));
+}
+
+/// Every column of the exported table becomes its family with the value HAProxy reports: the
+/// runtime socket is read before and after a poll of the monitor, and every field equal in both
+/// (so the poll in between saw it) is the sample; a field empty in both has no sample, never 0.
+/// The session gauges keep their values, and promtool and the OpenMetrics parser accept it.
+#[test]
+fn prometheus_exports_every_column_as_haproxy_reports_it() {
+    use custos_haproxy::columns::{Kind, COLUMNS};
+    use custos_haproxy::info::FIELDS;
+    let Some(hap) = Haproxy::start() else { return };
+    assert_eq!(hap.hold_sessions(2), 2);
+    for path in ["/", "/api/x", "/"] {
+        http_request(hap.web_port, path);
+    }
+    let prom_port = free_port();
+    let prom_addr = SocketAddr::from(([127, 0, 0, 1], prom_port));
+    let yaml = format!(
+        "backends:\n  prom:\n    type: prometheus\n    listen: 127.0.0.1:{prom_port}\n\
+         servers:\n  lb:\n    endpoint: unix://{sock}\n    update-interval: 0.2\n\
+         \x20   rows: [frontend, backend, server, listener]\n    backends: [prom]\n",
+        sock = hap.socket().display(),
+    );
+    let mut mon = Monitor::start(&yaml);
+    let fetches = |m: &custos_testkit::Metrics| {
+        m.value("haproxysessionmon_fetches_total", &[("server", "lb")])
+    };
+    let n0 = mon.wait_metrics(prom_addr, "a first poll", fetches);
+    let before = full_rows(&hap.show_stat());
+    let info_before = show_info(&hap);
+    mon.wait_metrics(prom_addr, "two more polls", |m| {
+        fetches(m).filter(|n| *n >= n0 + 2.0)
+    });
+    let m = mon.wait_metrics(prom_addr, "the exposition", |m| Some(m.clone()));
+    let after = full_rows(&hap.show_stat());
+    let info_after = show_info(&hap);
+
+    // `show info`: each field equal before and after is the `haproxy_process_*` sample.
+    let mut same = 0;
+    for (k, f) in FIELDS.iter().enumerate() {
+        if info_before[k] != info_after[k] {
+            continue;
+        }
+        let (name, want) = match f.kind {
+            Kind::Counter => (format!("haproxy_process_{}_total", f.name), info_after[k]),
+            Kind::Mebibytes => (
+                format!("haproxy_process_{}", f.name),
+                info_after[k].map(|v| v << 20),
+            ),
+            _ => (format!("haproxy_process_{}", f.name), info_after[k]),
+        };
+        let got = m.value(&name, &[("haproxy", "lb")]);
+        assert_eq!(
+            got,
+            want.map(|v| v as f64),
+            "{name} ({}) {}",
+            f.csv,
+            mon.log()
+        );
+        same += 1;
+    }
+    assert!(same > 20, "{same} process fields compared");
+    assert!(
+        m.value("haproxy_process_max_connections", &[("haproxy", "lb")])
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        m.value("haproxy_process_connections_total", &[("haproxy", "lb")])
+            .unwrap()
+            > 0.0
+    );
+
+    let (mut compared, mut absent) = (0, 0);
+    for row in &after {
+        let Some(old) = before
+            .iter()
+            .find(|b| b.proxy == row.proxy && b.svname == row.svname)
+        else {
+            continue;
+        };
+        let ty = row.row_type.as_str();
+        let mut labels = vec![("haproxy", "lb"), ("proxy", row.proxy.as_str())];
+        if ty == "server" || ty == "listener" {
+            labels.push(("server", row.svname.as_str()));
+        }
+        let (x0, x1) = (old.counts.extra.as_deref(), row.counts.extra.as_deref());
+        let (x0, x1) = (x0.expect("extra read"), x1.expect("extra read"));
+        for (k, col) in COLUMNS.iter().enumerate() {
+            // The duration of a check that runs every second varies between 0 and 1 ms.
+            if x0[k] != x1[k] || col.csv == "check_duration" {
+                continue;
+            }
+            let mut l = labels.clone();
+            let (name, want) = match col.kind {
+                Kind::Counter => (
+                    format!("haproxy_{ty}_{}_total", col.name),
+                    x1[k].map(|v| v as f64),
+                ),
+                Kind::Gauge => (
+                    format!("haproxy_{ty}_{}", col.name),
+                    x1[k].map(|v| v as f64),
+                ),
+                Kind::Millis => (
+                    format!("haproxy_{ty}_{}", col.name),
+                    x1[k].map(|v| v as f64 / 1000.0),
+                ),
+                Kind::Mebibytes => (
+                    format!("haproxy_{ty}_{}", col.name),
+                    x1[k].map(|v| (v << 20) as f64),
+                ),
+                Kind::Response(code) => {
+                    l.push(("code", code));
+                    (
+                        format!("haproxy_{ty}_{}_total", col.name),
+                        x1[k].map(|v| v as f64),
+                    )
+                }
+            };
+            let got: Vec<f64> = m.find(&name, &l).iter().map(|s| s.value).collect();
+            match want {
+                Some(v) => {
+                    assert_eq!(got, [v], "{name} {l:?} ({})", col.csv);
+                    compared += 1;
+                }
+                None => {
+                    assert!(
+                        got.is_empty(),
+                        "{name} {l:?}: empty field exported as {got:?}"
+                    );
+                    absent += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        compared > 200 && absent > 200,
+        "{compared} compared, {absent} absent"
+    );
+    let v = |name: &str, l: &[(&str, &str)]| m.value(name, l);
+    assert_eq!(
+        v(
+            "haproxy_backend_http_responses_total",
+            &[("proxy", "be_app"), ("code", "2xx")]
+        ),
+        Some(2.0)
+    );
+    assert!(v("haproxy_frontend_bytes_in_total", &[("proxy", "fe_web")]).unwrap() > 0.0);
+    assert!(v(
+        "haproxy_server_check_failures_total",
+        &[("server", "app3_down")]
+    )
+    .is_some());
+    assert!(
+        m.find("haproxy_frontend_max_queue", &[]).is_empty(),
+        "frontends have no queue"
+    );
+    assert_eq!(m.types["haproxy_backend_bytes_out_total"], "counter");
+    assert_eq!(m.types["haproxy_server_downtime_seconds_total"], "counter");
+    assert_eq!(
+        m.types["haproxy_backend_http_total_time_average_seconds"],
+        "gauge"
+    );
+    // The session gauges as before.
+    assert_eq!(
+        v("haproxy_backend_current_sessions", &[("proxy", "be_tcp")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        v(
+            "haproxy_server_current_sessions",
+            &[("proxy", "be_tcp"), ("server", "hold1")]
+        ),
+        Some(2.0)
+    );
+    if let Some(promtool) = require("promtool", "prometheus") {
+        check_exposition(&promtool, prom_addr, "/metrics", &[]);
+    }
+    mon.assert_alive();
+}
