@@ -59,11 +59,10 @@ impl Pages {
     }
 }
 
-/// The process-wide client ([`runtime::http_client`]).
-pub fn client() -> &'static reqwest::Client {
-    // What `reqwest::Client::new()` did before: only a TLS set-up that cannot work without
-    // any input (no provider, no roots) fails here.
-    runtime::http_client().expect("cannot set up the HTTP client")
+/// The process-wide client ([`runtime::http_client`]); a client that cannot be set up is
+/// an error of `call`, never a panic.
+pub fn client(call: &Call<'_>) -> Result<&'static reqwest::Client, DestinationError> {
+    runtime::http_client().map_err(|e| call.error(ErrorKind::Other, e.to_string()))
 }
 
 /// A server's answer.

@@ -162,7 +162,7 @@ impl B2 {
             op: "find bucket",
             object: &c.bucket,
         };
-        let http = api::client();
+        let http = api::client(&call)?;
         let auth: Authorization = call.json(
             http.get(AUTHORIZE_URL).basic_auth(
                 &c.credentials.application_key_id,

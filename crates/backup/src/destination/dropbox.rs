@@ -149,9 +149,9 @@ impl Destination for Dropbox {
             Some(i) => format!("{}/{}", self.folder, &prefix[..i]),
             None => self.folder.clone(),
         };
+        let http = api::client(&call)?;
         let post = |endpoint: &str, body: serde_json::Value| {
-            api::client()
-                .post(format!("{API}/{endpoint}"))
+            http.post(format!("{API}/{endpoint}"))
                 .bearer_auth(self.token.expose())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_string())
@@ -263,18 +263,18 @@ impl Session {
         arg: serde_json::Value,
         body: Vec<u8>,
     ) -> Result<Vec<u8>, DestinationError> {
-        let req = api::client()
+        let call = Call {
+            destination: &self.destination,
+            op,
+            object: &self.name,
+        };
+        let req = api::client(&call)?
             .post(format!("{CONTENT_API}/{endpoint}"))
             .bearer_auth(self.token.expose())
             .header("Dropbox-API-Arg", api::header_json(&arg))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
-        Call {
-            destination: &self.destination,
-            op,
-            object: &self.name,
-        }
-        .send(req, self.timeout)
+        call.send(req, self.timeout)
     }
 }
 

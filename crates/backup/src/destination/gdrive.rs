@@ -158,11 +158,11 @@ impl Gdrive {
         method: Method,
         url: Url,
     ) -> Result<reqwest::RequestBuilder, DestinationError> {
-        Ok(api::client().request(method, url).bearer_auth(
-            self.tokens
-                .get(self.call("get an access token for", ""), self.timeout)?
-                .expose(),
-        ))
+        let call = self.call("get an access token for", "");
+        let http = api::client(&call)?;
+        Ok(http
+            .request(method, url)
+            .bearer_auth(self.tokens.get(call, self.timeout)?.expose()))
     }
 
     /// The children of folder `parent` (only those named `name`, only folders), every page.

@@ -13,8 +13,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The process's one HTTP client (the kit's set-up: rustls on ring, the user agent), made
 /// inside the runtime on first use; the error says why the TLS set-up failed.
-pub fn http_client() -> Result<&'static reqwest::Client, String> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+pub fn http_client() -> Result<&'static reqwest::Client, ClientUnavailable> {
+    static CLIENT: OnceLock<Result<reqwest::Client, ClientUnavailable>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
             block_on(async {
@@ -27,11 +27,24 @@ pub fn http_client() -> Result<&'static reqwest::Client, String> {
                     },
                 )
                 .build()
-                .map_err(|e| custos_kit::error::chain(&e))
+                .map_err(|e| ClientUnavailable(custos_kit::error::chain(&e)))
             })
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// The process's HTTP client could not be built (a TLS set-up that cannot work here); kept
+/// once and handed to every caller, so each request fails with it instead of aborting.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot set up the HTTP client: {0}")]
+pub struct ClientUnavailable(String);
+
+impl ClientUnavailable {
+    /// Why the TLS set-up failed.
+    pub fn reason(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Runs `f` to completion on the shared runtime (created on first use).

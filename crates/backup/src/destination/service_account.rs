@@ -138,7 +138,7 @@ impl ServiceAccount {
         let key = Key::load(&self.creds_file).map_err(auth)?;
         let form = key.token_request(self.scope).map_err(auth)?;
         let a = call.exchange(
-            api::client()
+            api::client(&call)?
                 .post(key.token_uri())
                 .header(
                     reqwest::header::CONTENT_TYPE,

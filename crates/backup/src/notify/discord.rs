@@ -18,7 +18,7 @@ pub struct Discord {
 }
 
 impl Discord {
-    fn post(&self, ctx: &Context<'_>, text: &str) -> Result<(), super::NotifyError> {
+    fn post(&self, ctx: &Context, text: &str) -> Result<(), super::NotifyError> {
         // Discord rejects content over 2000 characters.
         let content: String = text.chars().take(2000).collect();
         http::send(
@@ -40,11 +40,11 @@ impl Notifier for Discord {
         Events::NONE
     }
 
-    fn start(&self, ctx: &Context<'_>, hostname: &str, sources: &[StartInfo]) -> Delivery {
+    fn start(&self, ctx: &Context, hostname: &str, sources: &[StartInfo]) -> Delivery {
         Delivery::per_start(sources, |s| self.post(ctx, &super::start_text(s, hostname)))
     }
 
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         Delivery::per_source(report, ctx.events, |s| {
             self.post(ctx, &super::outcome_text(s, &report.hostname))
         })

@@ -82,7 +82,7 @@ impl Notifier for Elasticsearch {
         Events::OUTCOMES
     }
 
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         let index = chrono::Local::now()
             .format(&self.indexpattern)
             .to_string()

@@ -52,7 +52,7 @@ impl Notifier for Flagfile {
 
     /// Writes the flag only when every source succeeded: a flag after a partial failure
     /// would tell the checker all is well.
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         let mut d = Delivery::default();
         if !ctx.events.success || report.dry_run || !report.backups_succeeded() {
             return d;

@@ -38,7 +38,7 @@ impl Healthchecks {
         u
     }
 
-    fn ping(&self, ctx: &Context<'_>, url: Url, body: String) -> Result<(), super::NotifyError> {
+    fn ping(&self, ctx: &Context, url: Url, body: String) -> Result<(), super::NotifyError> {
         let body = cut_body(body, MAX_BODY);
         let req = Request {
             method: Method::POST,
@@ -59,7 +59,7 @@ impl Notifier for Healthchecks {
         Events::ALL
     }
 
-    fn start(&self, ctx: &Context<'_>, hostname: &str, sources: &[StartInfo]) -> Delivery {
+    fn start(&self, ctx: &Context, hostname: &str, sources: &[StartInfo]) -> Delivery {
         let mut d = Delivery::default();
         if self.kuma() {
             return d; // Uptime Kuma has no start signal.
@@ -70,7 +70,7 @@ impl Notifier for Healthchecks {
         d
     }
 
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         let mut d = Delivery::default();
         let ok = report.backups_succeeded();
         if report.dry_run

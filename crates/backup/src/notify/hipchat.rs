@@ -24,7 +24,7 @@ impl Notifier for Hipchat {
         Events::NONE
     }
 
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         Delivery::per_source(report, ctx.events, |s| {
             let ok = s.succeeded();
             let body = json!({

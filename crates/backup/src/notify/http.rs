@@ -136,11 +136,6 @@ impl Credentials {
     }
 }
 
-/// The run's client: the process's one ([`runtime::http_client`]), which the stores use too.
-pub fn client() -> Result<Client, String> {
-    runtime::http_client().cloned()
-}
-
 /// One request a notifier sends.
 #[derive(Clone)]
 pub struct Request<'a> {
@@ -320,15 +315,20 @@ mod tests {
             window: Duration::from_secs(10),
             first_wait: Duration::from_millis(500),
         };
-        send_retrying(&client().unwrap(), Duration::from_secs(10), quick, req)
-            .expect("retried ping arrives");
+        send_retrying(
+            runtime::http_client().unwrap(),
+            Duration::from_secs(10),
+            quick,
+            req,
+        )
+        .expect("retried ping arrives");
         assert!(server.join().unwrap().starts_with("POST /ping/uuid "));
 
         // A dead service fails within the window, after its tries.
         let dead = Url::parse(&format!("http://127.0.0.1:{port}/ping/uuid")).unwrap();
         let started = Instant::now();
         let e = send_retrying(
-            &client().unwrap(),
+            runtime::http_client().unwrap(),
             Duration::from_secs(10),
             Retry {
                 first_wait: Duration::from_millis(50),
@@ -387,7 +387,7 @@ mod tests {
         ))
         .unwrap();
         let e = send(
-            &client().unwrap(),
+            runtime::http_client().unwrap(),
             Duration::from_secs(10),
             Request::json(Method::POST, url, &serde_json::json!({})),
         )
@@ -405,10 +405,10 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = client().unwrap();
+        let c = runtime::http_client().unwrap();
         let url = Url::parse(&format!("http://127.0.0.1:{port}/hook/SECRET")).unwrap();
         let e = send(
-            &c,
+            c,
             Duration::from_secs(5),
             Request::json(Method::POST, url, &serde_json::json!({})),
         )

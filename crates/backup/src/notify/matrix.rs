@@ -65,7 +65,7 @@ impl Notifier for Matrix {
         Events::NONE
     }
 
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         Delivery::per_source(report, ctx.events, |s| {
             let body =
                 json!({"msgtype": "m.text", "body": super::outcome_text(s, &report.hostname)});

@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use custos_kit::config::ConfigError;
@@ -109,20 +109,17 @@ impl Events {
 }
 
 /// What a notifier is handed: the run's context and which events to report.
-pub struct Context<'a> {
+pub struct Context {
     pub events: Events,
     /// Per request (connect included).
     pub timeout: Duration,
-    client: &'a OnceLock<Result<reqwest::Client, String>>,
 }
 
-impl Context<'_> {
-    /// The run's shared HTTP client (built on first use).
-    pub fn client(&self) -> Result<&reqwest::Client, NotifyError> {
-        self.client
-            .get_or_init(http::client)
-            .as_ref()
-            .map_err(|e| NotifyError::Setup(e.clone()))
+impl Context {
+    /// The process's one HTTP client, which the stores use too (built on first use).
+    pub fn client(&self) -> Result<&'static reqwest::Client, NotifyError> {
+        crate::destination::runtime::http_client()
+            .map_err(|e| NotifyError::Setup(e.reason().to_string()))
     }
 }
 
@@ -132,11 +129,11 @@ pub trait Notifier: Validate + fmt::Debug + Send + Sync {
     /// Events reported when `notify_on_*` is absent (the original's per-type defaults).
     fn default_events(&self) -> Events;
     /// The job is starting (only called when `events.start`); returns messages sent.
-    fn start(&self, _ctx: &Context<'_>, _hostname: &str, _sources: &[StartInfo]) -> Delivery {
+    fn start(&self, _ctx: &Context, _hostname: &str, _sources: &[StartInfo]) -> Delivery {
         Delivery::default()
     }
     /// The run is over: report it.
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery;
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery;
 }
 
 /// A source about to be backed up (for start messages).
@@ -297,13 +294,11 @@ pub fn start(
     hostname: &str,
     sources: &[StartInfo],
 ) -> Vec<Option<NotificationReport>> {
-    let client = OnceLock::new();
     each(notifications, |n| {
         n.events.start.then(|| {
             let ctx = Context {
                 events: n.events,
                 timeout: n.timeout,
-                client: &client,
             };
             conclude(n, n.handler.start(&ctx, hostname, sources), "start")
         })
@@ -321,12 +316,10 @@ pub fn finish(
     started: Vec<Option<NotificationReport>>,
     cap: Option<Duration>,
 ) -> Vec<NotificationReport> {
-    let client = OnceLock::new();
     let finished = each(notifications, |n| {
         let ctx = Context {
             events: n.events,
             timeout: cap.map_or(n.timeout, |c| c.min(n.timeout)),
-            client: &client,
         };
         conclude(n, n.handler.finish(&ctx, report), "finish")
     });

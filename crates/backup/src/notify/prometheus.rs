@@ -39,7 +39,7 @@ impl Notifier for Prometheus {
         Events::OUTCOMES
     }
 
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         if report.dry_run {
             return Delivery::default();
         }

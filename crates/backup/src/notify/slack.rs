@@ -18,7 +18,7 @@ pub struct Slack {
 }
 
 impl Slack {
-    fn post(&self, ctx: &Context<'_>, text: &str, icon: &str) -> Result<(), super::NotifyError> {
+    fn post(&self, ctx: &Context, text: &str, icon: &str) -> Result<(), super::NotifyError> {
         let body = json!({"username": "Backup Agent", "icon_emoji": icon, "text": text});
         http::send(
             ctx.client()?,
@@ -35,13 +35,13 @@ impl Notifier for Slack {
         Events::NONE
     }
 
-    fn start(&self, ctx: &Context<'_>, hostname: &str, sources: &[StartInfo]) -> Delivery {
+    fn start(&self, ctx: &Context, hostname: &str, sources: &[StartInfo]) -> Delivery {
         Delivery::per_start(sources, |s| {
             self.post(ctx, &super::start_text(s, hostname), ":+1:")
         })
     }
 
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         Delivery::per_source(report, ctx.events, |s| {
             let icon = if s.succeeded() { ":+1:" } else { ":imp:" };
             self.post(ctx, &super::outcome_text(s, &report.hostname), icon)

@@ -142,7 +142,7 @@ impl Smtp {
     /// Connects, encrypts (implicit TLS, required STARTTLS, or STARTTLS when offered) and
     /// logs in when credentials are given: never over plain text unless
     /// [`Smtp::plaintext_auth_allowed`].
-    fn session(&self, ctx: &Context<'_>) -> Result<SmtpConnection, NotifyError> {
+    fn session(&self, ctx: &Context) -> Result<SmtpConnection, NotifyError> {
         let tls = self.tls_parameters()?;
         let hello = ClientId::default();
         let connect = |wrapped: bool| {
@@ -328,7 +328,7 @@ impl Notifier for Smtp {
         }
     }
 
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         // One session for the run's mails; a new one after a failed transaction.
         let mut session: Option<SmtpConnection> = None;
         let delivery = Delivery::per_source(report, ctx.events, |s| {

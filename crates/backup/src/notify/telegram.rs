@@ -69,7 +69,7 @@ impl Notifier for Telegram {
         Events::NONE
     }
 
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         Delivery::per_source(report, ctx.events, |s| {
             let body = json!({
                 "chat_id": self.chat_id,

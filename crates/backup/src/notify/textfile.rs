@@ -49,7 +49,7 @@ impl Notifier for Textfile {
         Events::OUTCOMES
     }
 
-    fn finish(&self, ctx: &Context<'_>, report: &RunReport) -> Delivery {
+    fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         let mut d = Delivery::default();
         if report.dry_run || !(ctx.events.success || ctx.events.failure) {
             return d;
