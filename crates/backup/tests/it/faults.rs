@@ -723,39 +723,6 @@ fn kill_9_mid_run_loses_nothing() {
     );
 }
 
-/// Direct and indirect children of `pid` (from /proc/*/stat).
-pub fn descendants(pid: i32) -> Vec<i32> {
-    let mut parent_of = Vec::new();
-    for e in fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let ppid = after
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse::<i32>().ok())
-            .unwrap_or(0);
-        parent_of.push((p, ppid));
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(x) = frontier.pop() {
-        for &(p, pp) in &parent_of {
-            if pp == x && !out.contains(&p) {
-                out.push(p);
-                frontier.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn comm(pid: i32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()

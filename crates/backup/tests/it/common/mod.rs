@@ -1286,3 +1286,36 @@ pub fn read_line(out: &mut impl Read) -> String {
     }
     String::from_utf8_lossy(&line).into_owned()
 }
+
+/// Direct and indirect children of `pid` (from /proc/*/stat).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    for e in fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let ppid = after
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse::<i32>().ok())
+            .unwrap_or(0);
+        parent_of.push((p, ppid));
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(x) = frontier.pop() {
+        for &(p, pp) in &parent_of {
+            if pp == x && !out.contains(&p) {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
+}
