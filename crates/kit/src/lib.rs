@@ -11,6 +11,7 @@
 //! - [`families`]: writing constant metric families from a collector.
 //! - [`start`]: the runtime a binary asks for, and its outcome mapped to the exit code.
 //! - [`http_client`] (feature `http-client`): the one HTTP client set-up and URL redaction.
+//! - [`text`]: cutting outside text to a byte budget between characters.
 
 pub mod config;
 pub mod error;
@@ -24,3 +25,4 @@ pub mod poll;
 pub mod shutdown;
 pub mod snapshot;
 pub mod start;
+pub mod text;

@@ -150,11 +150,8 @@ fn host_tag() -> &'static str {
 /// [`NAME_MAX`].
 fn partial_name(file_name: &str, pid: u32, n: u64, host: &str) -> String {
     let tail = format!("{PARTIAL_MARKER}{pid}-{n}-{host}");
-    let mut keep = file_name.len().min(NAME_MAX.saturating_sub(1 + tail.len()));
-    while !file_name.is_char_boundary(keep) {
-        keep -= 1;
-    }
-    format!(".{}{tail}", &file_name[..keep])
+    let keep = custos_kit::text::prefix(file_name, NAME_MAX.saturating_sub(1 + tail.len()));
+    format!(".{keep}{tail}")
 }
 
 /// Who wrote a partial file: PID and host (None for names without a host).

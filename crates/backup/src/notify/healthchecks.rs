@@ -134,17 +134,8 @@ impl Notifier for Healthchecks {
 
 /// `body` cut to at most `max` bytes at a character boundary: the ping is declared UTF-8,
 /// and the log lines in it hold file names and messages in any language.
-fn cut_body(mut body: String, max: usize) -> Vec<u8> {
-    if body.len() > max {
-        let cut = body
-            .char_indices()
-            .map(|(i, c)| i + c.len_utf8())
-            .take_while(|end| *end <= max)
-            .last()
-            .unwrap_or(0);
-        body.truncate(cut);
-    }
-    body.into_bytes()
+fn cut_body(body: String, max: usize) -> Vec<u8> {
+    custos_kit::text::prefix(&body, max).as_bytes().to_vec()
 }
 
 #[cfg(test)]

@@ -201,11 +201,7 @@ async fn error_excerpt(mut resp: reqwest::Response, timeout: Duration) -> String
 /// characters.
 pub fn excerpt(bytes: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max + 4)]);
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
+    custos_kit::text::prefix(&text, max).to_string()
 }
 
 /// The channel name of a sample: the proxy for backends (the default rows), qualified for the

@@ -338,12 +338,7 @@ pub fn summary(output: &str) -> String {
         status.join("; ")
     };
     if s.len() > 400 {
-        let mut cut = 400;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
+        s = format!("{}...", custos_kit::text::prefix(&s, 400));
     }
     s
 }
