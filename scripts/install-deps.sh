@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests, the package and the benchmarks need on a fresh Debian 12 machine:
-# the Debian packages in scripts/apt-packages.txt, the Rust components fmt/clippy and cargo-deb.
+# the Debian packages in scripts/apt-packages.txt, the Rust components fmt/clippy, cargo-deb and
+# cargo-deny.
 # Idempotent: packages already installed are skipped quickly.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,5 +42,13 @@ CARGO_DEB_VERSION=3.8.0
 if [ "${1:-}" != --no-cargo-deb ] && command -v cargo >/dev/null 2>&1 && ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; then
 	echo "installing: cargo-deb $CARGO_DEB_VERSION (cargo install)"
 	cargo install --quiet --locked cargo-deb --version "$CARGO_DEB_VERSION"
+fi
+# cargo-deny checks licences, duplicate versions and sources offline (deny.toml; scripts/test.sh).
+# Pinned and built with its lock file (22 minutes on a 2-core machine shared with six other
+# builds, 3.2 minutes of CPU: a few minutes on an idle CI runner; skipped when present).
+CARGO_DENY_VERSION=0.20.2
+if command -v cargo >/dev/null 2>&1 && ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+	echo "installing: cargo-deny $CARGO_DENY_VERSION (cargo install)"
+	cargo install --quiet --locked cargo-deny --version "$CARGO_DENY_VERSION"
 fi
 echo "dependencies ready"

@@ -19,6 +19,11 @@ bash scripts/install-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Licences, duplicate versions and dependency sources (deny.toml), offline: the advisory
+# database needs the network, run `cargo deny check advisories` where there is one. cargo-deny
+# reads the manifests of every platform's dependencies: fetch them first (about 14 MB once).
+cargo fetch --locked --quiet
+cargo deny --offline check licenses bans sources
 # deploy/: every unit passes systemd-analyze verify, its ExecStart parses and its security
 # score matches the README (builds the binaries the tests use anyway); every alert rule file
 # passes promtool check rules and its promtool unit tests, which cover each alert both ways;

@@ -29,6 +29,7 @@
 //! - [`report`]: the typed run result; the summary table and the exit code are views of it.
 //! - [`notify`]: notifiers (one module per type), fed the run result.
 //! - [`table`]: aligned text tables (run summary, `list`, `verify`).
+//! - `fuzz` (hidden): the bodies of the fuzz targets in `fuzz/`, shared with their corpus tests.
 
 pub mod commands;
 pub mod config;
@@ -36,6 +37,8 @@ pub mod coverage;
 pub mod crypto;
 pub mod destination;
 pub mod fanout;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod interrupt;
 pub mod lock;
 pub mod naming;

@@ -482,17 +482,41 @@ fn untar(decoded: &mut Decoded, unpacker: &mut Unpacker) -> Result<u64, RestoreE
         inner: decoded,
         n: 0,
     };
-    let result = (|| -> Result<(), Failure> {
-        let mut archive = tar::Archive::new(&mut counting);
-        for entry in archive.entries().map_err(Failure::Read)? {
-            let mut entry = entry.map_err(Failure::Read)?;
-            unpacker.member(&mut entry)?;
-        }
-        Ok(())
-    })();
-    match result {
+    match unpack_members(&mut counting, unpacker) {
         Ok(()) => Ok(counting.n),
         Err(f) => Err(stream_failure(counting.inner, f)),
+    }
+}
+
+/// Every member of the tar stream `reader`, through `unpacker`.
+fn unpack_members(reader: impl Read, unpacker: &mut Unpacker) -> Result<(), Failure> {
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(Failure::Read)? {
+        let mut entry = entry.map_err(Failure::Read)?;
+        unpacker.member(&mut entry)?;
+    }
+    Ok(())
+}
+
+/// Unpacks a plain tar `archive` into `target` as a restore does (staging, then commit; on
+/// failure nothing stays), acting as non-root (no owners, no device nodes): the way in of the
+/// `restore_tar` fuzz target, which feeds it hostile archives. Returns the top-level names.
+#[doc(hidden)]
+pub fn unpack_tar(archive: &[u8], target: &Path) -> Result<Vec<OsString>, RestoreError> {
+    let object = "fuzz.tar";
+    let mut unpacker = Unpacker::new(target, object)?.acting_as_non_root();
+    match unpack_members(archive, &mut unpacker) {
+        Ok(()) => unpacker.commit(),
+        Err(f) => {
+            unpacker.discard();
+            Err(match f {
+                Failure::Restore(e) => e,
+                Failure::Read(e) => RestoreError::Corrupt {
+                    object: object.to_owned(),
+                    message: format!("not a valid tar archive: {}", custos_kit::error::chain(&e)),
+                },
+            })
+        }
     }
 }
 

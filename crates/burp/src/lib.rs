@@ -22,6 +22,7 @@
 //! - [`exporter`]: poll loop per server.
 //! - [`routes`]: HTTP routes (`/`, `/metrics`, `/probe`).
 //! - [`summary`]: `--once`, a `burp -a S`-like summary.
+//! - `fuzz` (hidden): the bodies of the fuzz targets in `fuzz/`, shared with their corpus tests.
 
 pub mod error;
 pub mod frame;
@@ -31,6 +32,8 @@ pub mod warnings;
 
 pub mod config;
 pub mod exporter;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metrics;
 pub mod model;
 pub mod routes;

@@ -8,7 +8,7 @@
 
 use crate::sample::RowType;
 use custos_kit::config::values::{opt_seconds, seconds, AnyValue};
-use custos_kit::config::{ConfigError, Format, Secret, Strictness, UnknownKey};
+use custos_kit::config::{ConfigError, Secret, Strictness, UnknownKey};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -183,12 +183,22 @@ impl Config {
     /// how to log); with `strict` the first one is an error here, after validation (so that a
     /// misspelt required key is reported as the typo of that key).
     pub fn load(path: &Path, strict: bool) -> Result<(Config, Vec<UnknownKey>), ConfigError> {
-        let loaded = custos_kit::config::load::<Config>(path, Format::Yaml, Strictness::Warn)?;
-        let (mut cfg, mut unknown) = (loaded.value, loaded.unknown);
-        let unused = cfg.check(path, Some(&loaded.text))?;
+        let text = custos_kit::config::read(path)?;
+        Config::parse(path, &text, strict)
+    }
+
+    /// [`Config::load`] of text already read from `file` (also what the `haproxy_config` fuzz
+    /// target feeds).
+    pub fn parse(
+        file: &Path,
+        text: &str,
+        strict: bool,
+    ) -> Result<(Config, Vec<UnknownKey>), ConfigError> {
+        let (mut cfg, mut unknown) = custos_kit::config::parse_yaml_lenient::<Config>(file, text)?;
+        let unused = cfg.check(file, Some(text))?;
         unknown.extend(unused);
         if strict {
-            custos_kit::config::check_unknown(path, &unknown, Strictness::Strict)?;
+            custos_kit::config::check_unknown(file, &unknown, Strictness::Strict)?;
         }
         Ok((cfg, unknown))
     }

@@ -16,11 +16,14 @@
 //!   tasks/threads that run them with bounded queues and error counters.
 //! - [`snapshot`], [`metrics`]: the latest poll per server and its Prometheus exposition.
 //! - [`applog`]: the monitor's own log as the `logging` section says.
+//! - `fuzz` (hidden): the bodies of the fuzz targets in `fuzz/`, shared with their corpus tests.
 
 pub mod applog;
 pub mod columns;
 pub mod config;
 pub mod csv;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod info;
 pub mod metrics;
 pub mod monitor;

@@ -4,8 +4,11 @@
 //! - [`frame`]: the 9-byte header (version, little-endian u64 length) and JSON payload, with
 //!   the reader's version check and size cap.
 //! - [`report`]: the payloads: each device's smartctl JSON as it is read, then the scan.
+//! - `fuzz` (hidden): the body of the fuzz target in `fuzz/`, shared with its corpus test.
 
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod report;
 
 pub use frame::{

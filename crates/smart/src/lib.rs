@@ -9,11 +9,14 @@
 //! - [`metrics`]: state to metric families (the original's names, then the additions).
 //! - [`collector`]: the published snapshot and its prometheus-client collector.
 //! - [`refresh`]: talking to the helper on an interval.
+//! - `fuzz` (hidden): the bodies of the fuzz targets in `fuzz/`, shared with their corpus tests.
 
 pub mod attrmap;
 pub mod collector;
 pub mod devicedb;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metrics;
 pub mod model;
 pub mod refresh;

@@ -123,8 +123,8 @@ impl Unpacker {
         })
     }
 
-    /// Acts as a non-root restore would (tests of the device-node warning run as root too).
-    #[cfg(test)]
+    /// Acts as a non-root restore would (tests of the device-node warning run as root too, and
+    /// the fuzz target must not make device nodes or chown).
     pub(super) fn acting_as_non_root(mut self) -> Self {
         self.root = false;
         self
