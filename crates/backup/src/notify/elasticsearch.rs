@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::http::{self, Credentials, Request, SecretUrl};
 use super::{Context, Delivery, Events, Invalid, Notifier, Validate};
-use crate::report::{RunReport, SourceReport};
+use crate::outcome::{RunReport, SourceReport};
 
 /// `type: elasticsearch`.
 #[derive(Debug, Deserialize)]

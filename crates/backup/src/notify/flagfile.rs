@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{Context, Delivery, Events, Invalid, Notifier, Validate};
-use crate::report::RunReport;
+use crate::outcome::RunReport;
 
 /// `type: flagfile`.
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::http::{self, Request, SecretUrl};
 use super::{Context, Delivery, Events, Notifier, StartInfo, Validate};
-use crate::report::RunReport;
+use crate::outcome::RunReport;
 
 /// healthchecks.io accepts up to 100 kB of body; keep well below.
 const MAX_BODY: usize = 10_000;

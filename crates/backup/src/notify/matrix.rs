@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
 use super::{Context, Delivery, Events, Notifier, NotifyError, Validate};
-use crate::config::Secret;
-use crate::report::RunReport;
+use crate::outcome::RunReport;
+use custos_kit::config::Secret;
 
 /// `type: matrix`.
 #[derive(Debug, Deserialize)]

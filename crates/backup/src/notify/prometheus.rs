@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::http::{self, Credentials, Request, SecretUrl};
 use super::{metrics, Context, Delivery, Events, Notifier, Validate};
-use crate::report::RunReport;
+use crate::outcome::RunReport;
 
 /// `type: prometheus`.
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
 use super::{Context, Delivery, Events, Notifier, StartInfo, Validate};
-use crate::report::RunReport;
+use crate::outcome::RunReport;
 
 /// `type: slack`.
 #[derive(Debug, Deserialize)]

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use super::http::{self, Request};
 use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError, Validate};
-use crate::config::Secret;
-use crate::report::RunReport;
+use crate::outcome::RunReport;
+use custos_kit::config::Secret;
 
 /// `type: telegram`.
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use super::{metrics, Context, Delivery, Events, Invalid, Notifier, Validate};
-use crate::report::RunReport;
+use crate::outcome::RunReport;
 
 /// `type: textfile`.
 #[derive(Debug, Deserialize)]
