@@ -95,7 +95,7 @@ impl Signals {
     }
 
     /// Starts watching; a failure to do so is logged (the command still runs).
-    pub fn watch(self) {
+    fn watch(self) {
         if let Err(e) = interrupt::install(self.0) {
             tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
         }

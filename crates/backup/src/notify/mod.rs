@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::outcome::{
     clock, size_description, Failure, NotificationReport, RunReport, SourceReport, Stage,
 };
-pub use custos_kit::config::{Entry, Invalid, Validate};
+use custos_kit::config::{Entry, Invalid, Validate};
 
 pub mod discord;
 pub mod elasticsearch;

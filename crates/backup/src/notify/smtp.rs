@@ -23,9 +23,10 @@ use lettre::Message;
 use serde::{Deserialize, Deserializer};
 
 use super::http::Credentials;
-use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError, Validate};
+use super::{Context, Delivery, Events, Notifier, NotifyError};
 use crate::outcome::{size_description, RunReport, SourceReport};
 use custos_kit::config::values::{port, truthy};
+use custos_kit::config::{Invalid, Validate};
 
 /// `type: smtp`.
 #[derive(Debug, Deserialize)]
