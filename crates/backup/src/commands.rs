@@ -83,7 +83,7 @@ pub fn load(path: &Path, strictness: Strictness) -> Result<Job, CommandError> {
     Ok(Job(job))
 }
 
-/// SIGINT and SIGTERM for one command: [`Signals::watch`] makes them cancel the command
+/// SIGINT and SIGTERM for one command: `run` and `restore` watch them; they cancel the command
 /// (producers killed, writers aborted, a restore's staging directory removed).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Signals(Cancel);
