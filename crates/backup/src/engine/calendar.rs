@@ -224,7 +224,7 @@ mod tests {
                 }
             })
             .collect();
-        v.sort_by(|a, b| b.time.cmp(&a.time));
+        v.sort_by_key(|c| std::cmp::Reverse(c.time));
         v
     }
 
