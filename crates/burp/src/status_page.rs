@@ -63,14 +63,16 @@ fn server(page: &mut Page, s: &ServerSnapshot, now: SystemTime) {
             "Backups",
         ],
         MAX_CLIENTS,
-    );
+    )
+    .caption("Clients");
     let mut running = Table::new(
         "running children",
         &[
             "Client", "Action", "Backup", "Phase", "Files", "Bytes", "Progress",
         ],
         MAX_RUNNING,
-    );
+    )
+    .caption("Running now");
     for c in s.clients.iter() {
         clients.row(client_row(c, now));
         for ch in &c.client.children {

@@ -65,7 +65,8 @@ fn endpoint(page: &mut Page, e: &Endpoint, s: &ServerSnapshot, now: SystemTime) 
             "Proxy", "Server", "Type", "Sessions", "Limit", "Use", "State",
         ],
         MAX_ROWS,
-    );
+    )
+    .caption("Frontends, backends and servers");
     for r in &batch.samples {
         t.row(row(r));
     }

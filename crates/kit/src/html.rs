@@ -24,7 +24,7 @@ pub const MAX_CELL: usize = 200;
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin:.5em 0 1.5em}\
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
-th{background:#eee}td.num{text-align:right}\
+th{background:#eee}caption{text-align:left;font-weight:bold;padding:.2em 0}td.num{text-align:right}\
 .ok{color:#0a6b0a;font-weight:bold}.bad{color:#b00;font-weight:bold}.warn{color:#a60}\
 .more{font-style:italic;color:#555}.meta{color:#555}";
 
@@ -174,6 +174,7 @@ impl From<&str> for Cell {
 /// A table with a header row that keeps at most `cap` rows and counts the rest.
 #[derive(Debug, Clone)]
 pub struct Table {
+    caption: Option<String>,
     headers: Vec<&'static str>,
     rows: Vec<Vec<Cell>>,
     cap: usize,
@@ -185,12 +186,19 @@ impl Table {
     /// A table of `what` (plural, for the "N more" line) keeping at most `cap` rows.
     pub fn new(what: &'static str, headers: &[&'static str], cap: usize) -> Table {
         Table {
+            caption: None,
             headers: headers.to_vec(),
             rows: Vec::new(),
             cap,
             left_out: 0,
             what,
         }
+    }
+
+    /// A caption shown above the table.
+    pub fn caption(mut self, text: &str) -> Table {
+        self.caption = Some(text.to_string());
+        self
     }
 
     /// Adds a row, or counts it when the table is full (so building costs O(cap) memory).
@@ -284,7 +292,11 @@ impl Page {
     /// Renders `t`, with a last row saying how many rows it left out.
     pub fn table(&mut self, t: &Table) {
         let b = &mut self.body;
-        b.push_str("<table>\n<tr>");
+        b.push_str("<table>\n");
+        if let Some(c) = &t.caption {
+            let _ = writeln!(b, "<caption>{}</caption>", escape(c));
+        }
+        b.push_str("<tr>");
         for h in &t.headers {
             let _ = write!(b, "<th>{}</th>", escape(h));
         }
@@ -390,7 +402,7 @@ mod tests {
             p.line(&[Cell::new(h, Tone::Bad)]);
             p.target(true, false, h, Some(h));
             p.links(&[(format!("/probe?x={h}"), h.to_string())]);
-            let mut t = Table::new("rows", &["name"], 10);
+            let mut t = Table::new("rows", &["name"], 10).caption(h);
             t.row(vec![Cell::from(h)]);
             p.table(&t);
             let html = p.finish();

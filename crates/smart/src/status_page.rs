@@ -53,7 +53,8 @@ pub fn render(store: &SmartStore, now: SystemTime, refresh: Duration) -> String 
             "Last read",
         ],
         MAX_DRIVES,
-    );
+    )
+    .caption("Drives");
     for d in &p.state.drives {
         t.row(drive_row(d, now));
     }
@@ -79,7 +80,6 @@ fn helper(page: &mut Page, s: &State, now: SystemTime) {
         &details,
         s.last_error.as_deref(),
     );
-    page.heading("Drives");
 }
 
 fn drive_row(d: &Drive, now: SystemTime) -> Vec<Cell> {
