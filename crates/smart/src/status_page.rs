@@ -46,7 +46,7 @@ pub fn render(store: &SmartStore, now: SystemTime, refresh: Duration) -> String 
             "Model",
             "Serial",
             "Health",
-            "Temperature",
+            "Temp.",
             "Wear",
             "Reallocated",
             "Data age",
