@@ -7,7 +7,7 @@
 //! served with a Content-Security-Policy that allows no script, so even a missed escape
 //! could not run one. Output is bounded: a table shows at most its row cap and says how many
 //! rows it left out. Hand-written rather than a template crate: one escape function and a
-//! few builders are all the pages need (see docs/ARCHITECTURE.md §6).
+//! few builders are all the pages need (see docs/ARCHITECTURE.md §7).
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
