@@ -74,9 +74,9 @@ fn server(page: &mut Page, s: &ServerSnapshot, now: SystemTime) {
     )
     .caption("Running now");
     for c in s.clients.iter() {
-        clients.row(client_row(c, now));
+        clients.row(|| client_row(c, now));
         for ch in &c.client.children {
-            running.row(child_row(&c.client.name, ch));
+            running.row(|| child_row(&c.client.name, ch));
         }
     }
     if clients.is_empty() {

@@ -68,7 +68,7 @@ fn endpoint(page: &mut Page, e: &Endpoint, s: &ServerSnapshot, now: SystemTime) 
     )
     .caption("Frontends, backends and servers");
     for r in &batch.samples {
-        t.row(row(r));
+        t.row(|| row(r));
     }
     page.table(&t);
 }

@@ -117,14 +117,27 @@ impl http_body::Body for Parts {
 /// server's connection metrics when served by [`serve`]).
 pub fn router<P>(exposition: Arc<Exposition>, page: P) -> Router
 where
-    P: Fn() -> String + Clone + Send + Sync + 'static,
+    P: FnOnce() -> String + Clone + Send + Sync + 'static,
 {
+    // One page rendered at a time, off the runtime's threads: a client reloading `/` in a
+    // loop gets at most one core and never delays a scrape.
+    let turn = Arc::new(tokio::sync::Semaphore::new(1));
     Router::new()
         .route(
             "/",
             get(move || {
-                let page = page.clone();
-                async move { crate::html::response(page()) }
+                let (page, turn) = (page.clone(), Arc::clone(&turn));
+                async move {
+                    // Never closed, so acquiring only waits.
+                    let _turn = turn.acquire_owned().await;
+                    match tokio::task::spawn_blocking(page).await {
+                        Ok(html) => crate::html::response(html),
+                        Err(e) => {
+                            tracing::error!("rendering the status page failed: {e}");
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                        }
+                    }
+                }
             }),
         )
         .route(

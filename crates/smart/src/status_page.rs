@@ -56,7 +56,7 @@ pub fn render(store: &SmartStore, now: SystemTime, refresh: Duration) -> String 
     )
     .caption("Drives");
     for d in &p.state.drives {
-        t.row(drive_row(d, now));
+        t.row(|| drive_row(d, now));
     }
     if t.is_empty() {
         page.line(&[Cell::from("No drives listed by the helper.")]);
