@@ -324,8 +324,11 @@ fn drives_appear_before_a_hung_one_is_read() {
     helper(&socket, "smartctl", Duration::from_secs(8));
     let t = std::time::Instant::now();
     let mut exp = Exporter::start(&socket, dir.path(), &[]);
-    let m = exp.wait("the first drives", |m| {
-        m.value("smart_device_temperature_celsius", &port("/dev/sda"))
+    // The helper reads 4 drives at a time and /dev/sdg holds one slot until its timeout, so
+    // the drives after it in scan order (nvme0 is the second to last) come later than sda:
+    // wait for nvme0 itself, not for the first drive.
+    let m = exp.wait("the drives other than the hung one", |m| {
+        m.value("smart_access_error", &port("/dev/nvme0"))
             .map(|_| m.clone())
     });
     assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
@@ -335,6 +338,9 @@ fn drives_appear_before_a_hung_one_is_read() {
         m.value("smart_access_error", &port("/dev/nvme0")),
         Some(0.0)
     );
+    assert!(m
+        .value("smart_device_temperature_celsius", &port("/dev/sda"))
+        .is_some());
     // Then the sweep ends (and the stand-in's hung process is gone with the timeout).
     exp.wait("the hung drive's timeout", |m| {
         (m.value("smart_access_error", &port("/dev/sdg")) == Some(1.0)).then_some(())
