@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{require, BurpServer, Exporter};
+use common::{free_port, require, BurpServer, Exporter};
 use custos_testkit::browser::{keep_screenshot, Chromium};
 use custos_testkit::http_get;
 use std::time::Duration;
@@ -26,7 +26,10 @@ fn page_in_a_real_browser() {
         return;
     };
     let server = BurpServer::start("status", &[("NAMED_CLIENTS", &HOSTILE.join("\n"))]);
-    let mut ex = Exporter::start(&[server.client_entry("status")]);
+    // A second server nobody listens for: the page says it is unreachable and why.
+    let mut gone = server.client_entry("gone");
+    gone.burp_port = free_port();
+    let mut ex = Exporter::start(&[server.client_entry("status"), gone]);
     server.slow_backup(8, 30);
     ex.wait_metrics("the running backup", Duration::from_secs(60), |m| {
         m.find(
@@ -36,6 +39,10 @@ fn page_in_a_real_browser() {
         .into_iter()
         .any(|s| s.value == 1.0)
         .then_some(())
+    });
+    ex.wait_metrics("a failed poll of gone", Duration::from_secs(30), |m| {
+        m.value("burp_polls_total", &[("server", "gone")])
+            .filter(|n| *n >= 1.0)
     });
     let url = format!("http://{}/", ex.addr);
     let dom = chromium.dump_dom(&url);
@@ -60,7 +67,16 @@ fn page_in_a_real_browser() {
         assert!(!dom.contains(tag), "{tag} in the DOM:\n{dom}");
     }
     assert!(dom.contains("<h2>Server status</h2>"), "{dom}");
-    assert!(dom.contains("reachable"), "{dom}");
+    assert!(dom.contains("<span class=\"ok\">reachable</span>"), "{dom}");
+    let gone = dom
+        .split("<h2>Server gone</h2>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no section for the server that is gone:\n{dom}"));
+    assert!(
+        gone.contains("<span class=\"bad\">unreachable</span>")
+            && gone.contains("Last error: <span class=\"bad\">"),
+        "{gone}"
+    );
     // The running backup: a row with its action and phase.
     assert!(
         dom.contains("<td>testclient</td><td>backup</td>"),

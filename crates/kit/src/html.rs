@@ -24,7 +24,7 @@ pub const MAX_CELL: usize = 200;
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}\
 th,td{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}\
-th{background:#eee}td.num{white-space:nowrap}td:last-child{min-width:12em;max-width:32em}caption{text-align:left;font-weight:bold;padding:.2em 0}td.num{text-align:right}\
+th{background:#eee}td.num{white-space:nowrap}td:last-child{max-width:32em}td.bad:last-child{min-width:12em}caption{text-align:left;font-weight:bold;padding:.2em 0}td.num{text-align:right}\
 .ok{color:#0a6b0a;font-weight:bold}.bad{color:#b00;font-weight:bold}.warn{color:#a60}\
 .more{font-style:italic;color:#555}.meta{color:#555}";
 

@@ -166,7 +166,7 @@ pub async fn serve(
 }
 
 /// Percent-encodes a query parameter value (RFC 3986 unreserved characters kept), for links
-/// on landing pages and for test clients.
+/// on status pages and for test clients.
 pub fn query_escape(s: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(s.len());
@@ -188,7 +188,7 @@ mod tests {
     use prometheus_client::registry::Registry;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn serves_landing_and_metrics() {
+    async fn serves_status_page_and_metrics() {
         let mut reg = Registry::default();
         let g: Gauge = Gauge::default();
         g.set(42);

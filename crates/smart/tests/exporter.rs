@@ -370,8 +370,17 @@ fn no_helper_and_bad_config() {
     exp.wait("smart_system_error 1", |m| {
         (m.value("smart_system_error", &[]) == Some(1.0)).then_some(())
     });
-    let landing = http_get(exp.addr, "/", None).unwrap();
-    assert!(landing.body.contains("/metrics"));
+    // The status page says the helper does not answer, and why.
+    let page = http_get(exp.addr, "/", None).unwrap().body;
+    assert!(page.contains("href=\"/metrics\""), "{page}");
+    assert!(
+        page.contains("<span class=\"bad\">unreachable</span>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Last error: <span class=\"bad\">") && page.contains("nobody-listens"),
+        "{page}"
+    );
     drop(exp);
 
     let bad_map = dir.path().join("map.json");
