@@ -1,5 +1,5 @@
 //! The commands, the library's only public surface (the CLI in `main.rs` is its one user):
-//! `run`, `list`, `restore`, `verify` and `prune`: which job, destinations and keys to use, and what
+//! `run`, `list`, `restore`, `verify`, `prune` and `schedule`: which job, destinations and keys to use, and what
 //! to print. `list`, `restore` and `verify` return an [`Outcome`] (the text for stdout and
 //! stderr, and whether anything failed), `run` a [`RunOutcome`], or a [`CommandError`]; the
 //! CLI prints the one and turns the other into an exit code.
@@ -16,6 +16,7 @@ use crate::job::{self, JobConfig, Protection};
 use crate::naming::RunStamp;
 use crate::outcome::size_description;
 use crate::restore::{self, RestoreError, RestoreOptions, RestoreTarget, SidecarCheck};
+use crate::schedule::{self, Schedule};
 use crate::table;
 use custos_kit::config::Strictness;
 use custos_kit::logging::LogTail;
@@ -617,6 +618,97 @@ pub fn prune(job: &Job, request: PruneRequest<'_>) -> Result<Outcome, CommandErr
         failed: !failures.is_empty(),
         ..Outcome::default()
     })
+}
+
+/// What `backup schedule` is asked for.
+#[derive(Debug, Clone)]
+pub struct ScheduleRequest<'a> {
+    /// The job file (made absolute).
+    pub config: &'a Path,
+    /// `OnCalendar=`: `daily`, `weekly`, ... or a systemd calendar expression.
+    pub on: &'a str,
+    /// `RandomizedDelaySec=` in seconds.
+    pub randomized_delay: u32,
+    /// The user the job runs as.
+    pub user: &'a str,
+    /// A crontab line instead of systemd units.
+    pub cron: bool,
+    /// Write the units into this directory (and enable the timer when it is systemd's).
+    pub install: Option<&'a Path>,
+}
+
+/// Where `--install` writes units when not told otherwise; only there is the timer enabled.
+pub const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
+
+/// `backup schedule`: prints (or installs) the service template and the job's timer, or a
+/// crontab line.
+pub fn schedule(request: ScheduleRequest<'_>) -> Result<Outcome, CommandError> {
+    let usage = |e: &dyn std::fmt::Display| CommandError::Usage(e.to_string());
+    let job = std::fs::canonicalize(request.config)
+        .map_err(|e| CommandError::Usage(format!("{}: {e}", request.config.display())))?;
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| CommandError::Usage(format!("cannot tell where this binary is: {e}")))?;
+    let s = Schedule {
+        job,
+        on: request.on.to_owned(),
+        randomized_delay: request.randomized_delay,
+        user: request.user.to_owned(),
+        exe,
+    };
+    s.validate().map_err(|e| usage(&e))?;
+    if request.cron {
+        return Ok(Outcome {
+            stdout: s.cron().map_err(|e| usage(&e))?,
+            ..Outcome::default()
+        });
+    }
+    let timer_name = s.timer_name();
+    let units = [
+        (schedule::TEMPLATE.to_owned(), s.service()),
+        (timer_name.clone(), s.timer()),
+    ];
+    let enable = format!("systemctl daemon-reload && systemctl enable --now '{timer_name}'");
+    let Some(dir) = request.install else {
+        let mut stdout = String::new();
+        for (name, text) in &units {
+            stdout.push_str(&format!("# {SYSTEM_UNIT_DIR}/{name}\n{text}\n"));
+        }
+        stdout.push_str(&format!("# then: {enable}\n"));
+        return Ok(Outcome {
+            stdout,
+            ..Outcome::default()
+        });
+    };
+    let mut stdout = String::new();
+    for (name, text) in &units {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| CommandError::Usage(format!("{}: {e}", path.display())))?;
+        stdout.push_str(&format!("wrote {}\n", path.display()));
+    }
+    if dir == Path::new(SYSTEM_UNIT_DIR) && Path::new("/run/systemd/system").is_dir() {
+        for args in [&["daemon-reload"][..], &["enable", "--now", &timer_name]] {
+            systemctl(args).map_err(|e| CommandError::Usage(e.to_string()))?;
+        }
+        stdout.push_str(&format!("enabled and started {timer_name}\n"));
+    } else {
+        stdout.push_str(&format!("to enable it: {enable}\n"));
+    }
+    Ok(Outcome {
+        stdout,
+        ..Outcome::default()
+    })
+}
+
+fn systemctl(args: &[&str]) -> Result<(), custos_process::ProcessError> {
+    let mut cmd = std::process::Command::new("systemctl");
+    cmd.args(args);
+    custos_process::Spawn::new("systemctl", cmd)
+        .spawn()?
+        .wait_timeout(Duration::from_secs(60))?
+        .require_success()
+        .map(drop)
 }
 
 /// `3d 4h`, `5h 12m`, `42m`.

@@ -14,7 +14,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use custos_backup::commands::{
     self, CommandError, Keys, ListRequest, Outcome, PruneRequest, RestoreRequest, RunRequest,
-    Signals,
+    ScheduleRequest, Signals,
 };
 use custos_kit::config::Strictness;
 use custos_kit::start::Failure;
@@ -103,6 +103,27 @@ enum Command {
         #[arg(long, short = 'n')]
         dry_run: bool,
     },
+    /// Print the systemd service and timer (or a crontab line) that run the job on a
+    /// schedule; --install writes them.
+    Schedule {
+        config: PathBuf,
+        /// hourly, daily, weekly, monthly, yearly, or a systemd calendar expression
+        /// ('*-*-* 02:30', 'Mon..Fri *-*-* 01:00').
+        #[arg(long, value_name = "WHEN")]
+        on: String,
+        /// Spread the start over up to SECONDS (RandomizedDelaySec).
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        randomized_delay: u32,
+        /// The user the job runs as (it must read the job file; as the shipped units).
+        #[arg(long, default_value = "backups")]
+        user: String,
+        /// An /etc/cron.d line instead of systemd units.
+        #[arg(long, conflicts_with = "install")]
+        cron: bool,
+        /// Write the units into DIR and enable the timer when DIR is /etc/systemd/system.
+        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = commands::SYSTEM_UNIT_DIR)]
+        install: Option<PathBuf>,
+    },
 }
 
 /// How to open objects encrypted to `recipients` (passphrase sources use the config).
@@ -119,7 +140,9 @@ struct KeyArgs {
     gnupg_home: Option<PathBuf>,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "list", "restore", "verify", "prune", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "run", "list", "restore", "verify", "prune", "schedule", "help",
+];
 
 /// The CLI, with the options of `run` listed in the top-level help: the original's form
 /// `backup [-n] CONFIG` takes them without the word `run`, so `backup --help` shows them.
@@ -314,6 +337,26 @@ fn execute(
                 dry_run: *dry_run,
             };
             Ok(report(&commands::prune(&job, request)?))
+        }
+        Command::Schedule {
+            config,
+            on,
+            randomized_delay,
+            user,
+            cron,
+            install,
+        } => {
+            // A job that does not load would fail at every tick: refuse it now.
+            commands::load(config, strictness)?;
+            let request = ScheduleRequest {
+                config,
+                on,
+                randomized_delay: *randomized_delay,
+                user,
+                cron: *cron,
+                install: install.as_deref(),
+            };
+            Ok(report(&commands::schedule(request)?))
         }
     }
 }
