@@ -11,6 +11,7 @@ use custos_kit::config::ConfigError;
 
 use crate::config::{Entry, Invalid, Validate};
 
+pub mod btrfs;
 pub mod folder;
 pub mod mysql;
 pub mod pgsql;
@@ -143,6 +144,7 @@ source_types! {
     "folder" => Folder(folder::FolderConfig),
     "mysql" => Mysql(mysql::MysqlConfig),
     "pgsql" => Pgsql(pgsql::PgsqlConfig),
+    "btrfs" => Btrfs(btrfs::BtrfsConfig),
 }
 
 impl SourceSpec {

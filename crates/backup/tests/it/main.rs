@@ -10,6 +10,7 @@
 
 mod common;
 
+mod btrfs_source;
 mod databases;
 mod faults;
 mod folder_roundtrip;
