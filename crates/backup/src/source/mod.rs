@@ -11,6 +11,7 @@ use custos_kit::config::ConfigError;
 
 use crate::config::{Entry, Invalid, Validate};
 
+pub mod azure;
 pub mod btrfs;
 pub mod folder;
 pub mod mysql;
@@ -145,6 +146,7 @@ source_types! {
     "mysql" => Mysql(mysql::MysqlConfig),
     "pgsql" => Pgsql(pgsql::PgsqlConfig),
     "btrfs" => Btrfs(btrfs::BtrfsConfig),
+    "azure-managed-disk" => AzureManagedDisk(azure::AzureDiskConfig),
 }
 
 impl SourceSpec {
@@ -156,6 +158,5 @@ impl SourceSpec {
         "rds",
         "rds-pgsql",
         "snapshot",
-        "azure-managed-disk",
     ];
 }

@@ -52,8 +52,8 @@ impl Drop for Fake {
     }
 }
 
-/// A CA and a certificate for [`HOSTS`] signed by it, in `dir`: (ca, cert, key).
-fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+/// A CA and a certificate for `hosts` signed by it, in `dir`: (ca, cert, key).
+pub fn pki(dir: &Path, hosts: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = rcgen::KeyPair::generate().expect("key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -63,7 +63,7 @@ fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca = ca_params.self_signed(&ca_key).expect("ca");
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = rcgen::KeyPair::generate().expect("key");
-    let names: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
+    let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
     let cert = rcgen::CertificateParams::new(names)
         .expect("params")
         .signed_by(&key, &issuer)
@@ -83,7 +83,7 @@ impl Fake {
     /// Starts the fake on a free port and waits until it answers.
     pub fn start() -> Fake {
         let certs = tempfile::tempdir().expect("tempdir");
-        let (_, cert, key) = pki(certs.path());
+        let (_, cert, key) = pki(certs.path(), HOSTS);
         // GDRIVE_EMAIL is `{name}@custos-test.iam.gserviceaccount.com` of this name.
         let sa = ServiceAccount::generate(certs.path(), "custos-test", GOOGLE_TOKEN_URI);
         let public = sa.public_pem;
@@ -153,20 +153,7 @@ impl Fake {
 
     /// One plain request to the control API; the status and JSON answer.
     fn control(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, Value)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: control\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).ok()?;
-        s.write_all(body).ok()?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).ok()?;
-        let text = String::from_utf8_lossy(&resp);
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let status = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, serde_json::from_str(body).ok()?))
+        control(self.port, method, path, body)
     }
 
     fn control_ok(&self, method: &str, path: &str, body: &Value) -> Value {
@@ -236,6 +223,25 @@ impl Fake {
             &Value::Null,
         )
     }
+}
+
+/// One plain (not tunnelled) request to a fake's control API on `port`: the status and JSON
+/// answer, `None` when it does not answer.
+pub fn control(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, Value)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: control\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, serde_json::from_str(body).ok()?))
 }
 
 /// `(method, host, path)` of each request.
