@@ -70,34 +70,29 @@ impl Fake {
         let disk = disk_image();
         let disk_file = certs.path().join("disk.img");
         std::fs::write(&disk_file, &disk).expect("write disk");
-        let mut child = Command::new("python3")
-            .arg(repo_root().join("crates/backup/tests/it/common/azure_fake.py"))
-            .args([&cert, &key])
-            .args(["--tenant", TENANT, "--subscription", SUBSCRIPTION])
-            .args(["--snapshots", SNAP_RG])
-            .arg("--client")
-            .arg(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
-            .arg("--disk")
-            .arg(format!("{DISK_RG}/{DISK}:{}", disk_file.display()))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn azure_fake.py");
-        let mut out = child.stdout.take().expect("stdout");
-        let line = read_line(&mut out);
-        let port = line
-            .strip_prefix("port=")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("azure_fake.py did not start: {line:?}"));
-        let f = Fake {
+        let mut args: Vec<OsString> = vec![cert.into(), key.into()];
+        args.extend(
+            [
+                "--tenant",
+                TENANT,
+                "--subscription",
+                SUBSCRIPTION,
+                "--snapshots",
+                SNAP_RG,
+                "--client",
+                &format!("{CLIENT_ID}:{CLIENT_SECRET}"),
+                "--disk",
+                &format!("{DISK_RG}/{DISK}:{}", disk_file.display()),
+            ]
+            .map(OsString::from),
+        );
+        let (child, port) = saas::start_fake("azure_fake.py", &args, "/_control/state");
+        Fake {
             child,
             port,
             certs,
             disk,
-        };
-        wait_until(Duration::from_secs(30), "the fake answers", || {
-            saas::control(f.port, "GET", "/_control/state", b"").is_some()
-        });
-        f
+        }
     }
 
     fn ctl(&self, method: &str, path: &str, body: &Value) -> Value {
@@ -134,18 +129,13 @@ impl Fake {
     /// The proxy, the test CA as the only root, and the credentials under `names`
     /// (tenant, client id, secret variables) with `secret`.
     fn env(&self, names: [&'static str; 3], secret: &str) -> Vec<(&'static str, OsString)> {
-        let proxy: OsString = format!("http://127.0.0.1:{}", self.port).into();
-        vec![
-            ("HTTPS_PROXY", proxy.clone()),
-            ("https_proxy", proxy),
-            ("NO_PROXY", OsString::new()),
-            ("no_proxy", OsString::new()),
-            ("SSL_CERT_FILE", self.certs.path().join("ca.pem").into()),
-            ("SSL_CERT_DIR", self.certs.path().join("no-dir").into()),
+        let mut env = saas::proxy_env(self.port, self.certs.path());
+        env.extend([
             (names[0], TENANT.into()),
             (names[1], CLIENT_ID.into()),
             (names[2], secret.into()),
-        ]
+        ]);
+        env
     }
 
     /// `backup -d ARGS` with the original's variable names and the right secret.

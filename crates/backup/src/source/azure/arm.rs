@@ -13,6 +13,7 @@ use custos_kit::config::Secret;
 use serde_json::Value;
 
 use super::error::AzureError;
+use crate::destination::api::{self, Fetched};
 use crate::destination::{cause, runtime};
 
 /// The api-version of every Microsoft.Compute call (disks, snapshots, their operations).
@@ -356,40 +357,24 @@ pub fn client() -> Result<&'static reqwest::Client, AzureError> {
 
 /// Sends `req` on the shared runtime and reads the whole (bounded) answer.
 fn exchange(what: &str, req: reqwest::RequestBuilder) -> Result<Answer, AzureError> {
-    let result = runtime::block_on(async {
-        tokio::time::timeout(CALL_TIMEOUT, async {
-            let mut resp = req.send().await?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await? {
-                if body.len() + chunk.len() > MAX_ANSWER {
-                    return Ok(None);
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok::<_, reqwest::Error>(Some(Answer {
-                status,
-                headers,
-                body,
-            }))
-        })
-        .await
-    });
-    match result {
-        Err(_) => Err(AzureError::Timeout {
+    match api::fetch(req, CALL_TIMEOUT, MAX_ANSWER) {
+        Fetched::TimedOut => Err(AzureError::Timeout {
             what: what.to_owned(),
             seconds: CALL_TIMEOUT.as_secs(),
         }),
-        Ok(Err(e)) => Err(AzureError::Request {
+        Fetched::Failed(e) => Err(AzureError::Request {
             what: what.to_owned(),
             cause: cause::describe(&e),
         }),
-        Ok(Ok(None)) => Err(AzureError::Answer {
+        Fetched::TooLarge => Err(AzureError::Answer {
             what: what.to_owned(),
             detail: format!("answer larger than {} MiB; refused", MAX_ANSWER >> 20),
         }),
-        Ok(Ok(Some(a))) => Ok(a),
+        Fetched::Answer(a) => Ok(Answer {
+            status: a.status.as_u16(),
+            headers: a.headers,
+            body: a.body,
+        }),
     }
 }
 

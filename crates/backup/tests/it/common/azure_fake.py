@@ -20,9 +20,11 @@ POST lifetime {seconds} (of the tokens issued from then on).
 usage: azure_fake.py CERT KEY --tenant T --client ID:SECRET --subscription S
                      --disk GROUP/NAME:FILE --snapshots GROUP
 Prints `port=N` once listening on 127.0.0.1 (a free port)."""
-import argparse, json, re, secrets, ssl, threading, time
+import argparse, json, re, secrets, threading, time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tunnel import Answer, TunnelHandler, server_tls
 
 p = argparse.ArgumentParser()
 p.add_argument("cert"); p.add_argument("key")
@@ -45,8 +47,6 @@ ARMS = {"management.azure.com", "management.usgovcloudapi.net"}
 with open(DISK_FILE, "rb") as f:
     DISK_DATA = f.read()
 
-TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-TLS.load_cert_chain(a.cert, a.key)
 
 lock = threading.Lock()
 record, errors, faults = [], [], []
@@ -68,10 +68,6 @@ def snap_json(s):
                            "diskSizeBytes": len(s["data"]),
                            "creationData": {"createOption": "Copy", "sourceResourceId": disk_id()}}}
 
-class Answer(Exception):
-    def __init__(self, status, body=None, headers=None):
-        self.status, self.body, self.headers = status, body, headers or {}
-
 def reject(status, code, message):
     errors.append("%d %s: %s" % (status, code, message))
     raise Answer(status, {"error": {"code": code, "message": message}})
@@ -83,32 +79,7 @@ def take_fault(kind):
             return f
     return None
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    tunnel_host = None
-
-    def log_message(self, *args):
-        pass
-
-    def do_CONNECT(self):
-        host = self.path.rsplit(":", 1)[0]
-        self.send_response(200, "Connection established")
-        self.end_headers()
-        self.wfile.flush()
-        try:
-            tls = TLS.wrap_socket(self.connection, server_side=True)
-        except (ssl.SSLError, OSError):
-            self.close_connection = True
-            return
-        self.connection = tls
-        self.rfile = tls.makefile("rb")
-        self.wfile = tls.makefile("wb")
-        self.tunnel_host = host
-        self.close_connection = False
-        while not self.close_connection:
-            self.handle_one_request()
-        self.close_connection = True
-
+class Handler(TunnelHandler):
     def handle_any(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
@@ -137,19 +108,6 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(ans.status, ans.body, ans.headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = handle_any
-
-    def reply(self, status, body, headers=None):
-        data = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(body).encode())
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        if body is not None and not isinstance(body, bytes):
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        self.wfile.flush()
 
     def control(self, url, body):
         with lock:
@@ -242,7 +200,7 @@ def arm(h, url, q, body):
         ended = step(o)
         if q.get("monitor") == "true":
             if not ended:
-                raise Answer(202, None, {"Retry-After": "0", "Location": op_urls(h, m.group(2))[1]})
+                raise Answer(202, b"", {"Retry-After": "0", "Location": op_urls(h, m.group(2))[1]})
             raise Answer(200, o["result"] or {})
         if not ended:
             raise Answer(200, {"status": "InProgress"}, {"Retry-After": "0"})
@@ -284,7 +242,7 @@ def arm(h, url, q, body):
         if s["diskState"] == "ActiveSAS":
             reject(409, "OperationNotAllowed", "Snapshot %s has an active SAS URI." % name)
         oid = new_op(effect=lambda: snapshots.pop(name, None))
-        raise Answer(202, None, {"Location": op_urls(h, oid)[1], "Retry-After": "0"})
+        raise Answer(202, b"", {"Location": op_urls(h, oid)[1], "Retry-After": "0"})
     if action == "/beginGetAccess" and h.command == "POST":
         j = json.loads(body or b"{}")
         if j.get("access") != "Read" or not isinstance(j.get("durationInSeconds"), int) \
@@ -302,7 +260,7 @@ def arm(h, url, q, body):
             fail = {"code": "InternalExecutionError", "message": "An internal execution error occurred."}
         oid = new_op(effect=grant, result={"accessSAS": sas}, fail=fail)
         status_url, monitor = op_urls(h, oid)
-        raise Answer(202, None, {"Azure-AsyncOperation": status_url, "Location": monitor,
+        raise Answer(202, b"", {"Azure-AsyncOperation": status_url, "Location": monitor,
                                  "Retry-After": "0"})
     if action == "/endGetAccess" and h.command == "POST":
         if body:
@@ -312,7 +270,7 @@ def arm(h, url, q, body):
             if s["diskState"] == "ActiveSAS":
                 s["diskState"] = "Unattached"
         oid = new_op(effect=revoke)
-        raise Answer(202, None, {"Location": op_urls(h, oid)[1], "Retry-After": "0"})
+        raise Answer(202, b"", {"Location": op_urls(h, oid)[1], "Retry-After": "0"})
     reject(405, "MethodNotAllowed", "%s %s" % (h.command, rest))
 
 def create(h, name, body):
@@ -404,6 +362,7 @@ def blob(h, url, q):
     h.wfile.write(data[lo:hi + 1])
     h.wfile.flush()
 
+Handler.tls = server_tls(a.cert, a.key)
 srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 srv.daemon_threads = True
 print("port=%d" % srv.server_address[1], flush=True)

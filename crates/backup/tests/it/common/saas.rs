@@ -88,32 +88,20 @@ impl Fake {
         let sa = ServiceAccount::generate(certs.path(), "custos-test", GOOGLE_TOKEN_URI);
         let public = sa.public_pem;
         fs::create_dir(certs.path().join("no-dir")).expect("mkdir");
-        let mut child = Command::new("python3")
-            .arg(repo_root().join("crates/backup/tests/it/common/saas_fake.py"))
-            .args([&cert, &key])
-            .arg("--b2")
-            .arg(format!("{B2_KEY_ID}:{B2_KEY}:{B2_BUCKET}"))
-            .arg("--dropbox")
-            .arg(DROPBOX_TOKEN)
-            .arg("--gdrive")
-            .arg(format!(
-                "{GDRIVE_EMAIL}:{}:{GDRIVE_FOLDER}",
-                public.display()
-            ))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn saas_fake.py");
-        let mut out = child.stdout.take().expect("stdout");
-        let line = read_line(&mut out);
-        let port = line
-            .strip_prefix("port=")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("saas_fake.py did not start: {line:?}"));
-        let f = Fake { child, port, certs };
-        wait_until(Duration::from_secs(30), "the fake answers", || {
-            f.control("GET", "/_control/requests", b"").is_some()
-        });
-        f
+        let mut args: Vec<OsString> = vec![cert.into(), key.into()];
+        args.extend(
+            [
+                "--b2".to_owned(),
+                format!("{B2_KEY_ID}:{B2_KEY}:{B2_BUCKET}"),
+                "--dropbox".to_owned(),
+                DROPBOX_TOKEN.to_owned(),
+                "--gdrive".to_owned(),
+                format!("{GDRIVE_EMAIL}:{}:{GDRIVE_FOLDER}", public.display()),
+            ]
+            .map(OsString::from),
+        );
+        let (child, port) = start_fake("saas_fake.py", &args, "/_control/requests");
+        Fake { child, port, certs }
     }
 
     /// The service account key the fake's token endpoint accepts.
@@ -133,15 +121,7 @@ impl Fake {
     /// Environment that sends the binary's HTTPS through the fake and trusts only its CA
     /// (whatever proxy settings the caller's environment has).
     pub fn env(&self) -> Vec<(&'static str, OsString)> {
-        let proxy: OsString = format!("http://127.0.0.1:{}", self.port).into();
-        vec![
-            ("HTTPS_PROXY", proxy.clone()),
-            ("https_proxy", proxy),
-            ("NO_PROXY", OsString::new()),
-            ("no_proxy", OsString::new()),
-            ("SSL_CERT_FILE", self.certs.path().join("ca.pem").into()),
-            ("SSL_CERT_DIR", self.certs.path().join("no-dir").into()),
-        ]
+        proxy_env(self.port, self.certs.path())
     }
 
     /// `backup ARGS` with [`Fake::env`].
@@ -223,6 +203,46 @@ impl Fake {
             &Value::Null,
         )
     }
+}
+
+/// Starts `python3 common/<script> ARGS` (a fake that prints `port=N` once it listens on
+/// 127.0.0.1) and waits until its control API answers `GET probe`: the child and the port.
+pub fn start_fake(script: &str, args: &[OsString], probe: &str) -> (Child, u16) {
+    let mut child = Command::new("python3")
+        .arg(
+            repo_root()
+                .join("crates/backup/tests/it/common")
+                .join(script),
+        )
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {script}: {e}"));
+    let mut out = child.stdout.take().expect("stdout");
+    let line = read_line(&mut out);
+    let port = line
+        .strip_prefix("port=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{script} did not start: {line:?}"));
+    wait_until(Duration::from_secs(30), "the fake answers", || {
+        control(port, "GET", probe, b"").is_some()
+    });
+    (child, port)
+}
+
+/// Environment that sends the binary's HTTPS through the fake on `port` and trusts only the
+/// test CA in `certs` (`ca.pem`; `no-dir` an empty folder), whatever proxy settings the
+/// caller's environment has.
+pub fn proxy_env(port: u16, certs: &Path) -> Vec<(&'static str, OsString)> {
+    let proxy: OsString = format!("http://127.0.0.1:{port}").into();
+    vec![
+        ("HTTPS_PROXY", proxy.clone()),
+        ("https_proxy", proxy),
+        ("NO_PROXY", OsString::new()),
+        ("no_proxy", OsString::new()),
+        ("SSL_CERT_FILE", certs.join("ca.pem").into()),
+        ("SSL_CERT_DIR", certs.join("no-dir").into()),
+    ]
 }
 
 /// One plain (not tunnelled) request to a fake's control API on `port`: the status and JSON
