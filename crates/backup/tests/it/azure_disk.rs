@@ -526,12 +526,11 @@ fn sigterm_during_the_download_revokes_access() {
         rustix::process::Signal::TERM,
     )
     .expect("SIGTERM");
-    let out = wait_with_deadline(child, Duration::from_secs(60), "interrupted backup");
-    let run = Run {
-        status: out.status,
-        stdout: out.stdout,
-        stderr: out.stderr,
-    };
+    let run = Run::from(wait_with_deadline(
+        child,
+        Duration::from_secs(60),
+        "interrupted backup",
+    ));
     run.assert_code(143);
     assert_eq!(
         fake.state()["snapshots"][&new]["sas"],

@@ -362,7 +362,8 @@ impl AzureDiskSource {
         ours.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
         // The new snapshot is one of those kept.
         let keep = c.retain_snapshots.unwrap_or(1).max(1) as usize - 1;
-        for (i, (_, name, open)) in ours.iter().enumerate() {
+        // Oldest first: a run stopped half-way has removed the least valuable ones.
+        for (i, (_, name, open)) in ours.iter().enumerate().rev() {
             let prune = i >= keep;
             if !prune && !open {
                 continue;
