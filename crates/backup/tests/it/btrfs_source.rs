@@ -199,3 +199,92 @@ fn a_folder_that_is_no_subvolume_fails_clearly_and_cleans_up() {
     assert!(!fs_.mnt.join(".custos-plain").exists());
     assert!(objects(&dest, "plain").is_empty());
 }
+
+/// SIGTERM mid-stream removes the snapshot before the run exits; a `kill -9` leaves it, and
+/// the next run removes it, backs up the current data and leaves none.
+#[test]
+fn snapshot_is_removed_after_sigterm_and_after_a_kill_by_the_next_run() {
+    let Some(fs_) =
+        Btrfs::mount("snapshot_is_removed_after_sigterm_and_after_a_kill_by_the_next_run")
+    else {
+        return;
+    };
+    let vol = fs_.mnt.join("vol");
+    fs_.btrfs(&["subvolume", "create", vol.to_str().expect("utf-8")]);
+    // More than the pipeline buffers, so tar is still writing when the signal comes.
+    fs::write(vol.join("big.bin"), pseudo_random(40 << 20, 3)).expect("write");
+    let t = tempfile::tempdir().expect("tempdir");
+    let dest = t.path().join("dest");
+    let mut job = Job::new(t.path());
+    let mut slow = local_destination("disk", &dest);
+    // Incompressible data at 1 MiB/s: the stream runs for ~40 s.
+    slow["upload_rate_limit"] = json!(1 << 20);
+    job.source(json!({"id": "vol", "type": "btrfs", "path": vol, "compress_only": 1}))
+        .destination(slow);
+    let cfg = job.write();
+    let snapshot = fs_.mnt.join(".custos-vol/vol");
+
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::KILL] {
+        let child = Command::new(bin())
+            .arg(&cfg)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn backup");
+        wait_until(
+            std::time::Duration::from_secs(30),
+            "the snapshot exists",
+            || {
+                fs_.subvolumes()
+                    .iter()
+                    .any(|s| s.ends_with(".custos-vol/vol"))
+            },
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child.id() as i32).expect("pid"),
+            signal,
+        )
+        .expect("signal");
+        let run = Run::from(wait_with_deadline(
+            child,
+            std::time::Duration::from_secs(60),
+            "interrupted backup",
+        ));
+        if signal == rustix::process::Signal::TERM {
+            run.assert_code(143);
+            assert_eq!(fs_.subvolumes(), ["vol"], "snapshot left after SIGTERM");
+        } else {
+            assert!(
+                snapshot.exists(),
+                "a kill -9 cannot remove it: the next run must"
+            );
+        }
+        assert!(
+            objects(&dest, "vol").is_empty(),
+            "{:?}\n{}",
+            files_under(&dest),
+            run.describe()
+        );
+    }
+
+    // The next run, at full speed: the leftover goes, today's data is backed up.
+    fs::write(vol.join("after-the-kill"), b"new").expect("write");
+    let mut job = Job::new(t.path());
+    job.source(json!({"id": "vol", "type": "btrfs", "path": vol, "compress_only": 1}))
+        .destination(local_destination("disk", &dest));
+    let cfg = job.write_as("fast.json");
+    let run = run_job(&cfg);
+    run.assert_code(0);
+    assert!(
+        run.all_text().contains("interrupted earlier run"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(fs_.subvolumes(), ["vol"]);
+    let target = t.path().join("restored");
+    restore_to(&cfg, "vol", &target).assert_code(0);
+    assert_same_tree(&vol, &restored_root(&target, "vol"), true);
+}
