@@ -540,3 +540,30 @@ fn sigterm_during_the_download_revokes_access() {
     );
     assert_eq!(files_under(&dest), Vec::<String>::new());
 }
+
+/// Tokens that expire during the run (here after 2 s; in real runs, a download of hours
+/// before the revoke) are renewed before they lapse: the fake refuses expired ones.
+#[test]
+fn tokens_are_renewed_before_they_expire() {
+    let fake = Fake::start();
+    fake.ctl("POST", "/_control/lifetime", &json!({"seconds": 2}));
+    let t = tempfile::tempdir().expect("tempdir");
+    let (cfg, dest) = job(t.path(), json!({}));
+    let run = fake.backup(&[cfg.as_os_str()]);
+    run.assert_code(0);
+    fake.assert_no_bad_requests();
+    let reqs = fake.requests();
+    let tokens = reqs
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/token")))
+        .count();
+    let arm = reqs
+        .iter()
+        .filter(|r| r["host"] == "management.azure.com")
+        .count();
+    assert!(
+        tokens > 1 && tokens == arm,
+        "{tokens} tokens for {arm} ARM calls"
+    );
+    assert_eq!(objects(&dest, "vmdisk").len(), 1);
+}

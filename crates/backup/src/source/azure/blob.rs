@@ -27,8 +27,8 @@ const BLOB_VERSION: &str = "2021-08-06";
 /// A blob being read from its SAS URL.
 pub struct Blob {
     sas: String,
-    /// Names the snapshot in messages.
-    what: String,
+    /// The snapshot's name, for messages.
+    snapshot: String,
     offset: u64,
     total: Option<u64>,
     /// End (exclusive) of the range being read.
@@ -46,11 +46,11 @@ enum Stop {
 }
 
 impl Blob {
-    /// A reader of the blob at `sas`; `what` names it in messages.
-    pub fn new(sas: String, what: String) -> Self {
+    /// A reader of the blob of `snapshot` at `sas`.
+    pub fn new(sas: String, snapshot: String) -> Self {
         Blob {
             sas,
-            what,
+            snapshot,
             offset: 0,
             total: None,
             range_end: 0,
@@ -76,7 +76,7 @@ impl Blob {
     }
 
     fn step(&self) -> String {
-        format!("downloading {}", self.what)
+        format!("downloading snapshot {}", self.snapshot)
     }
 
     /// Asks for the next range from `offset`; sets `total` from `Content-Range`.
@@ -271,7 +271,7 @@ impl Blob {
                         }
                         return Err(io::Error::other(e));
                     }
-                    tracing::debug!(snapshot = %self.what, attempt, offset = self.offset,
+                    tracing::debug!(snapshot = %self.snapshot, attempt, offset = self.offset,
                         "download interrupted; resuming: {e}");
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(10));

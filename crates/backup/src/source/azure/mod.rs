@@ -551,7 +551,7 @@ impl Source for AzureDiskSource {
         };
         tracing::info!(source = %self.id, snapshot = %name, from = %arm::origin(&sas), "downloading snapshot");
         Ok(Box::new(DiskStream {
-            blob: Blob::new(sas, format!("snapshot {name}")),
+            blob: Blob::new(sas, name),
             access,
         }))
     }
