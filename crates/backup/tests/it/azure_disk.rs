@@ -119,10 +119,15 @@ impl Fake {
 
     /// A snapshot in the destination group, as an earlier run (or someone else) made it.
     fn seed(&self, name: &str, tags: Value, disk_state: &str) {
+        self.seed_as(name, tags, disk_state, "Succeeded");
+    }
+
+    /// [`Fake::seed`] in provisioning state `state`.
+    fn seed_as(&self, name: &str, tags: Value, disk_state: &str, state: &str) {
         self.ctl(
             "POST",
             "/_control/snapshot",
-            &json!({"name": name, "tags": tags, "diskState": disk_state}),
+            &json!({"name": name, "tags": tags, "diskState": disk_state, "state": state}),
         );
     }
 
@@ -241,7 +246,8 @@ fn tags(ts: &str) -> Value {
 /// The whole sequence: the disk streams byte-identical (through a dropped connection,
 /// resumed where it broke), access to the new snapshot is revoked, an open grant a killed run
 /// left is revoked, and retention deletes only this disk's tagged snapshots beyond
-/// `retain_snapshots` (the new one counted and never deleted), across listing pages.
+/// `retain_snapshots` (the new one counted and never deleted; a failed one not counted and
+/// deleted), across listing pages.
 #[test]
 fn disk_round_trips_and_prunes_only_tagged_older_snapshots() {
     let fake = Fake::start();
@@ -256,6 +262,9 @@ fn disk_round_trips_and_prunes_only_tagged_older_snapshots() {
     fake.seed(old[2], tags("1640995200.0"), "Unattached");
     // What a kill -9 during the download of an earlier run leaves: an open grant.
     fake.seed(old[3], tags("1672531200.0"), "ActiveSAS");
+    // An earlier run whose snapshot creation failed: newest, but it holds nothing.
+    let failed = "web01_OsDisk_1-20240101000000";
+    fake.seed_as(failed, tags("1704067200.0"), "Unattached", "Failed");
     // Not ours: no tags, another disk, no timestamp. All older than everything above.
     fake.seed("web01-manual-copy", Value::Null, "Unattached");
     let mut other = tags("1000000000.0");
@@ -275,7 +284,7 @@ fn disk_round_trips_and_prunes_only_tagged_older_snapshots() {
     fake.assert_no_bad_requests();
 
     let state = fake.state();
-    let new = new_snapshot(&state, &old);
+    let new = new_snapshot(&state, &[old[0], old[1], old[2], old[3], failed]);
     let mut left: Vec<&str> = state["snapshots"]
         .as_object()
         .expect("snapshots")
@@ -315,7 +324,7 @@ fn disk_round_trips_and_prunes_only_tagged_older_snapshots() {
         .map(|(_, p)| p.as_str())
         .collect();
     deleted.sort_unstable();
-    assert_eq!(deleted, [old[0], old[1]]);
+    assert_eq!(deleted, [old[0], old[1], failed]);
     // The new snapshot's access is revoked after the read (the last snapshot call).
     assert_eq!(
         calls.last().map(|(m, p)| (m.as_str(), p.as_str())),

@@ -350,21 +350,39 @@ impl AzureDiskSource {
                 return;
             }
         };
-        let mut ours: Vec<(f64, String, bool)> = all
+        let mut ours: Vec<Ours> = all
             .iter()
             .filter_map(|s| {
-                let name = s["name"].as_str()?;
-                let t = self.tagged(s)?;
-                let open = s["properties"]["diskState"].as_str() == Some("ActiveSAS");
-                (name != new).then(|| (t, name.to_owned(), open))
+                let name = s["name"].as_str().filter(|n| *n != new)?;
+                Some(Ours {
+                    timestamp: self.tagged(s)?,
+                    name: name.to_owned(),
+                    open: s["properties"]["diskState"].as_str() == Some("ActiveSAS"),
+                    failed: s["properties"]["provisioningState"].as_str() == Some("Failed"),
+                    prune: false,
+                })
             })
             .collect();
-        ours.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
-        // The new snapshot is one of those kept.
-        let keep = c.retain_snapshots.unwrap_or(1).max(1) as usize - 1;
+        // Newest first; the new snapshot is one of those kept, and a snapshot whose creation
+        // failed holds nothing: it is removed and keeps no good one out.
+        ours.sort_by(|a, b| {
+            b.timestamp
+                .total_cmp(&a.timestamp)
+                .then_with(|| b.name.cmp(&a.name))
+        });
+        let mut room = c.retain_snapshots.unwrap_or(1).max(1) as usize - 1;
+        for s in &mut ours {
+            if s.failed || room == 0 {
+                s.prune = true;
+            } else {
+                room -= 1;
+            }
+        }
         // Oldest first: a run stopped half-way has removed the least valuable ones.
-        for (i, (_, name, open)) in ours.iter().enumerate().rev() {
-            let prune = i >= keep;
+        for Ours {
+            name, open, prune, ..
+        } in ours.iter().rev()
+        {
             if !prune && !open {
                 continue;
             }
@@ -418,6 +436,18 @@ impl AzureDiskSource {
                 detail: "no https accessSAS in the answer".into(),
             })
     }
+}
+
+/// One of this disk's earlier snapshots, as pruning sees it.
+struct Ours {
+    timestamp: f64,
+    name: String,
+    /// Read access is granted (a run was killed during its download).
+    open: bool,
+    /// Its creation failed.
+    failed: bool,
+    /// Beyond `retain_snapshots`, or failed: to be deleted.
+    prune: bool,
 }
 
 /// `endGetAccess` at `url` for snapshot `name`, waited for at most [`REVOKE_BUDGET`].

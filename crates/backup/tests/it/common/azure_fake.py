@@ -14,7 +14,7 @@ and also listed under `errors`, so a test can assert there were none.
 Plain requests to /_control/... (no CONNECT): GET requests, GET state (snapshots, errors),
 POST fault {kind: blob503 {from, times} | blobdrop {at, times} | blobstall {times} |
 createfail | grantfail} (blobstall: a blob answer sends 1 MiB, then nothing for 60 s),
-POST snapshot {name, tags, diskState?} (seed one in the destination group),
+POST snapshot {name, tags, diskState?, state?} (seed one in the destination group),
 POST lifetime {seconds} (of the tokens issued from then on).
 
 usage: azure_fake.py CERT KEY --tenant T --client ID:SECRET --subscription S
@@ -126,7 +126,7 @@ class Handler(TunnelHandler):
             if url.path == "/_control/snapshot":
                 j = json.loads(body)
                 snapshots[j["name"]] = {"name": j["name"], "tags": j.get("tags"),
-                                        "state": "Succeeded", "data": b"old",
+                                        "state": j.get("state", "Succeeded"), "data": b"old",
                                         "diskState": j.get("diskState", "Unattached"),
                                         "sas": secrets.token_hex(8) if j.get("diskState") == "ActiveSAS" else None}
                 return self.reply(200, {})
