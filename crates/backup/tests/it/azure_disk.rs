@@ -445,15 +445,19 @@ fn a_failed_grant_is_revoked_and_fails_the_source() {
 }
 
 /// The Azure SDKs' variable names and a sovereign cloud's endpoints (US Government): every
-/// request goes to those hosts, and the token is scoped to that ARM.
+/// request goes to those hosts, and the token is scoped to that ARM. Without
+/// `retain_snapshots` (optional in the original's docs) no snapshot is deleted.
 #[test]
 fn sovereign_cloud_endpoints_and_azure_variable_names() {
     let fake = Fake::start();
+    let old = "web01_OsDisk_1-20200101000000";
+    fake.seed(old, tags("1577836800.0"), "Unattached");
     let t = tempfile::tempdir().expect("tempdir");
     let (cfg, dest) = job(
         t.path(),
         json!({"authority_host": "https://login.microsoftonline.us",
-               "arm_endpoint": "https://management.usgovcloudapi.net"}),
+               "arm_endpoint": "https://management.usgovcloudapi.net",
+               "retain_snapshots": null}),
     );
     let run = fake.backup_env(&[cfg.as_os_str()], &fake.env(SDK_NAMES, CLIENT_SECRET));
     run.assert_code(0);
@@ -472,6 +476,11 @@ fn sovereign_cloud_endpoints_and_azure_variable_names() {
         ]
     );
     assert_eq!(objects(&dest, "vmdisk").len(), 1);
+    assert_eq!(
+        fake.state()["snapshots"].as_object().map(|s| s.len()),
+        Some(2)
+    );
+    assert!(!fake.snapshot_calls().iter().any(|(m, _)| m == "DELETE"));
 }
 
 /// A wrong client secret fails with Entra ID's reason, never showing the secret; a missing

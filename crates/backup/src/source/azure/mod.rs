@@ -58,8 +58,9 @@ pub struct AzureDiskConfig {
     /// `disk_name`.
     pub disk_name: String,
     /// `retain_snapshots`: this disk's tagged snapshots kept, the new one included (at
-    /// least the new one is kept).
-    #[serde(deserialize_with = "count")]
+    /// least the new one is kept); absent: none is deleted (the original's docs call it
+    /// optional, its code required it).
+    #[serde(default, deserialize_with = "count")]
     pub retain_snapshots: Option<u32>,
     /// custos `authority_host` (default: public Azure; else `AZURE_AUTHORITY_HOST`).
     #[serde(default)]
@@ -158,13 +159,6 @@ impl Validate for AzureDiskConfig {
         )?;
         // The snapshot `{disk}-{14 digits}` must fit ARM's 80 characters.
         arm_name("disk_name", &self.disk_name, 80 - 15)?;
-        if self.retain_snapshots.is_none() {
-            return Err(Invalid::new(
-                "retain_snapshots",
-                "null",
-                "required: how many of this disk's snapshots to keep (the new one included)",
-            ));
-        }
         if let Some(h) = &self.authority_host {
             endpoint("authority_host", h)?;
         }
@@ -370,7 +364,10 @@ impl AzureDiskSource {
                 .total_cmp(&a.timestamp)
                 .then_with(|| b.name.cmp(&a.name))
         });
-        let mut room = c.retain_snapshots.unwrap_or(1).max(1) as usize - 1;
+        // Without `retain_snapshots` every good snapshot stays.
+        let mut room = c
+            .retain_snapshots
+            .map_or(usize::MAX, |n| n.max(1) as usize - 1);
         for s in &mut ours {
             if s.failed || room == 0 {
                 s.prune = true;
@@ -609,7 +606,7 @@ mod tests {
     fn names_that_would_change_the_arm_path_are_refused() {
         config().validate().unwrap();
         type Change = fn(&mut AzureDiskConfig);
-        let cases: [(&str, Change); 8] = [
+        let cases: [(&str, Change); 7] = [
             ("disk_name", |c| c.disk_name = "a/../b".into()),
             ("disk_name", |c| c.disk_name = "d?x=1".into()),
             ("source_resource_group", |c| {
@@ -623,12 +620,38 @@ mod tests {
                 c.authority_host = Some("https://login.example/tenant".into())
             }),
             ("access_duration", |c| c.access_duration = Some(10)),
-            ("retain_snapshots", |c| c.retain_snapshots = None),
         ];
         for (key, set) in cases {
             let mut c = config();
             set(&mut c);
             assert_eq!(c.validate().unwrap_err().key, key);
+        }
+    }
+
+    /// The original's documented example (docs/sources/azure-managed-disk.md) loads as
+    /// written, plus the encryption every source needs.
+    #[test]
+    fn the_original_example_loads() {
+        let text = r#"{"sources": [{
+  "id": "mydisk1",
+  "type": "azure-managed-disk",
+  "name": "My Disk 1",
+  "subscription_id": "285adaab-abcd-41cc-1234-9f256543d534",
+  "source_resource_group": "MC_KUBERNETES_AZURECLUSTER1_NORTHEUROPE",
+  "destination_resource_group": "MyBackupsResourceGroup",
+  "disk_name": "mydisk1",
+  "retain_snapshots": 3,
+  "passphrase": "p"
+}], "destinations": [{"id": "l", "type": "local", "path": "/b"}]}"#;
+        let job = crate::config::parse(std::path::Path::new("/etc/backups/job.json"), text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        job.validate().unwrap_or_else(|e| panic!("{e}"));
+        match &job.sources[0].spec {
+            super::super::SourceSpec::AzureManagedDisk(c) => {
+                assert_eq!(c.disk_name, "mydisk1");
+                assert_eq!(c.retain_snapshots, Some(3));
+            }
+            other => panic!("{other:?}"),
         }
     }
 
