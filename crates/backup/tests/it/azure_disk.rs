@@ -585,3 +585,28 @@ fn tokens_are_renewed_before_they_expire() {
     );
     assert_eq!(objects(&dest, "vmdisk").len(), 1);
 }
+
+/// `--dry-run` proves credentials, endpoint and names by reading the disk, and makes
+/// nothing: no snapshot, no grant.
+#[test]
+fn dry_run_reads_the_disk_and_makes_nothing() {
+    let fake = Fake::start();
+    let t = tempfile::tempdir().expect("tempdir");
+    let (cfg, _) = job(t.path(), json!({}));
+    fake.backup(&["--dry-run".as_ref(), cfg.as_os_str()])
+        .assert_code(0);
+    let calls: Vec<(String, String)> = fake
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap_or_default().to_owned(),
+                r["path"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[0].1.ends_with("/oauth2/v2.0/token"), "{calls:?}");
+    assert!(calls[1].1.ends_with(&format!("/disks/{DISK}")), "{calls:?}");
+    assert_eq!(fake.state()["snapshots"], json!({}));
+}
