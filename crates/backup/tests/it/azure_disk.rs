@@ -273,8 +273,10 @@ fn disk_round_trips_and_prunes_only_tagged_older_snapshots() {
     let mut no_ts = tags("");
     no_ts.as_object_mut().expect("tags").remove("timestamp");
     fake.seed("web01_OsDisk_1-untimed", no_ts, "Unattached");
-    // The download's connection dies 3 MiB in: the rest is asked for from there.
-    fake.fault(json!({"kind": "blobdrop", "at": 3 << 20, "times": 1}));
+    // The download's connection dies 1000 bytes into the data at 3 MiB: the rest is asked
+    // for from there.
+    let drop_at = (3 << 20) + 1000;
+    fake.fault(json!({"kind": "blobdrop", "at": drop_at, "times": 1}));
 
     let t = tempfile::tempdir().expect("tempdir");
     let (cfg, dest) = job(t.path(), json!({}));
@@ -330,17 +332,39 @@ fn disk_round_trips_and_prunes_only_tagged_older_snapshots() {
         calls.last().map(|(m, p)| (m.as_str(), p.as_str())),
         Some(("POST", format!("{new}/endGetAccess").as_str()))
     );
-    // Two blob requests: the second resumes at the byte the first broke at.
-    let ranges: Vec<String> = fake
+    // Only the written pages were downloaded (the page list followed across its parts),
+    // and the range that broke was resumed at the byte reached.
+    let blob: Vec<Value> = fake
         .requests()
-        .iter()
+        .into_iter()
         .filter(|r| r["host"] == BLOB_HOST)
-        .map(|r| r["headers"]["range"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert_eq!(ranges.len(), 2, "{ranges:?}");
     assert!(
-        ranges[1].starts_with(&format!("bytes={}-", 3 << 20)),
-        "{ranges:?}"
+        blob.iter()
+            .any(|r| r["query"]["comp"] == "pagelist" && r["query"]["marker"].is_string()),
+        "the page list's NextMarker was not followed"
+    );
+    let ranges: Vec<(u64, u64)> = blob
+        .iter()
+        .filter(|r| r["method"] == "GET" && r["query"]["comp"].is_null())
+        .filter_map(|r| {
+            let (a, b) = r["headers"]["range"]
+                .as_str()?
+                .strip_prefix("bytes=")?
+                .split_once('-')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    let asked: u64 = ranges.iter().map(|(a, b)| b - a + 1).sum();
+    assert!(
+        asked < fake.disk.len() as u64 / 10,
+        "{asked} bytes asked for of a {}-byte image mostly zeros: {ranges:?}",
+        fake.disk.len()
+    );
+    assert!(ranges.iter().any(|r| r.0 == 3 << 20), "{ranges:?}");
+    assert!(
+        ranges.iter().any(|r| r.0 == drop_at),
+        "not resumed: {ranges:?}"
     );
 
     let object = only_object(&dest, "vmdisk");
@@ -362,8 +386,9 @@ fn disk_round_trips_and_prunes_only_tagged_older_snapshots() {
 #[test]
 fn a_503_mid_download_commits_nothing_and_revokes_access() {
     let fake = Fake::start();
-    fake.fault(json!({"kind": "blobdrop", "at": 5 << 20, "times": 1}));
-    fake.fault(json!({"kind": "blob503", "from": 1, "times": 100}));
+    let drop_at = (3 << 20) + 100_000;
+    fake.fault(json!({"kind": "blobdrop", "at": drop_at, "times": 1}));
+    fake.fault(json!({"kind": "blob503", "from": drop_at, "times": 100}));
     let t = tempfile::tempdir().expect("tempdir");
     let (cfg, dest) = job(t.path(), json!({}));
     let run = fake.backup(&[cfg.as_os_str()]);
@@ -377,7 +402,7 @@ fn a_503_mid_download_commits_nothing_and_revokes_access() {
         run.describe()
     );
     assert!(
-        text.contains(&format!("at byte {}", 5 << 20)),
+        text.contains(&format!("at byte {drop_at}")),
         "{}",
         run.describe()
     );
@@ -609,4 +634,26 @@ fn dry_run_reads_the_disk_and_makes_nothing() {
     assert!(calls[0].1.ends_with("/oauth2/v2.0/token"), "{calls:?}");
     assert!(calls[1].1.ends_with(&format!("/disks/{DISK}")), "{calls:?}");
     assert_eq!(fake.state()["snapshots"], json!({}));
+}
+
+/// A blob service that refuses to list page ranges: every byte is read, and the image is
+/// the same.
+#[test]
+fn without_a_page_list_every_byte_is_read() {
+    let fake = Fake::start();
+    fake.fault(json!({"kind": "nopagelist"}));
+    let t = tempfile::tempdir().expect("tempdir");
+    let (cfg, _) = job(t.path(), json!({}));
+    fake.backup(&[cfg.as_os_str()]).assert_code(0);
+    let asked: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r["host"] == BLOB_HOST && r["method"] == "GET" && r["query"]["comp"].is_null())
+        .map(|r| r["headers"]["range"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(asked, [format!("bytes=0-{}", fake.disk.len() - 1)]);
+    let target = t.path().join("restored");
+    restore_to(&cfg, "vmdisk", &target).assert_code(0);
+    let restored = std::fs::read(target.join("vmdisk.disk")).expect("restored image");
+    assert!(restored == fake.disk, "restored image differs");
 }

@@ -337,8 +337,8 @@ fn sleep_until_next(
     Ok(())
 }
 
-/// `v` percent-encoded for a form body: all but RFC 3986's unreserved characters.
-fn form_escape(v: &str) -> String {
+/// `v` percent-encoded for a form body or a query: all but RFC 3986's unreserved characters.
+pub fn form_escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

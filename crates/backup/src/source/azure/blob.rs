@@ -1,7 +1,10 @@
-//! Reading a snapshot's blob through its SAS URL straight into the pipeline: ranged GETs of
-//! [`RANGE`] bytes, each streamed as it arrives (no temporary file, bounded memory). A lost
-//! connection, a short body or a 5xx/429 answer is retried from the byte reached, up to
-//! [`ATTEMPTS`] times in a row; then the read fails naming the status and the offset.
+//! Reading a snapshot's blob through its SAS URL straight into the pipeline: its size
+//! (`HEAD`), which pages hold data ([`pages`]: only those are downloaded, the rest are zeros
+//! made here; a blob service that cannot list them gets every byte read), and ranged GETs
+//! of at most [`RANGE`] bytes, each streamed as it arrives (no temporary file, bounded
+//! memory). A lost connection, a short body or a 5xx/429 answer is retried from the byte
+//! reached, up to [`ATTEMPTS`] times in a row; then the read fails naming the status and the
+//! offset.
 //!
 //! The SAS URL is a credential (anyone holding it reads the disk until access is revoked):
 //! it is never logged nor put in a message; errors name the blob endpoint's origin only.
@@ -9,10 +12,13 @@
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 
-use super::arm::{client, origin};
+use super::arm::{client, form_escape, origin};
 use super::error::AzureError;
+use super::pages::{self, Segment};
 use crate::destination::{cause, runtime};
 
 /// Bytes asked for per request.
@@ -21,8 +27,14 @@ const RANGE: u64 = 64 << 20;
 const ATTEMPTS: u32 = 4;
 /// Longest wait for the next bytes of an answer.
 const STALL: Duration = Duration::from_secs(300);
-/// The Blob service version the requests speak.
+/// The Blob service version the requests speak (page-list markers need 2020-10-02).
 const BLOB_VERSION: &str = "2021-08-06";
+/// Longest answer listing page ranges.
+const MAX_PAGE_LIST: usize = 16 << 20;
+/// Longest listing of one window (its `NextMarker` parts).
+const MAX_PAGE_LIST_PARTS: usize = 1_000;
+/// Zeros handed out for pages never written.
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 
 /// A blob being read from its SAS URL.
 pub struct Blob {
@@ -33,6 +45,11 @@ pub struct Blob {
     total: Option<u64>,
     /// End (exclusive) of the range being read.
     range_end: u64,
+    /// Whether the page list is used: `None` until the blob's size and first page list were
+    /// asked for.
+    sparse: Option<bool>,
+    /// The stretches from `offset` on whose page ranges are known.
+    plan: VecDeque<Segment>,
     answer: Option<reqwest::Response>,
     pending: Bytes,
     deadline: Option<Instant>,
@@ -54,6 +71,8 @@ impl Blob {
             offset: 0,
             total: None,
             range_end: 0,
+            sparse: None,
+            plan: VecDeque::new(),
             answer: None,
             pending: Bytes::new(),
             deadline: None,
@@ -79,26 +98,125 @@ impl Blob {
         format!("downloading snapshot {}", self.snapshot)
     }
 
-    /// Asks for the next range from `offset`; sets `total` from `Content-Range`.
-    async fn request(&mut self) -> Result<(), AzureError> {
+    /// The blob's size (`HEAD`) and the page ranges of its first window; without either,
+    /// every byte is read.
+    async fn probe(&mut self) -> Result<(), AzureError> {
         let what = self.step();
-        let end = match self.total {
-            Some(t) => t.min(self.offset + RANGE),
-            None => self.offset + RANGE,
+        let req = client()?
+            .head(&self.sas)
+            .header("x-ms-version", BLOB_VERSION);
+        let resp = send(&what, req).await?;
+        let size = resp
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let Some(size) = size.filter(|_| resp.status().is_success()) else {
+            tracing::debug!(snapshot = %self.snapshot, status = resp.status().as_u16(),
+                "no blob size; reading every byte");
+            self.sparse = Some(false);
+            return Ok(());
         };
-        let resp = client()?
+        self.total = Some(size);
+        if size == 0 {
+            self.sparse = Some(false);
+            return Ok(());
+        }
+        match self.plan_window().await {
+            Ok(()) => self.sparse = Some(true),
+            // Only a refusal to list is a reason to read everything; a lost connection is
+            // retried as any other.
+            Err(AzureError::Status { status, .. }) if (400..500).contains(&status) => {
+                tracing::debug!(snapshot = %self.snapshot, status, "no page list; reading every byte");
+                self.plan.clear();
+                self.sparse = Some(false);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Lists the page ranges of the window starting at `offset` into `plan`.
+    async fn plan_window(&mut self) -> Result<(), AzureError> {
+        let what = format!(
+            "{} (listing its pages at byte {})",
+            self.step(),
+            self.offset
+        );
+        let total = self.total.unwrap_or(0);
+        let (from, to) = (self.offset, total.min(self.offset + pages::WINDOW));
+        let mut ranges = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_PAGE_LIST_PARTS {
+            let mut url = format!("{}&comp=pagelist", self.sas);
+            if let Some(m) = &marker {
+                url.push_str("&marker=");
+                url.push_str(&form_escape(m));
+            }
+            let req = client()?
+                .get(&url)
+                .header("x-ms-version", BLOB_VERSION)
+                .header("x-ms-range", format!("bytes={from}-{}", to - 1));
+            let mut resp = send(&what, req).await?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Err(AzureError::Status {
+                    what,
+                    status,
+                    code: error_code(&resp),
+                    message: String::new(),
+                });
+            }
+            let mut body = Vec::new();
+            while let Some(c) = tokio::time::timeout(STALL, resp.chunk())
+                .await
+                .map_err(|_| AzureError::Timeout {
+                    what: what.clone(),
+                    seconds: STALL.as_secs(),
+                })?
+                .map_err(lost(&what))?
+            {
+                if body.len() + c.len() > MAX_PAGE_LIST {
+                    return Err(AzureError::Answer {
+                        what,
+                        detail: format!("page list larger than {} MiB", MAX_PAGE_LIST >> 20),
+                    });
+                }
+                body.extend_from_slice(&c);
+            }
+            let list =
+                pages::parse_page_list(&String::from_utf8_lossy(&body)).map_err(|detail| {
+                    AzureError::Answer {
+                        what: what.clone(),
+                        detail,
+                    }
+                })?;
+            ranges.extend(list.ranges);
+            marker = list.next_marker;
+            if marker.is_none() {
+                let plan = pages::segments(from, to, &ranges)
+                    .map_err(|detail| AzureError::Answer { what, detail })?;
+                self.plan.extend(plan);
+                return Ok(());
+            }
+        }
+        Err(AzureError::Answer {
+            what,
+            detail: format!("the page list did not end after {MAX_PAGE_LIST_PARTS} parts"),
+        })
+    }
+
+    /// Asks for `[offset, end)`; sets `total` from `Content-Range`.
+    async fn request(&mut self, end: u64) -> Result<(), AzureError> {
+        let what = self.step();
+        let req = client()?
             .get(&self.sas)
             .header("x-ms-version", BLOB_VERSION)
             .header(
                 reqwest::header::RANGE,
                 format!("bytes={}-{}", self.offset, end - 1),
-            )
-            .send()
-            .await
-            .map_err(|e| AzureError::Request {
-                what: what.clone(),
-                cause: cause::describe(&e),
-            })?;
+            );
+        let resp = send(&what, req).await?;
         let status = resp.status().as_u16();
         match status {
             206 => {
@@ -134,12 +252,6 @@ impl Blob {
                 self.range_end = 0;
             }
             _ => {
-                let code = resp
-                    .headers()
-                    .get("x-ms-error-code")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
                 return Err(AzureError::Status {
                     what: format!(
                         "{what} (from {}, at byte {})",
@@ -147,7 +259,7 @@ impl Blob {
                         self.offset
                     ),
                     status,
-                    code: custos_kit::text::prefix(&code, 100).to_owned(),
+                    code: error_code(&resp),
                     message: String::new(),
                 });
             }
@@ -163,7 +275,30 @@ impl Blob {
                 return Ok(None);
             }
             if self.answer.is_none() {
-                self.request().await?;
+                if self.sparse.is_none() {
+                    self.probe().await?;
+                    continue;
+                }
+                if self.sparse == Some(true) {
+                    while self.plan.front().is_some_and(|s| s.end <= self.offset) {
+                        self.plan.pop_front();
+                    }
+                    let Some(seg) = self.plan.front().copied() else {
+                        self.plan_window().await?;
+                        continue;
+                    };
+                    if !seg.data {
+                        let n = (seg.end - self.offset).min(ZEROS.len() as u64) as usize;
+                        self.offset += n as u64;
+                        return Ok(Some(Bytes::from_static(&ZEROS[..n])));
+                    }
+                    self.request(seg.end.min(self.offset + RANGE)).await?;
+                    continue;
+                }
+                let end = self
+                    .total
+                    .map_or(self.offset + RANGE, |t| t.min(self.offset + RANGE));
+                self.request(end).await?;
                 continue;
             }
             let Some(resp) = self.answer.as_mut() else {
@@ -295,6 +430,35 @@ impl Read for Blob {
         let _ = self.pending.split_to(n);
         Ok(n)
     }
+}
+
+/// Sends `req`; no answer (its status and headers) within [`STALL`] is an error.
+async fn send(what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, AzureError> {
+    match tokio::time::timeout(STALL, req.send()).await {
+        Ok(r) => r.map_err(lost(what)),
+        Err(_) => Err(AzureError::Timeout {
+            what: what.to_owned(),
+            seconds: STALL.as_secs(),
+        }),
+    }
+}
+
+/// The error of a request to the blob service that got no (whole) answer.
+fn lost(what: &str) -> impl Fn(reqwest::Error) -> AzureError + '_ {
+    move |e| AzureError::Request {
+        what: what.to_owned(),
+        cause: cause::describe(&e),
+    }
+}
+
+/// The blob service's `x-ms-error-code`, cut short.
+fn error_code(resp: &reqwest::Response) -> String {
+    let code = resp
+        .headers()
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    custos_kit::text::prefix(code, 100).to_owned()
 }
 
 /// `bytes FIRST-LAST/TOTAL` (or `bytes */TOTAL`) as (first, last, total); `None` for

@@ -26,6 +26,7 @@ use super::{Source, SourceError, SourceStream};
 pub mod arm;
 pub mod blob;
 pub mod error;
+pub mod pages;
 
 use arm::{Arm, Credentials, OnSignal};
 use blob::Blob;

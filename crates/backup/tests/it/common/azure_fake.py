@@ -13,7 +13,7 @@ and also listed under `errors`, so a test can assert there were none.
 
 Plain requests to /_control/... (no CONNECT): GET requests, GET state (snapshots, errors),
 POST fault {kind: blob503 {from, times} | blobdrop {at, times} | blobstall {times} |
-createfail | grantfail} (blobstall: a blob answer sends 1 MiB, then nothing for 60 s),
+nopagelist | createfail | grantfail} (blobstall: a blob answer sends 1 MiB, then nothing for 60 s),
 POST snapshot {name, tags, diskState?, state?} (seed one in the destination group),
 POST lifetime {seconds} (of the tokens issued from then on).
 
@@ -320,6 +320,14 @@ def blob(h, url, q):
             errors.append("403 AuthenticationFailed %s" % url.path)
             return h.reply(403, b"", {"x-ms-error-code": "AuthenticationFailed"})
         data = s["data"]
+    if h.command == "HEAD":
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.send_header("x-ms-blob-type", "PageBlob")
+        h.end_headers()
+        return
+    if q.get("comp") == "pagelist":
+        return page_list(h, q, data)
     rng = h.headers.get("Range") or h.headers.get("x-ms-range")
     lo, hi = 0, len(data) - 1
     if rng:
@@ -363,6 +371,37 @@ def blob(h, url, q):
     h.wfile.flush()
 
 Handler.tls = server_tls(a.cert, a.key)
+PAGE_LIST_PART = 2  # ranges per page-list answer, so the client must follow NextMarker
+
+def page_list(h, q, data):
+    """Get Page Ranges: the written (here: not all-zero) 512-byte pages within x-ms-range,
+    merged, PAGE_LIST_PART ranges per answer."""
+    if h.headers.get("x-ms-version", "") < "2020-10-02":
+        return h.reply(400, b"", {"x-ms-error-code": "InvalidHeaderValue"})
+    with lock:
+        if take_fault("nopagelist"):
+            return h.reply(400, b"", {"x-ms-error-code": "InvalidQueryParameterValue"})
+    m = re.fullmatch(r"bytes=(\d+)-(\d+)", h.headers.get("x-ms-range", ""))
+    if m is None or int(m.group(1)) % 512 or (int(m.group(2)) + 1) % 512 and int(m.group(2)) + 1 != len(data):
+        return h.reply(400, b"", {"x-ms-error-code": "InvalidPageRange"})
+    lo, hi = int(m.group(1)), min(int(m.group(2)), len(data) - 1)
+    ranges = []
+    for p in range(lo, hi + 1, 512):
+        if data[p:min(p + 512, hi + 1)].strip(b"\0"):
+            end = min(p + 512, hi + 1) - 1
+            if ranges and ranges[-1][1] == p - 1:
+                ranges[-1][1] = end
+            else:
+                ranges.append([p, end])
+    at = int(q.get("marker", "0"))
+    part = ranges[at:at + PAGE_LIST_PART]
+    xml = '<?xml version="1.0" encoding="utf-8"?><PageList>' + "".join(
+        "<PageRange><Start>%d</Start><End>%d</End></PageRange>" % (a, b) for a, b in part)
+    if len(ranges) > at + PAGE_LIST_PART:
+        xml += "<NextMarker>%d</NextMarker>" % (at + PAGE_LIST_PART)
+    xml += "</PageList>"
+    h.reply(200, xml.encode(), {"Content-Type": "application/xml"})
+
 srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 srv.daemon_threads = True
 print("port=%d" % srv.server_address[1], flush=True)
