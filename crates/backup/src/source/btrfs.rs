@@ -22,6 +22,7 @@ use serde::Deserialize;
 use super::folder::{FolderConfig, FolderSource};
 use super::process::{describe, run_check, run_cleanup, ChildStream, Verdict};
 use super::{Retry, Source, SourceError, SourceStream};
+use crate::cancel::Cancel;
 
 /// The longest removing a snapshot may take (it only unlinks; the space is freed later by
 /// the kernel's cleaner).
@@ -134,7 +135,7 @@ impl BtrfsSource {
     }
 
     /// Makes the read-only snapshot, after removing one a killed run left.
-    fn take_snapshot(&self) -> Result<Snapshot, SourceError> {
+    fn take_snapshot(&self, cancel: Cancel) -> Result<Snapshot, SourceError> {
         let holder = self.holder();
         let snapshot = Snapshot {
             path: self.snapshot(),
@@ -156,7 +157,7 @@ impl BtrfsSource {
             .arg(&snapshot.path);
         tracing::debug!(source = %self.id, command = %describe(&cmd), "snapshotting");
         // From here the guard removes whatever the command made, even when it failed late.
-        run_check("btrfs subvolume snapshot", cmd, None).map_err(|e| match e {
+        run_check("btrfs subvolume snapshot", cmd, None, cancel).map_err(|e| match e {
             SourceError::Process { error, .. } => SourceError::Process {
                 retry: Retry::Permanent,
                 error,
@@ -265,14 +266,14 @@ impl Source for BtrfsSource {
     }
 
     /// `path` is a btrfs subvolume this user may read.
-    fn check(&self) -> Result<(), SourceError> {
+    fn check(&self, cancel: Cancel) -> Result<(), SourceError> {
         let mut cmd = Command::new("btrfs");
         cmd.args(["subvolume", "show"]).arg(&self.config.path);
-        run_check("btrfs subvolume show", cmd, None)
+        run_check("btrfs subvolume show", cmd, None, cancel)
     }
 
-    fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
-        let snapshot = self.take_snapshot()?;
+    fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError> {
+        let snapshot = self.take_snapshot(cancel)?;
         let inner: Box<dyn SourceStream> = match self.config.mode {
             Mode::Tar => {
                 let folder = FolderConfig {
@@ -280,7 +281,7 @@ impl Source for BtrfsSource {
                     excludes: self.config.excludes.clone(),
                     sudo: false,
                 };
-                FolderSource::new(&self.id, &self.name, &folder).open()?
+                FolderSource::new(&self.id, &self.name, &folder).open(cancel)?
             }
             Mode::Send => {
                 let mut cmd = Command::new("btrfs");
@@ -291,6 +292,7 @@ impl Source for BtrfsSource {
                     cmd,
                     Verdict::zero_only,
                     None,
+                    cancel,
                 )?)
             }
         };

@@ -13,6 +13,7 @@ use custos_kit::config::Secret;
 use serde_json::Value;
 
 use super::error::AzureError;
+use crate::cancel::Cancel;
 use crate::destination::api::{self, Fetched};
 use crate::destination::{cause, runtime};
 
@@ -81,15 +82,18 @@ pub struct Arm {
     authority: String,
     credentials: Credentials,
     token: Mutex<Option<(Secret, Instant)>>,
+    /// Stops waits for operations on SIGINT/SIGTERM.
+    cancel: Cancel,
 }
 
 impl Arm {
-    pub fn new(endpoint: &str, authority: &str, credentials: Credentials) -> Self {
+    pub fn new(endpoint: &str, authority: &str, credentials: Credentials, cancel: Cancel) -> Self {
         Arm {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             authority: authority.trim_end_matches('/').to_owned(),
             credentials,
             token: Mutex::new(None),
+            cancel,
         }
     }
 
@@ -233,7 +237,7 @@ impl Arm {
         let mut pause = started.retry_after();
         if let Some(op) = async_op {
             loop {
-                sleep_until_next(what, &pause, deadline, budget, on_signal)?;
+                sleep_until_next(what, &pause, deadline, budget, on_signal, self.cancel)?;
                 let a = self.expect(what, reqwest::Method::GET, &op, None, &[200])?;
                 let v = a.json(what)?;
                 match v["status"].as_str().unwrap_or("") {
@@ -255,7 +259,7 @@ impl Arm {
             return started.json(what);
         };
         loop {
-            sleep_until_next(what, &pause, deadline, budget, on_signal)?;
+            sleep_until_next(what, &pause, deadline, budget, on_signal, self.cancel)?;
             let a = self.call(what, reqwest::Method::GET, &loc, None)?;
             match a.status {
                 202 => pause = a.retry_after(),
@@ -317,6 +321,7 @@ fn sleep_until_next(
     deadline: Instant,
     budget: Duration,
     on_signal: OnSignal,
+    cancel: Cancel,
 ) -> Result<(), AzureError> {
     let now = Instant::now();
     if now + *pause > deadline {
@@ -327,7 +332,7 @@ fn sleep_until_next(
     }
     let end = now + *pause;
     while Instant::now() < end {
-        if on_signal == OnSignal::Stop && super::cancelled() {
+        if on_signal == OnSignal::Stop && cancel.signal().is_some() {
             return Err(AzureError::Cancelled {
                 what: what.to_owned(),
             });
@@ -429,6 +434,7 @@ mod tests {
                 client_id: "c".into(),
                 secret: Secret::new("s3cret"),
             },
+            Cancel::new(),
         )
     }
 

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use super::arm::{client, form_escape, origin};
 use super::error::AzureError;
 use super::pages::{self, Segment};
+use crate::cancel::Cancel;
 use crate::destination::{cause, runtime};
 
 /// Bytes asked for per request.
@@ -53,6 +54,8 @@ pub struct Blob {
     answer: Option<reqwest::Response>,
     pending: Bytes,
     deadline: Option<Instant>,
+    /// Stops the download on SIGINT/SIGTERM.
+    cancel: Cancel,
 }
 
 /// Why getting the next bytes stopped.
@@ -63,8 +66,8 @@ enum Stop {
 }
 
 impl Blob {
-    /// A reader of the blob of `snapshot` at `sas`.
-    pub fn new(sas: String, snapshot: String) -> Self {
+    /// A reader of the blob of `snapshot` at `sas`, stopped by `cancel`.
+    pub fn new(sas: String, snapshot: String, cancel: Cancel) -> Self {
         Blob {
             sas,
             snapshot,
@@ -76,6 +79,7 @@ impl Blob {
             answer: None,
             pending: Bytes::new(),
             deadline: None,
+            cancel,
         }
     }
 
@@ -349,10 +353,10 @@ impl Blob {
 
     /// [`Blob::next_bytes`], stopped early by a signal or the deadline.
     async fn next_or_stop(&mut self) -> Result<Option<Bytes>, Stop> {
-        let deadline = self.deadline;
+        let (deadline, cancel) = (self.deadline, self.cancel);
         let watch = async move {
             loop {
-                if super::cancelled() {
+                if cancel.signal().is_some() {
                     return Stop::Cancelled;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {

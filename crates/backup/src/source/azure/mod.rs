@@ -21,7 +21,8 @@ use custos_kit::config::{values::count, Invalid, Validate};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Source, SourceError, SourceStream};
+use super::{Retry, Source, SourceError, SourceStream};
+use crate::cancel::Cancel;
 
 pub mod arm;
 pub mod blob;
@@ -40,11 +41,6 @@ pub const DEFAULT_ARM: &str = "https://management.azure.com";
 const CREATED_BY: &str = "backups";
 /// Longest wait for revoking access (also after a signal, well within its grace period).
 const REVOKE_BUDGET: Duration = Duration::from_secs(20);
-
-/// Whether SIGINT/SIGTERM asked the run to stop.
-fn cancelled() -> bool {
-    super::process::PRODUCERS.is_cancelled()
-}
 
 /// `type: azure-managed-disk`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -223,7 +219,7 @@ pub struct AzureDiskSource {
 }
 
 impl AzureDiskSource {
-    fn arm(&self) -> Result<Arm, AzureError> {
+    fn arm(&self, cancel: Cancel) -> Result<Arm, AzureError> {
         let authority = self
             .config
             .authority_host
@@ -231,7 +227,12 @@ impl AzureDiskSource {
             .or_else(|| env_var(&["AZURE_AUTHORITY_HOST"]))
             .unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned());
         let endpoint = self.config.arm_endpoint.as_deref().unwrap_or(DEFAULT_ARM);
-        Ok(Arm::new(endpoint, &authority, credentials_from_env()?))
+        Ok(Arm::new(
+            endpoint,
+            &authority,
+            credentials_from_env()?,
+            cancel,
+        ))
     }
 
     fn group_path(&self, group: &str) -> String {
@@ -508,15 +509,19 @@ impl SourceStream for DiskStream {
         let (read, total) = self.blob.progress();
         let revoked = self.access.revoke();
         if !complete {
-            return Err(SourceError::Failed(format!(
-                "snapshot {}: read {read} of {} bytes",
-                self.access.snapshot,
-                total.map_or("?".to_owned(), |t| t.to_string())
-            )));
+            return Err(SourceError::Unavailable {
+                retry: Retry::Permanent,
+                message: format!(
+                    "snapshot {}: read {read} of {} bytes",
+                    self.access.snapshot,
+                    total.map_or("?".to_owned(), |t| t.to_string())
+                ),
+            });
         }
         // The copy is whole, but a SAS left valid is a leak the run must report.
-        revoked.map_err(|e| {
-            SourceError::Failed(format!("{e}; the SAS URL stays valid until it expires"))
+        revoked.map_err(|e| SourceError::Unavailable {
+            retry: Retry::Permanent,
+            message: format!("{e}; the SAS URL stays valid until it expires"),
         })
     }
 
@@ -543,8 +548,8 @@ impl Source for AzureDiskSource {
     }
 
     /// Gets a token and reads the disk: proves credentials, endpoint and names.
-    fn check(&self) -> Result<(), SourceError> {
-        let arm = self.arm()?;
+    fn check(&self, cancel: Cancel) -> Result<(), SourceError> {
+        let arm = self.arm(cancel)?;
         let what = format!(
             "reading disk {}/{}",
             self.config.source_resource_group, self.config.disk_name
@@ -559,8 +564,8 @@ impl Source for AzureDiskSource {
         Ok(())
     }
 
-    fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
-        let arm = self.arm()?;
+    fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError> {
+        let arm = self.arm(cancel)?;
         let name = self.create_snapshot(&arm)?;
         self.prune(&arm, &name);
         // From the request on, the guard revokes whatever the grant did.
@@ -579,7 +584,7 @@ impl Source for AzureDiskSource {
         };
         tracing::info!(source = %self.id, snapshot = %name, from = %arm::origin(&sas), "downloading snapshot");
         Ok(Box::new(DiskStream {
-            blob: Blob::new(sas, name),
+            blob: Blob::new(sas, name, cancel),
             access,
         }))
     }
@@ -644,7 +649,7 @@ mod tests {
   "retain_snapshots": 3,
   "passphrase": "p"
 }], "destinations": [{"id": "l", "type": "local", "path": "/b"}]}"#;
-        let job = crate::config::parse(std::path::Path::new("/etc/backups/job.json"), text)
+        let job = crate::job::parse(std::path::Path::new("/etc/backups/job.json"), text)
             .unwrap_or_else(|e| panic!("{e}"));
         job.validate().unwrap_or_else(|e| panic!("{e}"));
         match &job.sources[0].spec {
