@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use custos_backup::commands::{
-    self, CommandError, Keys, ListRequest, Outcome, RestoreRequest, RunRequest, Signals,
+    self, CommandError, Keys, ListRequest, Outcome, PruneRequest, RestoreRequest, RunRequest,
+    Signals,
 };
 use custos_kit::config::Strictness;
 use custos_kit::start::Failure;
@@ -91,6 +92,17 @@ enum Command {
         #[command(flatten)]
         keys: KeyArgs,
     },
+    /// Apply each destination's retention now, without a run: a row per copy, what happens to
+    /// it and which rules keep it (the newest good copy always stays).
+    Prune {
+        config: PathBuf,
+        /// Only this source id.
+        #[arg(long)]
+        source: Option<String>,
+        /// Say what would be deleted and why the rest stays; delete nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
 }
 
 /// How to open objects encrypted to `recipients` (passphrase sources use the config).
@@ -107,7 +119,7 @@ struct KeyArgs {
     gnupg_home: Option<PathBuf>,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "list", "restore", "verify", "help"];
+const SUBCOMMANDS: &[&str] = &["run", "list", "restore", "verify", "prune", "help"];
 
 /// The CLI, with the options of `run` listed in the top-level help: the original's form
 /// `backup [-n] CONFIG` takes them without the word `run`, so `backup --help` shows them.
@@ -290,6 +302,19 @@ fn execute(
             let job = commands::load(config, strictness)?;
             Ok(report(&commands::verify(&job, source, &keys.keys())?))
         }
+        Command::Prune {
+            config,
+            source,
+            dry_run,
+        } => {
+            let job = commands::load(config, strictness)?;
+            let request = PruneRequest {
+                config,
+                source: source.as_deref(),
+                dry_run: *dry_run,
+            };
+            Ok(report(&commands::prune(&job, request)?))
+        }
     }
 }
 
@@ -372,6 +397,8 @@ mod tests {
         assert!(matches!(cli.command, Command::List { long: true, .. }));
         let cli = parse(&["backup", "list", "--check", "job.json"]);
         assert!(matches!(cli.command, Command::List { check: true, .. }));
+        let cli = parse(&["backup", "prune", "-n", "job.json"]);
+        assert!(matches!(cli.command, Command::Prune { dry_run: true, .. }));
     }
 
     #[test]

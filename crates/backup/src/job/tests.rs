@@ -72,7 +72,13 @@ fn root_object_with_trailing_comma_parses_and_reports_the_line() {
     assert_eq!(s.compression, Compression::Zstd);
     assert_eq!(s.layout, Layout::Custos);
     let d = &job.destinations[0];
-    assert_eq!(d.retention, RetentionPolicy { copies: 7, days: 0 });
+    assert_eq!(
+        d.retention,
+        RetentionPolicy {
+            copies: 7,
+            ..Default::default()
+        }
+    );
     let DestinationSpec::Local(l) = &d.spec else {
         panic!()
     };
@@ -472,7 +478,8 @@ fn handlers_left_to_later_issues_parse_as_unsupported() {
         job.destinations[0].retention,
         RetentionPolicy {
             copies: 5,
-            days: 30
+            days: 30,
+            ..Default::default()
         }
     );
     // samba is implemented now: the original's example keys parse as its config.
@@ -526,7 +533,8 @@ fn minio_translates_to_s3_and_endpoints_are_checked() {
         job.destinations[0].retention,
         RetentionPolicy {
             copies: 5,
-            days: 30
+            days: 30,
+            ..Default::default()
         }
     );
     assert_eq!(job.destinations[0].stall_timeout, Some(60));
