@@ -13,6 +13,8 @@ use custos_kit::config::{Entry, Invalid, Validate};
 
 use crate::cancel::Cancel;
 
+pub mod azure;
+pub mod btrfs;
 pub mod folder;
 pub mod mysql;
 pub mod pgsql;
@@ -150,6 +152,8 @@ source_types! {
     "folder" => Folder(folder::FolderConfig),
     "mysql" => Mysql(mysql::MysqlConfig),
     "pgsql" => Pgsql(pgsql::PgsqlConfig),
+    "btrfs" => Btrfs(btrfs::BtrfsConfig),
+    "azure-managed-disk" => AzureManagedDisk(azure::AzureDiskConfig),
 }
 
 impl SourceSpec {
@@ -161,6 +165,5 @@ impl SourceSpec {
         "rds",
         "rds-pgsql",
         "snapshot",
-        "azure-managed-disk",
     ];
 }

@@ -10,6 +10,8 @@
 
 mod common;
 
+mod azure_disk;
+mod btrfs_source;
 mod databases;
 mod faults;
 mod folder_roundtrip;
