@@ -767,15 +767,3 @@ fn systemctl(args: &[&str]) -> Result<(), custos_process::ProcessError> {
         .require_success()
         .map(drop)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_read_naturally() {
-        assert_eq!(age(chrono::TimeDelta::minutes(42)), "42m");
-        assert_eq!(age(chrono::TimeDelta::minutes(5 * 60 + 12)), "5h 12m");
-        assert_eq!(age(chrono::TimeDelta::hours(76)), "3d 4h");
-    }
-}

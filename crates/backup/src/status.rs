@@ -320,3 +320,16 @@ pub fn age(secs: i64) -> String {
 pub fn now_local() -> NaiveDateTime {
     Local::now().naive_local()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age(42 * 60), "42m");
+        assert_eq!(age((5 * 60 + 12) * 60), "5h 12m");
+        assert_eq!(age(76 * 3600), "3d 4h");
+        assert_eq!(age(-5), "0m");
+    }
+}
