@@ -178,7 +178,7 @@ fn unsupported_sources_fail_but_the_rest_runs_and_notifiers_see_it() {
     let f = fixture();
     let report = run_job(&format!(
         r#"{{"sources": [
-            {{"id": "db", "type": "rds", "instancename": "x", "passphrase": "p"}},
+            {{"id": "db", "type": "lvm-ssh", "sshhost": "x", "passphrase": "p"}},
             {{"id": "accounts", "type": "folder", "path": "{0}", "passphrase": "p"}}],
           "destinations": [{{"id": "disk", "type": "local", "path": "{1}"}}],
           "notifications": [{{"type": "flagfile", "flagfile": "{2}/ok"}}]}}"#,
@@ -188,7 +188,7 @@ fn unsupported_sources_fail_but_the_rest_runs_and_notifiers_see_it() {
     ));
     assert_eq!(report.exit_code(), 1);
     assert!(
-        matches!(&report.rows()[0].status, Status::Failed(m) if m == "source 'db': type 'rds' is not yet supported"),
+        matches!(&report.rows()[0].status, Status::Failed(m) if m == "source 'db': type 'lvm-ssh' is not yet supported"),
         "{:?}",
         report.rows()[0]
     );

@@ -11,10 +11,13 @@ use custos_kit::config::ConfigError;
 
 use crate::config::{Entry, Invalid, Validate};
 
+pub mod aws;
 pub mod folder;
 pub mod mysql;
 pub mod pgsql;
 pub mod process;
+pub mod rds;
+pub mod snapshot;
 
 /// Whether running the job again unchanged may help: decided where the error is made,
 /// from what happened (never from its text).
@@ -192,17 +195,19 @@ source_types! {
     "folder" => Folder(folder::FolderConfig),
     "mysql" => Mysql(mysql::MysqlConfig),
     "pgsql" => Pgsql(pgsql::PgsqlConfig),
+    "rds" => Rds(rds::RdsConfig),
+    "rds-pgsql" => RdsPgsql(rds::RdsPgsqlConfig),
+    "snapshot" => Snapshot(snapshot::SnapshotConfig),
 }
 
 impl SourceSpec {
+    /// Whether the type streams a payload (so it needs a passphrase or recipients); an EBS
+    /// snapshot stays where it is made.
+    pub fn payload(&self) -> bool {
+        !matches!(self, SourceSpec::Snapshot(_))
+    }
+
     /// Types of the original (2.5.0) that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &[
-        "folder-ssh",
-        "mysql-ssh",
-        "lvm-ssh",
-        "rds",
-        "rds-pgsql",
-        "snapshot",
-        "azure-managed-disk",
-    ];
+    pub const LATER: &'static [&'static str] =
+        &["folder-ssh", "mysql-ssh", "lvm-ssh", "azure-managed-disk"];
 }
