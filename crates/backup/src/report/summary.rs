@@ -200,6 +200,12 @@ pub fn summary_table(rows: &[Row], dry_run: bool, hostname: &str, stamp: RunStam
             let _ = writeln!(out, "{} -> {}: {m}", r.source, r.destination);
         }
     }
+    // What sources without a payload made (EBS snapshots): their result has no object.
+    for r in rows {
+        if let (Status::Ok, "-", Some(made)) = (&r.status, r.destination.as_str(), &r.object) {
+            let _ = writeln!(out, "{} made: {made}", r.source);
+        }
+    }
     // Backups (or, on a dry run, checks) and notifiers are counted apart: a notifier that
     // delivered is no backup that succeeded. The backups' line comes last (pings quote it).
     let (notifiers, backups): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.notifier);

@@ -417,6 +417,7 @@ impl RdsSource {
             timeout: self.config.wait(),
             poll: self.config.poll(),
         };
+        let mut last = String::new();
         waiting.until(&what, || {
             let found = self
                 .instances(api, Some(instance))?
@@ -425,7 +426,11 @@ impl RdsSource {
             let Some(i) = found else {
                 return Ok(Err("missing".to_owned()));
             };
-            tracing::debug!(source = %self.id, instance, status = %i.status, "waiting for the restored instance");
+            // Each change once (a restore may take hours of polls).
+            if i.status != last {
+                tracing::info!(source = %self.id, instance, status = %i.status, "temporary instance");
+                last.clone_from(&i.status);
+            }
             if DEAD_STATES.contains(&i.status.as_str()) {
                 return Err(SourceError::Unavailable {
                     retry: Retry::Permanent,

@@ -10,6 +10,7 @@
 
 mod common;
 
+mod aws_sources;
 mod databases;
 mod faults;
 mod folder_roundtrip;
