@@ -337,6 +337,13 @@ fn moto_checks_sigv4_and_iam_wrong_secret_and_missing_permission_fail_clearly() 
         }
     }
     let narrow = aws.fixture(&["user", "narrow", &narrow.to_string()]);
+    let mut keeps: Value = serde_json::from_str(&policy).expect("policy");
+    for st in keeps["Statement"].as_array_mut().expect("statements") {
+        if let Some(actions) = st["Action"].as_array_mut() {
+            actions.retain(|a| a != "rds:DeleteDBInstance");
+        }
+    }
+    let keeps = aws.fixture(&["user", "keeps", &keeps.to_string()]);
     let admin = aws.fixture(&[
         "user",
         "admin",
@@ -376,6 +383,46 @@ fn moto_checks_sigv4_and_iam_wrong_secret_and_missing_permission_fail_clearly() 
 
     run_as(key, minimal["secret"].as_str().expect("secret")).assert_code(0);
     assert_eq!(instances(), ["orders"]);
+
+    // A temporary instance that cannot be deleted fails the run, named, though the dump
+    // was stored.
+    let r = run_as(
+        keeps["key"].as_str().expect("key"),
+        keeps["secret"].as_str().expect("secret"),
+    );
+    r.assert_code(1);
+    let left: Vec<String> = instances().into_iter().filter(|i| i != "orders").collect();
+    assert_eq!(left.len(), 1);
+    let text = r.all_text();
+    assert!(
+        text.contains(&format!(
+            "orders -> cleanup: source 'orders': cleanup: RDS instance {} in eu-west-1: not deleted: rds DeleteDBInstance: AccessDenied",
+            left[0]
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_restore_that_outlasts_wait_timeout_fails_and_is_deleted() {
+    let Some((s, aws)) = setup(
+        "a_restore_that_outlasts_wait_timeout_fails_and_is_deleted",
+        100_000,
+    ) else {
+        return;
+    };
+    let t = tempfile::tempdir().expect("tempdir");
+    aws.fixture(&["rds-source", "mysql", "orders", &s.mysql_port.to_string()]);
+    let mut source = rds_source(&s, "rds", "orders", &s.db, &aws.moto.url());
+    source["wait_timeout"] = json!(1);
+    let r = run_job(&job_with(t.path(), source));
+    r.assert_code(1);
+    let text = r.all_text();
+    assert!(
+        text.contains("not ready after 1 s (wait_timeout), last status creating"),
+        "{text}"
+    );
+    assert_eq!(aws.instances(), ["orders"], "deleted after the timeout");
 }
 
 #[test]
