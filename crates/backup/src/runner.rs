@@ -143,8 +143,10 @@ pub fn build_plan(s: &SourceConfig) -> Result<Plan, SetupError> {
 /// Runs (or with `dry_run` checks) the whole job, then reports it to the notifiers.
 pub fn run(job: &JobConfig, options: &Options) -> RunReport {
     let hostname = job.hostname();
-    // Tags what sources create in a cloud, so the next run finds what a killed one left.
-    let owner_job = format!("{hostname}:{}", job.file.display());
+    // Tags what sources create in a cloud, so the next run finds what a killed one left
+    // (the same file whatever the working directory it is named from).
+    let file = std::fs::canonicalize(&job.file).unwrap_or_else(|_| job.file.clone());
+    let owner_job = format!("{hostname}:{}", file.display());
     tracing::info!(
         file = %job.file.display(),
         host = %hostname,
