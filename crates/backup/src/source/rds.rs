@@ -499,7 +499,7 @@ impl RdsSource {
     }
 
     /// Deletes `instance` (no final snapshot); gone already is fine. Transient failures are
-    /// tried three times.
+    /// tried three times, unless the run was interrupted.
     fn delete(&self, api: &Api, instance: &str) -> Result<(), CleanupError> {
         let params = [
             p("DBInstanceIdentifier", instance),
@@ -515,7 +515,13 @@ impl RdsSource {
                     return Ok(());
                 }
                 Err(e) if e.code() == Some("DBInstanceNotFound") => return Ok(()),
-                Err(e) if e.retry() == Retry::Transient && attempt < 3 => {
+                // Interrupted: one try, within the signal's grace period (the next run
+                // deletes what is left).
+                Err(e)
+                    if e.retry() == Retry::Transient
+                        && attempt < 3
+                        && !super::process::PRODUCERS.is_cancelled() =>
+                {
                     tracing::warn!(source = %self.id, %instance, "delete failed, retrying: {e}");
                     std::thread::sleep(Duration::from_secs(attempt));
                 }
