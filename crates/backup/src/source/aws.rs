@@ -279,22 +279,21 @@ impl Api {
             })?;
         let (mut parts, form) = req.into_parts();
         let fut = async {
-            self.signer
-                .sign(&mut parts, None)
-                .await
-                .map_err(|e| AwsError::Credentials {
-                    service,
-                    action,
-                    message: e.to_string(),
-                })?;
-            if !parts.headers.contains_key(http::header::AUTHORIZATION) {
+            let signed = self.signer.sign(&mut parts, None).await;
+            if let Err(e) = signed.as_ref().map_err(|e| e.to_string()).and_then(|()| {
+                match parts.headers.contains_key(http::header::AUTHORIZATION) {
+                    true => Ok(()),
+                    false => Err("none found".to_owned()),
+                }
+            }) {
                 return Err(AwsError::Credentials {
                     service,
                     action,
-                    message: "none found: set `credentials` (aws_access_key_id, \
-                              aws_secret_access_key) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
-                              ~/.aws/credentials, an instance role"
-                        .into(),
+                    message: format!(
+                        "no usable AWS credentials ({e}): set the source's `credentials` \
+                         (aws_access_key_id, aws_secret_access_key), or AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, an instance role"
+                    ),
                 });
             }
             let req = reqwest::Request::try_from(http::Request::from_parts(parts, form)).map_err(

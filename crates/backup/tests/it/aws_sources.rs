@@ -525,3 +525,70 @@ fn ebs_snapshots_are_tagged_retained_per_volume_and_others_left_alone() {
         "no object for a snapshot"
     );
 }
+
+#[test]
+fn without_credentials_keys_the_shared_credentials_file_is_used_or_a_clear_error() {
+    let test = "without_credentials_keys_the_shared_credentials_file_is_used_or_a_clear_error";
+    if !require_tools(test, &["python3"]) {
+        return;
+    }
+    let Some(aws) = Aws::start(test, 0) else {
+        return;
+    };
+    let t = tempfile::tempdir().expect("tempdir");
+    let volumes: Vec<String> = serde_json::from_value(aws.fixture(&["volumes", "1"])).expect("ids");
+    let user = aws.fixture(&["user", "snapshots", &readme_policy()]);
+    aws.fixture(&["auth-on"]);
+    // moto now checks every signature: only the file's key can pass.
+    let file = t.path().join("credentials");
+    write_private(
+        &file,
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            user["key"].as_str().expect("key"),
+            user["secret"].as_str().expect("secret")
+        )
+        .as_bytes(),
+    );
+    let mut job = Job::new(t.path());
+    job.source(
+        json!({"id": "ebs", "type": "snapshot", "volume_id": volumes[0],
+                      "region": "eu-west-1", "endpoint_url": aws.moto.url(), "poll_interval": 0.2}),
+    )
+    .destination(local_destination("disk", &t.path().join("dest")));
+    let cfg = job.write();
+    let missing = t.path().join("none");
+    let r = backup_with(
+        [&cfg],
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", missing.as_os_str()),
+            ("AWS_CONFIG_FILE", missing.as_os_str()),
+            ("HOME", t.path().as_os_str()),
+            // Not an instance role of the machine the tests run on.
+            ("AWS_EC2_METADATA_DISABLED", "true".as_ref()),
+        ],
+        None,
+    );
+    r.assert_code(1);
+    assert!(
+        r.all_text()
+            .contains("ec2 CreateSnapshot: credentials: no usable AWS credentials"),
+        "{}",
+        r.describe()
+    );
+    let r = backup_with(
+        ["-v".as_ref(), cfg.as_os_str()],
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", file.as_os_str()),
+            ("AWS_CONFIG_FILE", t.path().join("none").as_os_str()),
+            ("HOME", t.path().as_os_str()),
+        ],
+        None,
+    );
+    r.assert_code(0);
+    assert!(
+        r.stdout_text().contains("ebs made: snap-"),
+        "{}",
+        r.describe()
+    );
+}
