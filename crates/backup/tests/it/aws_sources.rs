@@ -132,6 +132,9 @@ fn rds_restores_the_newest_snapshot_dumps_it_and_deletes_the_instance() {
         t.path(),
         rds_source(&s, "rds", "orders-primary", &db, &aws.moto.url()),
     );
+    // A dry run finds the snapshot and creates nothing.
+    backup(["--dry-run".as_ref(), cfg.as_os_str()]).assert_code(0);
+    assert_eq!(aws.instances(), ["orders-primary"]);
     let r = backup(["-v".as_ref(), cfg.as_os_str()]);
     r.assert_code(0);
     let log = r.all_text();
