@@ -50,6 +50,11 @@ impl Cancel {
         }
     }
 
+    /// Whether the command was cancelled (waits stop at once then).
+    pub(crate) fn is_cancelled(self) -> bool {
+        self.0.producers.is_cancelled()
+    }
+
     /// Where producers register (custos-process's `Spawn::registry`).
     pub(crate) fn producers(self) -> &'static Registry {
         &self.0.producers

@@ -27,6 +27,9 @@ pub enum Stage {
     Retention,
     /// Sending a notification.
     Notify,
+    /// Releasing what a source created (a temporary instance), or removing what a killed
+    /// run left.
+    Cleanup,
 }
 
 impl Stage {
@@ -39,6 +42,7 @@ impl Stage {
             Stage::Upload => "upload",
             Stage::Retention => "retention",
             Stage::Notify => "notify",
+            Stage::Cleanup => "cleanup",
         }
     }
 }
@@ -161,6 +165,10 @@ pub struct SourceReport {
     pub failure: Option<Failure>,
     /// Per destination, in config order (empty on a dry run).
     pub destinations: Vec<DestinationReport>,
+    /// What a source without a payload made (EBS snapshot ids), instead of an object.
+    pub made: Vec<String>,
+    /// Resources the source created and could not release, each naming the resource.
+    pub cleanup: Vec<Failure>,
 }
 
 impl SourceReport {
@@ -180,6 +188,8 @@ impl SourceReport {
             object: None,
             failure: None,
             destinations: Vec::new(),
+            made: Vec::new(),
+            cleanup: Vec::new(),
         }
     }
 
@@ -194,6 +204,7 @@ impl SourceReport {
                 out.push((Some(d.id.as_str()), f));
             }
         }
+        out.extend(self.cleanup.iter().map(|f| (None, f)));
         out
     }
 

@@ -30,7 +30,7 @@ use crate::outcome::{
     size_description, DestinationCheck, DestinationReport, Failure, Retention, RunReport,
     SourceReport, Stage,
 };
-use crate::source::Source;
+use crate::source::{Owner, Retry, Source};
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -141,20 +141,17 @@ pub fn build_plan(s: &SourceConfig) -> Result<Plan, SetupError> {
 /// Runs (or with `dry_run` checks) the whole job, then reports it to the notifiers.
 pub fn run(job: &JobConfig, options: &Options) -> RunReport {
     let hostname = job.hostname();
+    // Tags what sources create in a cloud, so the next run finds what a killed one left
+    // (the same file whatever the working directory it is named from).
+    let file = std::fs::canonicalize(&job.file).unwrap_or_else(|_| job.file.clone());
+    let owner_job = format!("{hostname}:{}", file.display());
     tracing::info!(
         file = %job.file.display(),
         host = %hostname,
         dry_run = options.dry_run,
         "job started"
     );
-    let targets: Vec<Target> = job
-        .destinations
-        .iter()
-        .map(|d| Target {
-            config: d.clone(),
-            built: d.build().map_err(SetupError::from),
-        })
-        .collect();
+    let targets = build_targets(job);
     let stamp = if options.dry_run {
         RunStamp::now()
     } else {
@@ -206,7 +203,7 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
         } else if options.dry_run {
             check_source(s, options.cancel)
         } else {
-            run_source(s, &targets, stamp, options)
+            run_source(s, build_source(s), &targets, stamp, options, &owner_job)
         };
         report.sources.push(r);
     }
@@ -226,6 +223,17 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
         "job finished"
     );
     report
+}
+
+/// Every destination of the job, built (or why it cannot be).
+fn build_targets(job: &JobConfig) -> Vec<Target> {
+    job.destinations
+        .iter()
+        .map(|d| Target {
+            config: d.clone(),
+            built: d.build().map_err(SetupError::from),
+        })
+        .collect()
 }
 
 /// This run's stamp: now, or, when a copy of any source already has that stamp at a
@@ -282,7 +290,9 @@ fn log_result(source: &str, destination: &str, result: &Result<(), Failure>) {
 fn check_source(s: &SourceConfig, cancel: Cancel) -> SourceReport {
     let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
     let result = build_source(s).map_err(|e| e.failure()).and_then(|source| {
-        build_plan(s).map_err(|e| e.failure())?;
+        if source.payload() {
+            build_plan(s).map_err(|e| e.failure())?;
+        }
         source
             .check(cancel)
             .map_err(|e| Failure::from_source(Stage::Check, &format!("source '{}'", s.id), &e))
@@ -297,21 +307,46 @@ fn check_source(s: &SourceConfig, cancel: Cancel) -> SourceReport {
 /// was stored.
 fn run_source(
     s: &SourceConfig,
+    built: Result<Box<dyn Source>, SetupError>,
     targets: &[Target],
     stamp: RunStamp,
     options: &Options,
+    owner_job: &str,
 ) -> SourceReport {
     let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
     let usable: Vec<&Target> = targets.iter().filter(|t| t.built.is_ok()).collect();
-    let prepared = build_source(s).and_then(|src| Ok((src, build_plan(s)?)));
-    let (source, plan) = match prepared {
-        Ok(p) => p,
+    let source = match built {
+        Ok(source) => source,
         Err(e) => {
             r.failure = Some(e.failure());
             return finish_source(r, targets);
         }
     };
+    let owner = Owner {
+        job: owner_job.to_owned(),
+        source: s.id.clone(),
+    };
+    match source.prepare(&owner) {
+        Ok(removed) => {
+            for resource in removed {
+                tracing::info!(source = %s.id, %resource, "removed what a killed run left");
+            }
+        }
+        Err(e) => r.cleanup.push(cleanup_failure(&s.id, &e)),
+    }
+    if !source.payload() {
+        return make_in_place(r, source.as_ref(), options.cancel);
+    }
+    let plan = match build_plan(s) {
+        Ok(plan) => plan,
+        Err(e) => {
+            r.failure = Some(e.failure());
+            release(source.as_ref(), &mut r);
+            return finish_source(r, targets);
+        }
+    };
     if usable.is_empty() {
+        release(source.as_ref(), &mut r);
         return finish_source(r, targets);
     }
     let object = ObjectName {
@@ -364,6 +399,9 @@ fn run_source(
         }
         Err(e) => Err(Failure::from_source(Stage::Source, &context, &e)),
     };
+    // The stream has ended (or never started): what the source created goes now, before
+    // retention, whatever happened (a signal included: the run still waits for this).
+    release(source.as_ref(), &mut r);
     match outcome {
         Err(f) => r.failure = Some(f),
         Ok(out) => {
@@ -401,6 +439,45 @@ fn run_source(
         }
     }
     finish_source(r, targets)
+}
+
+/// A source without a payload (an EBS snapshot): its work, its cleanup, what it made.
+fn make_in_place(mut r: SourceReport, source: &dyn Source, cancel: Cancel) -> SourceReport {
+    tracing::info!(source = %r.id, name = %r.name, kind = %r.kind, "making in place");
+    let started = Instant::now();
+    match source.make(cancel) {
+        Ok(made) => {
+            tracing::info!(source = %r.id, made = %made.join(" "), "made");
+            r.made = made;
+        }
+        Err(e) => {
+            let f = Failure::from_source(Stage::Source, &format!("source '{}'", r.id), &e);
+            log_result(&r.id, "-", &Err(f.clone()));
+            r.failure = Some(f);
+        }
+    }
+    r.dump = started.elapsed();
+    release(source, &mut r);
+    r.ended = SystemTime::now();
+    r
+}
+
+/// Runs the source's cleanup step; each resource it could not release is a failure of the
+/// source in the report (and the exit code), named.
+fn release(source: &dyn Source, r: &mut SourceReport) {
+    for e in source.cleanup() {
+        r.cleanup.push(cleanup_failure(&r.id, &e));
+    }
+}
+
+fn cleanup_failure(source: &str, e: &crate::source::CleanupError) -> Failure {
+    let f = Failure::new(
+        Stage::Cleanup,
+        format!("source '{source}': cleanup: {e}"),
+        e.retry == Retry::Transient,
+    );
+    log_result(source, "-", &Err(f.clone()));
+    f
 }
 
 fn apply_retention(

@@ -640,7 +640,7 @@ fn validate_source(f: &Path, at: &str, s: &SourceConfig) -> Result<(), ConfigErr
     if matches!(s.spec, SourceSpec::Unsupported) {
         return Ok(());
     }
-    if s.protection().is_none() {
+    if s.protection().is_none() && s.spec.payload() {
         return Err(ConfigError::invalid(
             f,
             format!("{at}.passphrase"),

@@ -422,8 +422,8 @@ fn unknown_type_is_a_config_error_listing_known_types() {
     assert_eq!(
         e.to_string(),
         "/etc/backups/job.json: sources[0].type: invalid value \"folders\": unknown type, did you mean \"folder\"? \
-         implemented types: azure-managed-disk, btrfs, folder, mysql, pgsql (the original's \
-         folder-ssh, lvm-ssh, mysql-ssh, rds, rds-pgsql, snapshot are not supported yet)"
+         implemented types: azure-managed-disk, btrfs, folder, mysql, pgsql, rds, rds-pgsql, \
+         snapshot (the original's folder-ssh, lvm-ssh, mysql-ssh are not supported yet)"
     );
     // The implemented types are listed apart from the ones not supported yet.
     let e = parse_err(
@@ -471,7 +471,8 @@ fn handlers_left_to_later_issues_parse_as_unsupported() {
   ]
 }"#,
     );
-    assert!(matches!(job.sources[1].spec, SourceSpec::Unsupported));
+    // rds is implemented now: the original's example keys parse as its config.
+    assert!(matches!(job.sources[1].spec, SourceSpec::Rds(_)));
     assert_eq!(job.sources[1].kind, "rds");
     assert!(matches!(job.sources[2].spec, SourceSpec::Unsupported));
     assert_eq!(
@@ -738,12 +739,17 @@ fn validate_rejects_duplicates_bad_ids_and_missing_protection() {
 }
 
 #[test]
-fn unsupported_sources_need_no_protection() {
-    // A snapshot source has no payload to encrypt; it fails at run time as unsupported,
-    // it is not a config error.
+fn a_snapshot_source_needs_no_protection() {
+    // A snapshot source has no payload to encrypt; a streaming one still does.
     parse_ok(&format!(
-        r#"{{"sources": [{{"id": "s", "type": "snapshot", "instancename": "maindb1"}}], {ONE_DEST}}}"#
+        r#"{{"sources": [{{"id": "s", "type": "snapshot", "volume_id": "vol-1",
+             "availability_zone": "eu-west-1a"}}], {ONE_DEST}}}"#
     ));
+    let e = parse_err(&format!(
+        r#"{{"sources": [{{"id": "s", "type": "rds", "instancename": "db1",
+             "region": "eu-west-1"}}], {ONE_DEST}}}"#
+    ));
+    assert_eq!(e.key(), Some("sources[0].passphrase"), "{e}");
 }
 
 #[test]

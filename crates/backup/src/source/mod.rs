@@ -13,12 +13,15 @@ use custos_kit::config::{Entry, Invalid, Validate};
 
 use crate::cancel::Cancel;
 
+pub mod aws;
 pub mod azure;
 pub mod btrfs;
 pub mod folder;
 pub mod mysql;
 pub mod pgsql;
 pub mod process;
+pub mod rds;
+pub mod snapshot;
 
 /// Whether running the job again unchanged may help: decided where the error is made,
 /// from what happened (never from its text).
@@ -79,6 +82,29 @@ pub trait SourceStream: Read + Send {
     fn set_timeout(&mut self, _timeout: std::time::Duration) {}
 }
 
+/// Who a run of a source is: written as tags on what the source creates in a cloud (a
+/// temporary RDS instance, an EBS snapshot), so the next run of the same job and source finds
+/// what a killed run left, and never touches what another job made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The job: host name and job file (`db1:/etc/backups/nightly.json`).
+    pub job: String,
+    /// The source's `id`.
+    pub source: String,
+}
+
+/// Something a source created that it could not release (or a leftover it could not
+/// remove): names the resource, so an operator can remove it by hand.
+#[derive(Debug, thiserror::Error)]
+#[error("{resource}: {message}")]
+pub struct CleanupError {
+    /// What is left (`RDS instance tmp-orders-51234 in eu-west-1`).
+    pub resource: String,
+    /// Why it could not be released.
+    pub message: String,
+    pub retry: Retry,
+}
+
 /// A configured source.
 pub trait Source: Send + Sync {
     /// The `id` from the config (first part of object names).
@@ -102,6 +128,33 @@ pub trait Source: Send + Sync {
     /// Starts producing the stream; its producer is registered with `cancel` (SIGINT/SIGTERM
     /// kill it).
     fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError>;
+
+    /// Begins a real run for `owner`, before `open`/`make`: removes what a killed run of the
+    /// same owner left (found by its tags) and remembers `owner` to tag what this run
+    /// creates. Returns the leftovers removed. Sources that create nothing keep this default.
+    fn prepare(&self, _owner: &Owner) -> Result<Vec<String>, CleanupError> {
+        Ok(Vec::new())
+    }
+
+    /// Releases what this run created (a temporary instance). The engine always calls it
+    /// once the stream ended or failed, after a timeout and after SIGINT/SIGTERM; each error
+    /// names a resource left behind.
+    fn cleanup(&self) -> Vec<CleanupError> {
+        Vec::new()
+    }
+
+    /// Whether the source streams a payload (`open`). A source that makes something in
+    /// place instead (an EBS snapshot) says `false` and does its work in [`Source::make`]:
+    /// no object is written, no passphrase is needed.
+    fn payload(&self) -> bool {
+        true
+    }
+
+    /// The work of a source without a payload; returns what it made, for the run result;
+    /// its waits stop when `cancel` is cancelled.
+    fn make(&self, _cancel: Cancel) -> Result<Vec<String>, SourceError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Declares [`SourceSpec`] from the list of `"type" => Variant(module)`: each module has a
@@ -154,16 +207,18 @@ source_types! {
     "pgsql" => Pgsql(pgsql::PgsqlConfig),
     "btrfs" => Btrfs(btrfs::BtrfsConfig),
     "azure-managed-disk" => AzureManagedDisk(azure::AzureDiskConfig),
+    "rds" => Rds(rds::RdsConfig),
+    "rds-pgsql" => RdsPgsql(rds::RdsPgsqlConfig),
+    "snapshot" => Snapshot(snapshot::SnapshotConfig),
 }
 
 impl SourceSpec {
+    /// Whether the type streams a payload (so it needs a passphrase or recipients); an EBS
+    /// snapshot stays where it is made.
+    pub fn payload(&self) -> bool {
+        !matches!(self, SourceSpec::Snapshot(_))
+    }
+
     /// Types of the original (2.5.0) that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &[
-        "folder-ssh",
-        "mysql-ssh",
-        "lvm-ssh",
-        "rds",
-        "rds-pgsql",
-        "snapshot",
-    ];
+    pub const LATER: &'static [&'static str] = &["folder-ssh", "mysql-ssh", "lvm-ssh"];
 }

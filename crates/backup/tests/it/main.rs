@@ -10,6 +10,7 @@
 
 mod common;
 
+mod aws_sources;
 mod azure_disk;
 mod btrfs_source;
 mod databases;

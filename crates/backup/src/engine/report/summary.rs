@@ -99,13 +99,26 @@ impl RunReport {
             rows.push(Row::new("-", &c.id, Status::of(&c.result, Status::Checked)));
         }
         for s in &self.sources {
+            for f in &s.cleanup {
+                rows.push(Row::new(
+                    &s.id,
+                    "cleanup",
+                    Status::Failed(f.message.clone()),
+                ));
+            }
             if self.dry_run || s.destinations.is_empty() {
                 let status = match &s.failure {
                     Some(f) => Status::Failed(f.message.clone()),
                     None if self.dry_run => Status::Checked,
+                    // A source without a payload: what it made is its result.
+                    None if !s.made.is_empty() => Status::Ok,
                     None => Status::Failed(format!("source '{}': no destination", s.id)),
                 };
-                rows.push(Row::new(&s.id, "-", status));
+                let mut row = Row::new(&s.id, "-", status);
+                if !s.made.is_empty() {
+                    row.object = Some(s.made.join(" "));
+                }
+                rows.push(row);
                 continue;
             }
             for d in &s.destinations {
@@ -185,6 +198,12 @@ pub fn summary_table(rows: &[Row], dry_run: bool, hostname: &str, stamp: RunStam
     for r in rows {
         if let Status::Failed(m) = &r.status {
             let _ = writeln!(out, "{} -> {}: {m}", r.source, r.destination);
+        }
+    }
+    // What sources without a payload made (EBS snapshots): their result has no object.
+    for r in rows {
+        if let (Status::Ok, "-", Some(made)) = (&r.status, r.destination.as_str(), &r.object) {
+            let _ = writeln!(out, "{} made: {made}", r.source);
         }
     }
     // Backups (or, on a dry run, checks) and notifiers are counted apart: a notifier that

@@ -179,7 +179,7 @@ fn unsupported_sources_fail_but_the_rest_runs_and_notifiers_see_it() {
     let f = fixture();
     let report = run_job(&format!(
         r#"{{"sources": [
-            {{"id": "db", "type": "rds", "instancename": "x", "passphrase": "p"}},
+            {{"id": "db", "type": "lvm-ssh", "sshhost": "x", "passphrase": "p"}},
             {{"id": "accounts", "type": "folder", "path": "{0}", "passphrase": "p"}}],
           "destinations": [{{"id": "disk", "type": "local", "path": "{1}"}}],
           "notifications": [{{"type": "flagfile", "flagfile": "{2}/ok"}}]}}"#,
@@ -189,7 +189,7 @@ fn unsupported_sources_fail_but_the_rest_runs_and_notifiers_see_it() {
     ));
     assert_eq!(report.exit_code(), 1);
     assert!(
-        matches!(&report.rows()[0].status, Status::Failed(m) if m == "source 'db': type 'rds' is not yet supported"),
+        matches!(&report.rows()[0].status, Status::Failed(m) if m == "source 'db': type 'lvm-ssh' is not yet supported"),
         "{:?}",
         report.rows()[0]
     );
@@ -358,9 +358,11 @@ fn retention_never_runs_where_the_upload_failed() {
     }];
     let source = run_source(
         &j.sources[0],
+        build_source(&j.sources[0]),
         &targets,
         RunStamp::now(),
         &Options::default(),
+        "job",
     );
     let failure = source.destinations[0].failure().cloned();
     assert!(
@@ -467,4 +469,182 @@ fn a_run_removes_partial_objects_of_its_sources_killed_runs() {
         "its emptied directory left"
     );
     assert!(other.exists(), "another source's partial was touched");
+}
+
+/// A source that owns a resource: records the engine's calls to its steps; its stream
+/// fails after some bytes when `fail` is set.
+#[derive(Default)]
+struct Owning {
+    fail: bool,
+    payload: bool,
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl Owning {
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn note(&self, what: &str) {
+        self.calls.lock().unwrap().push(what.to_owned());
+    }
+}
+
+struct FailingStream(bool, std::io::Cursor<Vec<u8>>);
+
+impl Read for FailingStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.1.read(buf)
+    }
+}
+
+impl crate::source::SourceStream for FailingStream {
+    fn finish(self: Box<Self>) -> Result<(), crate::source::SourceError> {
+        if self.0 {
+            Err(crate::source::SourceError::Unavailable {
+                retry: crate::source::Retry::Permanent,
+                message: "dump died".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Source for std::sync::Arc<Owning> {
+    fn id(&self) -> &str {
+        "db"
+    }
+    fn name(&self) -> &str {
+        "db"
+    }
+    fn kind(&self) -> &'static str {
+        "rds"
+    }
+    fn suffix(&self) -> &'static str {
+        "sql"
+    }
+    fn check(&self, _: Cancel) -> Result<(), crate::source::SourceError> {
+        Ok(())
+    }
+    fn open(
+        &self,
+        _: Cancel,
+    ) -> Result<Box<dyn crate::source::SourceStream>, crate::source::SourceError> {
+        self.note("open");
+        Ok(Box::new(FailingStream(
+            self.fail,
+            std::io::Cursor::new(b"SELECT 1;\n".repeat(100)),
+        )))
+    }
+    fn prepare(
+        &self,
+        owner: &crate::source::Owner,
+    ) -> Result<Vec<String>, crate::source::CleanupError> {
+        self.note(&format!("prepare {}/{}", owner.job, owner.source));
+        Err(crate::source::CleanupError {
+            resource: "RDS instance tmp-old-1".into(),
+            message: "AccessDenied".into(),
+            retry: crate::source::Retry::Permanent,
+        })
+    }
+    fn cleanup(&self) -> Vec<crate::source::CleanupError> {
+        self.note("cleanup");
+        vec![crate::source::CleanupError {
+            resource: "RDS instance tmp-db-2".into(),
+            message: "InvalidDBInstanceState".into(),
+            retry: crate::source::Retry::Transient,
+        }]
+    }
+    fn payload(&self) -> bool {
+        self.payload
+    }
+    fn make(&self, _: Cancel) -> Result<Vec<String>, crate::source::SourceError> {
+        self.note("make");
+        Ok(vec!["snap-1".into(), "snap-2".into()])
+    }
+}
+
+fn run_owning(fail: bool, payload: bool) -> (SourceReport, Vec<String>, Fixture) {
+    let f = fixture();
+    let j = job(&format!(
+        r#"{{"sources": [{{"id": "db", "type": "folder", "path": "{0}", "passphrase": "p"}}],
+          "destinations": [{{"id": "disk", "type": "local", "path": "{1}"}}]}}"#,
+        f.data.display(),
+        f.store.display()
+    ));
+    let targets = build_targets(&j);
+    let owning = std::sync::Arc::new(Owning {
+        fail,
+        payload,
+        ..Owning::default()
+    });
+    let r = run_source(
+        &j.sources[0],
+        Ok(Box::new(owning.clone())),
+        &targets,
+        RunStamp::now(),
+        &Options::default(),
+        "host:/etc/job.json",
+    );
+    (r, owning.calls(), f)
+}
+
+#[test]
+fn the_engine_always_runs_a_sources_cleanup_and_reports_what_it_left() {
+    for fail in [false, true] {
+        let (r, calls, f) = run_owning(fail, true);
+        assert_eq!(
+            calls,
+            ["prepare host:/etc/job.json/db", "open", "cleanup"],
+            "fail={fail}"
+        );
+        // Stored or not, both the leftover that could not go and the resource this run
+        // could not release fail the source, named.
+        assert_eq!(r.failure.is_some(), fail, "{r:?}");
+        let cleanup: Vec<&str> = r.cleanup.iter().map(|c| c.message.as_str()).collect();
+        assert_eq!(
+            cleanup,
+            [
+                "source 'db': cleanup: RDS instance tmp-old-1: AccessDenied",
+                "source 'db': cleanup: RDS instance tmp-db-2: InvalidDBInstanceState"
+            ]
+        );
+        assert!(r.cleanup.iter().all(|c| c.stage == Stage::Cleanup));
+        assert!(!r.succeeded());
+        assert!(r.error_text().contains("tmp-db-2"), "{}", r.error_text());
+        assert_eq!(objects_under(&f.store).is_empty(), fail);
+    }
+}
+
+#[test]
+fn a_source_without_payload_reports_what_it_made_and_writes_no_object() {
+    let (r, calls, f) = run_owning(false, false);
+    assert_eq!(calls, ["prepare host:/etc/job.json/db", "make", "cleanup"]);
+    assert_eq!(r.made, ["snap-1", "snap-2"]);
+    assert!(r.object.is_none() && r.destinations.is_empty(), "{r:?}");
+    assert!(objects_under(&f.store).is_empty());
+    let mut report = RunReport::new(RunStamp::now(), "h".into(), false);
+    report.sources.push(r);
+    let rows = report.rows();
+    assert!(rows
+        .iter()
+        .any(|row| row.status == Status::Ok && row.object.as_deref() == Some("snap-1 snap-2")));
+    assert!(rows
+        .iter()
+        .any(|row| row.destination == "cleanup" && !row.status.is_ok()));
+}
+
+fn objects_under(store: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![store.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub mod gcs;
+pub mod moto;
 pub mod notify;
 pub mod receiver;
 pub mod saas;
