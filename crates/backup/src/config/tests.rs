@@ -418,8 +418,8 @@ fn unknown_type_is_a_config_error_listing_known_types() {
     assert_eq!(
         e.to_string(),
         "/etc/backups/job.json: sources[0].type: invalid value \"folders\": unknown type, did you mean \"folder\"? \
-         implemented types: folder, mysql, pgsql (the original's azure-managed-disk, folder-ssh, \
-         lvm-ssh, mysql-ssh, rds, rds-pgsql, snapshot are not supported yet)"
+         implemented types: folder, folder-ssh, mysql, mysql-ssh, pgsql (the original's \
+         azure-managed-disk, lvm-ssh, rds, rds-pgsql, snapshot are not supported yet)"
     );
     // The implemented types are listed apart from the ones not supported yet.
     let e = parse_err(

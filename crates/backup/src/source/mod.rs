@@ -12,9 +12,12 @@ use custos_kit::config::ConfigError;
 use crate::config::{Entry, Invalid, Validate};
 
 pub mod folder;
+pub mod folder_ssh;
 pub mod mysql;
+pub mod mysql_ssh;
 pub mod pgsql;
 pub mod process;
+pub mod ssh;
 
 /// Whether running the job again unchanged may help: decided where the error is made,
 /// from what happened (never from its text).
@@ -141,6 +144,8 @@ macro_rules! source_types {
 
 source_types! {
     "folder" => Folder(folder::FolderConfig),
+    "folder-ssh" => FolderSsh(folder_ssh::FolderSshConfig),
+    "mysql-ssh" => MysqlSsh(mysql_ssh::MysqlSshConfig),
     "mysql" => Mysql(mysql::MysqlConfig),
     "pgsql" => Pgsql(pgsql::PgsqlConfig),
 }
@@ -148,8 +153,6 @@ source_types! {
 impl SourceSpec {
     /// Types of the original (2.5.0) that custos does not implement yet.
     pub const LATER: &'static [&'static str] = &[
-        "folder-ssh",
-        "mysql-ssh",
         "lvm-ssh",
         "rds",
         "rds-pgsql",

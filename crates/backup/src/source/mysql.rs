@@ -22,6 +22,14 @@ use serde::Deserialize;
 
 use crate::config::{no_newline, Invalid, Secret, Validate};
 
+/// mysqldump options for a check that connects and dumps nothing but headers.
+pub const CHECK_ARGS: [&str; 4] = [
+    "--no-data",
+    "--no-create-info",
+    "--no-create-db",
+    "--skip-triggers",
+];
+
 /// `type: mysql`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,12 +233,7 @@ impl Source for MysqlSource {
 
     /// Connects and dumps nothing but headers: proves credentials, databases and privileges.
     fn check(&self) -> Result<(), SourceError> {
-        let (cmd, credentials) = self.command(&[
-            "--no-data",
-            "--no-create-info",
-            "--no-create-db",
-            "--skip-triggers",
-        ])?;
+        let (cmd, credentials) = self.command(&CHECK_ARGS)?;
         run_check(&self.program_name(), cmd, credentials)
     }
 
