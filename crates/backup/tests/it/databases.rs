@@ -26,7 +26,7 @@ fn setup(test: &str) -> Option<Services> {
 
 /// Creates MariaDB database `db` as a copy of the seed data, with a view, a trigger, a
 /// procedure and an event (dumped thanks to `--routines`/`--events`).
-fn mysql_seed(s: &Services, db: &str) {
+pub(crate) fn mysql_seed(s: &Services, db: &str) {
     s.mysql_sql(
         "",
         &format!(
@@ -44,7 +44,7 @@ fn mysql_seed(s: &Services, db: &str) {
 }
 
 /// Everything that must survive a dump/restore of a seeded MariaDB database, as text.
-fn mysql_fingerprint(s: &Services, db: &str) -> String {
+pub(crate) fn mysql_fingerprint(s: &Services, db: &str) -> String {
     s.mysql_sql(
         db,
         "SELECT id, name, IFNULL(note, 'NULL'), price, IFNULL(HEX(blob_data), 'NULL'), created FROM items ORDER BY id;
@@ -86,7 +86,7 @@ fn pg_fingerprint(s: &Services, db: &str) -> String {
     )
 }
 
-fn drop_mysql(s: &Services, db: &str) {
+pub(crate) fn drop_mysql(s: &Services, db: &str) {
     s.mysql_sql("", &format!("DROP DATABASE IF EXISTS {db}"));
 }
 
@@ -99,7 +99,7 @@ fn drop_pg(s: &Services, db: &str) {
 
 /// Feeds `sql` to a client command's stdin; panics with its stderr on failure.
 #[track_caller]
-fn pipe_into(mut cmd: Command, sql: &[u8]) {
+pub(crate) fn pipe_into(mut cmd: Command, sql: &[u8]) {
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::piped())

@@ -23,3 +23,4 @@ mod retention_clock;
 mod run_control;
 mod saas_destinations;
 mod samba_destination;
+mod ssh_sources;
