@@ -95,6 +95,8 @@ pub enum Payload {
     Tar,
     /// An SQL dump (mysql, pgsql).
     Sql,
+    /// A block device image (lvm-ssh; the original's `vol` suffix).
+    Vol,
 }
 
 impl Payload {
@@ -103,6 +105,7 @@ impl Payload {
         match self {
             Payload::Tar => "tar",
             Payload::Sql => "sql",
+            Payload::Vol => "vol",
         }
     }
 
@@ -111,6 +114,7 @@ impl Payload {
         match s {
             "tar" => Some(Payload::Tar),
             "sql" => Some(Payload::Sql),
+            "vol" => Some(Payload::Vol),
             _ => None,
         }
     }

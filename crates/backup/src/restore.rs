@@ -361,7 +361,7 @@ pub fn restore(
             ));
             let unpacked = match copy.name.payload {
                 Payload::Tar => untar(&mut decoded, &mut unpacker),
-                Payload::Sql => unpacker
+                Payload::Sql | Payload::Vol => unpacker
                     .file(&dump, &mut decoded)
                     .map_err(|f| stream_failure(&decoded, f)),
             };
@@ -379,7 +379,7 @@ pub fn restore(
             unpacker.commit()?;
             let written_to = match copy.name.payload {
                 Payload::Tar => dir,
-                Payload::Sql => dir.join(dump),
+                Payload::Sql | Payload::Vol => dir.join(dump),
             };
             Ok(Restored {
                 copy,
@@ -432,7 +432,7 @@ fn verify_one(
             let (bytes, members) = walk_tar(&mut decoded)?;
             (bytes, Some(members))
         }
-        Payload::Sql => (
+        Payload::Sql | Payload::Vol => (
             copy_payload(
                 &mut decoded,
                 &mut io::sink(),

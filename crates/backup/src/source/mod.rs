@@ -13,6 +13,7 @@ use crate::config::{Entry, Invalid, Validate};
 
 pub mod folder;
 pub mod folder_ssh;
+pub mod lvm_ssh;
 pub mod mysql;
 pub mod mysql_ssh;
 pub mod pgsql;
@@ -146,17 +147,13 @@ source_types! {
     "folder" => Folder(folder::FolderConfig),
     "folder-ssh" => FolderSsh(folder_ssh::FolderSshConfig),
     "mysql-ssh" => MysqlSsh(mysql_ssh::MysqlSshConfig),
+    "lvm-ssh" => LvmSsh(lvm_ssh::LvmSshConfig),
     "mysql" => Mysql(mysql::MysqlConfig),
     "pgsql" => Pgsql(pgsql::PgsqlConfig),
 }
 
 impl SourceSpec {
     /// Types of the original (2.5.0) that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &[
-        "lvm-ssh",
-        "rds",
-        "rds-pgsql",
-        "snapshot",
-        "azure-managed-disk",
-    ];
+    pub const LATER: &'static [&'static str] =
+        &["rds", "rds-pgsql", "snapshot", "azure-managed-disk"];
 }

@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 
 use custos_kit::config::Invalid;
 
-use super::process::{run_check, ChildStream, Credentials, Verdict};
+use super::process::{run_check, run_output, ChildStream, Credentials, Verdict};
 use super::SourceError;
 
 /// The remote `sh` script every command runs in (`$@` is the command): a watcher polls the
@@ -218,7 +218,18 @@ impl SshTarget {
         ChildStream::spawn(&self.what(what), cmd, classify, credentials)
     }
 
-    /// Runs `remote` on the host to its end, for a check (`--dry-run`).
+    /// Runs `remote` on the host to its end and returns its stdout (at most `max` bytes).
+    pub fn output(
+        &self,
+        what: &str,
+        remote: &[OsString],
+        max: usize,
+    ) -> Result<Vec<u8>, SourceError> {
+        run_output(&self.what(what), self.command(remote), max)
+    }
+
+    /// Runs `remote` on the host to its end, for a check (`--dry-run`) or a step whose
+    /// output nobody reads (`lvcreate`).
     pub fn check(
         &self,
         what: &str,
