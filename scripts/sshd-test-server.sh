@@ -2,8 +2,8 @@
 # Runs Debian's OpenSSH server (package openssh-server) on 127.0.0.1 for the `backup` crate's
 # SSH source tests: a private sshd_config, its own host key, key login only, and one
 # throwaway user, `custos-ssh` (a system user with /bin/sh, created if missing), whose
-# authorized_keys holds a client key generated here. Nothing of the system's sshd is used
-# or changed (its config, keys and port 22 stay as they are).
+# authorized_keys holds a client key generated here (root may log in with that key too).
+# Nothing of the system's sshd is used or changed (its config, keys and port 22 stay as they are).
 #
 # Usage: scripts/sshd-test-server.sh [PORT]
 #   Without PORT a free port is chosen. Prints, one per line:
@@ -54,8 +54,10 @@ PidFile none
 AuthorizedKeysFile $dir/authorized_keys
 # The temp dir sits in /tmp (mode 1777), which StrictModes would refuse.
 StrictModes no
-AllowUsers $user
-PermitRootLogin no
+# root only with this run's key: the real-LVM test (runs where device-mapper exists) logs in
+# as root, as the original's lvm-ssh example does.
+AllowUsers $user root
+PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no

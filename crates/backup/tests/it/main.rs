@@ -15,6 +15,7 @@ mod faults;
 mod folder_roundtrip;
 mod gs_destination;
 mod hostile_restore;
+mod lvm_ssh;
 mod notify_http;
 mod notify_metrics;
 mod notify_smtp;
