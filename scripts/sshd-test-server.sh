@@ -32,10 +32,17 @@ if [ "$(id -u)" != 0 ]; then
 	exit 3
 fi
 PATH=$PATH:/usr/sbin
-# Idempotent; a concurrent start may win the race, which is fine. `usermod -p '*'`: a
-# locked account (`!` in shadow, useradd's default) is refused by sshd even for key logins.
-id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir / --shell /bin/sh "$user" 2>/dev/null || id "$user" >/dev/null
-usermod -p '*' "$user"
+# Idempotent. `usermod -p '*'`: a locked account (`!` in shadow, useradd's default) is
+# refused by sshd even for key logins. Tests start servers in parallel: a start that finds
+# /etc/passwd or /etc/shadow locked by another one tries again.
+ready() { id "$user" >/dev/null 2>&1 && [ "$(getent shadow "$user" | cut -d: -f2)" = '*' ]; }
+for _ in $(seq 1 50); do
+	ready && break
+	id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir / --shell /bin/sh "$user" 2>/dev/null || true
+	id "$user" >/dev/null 2>&1 && usermod -p '*' "$user" 2>/dev/null || true
+	ready || sleep 0.1
+done
+ready || { echo "sshd-test-server: cannot create the user $user with a usable password field" >&2; exit 1; }
 # sshd's privilege separation directory (Debian creates it only when its service starts).
 mkdir -p /run/sshd
 chmod 755 /run/sshd
