@@ -117,6 +117,24 @@ fn folder_ssh_round_trip_restores_hostile_names_byte_identical_and_runs_nothing(
     fs::remove_file(top.join("skip/me.tmp")).expect("rm");
     set_mtime(&top.join("skip"), 1_100_000_000);
     assert_same_tree(&top, &target, true);
+
+    // A path missing on the remote host: the dry run says so, naming it.
+    let missing = top.join("not here");
+    let mut job = Job::new(t.path());
+    job.source(folder_ssh(&s, "gone", &missing, &[]))
+        .destination(local_destination("disk", &dest));
+    let r = backup([
+        "--dry-run".as_ref(),
+        job.write_as("missing.json").as_os_str(),
+    ]);
+    r.assert_code(1);
+    let text = r.all_text();
+    assert!(
+        text.contains(&format!("{}: no such file or directory", missing.display())),
+        "{}",
+        r.describe()
+    );
+    no_marks(&marks);
 }
 
 #[test]
