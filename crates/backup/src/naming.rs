@@ -94,6 +94,8 @@ pub enum Payload {
     Disk,
     /// A `btrfs send` stream (btrfs with `mode: send`), restored as one file for `btrfs receive`.
     Btrfs,
+    /// A block device image (lvm-ssh; the original's `vol` suffix).
+    Vol,
 }
 
 impl Payload {
@@ -104,6 +106,7 @@ impl Payload {
             Payload::Sql => "sql",
             Payload::Disk => "disk",
             Payload::Btrfs => "btrfs",
+            Payload::Vol => "vol",
         }
     }
 
@@ -114,6 +117,7 @@ impl Payload {
             "sql" => Some(Payload::Sql),
             "disk" => Some(Payload::Disk),
             "btrfs" => Some(Payload::Btrfs),
+            "vol" => Some(Payload::Vol),
             _ => None,
         }
     }

@@ -370,7 +370,7 @@ pub fn restore(
             ));
             let unpacked = match copy.name.payload {
                 Payload::Tar => untar(&mut decoded, &mut unpacker),
-                Payload::Sql | Payload::Disk | Payload::Btrfs => unpacker
+                Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol => unpacker
                     .file(&dump, &mut decoded)
                     .map_err(|f| stream_failure(&decoded, f)),
             };
@@ -388,7 +388,7 @@ pub fn restore(
             unpacker.commit()?;
             let written_to = match copy.name.payload {
                 Payload::Tar => dir,
-                Payload::Sql | Payload::Disk | Payload::Btrfs => dir.join(dump),
+                Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol => dir.join(dump),
             };
             Ok(Restored {
                 copy,
@@ -438,7 +438,7 @@ fn verify_one(
     let mut decoded = open_decoded(d, &copy, decryption.as_ref(), expected.as_deref())?;
     let payload_bytes = match copy.name.payload {
         Payload::Tar => walk_tar(&mut decoded)?,
-        Payload::Sql | Payload::Disk | Payload::Btrfs => copy_payload(
+        Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol => copy_payload(
             &mut decoded,
             &mut io::sink(),
             &object,

@@ -422,8 +422,8 @@ fn unknown_type_is_a_config_error_listing_known_types() {
     assert_eq!(
         e.to_string(),
         "/etc/backups/job.json: sources[0].type: invalid value \"folders\": unknown type, did you mean \"folder\"? \
-         implemented types: azure-managed-disk, btrfs, folder, mysql, pgsql, rds, rds-pgsql, \
-         snapshot (the original's folder-ssh, lvm-ssh, mysql-ssh are not supported yet)"
+         implemented types: azure-managed-disk, btrfs, folder, folder-ssh, lvm-ssh, mysql, \
+         mysql-ssh, pgsql, rds, rds-pgsql, snapshot"
     );
     // The implemented types are listed apart from the ones not supported yet.
     let e = parse_err(
@@ -452,7 +452,7 @@ fn handlers_left_to_later_issues_parse_as_unsupported() {
      "credentials": {"aws_access_key_id": "A", "aws_secret_access_key": "S"}},
     {"id": "mydisk1", "type": "lvm-ssh", "name": "My Disk 1", "sshhost": "h",
      "sshuser": "root", "vg_name": "ubuntu-vg", "lv_name": "mydisk1", "size": "5G",
-     "retain_snapshots": 3}
+     "retain_snapshots": 3, "passphrase": "p"}
   ],
   "destinations": [
     {"id": "l", "type": "local", "path": "/b", "retention_copies": "5", "retention_days": 30},
@@ -474,7 +474,9 @@ fn handlers_left_to_later_issues_parse_as_unsupported() {
     // rds is implemented now: the original's example keys parse as its config.
     assert!(matches!(job.sources[1].spec, SourceSpec::Rds(_)));
     assert_eq!(job.sources[1].kind, "rds");
-    assert!(matches!(job.sources[2].spec, SourceSpec::Unsupported));
+    // lvm-ssh is implemented now: the original README's example keys parse as its config.
+    assert!(matches!(&job.sources[2].spec, SourceSpec::LvmSsh(c)
+        if c.vg_name == "ubuntu-vg" && c.lv_name == "mydisk1" && c.retain_snapshots == Some(3)));
     assert_eq!(
         job.destinations[0].retention,
         RetentionPolicy {

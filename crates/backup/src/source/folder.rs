@@ -116,17 +116,7 @@ impl FolderSource {
     pub fn command(&self) -> Command {
         let (dir, member) = split_member(&self.path);
         let mut cmd = self.tar_command();
-        cmd.arg("--create")
-            .arg("--file=-")
-            .arg("--format=gnu")
-            .arg("--sparse");
-        let mut d = OsString::from("--directory=");
-        d.push(&dir);
-        cmd.arg(d);
-        for e in &self.excludes {
-            cmd.arg(format!("--exclude={e}"));
-        }
-        cmd.arg(member);
+        cmd.args(tar_args(dir.as_os_str(), &self.excludes, &member));
         cmd
     }
 
@@ -157,8 +147,28 @@ impl FolderSource {
     }
 }
 
+/// GNU tar's arguments for an archive on stdout of `member` in `dir`: `--exclude` options
+/// before the member (GNU tar >= 1.29 reads them positionally), sparse files found by seeking.
+/// `folder-ssh` runs the same on the remote host.
+pub fn tar_args(dir: &OsStr, excludes: &[String], member: &OsStr) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["--create", "--file=-", "--format=gnu", "--sparse"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    let mut d = OsString::from("--directory=");
+    d.push(dir);
+    args.push(d);
+    args.extend(
+        excludes
+            .iter()
+            .map(|e| OsString::from(format!("--exclude={e}"))),
+    );
+    args.push(member.to_owned());
+    args
+}
+
 /// tar exits 1 when a file changed or vanished while being read: the archive is usable.
-fn tar_verdict(code: i32) -> Verdict {
+pub fn tar_verdict(code: i32) -> Verdict {
     match code {
         0 => Verdict::Ok,
         1 => Verdict::Warning,

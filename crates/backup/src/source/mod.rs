@@ -17,11 +17,15 @@ pub mod aws;
 pub mod azure;
 pub mod btrfs;
 pub mod folder;
+pub mod folder_ssh;
+pub mod lvm_ssh;
 pub mod mysql;
+pub mod mysql_ssh;
 pub mod pgsql;
 pub mod process;
 pub mod rds;
 pub mod snapshot;
+pub mod ssh;
 
 /// Whether running the job again unchanged may help: decided where the error is made,
 /// from what happened (never from its text).
@@ -57,6 +61,14 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// A failure that will repeat until someone changes something (an unreadable report).
+    pub fn permanent(message: String) -> Self {
+        SourceError::Unavailable {
+            retry: Retry::Permanent,
+            message,
+        }
+    }
+
     /// Whether a retry may help, when the error says so itself; `None` for an I/O error,
     /// whose kind decides (the report's transient I/O kinds).
     pub fn retry(&self) -> Option<Retry> {
@@ -203,6 +215,9 @@ macro_rules! source_types {
 
 source_types! {
     "folder" => Folder(folder::FolderConfig),
+    "folder-ssh" => FolderSsh(folder_ssh::FolderSshConfig),
+    "mysql-ssh" => MysqlSsh(mysql_ssh::MysqlSshConfig),
+    "lvm-ssh" => LvmSsh(lvm_ssh::LvmSshConfig),
     "mysql" => Mysql(mysql::MysqlConfig),
     "pgsql" => Pgsql(pgsql::PgsqlConfig),
     "btrfs" => Btrfs(btrfs::BtrfsConfig),
@@ -220,5 +235,5 @@ impl SourceSpec {
     }
 
     /// Types of the original (2.5.0) that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &["folder-ssh", "mysql-ssh", "lvm-ssh"];
+    pub const LATER: &'static [&'static str] = &[];
 }

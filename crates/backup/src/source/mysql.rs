@@ -24,6 +24,14 @@ use serde::Deserialize;
 use custos_kit::config::values::no_newline;
 use custos_kit::config::{Invalid, Secret, Validate};
 
+/// mysqldump options for a check that connects and dumps nothing but headers.
+pub const CHECK_ARGS: [&str; 4] = [
+    "--no-data",
+    "--no-create-info",
+    "--no-create-db",
+    "--skip-triggers",
+];
+
 /// `type: mysql`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -228,12 +236,7 @@ impl Source for MysqlSource {
 
     /// Connects and dumps nothing but headers: proves credentials, databases and privileges.
     fn check(&self, cancel: Cancel) -> Result<(), SourceError> {
-        let (cmd, credentials) = self.command(&[
-            "--no-data",
-            "--no-create-info",
-            "--no-create-db",
-            "--skip-triggers",
-        ])?;
+        let (cmd, credentials) = self.command(&CHECK_ARGS)?;
         run_check(&self.program_name(), cmd, credentials, cancel)
     }
 

@@ -138,6 +138,23 @@ fn run_to_end(spawn: Spawn, timeout: Duration) -> Result<(), SourceError> {
         .map_err(|e| process_error(e, Retry::Transient))
 }
 
+/// Runs `cmd` to its end and returns its stdout (at most `max` bytes), for a command whose
+/// answer a source reads (`lvs`): a nonzero exit fails with the program, its status and its
+/// stderr, retryable (as a check).
+pub fn run_output(
+    what: &str,
+    cmd: Command,
+    max: usize,
+    cancel: Cancel,
+) -> Result<Vec<u8>, SourceError> {
+    let out = custos_process::run(spawn_spec(what, cmd, None, cancel), CHECK_TIMEOUT, max)
+        .map_err(|e| process_error(e, Retry::Transient))?;
+    out.exit
+        .require_success()
+        .map_err(|e| process_error(e, Retry::Transient))?;
+    Ok(out.stdout)
+}
+
 /// A running child producing the stream on stdout.
 pub struct ChildStream {
     child: Child,

@@ -419,7 +419,7 @@ impl RdsSource {
         let waiting = Waiting {
             timeout: self.config.wait(),
             poll: self.config.poll(),
-            cancel: self.state().cancel.unwrap_or_else(Cancel::new),
+            cancel: self.state().cancel.unwrap_or_default(),
         };
         let mut last = String::new();
         waiting.until(&what, || {
