@@ -34,6 +34,14 @@
 # the backup does not get). Ends with the targets: S3 peak RSS < 150 MB, S3 throughput within
 # 20 % of local, local + S3 within 20 % of the slower alone. Needs curl and moto[server]
 # (scripts/install-deps.sh); the original's rows need python3's venv (Debian: python3-venv).
+#
+#   scripts/bench-backup.sh --ssh [--gb N] [--repeat R] [--md FILE]
+#
+# folder-ssh instead (issue 18): the same N GiB mixed folder read over a loopback OpenSSH
+# server (scripts/sshd-test-server.sh; needs root and openssh-server) by `backup` with a
+# folder-ssh source, against `ssh host tar c | zstd -1 | gpg -z0 -c`, the original's
+# `ssh host tar c | gpg -c`, and `backup` with the local folder source on the same input.
+# See scripts/bench-backup-ssh.sh.
 set -euo pipefail
 
 GB=1
@@ -43,11 +51,13 @@ REPEAT=
 PREPARE_ONLY=0
 MD=""
 S3=0
+SSH_BENCH=0
 PORT=
 ORIGINAL=1
 while (($#)); do
     case $1 in
     --s3) S3=1; shift ;;
+    --ssh) SSH_BENCH=1; shift ;;
     --port) PORT=$2; shift 2 ;;
     --no-original) ORIGINAL=0; shift ;;
     --gb) GB=$2; shift 2 ;;
@@ -201,6 +211,14 @@ tar cf - -C "$(dirname "$IN")" "./$(basename "$IN")" >/dev/null # warm cache
 PARENT=$(dirname "$IN")
 BASE=$(basename "$IN")
 GPG="gpg --batch --quiet --yes --pinentry-mode loopback --passphrase-file '$WORK/pass'"
+if ((SSH_BENCH)); then
+    # The ssh login user reads the input.
+    chmod -R a+rX "$IN"
+    chmod a+rx "$BENCH_DIR"
+    # shellcheck source=scripts/bench-backup-ssh.sh
+    source "$ROOT/scripts/bench-backup-ssh.sh"
+    exit $?
+fi
 
 job() { # job FILE DEST LAYOUT SRC
     mkdir -p "$2"

@@ -1,18 +1,26 @@
-//! The `list`, `restore` and `verify` commands: which destinations and keys to use, and what
-//! to print. Each returns an [`Outcome`] (the text for stdout and stderr, and whether anything
-//! failed) or a [`CommandError`]; the CLI prints the one and turns the other into an exit code.
+//! The commands, the library's only public surface (the CLI in `main.rs` is its one user):
+//! `run`, `list`, `restore`, `verify`, `prune`, `schedule` and `status`: which job, destinations and keys to use, and what
+//! to print. `list`, `restore` and `verify` return an [`Outcome`] (the text for stdout and
+//! stderr, and whether anything failed), `run` a [`RunOutcome`], or a [`CommandError`]; the
+//! CLI prints the one and turns the other into an exit code.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::config::{self, JobConfig, Protection};
+use crate::cancel::Cancel;
 use crate::coverage::{Cell, Column, Coverage};
 use crate::crypto::{self, CryptoError, Decryption};
 use crate::destination::Destination;
+use crate::engine::{fanout, interrupt, lock, retention, runner};
+use crate::job::{self, JobConfig, Protection};
 use crate::naming::RunStamp;
+use crate::outcome::size_description;
 use crate::restore::{self, RestoreError, RestoreOptions, RestoreTarget, SidecarCheck};
-use crate::runner::{self, size_description};
+use crate::schedule::{self, Schedule};
+use crate::status;
 use crate::table;
 use custos_kit::config::Strictness;
+use custos_kit::logging::LogTail;
 
 /// How to open objects encrypted to `recipients` (passphrase sources use the config).
 #[derive(Debug, Clone, Default)]
@@ -33,7 +41,7 @@ pub enum CommandError {
     Usage(String),
     /// Another run of the job holds its lock.
     #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
+    Lock(#[from] lock::LockError),
     /// The `--key` file cannot be used.
     #[error(transparent)]
     Key(#[from] CryptoError),
@@ -64,10 +72,99 @@ pub struct Outcome {
     pub missing_copies: bool,
 }
 
-/// Loads the job file; any problem with it (a key nothing reads, when `strictness` is strict)
+/// A job file, read and checked ([`load`]).
+#[derive(Debug)]
+pub struct Job(JobConfig);
+
+/// Loads the job file and checks what the engine needs of it (upload rate limits against
+/// stall timeouts); any problem with it (a key nothing reads, when `strictness` is strict)
 /// is a [`CommandError::Usage`].
-pub fn load(path: &Path, strictness: Strictness) -> Result<JobConfig, CommandError> {
-    config::load(path, strictness).map_err(|e| CommandError::Usage(e.to_string()))
+pub fn load(path: &Path, strictness: Strictness) -> Result<Job, CommandError> {
+    let job = job::load(path, strictness).map_err(|e| CommandError::Usage(e.to_string()))?;
+    fanout::check_rate_limits(&job).map_err(|e| CommandError::Usage(e.to_string()))?;
+    Ok(Job(job))
+}
+
+/// SIGINT and SIGTERM for one command: `run` and `restore` watch them; they cancel the command
+/// (producers killed, writers aborted, a restore's staging directory removed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signals(Cancel);
+
+impl Signals {
+    /// Not yet watching.
+    pub fn new() -> Self {
+        Signals(Cancel::new())
+    }
+
+    /// Starts watching; a failure to do so is logged (the command still runs).
+    fn watch(self) {
+        if let Err(e) = interrupt::install(self.0) {
+            tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
+        }
+    }
+
+    /// 130 (SIGINT) or 143 (SIGTERM) once a signal cancelled the command.
+    pub fn exit_code(self) -> Option<u8> {
+        interrupt::exit_code(self.0)
+    }
+}
+
+/// What `backup run` is asked for.
+#[derive(Debug, Clone)]
+pub struct RunRequest<'a> {
+    /// The job file (locked for the run).
+    pub config: &'a Path,
+    /// Check the config and reach every source and destination; write nothing.
+    pub dry_run: bool,
+    /// How long to wait for another run of this job to finish.
+    pub lock_wait: Duration,
+    /// Draw a progress bar on stderr.
+    pub progress_bar: bool,
+    /// The process's last log lines, for the notifiers that carry them.
+    pub log_tail: Option<LogTail>,
+}
+
+/// What a run did, as the CLI shows it.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The summary table.
+    pub table: String,
+    /// Every backup and every notification succeeded.
+    pub success: bool,
+    /// 0 or 1 ([`RunOutcome::success`]), 130/143 when a signal stopped the run.
+    pub exit_code: u8,
+}
+
+/// `backup run` (and `--dry-run`): holds the job's lock (not for a dry run, which writes
+/// nothing), runs every source to every destination, then the notifiers.
+pub fn run(
+    job: &Job,
+    request: RunRequest<'_>,
+    signals: Signals,
+) -> Result<RunOutcome, CommandError> {
+    signals.watch();
+    // Held until the run is over.
+    let _lock = if request.dry_run {
+        None
+    } else {
+        Some(lock::acquire(request.config, request.lock_wait)?)
+    };
+    let report = runner::run(
+        &job.0,
+        &runner::Options {
+            dry_run: request.dry_run,
+            progress_bar: request.progress_bar,
+            log_tail: request.log_tail,
+            cancel: signals.0,
+        },
+    );
+    Ok(RunOutcome {
+        table: report.table(),
+        success: report.success(),
+        exit_code: signals
+            .exit_code()
+            .unwrap_or(u8::from(report.exit_code() != 0)),
+    })
 }
 
 /// Destinations of the job; one that cannot be built (an unreadable key file, a bad
@@ -76,7 +173,7 @@ fn destinations(job: &JobConfig) -> (Vec<Box<dyn Destination>>, Vec<String>) {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for d in &job.destinations {
-        match runner::build_destination(d) {
+        match d.build() {
             Ok(b) => out.push(b),
             Err(e) => skipped.push(e.to_string()),
         }
@@ -134,7 +231,8 @@ pub struct ListRequest<'a> {
 /// stands out, then a `missing:` line per such copy ([`Outcome::missing_copies`]); with
 /// `long`, a row per copy per destination. Future-dated copies are warned about and
 /// destinations that cannot be listed go to stderr and fail the command.
-pub fn list(job: &JobConfig, request: ListRequest<'_>) -> Outcome {
+pub fn list(job: &Job, request: ListRequest<'_>) -> Outcome {
+    let job = &job.0;
     let (dests, skipped) = destinations(job);
     let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
     let listing = restore::list(&refs, request.source);
@@ -195,7 +293,7 @@ fn long_table(listing: &restore::Listing) -> String {
             c.name.stamp.to_string(),
             c.destination.clone(),
             size_description(c.size as f64),
-            age(c.age()),
+            status::age(c.age().num_seconds()),
             if c.has_sidecar { "yes" } else { "none" }.to_owned(),
             c.name.path(),
         ]);
@@ -218,7 +316,7 @@ fn side_by_side(coverage: &Coverage) -> String {
         let mut row = vec![
             r.source_id.clone(),
             r.stamp.to_string(),
-            age(r.stamp.age(now)),
+            status::age(r.stamp.age(now).num_seconds()),
         ];
         row.extend(r.cells.iter().map(|c| match c {
             Cell::Present {
@@ -270,7 +368,14 @@ pub struct RestoreRequest<'a> {
 
 /// `backup restore`: streams the copy back; the line saying what was restored goes to stderr
 /// (stdout may be carrying the copy itself).
-pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, CommandError> {
+pub fn restore(
+    job: &Job,
+    request: RestoreRequest<'_>,
+    signals: Signals,
+) -> Result<Outcome, CommandError> {
+    let job = &job.0;
+    signals.watch();
+    let cancel = signals.0;
     let at = match request.at {
         Some(s) => Some(RunStamp::parse(s).ok_or_else(|| {
             CommandError::Usage(format!(
@@ -304,6 +409,7 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
             destination: request.destination.map(str::to_owned),
             target,
             decryption,
+            cancel,
         },
     )
     .map_err(|error| CommandError::Restore {
@@ -336,7 +442,8 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
 
 /// `backup verify`: reads the newest copy of each source (of `only`, if not empty) at each
 /// destination end to end; a table, then one line per failure and per unusable destination.
-pub fn verify(job: &JobConfig, only: &[String], keys: &Keys) -> Result<Outcome, CommandError> {
+pub fn verify(job: &Job, only: &[String], keys: &Keys) -> Result<Outcome, CommandError> {
+    let job = &job.0;
     for id in only {
         if !job.sources.iter().any(|s| &s.id == id) {
             return Err(CommandError::Usage(format!(
@@ -363,6 +470,11 @@ pub fn verify(job: &JobConfig, only: &[String], keys: &Keys) -> Result<Outcome, 
             .and_then(|(_, d)| d.clone())
     };
     let reports = restore::verify(&refs, &ids, &keys_for);
+    status::record(
+        &status::state_file(job),
+        &reports,
+        std::time::SystemTime::now(),
+    );
     let mut rows = vec![[
         "SOURCE".to_owned(),
         "DESTINATION".to_owned(),
@@ -410,27 +522,248 @@ pub fn verify(job: &JobConfig, only: &[String], keys: &Keys) -> Result<Outcome, 
     })
 }
 
-/// `3d 4h`, `5h 12m`, `42m`.
-fn age(d: chrono::TimeDelta) -> String {
-    let mins = d.num_minutes().max(0);
-    let (days, hours, m) = (mins / 1440, (mins / 60) % 24, mins % 60);
-    if days > 0 {
-        format!("{days}d {hours}h")
-    } else if hours > 0 {
-        format!("{hours}h {m}m")
-    } else {
-        format!("{m}m")
-    }
+/// What `backup prune` is asked for.
+#[derive(Debug, Clone)]
+pub struct PruneRequest<'a> {
+    /// The job file (locked while copies are deleted).
+    pub config: &'a Path,
+    /// Only this source id.
+    pub source: Option<&'a str>,
+    /// Say what would go and why the rest stays; delete nothing.
+    pub dry_run: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_read_naturally() {
-        assert_eq!(age(chrono::TimeDelta::minutes(42)), "42m");
-        assert_eq!(age(chrono::TimeDelta::minutes(5 * 60 + 12)), "5h 12m");
-        assert_eq!(age(chrono::TimeDelta::hours(76)), "3d 4h");
+/// `backup prune`: applies each destination's retention to each source's copies without a
+/// run (the newest good copy stays, as always), a row per copy saying what happens to it and
+/// which rules keep it. With `dry_run` nothing is deleted and no lock is taken.
+pub fn prune(job: &Job, request: PruneRequest<'_>) -> Result<Outcome, CommandError> {
+    let job = &job.0;
+    if let Some(id) = request.source {
+        if !job.sources.iter().any(|s| s.id == id) {
+            return Err(CommandError::Usage(format!(
+                "--source {id:?}: no such source in the config"
+            )));
+        }
     }
+    let _lock = if request.dry_run {
+        None
+    } else {
+        Some(lock::acquire(request.config, Duration::ZERO)?)
+    };
+    let (dests, mut failures) = destinations(job);
+    let now = std::time::SystemTime::now();
+    let mut rows = vec![[
+        "DESTINATION".to_owned(),
+        "SOURCE".to_owned(),
+        "COPY".to_owned(),
+        "ACTION".to_owned(),
+        "KEPT BY".to_owned(),
+    ]];
+    for dest in &dests {
+        let Some(config) = job.destinations.iter().find(|d| d.id == dest.id()) else {
+            continue;
+        };
+        for source in job
+            .sources
+            .iter()
+            .filter(|s| request.source.is_none_or(|id| s.id == id))
+        {
+            let copies = match retention::list_copies(dest.as_ref(), &source.id) {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push(format!("{} -> {}: {e}", source.id, dest.id()));
+                    continue;
+                }
+            };
+            let verdicts = retention::decide(&config.retention, &copies, now, None, &chrono::Local);
+            let mut order: Vec<usize> = (0..copies.len()).collect();
+            order.sort_by(|&a, &b| copies[b].timestamp.cmp(&copies[a].timestamp));
+            for i in order {
+                let (copy, verdict) = (&copies[i], &verdicts[i]);
+                let action = match (verdict.delete, request.dry_run) {
+                    (false, _) => "keep".to_owned(),
+                    (true, true) => "would delete".to_owned(),
+                    (true, false) => match retention::remove(dest.as_ref(), &source.id, copy) {
+                        Ok(()) => "deleted".to_owned(),
+                        Err(e) => {
+                            failures.push(format!(
+                                "{} -> {}: deleting copy {}: {e}",
+                                source.id,
+                                dest.id(),
+                                copy.timestamp
+                            ));
+                            "DELETE FAILED".to_owned()
+                        }
+                    },
+                };
+                let mut why: Vec<String> =
+                    verdict.kept_by.iter().map(ToString::to_string).collect();
+                if !copy.good {
+                    why.push("(no sidecar)".to_owned());
+                }
+                if verdict.kept_by.is_empty() && !verdict.delete {
+                    why.insert(0, "no retention rule".to_owned());
+                }
+                rows.push([
+                    dest.id().to_owned(),
+                    source.id.clone(),
+                    copy.timestamp.clone(),
+                    action,
+                    why.join(", "),
+                ]);
+            }
+        }
+    }
+    let mut stdout = table::render(&rows, &[]);
+    for line in &failures {
+        stdout.push_str(line);
+        stdout.push('\n');
+    }
+    Ok(Outcome {
+        stdout,
+        failed: !failures.is_empty(),
+        ..Outcome::default()
+    })
+}
+
+/// What `backup status` is asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatusRequest<'a> {
+    /// JSON instead of the Nagios line and table.
+    pub json: bool,
+    /// Also write node_exporter's textfile format here (atomically).
+    pub textfile: Option<&'a Path>,
+}
+
+/// `backup status`: per source and destination the newest good copy, its age, size and last
+/// verify; `failed` when a copy is older than `max_age`, missing, or a destination could not
+/// be listed.
+pub fn status(job: &Job, request: StatusRequest<'_>) -> Outcome {
+    let job = &job.0;
+    let (dests, skipped) = destinations(job);
+    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
+    let mut listing = restore::list(&refs, None);
+    for d in &job.destinations {
+        if !dests.iter().any(|b| b.id() == d.id) {
+            listing.unlisted.push(d.id.clone());
+        }
+    }
+    let state = status::load_state(&status::state_file(job));
+    let assessed = status::assess(job, &listing, &state, status::now_local());
+    let mut out = Outcome {
+        stdout: if request.json {
+            serde_json::to_string_pretty(&assessed).unwrap_or_default() + "\n"
+        } else {
+            assessed.text()
+        },
+        failed: !assessed.ok,
+        ..Outcome::default()
+    };
+    if let Some(path) = request.textfile {
+        let name = job
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Err(e) = crate::notify::write_atomically(path, assessed.textfile(&name).as_bytes()) {
+            out.stderr.push_str(&format!("backup: {e}\n"));
+            out.failed = true;
+        }
+    }
+    let errors = listing.errors.iter().map(ToString::to_string);
+    for m in skipped.into_iter().chain(errors) {
+        out.stderr.push_str(&format!("backup: {m}\n"));
+    }
+    out
+}
+
+/// What `backup schedule` is asked for.
+#[derive(Debug, Clone)]
+pub struct ScheduleRequest<'a> {
+    /// The job file (made absolute).
+    pub config: &'a Path,
+    /// `OnCalendar=`: `daily`, `weekly`, ... or a systemd calendar expression.
+    pub on: &'a str,
+    /// `RandomizedDelaySec=` in seconds.
+    pub randomized_delay: u32,
+    /// The user the job runs as.
+    pub user: &'a str,
+    /// A crontab line instead of systemd units.
+    pub cron: bool,
+    /// Write the units into this directory (and enable the timer when it is systemd's).
+    pub install: Option<&'a Path>,
+}
+
+/// Where `--install` writes units when not told otherwise; only there is the timer enabled.
+pub const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
+
+/// `backup schedule`: prints (or installs) the service template and the job's timer, or a
+/// crontab line.
+pub fn schedule(request: ScheduleRequest<'_>) -> Result<Outcome, CommandError> {
+    let usage = |e: &dyn std::fmt::Display| CommandError::Usage(e.to_string());
+    let job = std::fs::canonicalize(request.config)
+        .map_err(|e| CommandError::Usage(format!("{}: {e}", request.config.display())))?;
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| CommandError::Usage(format!("cannot tell where this binary is: {e}")))?;
+    let s = Schedule {
+        job,
+        on: request.on.to_owned(),
+        randomized_delay: request.randomized_delay,
+        user: request.user.to_owned(),
+        exe,
+    };
+    s.validate().map_err(|e| usage(&e))?;
+    if request.cron {
+        return Ok(Outcome {
+            stdout: s.cron().map_err(|e| usage(&e))?,
+            ..Outcome::default()
+        });
+    }
+    let timer_name = s.timer_name();
+    let units = [
+        (schedule::TEMPLATE.to_owned(), s.service()),
+        (timer_name.clone(), s.timer()),
+    ];
+    let enable = format!("systemctl daemon-reload && systemctl enable --now '{timer_name}'");
+    let Some(dir) = request.install else {
+        let mut stdout = String::new();
+        for (name, text) in &units {
+            stdout.push_str(&format!("# {SYSTEM_UNIT_DIR}/{name}\n{text}\n"));
+        }
+        stdout.push_str(&format!("# then: {enable}\n"));
+        return Ok(Outcome {
+            stdout,
+            ..Outcome::default()
+        });
+    };
+    let mut stdout = String::new();
+    for (name, text) in &units {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| CommandError::Usage(format!("{}: {e}", path.display())))?;
+        stdout.push_str(&format!("wrote {}\n", path.display()));
+    }
+    if dir == Path::new(SYSTEM_UNIT_DIR) && Path::new("/run/systemd/system").is_dir() {
+        for args in [&["daemon-reload"][..], &["enable", "--now", &timer_name]] {
+            systemctl(args).map_err(|e| CommandError::Usage(e.to_string()))?;
+        }
+        stdout.push_str(&format!("enabled and started {timer_name}\n"));
+    } else {
+        stdout.push_str(&format!("to enable it: {enable}\n"));
+    }
+    Ok(Outcome {
+        stdout,
+        ..Outcome::default()
+    })
+}
+
+fn systemctl(args: &[&str]) -> Result<(), custos_process::ProcessError> {
+    let mut cmd = std::process::Command::new("systemctl");
+    cmd.args(args);
+    custos_process::Spawn::new("systemctl", cmd)
+        .spawn()?
+        .wait_timeout(Duration::from_secs(60))?
+        .require_success()
+        .map(drop)
 }

@@ -5,8 +5,10 @@
 
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::OnceLock;
 
-use crate::{config, restore};
+use crate::cancel::Cancel;
+use crate::{job, restore};
 
 /// `job_config`: a job file (the original's JSON, trailing commas tolerated). Parsing and
 /// validation end in a job or an error whose message can be printed, and every unknown key can
@@ -15,7 +17,7 @@ pub fn job_config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match config::parse(Path::new("nightly.cfg"), text) {
+    match job::parse(Path::new("nightly.cfg"), text) {
         Ok(job) => {
             job.unknown_keys.iter().for_each(|k| drop(k.to_string()));
             if let Err(e) = job.validate() {
@@ -41,7 +43,9 @@ pub fn restore_tar(data: &[u8]) {
     let outside = base.path().join("outside");
     std::fs::write(&outside, b"keep").expect("writing the sentinel");
     let target = base.path().join("target");
-    let result = restore::unpack_tar(data, &target);
+    // One token for every run: each `Cancel::new` leaks its state on purpose.
+    static CANCEL: OnceLock<Cancel> = OnceLock::new();
+    let result = restore::unpack_tar(data, &target, *CANCEL.get_or_init(Cancel::new));
     let mut names: Vec<OsString> = std::fs::read_dir(base.path())
         .expect("reading the base directory")
         .map(|e| e.expect("an entry").file_name())

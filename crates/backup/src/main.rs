@@ -12,8 +12,10 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use custos_backup::commands::{self, CommandError, Keys, ListRequest, Outcome, RestoreRequest};
-use custos_backup::{interrupt, lock, runner};
+use custos_backup::commands::{
+    self, CommandError, Keys, ListRequest, Outcome, PruneRequest, RestoreRequest, RunRequest,
+    ScheduleRequest, Signals, StatusRequest,
+};
 use custos_kit::config::Strictness;
 use custos_kit::start::Failure;
 use std::time::Duration;
@@ -90,6 +92,49 @@ enum Command {
         #[command(flatten)]
         keys: KeyArgs,
     },
+    /// Apply each destination's retention now, without a run: a row per copy, what happens to
+    /// it and which rules keep it (the newest good copy always stays).
+    Prune {
+        config: PathBuf,
+        /// Only this source id.
+        #[arg(long)]
+        source: Option<String>,
+        /// Say what would be deleted and why the rest stays; delete nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Per source and destination: the newest good copy, its age and size, the last verify;
+    /// exit 1 when one is older than max_age or missing (a Nagios/Icinga check).
+    Status {
+        config: PathBuf,
+        /// JSON instead of the summary line and table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the status for node_exporter's textfile collector to FILE.
+        #[arg(long, value_name = "FILE")]
+        textfile: Option<PathBuf>,
+    },
+    /// Print the systemd service and timer (or a crontab line) that run the job on a
+    /// schedule; --install writes them.
+    Schedule {
+        config: PathBuf,
+        /// hourly, daily, weekly, monthly, yearly, or a systemd calendar expression
+        /// ('*-*-* 02:30', 'Mon..Fri *-*-* 01:00').
+        #[arg(long, value_name = "WHEN")]
+        on: String,
+        /// Spread the start over up to SECONDS (RandomizedDelaySec).
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        randomized_delay: u32,
+        /// The user the job runs as (it must read the job file; as the shipped units).
+        #[arg(long, default_value = "backups")]
+        user: String,
+        /// An /etc/cron.d line instead of systemd units.
+        #[arg(long, conflicts_with = "install")]
+        cron: bool,
+        /// Write the units into DIR and enable the timer when DIR is /etc/systemd/system.
+        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = commands::SYSTEM_UNIT_DIR)]
+        install: Option<PathBuf>,
+    },
 }
 
 /// How to open objects encrypted to `recipients` (passphrase sources use the config).
@@ -106,7 +151,9 @@ struct KeyArgs {
     gnupg_home: Option<PathBuf>,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "list", "restore", "verify", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "run", "list", "restore", "verify", "prune", "schedule", "status", "help",
+];
 
 /// The CLI, with the options of `run` listed in the top-level help: the original's form
 /// `backup [-n] CONFIG` takes them without the word `run`, so `backup --help` shows them.
@@ -175,9 +222,10 @@ fn main() -> ExitCode {
     if let Err(e) = dumpable {
         tracing::warn!("cannot mark the process non-dumpable (prctl): {e}");
     }
+    let signals = Signals::new();
     custos_kit::start::main("backup", || {
-        execute(&cli, log_tail).map_err(|e| {
-            let code = match interrupt::exit_code() {
+        execute(&cli, log_tail, signals).map_err(|e| {
+            let code = match signals.exit_code() {
                 Some(c) => c,
                 None if e.is_usage() => custos_kit::start::USAGE,
                 None => custos_kit::start::FAILED,
@@ -210,7 +258,11 @@ const MISSING_COPY_EXIT: u8 = 3;
 /// Log lines a run keeps for notifiers that carry them (healthchecks pings).
 const LOG_TAIL_LINES: usize = 40;
 
-fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, CommandError> {
+fn execute(
+    cli: &Cli,
+    log_tail: custos_kit::logging::LogTail,
+    signals: Signals,
+) -> Result<u8, CommandError> {
     let strictness = Strictness::from_flag(cli.strict);
     match &cli.command {
         Command::Run {
@@ -220,29 +272,23 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
         } => {
             // A dry run validates exactly as a run does: it answers "would this run?".
             let job = commands::load(config, strictness)?;
-            if let Err(e) = interrupt::install() {
-                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
-            }
-            // Held until the run is over; a dry run writes nothing and needs none.
-            let _lock = if *dry_run {
-                None
-            } else {
-                Some(lock::acquire(config, Duration::from_secs(*lock_wait))?)
-            };
-            let report = runner::run(
+            let done = commands::run(
                 &job,
-                &runner::Options {
+                RunRequest {
+                    config,
                     dry_run: *dry_run,
+                    lock_wait: Duration::from_secs(*lock_wait),
                     progress_bar: std::io::stderr().is_terminal(),
                     log_tail: Some(log_tail),
                 },
-            );
+                signals,
+            )?;
             // Quiet on success under cron (it mails any output); the table on a terminal,
             // with -v, on --dry-run, and whenever something failed.
-            if !report.success() || cli.verbose || *dry_run || std::io::stdout().is_terminal() {
-                print!("{}", report.table());
+            if !done.success || cli.verbose || *dry_run || std::io::stdout().is_terminal() {
+                print!("{}", done.table);
             }
-            Ok(interrupt::exit_code().unwrap_or(report.exit_code() as u8))
+            Ok(done.exit_code)
         }
         Command::List {
             config,
@@ -273,9 +319,6 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
             keys,
         } => {
             let job = commands::load(config, strictness)?;
-            if let Err(e) = interrupt::install() {
-                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
-            }
             let request = RestoreRequest {
                 source,
                 at: at.as_deref(),
@@ -283,7 +326,7 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
                 to,
                 keys: &keys.keys(),
             };
-            Ok(report(&commands::restore(&job, request)?))
+            Ok(report(&commands::restore(&job, request, signals)?))
         }
         Command::Verify {
             config,
@@ -292,6 +335,51 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
         } => {
             let job = commands::load(config, strictness)?;
             Ok(report(&commands::verify(&job, source, &keys.keys())?))
+        }
+        Command::Prune {
+            config,
+            source,
+            dry_run,
+        } => {
+            let job = commands::load(config, strictness)?;
+            let request = PruneRequest {
+                config,
+                source: source.as_deref(),
+                dry_run: *dry_run,
+            };
+            Ok(report(&commands::prune(&job, request)?))
+        }
+        Command::Status {
+            config,
+            json,
+            textfile,
+        } => {
+            let job = commands::load(config, strictness)?;
+            let request = StatusRequest {
+                json: *json,
+                textfile: textfile.as_deref(),
+            };
+            Ok(report(&commands::status(&job, request)))
+        }
+        Command::Schedule {
+            config,
+            on,
+            randomized_delay,
+            user,
+            cron,
+            install,
+        } => {
+            // A job that does not load would fail at every tick: refuse it now.
+            commands::load(config, strictness)?;
+            let request = ScheduleRequest {
+                config,
+                on,
+                randomized_delay: *randomized_delay,
+                user,
+                cron: *cron,
+                install: install.as_deref(),
+            };
+            Ok(report(&commands::schedule(request)?))
         }
     }
 }
@@ -375,6 +463,8 @@ mod tests {
         assert!(matches!(cli.command, Command::List { long: true, .. }));
         let cli = parse(&["backup", "list", "--check", "job.json"]);
         assert!(matches!(cli.command, Command::List { check: true, .. }));
+        let cli = parse(&["backup", "prune", "-n", "job.json"]);
+        assert!(matches!(cli.command, Command::Prune { dry_run: true, .. }));
     }
 
     #[test]

@@ -52,11 +52,6 @@ impl RunStamp {
             .map(Self)
     }
 
-    /// The local date-time.
-    pub fn datetime(&self) -> NaiveDateTime {
-        self.0
-    }
-
     /// Age relative to `now` (local); negative when the stamp is in the future.
     pub fn age(&self, now: NaiveDateTime) -> chrono::TimeDelta {
         now - self.0
@@ -95,14 +90,23 @@ pub enum Payload {
     Tar,
     /// An SQL dump (mysql, pgsql).
     Sql,
+    /// A disk image (azure-managed-disk), restored as one file.
+    Disk,
+    /// A `btrfs send` stream (btrfs with `mode: send`), restored as one file for `btrfs receive`.
+    Btrfs,
+    /// A block device image (lvm-ssh; the original's `vol` suffix).
+    Vol,
 }
 
 impl Payload {
-    /// The suffix word (`tar`, `sql`), as `Source::suffix` returns it.
+    /// The suffix word (`tar`, `sql`, `disk`, `btrfs`), as `Source::suffix` returns it.
     pub fn as_str(&self) -> &'static str {
         match self {
             Payload::Tar => "tar",
             Payload::Sql => "sql",
+            Payload::Disk => "disk",
+            Payload::Btrfs => "btrfs",
+            Payload::Vol => "vol",
         }
     }
 
@@ -111,6 +115,9 @@ impl Payload {
         match s {
             "tar" => Some(Payload::Tar),
             "sql" => Some(Payload::Sql),
+            "disk" => Some(Payload::Disk),
+            "btrfs" => Some(Payload::Btrfs),
+            "vol" => Some(Payload::Vol),
             _ => None,
         }
     }
@@ -318,6 +325,26 @@ mod tests {
         assert_eq!(n.sidecar(), "www/20240131235959/www.sql.gz.sha256");
     }
 
+    /// Disk images and send streams are listed, restored and pruned like any copy: a name
+    /// that did not parse back would be invisible to retention and restore.
+    #[test]
+    fn disk_and_btrfs_payloads_round_trip() {
+        for (payload, file) in [
+            (Payload::Disk, "vm/20240131235959/vm.disk.zst.gpg"),
+            (Payload::Btrfs, "vm/20240131235959/vm.btrfs.zst.gpg"),
+        ] {
+            let n = ObjectName {
+                source_id: "vm".into(),
+                stamp: stamp("20240131235959"),
+                payload,
+                encoding: Encoding::CUSTOS,
+            };
+            assert_eq!(n.path(), file);
+            assert_eq!(ObjectName::parse(file), Some(n));
+            assert_eq!(Payload::from_suffix(payload.as_str()), Some(payload));
+        }
+    }
+
     #[test]
     fn parses_original_names_and_skips_others() {
         let n = ObjectName::parse("db-1/20230102030405/db-1.sql.gpg").expect("parses");
@@ -355,7 +382,7 @@ mod tests {
     #[test]
     fn stamp_is_whole_seconds_and_ordered() {
         let a = RunStamp::now();
-        assert_eq!(a.datetime().nanosecond(), 0);
+        assert_eq!(a.0.nanosecond(), 0);
         assert_eq!(RunStamp::parse(&a.to_string()), Some(a));
         assert!(stamp("20240101000000") < stamp("20240101000001"));
     }

@@ -29,6 +29,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::cancel::Cancel;
 use crate::crypto::{CryptoError, Decryption};
 use crate::destination::{Destination, DestinationError};
 use crate::naming::{self, ObjectName, Payload, RunStamp};
@@ -104,6 +105,8 @@ pub struct RestoreOptions {
     pub target: RestoreTarget,
     /// Needed for `.gpg` objects: the source's passphrase, a secret key file, or gpg.
     pub decryption: Option<Decryption>,
+    /// SIGINT/SIGTERM cancel it: the restore stops and removes its staging directory.
+    pub cancel: Cancel,
 }
 
 /// How the sha256 sidecar compared.
@@ -120,6 +123,10 @@ pub enum SidecarCheck {
 pub struct Restored {
     pub copy: Copy,
     /// sha256 of the object as read.
+    #[allow(
+        dead_code,
+        reason = "the tests compare it with the digest the pipeline stored"
+    )]
     pub sha256: String,
     pub sidecar: SidecarCheck,
     /// Payload bytes written (tar stream or dump size).
@@ -143,11 +150,13 @@ pub struct VerifyReport {
 #[derive(Debug)]
 pub struct Verified {
     pub copy: Copy,
-    pub sha256: String,
     pub sidecar: SidecarCheck,
+    /// Payload bytes read back (tar stream or dump size).
+    #[allow(
+        dead_code,
+        reason = "the tests check that the whole payload was read back"
+    )]
     pub payload_bytes: u64,
-    /// Entries in the archive (tar payloads), `None` for dumps.
-    pub members: Option<u64>,
 }
 
 /// Restore, list or verify failed; each variant names the object or path concerned.
@@ -353,7 +362,7 @@ pub fn restore(
             })
         }
         RestoreTarget::Directory(dir) => {
-            let mut unpacker = Unpacker::new(&dir, &object)?;
+            let mut unpacker = Unpacker::new(&dir, &object, opts.cancel)?;
             let dump = OsString::from(format!(
                 "{}.{}",
                 copy.name.source_id,
@@ -361,7 +370,7 @@ pub fn restore(
             ));
             let unpacked = match copy.name.payload {
                 Payload::Tar => untar(&mut decoded, &mut unpacker),
-                Payload::Sql => unpacker
+                Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol => unpacker
                     .file(&dump, &mut decoded)
                     .map_err(|f| stream_failure(&decoded, f)),
             };
@@ -379,7 +388,7 @@ pub fn restore(
             unpacker.commit()?;
             let written_to = match copy.name.payload {
                 Payload::Tar => dir,
-                Payload::Sql => dir.join(dump),
+                Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol => dir.join(dump),
             };
             Ok(Restored {
                 copy,
@@ -427,28 +436,20 @@ fn verify_one(
     let expected = read_sidecar(d, &copy)?;
     let decryption = keys(source_id);
     let mut decoded = open_decoded(d, &copy, decryption.as_ref(), expected.as_deref())?;
-    let (payload_bytes, members) = match copy.name.payload {
-        Payload::Tar => {
-            let (bytes, members) = walk_tar(&mut decoded)?;
-            (bytes, Some(members))
-        }
-        Payload::Sql => (
-            copy_payload(
-                &mut decoded,
-                &mut io::sink(),
-                &object,
-                Path::new("/dev/null"),
-            )?,
-            None,
-        ),
+    let payload_bytes = match copy.name.payload {
+        Payload::Tar => walk_tar(&mut decoded)?,
+        Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol => copy_payload(
+            &mut decoded,
+            &mut io::sink(),
+            &object,
+            Path::new("/dev/null"),
+        )?,
     };
-    let (sha256, sidecar) = decoded.finish(expected.as_deref())?;
+    let (_, sidecar) = decoded.finish(expected.as_deref())?;
     Ok(Verified {
         copy,
-        sha256,
         sidecar,
         payload_bytes,
-        members,
     })
 }
 
@@ -501,10 +502,13 @@ fn unpack_members(reader: impl Read, unpacker: &mut Unpacker) -> Result<(), Fail
 /// Unpacks a plain tar `archive` into `target` as a restore does (staging, then commit; on
 /// failure nothing stays), acting as non-root (no owners, no device nodes): the way in of the
 /// `restore_tar` fuzz target, which feeds it hostile archives. Returns the top-level names.
-#[doc(hidden)]
-pub fn unpack_tar(archive: &[u8], target: &Path) -> Result<Vec<OsString>, RestoreError> {
+pub(crate) fn unpack_tar(
+    archive: &[u8],
+    target: &Path,
+    cancel: Cancel,
+) -> Result<Vec<OsString>, RestoreError> {
     let object = "fuzz.tar";
-    let mut unpacker = Unpacker::new(target, object)?.acting_as_non_root();
+    let mut unpacker = Unpacker::new(target, object, cancel)?.acting_as_non_root();
     match unpack_members(archive, &mut unpacker) {
         Ok(()) => unpacker.commit(),
         Err(f) => {

@@ -1,7 +1,7 @@
 //! A secret handed to a child as an in-memory file on its stdin.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::os::fd::OwnedFd;
 
 /// A secret file (an option file, a pgpass line) held only in memory: a memfd of mode 0600
@@ -38,6 +38,9 @@ impl SecretFile {
         rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600))?;
         let mut file = File::from(fd);
         file.write_all(text.as_bytes())?;
+        // Back to the start: a child that reads its stdin as a stream (ssh forwarding it to
+        // a remote `--defaults-file=/dev/stdin`) reads from the shared offset, not afresh.
+        file.rewind()?;
         Ok(SecretFile {
             fd: OwnedFd::from(file),
         })

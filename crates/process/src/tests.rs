@@ -251,6 +251,23 @@ fn a_secret_is_a_0600_regular_file_at_dev_fd_0() {
     );
 }
 
+/// A child that reads stdin as a stream (ssh forwarding it to another host) gets the whole
+/// text, not an empty file at the offset where writing it ended.
+#[test]
+fn a_secret_read_as_a_stream_starts_at_its_beginning() {
+    let s = SecretFile::new("custos-test-stream", "[client]\npassword=x\n").unwrap();
+    let out = run(
+        Spawn::new("cat", Command::new("cat")).stdin(Stdin::Secret(s)),
+        Duration::from_secs(10),
+        4096,
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "[client]\npassword=x\n"
+    );
+}
+
 /// Device and inode of every descriptor `pid` holds.
 fn open_files(pid: &str) -> Vec<(u64, u64)> {
     let mut out = Vec::new();

@@ -10,6 +10,7 @@
 //! - [`collector`]: the published snapshot and its prometheus-client collector.
 //! - [`refresh`]: talking to the helper on an interval.
 //! - `fuzz` (hidden): the bodies of the fuzz targets in `fuzz/`, shared with their corpus tests.
+//! - [`status_page`]: the page at `/`, rendered from the published state.
 
 pub mod attrmap;
 pub mod collector;
@@ -21,5 +22,6 @@ pub mod metrics;
 pub mod model;
 pub mod refresh;
 pub mod state;
+pub mod status_page;
 
 pub use error::Error;

@@ -1,6 +1,7 @@
 //! custos-testkit: helpers for the integration tests of every custos binary: they drive the real binaries
 //! against real services, so this holds what that needs once.
 //!
+//! - [`browser`]: headless Chromium loading a status page: its DOM and a screenshot.
 //! - [`corpus`]: a fuzz target's corpus run as an ordinary test.
 //! - [`http`]: a blocking HTTP/1.1 GET, no client crate needed.
 //! - [`process`]: free ports, waiting with a deadline, commands with a deadline, and the
@@ -9,6 +10,7 @@
 //! - [`prometheus`]: a real Prometheus scraping a target, and the strict format checkers
 //!   (`promtool check metrics`, the Python OpenMetrics parser).
 
+pub mod browser;
 pub mod corpus;
 pub mod http;
 pub mod metrics;

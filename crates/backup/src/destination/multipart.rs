@@ -211,7 +211,7 @@ fn error_code(body: &str) -> String {
 }
 
 /// A query-string value: everything but RFC 3986's unreserved characters encoded.
-fn query(v: &str) -> String {
+pub(crate) fn query(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

@@ -9,12 +9,23 @@ use std::io::Read;
 
 use custos_kit::config::ConfigError;
 
-use crate::config::{Entry, Invalid, Validate};
+use custos_kit::config::{Entry, Invalid, Validate};
 
+use crate::cancel::Cancel;
+
+pub mod aws;
+pub mod azure;
+pub mod btrfs;
 pub mod folder;
+pub mod folder_ssh;
+pub mod lvm_ssh;
 pub mod mysql;
+pub mod mysql_ssh;
 pub mod pgsql;
 pub mod process;
+pub mod rds;
+pub mod snapshot;
+pub mod ssh;
 
 /// Whether running the job again unchanged may help: decided where the error is made,
 /// from what happened (never from its text).
@@ -41,9 +52,6 @@ pub enum SourceError {
         #[source]
         error: custos_process::ProcessError,
     },
-    /// The stream started but the producer failed (tar exit 2, mysqldump died mid-stream).
-    #[error("{0}")]
-    Failed(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -53,6 +61,14 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// A failure that will repeat until someone changes something (an unreadable report).
+    pub fn permanent(message: String) -> Self {
+        SourceError::Unavailable {
+            retry: Retry::Permanent,
+            message,
+        }
+    }
+
     /// Whether a retry may help, when the error says so itself; `None` for an I/O error,
     /// whose kind decides (the report's transient I/O kinds).
     pub fn retry(&self) -> Option<Retry> {
@@ -60,7 +76,6 @@ impl SourceError {
             SourceError::Unavailable { retry, .. } | SourceError::Process { retry, .. } => {
                 Some(*retry)
             }
-            SourceError::Failed(_) => Some(Retry::Permanent),
             SourceError::Io { .. } => None,
         }
     }
@@ -79,20 +94,79 @@ pub trait SourceStream: Read + Send {
     fn set_timeout(&mut self, _timeout: std::time::Duration) {}
 }
 
+/// Who a run of a source is: written as tags on what the source creates in a cloud (a
+/// temporary RDS instance, an EBS snapshot), so the next run of the same job and source finds
+/// what a killed run left, and never touches what another job made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The job: host name and job file (`db1:/etc/backups/nightly.json`).
+    pub job: String,
+    /// The source's `id`.
+    pub source: String,
+}
+
+/// Something a source created that it could not release (or a leftover it could not
+/// remove): names the resource, so an operator can remove it by hand.
+#[derive(Debug, thiserror::Error)]
+#[error("{resource}: {message}")]
+pub struct CleanupError {
+    /// What is left (`RDS instance tmp-orders-51234 in eu-west-1`).
+    pub resource: String,
+    /// Why it could not be released.
+    pub message: String,
+    pub retry: Retry,
+}
+
 /// A configured source.
 pub trait Source: Send + Sync {
     /// The `id` from the config (first part of object names).
+    #[allow(
+        dead_code,
+        reason = "the engine reads id, name and type from the job entry; these stay in the \
+                  trait every source type implements (types are being added in parallel)"
+    )]
     fn id(&self) -> &str;
     /// The `name` from the config (for messages and notifications).
+    #[allow(dead_code, reason = "see `id`")]
     fn name(&self) -> &str;
     /// The `type` from the config (`folder`, `mysql`, `pgsql`, ...).
+    #[allow(dead_code, reason = "see `id`")]
     fn kind(&self) -> &'static str;
     /// The payload suffix before compression/encryption suffixes: `tar` or `sql`.
     fn suffix(&self) -> &'static str;
-    /// Checks that the source is reachable without producing data (`--dry-run`).
-    fn check(&self) -> Result<(), SourceError>;
-    /// Starts producing the stream.
-    fn open(&self) -> Result<Box<dyn SourceStream>, SourceError>;
+    /// Checks that the source is reachable without producing data (`--dry-run`); a check
+    /// process is registered with `cancel`.
+    fn check(&self, cancel: Cancel) -> Result<(), SourceError>;
+    /// Starts producing the stream; its producer is registered with `cancel` (SIGINT/SIGTERM
+    /// kill it).
+    fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError>;
+
+    /// Begins a real run for `owner`, before `open`/`make`: removes what a killed run of the
+    /// same owner left (found by its tags) and remembers `owner` to tag what this run
+    /// creates. Returns the leftovers removed. Sources that create nothing keep this default.
+    fn prepare(&self, _owner: &Owner) -> Result<Vec<String>, CleanupError> {
+        Ok(Vec::new())
+    }
+
+    /// Releases what this run created (a temporary instance). The engine always calls it
+    /// once the stream ended or failed, after a timeout and after SIGINT/SIGTERM; each error
+    /// names a resource left behind.
+    fn cleanup(&self) -> Vec<CleanupError> {
+        Vec::new()
+    }
+
+    /// Whether the source streams a payload (`open`). A source that makes something in
+    /// place instead (an EBS snapshot) says `false` and does its work in [`Source::make`]:
+    /// no object is written, no passphrase is needed.
+    fn payload(&self) -> bool {
+        true
+    }
+
+    /// The work of a source without a payload; returns what it made, for the run result;
+    /// its waits stop when `cancel` is cancelled.
+    fn make(&self, _cancel: Cancel) -> Result<Vec<String>, SourceError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Declares [`SourceSpec`] from the list of `"type" => Variant(module)`: each module has a
@@ -141,19 +215,25 @@ macro_rules! source_types {
 
 source_types! {
     "folder" => Folder(folder::FolderConfig),
+    "folder-ssh" => FolderSsh(folder_ssh::FolderSshConfig),
+    "mysql-ssh" => MysqlSsh(mysql_ssh::MysqlSshConfig),
+    "lvm-ssh" => LvmSsh(lvm_ssh::LvmSshConfig),
     "mysql" => Mysql(mysql::MysqlConfig),
     "pgsql" => Pgsql(pgsql::PgsqlConfig),
+    "btrfs" => Btrfs(btrfs::BtrfsConfig),
+    "azure-managed-disk" => AzureManagedDisk(azure::AzureDiskConfig),
+    "rds" => Rds(rds::RdsConfig),
+    "rds-pgsql" => RdsPgsql(rds::RdsPgsqlConfig),
+    "snapshot" => Snapshot(snapshot::SnapshotConfig),
 }
 
 impl SourceSpec {
+    /// Whether the type streams a payload (so it needs a passphrase or recipients); an EBS
+    /// snapshot stays where it is made.
+    pub fn payload(&self) -> bool {
+        !matches!(self, SourceSpec::Snapshot(_))
+    }
+
     /// Types of the original (2.5.0) that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &[
-        "folder-ssh",
-        "mysql-ssh",
-        "lvm-ssh",
-        "rds",
-        "rds-pgsql",
-        "snapshot",
-        "azure-managed-disk",
-    ];
+    pub const LATER: &'static [&'static str] = &[];
 }

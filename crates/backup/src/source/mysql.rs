@@ -18,9 +18,19 @@ use super::process::{
     credentials, describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH,
 };
 use super::{Source, SourceError, SourceStream};
+use crate::cancel::Cancel;
 use serde::Deserialize;
 
-use crate::config::{no_newline, Invalid, Secret, Validate};
+use custos_kit::config::values::no_newline;
+use custos_kit::config::{Invalid, Secret, Validate};
+
+/// mysqldump options for a check that connects and dumps nothing but headers.
+pub const CHECK_ARGS: [&str; 4] = [
+    "--no-data",
+    "--no-create-info",
+    "--no-create-db",
+    "--skip-triggers",
+];
 
 /// `type: mysql`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -30,7 +40,7 @@ pub struct MysqlConfig {
     #[serde(default)]
     pub dbhost: Option<String>,
     /// custos `dbport`.
-    #[serde(default, deserialize_with = "crate::config::port")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::port")]
     pub dbport: Option<u16>,
     /// `dbuser`.
     #[serde(default)]
@@ -39,17 +49,17 @@ pub struct MysqlConfig {
     #[serde(default)]
     pub dbpass: Option<Secret>,
     /// `dbname`: one name, several separated by spaces, or a list; none = `--all-databases`.
-    #[serde(default, deserialize_with = "crate::config::names")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::names")]
     pub dbname: Vec<String>,
     /// `defaults`: an existing option file used instead of the generated one (then `dbuser`
     /// and `dbpass` are ignored, as in the original).
     #[serde(default)]
     pub defaults: Option<PathBuf>,
     /// `options`: extra mysqldump options, one string split at spaces (or a list).
-    #[serde(default, deserialize_with = "crate::config::words")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::words")]
     pub options: Vec<String>,
     /// `noevents`: do not pass `--events`.
-    #[serde(default, deserialize_with = "crate::config::truthy")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::truthy")]
     pub noevents: bool,
 }
 
@@ -97,6 +107,7 @@ impl MysqlSource {
     }
 
     /// Uses another dump program (tests; `mariadb-dump`).
+    #[cfg(test)]
     pub fn with_program(mut self, program: impl Into<OsString>) -> Self {
         self.program = program.into();
         self
@@ -224,17 +235,12 @@ impl Source for MysqlSource {
     }
 
     /// Connects and dumps nothing but headers: proves credentials, databases and privileges.
-    fn check(&self) -> Result<(), SourceError> {
-        let (cmd, credentials) = self.command(&[
-            "--no-data",
-            "--no-create-info",
-            "--no-create-db",
-            "--skip-triggers",
-        ])?;
-        run_check(&self.program_name(), cmd, credentials)
+    fn check(&self, cancel: Cancel) -> Result<(), SourceError> {
+        let (cmd, credentials) = self.command(&CHECK_ARGS)?;
+        run_check(&self.program_name(), cmd, credentials, cancel)
     }
 
-    fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
+    fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError> {
         let (cmd, credentials) = self.command(&[])?;
         tracing::debug!(source = %self.id, command = %describe(&cmd), "dumping");
         Ok(Box::new(ChildStream::spawn(
@@ -242,6 +248,7 @@ impl Source for MysqlSource {
             cmd,
             Verdict::zero_only,
             credentials,
+            cancel,
         )?))
     }
 }
@@ -249,7 +256,7 @@ impl Source for MysqlSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use custos_kit::config::Secret;
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
 
@@ -365,7 +372,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let s = MysqlSource::new("db", "DB", &config()).with_program(&fake);
-        let mut stream = s.open().unwrap();
+        let mut stream = s.open(Cancel::new()).unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).unwrap();
         stream.finish().unwrap();
@@ -390,7 +397,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let s = MysqlSource::new("db", "DB", &config()).with_program(&fake);
-        let mut stream = s.open().unwrap();
+        let mut stream = s.open(Cancel::new()).unwrap();
         std::io::copy(&mut stream, &mut std::io::sink()).unwrap();
         let e = stream.finish().unwrap_err().to_string();
         assert!(e.contains("exited with status 2"), "{e}");

@@ -13,11 +13,13 @@ use super::process::{
     credentials, describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH,
 };
 use super::{Source, SourceError, SourceStream};
+use crate::cancel::Cancel;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{no_newline, Invalid, Secret, Validate};
+use custos_kit::config::values::no_newline;
+use custos_kit::config::{Invalid, Secret, Validate};
 
 /// `type: pgsql`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -27,7 +29,7 @@ pub struct PgsqlConfig {
     #[serde(default)]
     pub dbhost: Option<String>,
     /// custos `dbport`.
-    #[serde(default, deserialize_with = "crate::config::port")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::port")]
     pub dbport: Option<u16>,
     /// `dbuser`.
     #[serde(default)]
@@ -41,7 +43,7 @@ pub struct PgsqlConfig {
     #[serde(default)]
     pub defaults: Option<PathBuf>,
     /// custos `options`: extra pg_dump options, one string split at spaces (or a list).
-    #[serde(default, deserialize_with = "crate::config::words")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::words")]
     pub options: Vec<String>,
 }
 
@@ -85,6 +87,7 @@ impl PgsqlSource {
     }
 
     /// Uses another pg_dump (tests; a versioned `/usr/lib/postgresql/N/bin/pg_dump`).
+    #[cfg(test)]
     pub fn with_program(mut self, program: impl Into<OsString>) -> Self {
         self.program = program.into();
         self
@@ -164,12 +167,12 @@ impl Source for PgsqlSource {
 
     /// Connects and dumps no schema at all: proves credentials and database access. (A
     /// `--table` that matches nothing is an error to pg_dump; an excluded schema is not.)
-    fn check(&self) -> Result<(), SourceError> {
+    fn check(&self, cancel: Cancel) -> Result<(), SourceError> {
         let (cmd, credentials) = self.command(&["--schema-only", "--exclude-schema=*"])?;
-        run_check("pg_dump", cmd, credentials)
+        run_check("pg_dump", cmd, credentials, cancel)
     }
 
-    fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
+    fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError> {
         let (cmd, credentials) = self.command(&[])?;
         tracing::debug!(source = %self.id, command = %describe(&cmd), "dumping");
         Ok(Box::new(ChildStream::spawn(
@@ -177,6 +180,7 @@ impl Source for PgsqlSource {
             cmd,
             Verdict::zero_only,
             credentials,
+            cancel,
         )?))
     }
 }
@@ -184,7 +188,7 @@ impl Source for PgsqlSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use custos_kit::config::Secret;
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
 
@@ -273,7 +277,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let s = PgsqlSource::new("pg", "PG", &config()).with_program(&fake);
-        let mut stream = s.open().unwrap();
+        let mut stream = s.open(Cancel::new()).unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).unwrap();
         assert!(out.contains("pa\\:ss"), "{out}");

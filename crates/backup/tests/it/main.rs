@@ -10,11 +10,15 @@
 
 mod common;
 
+mod aws_sources;
+mod azure_disk;
+mod btrfs_source;
 mod databases;
 mod faults;
 mod folder_roundtrip;
 mod gs_destination;
 mod hostile_restore;
+mod lvm_ssh;
 mod notify_http;
 mod notify_metrics;
 mod notify_smtp;
@@ -23,3 +27,6 @@ mod retention_clock;
 mod run_control;
 mod saas_destinations;
 mod samba_destination;
+mod schedule;
+mod ssh_sources;
+mod status;

@@ -14,53 +14,22 @@ use crate::common;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::moto::Moto;
 use common::stall::{stalled_server, upload_seconds};
 use common::*;
 use serde_json::{json, Value};
 
-/// moto's S3 server, killed when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts moto through the project's script; `None` (after a loud SKIP) when it is missing.
+/// moto's S3 server through the project's script; `None` (after a loud SKIP) when it is
+/// missing.
 fn moto(test: &str) -> Option<Moto> {
-    let mut child = Command::new("bash")
-        .arg(repo_root().join("scripts/moto-test-server.sh"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn moto-test-server.sh");
-    let mut out = child.stdout.take().expect("stdout");
-    let line = read_line(&mut out);
-    let Some(port) = line.strip_prefix("port=").and_then(|p| p.parse().ok()) else {
-        let status = child.wait().expect("wait");
-        let msg =
-            format!("{test}: moto server not available ({status}); pip install 'moto[server]'");
-        if status.code() == Some(3) && !services_required() {
-            eprintln!("SKIP: {msg}");
-            return None;
-        }
-        panic!("{msg}");
-    };
-    // Keep draining its stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut out, &mut std::io::sink());
-    });
-    let m = Moto { child, port };
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_root().join("scripts/moto-test-server.sh"));
+    let m = common::moto::start(test, cmd)?;
     wait_until(Duration::from_secs(60), "moto server answers", || {
         http(m.port, "GET", "/", &[]).is_some()
     });

@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::stall::{stalled_server, upload_seconds};
 use common::*;
@@ -51,17 +51,8 @@ impl Drop for Smbd {
 fn smbd(test: &str) -> Option<Smbd> {
     for _ in 0..5 {
         let mut s = start_smbd(test)?;
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            if listening_ports(s.child.id()).contains(&s.port) {
-                return Some(s);
-            }
-            if let Ok(Some(status)) = s.child.try_wait() {
-                eprintln!("smbd on port {} ended ({status}); starting another", s.port);
-                break;
-            }
-            assert!(Instant::now() < end, "smbd does not listen on {}", s.port);
-            std::thread::sleep(Duration::from_millis(10));
+        if listens_or_ends(&mut s.child, s.port, "smbd") {
+            return Some(s);
         }
     }
     panic!("{test}: smbd ended five times before listening");

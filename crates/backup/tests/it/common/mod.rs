@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub mod gcs;
+pub mod moto;
 pub mod notify;
 pub mod receiver;
 pub mod saas;
+pub mod sshd;
 pub mod stall;
 
 /// Default deadline for one `backup` invocation in tests.
@@ -89,6 +91,17 @@ pub struct Run {
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+}
+
+impl From<Output> for Run {
+    /// The outcome of a `backup` started by hand (to signal it, or under a wrapper).
+    fn from(out: Output) -> Run {
+        Run {
+            status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+    }
 }
 
 impl Run {
@@ -326,6 +339,8 @@ impl Job {
         root.insert("sources".into(), json!([]));
         root.insert("destinations".into(), json!([]));
         root.insert("notifications".into(), json!([]));
+        // `verify` records results here for `status` (not in the machine's /var/lib).
+        root.insert("state_dir".into(), json!(dir.join("state")));
         Job {
             dir: dir.to_owned(),
             root,
@@ -1258,6 +1273,40 @@ pub fn listening_ports(pid: u32) -> Vec<u16> {
                 .flatten()
         })
         .collect()
+}
+
+/// Waits until the server `child` listens on `port` (true), or ends first (false: another
+/// program took the free port its script chose, before the server bound it: start another).
+pub fn listens_or_ends(child: &mut Child, port: u16, what: &str) -> bool {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        if listening_ports(child.id()).contains(&port) {
+            return true;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!("{what} on port {port} ended ({status}); starting another");
+            return false;
+        }
+        assert!(Instant::now() < end, "{what} does not listen on {port}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts `backup ARGS` without waiting (for tests that signal it mid-run), no stdin, output
+/// piped (read it with [`wait_with_deadline`]).
+pub fn spawn_backup<I, S>(args: I) -> Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn backup")
 }
 
 /// [`listening_ports`] names the owner's listening sockets, not whoever can connect to them.
