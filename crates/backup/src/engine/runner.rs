@@ -56,8 +56,6 @@ struct Target {
 /// entry fails, the others run.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("source '{id}': type '{kind}' is not yet supported")]
-    Unsupported { id: String, kind: String },
     #[error("source '{id}': no passphrase or recipients (and not compress_only)")]
     NoProtection { id: String },
     #[error("source '{id}': {source}")]
@@ -82,12 +80,7 @@ impl SetupError {
 
 /// Builds the source of a config entry.
 pub fn build_source(s: &SourceConfig) -> Result<Box<dyn Source>, SetupError> {
-    s.spec
-        .build(&s.id, &s.name)
-        .ok_or_else(|| SetupError::Unsupported {
-            id: s.id.clone(),
-            kind: s.kind.clone(),
-        })
+    Ok(s.spec.build(&s.id, &s.name))
 }
 
 /// The pipeline plan of a source: layout, compression, encryption keys (recipients are

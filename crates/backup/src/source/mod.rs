@@ -177,8 +177,6 @@ macro_rules! source_types {
         #[derive(Debug, Clone)]
         pub enum SourceSpec {
             $($variant($config),)*
-            /// A type the original has and custos will implement later: fails at run time.
-            Unsupported,
         }
 
         impl SourceSpec {
@@ -189,7 +187,6 @@ macro_rules! source_types {
             pub fn parse(kind: &str, entry: Entry<'_>) -> Option<Result<SourceSpec, ConfigError>> {
                 match kind {
                     $($kind => Some(entry.take().map(SourceSpec::$variant)),)*
-                    k if Self::LATER.contains(&k) => Some(Ok(SourceSpec::Unsupported)),
                     _ => None,
                 }
             }
@@ -198,15 +195,13 @@ macro_rules! source_types {
             pub fn validate(&self) -> Result<(), Invalid> {
                 match self {
                     $(SourceSpec::$variant(c) => c.validate(),)*
-                    SourceSpec::Unsupported => Ok(()),
                 }
             }
 
-            /// The source; `None` for a type not implemented yet.
-            pub fn build(&self, id: &str, name: &str) -> Option<Box<dyn Source>> {
+            /// The source.
+            pub fn build(&self, id: &str, name: &str) -> Box<dyn Source> {
                 match self {
-                    $(SourceSpec::$variant(c) => Some(c.build(id, name)),)*
-                    SourceSpec::Unsupported => None,
+                    $(SourceSpec::$variant(c) => c.build(id, name),)*
                 }
             }
         }
@@ -233,7 +228,4 @@ impl SourceSpec {
     pub fn payload(&self) -> bool {
         !matches!(self, SourceSpec::Snapshot(_))
     }
-
-    /// Types of the original (2.5.0) that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &[];
 }
