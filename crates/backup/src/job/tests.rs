@@ -425,7 +425,7 @@ fn unknown_type_is_a_config_error_listing_known_types() {
          implemented types: azure-managed-disk, btrfs, folder, folder-ssh, lvm-ssh, mysql, \
          mysql-ssh, pgsql, rds, rds-pgsql, snapshot"
     );
-    // The implemented types are listed apart from the ones not supported yet.
+    // The implemented types are listed.
     let e = parse_err(
         r#"{"sources": [{"id": "f", "type": "folder", "path": "/x", "passphrase": "p"}],
             "destinations": [{"id": "d", "type": "ftp"}]}"#,
