@@ -354,14 +354,10 @@ pub fn restore(
         }
         RestoreTarget::Directory(dir) => {
             let mut unpacker = Unpacker::new(&dir, &object)?;
-            let dump = OsString::from(format!(
-                "{}.{}",
-                copy.name.source_id,
-                copy.name.payload.as_str()
-            ));
+            let dump = OsString::from(dump_file_name(&copy.name));
             let unpacked = match copy.name.payload {
                 Payload::Tar => untar(&mut decoded, &mut unpacker),
-                Payload::Sql => unpacker
+                Payload::Sql | Payload::Dump => unpacker
                     .file(&dump, &mut decoded)
                     .map_err(|f| stream_failure(&decoded, f)),
             };
@@ -379,7 +375,7 @@ pub fn restore(
             unpacker.commit()?;
             let written_to = match copy.name.payload {
                 Payload::Tar => dir,
-                Payload::Sql => dir.join(dump),
+                Payload::Sql | Payload::Dump => dir.join(dump),
             };
             Ok(Restored {
                 copy,
@@ -432,7 +428,7 @@ fn verify_one(
             let (bytes, members) = walk_tar(&mut decoded)?;
             (bytes, Some(members))
         }
-        Payload::Sql => (
+        Payload::Sql | Payload::Dump => (
             copy_payload(
                 &mut decoded,
                 &mut io::sink(),
@@ -450,6 +446,16 @@ fn verify_one(
         payload_bytes,
         members,
     })
+}
+
+/// The file a dump is restored to in a directory: the object's name without its
+/// compression and encryption suffixes (`db.sql`, `db.shop.dump`).
+fn dump_file_name(name: &ObjectName) -> String {
+    let file = name.file_name();
+    let suffix = name.encoding.suffix();
+    file.strip_suffix(suffix.as_str())
+        .unwrap_or(&file)
+        .to_owned()
 }
 
 /// The sidecar's digest, `None` when there is no sidecar.

@@ -319,10 +319,8 @@ fn run_source(
     let object = ObjectName {
         source_id: s.id.clone(),
         stamp,
-        payload: match source.suffix() {
-            "sql" => Payload::Sql,
-            _ => Payload::Tar,
-        },
+        database: None,
+        payload: Payload::from_suffix(source.suffix()).unwrap_or(Payload::Tar),
         encoding: plan.encoding,
     }
     .path();

@@ -145,6 +145,7 @@ fn name(id: &str, stamp: &str, payload: Payload, encoding: Encoding) -> ObjectNa
     ObjectName {
         source_id: id.into(),
         stamp: RunStamp::parse(stamp).expect("stamp"),
+        database: None,
         payload,
         encoding,
     }
