@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 // are re-exported here so backup's handler modules keep importing them from `crate::config`.
 pub use custos_kit::config::values::strip_trailing_commas;
 pub(crate) use custos_kit::config::values::{
-    count, equals_one, names, no_newline, null_as_default, port, truthy, words,
+    count, equals_one, no_newline, null_as_default, port, truthy, words,
 };
 use custos_kit::config::{common, split};
 pub use custos_kit::config::{Entry, Invalid, Secret, Validate};

@@ -11,6 +11,7 @@ use custos_kit::config::ConfigError;
 
 use crate::config::{Entry, Invalid, Validate};
 
+pub mod databases;
 pub mod folder;
 pub mod mysql;
 pub mod pgsql;
@@ -93,6 +94,24 @@ pub trait Source: Send + Sync {
     fn check(&self) -> Result<(), SourceError>;
     /// Starts producing the stream.
     fn open(&self) -> Result<Box<dyn SourceStream>, SourceError>;
+
+    /// The databases dumped one object each (`dbname: all`, asked of the server now, or a
+    /// list); `None` for a source whose run makes one object with [`Source::open`].
+    fn databases(&self) -> Result<Option<Vec<String>>, SourceError> {
+        Ok(None)
+    }
+
+    /// Starts the dump of one database of [`Source::databases`].
+    fn open_database(&self, database: &str) -> Result<Box<dyn SourceStream>, SourceError> {
+        Err(SourceError::Unavailable {
+            retry: Retry::Permanent,
+            message: format!(
+                "source '{}': type {} has no per-database dumps (database {database:?})",
+                self.id(),
+                self.kind()
+            ),
+        })
+    }
 }
 
 /// Declares [`SourceSpec`] from the list of `"type" => Variant(module)`: each module has a

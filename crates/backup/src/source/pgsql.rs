@@ -5,13 +5,20 @@
 //! never an inherited `PGPASSWORD`, which would override the file. Nothing is on disk, so a
 //! `kill -9` of the run leaves no secret behind. `--no-password` keeps pg_dump from ever waiting at a prompt under cron. With
 //! `defaults` (documented by the original, ignored by its code), that pgpass file is used.
+//!
+//! custos: `format: custom` dumps with `pg_dump -Fc` (payload `dump`, restored with
+//! `pg_restore`); `dbname: all` or a list dumps one object per database (see
+//! [`super::databases`]). `all` asks the server (`psql`, connected to the `postgres`
+//! database) for every database that accepts connections and is not a template: `postgres`
+//! itself is kept, since it is where data lands when nobody chose a database (an empty one
+//! costs a few hundred bytes). Roles and tablespaces (`pg_dumpall --globals-only`) are not
+//! in any per-database dump.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::process::Command;
 
-use super::process::{
-    credentials, describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH,
-};
+use super::databases::{self, DbName};
+use super::process::{credentials, run_check, Credentials, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
 use std::path::PathBuf;
 
@@ -35,14 +42,31 @@ pub struct PgsqlConfig {
     /// `dbpass`.
     #[serde(default)]
     pub dbpass: Option<Secret>,
-    /// `dbname`.
-    pub dbname: String,
+    /// `dbname`: one database (one object, as the original); `all` or a list: one object
+    /// per database. Required, as in the original.
+    #[serde(deserialize_with = "databases::dbname")]
+    pub dbname: DbName,
+    /// custos `format`: `plain` SQL (the original's) or `custom` (`pg_dump -Fc`).
+    #[serde(default)]
+    pub format: DumpFormat,
     /// `defaults`: an existing pgpass file used instead of the generated one.
     #[serde(default)]
     pub defaults: Option<PathBuf>,
     /// custos `options`: extra pg_dump options, one string split at spaces (or a list).
     #[serde(default, deserialize_with = "crate::config::words")]
     pub options: Vec<String>,
+}
+
+/// pg_dump's output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// SQL text (`.sql`), loaded with `psql`.
+    #[default]
+    Plain,
+    /// pg_dump's compressed archive (`.dump`), loaded with `pg_restore`: selective and
+    /// parallel restores.
+    Custom,
 }
 
 impl PgsqlConfig {
@@ -54,8 +78,23 @@ impl PgsqlConfig {
 
 impl Validate for PgsqlConfig {
     fn validate(&self) -> Result<(), Invalid> {
-        if self.dbname.is_empty() {
-            return Err(Invalid::new("dbname", "", "must not be empty"));
+        match &self.dbname {
+            DbName::Absent => return Err(Invalid::new("dbname", "", "must not be empty")),
+            DbName::Each(l) if l.is_empty() => {
+                return Err(Invalid::new("dbname", "[]", "must name a database"))
+            }
+            _ => {}
+        }
+        if let Some(o) = self
+            .options
+            .iter()
+            .find(|o| o.starts_with("--format") || o.starts_with("-F"))
+        {
+            return Err(Invalid::new(
+                "options",
+                o,
+                "use the \"format\" key (plain or custom): restore reads it from the object name",
+            ));
         }
         if let Some(p) = &self.dbpass {
             no_newline("dbpass", p)?;
@@ -71,6 +110,7 @@ pub struct PgsqlSource {
     name: String,
     config: PgsqlConfig,
     program: OsString,
+    bin_dir: Option<PathBuf>,
 }
 
 impl PgsqlSource {
@@ -81,6 +121,7 @@ impl PgsqlSource {
             name: name.to_owned(),
             config: config.clone(),
             program: OsString::from("pg_dump"),
+            bin_dir: None,
         }
     }
 
@@ -99,8 +140,39 @@ impl PgsqlSource {
             .map(|p| format!("*:*:*:*:{}\n", pgpass_escape(p.expose())))
     }
 
+    /// Takes `psql` and `pg_restore` from `dir` (tests; a versioned
+    /// `/usr/lib/postgresql/N/bin`), else from `PATH`.
+    pub fn with_bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin_dir = Some(dir.into());
+        self
+    }
+
+    /// A client program (`psql`, `pg_restore`) by name.
+    fn tool(&self, name: &str) -> OsString {
+        match &self.bin_dir {
+            Some(d) => d.join(name).into_os_string(),
+            None => OsString::from(name),
+        }
+    }
+
     /// The arguments: connection, `options`, database.
     pub fn args(&self) -> Vec<String> {
+        let mut args = self.connection_args();
+        if self.config.format == DumpFormat::Custom {
+            args.push("--format=custom".to_owned());
+        }
+        args.extend(self.config.options.iter().cloned());
+        match &self.config.dbname {
+            DbName::One(name) => args.push(format!("--dbname={name}")),
+            // The whole of a per-database source (what --dry-run checks): the maintenance
+            // database proves the connection.
+            _ => args.push(format!("--dbname={MAINTENANCE_DB}")),
+        }
+        args
+    }
+
+    /// `--no-password`, host, port and user.
+    pub fn connection_args(&self) -> Vec<String> {
         let c = &self.config;
         let mut args = vec!["--no-password".to_owned()];
         if let Some(h) = c.dbhost.as_deref().filter(|h| !h.is_empty()) {
@@ -112,17 +184,41 @@ impl PgsqlSource {
         if let Some(u) = c.dbuser.as_deref().filter(|u| !u.is_empty()) {
             args.push(format!("--username={u}"));
         }
-        args.extend(c.options.iter().cloned());
-        args.push(format!("--dbname={}", c.dbname));
         args
     }
 
-    /// The command, and (with a password and no `defaults`) the in-memory pgpass file that
-    /// must become its stdin.
+    /// The arguments of one database's dump; the name goes in as a quoted connection
+    /// string, so a name with `=` or a URI prefix is a name.
+    pub fn database_args(&self, database: &str) -> Vec<String> {
+        let mut args = self.connection_args();
+        if self.config.format == DumpFormat::Custom {
+            args.push("--format=custom".to_owned());
+        }
+        args.extend(self.config.options.iter().cloned());
+        args.push(format!("--dbname={}", conninfo_dbname(database)));
+        args
+    }
+
+    /// The dump command, and (with a password and no `defaults`) the in-memory pgpass file
+    /// that must become its stdin.
     fn command(&self, extra: &[&str]) -> Result<(Command, Option<Credentials>), SourceError> {
+        let (mut cmd, credentials) = self.connect(&self.program)?;
+        cmd.args(extra).args(self.args());
+        Ok((cmd, credentials))
+    }
+
+    /// A client (`psql`, `pg_restore`) with the source's password, host, port and user.
+    pub fn client(&self, name: &str) -> Result<(Command, Option<Credentials>), SourceError> {
+        let (mut cmd, credentials) = self.connect(&self.tool(name))?;
+        cmd.args(self.connection_args());
+        Ok((cmd, credentials))
+    }
+
+    /// `program` with the password plumbing (no arguments yet).
+    fn connect(&self, program: &OsStr) -> Result<(Command, Option<Credentials>), SourceError> {
         let mut credentials = None;
-        let mut cmd = Command::new(&self.program);
-        cmd.args(extra).args(self.args()).env_remove("PGPASSWORD");
+        let mut cmd = Command::new(program);
+        cmd.env_remove("PGPASSWORD");
         if let Some(defaults) = &self.config.defaults {
             cmd.env("PGPASSFILE", defaults);
         } else if let Some(line) = self.pgpass() {
@@ -131,6 +227,22 @@ impl PgsqlSource {
         }
         Ok((cmd, credentials))
     }
+}
+
+/// The database psql connects to for listing databases and creating one.
+pub const MAINTENANCE_DB: &str = "postgres";
+
+/// `dbname='...'`: a libpq connection string naming exactly `database`.
+pub fn conninfo_dbname(database: &str) -> String {
+    let mut s = String::from("dbname='");
+    for c in database.chars() {
+        if c == '\\' || c == '\'' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('\'');
+    s
 }
 
 /// Escapes `\` and `:` as the pgpass format requires.
@@ -159,7 +271,10 @@ impl Source for PgsqlSource {
     }
 
     fn suffix(&self) -> &'static str {
-        "sql"
+        match self.config.format {
+            DumpFormat::Plain => "sql",
+            DumpFormat::Custom => "dump",
+        }
     }
 
     /// Connects and dumps no schema at all: proves credentials and database access. (A
@@ -171,13 +286,26 @@ impl Source for PgsqlSource {
 
     fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
         let (cmd, credentials) = self.command(&[])?;
-        tracing::debug!(source = %self.id, command = %describe(&cmd), "dumping");
-        Ok(Box::new(ChildStream::spawn(
-            "pg_dump",
-            cmd,
-            Verdict::zero_only,
-            credentials,
-        )?))
+        databases::spawn_dump(&self.id, "pg_dump", cmd, credentials)
+    }
+
+    fn databases(&self) -> Result<Option<Vec<String>>, SourceError> {
+        databases::select(&self.config.dbname, &[], || {
+            let (mut cmd, credentials) = self.client("psql")?;
+            cmd.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c"])
+                .arg(
+                    "SELECT encode(convert_to(datname, 'UTF8'), 'hex') FROM pg_database \
+                     WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+                )
+                .arg(format!("--dbname={MAINTENANCE_DB}"));
+            databases::list("psql", cmd, credentials)
+        })
+    }
+
+    fn open_database(&self, database: &str) -> Result<Box<dyn SourceStream>, SourceError> {
+        let (mut cmd, credentials) = self.connect(&self.program)?;
+        cmd.args(self.database_args(database));
+        databases::spawn_dump(&self.id, "pg_dump", cmd, credentials)
     }
 }
 
@@ -185,6 +313,7 @@ impl Source for PgsqlSource {
 mod tests {
     use super::*;
     use crate::config::Secret;
+    use crate::source::process::describe;
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
 
@@ -194,7 +323,8 @@ mod tests {
             dbport: Some(5433),
             dbuser: Some("backups".into()),
             dbpass: Some(Secret::new("pa:ss\\word")),
-            dbname: "livecompany".into(),
+            dbname: DbName::One("livecompany".into()),
+            format: DumpFormat::Plain,
             defaults: None,
             options: vec![],
         }
