@@ -196,8 +196,55 @@ pub struct SourceReport {
     pub object: Option<String>,
     /// The source itself failed (nothing stored anywhere), or its dry-run check failed.
     pub failure: Option<Failure>,
-    /// Per destination, in config order (empty on a dry run).
+    /// Per destination, in config order (empty on a dry run). For a per-database source a
+    /// destination failed when any database failed there.
     pub destinations: Vec<DestinationReport>,
+    /// A per-database source (`dbname: all` or a list): each database's own outcome, in the
+    /// order dumped; empty for a source that makes one object.
+    pub databases: Vec<DatabaseReport>,
+}
+
+/// One database of a per-database source: its object, or why it is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseReport {
+    pub name: String,
+    /// The object name written.
+    pub object: Option<String>,
+    pub input_bytes: Option<u64>,
+    /// The object's size, when it is stored somewhere.
+    pub stored_bytes: Option<u64>,
+    pub sha256: Option<String>,
+    pub dump: Duration,
+    /// The dump failed: stored nowhere.
+    pub failure: Option<Failure>,
+    /// Per destination id: stored, or why not.
+    pub destinations: Vec<(String, Result<(), Failure>)>,
+}
+
+impl DatabaseReport {
+    /// A database with nothing done yet.
+    pub fn new(name: &str) -> Self {
+        DatabaseReport {
+            name: name.to_owned(),
+            object: None,
+            input_bytes: None,
+            stored_bytes: None,
+            sha256: None,
+            dump: Duration::ZERO,
+            failure: None,
+            destinations: Vec::new(),
+        }
+    }
+
+    /// Its failure at destination `id`: the dump's, else the upload's there.
+    pub fn failure_at(&self, id: &str) -> Option<&Failure> {
+        self.failure.as_ref().or_else(|| {
+            self.destinations
+                .iter()
+                .find(|(d, _)| d == id)
+                .and_then(|(_, r)| r.as_ref().err())
+        })
+    }
 }
 
 impl SourceReport {
@@ -217,6 +264,7 @@ impl SourceReport {
             object: None,
             failure: None,
             destinations: Vec::new(),
+            databases: Vec::new(),
         }
     }
 
