@@ -263,37 +263,51 @@ pub struct RestoreRequest<'a> {
     pub at: Option<&'a str>,
     /// Destination id to read from; the first one (config order) with the copy if absent.
     pub destination: Option<&'a str>,
-    /// Target directory, or `-` for the raw tar/dump on stdout.
-    pub to: &'a Path,
+    /// Target directory, or `-` for the raw tar/dump on stdout; `None` (with `database`):
+    /// load the dump into the source's server.
+    pub to: Option<&'a Path>,
+    /// One database of a per-database source.
+    pub database: Option<&'a str>,
+    /// `--as`: load into this database instead of `database`.
+    pub into: Option<&'a str>,
+    /// `--force`: load into a database that holds tables.
+    pub force: bool,
     pub keys: &'a Keys,
 }
 
 /// `backup restore`: streams the copy back; the line saying what was restored goes to stderr
 /// (stdout may be carrying the copy itself).
 pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, CommandError> {
-    let at = match request.at {
-        Some(s) => Some(RunStamp::parse(s).ok_or_else(|| {
-            CommandError::Usage(format!(
-                "--at {s:?}: expected YYYYmmddHHMMSS, as `backup list` shows"
-            ))
-        })?),
-        None => None,
-    };
+    let at = parse_at(request.at)?;
+    let to =
+        match (request.to, request.database) {
+            (Some(_), _) if request.into.is_some() || request.force => {
+                return Err(CommandError::Usage(
+                    "--as and --force load into the server: drop --to".into(),
+                ))
+            }
+            (Some(to), _) => to,
+            (None, Some(database)) => return load_into_server(job, &request, database, at),
+            (None, None) => return Err(CommandError::Usage(
+                "--to DIR (or -) is required, unless --database NAME loads a dump into the server"
+                    .into(),
+            )),
+        };
     let decryption = decryption_for(job, request.source, request.keys)?;
     let (dests, skipped) = destinations(job);
     for m in &skipped {
         tracing::warn!("{m}");
     }
     let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
-    let (target, consequence) = if request.to.as_os_str() == "-" {
+    let (target, consequence) = if to.as_os_str() == "-" {
         (
             RestoreTarget::Writer(Box::new(std::io::stdout().lock())),
             "the output already written to stdout is unverified and must be discarded".to_owned(),
         )
     } else {
         (
-            RestoreTarget::Directory(request.to.to_path_buf()),
-            format!("nothing was restored into {}", request.to.display()),
+            RestoreTarget::Directory(to.to_path_buf()),
+            format!("nothing was restored into {}", to.display()),
         )
     };
     let done = restore::restore(
@@ -302,6 +316,7 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
             source_id: request.source.to_owned(),
             at,
             destination: request.destination.map(str::to_owned),
+            database: request.database.map(str::to_owned),
             target,
             decryption,
         },
@@ -331,6 +346,93 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
                     .map_or("stdout".to_owned(), |p| p.display().to_string()),
             ),
         ..Outcome::default()
+    })
+}
+
+/// `backup restore --database NAME [--as NEW] [--force]` without `--to`: checks the copy,
+/// then loads it into the source's own server with its credentials.
+fn load_into_server(
+    job: &JobConfig,
+    request: &RestoreRequest<'_>,
+    database: &str,
+    at: Option<RunStamp>,
+) -> Result<Outcome, CommandError> {
+    let into = request.into.unwrap_or(database);
+    if into.is_empty() || into.contains('\0') {
+        return Err(CommandError::Usage(format!(
+            "--as {into:?}: not a database name"
+        )));
+    }
+    let config = job
+        .sources
+        .iter()
+        .find(|s| s.id == request.source)
+        .ok_or_else(|| {
+            CommandError::Usage(format!(
+                "--source {:?}: no such source in the config (its server and credentials are needed)",
+                request.source
+            ))
+        })?;
+    let source = runner::build_source(config).map_err(|e| CommandError::Usage(e.to_string()))?;
+    let server = source.server().ok_or_else(|| {
+        CommandError::Usage(format!(
+            "--database: source {:?} is of type {}, not a database; use --to",
+            config.id, config.kind
+        ))
+    })?;
+    let decryption = decryption_for(job, request.source, request.keys)?;
+    let (dests, skipped) = destinations(job);
+    for m in &skipped {
+        tracing::warn!("{m}");
+    }
+    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
+    let done = restore::load(
+        &refs,
+        &restore::LoadRequest {
+            source_id: request.source,
+            database,
+            into,
+            at,
+            destination: request.destination,
+            decryption: decryption.as_ref(),
+            force: request.force,
+        },
+        server,
+    )
+    .map_err(|error| CommandError::Restore {
+        source_id: request.source.to_owned(),
+        consequence: match error {
+            RestoreError::Server { .. } => format!("database {into:?} may hold part of the dump"),
+            _ => format!("nothing was loaded into database {into:?}"),
+        },
+        error: Box::new(error),
+    })?;
+    let check = match done.sidecar {
+        SidecarCheck::Match => "sha256 matches its sidecar",
+        SidecarCheck::Missing => "no sidecar to check",
+    };
+    Ok(Outcome {
+        stderr: format!(
+            "restored {} from {} ({} of payload) into database {into:?}{} on the server of source {:?}; {check}\n",
+            done.copy.name.path(),
+            done.copy.destination,
+            size_description(done.payload_bytes as f64),
+            if done.created { " (created)" } else { "" },
+            request.source,
+        ),
+        ..Outcome::default()
+    })
+}
+
+/// `--at`, as `backup list` shows it.
+fn parse_at(at: Option<&str>) -> Result<Option<RunStamp>, CommandError> {
+    Ok(match at {
+        Some(s) => Some(RunStamp::parse(s).ok_or_else(|| {
+            CommandError::Usage(format!(
+                "--at {s:?}: expected YYYYmmddHHMMSS, as `backup list` shows"
+            ))
+        })?),
+        None => None,
     })
 }
 

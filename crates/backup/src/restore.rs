@@ -34,8 +34,10 @@ use crate::destination::{Destination, DestinationError};
 use crate::naming::{self, ObjectName, Payload, RunStamp};
 
 mod decode;
+mod server;
 mod unpack;
 use decode::{copy_payload, open_decoded, stream_failure, walk_tar, Counting, Decoded};
+pub use server::{load, LoadRequest, Loaded};
 use unpack::{Failure, Unpacker};
 
 /// One stored copy of a source's backup.
@@ -101,6 +103,8 @@ pub struct RestoreOptions {
     pub at: Option<RunStamp>,
     /// A destination `id`; `None` for the first destination (config order) that has the copy.
     pub destination: Option<String>,
+    /// One database of a per-database source (`dbname: all` or a list); required for them.
+    pub database: Option<String>,
     pub target: RestoreTarget,
     /// Needed for `.gpg` objects: the source's passphrase, a secret key file, or gpg.
     pub decryption: Option<Decryption>,
@@ -161,6 +165,28 @@ pub enum RestoreError {
     },
     #[error(transparent)]
     Destination(#[from] DestinationError),
+    /// The copy holds one object per database: which one?
+    #[error("{copy} holds one dump per database ({}): choose one with --database NAME", databases.join(", "))]
+    PerDatabase {
+        copy: String,
+        databases: Vec<String>,
+    },
+    /// `--database` on an object that is no database dump (a tar).
+    #[error("{object}: not a database dump")]
+    NotADump { object: String },
+    /// The database to load into already holds tables.
+    #[error(
+        "database {database:?} exists and is not empty; nothing was loaded: restore into a new \
+         database with --as NAME, or load over it with --force"
+    )]
+    NotEmpty { database: String },
+    /// The server refused or the client failed (creating, checking, loading `database`).
+    #[error("database {database:?}: {source}")]
+    Server {
+        database: String,
+        #[source]
+        source: crate::source::SourceError,
+    },
     #[error("{object}: the object is encrypted; give the source's passphrase or a secret key")]
     NeedKey { object: String },
     #[error("{object}: {source}")]
@@ -258,6 +284,7 @@ fn choose(
     source_id: &str,
     at: Option<RunStamp>,
     destination: Option<&str>,
+    database: Option<&str>,
 ) -> Result<(Copy, Vec<String>), RestoreError> {
     let chosen: Vec<&dyn Destination> = destinations
         .iter()
@@ -266,7 +293,10 @@ fn choose(
         .collect();
     let not_found = |extra: String| RestoreError::NotFound {
         source_id: source_id.to_string(),
-        at: at.map(|t| format!(" at {t}")).unwrap_or_default(),
+        at: database
+            .map(|d| format!(" database {d:?}"))
+            .unwrap_or_default()
+            + &at.map(|t| format!(" at {t}")).unwrap_or_default(),
         on: match destination {
             Some(d) => format!(" on destination {d:?}{extra}"),
             None => extra,
@@ -277,8 +307,11 @@ fn choose(
     }
     let listing = list(&chosen, Some(source_id));
     let mut skipped = Vec::new();
-    let copy = listing.copies.into_iter().find(|c| {
-        if c.name.source_id != source_id {
+    let copies = listing.copies;
+    let copy = copies.iter().find(|c| {
+        if c.name.source_id != source_id
+            || database.is_some_and(|d| c.name.database.as_deref() != Some(d))
+        {
             return false;
         }
         match at {
@@ -291,7 +324,19 @@ fn choose(
         }
     });
     match copy {
-        Some(c) => Ok((c, skipped)),
+        // A per-database copy restores one database at a time.
+        Some(c) if database.is_none() && c.name.database.is_some() => {
+            let databases = copies
+                .iter()
+                .filter(|o| o.name.stamp == c.name.stamp && o.destination == c.destination)
+                .filter_map(|o| o.name.database.clone())
+                .collect();
+            Err(RestoreError::PerDatabase {
+                copy: format!("{}/{}/{}", c.destination, c.name.source_id, c.name.stamp),
+                databases,
+            })
+        }
+        Some(c) => Ok((c.clone(), skipped)),
         None => match listing.errors.into_iter().next() {
             // A destination could not be listed: that is the more useful error.
             Some(e) if chosen.len() == 1 => Err(RestoreError::Destination(e)),
@@ -318,6 +363,7 @@ pub fn restore(
         &opts.source_id,
         opts.at,
         opts.destination.as_deref(),
+        opts.database.as_deref(),
     )?;
     let skipped: Vec<String> = skipped
         .into_iter()
@@ -402,23 +448,36 @@ pub fn verify(
     let mut reports = Vec::new();
     for source_id in source_ids {
         for d in destinations {
-            let result = verify_one(*d, source_id, keys);
-            reports.push(VerifyReport {
-                source_id: source_id.clone(),
+            let report = |label: String, result| VerifyReport {
+                source_id: label,
                 destination: d.id().to_string(),
                 result,
-            });
+            };
+            match choose(&[*d], source_id, None, Some(d.id()), None) {
+                // A per-database copy: every database of it, each a report `{id}:{database}`.
+                Err(RestoreError::PerDatabase { databases, .. }) => {
+                    for db in databases {
+                        let result = choose(&[*d], source_id, None, Some(d.id()), Some(&db))
+                            .and_then(|(copy, _)| verify_copy(*d, copy, keys));
+                        reports.push(report(format!("{source_id}:{db}"), result));
+                    }
+                }
+                chosen => reports.push(report(
+                    source_id.clone(),
+                    chosen.and_then(|(copy, _)| verify_copy(*d, copy, keys)),
+                )),
+            }
         }
     }
     reports
 }
 
-fn verify_one(
+fn verify_copy(
     d: &dyn Destination,
-    source_id: &str,
+    copy: Copy,
     keys: &dyn Fn(&str) -> Option<Decryption>,
 ) -> Result<Verified, RestoreError> {
-    let (copy, _) = choose(&[d], source_id, None, Some(d.id()))?;
+    let source_id = copy.name.source_id.as_str();
     let object = copy.name.path();
     let expected = read_sidecar(d, &copy)?;
     let decryption = keys(source_id);

@@ -156,6 +156,7 @@ fn opts(id: &str, target: RestoreTarget, dec: Option<Decryption>) -> RestoreOpti
         source_id: id.into(),
         at: None,
         destination: None,
+        database: None,
         target,
         decryption: dec,
     }

@@ -11,6 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use custos_process::{Spawn, Stdin};
+
+use crate::naming::Payload;
 use serde::{Deserialize, Deserializer};
 
 use super::process::{describe, process_error, ChildStream, Credentials, Verdict, PRODUCERS};
@@ -85,12 +87,8 @@ pub fn list(
     cmd: Command,
     credentials: Option<Credentials>,
 ) -> Result<Vec<String>, SourceError> {
-    let stdin = credentials.map_or(Stdin::Null, Stdin::Secret);
-    let spawn = Spawn::new(program, cmd).stdin(stdin).registry(&PRODUCERS);
-    let out = custos_process::run(spawn, LIST_TIMEOUT, LIST_MAX)
-        .and_then(|o| o.exit.clone().require_success().map(|_| o))
-        .map_err(|e| process_error(e, Retry::Transient))?;
-    parse_hex_lines(&out.stdout).ok_or_else(|| {
+    let out = run_client(program, cmd, credentials)?;
+    parse_hex_lines(&out).ok_or_else(|| {
         SourceError::Failed(format!(
             "{program}: the list of databases is not one hex name a line"
         ))
@@ -129,6 +127,146 @@ pub fn select(
         });
     }
     Ok(Some(names))
+}
+
+/// Where a client started by [`Loader::spawn`] finds the source's credentials: its fd 3, the
+/// secret file handed to it (stdin is the payload).
+pub const LOADER_CREDENTIALS_PATH: &str = "/dev/fd/3";
+
+/// The server of a database source, for `backup restore --database`: what is there, and
+/// loading a dump into it, with the source's own credentials.
+pub trait Server {
+    /// `None` when `database` does not exist; else whether it holds any table, view or
+    /// sequence.
+    fn holds_data(&self, database: &str) -> Result<Option<bool>, SourceError>;
+    /// Creates an empty `database`.
+    fn create(&self, database: &str) -> Result<(), SourceError>;
+    /// Starts the client that loads a `payload` (`sql` or `dump`) into `database`; `replace`
+    /// lets it replace the objects the dump holds.
+    fn load(&self, database: &str, payload: Payload, replace: bool) -> Result<Loader, SourceError>;
+}
+
+/// A client loading a dump: write the payload into it, then [`Loader::finish`].
+///
+/// Its stdin must carry the payload while the credentials stay a secret file handed over as
+/// stdin (the only descriptor custos-process passes on, so no other child inherits it). So
+/// the client starts through `sh`, which moves the secret to fd 3
+/// ([`LOADER_CREDENTIALS_PATH`]) and the payload pipe, handed over as the child's stdout, to
+/// stdin; its output goes to /dev/null and its stderr to the tail. Nothing secret is in any
+/// argv or the environment.
+pub struct Loader {
+    child: custos_process::Child,
+    input: Option<std::fs::File>,
+}
+
+impl Loader {
+    /// Starts `cmd` (its program and arguments; it reads the payload on stdin and the
+    /// credentials as [`LOADER_CREDENTIALS_PATH`]).
+    pub fn spawn(
+        program: &str,
+        cmd: &Command,
+        credentials: Option<Credentials>,
+    ) -> Result<Loader, SourceError> {
+        let io = |source| SourceError::Io {
+            context: format!("making the payload pipe of {program}"),
+            source,
+        };
+        let (read, write) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| io(e.into()))?;
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(r#"exec "$@" 3<&0 0<&1 1>/dev/null"#)
+            .arg("custos-load")
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        let stdin = credentials.map_or(Stdin::Null, Stdin::Secret);
+        let child = Spawn::new(program, sh)
+            .stdin(stdin)
+            .stdout(std::process::Stdio::from(read))
+            .registry(&PRODUCERS)
+            .spawn()
+            .map_err(|e| process_error(e, Retry::Permanent))?;
+        Ok(Loader {
+            child,
+            input: Some(std::fs::File::from(write)),
+        })
+    }
+
+    /// Closes the payload and waits for the client: any exit status but 0 fails, with its
+    /// stderr's tail.
+    pub fn finish(mut self) -> Result<(), SourceError> {
+        self.input = None;
+        self.child
+            .wait()
+            .and_then(custos_process::Exit::require_success)
+            .map(drop)
+            .map_err(|e| process_error(e, Retry::Permanent))
+    }
+}
+
+impl std::io::Write for Loader {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.input.as_mut() {
+            Some(f) => f.write(buf),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs a client to its end (creating a database, asking what is there); returns its
+/// stdout.
+pub fn query(
+    program: &str,
+    cmd: Command,
+    credentials: Option<Credentials>,
+) -> Result<String, SourceError> {
+    let out = run_client(program, cmd, credentials)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Runs a client to its end within [`LIST_TIMEOUT`], its credentials as stdin; its stdout,
+/// or its failure with stderr's tail.
+fn run_client(
+    program: &str,
+    cmd: Command,
+    credentials: Option<Credentials>,
+) -> Result<Vec<u8>, SourceError> {
+    let stdin = credentials.map_or(Stdin::Null, Stdin::Secret);
+    let spawn = Spawn::new(program, cmd).stdin(stdin).registry(&PRODUCERS);
+    let out = custos_process::run(spawn, LIST_TIMEOUT, LIST_MAX)
+        .and_then(|o| o.exit.clone().require_success().map(|_| o))
+        .map_err(|e| process_error(e, Retry::Transient))?;
+    Ok(out.stdout)
+}
+
+/// `(exists, tables)` as `a<TAB>b` or `a|b` (a client's batch output) into
+/// [`Server::holds_data`]'s answer.
+pub fn parse_holds_data(program: &str, out: &str) -> Result<Option<bool>, SourceError> {
+    let mut words = out.split(|c: char| c == '\t' || c == '|' || c.is_whitespace());
+    let mut next = || {
+        words
+            .by_ref()
+            .find(|w| !w.is_empty())
+            .and_then(|w| w.parse::<u64>().ok())
+    };
+    match (next(), next()) {
+        (Some(0), _) => Ok(None),
+        (Some(_), Some(n)) => Ok(Some(n > 0)),
+        _ => Err(SourceError::Failed(format!(
+            "{program}: unexpected answer about the database: {:?}",
+            custos_process::one_line(out)
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +309,10 @@ mod tests {
     #[test]
     fn all_skips_system_databases_and_refuses_an_empty_result() {
         let listed = || Ok(vec!["sys".into(), "shop".into(), "mysql".into()]);
+        assert_eq!(parse_holds_data("m", "0\t0\n").unwrap(), None);
+        assert_eq!(parse_holds_data("m", "1\t0\n").unwrap(), Some(false));
+        assert_eq!(parse_holds_data("p", "1|3\n").unwrap(), Some(true));
+        assert!(parse_holds_data("p", "ERROR").is_err());
         assert_eq!(
             select(&DbName::All, &["sys"], listed).unwrap(),
             Some(vec!["shop".into(), "mysql".into()])

@@ -101,6 +101,12 @@ pub trait Source: Send + Sync {
         Ok(None)
     }
 
+    /// The database server this source dumps, for `backup restore --database`; `None` for
+    /// a source that is no database.
+    fn server(&self) -> Option<&dyn databases::Server> {
+        None
+    }
+
     /// Starts the dump of one database of [`Source::databases`].
     fn open_database(&self, database: &str) -> Result<Box<dyn SourceStream>, SourceError> {
         Err(SourceError::Unavailable {

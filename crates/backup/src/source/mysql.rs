@@ -21,9 +21,10 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::databases::{self, DbName};
+use super::databases::{self, DbName, Loader, Server, LOADER_CREDENTIALS_PATH};
 use super::process::{credentials, run_check, Credentials, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
+use crate::naming::Payload;
 use serde::Deserialize;
 
 use crate::config::{no_newline, Invalid, Secret, Validate};
@@ -199,7 +200,7 @@ impl MysqlSource {
     /// The dump command, and (unless `defaults` is set) the in-memory option file that must
     /// become its stdin.
     fn command(&self, extra: &[&str]) -> Result<(Command, Option<Credentials>), SourceError> {
-        let (mut cmd, credentials) = self.connect(&self.program)?;
+        let (mut cmd, credentials) = self.connect(&self.program, CREDENTIALS_PATH)?;
         cmd.args(extra);
         cmd.args(self.dump_args());
         Ok((cmd, credentials))
@@ -207,8 +208,12 @@ impl MysqlSource {
 
     /// `program` (mysqldump or the client) with the connection: `--defaults-file=` first,
     /// then host and port when `defaults` is set; and the in-memory option file that must
-    /// become its stdin (unless `defaults` is set).
-    pub fn connect(&self, program: &OsStr) -> Result<(Command, Option<Credentials>), SourceError> {
+    /// be handed to it (unless `defaults` is set), which it reads as `secret_path`.
+    pub fn connect(
+        &self,
+        program: &OsStr,
+        secret_path: &str,
+    ) -> Result<(Command, Option<Credentials>), SourceError> {
         let (defaults_file, credentials) = match &self.config.defaults {
             Some(path) => {
                 if self.config.dbuser.is_some() || self.config.dbpass.is_some() {
@@ -217,7 +222,7 @@ impl MysqlSource {
                 (path.as_os_str().to_owned(), None)
             }
             None => (
-                OsString::from(CREDENTIALS_PATH),
+                OsString::from(secret_path),
                 Some(credentials("custos-my.cnf", &self.option_file())?),
             ),
         };
@@ -240,7 +245,7 @@ impl MysqlSource {
 
     /// The client, connected, in batch mode without column names (listing, loading).
     pub fn client(&self) -> Result<(Command, Option<Credentials>), SourceError> {
-        let (mut cmd, credentials) = self.connect(&self.client)?;
+        let (mut cmd, credentials) = self.connect(&self.client, CREDENTIALS_PATH)?;
         cmd.args(["--batch", "--skip-column-names"]);
         Ok((cmd, credentials))
     }
@@ -314,6 +319,10 @@ impl Source for MysqlSource {
         databases::spawn_dump(&self.id, &self.program_name(), cmd, credentials)
     }
 
+    fn server(&self) -> Option<&dyn Server> {
+        Some(self)
+    }
+
     fn databases(&self) -> Result<Option<Vec<String>>, SourceError> {
         databases::select(&self.config.dbname, SYSTEM_DATABASES, || {
             let (mut cmd, credentials) = self.client()?;
@@ -326,9 +335,47 @@ impl Source for MysqlSource {
     }
 
     fn open_database(&self, database: &str) -> Result<Box<dyn SourceStream>, SourceError> {
-        let (mut cmd, credentials) = self.connect(&self.program)?;
+        let (mut cmd, credentials) = self.connect(&self.program, CREDENTIALS_PATH)?;
         cmd.args(self.database_args(database));
         databases::spawn_dump(&self.id, &self.program_name(), cmd, credentials)
+    }
+}
+
+/// `0x...`: a string literal for SQL that needs no quoting.
+fn hex_literal(s: &str) -> String {
+    format!("0x{}", hex::encode(s.as_bytes()))
+}
+
+/// `` `name` ``, backticks doubled: an identifier for SQL.
+fn identifier(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+impl Server for MysqlSource {
+    fn holds_data(&self, database: &str) -> Result<Option<bool>, SourceError> {
+        let (mut cmd, credentials) = self.client()?;
+        let name = hex_literal(database);
+        cmd.arg("-e").arg(format!(
+            "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {name}), \
+             (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {name})"
+        ));
+        let out = databases::query(&self.client_name(), cmd, credentials)?;
+        databases::parse_holds_data(&self.client_name(), &out)
+    }
+
+    fn create(&self, database: &str) -> Result<(), SourceError> {
+        let (mut cmd, credentials) = self.client()?;
+        cmd.arg("-e")
+            .arg(format!("CREATE DATABASE {}", identifier(database)));
+        databases::query(&self.client_name(), cmd, credentials).map(drop)
+    }
+
+    /// `mysql --database=NAME` reading the dump (a per-database dump has no `USE`, and its
+    /// `DROP TABLE IF EXISTS` replaces tables either way).
+    fn load(&self, database: &str, _: Payload, _: bool) -> Result<Loader, SourceError> {
+        let (mut cmd, credentials) = self.connect(&self.client, LOADER_CREDENTIALS_PATH)?;
+        cmd.arg("--batch").arg(format!("--database={database}"));
+        Loader::spawn(&self.client_name(), &cmd, credentials)
     }
 }
 

@@ -17,9 +17,10 @@
 use std::ffi::{OsStr, OsString};
 use std::process::Command;
 
-use super::databases::{self, DbName};
+use super::databases::{self, DbName, Loader, Server, LOADER_CREDENTIALS_PATH};
 use super::process::{credentials, run_check, Credentials, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
+use crate::naming::Payload;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -202,20 +203,25 @@ impl PgsqlSource {
     /// The dump command, and (with a password and no `defaults`) the in-memory pgpass file
     /// that must become its stdin.
     fn command(&self, extra: &[&str]) -> Result<(Command, Option<Credentials>), SourceError> {
-        let (mut cmd, credentials) = self.connect(&self.program)?;
+        let (mut cmd, credentials) = self.connect(&self.program, CREDENTIALS_PATH)?;
         cmd.args(extra).args(self.args());
         Ok((cmd, credentials))
     }
 
     /// A client (`psql`, `pg_restore`) with the source's password, host, port and user.
     pub fn client(&self, name: &str) -> Result<(Command, Option<Credentials>), SourceError> {
-        let (mut cmd, credentials) = self.connect(&self.tool(name))?;
+        let (mut cmd, credentials) = self.connect(&self.tool(name), CREDENTIALS_PATH)?;
         cmd.args(self.connection_args());
         Ok((cmd, credentials))
     }
 
-    /// `program` with the password plumbing (no arguments yet).
-    fn connect(&self, program: &OsStr) -> Result<(Command, Option<Credentials>), SourceError> {
+    /// `program` with the password plumbing (no arguments yet): the in-memory pgpass file,
+    /// read by the child as `secret_path`.
+    fn connect(
+        &self,
+        program: &OsStr,
+        secret_path: &str,
+    ) -> Result<(Command, Option<Credentials>), SourceError> {
         let mut credentials = None;
         let mut cmd = Command::new(program);
         cmd.env_remove("PGPASSWORD");
@@ -223,7 +229,7 @@ impl PgsqlSource {
             cmd.env("PGPASSFILE", defaults);
         } else if let Some(line) = self.pgpass() {
             credentials = Some(self::credentials("custos-pgpass", &line)?);
-            cmd.env("PGPASSFILE", CREDENTIALS_PATH);
+            cmd.env("PGPASSFILE", secret_path);
         }
         Ok((cmd, credentials))
     }
@@ -289,6 +295,10 @@ impl Source for PgsqlSource {
         databases::spawn_dump(&self.id, "pg_dump", cmd, credentials)
     }
 
+    fn server(&self) -> Option<&dyn Server> {
+        Some(self)
+    }
+
     fn databases(&self) -> Result<Option<Vec<String>>, SourceError> {
         databases::select(&self.config.dbname, &[], || {
             let (mut cmd, credentials) = self.client("psql")?;
@@ -303,9 +313,86 @@ impl Source for PgsqlSource {
     }
 
     fn open_database(&self, database: &str) -> Result<Box<dyn SourceStream>, SourceError> {
-        let (mut cmd, credentials) = self.connect(&self.program)?;
+        let (mut cmd, credentials) = self.connect(&self.program, CREDENTIALS_PATH)?;
         cmd.args(self.database_args(database));
         databases::spawn_dump(&self.id, "pg_dump", cmd, credentials)
+    }
+}
+
+/// `"name"`, quotes doubled: an identifier for SQL.
+fn identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'`, quotes doubled: a standard string literal for SQL.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+impl PgsqlSource {
+    /// psql, quiet and unaligned, stopping at the first error, on `database`.
+    fn psql(
+        &self,
+        database: &str,
+        secret_path: &str,
+    ) -> Result<(Command, Option<Credentials>), SourceError> {
+        let (mut cmd, credentials) = self.connect(&self.tool("psql"), secret_path)?;
+        cmd.args(self.connection_args())
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!("--dbname={}", conninfo_dbname(database)));
+        Ok((cmd, credentials))
+    }
+}
+
+impl Server for PgsqlSource {
+    fn holds_data(&self, database: &str) -> Result<Option<bool>, SourceError> {
+        let (mut cmd, credentials) = self.psql(MAINTENANCE_DB, CREDENTIALS_PATH)?;
+        cmd.arg("-c").arg(format!(
+            "SELECT count(*), 0 FROM pg_database WHERE datname = {}",
+            literal(database)
+        ));
+        let exists =
+            databases::parse_holds_data("psql", &databases::query("psql", cmd, credentials)?)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let (mut cmd, credentials) = self.psql(database, CREDENTIALS_PATH)?;
+        cmd.arg("-c").arg(
+            "SELECT 1, count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')",
+        );
+        databases::parse_holds_data("psql", &databases::query("psql", cmd, credentials)?)
+    }
+
+    fn create(&self, database: &str) -> Result<(), SourceError> {
+        let (mut cmd, credentials) = self.psql(MAINTENANCE_DB, CREDENTIALS_PATH)?;
+        cmd.arg("-c")
+            .arg(format!("CREATE DATABASE {}", identifier(database)));
+        databases::query("psql", cmd, credentials).map(drop)
+    }
+
+    /// Plain SQL through psql (stops at the first error, in one transaction); a custom
+    /// archive through pg_restore (stops at the first error; `replace`: `--clean
+    /// --if-exists`).
+    fn load(&self, database: &str, payload: Payload, replace: bool) -> Result<Loader, SourceError> {
+        match payload {
+            Payload::Dump => {
+                let (mut cmd, credentials) =
+                    self.connect(&self.tool("pg_restore"), LOADER_CREDENTIALS_PATH)?;
+                cmd.args(self.connection_args()).arg("--exit-on-error");
+                if replace {
+                    cmd.args(["--clean", "--if-exists"]);
+                }
+                cmd.arg(format!("--dbname={}", conninfo_dbname(database)));
+                Loader::spawn("pg_restore", &cmd, credentials)
+            }
+            _ => {
+                let (mut cmd, credentials) = self.psql(database, LOADER_CREDENTIALS_PATH)?;
+                cmd.arg("--single-transaction");
+                Loader::spawn("psql", &cmd, credentials)
+            }
+        }
     }
 }
 
