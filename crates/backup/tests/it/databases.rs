@@ -19,14 +19,14 @@ use serde_json::json;
 
 const TOOLS: &[&str] = &["mysql", "mysqldump", "psql", "pg_dump"];
 
-fn setup(test: &str) -> Option<Services> {
+pub(crate) fn setup(test: &str) -> Option<Services> {
     let s = services(test)?;
     require_tools(test, TOOLS).then_some(s)
 }
 
 /// Creates MariaDB database `db` as a copy of the seed data, with a view, a trigger, a
 /// procedure and an event (dumped thanks to `--routines`/`--events`).
-fn mysql_seed(s: &Services, db: &str) {
+pub(crate) fn mysql_seed(s: &Services, db: &str) {
     s.mysql_sql(
         "",
         &format!(
@@ -44,7 +44,7 @@ fn mysql_seed(s: &Services, db: &str) {
 }
 
 /// Everything that must survive a dump/restore of a seeded MariaDB database, as text.
-fn mysql_fingerprint(s: &Services, db: &str) -> String {
+pub(crate) fn mysql_fingerprint(s: &Services, db: &str) -> String {
     s.mysql_sql(
         db,
         "SELECT id, name, IFNULL(note, 'NULL'), price, IFNULL(HEX(blob_data), 'NULL'), created FROM items ORDER BY id;
@@ -57,7 +57,7 @@ fn mysql_fingerprint(s: &Services, db: &str) -> String {
 }
 
 /// Creates PostgreSQL database `db` (owned by the test user) with the seed's shape and data.
-fn pg_seed(s: &Services, db: &str) {
+pub(crate) fn pg_seed(s: &Services, db: &str) {
     s.psql_sql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
     s.psql_sql("postgres", &format!("CREATE DATABASE {db}"));
     s.psql_sql(
@@ -76,7 +76,7 @@ fn pg_seed(s: &Services, db: &str) {
     );
 }
 
-fn pg_fingerprint(s: &Services, db: &str) -> String {
+pub(crate) fn pg_fingerprint(s: &Services, db: &str) -> String {
     s.psql_sql(
         db,
         "SELECT id, name, coalesce(note, 'NULL'), price, coalesce(encode(blob_data, 'hex'), 'NULL'), created FROM items ORDER BY id;
@@ -86,11 +86,11 @@ fn pg_fingerprint(s: &Services, db: &str) -> String {
     )
 }
 
-fn drop_mysql(s: &Services, db: &str) {
+pub(crate) fn drop_mysql(s: &Services, db: &str) {
     s.mysql_sql("", &format!("DROP DATABASE IF EXISTS {db}"));
 }
 
-fn drop_pg(s: &Services, db: &str) {
+pub(crate) fn drop_pg(s: &Services, db: &str) {
     s.psql_sql(
         "postgres",
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
@@ -99,7 +99,7 @@ fn drop_pg(s: &Services, db: &str) {
 
 /// Feeds `sql` to a client command's stdin; panics with its stderr on failure.
 #[track_caller]
-fn pipe_into(mut cmd: Command, sql: &[u8]) {
+pub(crate) fn pipe_into(mut cmd: Command, sql: &[u8]) {
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::piped())

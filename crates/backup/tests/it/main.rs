@@ -11,6 +11,7 @@
 mod common;
 
 mod databases;
+mod databases_each;
 mod faults;
 mod folder_roundtrip;
 mod gs_destination;
