@@ -296,6 +296,51 @@ mod tests {
         assert!(!parse(r#"{"dbname": "shop"}"#).per_database());
     }
 
+    /// A stand-in client that records what it got: the credentials as the path it is told
+    /// (fd 3), the payload on stdin, its arguments and environment. The payload arrives whole,
+    /// the secret only through the file, and a failing client fails `finish` with its stderr.
+    #[test]
+    fn loader_gets_payload_on_stdin_and_the_secret_only_as_fd_3() {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-client");
+        let out = dir.path();
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\nstat -L -c %a \"$1\" > {o}/mode\ncat \"$1\" > {o}/secret\ncat > {o}/payload\n\
+                 echo \"$*\" > {o}/args\nenv > {o}/env\necho 'ERROR 1: told to fail' >&2\nexit \"$2\"\n",
+                o = out.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for status in ["0", "3"] {
+            let mut cmd = Command::new(&fake);
+            cmd.arg(LOADER_CREDENTIALS_PATH).arg(status);
+            let secret = Credentials::new("custos-test", "password=s3cr#t\n").unwrap();
+            let mut loader = Loader::spawn("fake-client", &cmd, Some(secret)).unwrap();
+            loader.write_all(&payload).unwrap();
+            let result = loader.finish();
+            let read = |f: &str| std::fs::read(out.join(f)).unwrap();
+            assert_eq!(read("payload"), payload);
+            assert_eq!(read("secret"), b"password=s3cr#t\n");
+            assert_eq!(read("mode"), b"600\n");
+            for f in ["args", "env"] {
+                assert!(!String::from_utf8_lossy(&read(f)).contains("s3cr"), "{f}");
+            }
+            match status {
+                "0" => result.unwrap(),
+                _ => {
+                    let e = result.unwrap_err().to_string();
+                    assert!(e.contains("status 3") && e.contains("told to fail"), "{e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn hex_lines_decode_any_name() {
         assert_eq!(
