@@ -53,7 +53,15 @@ pub fn dbname<'de, D: Deserializer<'de>>(d: D) -> Result<DbName, D::Error> {
         Some(Raw::One(s)) if s.trim().is_empty() => DbName::Absent,
         Some(Raw::One(s)) if s.trim() == "all" => DbName::All,
         Some(Raw::One(s)) => DbName::One(s),
-        Some(Raw::Each(list)) => DbName::Each(list.into_iter().filter(|n| !n.is_empty()).collect()),
+        Some(Raw::Each(list)) => {
+            let names: Vec<String> = list.into_iter().filter(|n| !n.is_empty()).collect();
+            // An empty list names nothing: as absent (mysql: `--all-databases`, as before).
+            if names.is_empty() {
+                DbName::Absent
+            } else {
+                DbName::Each(names)
+            }
+        }
     })
 }
 
@@ -292,6 +300,7 @@ mod tests {
             parse(r#"{"dbname": ["a", "", "b c"]}"#),
             DbName::Each(vec!["a".into(), "b c".into()])
         );
+        assert_eq!(parse(r#"{"dbname": [""]}"#), DbName::Absent);
         assert!(parse(r#"{"dbname": "all"}"#).per_database());
         assert!(!parse(r#"{"dbname": "shop"}"#).per_database());
     }

@@ -303,8 +303,12 @@ impl Source for MysqlSource {
         "sql"
     }
 
-    /// Connects and dumps nothing but headers: proves credentials, databases and privileges.
+    /// Connects and dumps nothing but headers: proves credentials, databases and privileges
+    /// (for `all`, after listing them).
     fn check(&self) -> Result<(), SourceError> {
+        if self.config.dbname == DbName::All {
+            self.databases()?;
+        }
         let (cmd, credentials) = self.command(&[
             "--no-data",
             "--no-create-info",

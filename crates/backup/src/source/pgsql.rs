@@ -79,12 +79,8 @@ impl PgsqlConfig {
 
 impl Validate for PgsqlConfig {
     fn validate(&self) -> Result<(), Invalid> {
-        match &self.dbname {
-            DbName::Absent => return Err(Invalid::new("dbname", "", "must not be empty")),
-            DbName::Each(l) if l.is_empty() => {
-                return Err(Invalid::new("dbname", "[]", "must name a database"))
-            }
-            _ => {}
+        if self.dbname == DbName::Absent {
+            return Err(Invalid::new("dbname", "", "must not be empty"));
         }
         if let Some(o) = self
             .options
@@ -285,9 +281,19 @@ impl Source for PgsqlSource {
 
     /// Connects and dumps no schema at all: proves credentials and database access. (A
     /// `--table` that matches nothing is an error to pg_dump; an excluded schema is not.)
+    /// A per-database source: lists (`all`) or names its databases, and checks each.
     fn check(&self) -> Result<(), SourceError> {
-        let (cmd, credentials) = self.command(&["--schema-only", "--exclude-schema=*"])?;
-        run_check("pg_dump", cmd, credentials)
+        let nothing = ["--schema-only", "--exclude-schema=*"];
+        let Some(names) = self.databases()? else {
+            let (cmd, credentials) = self.command(&nothing)?;
+            return run_check("pg_dump", cmd, credentials);
+        };
+        for db in names {
+            let (mut cmd, credentials) = self.connect(&self.program, CREDENTIALS_PATH)?;
+            cmd.args(nothing).args(self.database_args(&db));
+            run_check("pg_dump", cmd, credentials)?;
+        }
+        Ok(())
     }
 
     fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {

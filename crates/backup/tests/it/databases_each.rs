@@ -224,6 +224,8 @@ fn pgsql_custom_format_and_per_database_dumps_load_back() {
         .source(plain_each)
         .destination(local_destination("disk", &dest));
     let cfg = job.write();
+    // --dry-run reaches each database of a list.
+    backup([OsStr::new("--dry-run"), cfg.as_os_str()]).assert_code(0);
     let r = run_job(&cfg);
     r.assert_code(0);
     assert_eq!(object_names(&dest, "pgone"), ["pgone.dump.zst.gpg"]);
@@ -365,7 +367,16 @@ fn a_database_that_fails_loses_only_its_own_object() {
             "notifications",
             json!([both(json!({"type": "slack", "url": rx.url("/slack")}))]),
         );
-    let r = run_job(&job.write());
+    let cfg = job.write();
+    // --dry-run already sees the database the user may not read.
+    let dry = backup([OsStr::new("--dry-run"), cfg.as_os_str()]);
+    dry.assert_code(1);
+    assert!(
+        dry.stdout_text().contains("Access denied"),
+        "{}",
+        dry.describe()
+    );
+    let r = run_job(&cfg);
     r.assert_code(1);
     let stamps: std::collections::BTreeSet<String> = files_under(&dest.join("myf"))
         .iter()
