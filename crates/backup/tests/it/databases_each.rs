@@ -425,6 +425,17 @@ fn a_database_that_fails_loses_only_its_own_object() {
     );
     assert!(!text.contains(pass) && !r.all_text().contains(pass));
 
+    // The next complete run applies retention: one copy left, every object of the others
+    // (the partial copy's too) gone.
+    let good = first.write();
+    run_job(&good).assert_code(0);
+    let left: Vec<String> = files_under(&dest.join("myf"));
+    let left_stamps: std::collections::BTreeSet<&str> =
+        left.iter().filter_map(|f| f.split('/').next()).collect();
+    assert_eq!(left_stamps.len(), 1, "{left:?}");
+    assert!(!left_stamps.contains(newest.as_str()), "{left:?}");
+    assert_eq!(left.len(), 4, "two objects and their sidecars: {left:?}");
+
     for d in [&a, &secret, &b] {
         drop_mysql(&s, d);
     }
