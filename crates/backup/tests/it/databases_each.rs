@@ -10,12 +10,14 @@
 use crate::common;
 use crate::databases::{
     drop_mysql, drop_pg, mysql_fingerprint, mysql_seed, pg_fingerprint, pg_seed, pipe_into, setup,
+    Lock,
 };
 
 use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::notify::both;
 use common::receiver::{Behaviour, Receiver};
@@ -440,4 +442,91 @@ fn a_database_that_fails_loses_only_its_own_object() {
         drop_mysql(&s, d);
     }
     s.mysql_sql("", &format!("DROP USER IF EXISTS '{user}'@'%'"));
+}
+
+/// SIGTERM while one database's dump waits on a lock: that dump is killed, the databases
+/// after it are not started and say so, the ones before stay stored, no retention runs, and
+/// `backup` exits 143.
+#[test]
+fn sigterm_stops_the_databases_not_yet_dumped() {
+    let Some(s) = setup("sigterm_stops_the_databases_not_yet_dumped") else {
+        return;
+    };
+    let t = tempfile::tempdir().expect("tempdir");
+    let (a, locked, b) = (unique_db("mysa"), unique_db("myslocked"), unique_db("mysb"));
+    for d in [&a, &locked, &b] {
+        s.mysql_sql(
+            "",
+            &format!("DROP DATABASE IF EXISTS {d}; CREATE DATABASE {d}; CREATE TABLE {d}.t (x INT); INSERT INTO {d}.t VALUES (1);"),
+        );
+    }
+    let dest = t.path().join("dest");
+    let mut disk = local_destination("disk", &dest);
+    disk["retention_copies"] = json!(1);
+    let mut source = s.mysql_source("mys", json!([a, locked, b]));
+    source["options"] = json!("--single-transaction");
+    let mut job = Job::new(t.path());
+    job.source(source).destination(disk);
+    let cfg = job.write();
+    run_job(&cfg).assert_code(0);
+    let first: Vec<String> = files_under(&dest.join("mys"));
+    assert_eq!(first.len(), 6, "three objects and sidecars: {first:?}");
+
+    let lock = Lock::mysql(&s, &locked, "t");
+    let child = Command::new(bin())
+        .arg(&cfg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn backup");
+    // The locked database's dump has begun (its partial object exists): `a` is committed.
+    wait_until(
+        Duration::from_secs(60),
+        "the locked database's dump",
+        || {
+            files_under(&dest)
+                .iter()
+                .any(|f| f.contains(&format!(".mys.{locked}.sql")) && f.contains(".partial-"))
+        },
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("SIGTERM");
+    let out = wait_with_deadline(child, RUN_DEADLINE, "backup");
+    lock.release();
+    assert_eq!(out.status.code(), Some(143), "{}", lossy(&out.stderr));
+    let now: Vec<String> = files_under(&dest.join("mys"))
+        .into_iter()
+        .filter(|f| !first.contains(f) && !f.contains(".partial-"))
+        .collect();
+    let stamp = now
+        .first()
+        .and_then(|f| f.split('/').next())
+        .unwrap_or("-")
+        .to_owned();
+    assert_eq!(
+        now,
+        [
+            format!("{stamp}/mys.{a}.sql.zst.gpg"),
+            format!("{stamp}/mys.{a}.sql.zst.gpg.sha256"),
+        ],
+        "only the database dumped before the signal"
+    );
+    assert!(
+        first.iter().all(|f| dest.join("mys").join(f).is_file()),
+        "retention ran after SIGTERM"
+    );
+    let err = lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "database '{b}': not run: interrupted by signal 15"
+        )),
+        "{err}"
+    );
+    for d in [&a, &locked, &b] {
+        drop_mysql(&s, d);
+    }
 }
