@@ -332,6 +332,19 @@ fn pgsql_all_dumps_every_database_but_the_templates() {
     drop_pg(&s, &db);
 }
 
+/// MariaDB databases `names`, each with one table `t` of one row.
+fn tiny_databases(s: &Services, names: &[&str]) {
+    for d in names {
+        s.mysql_sql(
+            "",
+            &format!(
+                "DROP DATABASE IF EXISTS {d}; CREATE DATABASE {d}; \
+                 CREATE TABLE {d}.t (x INT); INSERT INTO {d}.t VALUES (1);"
+            ),
+        );
+    }
+}
+
 #[test]
 fn a_database_that_fails_loses_only_its_own_object() {
     let Some(s) = setup("a_database_that_fails_loses_only_its_own_object") else {
@@ -339,12 +352,7 @@ fn a_database_that_fails_loses_only_its_own_object() {
     };
     let t = tempfile::tempdir().expect("tempdir");
     let (a, secret, b) = (unique_db("myfa"), unique_db("myfsecret"), unique_db("myfb"));
-    for d in [&a, &secret, &b] {
-        s.mysql_sql(
-            "",
-            &format!("DROP DATABASE IF EXISTS {d}; CREATE DATABASE {d}; CREATE TABLE {d}.t (x INT); INSERT INTO {d}.t VALUES (1);"),
-        );
-    }
+    tiny_databases(&s, &[&a, &secret, &b]);
     let user = unique_db("myfu");
     let pass = "Pw-failing-db";
     mysql_user(&s, &user, pass, &[&a, &b]);
@@ -454,12 +462,7 @@ fn sigterm_stops_the_databases_not_yet_dumped() {
     };
     let t = tempfile::tempdir().expect("tempdir");
     let (a, locked, b) = (unique_db("mysa"), unique_db("myslocked"), unique_db("mysb"));
-    for d in [&a, &locked, &b] {
-        s.mysql_sql(
-            "",
-            &format!("DROP DATABASE IF EXISTS {d}; CREATE DATABASE {d}; CREATE TABLE {d}.t (x INT); INSERT INTO {d}.t VALUES (1);"),
-        );
-    }
+    tiny_databases(&s, &[&a, &locked, &b]);
     let dest = t.path().join("dest");
     let mut disk = local_destination("disk", &dest);
     disk["retention_copies"] = json!(1);
