@@ -191,6 +191,21 @@ fn mysql_list_and_all_store_one_object_per_database_and_restore_under_a_new_name
         "{}",
         v.describe()
     );
+    // list: one copy per run (its objects summed); --long: a row per database's object.
+    let l = list(&cfg);
+    l.assert_code(0);
+    let copies = l.stdout_text();
+    let rows = copies.lines().filter(|r| r.starts_with("mya ")).count();
+    assert_eq!(rows, 1, "{}", l.describe());
+    let long = backup([OsStr::new("list"), cfg.as_os_str(), OsStr::new("--long")]);
+    long.assert_code(0);
+    for name in &want_names {
+        assert!(
+            long.stdout_text().contains(name.as_str()),
+            "{name}: {}",
+            long.describe()
+        );
+    }
 
     for d in [&db, &odd, &new, &odd_new] {
         s.mysql_sql("", &format!("DROP DATABASE IF EXISTS `{d}`"));
