@@ -204,6 +204,21 @@ pub struct SourceReport {
     pub databases: Vec<DatabaseReport>,
 }
 
+/// A database name as messages and the summary show it: control characters (a name is
+/// outside input: `all` reads it from the server) escaped, so it cannot forge log lines or
+/// terminal output.
+pub fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// One database of a per-database source: its object, or why it is missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseReport {

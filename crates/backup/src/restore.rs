@@ -166,7 +166,7 @@ pub enum RestoreError {
     #[error(transparent)]
     Destination(#[from] DestinationError),
     /// The copy holds one object per database: which one?
-    #[error("{copy} holds one dump per database ({}): choose one with --database NAME", databases.join(", "))]
+    #[error("{copy} holds one dump per database ({}): choose one with --database NAME", databases.iter().map(|d| crate::report::printable(d)).collect::<Vec<_>>().join(", "))]
     PerDatabase {
         copy: String,
         databases: Vec<String>,

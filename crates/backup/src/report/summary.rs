@@ -154,7 +154,7 @@ fn database_rows(s: &super::SourceReport) -> Vec<Row> {
     let mut rows = Vec::new();
     let last = s.databases.len().saturating_sub(1);
     for (i, db) in s.databases.iter().enumerate() {
-        let label = format!("{}:{}", s.id, db.name);
+        let label = format!("{}:{}", s.id, super::printable(&db.name));
         for d in &s.destinations {
             let failure = db.failure_at(&d.id).or(match (i == last, &d.retention) {
                 (true, Some(Err(f))) => Some(f),

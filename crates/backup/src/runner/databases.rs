@@ -13,7 +13,7 @@ use crate::config::SourceConfig;
 use crate::interrupt;
 use crate::naming::{ObjectName, Payload, RunStamp, MAX_FILE_NAME};
 use crate::pipeline::Plan;
-use crate::report::{DatabaseReport, DestinationReport, Failure, SourceReport, Stage};
+use crate::report::{printable, DatabaseReport, DestinationReport, Failure, SourceReport, Stage};
 use crate::source::Source;
 
 /// Dumps each of `names` to every usable destination and fills `r` in: its databases, the
@@ -31,7 +31,8 @@ pub(super) fn run(
     let started = Instant::now();
     let payload = Payload::from_suffix(source.suffix()).unwrap_or(Payload::Sql);
     for db in names {
-        let context = format!("source '{}': database '{db}'", s.id);
+        let shown = printable(db);
+        let context = format!("source '{}': database '{shown}'", s.id);
         let mut dr = DatabaseReport::new(db);
         let name = ObjectName {
             source_id: s.id.clone(),
@@ -54,9 +55,9 @@ pub(super) fn run(
             ));
         } else {
             let object = name.path();
-            tracing::info!(source = %s.id, database = %db, object = %object, "backing up");
+            tracing::info!(source = %s.id, database = %shown, object = %object, "backing up");
             let opened = source.open_database(db);
-            let label = format!("{}:{db}", s.id);
+            let label = format!("{}:{shown}", s.id);
             let (outcome, read) = stream(
                 opened, &label, s.timeout, plan, &object, usable, options, &context,
             );
@@ -77,7 +78,7 @@ pub(super) fn run(
                     for d in &out.destinations {
                         let result = d.result.as_ref().map(|_| ()).map_err(|e| {
                             let mut f = Failure::from_destination(Stage::Upload, e);
-                            f.message = format!("database '{db}': {}", f.message);
+                            f.message = format!("database '{shown}': {}", f.message);
                             f
                         });
                         upload_add(r, &d.destination, d.upload);
@@ -87,7 +88,7 @@ pub(super) fn run(
             }
         }
         if let Some(f) = &dr.failure {
-            tracing::error!(source = %s.id, database = %db, retryable = f.retryable, "{}", f.message);
+            tracing::error!(source = %s.id, database = %shown, retryable = f.retryable, "{}", f.message);
         }
         r.databases.push(dr);
     }
