@@ -48,12 +48,14 @@ pub fn load(
     request: &LoadRequest<'_>,
     server: &dyn Server,
 ) -> Result<Loaded, RestoreError> {
+    // The source's one object, when it is this database's dump; else its own object.
+    let whole = server.single_database() == Some(request.database);
     let (copy, _) = choose(
         destinations,
         request.source_id,
         request.at,
         request.destination,
-        Some(request.database),
+        (!whole).then_some(request.database),
     )?;
     let object = copy.name.path();
     if copy.name.payload == Payload::Tar {

@@ -152,6 +152,12 @@ pub trait Server {
     /// Starts the client that loads a `payload` (`sql` or `dump`) into `database`; `replace`
     /// lets it replace the objects the dump holds.
     fn load(&self, database: &str, payload: Payload, replace: bool) -> Result<Loader, SourceError>;
+    /// The database whose dump is the source's one object (no database in its name), when
+    /// that dump loads into any database: `pgsql` with one `dbname` (pg_dump writes no
+    /// `CREATE DATABASE`; a mysqldump of `--databases` does, so mysql has none).
+    fn single_database(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A client loading a dump: write the payload into it, then [`Loader::finish`].

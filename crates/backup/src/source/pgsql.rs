@@ -351,6 +351,13 @@ impl PgsqlSource {
 }
 
 impl Server for PgsqlSource {
+    fn single_database(&self) -> Option<&str> {
+        match &self.config.dbname {
+            DbName::One(name) => Some(name),
+            _ => None,
+        }
+    }
+
     fn holds_data(&self, database: &str) -> Result<Option<bool>, SourceError> {
         let (mut cmd, credentials) = self.psql(MAINTENANCE_DB, CREDENTIALS_PATH)?;
         cmd.arg("-c").arg(format!(

@@ -223,7 +223,12 @@ fn pgsql_custom_format_and_per_database_dumps_load_back() {
     }
     let t = tempfile::tempdir().expect("tempdir");
     let db = unique_db("pgcf");
-    let fresh = [unique_db("pgcfa"), unique_db("pgcfb"), unique_db("pgcfc")];
+    let fresh = [
+        unique_db("pgcfa"),
+        unique_db("pgcfb"),
+        unique_db("pgcfc"),
+        unique_db("pgcfd"),
+    ];
     pg_seed(&s, &db);
     let want = pg_fingerprint(&s, &db);
 
@@ -285,6 +290,13 @@ fn pgsql_custom_format_and_per_database_dumps_load_back() {
     );
     load(&cfg, "pgp", &db, &["--as", &fresh[2]]).assert_code(0);
     assert_eq!(pg_fingerprint(&s, &fresh[2]), want, "plain format via psql");
+    // A source with one dbname: its one object is that database's dump.
+    load(&cfg, "pgone", &db, &["--as", &fresh[3]]).assert_code(0);
+    assert_eq!(
+        pg_fingerprint(&s, &fresh[3]),
+        want,
+        "the single object via pg_restore"
+    );
     // Without --as the dump's own database is the target: it holds tables.
     let refused = load(&cfg, "pgc", &db, &[]);
     refused.assert_code(1);
