@@ -1,18 +1,24 @@
-//! The `list`, `restore` and `verify` commands: which destinations and keys to use, and what
-//! to print. Each returns an [`Outcome`] (the text for stdout and stderr, and whether anything
-//! failed) or a [`CommandError`]; the CLI prints the one and turns the other into an exit code.
+//! The commands, the library's only public surface (the CLI in `main.rs` is its one user):
+//! `run`, `list`, `restore` and `verify`: which job, destinations and keys to use, and what
+//! to print. `list`, `restore` and `verify` return an [`Outcome`] (the text for stdout and
+//! stderr, and whether anything failed), `run` a [`RunOutcome`], or a [`CommandError`]; the
+//! CLI prints the one and turns the other into an exit code.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::config::{self, JobConfig, Protection};
+use crate::cancel::Cancel;
 use crate::coverage::{Cell, Column, Coverage};
 use crate::crypto::{self, CryptoError, Decryption};
 use crate::destination::Destination;
+use crate::engine::{fanout, interrupt, lock, runner};
+use crate::job::{self, JobConfig, Protection};
 use crate::naming::RunStamp;
+use crate::outcome::size_description;
 use crate::restore::{self, RestoreError, RestoreOptions, RestoreTarget, SidecarCheck};
-use crate::runner::{self, size_description};
 use crate::table;
 use custos_kit::config::Strictness;
+use custos_kit::logging::LogTail;
 
 /// How to open objects encrypted to `recipients` (passphrase sources use the config).
 #[derive(Debug, Clone, Default)]
@@ -33,7 +39,7 @@ pub enum CommandError {
     Usage(String),
     /// Another run of the job holds its lock.
     #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
+    Lock(#[from] lock::LockError),
     /// The `--key` file cannot be used.
     #[error(transparent)]
     Key(#[from] CryptoError),
@@ -64,10 +70,99 @@ pub struct Outcome {
     pub missing_copies: bool,
 }
 
-/// Loads the job file; any problem with it (a key nothing reads, when `strictness` is strict)
+/// A job file, read and checked ([`load`]).
+#[derive(Debug)]
+pub struct Job(JobConfig);
+
+/// Loads the job file and checks what the engine needs of it (upload rate limits against
+/// stall timeouts); any problem with it (a key nothing reads, when `strictness` is strict)
 /// is a [`CommandError::Usage`].
-pub fn load(path: &Path, strictness: Strictness) -> Result<JobConfig, CommandError> {
-    config::load(path, strictness).map_err(|e| CommandError::Usage(e.to_string()))
+pub fn load(path: &Path, strictness: Strictness) -> Result<Job, CommandError> {
+    let job = job::load(path, strictness).map_err(|e| CommandError::Usage(e.to_string()))?;
+    fanout::check_rate_limits(&job).map_err(|e| CommandError::Usage(e.to_string()))?;
+    Ok(Job(job))
+}
+
+/// SIGINT and SIGTERM for one command: `run` and `restore` watch them; they cancel the command
+/// (producers killed, writers aborted, a restore's staging directory removed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signals(Cancel);
+
+impl Signals {
+    /// Not yet watching.
+    pub fn new() -> Self {
+        Signals(Cancel::new())
+    }
+
+    /// Starts watching; a failure to do so is logged (the command still runs).
+    fn watch(self) {
+        if let Err(e) = interrupt::install(self.0) {
+            tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
+        }
+    }
+
+    /// 130 (SIGINT) or 143 (SIGTERM) once a signal cancelled the command.
+    pub fn exit_code(self) -> Option<u8> {
+        interrupt::exit_code(self.0)
+    }
+}
+
+/// What `backup run` is asked for.
+#[derive(Debug, Clone)]
+pub struct RunRequest<'a> {
+    /// The job file (locked for the run).
+    pub config: &'a Path,
+    /// Check the config and reach every source and destination; write nothing.
+    pub dry_run: bool,
+    /// How long to wait for another run of this job to finish.
+    pub lock_wait: Duration,
+    /// Draw a progress bar on stderr.
+    pub progress_bar: bool,
+    /// The process's last log lines, for the notifiers that carry them.
+    pub log_tail: Option<LogTail>,
+}
+
+/// What a run did, as the CLI shows it.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The summary table.
+    pub table: String,
+    /// Every backup and every notification succeeded.
+    pub success: bool,
+    /// 0 or 1 ([`RunOutcome::success`]), 130/143 when a signal stopped the run.
+    pub exit_code: u8,
+}
+
+/// `backup run` (and `--dry-run`): holds the job's lock (not for a dry run, which writes
+/// nothing), runs every source to every destination, then the notifiers.
+pub fn run(
+    job: &Job,
+    request: RunRequest<'_>,
+    signals: Signals,
+) -> Result<RunOutcome, CommandError> {
+    signals.watch();
+    // Held until the run is over.
+    let _lock = if request.dry_run {
+        None
+    } else {
+        Some(lock::acquire(request.config, request.lock_wait)?)
+    };
+    let report = runner::run(
+        &job.0,
+        &runner::Options {
+            dry_run: request.dry_run,
+            progress_bar: request.progress_bar,
+            log_tail: request.log_tail,
+            cancel: signals.0,
+        },
+    );
+    Ok(RunOutcome {
+        table: report.table(),
+        success: report.success(),
+        exit_code: signals
+            .exit_code()
+            .unwrap_or(u8::from(report.exit_code() != 0)),
+    })
 }
 
 /// Destinations of the job; one that cannot be built (an unreadable key file, a bad
@@ -76,7 +171,7 @@ fn destinations(job: &JobConfig) -> (Vec<Box<dyn Destination>>, Vec<String>) {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for d in &job.destinations {
-        match runner::build_destination(d) {
+        match d.build() {
             Ok(b) => out.push(b),
             Err(e) => skipped.push(e.to_string()),
         }
@@ -134,7 +229,8 @@ pub struct ListRequest<'a> {
 /// stands out, then a `missing:` line per such copy ([`Outcome::missing_copies`]); with
 /// `long`, a row per copy per destination. Future-dated copies are warned about and
 /// destinations that cannot be listed go to stderr and fail the command.
-pub fn list(job: &JobConfig, request: ListRequest<'_>) -> Outcome {
+pub fn list(job: &Job, request: ListRequest<'_>) -> Outcome {
+    let job = &job.0;
     let (dests, skipped) = destinations(job);
     let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
     let listing = restore::list(&refs, request.source);
@@ -277,7 +373,14 @@ pub struct RestoreRequest<'a> {
 
 /// `backup restore`: streams the copy back; the line saying what was restored goes to stderr
 /// (stdout may be carrying the copy itself).
-pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, CommandError> {
+pub fn restore(
+    job: &Job,
+    request: RestoreRequest<'_>,
+    signals: Signals,
+) -> Result<Outcome, CommandError> {
+    let job = &job.0;
+    signals.watch();
+    let cancel = signals.0;
     let at = parse_at(request.at)?;
     let to =
         match (request.to, request.database) {
@@ -287,7 +390,7 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
                 ))
             }
             (Some(to), _) => to,
-            (None, Some(database)) => return load_into_server(job, &request, database, at),
+            (None, Some(database)) => return load_into_server(job, &request, database, at, cancel),
             (None, None) => return Err(CommandError::Usage(
                 "--to DIR (or -) is required, unless --database NAME loads a dump into the server"
                     .into(),
@@ -319,6 +422,7 @@ pub fn restore(job: &JobConfig, request: RestoreRequest<'_>) -> Result<Outcome, 
             database: request.database.map(str::to_owned),
             target,
             decryption,
+            cancel,
         },
     )
     .map_err(|error| CommandError::Restore {
@@ -356,6 +460,7 @@ fn load_into_server(
     request: &RestoreRequest<'_>,
     database: &str,
     at: Option<RunStamp>,
+    cancel: Cancel,
 ) -> Result<Outcome, CommandError> {
     let into = request.into.unwrap_or(database);
     if into.is_empty() || into.contains('\0') {
@@ -396,6 +501,7 @@ fn load_into_server(
             destination: request.destination,
             decryption: decryption.as_ref(),
             force: request.force,
+            cancel,
         },
         server,
     )
@@ -438,7 +544,8 @@ fn parse_at(at: Option<&str>) -> Result<Option<RunStamp>, CommandError> {
 
 /// `backup verify`: reads the newest copy of each source (of `only`, if not empty) at each
 /// destination end to end; a table, then one line per failure and per unusable destination.
-pub fn verify(job: &JobConfig, only: &[String], keys: &Keys) -> Result<Outcome, CommandError> {
+pub fn verify(job: &Job, only: &[String], keys: &Keys) -> Result<Outcome, CommandError> {
+    let job = &job.0;
     for id in only {
         if !job.sources.iter().any(|s| &s.id == id) {
             return Err(CommandError::Usage(format!(

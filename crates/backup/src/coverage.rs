@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::job::RetentionPolicy;
 use crate::naming::RunStamp;
 use crate::restore::Listing;
-use crate::retention::RetentionPolicy;
 
 /// One destination's column.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,42 +8,34 @@
 //! sources are child processes or files. Only remote stores with async clients (opendal) run
 //! on one shared runtime, behind the synchronous destination trait.
 //!
-//! Ownership of modules:
-//! - [`config`]: the original's JSON job file (trailing commas tolerated), the keys every
-//!   entry shares, validation; each type's own keys live in its module.
-//! - [`source`]: the [`source::Source`] trait; one module per type (config, checks,
-//!   construction, implementation): `folder`, `mysql`, `pgsql`.
-//! - [`pipeline`]: compression, OpenPGP encryption, hashing, tee to destinations.
-//! - [`crypto`]: OpenPGP (passphrase or recipients) encrypt/decrypt streams.
-//! - [`destination`]: the [`destination::Destination`] trait, typed errors, the shared retry
-//!   layer; one module per type: `local`, `s3` (also `minio`).
-//! - [`fanout`]: one writer thread per destination behind a bounded queue.
-//! - [`naming`]: object names `{id}/{YYYYmmddHHMMSS}/{file}` and their parsing.
-//! - [`retention`]: which copies to delete (never the newest good one).
-//! - [`runner`]: runs a job: sources independent, destinations independent, summary, exit code.
-//! - [`restore`]: list / restore / verify.
-//! - [`coverage`]: which copy is on which destination (`list`'s side-by-side view).
-//! - [`interrupt`]: SIGINT/SIGTERM kill the producers, writers abort, exit 130/143.
-//! - [`lock`]: one run of a job at a time (`flock` on the job file).
-//! - [`commands`]: the `list`, `restore` and `verify` commands (keys, destinations, output).
-//! - [`report`]: the typed run result; the summary table and the exit code are views of it.
-//! - [`notify`]: notifiers (one module per type), fed the run result.
-//! - [`table`]: aligned text tables (run summary, `list`, `verify`).
+//! Modules form layers that only depend downward (docs/ARCHITECTURE.md, "Layers"; the test
+//! `layers::imports_only_point_down` enforces it):
+//! - the CLI (`main.rs`) uses only [`commands`], the one public module;
+//! - `commands`: `run`, `list`, `restore`, `verify`; `restore` (list / restore / verify) and
+//!   `coverage` (which copy is on which destination) serve them;
+//! - `engine`: runner, pipeline, fanout, retention, report (failures, summary table),
+//!   interrupt (signals cancel the token), lock;
+//! - `job`: the original's JSON job file, the keys every entry shares, cross-entry checks; it
+//!   holds the handler specs, so it sits above the handler registries;
+//! - handlers: `source`, `destination`, `notify`, each a registry plus one module per type
+//!   (config, checks, `build()`, implementation);
+//! - shared below the handlers: `outcome` (the typed run result notifiers read), `cancel`
+//!   (the cancellation token), `naming`, `crypto`, `table`;
+//! - the kit (`custos_kit`, `custos_process`).
 
+pub(crate) mod cancel;
 pub mod commands;
-pub mod config;
-pub mod coverage;
-pub mod crypto;
-pub mod destination;
-pub mod fanout;
-pub mod interrupt;
-pub mod lock;
-pub mod naming;
-pub mod notify;
-pub mod pipeline;
-pub mod report;
-pub mod restore;
-pub mod retention;
-pub mod runner;
-pub mod source;
-pub mod table;
+pub(crate) mod coverage;
+pub(crate) mod crypto;
+pub(crate) mod destination;
+pub(crate) mod engine;
+pub(crate) mod job;
+pub(crate) mod naming;
+pub(crate) mod notify;
+pub(crate) mod outcome;
+pub(crate) mod restore;
+pub(crate) mod source;
+pub(crate) mod table;
+
+#[cfg(test)]
+mod layers;

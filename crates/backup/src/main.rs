@@ -12,8 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use custos_backup::commands::{self, CommandError, Keys, ListRequest, Outcome, RestoreRequest};
-use custos_backup::{interrupt, lock, runner};
+use custos_backup::commands::{
+    self, CommandError, Keys, ListRequest, Outcome, RestoreRequest, RunRequest, Signals,
+};
 use custos_kit::config::Strictness;
 use custos_kit::start::Failure;
 use std::time::Duration;
@@ -191,9 +192,10 @@ fn main() -> ExitCode {
     if let Err(e) = dumpable {
         tracing::warn!("cannot mark the process non-dumpable (prctl): {e}");
     }
+    let signals = Signals::new();
     custos_kit::start::main("backup", || {
-        execute(&cli, log_tail).map_err(|e| {
-            let code = match interrupt::exit_code() {
+        execute(&cli, log_tail, signals).map_err(|e| {
+            let code = match signals.exit_code() {
                 Some(c) => c,
                 None if e.is_usage() => custos_kit::start::USAGE,
                 None => custos_kit::start::FAILED,
@@ -226,7 +228,11 @@ const MISSING_COPY_EXIT: u8 = 3;
 /// Log lines a run keeps for notifiers that carry them (healthchecks pings).
 const LOG_TAIL_LINES: usize = 40;
 
-fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, CommandError> {
+fn execute(
+    cli: &Cli,
+    log_tail: custos_kit::logging::LogTail,
+    signals: Signals,
+) -> Result<u8, CommandError> {
     let strictness = Strictness::from_flag(cli.strict);
     match &cli.command {
         Command::Run {
@@ -236,29 +242,23 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
         } => {
             // A dry run validates exactly as a run does: it answers "would this run?".
             let job = commands::load(config, strictness)?;
-            if let Err(e) = interrupt::install() {
-                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
-            }
-            // Held until the run is over; a dry run writes nothing and needs none.
-            let _lock = if *dry_run {
-                None
-            } else {
-                Some(lock::acquire(config, Duration::from_secs(*lock_wait))?)
-            };
-            let report = runner::run(
+            let done = commands::run(
                 &job,
-                &runner::Options {
+                RunRequest {
+                    config,
                     dry_run: *dry_run,
+                    lock_wait: Duration::from_secs(*lock_wait),
                     progress_bar: std::io::stderr().is_terminal(),
                     log_tail: Some(log_tail),
                 },
-            );
+                signals,
+            )?;
             // Quiet on success under cron (it mails any output); the table on a terminal,
             // with -v, on --dry-run, and whenever something failed.
-            if !report.success() || cli.verbose || *dry_run || std::io::stdout().is_terminal() {
-                print!("{}", report.table());
+            if !done.success || cli.verbose || *dry_run || std::io::stdout().is_terminal() {
+                print!("{}", done.table);
             }
-            Ok(interrupt::exit_code().unwrap_or(report.exit_code() as u8))
+            Ok(done.exit_code)
         }
         Command::List {
             config,
@@ -292,9 +292,6 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
             keys,
         } => {
             let job = commands::load(config, strictness)?;
-            if let Err(e) = interrupt::install() {
-                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
-            }
             let request = RestoreRequest {
                 source,
                 at: at.as_deref(),
@@ -305,7 +302,7 @@ fn execute(cli: &Cli, log_tail: custos_kit::logging::LogTail) -> Result<u8, Comm
                 force: *force,
                 keys: &keys.keys(),
             };
-            Ok(report(&commands::restore(&job, request)?))
+            Ok(report(&commands::restore(&job, request, signals)?))
         }
         Command::Verify {
             config,

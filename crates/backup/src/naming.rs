@@ -57,11 +57,6 @@ impl RunStamp {
             .map(Self)
     }
 
-    /// The local date-time.
-    pub fn datetime(&self) -> NaiveDateTime {
-        self.0
-    }
-
     /// Age relative to `now` (local); negative when the stamp is in the future.
     pub fn age(&self, now: NaiveDateTime) -> chrono::TimeDelta {
         now - self.0
@@ -480,7 +475,7 @@ mod tests {
     #[test]
     fn stamp_is_whole_seconds_and_ordered() {
         let a = RunStamp::now();
-        assert_eq!(a.datetime().nanosecond(), 0);
+        assert_eq!(a.0.nanosecond(), 0);
         assert_eq!(RunStamp::parse(&a.to_string()), Some(a));
         assert!(stamp("20240101000000") < stamp("20240101000001"));
     }

@@ -29,6 +29,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::cancel::Cancel;
 use crate::crypto::{CryptoError, Decryption};
 use crate::destination::{Destination, DestinationError};
 use crate::naming::{self, ObjectName, Payload, RunStamp};
@@ -37,7 +38,7 @@ mod decode;
 mod server;
 mod unpack;
 use decode::{copy_payload, open_decoded, stream_failure, walk_tar, Counting, Decoded};
-pub use server::{load, LoadRequest, Loaded};
+pub use server::{load, LoadRequest};
 use unpack::{Failure, Unpacker};
 
 /// One stored copy of a source's backup.
@@ -108,6 +109,8 @@ pub struct RestoreOptions {
     pub target: RestoreTarget,
     /// Needed for `.gpg` objects: the source's passphrase, a secret key file, or gpg.
     pub decryption: Option<Decryption>,
+    /// SIGINT/SIGTERM cancel it: the restore stops and removes its staging directory.
+    pub cancel: Cancel,
 }
 
 /// How the sha256 sidecar compared.
@@ -124,6 +127,10 @@ pub enum SidecarCheck {
 pub struct Restored {
     pub copy: Copy,
     /// sha256 of the object as read.
+    #[allow(
+        dead_code,
+        reason = "the tests compare it with the digest the pipeline stored"
+    )]
     pub sha256: String,
     pub sidecar: SidecarCheck,
     /// Payload bytes written (tar stream or dump size).
@@ -147,11 +154,13 @@ pub struct VerifyReport {
 #[derive(Debug)]
 pub struct Verified {
     pub copy: Copy,
-    pub sha256: String,
     pub sidecar: SidecarCheck,
+    /// Payload bytes read back (tar stream or dump size).
+    #[allow(
+        dead_code,
+        reason = "the tests check that the whole payload was read back"
+    )]
     pub payload_bytes: u64,
-    /// Entries in the archive (tar payloads), `None` for dumps.
-    pub members: Option<u64>,
 }
 
 /// Restore, list or verify failed; each variant names the object or path concerned.
@@ -166,7 +175,7 @@ pub enum RestoreError {
     #[error(transparent)]
     Destination(#[from] DestinationError),
     /// The copy holds one object per database: which one?
-    #[error("{copy} holds one dump per database ({}): choose one with --database NAME", databases.iter().map(|d| crate::report::printable(d)).collect::<Vec<_>>().join(", "))]
+    #[error("{copy} holds one dump per database ({}): choose one with --database NAME", databases.iter().map(|d| crate::outcome::printable(d)).collect::<Vec<_>>().join(", "))]
     PerDatabase {
         copy: String,
         databases: Vec<String>,
@@ -399,7 +408,7 @@ pub fn restore(
             })
         }
         RestoreTarget::Directory(dir) => {
-            let mut unpacker = Unpacker::new(&dir, &object)?;
+            let mut unpacker = Unpacker::new(&dir, &object, opts.cancel)?;
             let dump = OsString::from(dump_file_name(&copy.name));
             let unpacked = match copy.name.payload {
                 Payload::Tar => untar(&mut decoded, &mut unpacker),
@@ -482,28 +491,20 @@ fn verify_copy(
     let expected = read_sidecar(d, &copy)?;
     let decryption = keys(source_id);
     let mut decoded = open_decoded(d, &copy, decryption.as_ref(), expected.as_deref())?;
-    let (payload_bytes, members) = match copy.name.payload {
-        Payload::Tar => {
-            let (bytes, members) = walk_tar(&mut decoded)?;
-            (bytes, Some(members))
-        }
-        Payload::Sql | Payload::Dump => (
-            copy_payload(
-                &mut decoded,
-                &mut io::sink(),
-                &object,
-                Path::new("/dev/null"),
-            )?,
-            None,
-        ),
+    let payload_bytes = match copy.name.payload {
+        Payload::Tar => walk_tar(&mut decoded)?,
+        Payload::Sql | Payload::Dump => copy_payload(
+            &mut decoded,
+            &mut io::sink(),
+            &object,
+            Path::new("/dev/null"),
+        )?,
     };
-    let (sha256, sidecar) = decoded.finish(expected.as_deref())?;
+    let (_, sidecar) = decoded.finish(expected.as_deref())?;
     Ok(Verified {
         copy,
-        sha256,
         sidecar,
         payload_bytes,
-        members,
     })
 }
 

@@ -339,10 +339,24 @@ fn open_skesk(
 /// SKESK shows as garbage; only an MDC failure is known to be damage rather than the key.
 fn classify(e: pgp::errors::Error, key_error: impl FnOnce(String) -> CryptoError) -> CryptoError {
     let detail = e.to_string();
-    if matches!(e, pgp::errors::Error::MdcError) || detail.contains("Modification Detection") {
+    if is_mdc_failure(&e) {
         CryptoError::Corrupt { detail }
     } else {
         key_error(detail)
+    }
+}
+
+/// Whether `e` is, or wraps, an MDC failure: rPGP's streaming decryptor reports it as an
+/// `io::Error` carrying `Error::MdcError`, which reaches us inside `Error::IO`. Decided from
+/// the error's type, never its text (which a library update may reword).
+fn is_mdc_failure(e: &pgp::errors::Error) -> bool {
+    match e {
+        pgp::errors::Error::MdcError => true,
+        pgp::errors::Error::IO { source, .. } => source
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<pgp::errors::Error>())
+            .is_some_and(is_mdc_failure),
+        _ => false,
     }
 }
 
@@ -457,5 +471,28 @@ impl GpgDecrypt {
             Some(Err(_)) => Err(io::Error::other("gpg input thread panicked")),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_mdc_failure;
+    use pgp::errors::Error;
+
+    #[test]
+    fn an_mdc_failure_is_recognised_by_type_also_inside_an_io_error() {
+        assert!(is_mdc_failure(&Error::MdcError));
+        let wrapped = Error::IO {
+            source: std::io::Error::other(Error::MdcError),
+            backtrace: None,
+        };
+        assert!(is_mdc_failure(&wrapped));
+        // Text that merely mentions it is not one (the check used to match on the message).
+        let lookalike = Error::IO {
+            source: std::io::Error::other("Modification Detection Code error"),
+            backtrace: None,
+        };
+        assert!(!is_mdc_failure(&lookalike));
+        assert!(!is_mdc_failure(&Error::MissingKey));
     }
 }

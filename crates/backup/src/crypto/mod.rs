@@ -1,6 +1,6 @@
 //! OpenPGP encryption and decryption of backup streams.
 //!
-//! Public API (used by [`crate::pipeline`], [`crate::restore`] and the runner):
+//! Public API (used by [`crate::engine::pipeline`], [`crate::restore`] and the runner):
 //! - [`Passphrase`]: a secret string; `Debug` prints `<secret>`, memory is zeroized on drop.
 //! - [`Encryption`]: how to encrypt: [`Encryption::Passphrase`] (SKESK, S2K iterated+salted
 //!   SHA-256, AES-256) or [`Encryption::Recipients`] (PKESK to the keys from
@@ -30,7 +30,9 @@ mod decrypt;
 mod keys;
 
 pub use decrypt::{decrypt, Decryption};
-pub use keys::{load_recipients, load_recipients_with_gnupg_home, load_secret_keys};
+#[cfg(test)]
+pub use keys::load_recipients_with_gnupg_home;
+pub use keys::{load_recipients, load_secret_keys};
 
 use std::fmt;
 use std::io::{Read, Write};

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::api::Call;
 use super::store::{Layout, Store};
 use super::{api, Destination, DestinationError, ObjectInfo, ObjectWriter};
-use crate::config::{Invalid, Secret, Validate};
+use custos_kit::config::{Invalid, Secret, Validate};
 
 /// Size of one large-file part (B2's minimum is 5 MB, except for the last part).
 pub const PART_SIZE: usize = 8 << 20;

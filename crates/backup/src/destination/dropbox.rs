@@ -21,7 +21,7 @@ use super::api::{self, Call};
 use super::chunked::{PieceSink, PieceWriter};
 use super::store::{Layout, Store};
 use super::{Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
-use crate::config::{Invalid, Secret, Validate};
+use custos_kit::config::{Invalid, Secret, Validate};
 
 /// Bytes sent per upload-session request (Dropbox takes up to 150 MB; a multiple of 4 MiB).
 pub const CHUNK: usize = 8 << 20;

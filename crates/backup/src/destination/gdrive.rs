@@ -27,7 +27,7 @@ use super::api::{self, Call};
 use super::chunked::{PieceSink, PieceWriter, RangeReader};
 use super::service_account::ServiceAccount;
 use super::{Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
-use crate::config::{Invalid, Validate};
+use custos_kit::config::{Invalid, Validate};
 
 /// Bytes per upload request (Drive wants multiples of 256 KiB but for the last).
 pub const CHUNK: usize = 8 << 20;

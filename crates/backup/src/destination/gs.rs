@@ -24,7 +24,7 @@ use super::multipart::MultipartUploads;
 use super::service_account::{Key, TokenAnswer, MARGIN};
 use super::store::{Layout, Store};
 use super::{Destination, DestinationError};
-use crate::config::{Invalid, Validate};
+use custos_kit::config::{Invalid, Validate};
 
 /// Size of one multipart part (GCS's minimum is 5 MiB, except for the last part).
 pub const PART_SIZE: usize = 8 << 20;
@@ -279,8 +279,8 @@ mod tests {
 }
   ]
 }"#;
-        let job = crate::config::parse(std::path::Path::new("/etc/backups/job.json"), text)
-            .expect("parse");
+        let job =
+            crate::job::parse(std::path::Path::new("/etc/backups/job.json"), text).expect("parse");
         job.validate().expect("valid");
         let d = &job.destinations[0];
         assert_eq!((d.retention.copies, d.retention.days), (7, 30));

@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use super::{Destination, DestinationError, ObjectInfo, ObjectWriter};
-use crate::config::{Invalid, Validate};
+use custos_kit::config::{Invalid, Validate};
 
 /// `type: local`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -79,6 +79,7 @@ impl LocalDestination {
     }
 
     /// The configured directory.
+    #[cfg(test)]
     pub fn root(&self) -> &Path {
         &self.root
     }

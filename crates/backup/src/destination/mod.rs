@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use custos_kit::config::ConfigError;
 
-use crate::config::{DestinationConfig, Entry, Invalid, Validate};
+use custos_kit::config::{Entry, Invalid, Validate};
 
 pub mod api;
 pub mod b2;
@@ -115,6 +115,11 @@ pub trait Destination: Send + Sync {
     /// The `id` from the config.
     fn id(&self) -> &str;
     /// The `type` from the config.
+    #[allow(
+        dead_code,
+        reason = "the engine reads the type from the job entry; kept in the trait every \
+                  destination type implements (a name in messages for new callers)"
+    )]
     fn kind(&self) -> &'static str;
     /// Checks that the destination is reachable and writable without writing (`--dry-run`).
     fn check(&self) -> Result<(), DestinationError>;
@@ -147,17 +152,22 @@ pub trait Destination: Send + Sync {
 /// Default of the `stall_timeout` destination key.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Builds the destination of a config entry, wrapped in the shared retry layer.
-pub fn build(d: &DestinationConfig) -> Result<Box<dyn Destination>, DestinationError> {
-    let stall = d
-        .stall_timeout
-        .map_or(DEFAULT_STALL_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
-    let inner = d.spec.build(&d.id, stall)?;
+/// The destination `id` of type `spec`, wrapped in the shared retry layer; `stall_timeout`
+/// (seconds, default [`DEFAULT_STALL_TIMEOUT`]) and `upload_rate_limit` (bytes/s) as the
+/// user wrote them.
+pub(crate) fn build(
+    id: &str,
+    spec: &DestinationSpec,
+    stall_timeout: Option<u32>,
+    upload_rate_limit: Option<u32>,
+) -> Result<Box<dyn Destination>, DestinationError> {
+    let stall = stall_timeout.map_or(DEFAULT_STALL_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
+    let inner = spec.build(id, stall)?;
     Ok(Box::new(retry::Retrying::new(
         inner,
         retry::Policy::default(),
         stall,
-        d.upload_rate_limit.map(u64::from),
+        upload_rate_limit.map(u64::from),
     )))
 }
 

@@ -15,7 +15,7 @@ use reqsign_core::ProvideCredentialChain;
 use super::multipart::MultipartUploads;
 use super::store::{Layout, Store};
 use super::{Destination, DestinationError};
-use crate::config::{Invalid, Secret, Validate};
+use custos_kit::config::{Invalid, Secret, Validate};
 
 /// Size of one multipart part (S3's minimum is 5 MiB, except for the last part).
 pub const PART_SIZE: usize = 8 << 20;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Destination, DestinationError, ErrorKind, ObjectInfo, ObjectWriter};
-use crate::config::{Invalid, Secret, Validate};
+use custos_kit::config::{Invalid, Secret, Validate};
 
 mod client;
 pub mod layout;
@@ -495,7 +495,7 @@ mod tests {
 }
   ]
 }"#;
-        let job = crate::config::parse(std::path::Path::new("job.json"), text).expect("parse");
+        let job = crate::job::parse(std::path::Path::new("job.json"), text).expect("parse");
         assert!(job.unknown_keys.is_empty(), "{:?}", job.unknown_keys);
         job.validate().expect("valid");
         let d = &job.destinations[0];

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::api::{self, Call};
 use super::{DestinationError, ErrorKind};
-use crate::config::Secret;
+use custos_kit::config::Secret;
 
 /// A token with less than this left is replaced before the next request.
 pub const MARGIN: Duration = Duration::from_secs(300);

@@ -6,8 +6,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
-use super::{Context, Delivery, Events, Notifier, StartInfo, Validate};
-use crate::report::RunReport;
+use super::{Context, Delivery, Events, Notifier, StartInfo};
+use crate::outcome::RunReport;
+use custos_kit::config::Validate;
 
 /// `type: discord`.
 #[derive(Debug, Deserialize)]

@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http::{self, Credentials, Request, SecretUrl};
-use super::{Context, Delivery, Events, Invalid, Notifier, Validate};
-use crate::report::{RunReport, SourceReport};
+use super::{Context, Delivery, Events, Notifier};
+use crate::outcome::{RunReport, SourceReport};
+use custos_kit::config::{Invalid, Validate};
 
 /// `type: elasticsearch`.
 #[derive(Debug, Deserialize)]

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Context, Delivery, Events, Invalid, Notifier, Validate};
-use crate::report::RunReport;
+use super::{Context, Delivery, Events, Notifier};
+use crate::outcome::RunReport;
+use custos_kit::config::{Invalid, Validate};
 
 /// `type: flagfile`.
 #[derive(Debug, Deserialize)]

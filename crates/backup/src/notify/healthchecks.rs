@@ -10,8 +10,9 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 
 use super::http::{self, Request, SecretUrl};
-use super::{Context, Delivery, Events, Notifier, StartInfo, Validate};
-use crate::report::RunReport;
+use super::{Context, Delivery, Events, Notifier, StartInfo};
+use crate::outcome::RunReport;
+use custos_kit::config::Validate;
 
 /// healthchecks.io accepts up to 100 kB of body; keep well below.
 const MAX_BODY: usize = 10_000;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, Method, Url};
 use serde::{Deserialize, Deserializer};
 
-use crate::config::Secret;
 use crate::destination::runtime;
+use custos_kit::config::Secret;
 
 /// A notification could not be delivered.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ impl NotifyError {
             }
             NotifyError::Smtp { transient, .. } => *transient,
             NotifyError::PlaintextAuth { .. } => false,
-            NotifyError::File { source, .. } => crate::report::io_retryable(source),
+            NotifyError::File { source, .. } => crate::outcome::io_retryable(source),
         }
     }
 }

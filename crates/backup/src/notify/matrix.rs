@@ -11,9 +11,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
-use super::{Context, Delivery, Events, Notifier, NotifyError, Validate};
-use crate::config::Secret;
-use crate::report::RunReport;
+use super::{Context, Delivery, Events, Notifier, NotifyError};
+use crate::outcome::RunReport;
+use custos_kit::config::Secret;
+use custos_kit::config::Validate;
 
 /// `type: matrix`.
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::SourceReport;
+use crate::outcome::SourceReport;
 
 /// A metric's value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -164,7 +164,7 @@ fn number(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{DestinationReport, Retention};
+    use crate::outcome::{DestinationReport, Retention};
     use std::time::Duration;
 
     #[test]
@@ -197,8 +197,8 @@ mod tests {
     #[test]
     fn failure_carries_the_last_success_over() {
         let mut s = SourceReport::new("db", "DB", "mysql");
-        s.failure = Some(crate::report::Failure::new(
-            crate::report::Stage::Source,
+        s.failure = Some(crate::outcome::Failure::new(
+            crate::outcome::Stage::Source,
             "x",
             false,
         ));

@@ -19,10 +19,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-pub use crate::config::{Entry, Invalid, Validate};
-use crate::report::{
+use crate::outcome::{
     clock, size_description, Failure, NotificationReport, RunReport, SourceReport, Stage,
 };
+use custos_kit::config::{Entry, Invalid, Validate};
 
 pub mod discord;
 pub mod elasticsearch;

@@ -12,8 +12,9 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::http::{self, Credentials, Request, SecretUrl};
-use super::{metrics, Context, Delivery, Events, Notifier, Validate};
-use crate::report::RunReport;
+use super::{metrics, Context, Delivery, Events, Notifier};
+use crate::outcome::RunReport;
+use custos_kit::config::Validate;
 
 /// `type: prometheus`.
 #[derive(Debug, Deserialize)]

@@ -23,9 +23,10 @@ use lettre::Message;
 use serde::{Deserialize, Deserializer};
 
 use super::http::Credentials;
-use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError, Validate};
-use crate::config::{port, truthy};
-use crate::report::{size_description, RunReport, SourceReport};
+use super::{Context, Delivery, Events, Notifier, NotifyError};
+use crate::outcome::{size_description, RunReport, SourceReport};
+use custos_kit::config::values::{port, truthy};
+use custos_kit::config::{Invalid, Validate};
 
 /// `type: smtp`.
 #[derive(Debug, Deserialize)]
@@ -392,7 +393,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.success_to, ["Ops Team <ops@x.org>", "b@y.org"]);
         assert_eq!(s.failure_to, ["c@z.org"]);
-        use crate::config::Validate as _;
+        use custos_kit::config::Validate as _;
         assert!(s.validate().is_ok());
         // A wrong type says what the key takes, not serde's internal enum.
         for to in ["5", "[\"a@x.org\", 5]", "{\"a\": 1}"] {

@@ -6,9 +6,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http::{self, Request};
-use super::{Context, Delivery, Events, Invalid, Notifier, NotifyError, Validate};
-use crate::config::Secret;
-use crate::report::RunReport;
+use super::{Context, Delivery, Events, Notifier, NotifyError};
+use crate::outcome::RunReport;
+use custos_kit::config::Secret;
+use custos_kit::config::{Invalid, Validate};
 
 /// `type: telegram`.
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,7 @@
 //! Notification config: the original README's examples parse, defaults follow the original.
 
 use super::*;
-use crate::config::parse;
+use crate::job::parse;
 use std::path::Path;
 
 fn notifications(list: &str) -> Result<Vec<NotificationConfig>, String> {

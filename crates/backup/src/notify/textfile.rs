@@ -8,8 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::{metrics, Context, Delivery, Events, Invalid, Notifier, Validate};
-use crate::report::RunReport;
+use super::{metrics, Context, Delivery, Events, Notifier};
+use crate::outcome::RunReport;
+use custos_kit::config::{Invalid, Validate};
 
 /// `type: textfile`.
 #[derive(Debug, Deserialize)]

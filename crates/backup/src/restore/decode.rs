@@ -257,24 +257,22 @@ pub(super) fn stream_failure(decoded: &Decoded, f: Failure) -> RestoreError {
     }
 }
 
-/// Reads a tar stream entry by entry without writing anything; returns (bytes, members).
-pub(super) fn walk_tar(decoded: &mut Decoded) -> Result<(u64, u64), RestoreError> {
+/// Reads a tar stream entry by entry without writing anything; returns the bytes read.
+pub(super) fn walk_tar(decoded: &mut Decoded) -> Result<u64, RestoreError> {
     let mut counting = Counting {
         inner: decoded,
         n: 0,
     };
-    let mut members = 0u64;
     let result = (|| -> io::Result<()> {
         let mut archive = tar::Archive::new(&mut counting);
         for entry in archive.entries()? {
             let mut entry = entry?;
             io::copy(&mut entry, &mut io::sink())?;
-            members += 1;
         }
         Ok(())
     })();
     match result {
-        Ok(()) => Ok((counting.n, members)),
+        Ok(()) => Ok(counting.n),
         Err(e) => Err(match counting.inner.read_failure(&e) {
             // No decode error underneath: the payload itself is not a tar archive.
             RestoreError::Corrupt { object, message } if message == e.to_string() => {

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use super::decode::{copy_payload, open_decoded};
 use super::{choose, find_destination, read_sidecar, Copy, RestoreError, SidecarCheck};
+use crate::cancel::Cancel;
 use crate::crypto::Decryption;
 use crate::destination::Destination;
 use crate::naming::{Payload, RunStamp};
@@ -29,13 +30,14 @@ pub struct LoadRequest<'a> {
     pub decryption: Option<&'a Decryption>,
     /// Load even into a database that holds tables.
     pub force: bool,
+    /// Every client is registered here: SIGINT/SIGTERM kill it.
+    pub cancel: Cancel,
 }
 
 /// What [`load`] did.
 #[derive(Debug)]
 pub struct Loaded {
     pub copy: Copy,
-    pub sha256: String,
     pub sidecar: SidecarCheck,
     pub payload_bytes: u64,
     /// The database was created by this restore.
@@ -83,7 +85,10 @@ pub fn load(
         database: request.into.to_owned(),
         source,
     };
-    let created = match server.holds_data(request.into).map_err(server_error)? {
+    let created = match server
+        .holds_data(request.into, request.cancel)
+        .map_err(server_error)?
+    {
         Some(true) if !request.force => {
             return Err(RestoreError::NotEmpty {
                 database: request.into.to_owned(),
@@ -91,12 +96,19 @@ pub fn load(
         }
         Some(_) => false,
         None => {
-            server.create(request.into).map_err(server_error)?;
+            server
+                .create(request.into, request.cancel)
+                .map_err(server_error)?;
             true
         }
     };
     let mut loader = server
-        .load(request.into, copy.name.payload, request.force)
+        .load(
+            request.into,
+            copy.name.payload,
+            request.force,
+            request.cancel,
+        )
         .map_err(server_error)?;
     let mut decoded = open_decoded(dest, &copy, request.decryption, expected.as_deref())?;
     let copied = copy_payload(&mut decoded, &mut loader, &object, Path::new(request.into));
@@ -106,10 +118,9 @@ pub fn load(
         (_, Err(e)) | (Err(e), Ok(())) => return Err(e),
         (Ok(n), Ok(())) => n,
     };
-    let (sha256, sidecar) = decoded.finish(expected.as_deref())?;
+    let (_, sidecar) = decoded.finish(expected.as_deref())?;
     Ok(Loaded {
         copy,
-        sha256,
         sidecar,
         payload_bytes,
         created,

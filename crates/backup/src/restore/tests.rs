@@ -1,12 +1,13 @@
 //! Restore, list and verify against local destinations, with archives built in the test.
 
 use super::*;
+use crate::cancel::Cancel;
 use crate::crypto::gpg_test::GpgHome;
 use crate::crypto::{Encryption, Passphrase};
 use crate::destination::local::LocalDestination;
 use crate::destination::{ObjectInfo, ObjectWriter};
+use crate::engine::pipeline::{self, Plan};
 use crate::naming::Encoding;
-use crate::pipeline::{self, Plan};
 use crate::source::{SourceError, SourceStream};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
@@ -159,6 +160,7 @@ fn opts(id: &str, target: RestoreTarget, dec: Option<Decryption>) -> RestoreOpti
         database: None,
         target,
         decryption: dec,
+        cancel: Cancel::new(),
     }
 }
 
@@ -570,7 +572,7 @@ fn device_nodes_are_skipped_with_a_warning_when_not_root() {
     b.append(&f, &b"data"[..]).expect("append");
     let tar = b.into_inner().expect("tar");
     let target = dir.path().join("t");
-    let mut unpacker = Unpacker::new(&target, "obj")
+    let mut unpacker = Unpacker::new(&target, "obj", Cancel::new())
         .expect("unpacker")
         .acting_as_non_root();
     let mut archive = tar::Archive::new(&tar[..]);

@@ -14,6 +14,7 @@
 //! file, FIFO or device replaces it (a later copy of the same member). Device nodes are made
 //! with mknod when running as root, and skipped with a warning naming them otherwise.
 
+use crate::cancel::{Cancel, StagingGuard};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -66,8 +67,10 @@ pub(super) struct Unpacker {
     cache: Vec<(OsString, OwnedFd)>,
     /// Members skipped with a warning.
     warnings: Vec<String>,
+    /// Cancelled on SIGINT/SIGTERM: the restore stops at its next member.
+    cancel: Cancel,
     /// Removes the staging directory if SIGINT/SIGTERM ends the process.
-    _interrupt: crate::interrupt::StagingGuard,
+    _interrupt: StagingGuard,
 }
 
 const DIR_FLAGS: OFlags = OFlags::DIRECTORY
@@ -77,7 +80,7 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
 
 impl Unpacker {
     /// Creates `target` if missing and a fresh staging directory inside it.
-    pub(super) fn new(target: &Path, object: &str) -> Result<Self, RestoreError> {
+    pub(super) fn new(target: &Path, object: &str, cancel: Cancel) -> Result<Self, RestoreError> {
         let werr = |path: &Path, e: io::Error| RestoreError::Write {
             object: object.to_owned(),
             path: path.to_owned(),
@@ -104,7 +107,7 @@ impl Unpacker {
                 Err(e) => return Err(werr(&target.join(&name), e.into())),
             }
         };
-        let guard = crate::interrupt::remove_on_interrupt(target.join(&staging_name));
+        let guard = cancel.remove_on_cancel(target.join(&staging_name));
         let old = rustix::process::umask(Mode::from_raw_mode(0o022));
         rustix::process::umask(old);
         Ok(Unpacker {
@@ -115,6 +118,7 @@ impl Unpacker {
             staging,
             root: rustix::process::geteuid().is_root(),
             created_target,
+            cancel,
             _interrupt: guard,
             umask: old.bits(),
             dirs: Vec::new(),
@@ -305,7 +309,7 @@ impl Unpacker {
             )
             .map_err(|e| self.write_error(&full, e))?;
             let mut file = File::from(fd);
-            copy_sparse(entry, &mut file).map_err(|e| match e {
+            copy_sparse(entry, &mut file, self.cancel).map_err(|e| match e {
                 CopyError::Read(e) => Failure::Read(e),
                 CopyError::Write(e) => Failure::Restore(self.write_error(&full, e)),
             })?;
@@ -499,7 +503,7 @@ impl Unpacker {
     }
 
     fn check_interrupt(&self) -> Result<(), RestoreError> {
-        match crate::interrupt::received() {
+        match self.cancel.signal() {
             Some(signal) => Err(RestoreError::Interrupted {
                 object: self.object.clone(),
                 signal,
@@ -520,7 +524,7 @@ impl Unpacker {
         )
         .map_err(|e| self.write_error(&full, e))?;
         let mut file = File::from(fd);
-        copy_sparse(data, &mut file).map_err(|e| match e {
+        copy_sparse(data, &mut file, self.cancel).map_err(|e| match e {
             CopyError::Read(e) => Failure::Read(e),
             CopyError::Write(e) => Failure::Restore(self.write_error(&full, e)),
         })
@@ -659,14 +663,14 @@ enum CopyError {
 
 /// Copies `from` into `file`, seeking over all-zero blocks so that sparse files keep their
 /// holes; returns the bytes copied.
-fn copy_sparse(from: &mut dyn Read, file: &mut File) -> Result<u64, CopyError> {
+fn copy_sparse(from: &mut dyn Read, file: &mut File, cancel: Cancel) -> Result<u64, CopyError> {
     const BLOCK: usize = 4096;
     static ZEROS: [u8; BLOCK] = [0; BLOCK];
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     let mut pending_hole = 0u64;
     loop {
-        if let Some(signal) = crate::interrupt::received() {
+        if let Some(signal) = cancel.signal() {
             return Err(CopyError::Write(io::Error::new(
                 io::ErrorKind::Interrupted,
                 format!("interrupted by signal {signal}"),

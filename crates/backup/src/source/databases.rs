@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use custos_process::{Spawn, Stdin};
 
+use crate::cancel::Cancel;
 use crate::naming::Payload;
 use serde::{Deserialize, Deserializer};
 
-use super::process::{describe, process_error, ChildStream, Credentials, Verdict, PRODUCERS};
+use super::process::{describe, process_error, ChildStream, Credentials, Verdict};
 use super::{Retry, SourceError, SourceStream};
 
 /// What `dbname` says.
@@ -72,6 +73,7 @@ pub fn spawn_dump(
     program: &str,
     cmd: Command,
     credentials: Option<Credentials>,
+    cancel: Cancel,
 ) -> Result<Box<dyn SourceStream>, SourceError> {
     tracing::debug!(source = %source_id, command = %describe(&cmd), "dumping");
     Ok(Box::new(ChildStream::spawn(
@@ -79,6 +81,7 @@ pub fn spawn_dump(
         cmd,
         Verdict::zero_only,
         credentials,
+        cancel,
     )?))
 }
 
@@ -94,12 +97,12 @@ pub fn list(
     program: &str,
     cmd: Command,
     credentials: Option<Credentials>,
+    cancel: Cancel,
 ) -> Result<Vec<String>, SourceError> {
-    let out = run_client(program, cmd, credentials)?;
-    parse_hex_lines(&out).ok_or_else(|| {
-        SourceError::Failed(format!(
-            "{program}: the list of databases is not one hex name a line"
-        ))
+    let out = run_client(program, cmd, credentials, cancel)?;
+    parse_hex_lines(&out).ok_or_else(|| SourceError::Unavailable {
+        retry: Retry::Permanent,
+        message: format!("{program}: the list of databases is not one hex name a line"),
     })
 }
 
@@ -146,12 +149,18 @@ pub const LOADER_CREDENTIALS_PATH: &str = "/dev/fd/3";
 pub trait Server {
     /// `None` when `database` does not exist; else whether it holds any table, view or
     /// sequence.
-    fn holds_data(&self, database: &str) -> Result<Option<bool>, SourceError>;
+    fn holds_data(&self, database: &str, cancel: Cancel) -> Result<Option<bool>, SourceError>;
     /// Creates an empty `database`.
-    fn create(&self, database: &str) -> Result<(), SourceError>;
+    fn create(&self, database: &str, cancel: Cancel) -> Result<(), SourceError>;
     /// Starts the client that loads a `payload` (`sql` or `dump`) into `database`; `replace`
     /// lets it replace the objects the dump holds.
-    fn load(&self, database: &str, payload: Payload, replace: bool) -> Result<Loader, SourceError>;
+    fn load(
+        &self,
+        database: &str,
+        payload: Payload,
+        replace: bool,
+        cancel: Cancel,
+    ) -> Result<Loader, SourceError>;
     /// The database whose dump is the source's one object (no database in its name), when
     /// that dump loads into any database: `pgsql` with one `dbname` (pg_dump writes no
     /// `CREATE DATABASE`; a mysqldump of `--databases` does, so mysql has none).
@@ -180,6 +189,7 @@ impl Loader {
         program: &str,
         cmd: &Command,
         credentials: Option<Credentials>,
+        cancel: Cancel,
     ) -> Result<Loader, SourceError> {
         let io = |source| SourceError::Io {
             context: format!("making the payload pipe of {program}"),
@@ -203,7 +213,7 @@ impl Loader {
         let child = Spawn::new(program, sh)
             .stdin(stdin)
             .stdout(std::process::Stdio::from(read))
-            .registry(&PRODUCERS)
+            .registry(cancel.producers())
             .spawn()
             .map_err(|e| process_error(e, Retry::Permanent))?;
         Ok(Loader {
@@ -243,8 +253,9 @@ pub fn query(
     program: &str,
     cmd: Command,
     credentials: Option<Credentials>,
+    cancel: Cancel,
 ) -> Result<String, SourceError> {
-    let out = run_client(program, cmd, credentials)?;
+    let out = run_client(program, cmd, credentials, cancel)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
@@ -254,9 +265,12 @@ fn run_client(
     program: &str,
     cmd: Command,
     credentials: Option<Credentials>,
+    cancel: Cancel,
 ) -> Result<Vec<u8>, SourceError> {
     let stdin = credentials.map_or(Stdin::Null, Stdin::Secret);
-    let spawn = Spawn::new(program, cmd).stdin(stdin).registry(&PRODUCERS);
+    let spawn = Spawn::new(program, cmd)
+        .stdin(stdin)
+        .registry(cancel.producers());
     let out = custos_process::run(spawn, LIST_TIMEOUT, LIST_MAX)
         .and_then(|o| o.exit.clone().require_success().map(|_| o))
         .map_err(|e| process_error(e, Retry::Transient))?;
@@ -276,10 +290,13 @@ pub fn parse_holds_data(program: &str, out: &str) -> Result<Option<bool>, Source
     match (next(), next()) {
         (Some(0), _) => Ok(None),
         (Some(_), Some(n)) => Ok(Some(n > 0)),
-        _ => Err(SourceError::Failed(format!(
-            "{program}: unexpected answer about the database: {:?}",
-            custos_process::one_line(out)
-        ))),
+        _ => Err(SourceError::Unavailable {
+            retry: Retry::Permanent,
+            message: format!(
+                "{program}: unexpected answer about the database: {:?}",
+                custos_process::one_line(out)
+            ),
+        }),
     }
 }
 
@@ -336,7 +353,8 @@ mod tests {
             let mut cmd = Command::new(&fake);
             cmd.arg(LOADER_CREDENTIALS_PATH).arg(status);
             let secret = Credentials::new("custos-test", "password=s3cr#t\n").unwrap();
-            let mut loader = Loader::spawn("fake-client", &cmd, Some(secret)).unwrap();
+            let mut loader =
+                Loader::spawn("fake-client", &cmd, Some(secret), Cancel::new()).unwrap();
             loader.write_all(&payload).unwrap();
             let result = loader.finish();
             let read = |f: &str| std::fs::read(out.join(f)).unwrap();

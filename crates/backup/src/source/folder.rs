@@ -20,10 +20,11 @@ use custos_process::{one_line, Spawn};
 
 use super::process::{describe, process_error, ChildStream, Verdict};
 use super::{Retry, Source, SourceError, SourceStream};
+use crate::cancel::Cancel;
 
 use serde::Deserialize;
 
-use crate::config::{Invalid, Validate};
+use custos_kit::config::{Invalid, Validate};
 
 /// The longest `tar --version` (through `sudo -n` when set) may take in a check.
 const TAR_VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -35,7 +36,10 @@ pub struct FolderConfig {
     /// `path`: the file or folder to archive; members are `./<basename>/...`.
     pub path: PathBuf,
     /// `excludes`: GNU tar `--exclude` patterns.
-    #[serde(default, deserialize_with = "crate::config::null_as_default")]
+    #[serde(
+        default,
+        deserialize_with = "custos_kit::config::values::null_as_default"
+    )]
     pub excludes: Vec<String>,
     /// custos `sudo`: run `sudo -n tar` (the original's deployment: a `backups` user with a
     /// sudoers line for tar) instead of `tar`.
@@ -91,6 +95,7 @@ impl FolderSource {
     }
 
     /// Uses another tar binary (tests; systems where GNU tar is `gtar`).
+    #[cfg(test)]
     pub fn with_tar(mut self, tar: impl Into<OsString>) -> Self {
         self.tar = tar.into();
         self
@@ -200,7 +205,7 @@ impl Source for FolderSource {
         "tar"
     }
 
-    fn check(&self) -> Result<(), SourceError> {
+    fn check(&self, _cancel: Cancel) -> Result<(), SourceError> {
         self.check_path()?;
         if !self.sudo {
             // The top level must be readable by us; deeper files are tar's to report.
@@ -237,11 +242,17 @@ impl Source for FolderSource {
         Ok(())
     }
 
-    fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
+    fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError> {
         self.check_path()?;
         let cmd = self.command();
         tracing::debug!(source = %self.id, command = %describe(&cmd), "archiving");
-        Ok(Box::new(ChildStream::spawn("tar", cmd, tar_verdict, None)?))
+        Ok(Box::new(ChildStream::spawn(
+            "tar",
+            cmd,
+            tar_verdict,
+            None,
+            cancel,
+        )?))
     }
 }
 
@@ -265,7 +276,7 @@ mod tests {
 
     /// Reads the whole stream and lists member names with GNU tar.
     fn members(src: &FolderSource) -> Vec<String> {
-        let mut stream = src.open().unwrap();
+        let mut stream = src.open(Cancel::new()).unwrap();
         let mut tar = Vec::new();
         stream.read_to_end(&mut tar).unwrap();
         stream.finish().unwrap();
@@ -352,7 +363,7 @@ mod tests {
     #[test]
     fn missing_path_is_unavailable_and_names_the_path() {
         let src = source(Path::new("/nonexistent/custos-test-folder"), &[]);
-        let e = src.open().err().unwrap();
+        let e = src.open(Cancel::new()).err().unwrap();
         assert!(
             matches!(
                 e,
@@ -367,13 +378,13 @@ mod tests {
             e.to_string().contains("/nonexistent/custos-test-folder"),
             "{e}"
         );
-        assert!(src.check().is_err());
+        assert!(src.check(Cancel::new()).is_err());
     }
 
     #[test]
     fn check_accepts_an_existing_folder() {
         let dir = tempfile::tempdir().unwrap();
-        source(dir.path(), &[]).check().unwrap();
+        source(dir.path(), &[]).check(Cancel::new()).unwrap();
     }
 
     #[test]
@@ -389,7 +400,7 @@ mod tests {
         std::fs::write(&secret, "x").unwrap();
         std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000))
             .unwrap();
-        let mut s = source(&data, &[]).open().unwrap();
+        let mut s = source(&data, &[]).open(Cancel::new()).unwrap();
         std::io::copy(&mut s, &mut std::io::sink()).unwrap();
         let e = s.finish().unwrap_err().to_string();
         assert!(e.contains("status 2") && e.contains("secret"), "{e}");
@@ -411,7 +422,7 @@ mod tests {
     fn a_non_gnu_tar_is_rejected_by_check() {
         let dir = tempfile::tempdir().unwrap();
         let src = source(dir.path(), &[]).with_tar("/bin/true");
-        let e = src.check().unwrap_err().to_string();
+        let e = src.check(Cancel::new()).unwrap_err().to_string();
         assert!(e.contains("not GNU tar"), "{e}");
     }
 }

@@ -24,10 +24,12 @@ use std::process::Command;
 use super::databases::{self, DbName, Loader, Server, LOADER_CREDENTIALS_PATH};
 use super::process::{credentials, run_check, Credentials, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
+use crate::cancel::Cancel;
 use crate::naming::Payload;
 use serde::Deserialize;
 
-use crate::config::{no_newline, Invalid, Secret, Validate};
+use custos_kit::config::values::no_newline;
+use custos_kit::config::{Invalid, Secret, Validate};
 
 /// `type: mysql`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -37,7 +39,7 @@ pub struct MysqlConfig {
     #[serde(default)]
     pub dbhost: Option<String>,
     /// custos `dbport`.
-    #[serde(default, deserialize_with = "crate::config::port")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::port")]
     pub dbport: Option<u16>,
     /// `dbuser`.
     #[serde(default)]
@@ -54,10 +56,10 @@ pub struct MysqlConfig {
     #[serde(default)]
     pub defaults: Option<PathBuf>,
     /// `options`: extra mysqldump options, one string split at spaces (or a list).
-    #[serde(default, deserialize_with = "crate::config::words")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::words")]
     pub options: Vec<String>,
     /// `noevents`: do not pass `--events`.
-    #[serde(default, deserialize_with = "crate::config::truthy")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::truthy")]
     pub noevents: bool,
 }
 
@@ -117,14 +119,9 @@ impl MysqlSource {
     }
 
     /// Uses another dump program (tests; `mariadb-dump`).
+    #[cfg(test)]
     pub fn with_program(mut self, program: impl Into<OsString>) -> Self {
         self.program = program.into();
-        self
-    }
-
-    /// Uses another client for listing and loading databases (tests; `mariadb`).
-    pub fn with_client(mut self, client: impl Into<OsString>) -> Self {
-        self.client = client.into();
         self
     }
 
@@ -305,9 +302,9 @@ impl Source for MysqlSource {
 
     /// Connects and dumps nothing but headers: proves credentials, databases and privileges
     /// (for `all`, after listing them).
-    fn check(&self) -> Result<(), SourceError> {
+    fn check(&self, cancel: Cancel) -> Result<(), SourceError> {
         if self.config.dbname == DbName::All {
-            self.databases()?;
+            self.databases(cancel)?;
         }
         let (cmd, credentials) = self.command(&[
             "--no-data",
@@ -315,33 +312,37 @@ impl Source for MysqlSource {
             "--no-create-db",
             "--skip-triggers",
         ])?;
-        run_check(&self.program_name(), cmd, credentials)
+        run_check(&self.program_name(), cmd, credentials, cancel)
     }
 
-    fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
+    fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError> {
         let (cmd, credentials) = self.command(&[])?;
-        databases::spawn_dump(&self.id, &self.program_name(), cmd, credentials)
+        databases::spawn_dump(&self.id, &self.program_name(), cmd, credentials, cancel)
     }
 
     fn server(&self) -> Option<&dyn Server> {
         Some(self)
     }
 
-    fn databases(&self) -> Result<Option<Vec<String>>, SourceError> {
+    fn databases(&self, cancel: Cancel) -> Result<Option<Vec<String>>, SourceError> {
         databases::select(&self.config.dbname, SYSTEM_DATABASES, || {
             let (mut cmd, credentials) = self.client()?;
             cmd.args([
                 "-e",
                 "SELECT HEX(SCHEMA_NAME) FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME",
             ]);
-            databases::list(&self.client_name(), cmd, credentials)
+            databases::list(&self.client_name(), cmd, credentials, cancel)
         })
     }
 
-    fn open_database(&self, database: &str) -> Result<Box<dyn SourceStream>, SourceError> {
+    fn open_database(
+        &self,
+        database: &str,
+        cancel: Cancel,
+    ) -> Result<Box<dyn SourceStream>, SourceError> {
         let (mut cmd, credentials) = self.connect(&self.program, CREDENTIALS_PATH)?;
         cmd.args(self.database_args(database));
-        databases::spawn_dump(&self.id, &self.program_name(), cmd, credentials)
+        databases::spawn_dump(&self.id, &self.program_name(), cmd, credentials, cancel)
     }
 }
 
@@ -356,38 +357,44 @@ fn identifier(name: &str) -> String {
 }
 
 impl Server for MysqlSource {
-    fn holds_data(&self, database: &str) -> Result<Option<bool>, SourceError> {
+    fn holds_data(&self, database: &str, cancel: Cancel) -> Result<Option<bool>, SourceError> {
         let (mut cmd, credentials) = self.client()?;
         let name = hex_literal(database);
         cmd.arg("-e").arg(format!(
             "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {name}), \
              (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {name})"
         ));
-        let out = databases::query(&self.client_name(), cmd, credentials)?;
+        let out = databases::query(&self.client_name(), cmd, credentials, cancel)?;
         databases::parse_holds_data(&self.client_name(), &out)
     }
 
-    fn create(&self, database: &str) -> Result<(), SourceError> {
+    fn create(&self, database: &str, cancel: Cancel) -> Result<(), SourceError> {
         let (mut cmd, credentials) = self.client()?;
         cmd.arg("-e")
             .arg(format!("CREATE DATABASE {}", identifier(database)));
-        databases::query(&self.client_name(), cmd, credentials).map(drop)
+        databases::query(&self.client_name(), cmd, credentials, cancel).map(drop)
     }
 
     /// `mysql --database=NAME` reading the dump (a per-database dump has no `USE`, and its
     /// `DROP TABLE IF EXISTS` replaces tables either way).
-    fn load(&self, database: &str, _: Payload, _: bool) -> Result<Loader, SourceError> {
+    fn load(
+        &self,
+        database: &str,
+        _: Payload,
+        _: bool,
+        cancel: Cancel,
+    ) -> Result<Loader, SourceError> {
         let (mut cmd, credentials) = self.connect(&self.client, LOADER_CREDENTIALS_PATH)?;
         cmd.arg("--batch").arg(format!("--database={database}"));
-        Loader::spawn(&self.client_name(), &cmd, credentials)
+        Loader::spawn(&self.client_name(), &cmd, credentials, cancel)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
     use crate::source::process::describe;
+    use custos_kit::config::Secret;
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
 
@@ -503,7 +510,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let s = MysqlSource::new("db", "DB", &config()).with_program(&fake);
-        let mut stream = s.open().unwrap();
+        let mut stream = s.open(Cancel::new()).unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).unwrap();
         stream.finish().unwrap();
@@ -528,7 +535,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let s = MysqlSource::new("db", "DB", &config()).with_program(&fake);
-        let mut stream = s.open().unwrap();
+        let mut stream = s.open(Cancel::new()).unwrap();
         std::io::copy(&mut stream, &mut std::io::sink()).unwrap();
         let e = stream.finish().unwrap_err().to_string();
         assert!(e.contains("exited with status 2"), "{e}");

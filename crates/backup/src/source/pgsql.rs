@@ -20,12 +20,14 @@ use std::process::Command;
 use super::databases::{self, DbName, Loader, Server, LOADER_CREDENTIALS_PATH};
 use super::process::{credentials, run_check, Credentials, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
+use crate::cancel::Cancel;
 use crate::naming::Payload;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{no_newline, Invalid, Secret, Validate};
+use custos_kit::config::values::no_newline;
+use custos_kit::config::{Invalid, Secret, Validate};
 
 /// `type: pgsql`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -35,7 +37,7 @@ pub struct PgsqlConfig {
     #[serde(default)]
     pub dbhost: Option<String>,
     /// custos `dbport`.
-    #[serde(default, deserialize_with = "crate::config::port")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::port")]
     pub dbport: Option<u16>,
     /// `dbuser`.
     #[serde(default)]
@@ -54,7 +56,7 @@ pub struct PgsqlConfig {
     #[serde(default)]
     pub defaults: Option<PathBuf>,
     /// custos `options`: extra pg_dump options, one string split at spaces (or a list).
-    #[serde(default, deserialize_with = "crate::config::words")]
+    #[serde(default, deserialize_with = "custos_kit::config::values::words")]
     pub options: Vec<String>,
 }
 
@@ -107,7 +109,6 @@ pub struct PgsqlSource {
     name: String,
     config: PgsqlConfig,
     program: OsString,
-    bin_dir: Option<PathBuf>,
 }
 
 impl PgsqlSource {
@@ -118,11 +119,11 @@ impl PgsqlSource {
             name: name.to_owned(),
             config: config.clone(),
             program: OsString::from("pg_dump"),
-            bin_dir: None,
         }
     }
 
     /// Uses another pg_dump (tests; a versioned `/usr/lib/postgresql/N/bin/pg_dump`).
+    #[cfg(test)]
     pub fn with_program(mut self, program: impl Into<OsString>) -> Self {
         self.program = program.into();
         self
@@ -137,19 +138,9 @@ impl PgsqlSource {
             .map(|p| format!("*:*:*:*:{}\n", pgpass_escape(p.expose())))
     }
 
-    /// Takes `psql` and `pg_restore` from `dir` (tests; a versioned
-    /// `/usr/lib/postgresql/N/bin`), else from `PATH`.
-    pub fn with_bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.bin_dir = Some(dir.into());
-        self
-    }
-
-    /// A client program (`psql`, `pg_restore`) by name.
+    /// A client program (`psql`, `pg_restore`) by name, from `PATH`.
     fn tool(&self, name: &str) -> OsString {
-        match &self.bin_dir {
-            Some(d) => d.join(name).into_os_string(),
-            None => OsString::from(name),
-        }
+        OsString::from(name)
     }
 
     /// The arguments: connection, `options`, database.
@@ -282,30 +273,30 @@ impl Source for PgsqlSource {
     /// Connects and dumps no schema at all: proves credentials and database access. (A
     /// `--table` that matches nothing is an error to pg_dump; an excluded schema is not.)
     /// A per-database source: lists (`all`) or names its databases, and checks each.
-    fn check(&self) -> Result<(), SourceError> {
+    fn check(&self, cancel: Cancel) -> Result<(), SourceError> {
         let nothing = ["--schema-only", "--exclude-schema=*"];
-        let Some(names) = self.databases()? else {
+        let Some(names) = self.databases(cancel)? else {
             let (cmd, credentials) = self.command(&nothing)?;
-            return run_check("pg_dump", cmd, credentials);
+            return run_check("pg_dump", cmd, credentials, cancel);
         };
         for db in names {
             let (mut cmd, credentials) = self.connect(&self.program, CREDENTIALS_PATH)?;
             cmd.args(nothing).args(self.database_args(&db));
-            run_check("pg_dump", cmd, credentials)?;
+            run_check("pg_dump", cmd, credentials, cancel)?;
         }
         Ok(())
     }
 
-    fn open(&self) -> Result<Box<dyn SourceStream>, SourceError> {
+    fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError> {
         let (cmd, credentials) = self.command(&[])?;
-        databases::spawn_dump(&self.id, "pg_dump", cmd, credentials)
+        databases::spawn_dump(&self.id, "pg_dump", cmd, credentials, cancel)
     }
 
     fn server(&self) -> Option<&dyn Server> {
         Some(self)
     }
 
-    fn databases(&self) -> Result<Option<Vec<String>>, SourceError> {
+    fn databases(&self, cancel: Cancel) -> Result<Option<Vec<String>>, SourceError> {
         databases::select(&self.config.dbname, &[], || {
             let (mut cmd, credentials) = self.client("psql")?;
             cmd.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c"])
@@ -314,14 +305,18 @@ impl Source for PgsqlSource {
                      WHERE datallowconn AND NOT datistemplate ORDER BY datname",
                 )
                 .arg(format!("--dbname={MAINTENANCE_DB}"));
-            databases::list("psql", cmd, credentials)
+            databases::list("psql", cmd, credentials, cancel)
         })
     }
 
-    fn open_database(&self, database: &str) -> Result<Box<dyn SourceStream>, SourceError> {
+    fn open_database(
+        &self,
+        database: &str,
+        cancel: Cancel,
+    ) -> Result<Box<dyn SourceStream>, SourceError> {
         let (mut cmd, credentials) = self.connect(&self.program, CREDENTIALS_PATH)?;
         cmd.args(self.database_args(database));
-        databases::spawn_dump(&self.id, "pg_dump", cmd, credentials)
+        databases::spawn_dump(&self.id, "pg_dump", cmd, credentials, cancel)
     }
 }
 
@@ -358,14 +353,16 @@ impl Server for PgsqlSource {
         }
     }
 
-    fn holds_data(&self, database: &str) -> Result<Option<bool>, SourceError> {
+    fn holds_data(&self, database: &str, cancel: Cancel) -> Result<Option<bool>, SourceError> {
         let (mut cmd, credentials) = self.psql(MAINTENANCE_DB, CREDENTIALS_PATH)?;
         cmd.arg("-c").arg(format!(
             "SELECT count(*), 0 FROM pg_database WHERE datname = {}",
             literal(database)
         ));
-        let exists =
-            databases::parse_holds_data("psql", &databases::query("psql", cmd, credentials)?)?;
+        let exists = databases::parse_holds_data(
+            "psql",
+            &databases::query("psql", cmd, credentials, cancel)?,
+        )?;
         if exists.is_none() {
             return Ok(None);
         }
@@ -375,20 +372,26 @@ impl Server for PgsqlSource {
              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
              AND n.nspname NOT LIKE 'pg_toast%' AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')",
         );
-        databases::parse_holds_data("psql", &databases::query("psql", cmd, credentials)?)
+        databases::parse_holds_data("psql", &databases::query("psql", cmd, credentials, cancel)?)
     }
 
-    fn create(&self, database: &str) -> Result<(), SourceError> {
+    fn create(&self, database: &str, cancel: Cancel) -> Result<(), SourceError> {
         let (mut cmd, credentials) = self.psql(MAINTENANCE_DB, CREDENTIALS_PATH)?;
         cmd.arg("-c")
             .arg(format!("CREATE DATABASE {}", identifier(database)));
-        databases::query("psql", cmd, credentials).map(drop)
+        databases::query("psql", cmd, credentials, cancel).map(drop)
     }
 
     /// Plain SQL through psql (stops at the first error, in one transaction); a custom
     /// archive through pg_restore (stops at the first error; `replace`: `--clean
     /// --if-exists`).
-    fn load(&self, database: &str, payload: Payload, replace: bool) -> Result<Loader, SourceError> {
+    fn load(
+        &self,
+        database: &str,
+        payload: Payload,
+        replace: bool,
+        cancel: Cancel,
+    ) -> Result<Loader, SourceError> {
         match payload {
             Payload::Dump => {
                 let (mut cmd, credentials) =
@@ -398,12 +401,12 @@ impl Server for PgsqlSource {
                     cmd.args(["--clean", "--if-exists"]);
                 }
                 cmd.arg(format!("--dbname={}", conninfo_dbname(database)));
-                Loader::spawn("pg_restore", &cmd, credentials)
+                Loader::spawn("pg_restore", &cmd, credentials, cancel)
             }
             _ => {
                 let (mut cmd, credentials) = self.psql(database, LOADER_CREDENTIALS_PATH)?;
                 cmd.arg("--single-transaction");
-                Loader::spawn("psql", &cmd, credentials)
+                Loader::spawn("psql", &cmd, credentials, cancel)
             }
         }
     }
@@ -412,8 +415,8 @@ impl Server for PgsqlSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
     use crate::source::process::describe;
+    use custos_kit::config::Secret;
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
 
@@ -503,7 +506,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let s = PgsqlSource::new("pg", "PG", &config()).with_program(&fake);
-        let mut stream = s.open().unwrap();
+        let mut stream = s.open(Cancel::new()).unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).unwrap();
         assert!(out.contains("pa\\:ss"), "{out}");

@@ -2,7 +2,7 @@
 //!
 //! The plumbing is custos-process's (docs/ARCHITECTURE.md §3): each child runs in its own
 //! process group, a `timeout` ([`SourceStream::set_timeout`]) or a SIGINT/SIGTERM to `backup`
-//! ([`PRODUCERS`], cancelled by `interrupt.rs`) kills the whole group (a shell wrapper's
+//! (the [`Cancel`] token the runner hands to `check`/`open`) kills the whole group (a shell wrapper's
 //! children too), stderr is drained into a bounded tail, and credentials reach the child as
 //! an in-memory file on its stdin ([`Credentials`], read by the child as
 //! [`CREDENTIALS_PATH`]), never argv, the environment or a file on disk. The stream is read
@@ -17,7 +17,9 @@ use std::io::{self, Read};
 use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use custos_process::{Child, ProcessError, Registry, Spawn, Stdin};
+use custos_process::{Child, ProcessError, Spawn, Stdin};
+
+use crate::cancel::Cancel;
 
 use super::{Retry, SourceError, SourceStream};
 
@@ -26,10 +28,6 @@ pub use custos_process::SecretFile as Credentials;
 
 /// The path under which a child finds the [`Credentials`] handed to it as stdin.
 pub const CREDENTIALS_PATH: &str = Credentials::PATH;
-
-/// The producers and checks running now: SIGINT/SIGTERM cancels them all (and any started
-/// after), so their streams end and the pipeline aborts its writers.
-pub static PRODUCERS: Registry = Registry::new();
 
 /// The longest a connection check (`--dry-run`) may run before its group is killed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -95,14 +93,15 @@ fn log_line(program: &str, line: &str) {
     tracing::debug!(program, "{line}");
 }
 
-/// `what` with `credentials` (or nothing) as stdin and stderr to a tail, registered in
-/// [`PRODUCERS`].
-fn spawn_spec(what: &str, cmd: Command, credentials: Option<Credentials>) -> Spawn {
+/// `what` with `credentials` (or nothing) as stdin and stderr to a tail, registered with
+/// `cancel` (a SIGINT/SIGTERM kills it and any started after, so streams end and the pipeline
+/// aborts its writers).
+fn spawn_spec(what: &str, cmd: Command, credentials: Option<Credentials>, cancel: Cancel) -> Spawn {
     let stdin = credentials.map_or(Stdin::Null, Stdin::Secret);
     Spawn::new(what, cmd)
         .stdin(stdin)
         .on_stderr_line(log_line)
-        .registry(&PRODUCERS)
+        .registry(cancel.producers())
 }
 
 /// Runs `cmd` to its end with `credentials` as stdin, for a check that produces no stream
@@ -112,8 +111,9 @@ pub fn run_check(
     what: &str,
     cmd: Command,
     credentials: Option<Credentials>,
+    cancel: Cancel,
 ) -> Result<(), SourceError> {
-    let mut child = spawn_spec(what, cmd, credentials)
+    let mut child = spawn_spec(what, cmd, credentials, cancel)
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| process_error(e, Retry::Transient))?;
@@ -142,8 +142,9 @@ impl ChildStream {
         cmd: Command,
         classify: fn(i32) -> Verdict,
         credentials: Option<Credentials>,
+        cancel: Cancel,
     ) -> Result<Self, SourceError> {
-        let mut child = spawn_spec(what, cmd, credentials)
+        let mut child = spawn_spec(what, cmd, credentials, cancel)
             .spawn()
             .map_err(|e| process_error(e, Retry::Transient))?;
         tracing::debug!(program = what, pid = child.id(), "started");
@@ -247,7 +248,14 @@ mod tests {
     #[test]
     fn streams_stdout_and_succeeds() {
         let mut s = Box::new(
-            ChildStream::spawn("sh", sh("printf hello"), Verdict::zero_only, None).unwrap(),
+            ChildStream::spawn(
+                "sh",
+                sh("printf hello"),
+                Verdict::zero_only,
+                None,
+                Cancel::new(),
+            )
+            .unwrap(),
         );
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
@@ -258,8 +266,16 @@ mod tests {
     #[test]
     fn failure_reports_status_and_stderr_tail_and_is_permanent() {
         let script = "printf partial; echo 'first line' >&2; echo 'boom: disk on fire' >&2; exit 3";
-        let mut s =
-            Box::new(ChildStream::spawn("dumper", sh(script), Verdict::zero_only, None).unwrap());
+        let mut s = Box::new(
+            ChildStream::spawn(
+                "dumper",
+                sh(script),
+                Verdict::zero_only,
+                None,
+                Cancel::new(),
+            )
+            .unwrap(),
+        );
         let mut out = Vec::new();
         s.read_to_end(&mut out).unwrap();
         let e = s.finish().unwrap_err();
@@ -274,8 +290,16 @@ mod tests {
 
     #[test]
     fn warning_exit_with_output_is_ok_without_output_fails() {
-        let mut s =
-            Box::new(ChildStream::spawn("tar", sh("printf data; exit 1"), tar_like, None).unwrap());
+        let mut s = Box::new(
+            ChildStream::spawn(
+                "tar",
+                sh("printf data; exit 1"),
+                tar_like,
+                None,
+                Cancel::new(),
+            )
+            .unwrap(),
+        );
         std::io::copy(&mut s, &mut std::io::sink()).unwrap();
         s.finish().unwrap();
 
@@ -285,6 +309,7 @@ mod tests {
                 sh("echo 'sudo: a password is required' >&2; exit 1"),
                 tar_like,
                 None,
+                Cancel::new(),
             )
             .unwrap(),
         );
@@ -296,7 +321,14 @@ mod tests {
     #[test]
     fn killed_child_is_a_failure() {
         let mut s = Box::new(
-            ChildStream::spawn("sh", sh("printf x; kill -9 $$"), Verdict::zero_only, None).unwrap(),
+            ChildStream::spawn(
+                "sh",
+                sh("printf x; kill -9 $$"),
+                Verdict::zero_only,
+                None,
+                Cancel::new(),
+            )
+            .unwrap(),
         );
         std::io::copy(&mut s, &mut std::io::sink()).unwrap();
         let err = s.finish().unwrap_err().to_string();
@@ -306,7 +338,14 @@ mod tests {
     #[test]
     fn a_timeout_kills_the_producer_and_is_not_retried() {
         let mut s = Box::new(
-            ChildStream::spawn("sh", sh("exec sleep 30"), Verdict::zero_only, None).unwrap(),
+            ChildStream::spawn(
+                "sh",
+                sh("exec sleep 30"),
+                Verdict::zero_only,
+                None,
+                Cancel::new(),
+            )
+            .unwrap(),
         );
         s.set_timeout(Duration::from_millis(200));
         let t = std::time::Instant::now();
@@ -328,6 +367,7 @@ mod tests {
             Command::new("/nonexistent/custos-no-such-program"),
             Verdict::zero_only,
             None,
+            Cancel::new(),
         )
         .err()
         .unwrap();
@@ -340,6 +380,7 @@ mod tests {
             "nope",
             Command::new("/nonexistent/custos-no-such-program"),
             None,
+            Cancel::new(),
         )
         .unwrap_err();
         assert_eq!(e.retry(), Some(Retry::Permanent), "{e:?}");
@@ -352,6 +393,7 @@ mod tests {
             "mysqldump",
             sh("echo 'ERROR 2002: cannot connect' >&2; exit 2"),
             None,
+            Cancel::new(),
         )
         .unwrap_err();
         assert_eq!(e.retry(), Some(Retry::Transient), "{e:?}");
@@ -364,7 +406,56 @@ mod tests {
             "sh",
             sh("cat /dev/fd/0 >/dev/null"),
             Some(credentials("t", "x").unwrap()),
+            Cancel::new(),
         )
         .unwrap();
+    }
+
+    /// A cancelled token kills the producer it was handed (its whole group), and one
+    /// started after the cancel at once: the signal watcher reaches producers only
+    /// through the token.
+    #[test]
+    fn a_cancel_kills_the_producers_it_was_handed() {
+        let cancel = Cancel::new();
+        let mut s = Box::new(
+            ChildStream::spawn(
+                "sh",
+                sh("sleep 30 & wait"),
+                Verdict::zero_only,
+                None,
+                cancel,
+            )
+            .unwrap(),
+        );
+        let t = std::time::Instant::now();
+        assert_eq!(cancel.cancel(15), 1);
+        std::io::copy(&mut s, &mut std::io::sink()).unwrap();
+        let err = s.finish().unwrap_err().to_string();
+        assert!(err.contains("killed by signal"), "{err}");
+        let late = ChildStream::spawn("sh", sh("exec sleep 30"), Verdict::zero_only, None, cancel)
+            .map(|mut s| {
+                let _ = std::io::copy(&mut s, &mut std::io::sink());
+                Box::new(s).finish()
+            });
+        assert!(
+            !matches!(late, Ok(Ok(()))),
+            "a producer started after the cancel ran"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // Another token's producers are untouched.
+        let mut other = Box::new(
+            ChildStream::spawn(
+                "sh",
+                sh("printf ok"),
+                Verdict::zero_only,
+                None,
+                Cancel::new(),
+            )
+            .unwrap(),
+        );
+        let mut out = String::new();
+        other.read_to_string(&mut out).unwrap();
+        other.finish().unwrap();
+        assert_eq!(out, "ok");
     }
 }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use custos_process::{ProcessError, Spawn, Stdin};
 use rustix::fs::OFlags;
 
-use crate::config::Secret;
 use crate::destination::{DestinationError, ErrorKind};
+use custos_kit::config::Secret;
 
 /// Most of smbclient's stderr kept for a message.
 const MAX_STDERR: usize = 64 << 10;

@@ -1,9 +1,10 @@
 //! Runner tests against real folders, GNU tar and the local destination.
 
 use super::*;
-use crate::config::parse;
 use crate::destination::local::LocalDestination;
 use crate::destination::{DestinationError, ObjectInfo, ObjectWriter};
+use crate::engine::report::summary::Status;
+use crate::job::parse;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,7 +39,7 @@ fn job(text: &str) -> JobConfig {
     j
 }
 
-fn run_job(text: &str) -> Report {
+fn run_job(text: &str) -> RunReport {
     run(&job(text), &Options::default())
 }
 
@@ -217,8 +218,7 @@ fn dry_run_checks_everything_and_writes_nothing() {
         &job(&text),
         &Options {
             dry_run: true,
-            progress_bar: false,
-            log_tail: None,
+            ..Options::default()
         },
     );
     let rows = report.rows();

@@ -53,7 +53,6 @@ fn root_object_with_trailing_comma_parses_and_reports_the_line() {
     let job = parse_ok(ROOT_WITH_TRAILING_COMMA);
     assert_eq!(job.trailing_commas, vec![26]);
     assert_eq!(job.hostname.as_deref(), Some("my.hostname.com"));
-    assert_eq!(job.tmpdir.as_deref(), Some(Path::new("/var/tmp/backups")));
     let s = &job.sources[0];
     assert_eq!(
         (s.id.as_str(), s.name.as_str(), s.kind.as_str()),
@@ -71,7 +70,6 @@ fn root_object_with_trailing_comma_parses_and_reports_the_line() {
             "64b0c7405f2d8051e2b9f02aa4898acc"
         )))
     );
-    assert_eq!(s.tmpdir.as_deref(), Some(Path::new("/var/tmp/backups")));
     assert_eq!(s.compression, Compression::Zstd);
     assert_eq!(s.layout, Layout::Custos);
     let d = &job.destinations[0];
@@ -223,7 +221,7 @@ fn complete_example_with_db_keys_parses_with_its_s3_destination() {
         cred.aws_secret_access_key.expose(),
         "YOUR_SECRET_ACCESS_KEY"
     );
-    assert_eq!(job.destinations[0].kind, "s3");
+    assert!(matches!(job.destinations[0].spec, DestinationSpec::S3(_)));
     assert!(job.holds_secrets);
     let debug = format!("{job:?}");
     for secret in [
@@ -535,7 +533,10 @@ fn minio_translates_to_s3_and_endpoints_are_checked() {
     );
     assert_eq!(job.destinations[0].stall_timeout, Some(60));
     assert_eq!(job.destinations[0].upload_rate_limit, Some(1 << 20));
-    assert_eq!(job.destinations[0].kind, "minio");
+    assert!(matches!(
+        job.destinations[0].spec,
+        DestinationSpec::Minio(_)
+    ));
     assert_eq!(s3(1).endpoint_url.as_deref(), Some("http://localhost:9000"));
     assert!(s3(2).credentials.is_none(), "the AWS chain is used");
     assert!(!format!("{job:?}").contains("SK-minio"));
@@ -554,13 +555,6 @@ fn minio_translates_to_s3_and_endpoints_are_checked() {
     assert!(e.contains("destinations[0].endpoint:"), "{e}");
     let e = bad(r#"{"id": "s", "type": "s3", "bucket": "b", "endpoint_url": "s3.example.org"}"#);
     assert!(e.contains("destinations[0].endpoint_url:"), "{e}");
-    // A chunk must go out well within the stall timeout: 2 MiB in 60 s is 34952 bytes/s.
-    let e = bad(
-        r#"{"id": "s", "type": "s3", "bucket": "b", "stall_timeout": 60,
-        "upload_rate_limit": 30000}"#,
-    );
-    assert!(e.contains("destinations[0].upload_rate_limit"), "{e}");
-    assert!(e.contains("at least 34952"), "{e}");
     let e = bad(r#"{"id": "s", "type": "s3", "bucket": "a/b"}"#);
     assert!(e.contains("destinations[0].bucket"), "{e}");
 }
@@ -631,7 +625,6 @@ fn custos_options_inherit_from_root_and_sources_override() {
         (Compression::Zstd, Some(19), Layout::Custos)
     );
     assert_eq!(b.keyring.as_deref(), Some(Path::new("/k")));
-    assert_eq!(b.tmpdir.as_deref(), Some(Path::new("/t")));
     assert!(matches!(&b.spec, SourceSpec::Folder(f) if f.sudo));
 }
 

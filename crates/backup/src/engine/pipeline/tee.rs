@@ -1,5 +1,5 @@
 //! The last stage: hashes and counts the object bytes and fans them out to every
-//! destination's writer thread ([`crate::fanout`]).
+//! destination's writer thread ([`crate::engine::fanout`]).
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::destination::DestinationError;
-use crate::fanout::{Chunk as SharedChunk, Feed};
+use crate::engine::fanout::{Chunk as SharedChunk, Feed};
 
 /// One destination inside the tee.
 pub(super) struct Slot {

@@ -22,17 +22,11 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-// The handler-config building blocks are the kit's, shared by every binary's handlers; they
-// are re-exported here so backup's handler modules keep importing them from `crate::config`.
-pub use custos_kit::config::values::strip_trailing_commas;
-pub(crate) use custos_kit::config::values::{
-    count, equals_one, no_newline, null_as_default, port, truthy, words,
-};
-use custos_kit::config::{common, split};
-pub use custos_kit::config::{Entry, Invalid, Secret, Validate};
+use custos_kit::config::values::{count, equals_one, null_as_default, strip_trailing_commas};
+use custos_kit::config::{common, split, Entry, Secret};
 
+use crate::destination::{self, Destination, DestinationError};
 use crate::notify;
-use crate::retention::RetentionPolicy;
 
 /// Compression applied before encryption (custos option `compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -43,16 +37,6 @@ pub enum Compression {
     Zstd,
     /// gzip (`--fast`, as the original's `compress_only`): `.tar.gz.gpg`.
     Gzip,
-}
-
-impl Compression {
-    /// The name used in config files and messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
-        }
-    }
 }
 
 /// Which object layout to write (custos option `layout`).
@@ -87,9 +71,6 @@ pub struct JobConfig {
     pub file: PathBuf,
     /// `hostname`: used in messages/notifications; the system's host name when absent.
     pub hostname: Option<String>,
-    /// `tmpdir`: accepted as in the original; custos writes no temporary files (database
-    /// credentials stay in memory), so nothing uses it.
-    pub tmpdir: Option<PathBuf>,
     /// Sources in file order.
     pub sources: Vec<SourceConfig>,
     /// Destinations in file order.
@@ -119,9 +100,6 @@ pub struct SourceConfig {
     pub recipients: Vec<String>,
     /// `compress_only` (true only for `1`/`true`, as the original's `== 1`).
     pub compress_only: bool,
-    /// `tmpdir` (per source in the original), else the root `tmpdir`; unused (see
-    /// [`JobConfig::tmpdir`]).
-    pub tmpdir: Option<PathBuf>,
     /// custos `compression` (per source, else root, else zstd); ignored by `layout: original`.
     pub compression: Compression,
     /// custos `compression_level`: zstd level (per source, else root, else the pipeline's
@@ -158,13 +136,27 @@ impl SourceConfig {
     }
 }
 
+/// `retention_copies` and `retention_days` of one destination; 0 disables a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionPolicy {
+    /// Keep the newest N good copies.
+    pub copies: u32,
+    /// Remove copies older than D whole days.
+    pub days: u32,
+}
+
+impl RetentionPolicy {
+    /// Whether any rule is set.
+    pub fn is_active(&self) -> bool {
+        self.copies > 0 || self.days > 0
+    }
+}
+
 /// One destination.
 #[derive(Debug, Clone)]
 pub struct DestinationConfig {
     /// `id`.
     pub id: String,
-    /// `type` as written.
-    pub kind: String,
     /// `retention_copies` / `retention_days`.
     pub retention: RetentionPolicy,
     /// custos `stall_timeout` (seconds): how long the run waits for this destination to take
@@ -176,13 +168,22 @@ pub struct DestinationConfig {
     pub spec: DestinationSpec,
 }
 
-pub use crate::destination::local::LocalConfig;
-pub use crate::destination::DestinationSpec;
-pub use crate::notify::NotificationConfig;
-pub use crate::source::folder::FolderConfig;
-pub use crate::source::mysql::MysqlConfig;
-pub use crate::source::pgsql::PgsqlConfig;
-pub use crate::source::SourceSpec;
+use crate::destination::DestinationSpec;
+use crate::notify::NotificationConfig;
+use crate::source::SourceSpec;
+
+impl DestinationConfig {
+    /// The destination of this entry, wrapped in the shared retry layer (the destination
+    /// layer applies its own defaults to the values written here).
+    pub fn build(&self) -> Result<Box<dyn Destination>, DestinationError> {
+        destination::build(
+            &self.id,
+            &self.spec,
+            self.stall_timeout,
+            self.upload_rate_limit,
+        )
+    }
+}
 
 /// Keys every source accepts, whatever its type.
 const SOURCE_COMMON_KEYS: &[&str] = &[
@@ -227,7 +228,10 @@ const SECRET_KEYS: &[&str] = &[
 struct RawJob {
     #[serde(default)]
     hostname: Option<String>,
+    /// `tmpdir`: accepted as in the original; custos writes no temporary files (database
+    /// credentials stay in memory), so nothing reads it.
     #[serde(default)]
+    #[allow(dead_code)]
     tmpdir: Option<PathBuf>,
     /// The original imports these Python modules; every handler is built in here.
     #[serde(default)]
@@ -264,7 +268,10 @@ struct RawSourceCommon {
     recipients: Vec<String>,
     #[serde(default, deserialize_with = "equals_one")]
     compress_only: bool,
+    /// `tmpdir`: accepted as in the original; custos writes no temporary files (database
+    /// credentials stay in memory), so nothing reads it.
     #[serde(default)]
+    #[allow(dead_code)]
     tmpdir: Option<PathBuf>,
     #[serde(default)]
     compression: Option<Compression>,
@@ -329,7 +336,6 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         // A notification's URL is its secret (webhook tokens, ping UUIDs).
         || raw.notifications.iter().any(|n| n.get("url").is_some());
     let defaults = RootDefaults {
-        tmpdir: raw.tmpdir.clone(),
         compression: raw.compression,
         compression_level: raw.compression_level,
         layout: raw.layout,
@@ -367,7 +373,6 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
     Ok(JobConfig {
         file: file.to_owned(),
         hostname: raw.hostname.filter(|h| !h.is_empty()),
-        tmpdir: raw.tmpdir,
         sources,
         destinations,
         notifications,
@@ -379,7 +384,6 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
 
 /// Root-level custos options that sources inherit.
 struct RootDefaults {
-    tmpdir: Option<PathBuf>,
     compression: Option<Compression>,
     compression_level: Option<i32>,
     layout: Option<Layout>,
@@ -423,7 +427,6 @@ fn parse_source(
         passphrase: c.passphrase,
         recipients: c.recipients,
         compress_only: c.compress_only,
-        tmpdir: c.tmpdir.or_else(|| root.tmpdir.clone()),
         compression: c.compression.or(root.compression).unwrap_or_default(),
         compression_level: c.compression_level.or(root.compression_level),
         layout: c.layout.or(root.layout).unwrap_or_default(),
@@ -454,7 +457,6 @@ fn parse_destination(
     let spec = spec?;
     Ok(DestinationConfig {
         id: c.id,
-        kind: c.kind,
         retention: RetentionPolicy {
             copies: c.retention_copies.unwrap_or(0),
             days: c.retention_days.unwrap_or(0),
@@ -578,23 +580,6 @@ impl JobConfig {
                 ));
             }
             d.spec.validate().map_err(|i| i.into_error(f, &at))?;
-            if let Some(rate) = d.upload_rate_limit {
-                // A queued chunk must go out well within the stall timeout, or the
-                // destination would be given up as stalled.
-                let stall = d.stall_timeout.map_or(
-                    crate::destination::DEFAULT_STALL_TIMEOUT.as_secs(),
-                    u64::from,
-                );
-                let least = 2 * crate::fanout::CHUNK_BYTES / stall.max(1);
-                if u64::from(rate) < least {
-                    return Err(ConfigError::invalid(
-                        f,
-                        format!("{at}.upload_rate_limit"),
-                        rate,
-                        format!("must be at least {least} bytes/s with stall_timeout {stall}"),
-                    ));
-                }
-            }
         }
         Ok(())
     }

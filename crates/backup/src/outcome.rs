@@ -1,6 +1,8 @@
 //! The typed result of a run: what each source produced, what each destination and its
-//! retention did, what each notifier did. The summary table, the exit code and every
-//! notification are views of it, so they can never disagree.
+//! retention did, what each notifier did. The engine fills it; the summary table
+//! (`engine::report`), the exit code and every notification are views of it, so they can
+//! never disagree. It sits below the handlers so that notifiers read it without depending on
+//! the engine (docs/ARCHITECTURE.md, "Layers").
 //!
 //! A failure is a [`Failure`]: the stage that failed, a message naming what failed (never a
 //! secret), and whether retrying the run may help (a refused connection may; a wrong
@@ -8,10 +10,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::destination::DestinationError;
 use crate::naming::RunStamp;
-use crate::pipeline::PipelineError;
-use crate::source::{Retry, SourceError};
 
 /// Where in a run something failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,42 +61,6 @@ impl Failure {
             message: message.into(),
             retryable,
         }
-    }
-
-    /// A source or data-path failure; `context` prefixes the message (`source 'www'`).
-    pub fn from_pipeline(context: &str, e: &PipelineError) -> Self {
-        let retryable = match e {
-            PipelineError::Source(s) => source_retryable(s),
-            PipelineError::Compress(io) => io_retryable(io),
-            PipelineError::Crypto(_) | PipelineError::Plan(_) => false,
-        };
-        Failure::new(Stage::Source, format!("{context}: {e}"), retryable)
-    }
-
-    /// A source that could not be opened or checked.
-    pub fn from_source(stage: Stage, context: &str, e: &SourceError) -> Self {
-        Failure::new(stage, format!("{context}: {e}"), source_retryable(e))
-    }
-
-    /// A destination operation that failed at `stage`.
-    pub fn from_destination(stage: Stage, e: &DestinationError) -> Self {
-        let retryable = match e {
-            DestinationError::Io { source, .. } => io_retryable(source),
-            DestinationError::Other { .. } => false,
-            DestinationError::Store { kind, .. } => {
-                *kind == crate::destination::ErrorKind::Transient
-            }
-        };
-        Failure::new(stage, e.to_string(), retryable)
-    }
-}
-
-/// The kind the source decided where it made the error; an I/O error by its kind.
-fn source_retryable(e: &SourceError) -> bool {
-    match (e.retry(), e) {
-        (Some(retry), _) => retry == Retry::Transient,
-        (None, SourceError::Io { source, .. }) => io_retryable(source),
-        (None, _) => false,
     }
 }
 
@@ -317,12 +280,6 @@ impl SourceReport {
             .join("; ")
     }
 
-    /// Whether retrying may help: every failure is retryable.
-    pub fn retryable(&self) -> bool {
-        let f = self.failures();
-        !f.is_empty() && f.iter().all(|(_, f)| f.retryable)
-    }
-
     /// The longest upload among the destinations that stored the copy.
     pub fn upload(&self) -> Duration {
         self.destinations
@@ -369,7 +326,6 @@ pub struct RunReport {
     /// Host name for messages.
     pub hostname: String,
     pub dry_run: bool,
-    pub started: SystemTime,
     pub ended: SystemTime,
     /// `--dry-run` only: each destination's check.
     pub checks: Vec<DestinationCheck>,
@@ -384,13 +340,11 @@ pub struct RunReport {
 impl RunReport {
     /// A report for a run starting now, with nothing done yet.
     pub fn new(stamp: RunStamp, hostname: String, dry_run: bool) -> Self {
-        let now = SystemTime::now();
         RunReport {
             stamp,
             hostname,
             dry_run,
-            started: now,
-            ended: now,
+            ended: SystemTime::now(),
             checks: Vec::new(),
             sources: Vec::new(),
             notifications: Vec::new(),
@@ -422,9 +376,20 @@ impl RunReport {
     }
 }
 
-mod summary;
+/// The original's human size (`getSizeDescription`): `12.1 KB`, 1024-based.
+pub fn size_description(n: f64) -> String {
+    let mut n = n;
+    for unit in ["bytes", "KB", "MB", "GB", "TB"] {
+        if n < 1024.0 {
+            return format!("{n:.1} {unit}");
+        }
+        n /= 1024.0;
+    }
+    format!("{:.1} PB", n)
+}
 
-pub use summary::{clock, size_description, summary_table, Row, Status};
-
-#[cfg(test)]
-mod tests;
+/// `H:MM:SS`, as the original's Slack message prints durations.
+pub fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}

@@ -19,7 +19,7 @@
 //! Threads: the caller's thread reads the source and feeds the compressor (zstd runs its own
 //! worker threads); a second thread encrypts (AES-CFB and the SHA-1 MDC are serial); a third
 //! hashes (sha256) and hands each chunk to every destination's own writer thread
-//! ([`crate::fanout`]), so destinations write in parallel and a stalled one is given up after
+//! ([`crate::engine::fanout`]), so destinations write in parallel and a stalled one is given up after
 //! its stall timeout instead of holding the others. Bounded channels of 1 MiB chunks between
 //! them cap memory (peak RSS stays under 50 MB whatever the input size, plus what a remote
 //! store buffers for its parts).
@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::{self, CryptoError, Encryption};
 use crate::destination::{Destination, DestinationError};
-use crate::fanout::Feed;
+use crate::engine::fanout::Feed;
 use crate::naming::{self, Compression, Encoding};
 use crate::source::{SourceError, SourceStream};
 
@@ -45,7 +45,7 @@ use compress::Compressor;
 use tee::{Slot, Tee};
 
 /// Size of reads from the source and of chunks between the threads.
-const CHUNK: usize = crate::fanout::CHUNK_BYTES as usize;
+const CHUNK: usize = crate::engine::fanout::CHUNK_BYTES as usize;
 /// Chunks in flight between the compress and encrypt threads.
 const CHANNEL_DEPTH: usize = 4;
 
@@ -138,6 +138,7 @@ pub struct Outcome {
     pub destinations: Vec<DestinationOutcome>,
 }
 
+#[cfg(test)]
 impl Outcome {
     /// True when every destination has the object.
     pub fn all_ok(&self) -> bool {

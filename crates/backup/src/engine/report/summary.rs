@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Failure, RunReport};
 use crate::naming::RunStamp;
+use crate::outcome::{size_description, Failure, RunReport};
 use crate::table;
 
 /// Outcome of one summary row.
@@ -150,11 +150,11 @@ impl RunReport {
 
 /// A per-database source: a row per database and destination, named `{id}:{database}`;
 /// retention (run once for the source) shows on its last database's rows.
-fn database_rows(s: &super::SourceReport) -> Vec<Row> {
+fn database_rows(s: &crate::outcome::SourceReport) -> Vec<Row> {
     let mut rows = Vec::new();
     let last = s.databases.len().saturating_sub(1);
     for (i, db) in s.databases.iter().enumerate() {
-        let label = format!("{}:{}", s.id, super::printable(&db.name));
+        let label = format!("{}:{}", s.id, crate::outcome::printable(&db.name));
         for d in &s.destinations {
             let failure = db.failure_at(&d.id).or(match (i == last, &d.retention) {
                 (true, Some(Err(f))) => Some(f),
@@ -247,22 +247,4 @@ pub fn summary_table(rows: &[Row], dry_run: bool, hostname: &str, stamp: RunStam
         stamp
     );
     out
-}
-
-/// The original's human size (`getSizeDescription`): `12.1 KB`, 1024-based.
-pub fn size_description(n: f64) -> String {
-    let mut n = n;
-    for unit in ["bytes", "KB", "MB", "GB", "TB"] {
-        if n < 1024.0 {
-            return format!("{n:.1} {unit}");
-        }
-        n /= 1024.0;
-    }
-    format!("{:.1} PB", n)
-}
-
-/// `H:MM:SS`, as the original's Slack message prints durations.
-pub fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }

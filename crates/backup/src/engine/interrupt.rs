@@ -1,55 +1,26 @@
 //! SIGINT and SIGTERM during a run: stop the producers, let every writer abort, exit 130/143.
 //!
 //! A watcher thread (a one-thread tokio runtime, the kit's signal machinery, no `unsafe`)
-//! records the signal and cancels the producers ([`process::PRODUCERS`]: every process group
-//! is killed, now and as it starts). The stream being written then ends early, its source
+//! cancels the command's [`Cancel`] token, which the runner handed to every producer spawn:
+//! every process group is killed, now and as it starts. The stream being written then ends early, its source
 //! fails, and the pipeline aborts every destination writer (no object that looks complete);
 //! the runner starts nothing more and the CLI exits with 128 + the signal number. Should the
 //! run not wind down within [`GRACE`], the process exits anyway (a half-written temporary file
 //! is hidden and removed by the next run).
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::source::process;
+use crate::cancel::Cancel;
 
 /// How long an interrupted run may take to abort its writers before the process exits.
-pub const GRACE: Duration = Duration::from_secs(30);
-
-/// The signal received (0: none).
-static RECEIVED: AtomicI32 = AtomicI32::new(0);
-
-/// Staging directories of restores in progress. An interrupted restore stops at its next
-/// member and removes its own; these are removed if it has not within [`GRACE`].
-static STAGING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-/// Registers a restore's staging directory until the guard is dropped.
-pub fn remove_on_interrupt(path: PathBuf) -> StagingGuard {
-    if let Ok(mut s) = STAGING.lock() {
-        s.push(path.clone());
-    }
-    StagingGuard(path)
-}
-
-/// Unregisters a staging directory when dropped.
-#[derive(Debug)]
-pub struct StagingGuard(PathBuf);
-
-impl Drop for StagingGuard {
-    fn drop(&mut self) {
-        if let Ok(mut s) = STAGING.lock() {
-            s.retain(|p| p != &self.0);
-        }
-    }
-}
+pub(crate) const GRACE: Duration = Duration::from_secs(30);
 
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
 
-/// Starts watching for SIGINT and SIGTERM; returns once both handlers are installed.
-pub fn install() -> std::io::Result<()> {
+/// Starts watching for SIGINT and SIGTERM, which cancel `cancel`; returns once both handlers
+/// are installed.
+pub(crate) fn install(cancel: Cancel) -> std::io::Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("signals".into())
@@ -78,7 +49,7 @@ pub fn install() -> std::io::Result<()> {
                     _ = int.recv() => SIGINT,
                     _ = term.recv() => SIGTERM,
                 };
-                on_signal(number);
+                on_signal(cancel, number);
             });
         })?;
     ready_rx
@@ -86,33 +57,24 @@ pub fn install() -> std::io::Result<()> {
         .unwrap_or_else(|_| Err(std::io::Error::other("signal thread ended")))
 }
 
-fn on_signal(number: i32) {
-    RECEIVED.store(number, Ordering::SeqCst);
+fn on_signal(cancel: Cancel, number: i32) {
     let name = if number == SIGINT {
         "SIGINT"
     } else {
         "SIGTERM"
     };
-    let killed = process::PRODUCERS.cancel();
+    let killed = cancel.cancel(number);
     tracing::warn!("{name} received: killed {killed} producer(s); aborting writers and stopping");
     // The run (or restore) notices, aborts and exits; this is the backstop.
     std::thread::sleep(GRACE);
-    for p in STAGING.lock().map(|s| s.clone()).unwrap_or_default() {
+    for p in cancel.staging() {
         let _ = std::fs::remove_dir_all(p);
     }
     tracing::error!("{name}: did not stop within {} s; exiting", GRACE.as_secs());
     std::process::exit(128 + number);
 }
 
-/// The signal that interrupted the run, if one did.
-pub fn received() -> Option<i32> {
-    match RECEIVED.load(Ordering::SeqCst) {
-        0 => None,
-        n => Some(n),
-    }
-}
-
-/// The exit code for an interrupted run: 130 (SIGINT) or 143 (SIGTERM).
-pub fn exit_code() -> Option<u8> {
-    received().map(|n| (128 + n) as u8)
+/// The exit code for a run cancelled by a signal: 130 (SIGINT) or 143 (SIGTERM).
+pub(crate) fn exit_code(cancel: Cancel) -> Option<u8> {
+    cancel.signal().map(|n| (128 + n) as u8)
 }

@@ -20,23 +20,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::destination::{Destination, DestinationError, ObjectInfo};
+use crate::job::RetentionPolicy;
 use crate::naming::{self, RunStamp};
-
-/// `retention_copies` and `retention_days` of one destination; 0 disables a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RetentionPolicy {
-    /// Keep the newest N good copies.
-    pub copies: u32,
-    /// Remove copies older than D whole days.
-    pub days: u32,
-}
-
-impl RetentionPolicy {
-    /// Whether any rule is set.
-    pub fn is_active(&self) -> bool {
-        self.copies > 0 || self.days > 0
-    }
-}
 
 /// One stored copy of a source at a destination: every object of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::destination::{DestinationError, ErrorKind, ObjectWriter};
+use custos_kit::config::ConfigError;
+
+use crate::destination::{DestinationError, ErrorKind, ObjectWriter, DEFAULT_STALL_TIMEOUT};
+use crate::job::JobConfig;
 
 /// Chunks waiting per destination.
 pub const QUEUE_DEPTH: usize = 8;
@@ -176,6 +179,7 @@ impl Feed {
 
     /// Asks the thread to commit (or abort) and waits for its result; see [`Feed::close`]
     /// and [`Feed::wait`].
+    #[cfg(test)]
     pub fn finish(self, commit: bool, started: Instant) -> Finished {
         self.close(commit);
         self.wait(started)
@@ -287,6 +291,31 @@ fn write_loop(
             }
         }
     }
+}
+
+/// Checks each destination's `upload_rate_limit` against its stall timeout: a queued chunk
+/// must go out well within it, or the destination would be given up as stalled. A config
+/// error (exit 2), checked where the job is loaded; the job file holds only what the user
+/// wrote, the chunk size and the default timeout are the engine's and the destination's.
+pub(crate) fn check_rate_limits(job: &JobConfig) -> Result<(), ConfigError> {
+    for (i, d) in job.destinations.iter().enumerate() {
+        let Some(rate) = d.upload_rate_limit else {
+            continue;
+        };
+        let stall = d
+            .stall_timeout
+            .map_or(DEFAULT_STALL_TIMEOUT.as_secs(), u64::from);
+        let least = 2 * CHUNK_BYTES / stall.max(1);
+        if u64::from(rate) < least {
+            return Err(ConfigError::invalid(
+                &job.file,
+                format!("destinations[{i}].upload_rate_limit"),
+                rate,
+                format!("must be at least {least} bytes/s with stall_timeout {stall}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -464,5 +493,24 @@ mod tests {
         assert!(refused);
         let err = f.finish(true, started).result.expect_err("failed");
         assert!(err.to_string().contains("os error 28"), "{err}");
+    }
+
+    /// A chunk must go out well within the stall timeout: 2 MiB in 60 s is 34952 bytes/s;
+    /// the error names the file, the entry's key and the value.
+    #[test]
+    fn a_rate_limit_too_slow_for_the_stall_timeout_is_a_config_error() {
+        let job = |rate: u32| {
+            let text = format!(
+                r#"{{"sources": [{{"id": "a", "type": "folder", "path": "/a", "passphrase": "p"}}],
+                "destinations": [{{"id": "s", "type": "s3", "bucket": "b", "stall_timeout": 60,
+                "upload_rate_limit": {rate}}}]}}"#
+            );
+            crate::job::parse(std::path::Path::new("/etc/backups/job.json"), &text).unwrap()
+        };
+        let e = check_rate_limits(&job(30000)).unwrap_err().to_string();
+        assert!(e.contains("/etc/backups/job.json"), "{e}");
+        assert!(e.contains("destinations[0].upload_rate_limit"), "{e}");
+        assert!(e.contains("30000") && e.contains("at least 34952"), "{e}");
+        check_rate_limits(&job(34952)).unwrap();
     }
 }

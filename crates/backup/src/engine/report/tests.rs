@@ -1,6 +1,13 @@
 //! The summary table, the exit code and retry hints as views of the typed result.
 
 use super::*;
+use crate::cancel::Cancel;
+use crate::naming::RunStamp;
+use crate::outcome::{
+    clock, size_description, DestinationReport, NotificationReport, Retention, RunReport,
+    SourceReport,
+};
+use std::time::Duration;
 
 fn source_ok() -> SourceReport {
     let mut s = SourceReport::new("www", "Web site", "folder");
@@ -129,19 +136,15 @@ fn retention_failure_fails_the_source_and_counts_are_kept() {
         false,
     )));
     assert!(!s.succeeded());
-    assert!(!s.retryable());
     assert_eq!(s.error_text(), "disk: delete x: permission denied");
     assert_eq!(s.retained_good(), None);
 }
 
 #[test]
-fn retryable_only_when_every_failure_is() {
+fn error_text_names_the_destination() {
     let mut s = source_ok();
     s.destinations[0].result = Err(Failure::new(Stage::Upload, "timed out", true));
-    assert!(s.retryable());
     assert_eq!(s.error_text(), "disk: timed out");
-    s.failure = Some(Failure::new(Stage::Source, "bad passphrase", false));
-    assert!(!s.retryable());
 }
 
 #[test]
@@ -160,14 +163,20 @@ fn source_retry_hints_follow_the_kind_not_the_message() {
     use crate::source::{Retry, SourceError};
     use std::process::Command;
 
-    let missing = run_check("mysqldump", Command::new("/nonexistent/mysqldump"), None).unwrap_err();
+    let missing = run_check(
+        "mysqldump",
+        Command::new("/nonexistent/mysqldump"),
+        None,
+        Cancel::new(),
+    )
+    .unwrap_err();
     let f = Failure::from_source(Stage::Check, "source 'db'", &missing);
     assert!(!f.retryable, "{f}");
     assert!(f.message.contains("/nonexistent/mysqldump"), "{f}");
 
     let mut refused = Command::new("sh");
     refused.args(["-c", "echo 'Connection refused' >&2; exit 2"]);
-    let e = run_check("mysqldump", refused, None).unwrap_err();
+    let e = run_check("mysqldump", refused, None, Cancel::new()).unwrap_err();
     assert!(Failure::from_source(Stage::Check, "source 'db'", &e).retryable);
 
     // The words of a transient failure in a permanent error change nothing.
@@ -185,6 +194,6 @@ fn source_retry_hints_follow_the_kind_not_the_message() {
 
 #[test]
 fn printable_escapes_control_characters_only() {
-    assert_eq!(super::printable("shop.eu Grüße"), "shop.eu Grüße");
-    assert_eq!(super::printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+    assert_eq!(crate::outcome::printable("shop.eu Grüße"), "shop.eu Grüße");
+    assert_eq!(crate::outcome::printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
 }

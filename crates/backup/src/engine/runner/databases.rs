@@ -9,11 +9,11 @@
 use std::time::{Duration, Instant};
 
 use super::{apply_retention, stream, Options, Target};
-use crate::config::SourceConfig;
-use crate::interrupt;
+use crate::engine::pipeline::Plan;
+use crate::engine::report::FailureFrom;
+use crate::job::SourceConfig;
 use crate::naming::{ObjectName, Payload, RunStamp, MAX_FILE_NAME};
-use crate::pipeline::Plan;
-use crate::report::{printable, DatabaseReport, DestinationReport, Failure, SourceReport, Stage};
+use crate::outcome::{printable, DatabaseReport, DestinationReport, Failure, SourceReport, Stage};
 use crate::source::Source;
 
 /// Dumps each of `names` to every usable destination and fills `r` in: its databases, the
@@ -41,7 +41,7 @@ pub(super) fn run(
             payload,
             encoding: plan.encoding,
         };
-        if let Some(sig) = interrupt::received() {
+        if let Some(sig) = options.cancel.signal() {
             dr.failure = Some(Failure::new(
                 Stage::Source,
                 format!("{context}: not run: interrupted by signal {sig}"),
@@ -56,7 +56,7 @@ pub(super) fn run(
         } else {
             let object = name.path();
             tracing::info!(source = %s.id, database = %shown, object = %object, "backing up");
-            let opened = source.open_database(db);
+            let opened = source.open_database(db, options.cancel);
             let label = format!("{}:{shown}", s.id);
             let (outcome, read) = stream(
                 opened, &label, s.timeout, plan, &object, usable, options, &context,
@@ -93,7 +93,7 @@ pub(super) fn run(
         r.databases.push(dr);
     }
     totals(r, started.elapsed());
-    let complete = r.failure.is_none() && interrupt::received().is_none();
+    let complete = r.failure.is_none() && options.cancel.signal().is_none();
     for t in usable {
         let id = &t.config.id;
         let failed = r

@@ -17,16 +17,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Compression, DestinationConfig, JobConfig, Layout, Protection, SourceConfig};
+use crate::cancel::Cancel;
 use crate::crypto::{self, Encryption};
 use crate::destination::Destination;
-use crate::interrupt;
+use crate::engine::pipeline::{self, Plan};
+use crate::engine::report::FailureFrom;
+use crate::engine::retention;
+use crate::job::{Compression, DestinationConfig, JobConfig, Layout, Protection, SourceConfig};
 use crate::naming::{self, Encoding, ObjectName, Payload, RunStamp};
 use crate::notify::{self, StartInfo};
-use crate::pipeline::{self, Plan};
-pub use crate::report::{size_description, Row, RunReport, Status};
-use crate::report::{DestinationCheck, DestinationReport, Failure, Retention, SourceReport, Stage};
-use crate::retention;
+use crate::outcome::{
+    size_description, DestinationCheck, DestinationReport, Failure, Retention, RunReport,
+    SourceReport, Stage,
+};
 use crate::source::Source;
 
 /// How to run.
@@ -38,10 +41,10 @@ pub struct Options {
     pub progress_bar: bool,
     /// The process's last log lines, copied into the report for the notifiers.
     pub log_tail: Option<custos_kit::logging::LogTail>,
+    /// Cancelled by SIGINT/SIGTERM: handed to every source's check and producer; the run
+    /// then starts nothing more and applies no retention.
+    pub cancel: Cancel,
 }
-
-/// The run's result (the name callers used before it was typed).
-pub type Report = RunReport;
 
 /// A destination ready to use, or why it cannot be.
 struct Target {
@@ -75,11 +78,6 @@ impl SetupError {
             other => Failure::new(Stage::Setup, other.to_string(), false),
         }
     }
-}
-
-/// Builds the destination of a config entry, wrapped in the shared retry layer.
-pub fn build_destination(d: &DestinationConfig) -> Result<Box<dyn Destination>, SetupError> {
-    Ok(crate::destination::build(d)?)
 }
 
 /// Builds the source of a config entry.
@@ -154,7 +152,7 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
         .iter()
         .map(|d| Target {
             config: d.clone(),
-            built: build_destination(d),
+            built: d.build().map_err(SetupError::from),
         })
         .collect();
     let stamp = if options.dry_run {
@@ -194,7 +192,7 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
         }
     }
     for s in &job.sources {
-        let r = if let Some(sig) = interrupt::received() {
+        let r = if let Some(sig) = options.cancel.signal() {
             let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
             r.failure = Some(Failure::new(
                 Stage::Source,
@@ -206,7 +204,7 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
             }
             r
         } else if options.dry_run {
-            check_source(s)
+            check_source(s, options.cancel)
         } else {
             run_source(s, &targets, stamp, options)
         };
@@ -218,7 +216,7 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
     }
     if !options.dry_run {
         // Interrupted: still report the failure, but quickly.
-        let cap = interrupt::received().map(|_| Duration::from_secs(5));
+        let cap = options.cancel.signal().map(|_| Duration::from_secs(5));
         report.notifications = notify::finish(&job.notifications, &report, started, cap);
     }
     tracing::info!(
@@ -281,12 +279,12 @@ fn log_result(source: &str, destination: &str, result: &Result<(), Failure>) {
     }
 }
 
-fn check_source(s: &SourceConfig) -> SourceReport {
+fn check_source(s: &SourceConfig, cancel: Cancel) -> SourceReport {
     let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
     let result = build_source(s).map_err(|e| e.failure()).and_then(|source| {
         build_plan(s).map_err(|e| e.failure())?;
         source
-            .check()
+            .check(cancel)
             .map_err(|e| Failure::from_source(Stage::Check, &format!("source '{}'", s.id), &e))
     });
     log_result(&s.id, "-", &result);
@@ -317,7 +315,7 @@ fn run_source(
         return finish_source(r, targets);
     }
     let context = format!("source '{}'", s.id);
-    let databases = match source.databases() {
+    let databases = match source.databases(options.cancel) {
         Ok(d) => d,
         Err(e) => {
             r.failure = Some(Failure::from_source(Stage::Source, &context, &e));
@@ -346,7 +344,7 @@ fn run_source(
     }
     .path();
     tracing::info!(source = %s.id, name = %s.name, kind = %s.kind, object = %object, "backing up");
-    let opened = source.open();
+    let opened = source.open(options.cancel);
     let (outcome, read) = stream(
         opened, &s.id, s.timeout, &plan, &object, &usable, options, &context,
     );
@@ -380,7 +378,7 @@ fn run_source(
                 };
                 // Retention only where this run's copy is safely stored, and not once a
                 // signal asked the run to stop.
-                if dr.result.is_ok() && interrupt::received().is_none() {
+                if dr.result.is_ok() && options.cancel.signal().is_none() {
                     if let Some(t) = usable.iter().find(|t| t.config.id == d.destination) {
                         if let Ok(dest) = &t.built {
                             dr.retention = Some(apply_retention(dest.as_ref(), &s.id, t, stamp));
@@ -438,7 +436,7 @@ fn stream(
     let result = pipeline::run(stream, plan, object, &dests, Some(&cb));
     progress.finish();
     let read = Some((progress.read(), progress.started.elapsed()));
-    let result = result.map_err(|e| match interrupt::received() {
+    let result = result.map_err(|e| match options.cancel.signal() {
         Some(sig) => {
             let mut f = Failure::from_pipeline(context, &e);
             f.message = format!("{context}: interrupted by signal {sig}: {e}");

@@ -37,7 +37,10 @@ impl Read for TestStream {
 impl SourceStream for TestStream {
     fn finish(self: Box<Self>) -> Result<(), SourceError> {
         if self.fail_finish {
-            Err(SourceError::Failed("mysqldump exited with status 2".into()))
+            Err(SourceError::Unavailable {
+                retry: crate::source::Retry::Permanent,
+                message: "mysqldump exited with status 2".into(),
+            })
         } else {
             Ok(())
         }

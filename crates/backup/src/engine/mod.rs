@@ -1,0 +1,19 @@
+//! The engine: runs a job over the handlers. Depends on the job file ([`crate::job`]), the
+//! handler registries (source, destination, notify) and the shared types below them; nothing
+//! below imports it (docs/ARCHITECTURE.md, "Layers").
+//!
+//! - [`runner`]: runs a job: sources independent, destinations independent, the report.
+//! - [`pipeline`]: compression, OpenPGP encryption, hashing, tee to destinations.
+//! - [`fanout`]: one writer thread per destination behind a bounded queue.
+//! - [`retention`]: which copies to delete (never the newest good one).
+//! - [`report`]: errors of the layers below as typed failures; the summary table.
+//! - [`interrupt`]: SIGINT/SIGTERM cancel the run's token, writers abort, exit 130/143.
+//! - [`lock`]: one run of a job at a time (`flock` on the job file).
+
+pub(crate) mod fanout;
+pub(crate) mod interrupt;
+pub(crate) mod lock;
+pub(crate) mod pipeline;
+pub(crate) mod report;
+pub(crate) mod retention;
+pub(crate) mod runner;
