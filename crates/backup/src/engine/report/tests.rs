@@ -191,9 +191,3 @@ fn source_retry_hints_follow_the_kind_not_the_message() {
     };
     assert!(Failure::from_source(Stage::Source, "source 'www'", &e).retryable);
 }
-
-#[test]
-fn printable_escapes_control_characters_only() {
-    assert_eq!(crate::outcome::printable("shop.eu Grüße"), "shop.eu Grüße");
-    assert_eq!(crate::outcome::printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
-}
