@@ -419,7 +419,11 @@ pub fn restore(
             source_id: request.source.to_owned(),
             at,
             destination: request.destination.map(str::to_owned),
-            database: request.database.map(str::to_owned),
+            // A pgsql source's one object is its one database's dump: no database filter.
+            database: request
+                .database
+                .filter(|d| single_database(job, request.source).as_deref() != Some(*d))
+                .map(str::to_owned),
             target,
             decryption,
             cancel,
@@ -528,6 +532,17 @@ fn load_into_server(
         ),
         ..Outcome::default()
     })
+}
+
+/// The database whose dump is the one object of source `id` ([`Server::single_database`]).
+///
+/// [`Server::single_database`]: crate::source::databases::Server::single_database
+fn single_database(job: &JobConfig, id: &str) -> Option<String> {
+    let config = job.sources.iter().find(|s| s.id == id)?;
+    let source = runner::build_source(config).ok()?;
+    source
+        .server()
+        .and_then(|s| s.single_database().map(str::to_owned))
 }
 
 /// `--at`, as `backup list` shows it.

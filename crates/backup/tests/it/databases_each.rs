@@ -292,6 +292,17 @@ fn pgsql_custom_format_and_per_database_dumps_load_back() {
     assert_eq!(pg_fingerprint(&s, &fresh[2]), want, "plain format via psql");
     // A source with one dbname: its one object is that database's dump.
     load(&cfg, "pgone", &db, &["--as", &fresh[3]]).assert_code(0);
+    let by_name = restore_with(
+        &cfg,
+        "pgone",
+        &[OsStr::new("--database"), OsStr::new(&db)],
+        Path::new("-"),
+    );
+    by_name.assert_code(0);
+    assert!(
+        by_name.stdout == archive,
+        "--database --to - of the one object"
+    );
     assert_eq!(
         pg_fingerprint(&s, &fresh[3]),
         want,
