@@ -36,6 +36,9 @@
 # Environment: BASE, PORT (backups, default 4971), STATUS_PORT (default 4972),
 #   EXTRA_CLIENTS (N >= 0: exactly N extra clients extra-0001.. in the clientconfdir; they
 #   have no backups and exist to make the client list large, e.g. 2000 for the benchmark),
+#   NAMED_CLIENTS (one client name per line, no '/'; unset: leave whatever is there; set:
+#   exactly these): clients with no backups whose names a test chooses, e.g. markup
+#   (`<b>bold`) to check that status pages escape what the server says,
 #   PASS_TEST, PASS_MON, BURP (path of the burp binary), BURP_CA (path of burp_ca).
 set -euo pipefail
 
@@ -166,6 +169,24 @@ EOF
 		for ((i = 1; i <= EXTRA_CLIENTS; i++)); do
 			printf 'password = extra%d\n' "$i" >"$ETC/clientconfdir/$(printf 'extra-%04d' "$i")"
 		done
+	fi
+
+	# Named clients: exactly the lines of NAMED_CLIENTS (unset: leave whatever is there).
+	if [ -n "${NAMED_CLIENTS+set}" ]; then
+		local n
+		if [ -f "$ETC/named-clients" ]; then
+			while IFS= read -r n; do
+				if [ -n "$n" ]; then rm -f -- "$ETC/clientconfdir/$n"; fi
+			done <"$ETC/named-clients"
+		fi
+		printf '%s\n' "$NAMED_CLIENTS" >"$ETC/named-clients"
+		while IFS= read -r n; do
+			case "$n" in
+			'' ) continue ;;
+			*/* | .* | testclient | monitor) die "NAMED_CLIENTS: unusable client name '$n'" ;;
+			esac
+			printf 'password = named\n' >"$ETC/clientconfdir/$n"
+		done <"$ETC/named-clients"
 	fi
 
 	client_conf testclient "$PASS_TEST" "$BASE/client-testclient" "$BASE/data" "" >"$ETC/testclient.conf"

@@ -199,7 +199,7 @@ cat <<EOF
 
 custos demo running; state and logs under $D (logs in $D/log):
   burp_exporter              http://127.0.0.1:$BURP_EXPORTER_PORT/        (burp server 127.0.0.1:$BURP_STATUS_PORT)
-  haproxysessionmon          http://127.0.0.1:$HAPROXYSM_PORT/metrics  (HAProxy stats http://127.0.0.1:$HAPROXY_STATS_PORT/haproxy?stats, admin/s3cret)
+  haproxysessionmon          http://127.0.0.1:$HAPROXYSM_PORT/         (HAProxy stats http://127.0.0.1:$HAPROXY_STATS_PORT/haproxy?stats, admin/s3cret)
   prometheus_smart_exporter  http://127.0.0.1:$SMART_PORT/         (helper socket $D/smart/ipc)
   backup                     copies in $D/backups; pushed to http://127.0.0.1:$PUSHGATEWAY_PORT/
                              again: $bin/backup -v run $D/etc/backup-demo.json

@@ -1,5 +1,5 @@
 //! The commands, the library's only public surface (the CLI in `main.rs` is its one user):
-//! `run`, `list`, `restore` and `verify`: which job, destinations and keys to use, and what
+//! `run`, `list`, `restore`, `verify`, `prune` and `schedule`: which job, destinations and keys to use, and what
 //! to print. `list`, `restore` and `verify` return an [`Outcome`] (the text for stdout and
 //! stderr, and whether anything failed), `run` a [`RunOutcome`], or a [`CommandError`]; the
 //! CLI prints the one and turns the other into an exit code.
@@ -11,11 +11,12 @@ use crate::cancel::Cancel;
 use crate::coverage::{Cell, Column, Coverage};
 use crate::crypto::{self, CryptoError, Decryption};
 use crate::destination::Destination;
-use crate::engine::{fanout, interrupt, lock, runner};
+use crate::engine::{fanout, interrupt, lock, retention, runner};
 use crate::job::{self, JobConfig, Protection};
 use crate::naming::RunStamp;
 use crate::outcome::size_description;
 use crate::restore::{self, RestoreError, RestoreOptions, RestoreTarget, SidecarCheck};
+use crate::schedule::{self, Schedule};
 use crate::table;
 use custos_kit::config::Strictness;
 use custos_kit::logging::LogTail;
@@ -632,6 +633,201 @@ pub fn verify(job: &Job, only: &[String], keys: &Keys) -> Result<Outcome, Comman
         failed: !failures.is_empty() || !skipped.is_empty(),
         ..Outcome::default()
     })
+}
+
+/// What `backup prune` is asked for.
+#[derive(Debug, Clone)]
+pub struct PruneRequest<'a> {
+    /// The job file (locked while copies are deleted).
+    pub config: &'a Path,
+    /// Only this source id.
+    pub source: Option<&'a str>,
+    /// Say what would go and why the rest stays; delete nothing.
+    pub dry_run: bool,
+}
+
+/// `backup prune`: applies each destination's retention to each source's copies without a
+/// run (the newest good copy stays, as always), a row per copy saying what happens to it and
+/// which rules keep it. With `dry_run` nothing is deleted and no lock is taken.
+pub fn prune(job: &Job, request: PruneRequest<'_>) -> Result<Outcome, CommandError> {
+    let job = &job.0;
+    if let Some(id) = request.source {
+        if !job.sources.iter().any(|s| s.id == id) {
+            return Err(CommandError::Usage(format!(
+                "--source {id:?}: no such source in the config"
+            )));
+        }
+    }
+    let _lock = if request.dry_run {
+        None
+    } else {
+        Some(lock::acquire(request.config, Duration::ZERO)?)
+    };
+    let (dests, mut failures) = destinations(job);
+    let now = std::time::SystemTime::now();
+    let mut rows = vec![[
+        "DESTINATION".to_owned(),
+        "SOURCE".to_owned(),
+        "COPY".to_owned(),
+        "ACTION".to_owned(),
+        "KEPT BY".to_owned(),
+    ]];
+    for dest in &dests {
+        let Some(config) = job.destinations.iter().find(|d| d.id == dest.id()) else {
+            continue;
+        };
+        for source in job
+            .sources
+            .iter()
+            .filter(|s| request.source.is_none_or(|id| s.id == id))
+        {
+            let copies = match retention::list_copies(dest.as_ref(), &source.id) {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push(format!("{} -> {}: {e}", source.id, dest.id()));
+                    continue;
+                }
+            };
+            let verdicts = retention::decide(&config.retention, &copies, now, None, &chrono::Local);
+            let mut order: Vec<usize> = (0..copies.len()).collect();
+            order.sort_by(|&a, &b| copies[b].timestamp.cmp(&copies[a].timestamp));
+            for i in order {
+                let (copy, verdict) = (&copies[i], &verdicts[i]);
+                let action = match (verdict.delete, request.dry_run) {
+                    (false, _) => "keep".to_owned(),
+                    (true, true) => "would delete".to_owned(),
+                    (true, false) => match retention::remove(dest.as_ref(), &source.id, copy) {
+                        Ok(()) => "deleted".to_owned(),
+                        Err(e) => {
+                            failures.push(format!(
+                                "{} -> {}: deleting copy {}: {e}",
+                                source.id,
+                                dest.id(),
+                                copy.timestamp
+                            ));
+                            "DELETE FAILED".to_owned()
+                        }
+                    },
+                };
+                let mut why: Vec<String> =
+                    verdict.kept_by.iter().map(ToString::to_string).collect();
+                if !copy.good {
+                    why.push("(no sidecar)".to_owned());
+                }
+                if verdict.kept_by.is_empty() && !verdict.delete {
+                    why.insert(0, "no retention rule".to_owned());
+                }
+                rows.push([
+                    dest.id().to_owned(),
+                    source.id.clone(),
+                    copy.timestamp.clone(),
+                    action,
+                    why.join(", "),
+                ]);
+            }
+        }
+    }
+    let mut stdout = table::render(&rows, &[]);
+    for line in &failures {
+        stdout.push_str(line);
+        stdout.push('\n');
+    }
+    Ok(Outcome {
+        stdout,
+        failed: !failures.is_empty(),
+        ..Outcome::default()
+    })
+}
+
+/// What `backup schedule` is asked for.
+#[derive(Debug, Clone)]
+pub struct ScheduleRequest<'a> {
+    /// The job file (made absolute).
+    pub config: &'a Path,
+    /// `OnCalendar=`: `daily`, `weekly`, ... or a systemd calendar expression.
+    pub on: &'a str,
+    /// `RandomizedDelaySec=` in seconds.
+    pub randomized_delay: u32,
+    /// The user the job runs as.
+    pub user: &'a str,
+    /// A crontab line instead of systemd units.
+    pub cron: bool,
+    /// Write the units into this directory (and enable the timer when it is systemd's).
+    pub install: Option<&'a Path>,
+}
+
+/// Where `--install` writes units when not told otherwise; only there is the timer enabled.
+pub const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
+
+/// `backup schedule`: prints (or installs) the service template and the job's timer, or a
+/// crontab line.
+pub fn schedule(request: ScheduleRequest<'_>) -> Result<Outcome, CommandError> {
+    let usage = |e: &dyn std::fmt::Display| CommandError::Usage(e.to_string());
+    let job = std::fs::canonicalize(request.config)
+        .map_err(|e| CommandError::Usage(format!("{}: {e}", request.config.display())))?;
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| CommandError::Usage(format!("cannot tell where this binary is: {e}")))?;
+    let s = Schedule {
+        job,
+        on: request.on.to_owned(),
+        randomized_delay: request.randomized_delay,
+        user: request.user.to_owned(),
+        exe,
+    };
+    s.validate().map_err(|e| usage(&e))?;
+    if request.cron {
+        return Ok(Outcome {
+            stdout: s.cron().map_err(|e| usage(&e))?,
+            ..Outcome::default()
+        });
+    }
+    let timer_name = s.timer_name();
+    let units = [
+        (schedule::TEMPLATE.to_owned(), s.service()),
+        (timer_name.clone(), s.timer()),
+    ];
+    let enable = format!("systemctl daemon-reload && systemctl enable --now '{timer_name}'");
+    let Some(dir) = request.install else {
+        let mut stdout = String::new();
+        for (name, text) in &units {
+            stdout.push_str(&format!("# {SYSTEM_UNIT_DIR}/{name}\n{text}\n"));
+        }
+        stdout.push_str(&format!("# then: {enable}\n"));
+        return Ok(Outcome {
+            stdout,
+            ..Outcome::default()
+        });
+    };
+    let mut stdout = String::new();
+    for (name, text) in &units {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| CommandError::Usage(format!("{}: {e}", path.display())))?;
+        stdout.push_str(&format!("wrote {}\n", path.display()));
+    }
+    if dir == Path::new(SYSTEM_UNIT_DIR) && Path::new("/run/systemd/system").is_dir() {
+        for args in [&["daemon-reload"][..], &["enable", "--now", &timer_name]] {
+            systemctl(args).map_err(|e| CommandError::Usage(e.to_string()))?;
+        }
+        stdout.push_str(&format!("enabled and started {timer_name}\n"));
+    } else {
+        stdout.push_str(&format!("to enable it: {enable}\n"));
+    }
+    Ok(Outcome {
+        stdout,
+        ..Outcome::default()
+    })
+}
+
+fn systemctl(args: &[&str]) -> Result<(), custos_process::ProcessError> {
+    let mut cmd = std::process::Command::new("systemctl");
+    cmd.args(args);
+    custos_process::Spawn::new("systemctl", cmd)
+        .spawn()?
+        .wait_timeout(Duration::from_secs(60))?
+        .require_success()
+        .map(drop)
 }
 
 /// `3d 4h`, `5h 12m`, `42m`.

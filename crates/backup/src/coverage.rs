@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::engine::retention::{self, StoredCopy};
 use crate::job::RetentionPolicy;
 use crate::naming::RunStamp;
 use crate::restore::Listing;
@@ -18,7 +19,7 @@ use crate::restore::Listing;
 pub struct Column {
     /// The destination's `id`.
     pub id: String,
-    /// Its `retention_copies` / `retention_days`.
+    /// Its retention keys.
     pub retention: RetentionPolicy,
     /// It could not be listed: its cells are [`Cell::Unknown`].
     pub unlisted: bool,
@@ -89,7 +90,36 @@ impl Coverage {
             });
         }
         let explained = |source: &str, stamp: RunStamp, col: usize| {
-            expired(&columns[col].retention, stamp, now, || {
+            let policy = &columns[col].retention;
+            if policy.calendar.is_active() {
+                // The calendar rules depend on every copy there: ask retention itself
+                // whether it would remove this one from what the destination holds.
+                let mut held: Vec<StoredCopy> = present
+                    .iter()
+                    .filter(|((s, _), cells)| s == source && cells[col].is_some())
+                    .map(|((_, t), cells)| StoredCopy {
+                        timestamp: t.to_string(),
+                        time: t.instant(),
+                        good: matches!(
+                            cells[col],
+                            Some(Cell::Present {
+                                has_sidecar: true,
+                                ..
+                            })
+                        ),
+                        objects: Vec::new(),
+                    })
+                    .collect();
+                held.push(StoredCopy {
+                    timestamp: stamp.to_string(),
+                    time: stamp.instant(),
+                    good: true,
+                    objects: Vec::new(),
+                });
+                let verdicts = retention::decide(policy, &held, now, None, &chrono::Local);
+                return verdicts.last().is_some_and(|v| v.delete);
+            }
+            expired(policy, stamp, now, || {
                 present
                     .iter()
                     .filter(|((s, t), cells)| {
@@ -176,7 +206,11 @@ mod tests {
     fn column(id: &str, copies: u32, days: u32) -> Column {
         Column {
             id: id.into(),
-            retention: RetentionPolicy { copies, days },
+            retention: RetentionPolicy {
+                copies,
+                days,
+                ..Default::default()
+            },
             unlisted: false,
         }
     }
@@ -226,6 +260,46 @@ mod tests {
         );
         let gaps: Vec<String> = cov.gaps().map(|r| r.stamp.to_string()).collect();
         assert_eq!(gaps, ["20240101000000"]);
+    }
+
+    #[test]
+    fn calendar_rules_explain_gaps_too() {
+        // `b` keeps one copy a day: of two runs on Jan 9 it has the newer; the older one
+        // is explained there, while the Jan 8 copy it lacks is missing (it would keep it).
+        // (It also holds Jan 1, which `keep_daily`'s places left keep as the oldest copy.)
+        let listing = Listing {
+            copies: vec![
+                copy("b", "www", "20240101060000", 1, true),
+                copy("a", "www", "20240109120000", 1, true),
+                copy("b", "www", "20240109120000", 1, true),
+                copy("a", "www", "20240109060000", 1, true),
+                copy("a", "www", "20240108060000", 1, true),
+            ],
+            ..Listing::default()
+        };
+        let mut daily = column("b", 0, 0);
+        daily.retention.calendar.daily = 7;
+        let cov = Coverage::new(&listing, vec![column("a", 0, 0), daily], now());
+        let cells: Vec<(String, Cell)> = cov
+            .rows
+            .iter()
+            .map(|r| (r.stamp.to_string(), r.cells[1]))
+            .filter(|(stamp, _)| stamp != "20240101060000")
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                (
+                    "20240109120000".to_string(),
+                    Cell::Present {
+                        size: 1,
+                        has_sidecar: true
+                    }
+                ),
+                ("20240109060000".to_string(), Cell::Expired),
+                ("20240108060000".to_string(), Cell::Missing),
+            ]
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("commands", 1),
     ("restore", 1),
     ("coverage", 1),
+    ("schedule", 1),
     ("engine", 2),
     ("job", 3),
     ("source", 4),

@@ -34,6 +34,7 @@ pub(crate) mod naming;
 pub(crate) mod notify;
 pub(crate) mod outcome;
 pub(crate) mod restore;
+pub(crate) mod schedule;
 pub(crate) mod source;
 pub(crate) mod table;
 

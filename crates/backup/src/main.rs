@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use custos_backup::commands::{
-    self, CommandError, Keys, ListRequest, Outcome, RestoreRequest, RunRequest, Signals,
+    self, CommandError, Keys, ListRequest, Outcome, PruneRequest, RestoreRequest, RunRequest,
+    ScheduleRequest, Signals,
 };
 use custos_kit::config::Strictness;
 use custos_kit::start::Failure;
@@ -107,6 +108,38 @@ enum Command {
         #[command(flatten)]
         keys: KeyArgs,
     },
+    /// Apply each destination's retention now, without a run: a row per copy, what happens to
+    /// it and which rules keep it (the newest good copy always stays).
+    Prune {
+        config: PathBuf,
+        /// Only this source id.
+        #[arg(long)]
+        source: Option<String>,
+        /// Say what would be deleted and why the rest stays; delete nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Print the systemd service and timer (or a crontab line) that run the job on a
+    /// schedule; --install writes them.
+    Schedule {
+        config: PathBuf,
+        /// hourly, daily, weekly, monthly, yearly, or a systemd calendar expression
+        /// ('*-*-* 02:30', 'Mon..Fri *-*-* 01:00').
+        #[arg(long, value_name = "WHEN")]
+        on: String,
+        /// Spread the start over up to SECONDS (RandomizedDelaySec).
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        randomized_delay: u32,
+        /// The user the job runs as (it must read the job file; as the shipped units).
+        #[arg(long, default_value = "backups")]
+        user: String,
+        /// An /etc/cron.d line instead of systemd units.
+        #[arg(long, conflicts_with = "install")]
+        cron: bool,
+        /// Write the units into DIR and enable the timer when DIR is /etc/systemd/system.
+        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = commands::SYSTEM_UNIT_DIR)]
+        install: Option<PathBuf>,
+    },
 }
 
 /// How to open objects encrypted to `recipients` (passphrase sources use the config).
@@ -123,7 +156,9 @@ struct KeyArgs {
     gnupg_home: Option<PathBuf>,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "list", "restore", "verify", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "run", "list", "restore", "verify", "prune", "schedule", "help",
+];
 
 /// The CLI, with the options of `run` listed in the top-level help: the original's form
 /// `backup [-n] CONFIG` takes them without the word `run`, so `backup --help` shows them.
@@ -312,6 +347,39 @@ fn execute(
             let job = commands::load(config, strictness)?;
             Ok(report(&commands::verify(&job, source, &keys.keys())?))
         }
+        Command::Prune {
+            config,
+            source,
+            dry_run,
+        } => {
+            let job = commands::load(config, strictness)?;
+            let request = PruneRequest {
+                config,
+                source: source.as_deref(),
+                dry_run: *dry_run,
+            };
+            Ok(report(&commands::prune(&job, request)?))
+        }
+        Command::Schedule {
+            config,
+            on,
+            randomized_delay,
+            user,
+            cron,
+            install,
+        } => {
+            // A job that does not load would fail at every tick: refuse it now.
+            commands::load(config, strictness)?;
+            let request = ScheduleRequest {
+                config,
+                on,
+                randomized_delay: *randomized_delay,
+                user,
+                cron: *cron,
+                install: install.as_deref(),
+            };
+            Ok(report(&commands::schedule(request)?))
+        }
     }
 }
 
@@ -394,6 +462,8 @@ mod tests {
         assert!(matches!(cli.command, Command::List { long: true, .. }));
         let cli = parse(&["backup", "list", "--check", "job.json"]);
         assert!(matches!(cli.command, Command::List { check: true, .. }));
+        let cli = parse(&["backup", "prune", "-n", "job.json"]);
+        assert!(matches!(cli.command, Command::Prune { dry_run: true, .. }));
     }
 
     #[test]

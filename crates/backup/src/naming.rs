@@ -97,15 +97,21 @@ pub enum Payload {
     Sql,
     /// A PostgreSQL custom-format archive (`pg_dump -Fc`), restored with `pg_restore`.
     Dump,
+    /// A disk image (azure-managed-disk), restored as one file.
+    Disk,
+    /// A `btrfs send` stream (btrfs with `mode: send`), restored as one file for `btrfs receive`.
+    Btrfs,
 }
 
 impl Payload {
-    /// The suffix word (`tar`, `sql`), as `Source::suffix` returns it.
+    /// The suffix word (`tar`, `sql`, `disk`, `btrfs`), as `Source::suffix` returns it.
     pub fn as_str(&self) -> &'static str {
         match self {
             Payload::Tar => "tar",
             Payload::Sql => "sql",
             Payload::Dump => "dump",
+            Payload::Disk => "disk",
+            Payload::Btrfs => "btrfs",
         }
     }
 
@@ -115,6 +121,8 @@ impl Payload {
             "tar" => Some(Payload::Tar),
             "sql" => Some(Payload::Sql),
             "dump" => Some(Payload::Dump),
+            "disk" => Some(Payload::Disk),
+            "btrfs" => Some(Payload::Btrfs),
             _ => None,
         }
     }
@@ -400,6 +408,27 @@ mod tests {
         n.payload = Payload::Sql;
         assert_eq!(n.path(), "www/20240131235959/www.sql.gz");
         assert_eq!(n.sidecar(), "www/20240131235959/www.sql.gz.sha256");
+    }
+
+    /// Disk images and send streams are listed, restored and pruned like any copy: a name
+    /// that did not parse back would be invisible to retention and restore.
+    #[test]
+    fn disk_and_btrfs_payloads_round_trip() {
+        for (payload, file) in [
+            (Payload::Disk, "vm/20240131235959/vm.disk.zst.gpg"),
+            (Payload::Btrfs, "vm/20240131235959/vm.btrfs.zst.gpg"),
+        ] {
+            let n = ObjectName {
+                source_id: "vm".into(),
+                stamp: stamp("20240131235959"),
+                database: None,
+                payload,
+                encoding: Encoding::CUSTOS,
+            };
+            assert_eq!(n.path(), file);
+            assert_eq!(ObjectName::parse(file), Some(n));
+            assert_eq!(Payload::from_suffix(payload.as_str()), Some(payload));
+        }
     }
 
     #[test]

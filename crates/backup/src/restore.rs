@@ -412,7 +412,7 @@ pub fn restore(
             let dump = OsString::from(dump_file_name(&copy.name));
             let unpacked = match copy.name.payload {
                 Payload::Tar => untar(&mut decoded, &mut unpacker),
-                Payload::Sql | Payload::Dump => unpacker
+                Payload::Sql | Payload::Dump | Payload::Disk | Payload::Btrfs => unpacker
                     .file(&dump, &mut decoded)
                     .map_err(|f| stream_failure(&decoded, f)),
             };
@@ -430,7 +430,7 @@ pub fn restore(
             unpacker.commit()?;
             let written_to = match copy.name.payload {
                 Payload::Tar => dir,
-                Payload::Sql | Payload::Dump => dir.join(dump),
+                Payload::Sql | Payload::Dump | Payload::Disk | Payload::Btrfs => dir.join(dump),
             };
             Ok(Restored {
                 copy,
@@ -493,7 +493,7 @@ fn verify_copy(
     let mut decoded = open_decoded(d, &copy, decryption.as_ref(), expected.as_deref())?;
     let payload_bytes = match copy.name.payload {
         Payload::Tar => walk_tar(&mut decoded)?,
-        Payload::Sql | Payload::Dump => copy_payload(
+        Payload::Sql | Payload::Dump | Payload::Disk | Payload::Btrfs => copy_payload(
             &mut decoded,
             &mut io::sink(),
             &object,

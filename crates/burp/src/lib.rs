@@ -21,6 +21,7 @@
 //! - [`metrics`]: a prometheus-client `Collector` that encodes the snapshot at scrape time.
 //! - [`exporter`]: poll loop per server.
 //! - [`routes`]: HTTP routes (`/`, `/metrics`, `/probe`).
+//! - [`status_page`]: the page at `/`, rendered from the snapshots.
 //! - [`summary`]: `--once`, a `burp -a S`-like summary.
 
 pub mod error;
@@ -35,4 +36,5 @@ pub mod metrics;
 pub mod model;
 pub mod routes;
 pub mod snapshot;
+pub mod status_page;
 pub mod summary;

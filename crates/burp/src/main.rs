@@ -73,9 +73,22 @@ async fn run_once(cfg: &config::Config) -> anyhow::Result<u8> {
     })
 }
 
+/// How often the status page reloads: the shortest poll interval, between 5 s and 5 min.
+fn page_refresh(cfg: &config::Config) -> std::time::Duration {
+    cfg.clients
+        .iter()
+        .map(|s| cfg.refresh_interval(s))
+        .min()
+        .unwrap_or_default()
+        .clamp(
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(300),
+        )
+}
+
 async fn serve(cfg: config::Config) -> anyhow::Result<u8> {
     let store = exporter::spawn_pollers(&cfg);
-    let app = routes::router(store);
+    let app = routes::router(store, page_refresh(&cfg));
     custos_kit::http::serve(cfg.listen_addr(), app, custos_kit::shutdown::signal())
         .await
         .context("HTTP server")?;

@@ -1,4 +1,4 @@
-//! The HTTP routes of `burp_exporter`: `/`, `/metrics` and `/probe`.
+//! The HTTP routes of `burp_exporter`: `/` (status page), `/metrics` and `/probe`.
 
 use crate::metrics::{registry, BurpCollector};
 use crate::snapshot::Snapshots;
@@ -10,32 +10,17 @@ use axum::Router;
 use custos_kit::exposition::Exposition;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-/// The HTTP routes: `/` (landing page), `/metrics` (every server) and
-/// `/probe?server[]=<name>` (the named servers only; all without a name, as the original).
-pub fn router(store: Arc<Snapshots>) -> Router {
-    let mut links: Vec<(String, String)> = vec![
-        ("/metrics".into(), "/metrics: all servers".into()),
-        ("/probe".into(), "/probe: all servers".into()),
-    ];
-    for n in store.names() {
-        links.push((
-            format!("/probe?server[]={}", custos_kit::http::query_escape(n)),
-            format!("/probe?server[]={n}: this server only"),
-        ));
-    }
-    let links: Vec<(&str, &str)> = links
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let landing = custos_kit::http::landing_page(
-        &format!("burp_exporter {}", env!("CARGO_PKG_VERSION")),
-        "Prometheus exporter for the status port of Burp backup servers (custos).",
-        &links,
-    );
+/// The HTTP routes: `/` (the status page, reloading every `refresh`), `/metrics` (every
+/// server) and `/probe?server[]=<name>` (the named servers only; all without a name, as the
+/// original).
+pub fn router(store: Arc<Snapshots>, refresh: Duration) -> Router {
+    let page_store = Arc::clone(&store);
+    let page = move || crate::status_page::render(&page_store, SystemTime::now(), refresh);
     let probes = Arc::new(ProbeCache::new(store));
     let all = Arc::clone(&probes.all);
-    custos_kit::http::router(all, landing).route(
+    custos_kit::http::router(all, page).route(
         "/probe",
         get(
             move |Query(q): Query<Vec<(String, String)>>, headers: HeaderMap| {

@@ -138,24 +138,7 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 
 /// `YYYY-MM-DD HH:MM:SS +0000`: burp's date format, in UTC.
 pub fn format_time(unix: i64) -> String {
-    let days = unix.div_euclid(86400);
-    let secs = unix.rem_euclid(86400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    format!("{} +0000", custos_kit::html::utc(unix))
 }
 
 #[cfg(test)]

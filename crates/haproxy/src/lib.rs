@@ -15,6 +15,7 @@
 //! - [`sink`]: the backend types (a module each: config, checks, build, sink) and the
 //!   tasks/threads that run them with bounded queues and error counters.
 //! - [`snapshot`], [`metrics`]: the latest poll per server and its Prometheus exposition.
+//! - [`status_page`]: a `prometheus` backend's page at `/`, rendered from the snapshots.
 //! - [`applog`]: the monitor's own log as the `logging` section says.
 
 pub mod applog;
@@ -28,3 +29,4 @@ pub mod sample;
 pub mod sink;
 pub mod snapshot;
 pub mod source;
+pub mod status_page;

@@ -301,16 +301,29 @@ pub async fn run(cfg: &Config, reopen: logfile::Reopen) -> Result<(), RunError> 
             .filter(|(_, s)| s.backends.iter().any(|b| b == id))
             .map(|(n, _)| n.clone())
             .collect();
-        let landing = custos_kit::http::landing_page(
-            &format!("haproxysessionmon {}", env!("CARGO_PKG_VERSION")),
-            &format!(
-                "HAProxy sessions of {} (custos), backend {id}.",
-                names.join(", ")
-            ),
-            &[("/metrics", "/metrics")],
-        );
+        let endpoints: Vec<crate::status_page::Endpoint> = cfg
+            .servers
+            .iter()
+            .filter(|(n, _)| names.contains(n))
+            .map(|(n, s)| crate::status_page::Endpoint {
+                id: n.clone(),
+                display: s.endpoint_display(),
+            })
+            .collect();
+        // The page reloads as often as the fastest of its endpoints is polled, 5 s to 5 min.
+        let refresh = cfg
+            .servers
+            .iter()
+            .filter(|(n, _)| names.contains(n))
+            .map(|(_, s)| s.interval())
+            .min()
+            .unwrap_or_default()
+            .clamp(Duration::from_secs(5), Duration::from_secs(300));
+        let page_store = Arc::clone(&store);
+        let page =
+            move || crate::status_page::render(&page_store, &endpoints, SystemTime::now(), refresh);
         let exp = crate::metrics::exposition(Arc::clone(&store), names, Arc::clone(&stats));
-        let app = custos_kit::http::router(Arc::new(exp), landing);
+        let app = custos_kit::http::router(Arc::new(exp), page);
         let id = id.to_string();
         servers.spawn(async move {
             custos_kit::http::serve(addr, app, custos_kit::shutdown::signal())

@@ -1,4 +1,4 @@
-//! The one HTTP server of every custos exporter: a landing page at `/` and `/metrics`.
+//! The one HTTP server of every custos exporter: a status page at `/` and `/metrics`.
 //!
 //! Binaries that need more endpoints (burp's `/probe`) merge their own routes into
 //! [`router`]'s result, so listening, shutdown, encoding and the limits on what a client may
@@ -13,36 +13,12 @@ use crate::exposition::{self, Exposition};
 use axum::body::Body;
 use axum::{
     http::{header, HeaderMap, HeaderValue},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
     Extension, Router,
 };
 use bytes::Bytes;
 use std::{future::Future, net::SocketAddr, sync::Arc};
-
-/// A landing page: the binary's name, a line of description and links.
-pub fn landing_page(title: &str, description: &str, links: &[(&str, &str)]) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html><head><title>{t}</title></head><body>\n<h1>{t}</h1>\n<p>{d}</p>\n<ul>\n",
-        t = esc(title),
-        d = esc(description)
-    );
-    for (href, text) in links {
-        html.push_str(&format!(
-            "<li><a href=\"{}\">{}</a></li>\n",
-            esc(href),
-            esc(text)
-        ));
-    }
-    html.push_str("</ul>\n</body></html>\n");
-    html
-}
 
 /// A response with `exposition` rendered as the request's `Accept` header asks, rendered off
 /// the runtime's threads and followed by the HTTP server's own metrics (`custos_http_*`)
@@ -136,16 +112,32 @@ impl http_body::Body for Parts {
     }
 }
 
-/// The router every exporter starts from: `/` (landing page) and `/metrics` (with the
+/// The router every exporter starts from: `/` (the status page `page` renders from the
+/// exporter's current state at each request, see [`crate::html`]) and `/metrics` (with the
 /// server's connection metrics when served by [`serve`]).
-pub fn router(exposition: Arc<Exposition>, landing_html: String) -> Router {
-    let landing = Arc::new(landing_html);
+pub fn router<P>(exposition: Arc<Exposition>, page: P) -> Router
+where
+    P: FnOnce() -> String + Clone + Send + Sync + 'static,
+{
+    // One page rendered at a time, off the runtime's threads: a client reloading `/` in a
+    // loop gets at most one core and never delays a scrape.
+    let turn = Arc::new(tokio::sync::Semaphore::new(1));
     Router::new()
         .route(
             "/",
             get(move || {
-                let landing = Arc::clone(&landing);
-                async move { Html(landing.as_str().to_owned()) }
+                let (page, turn) = (page.clone(), Arc::clone(&turn));
+                async move {
+                    // Never closed, so acquiring only waits.
+                    let _turn = turn.acquire_owned().await;
+                    match tokio::task::spawn_blocking(page).await {
+                        Ok(html) => crate::html::response(html),
+                        Err(e) => {
+                            tracing::error!("rendering the status page failed: {e}");
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                        }
+                    }
+                }
             }),
         )
         .route(
@@ -174,7 +166,7 @@ pub async fn serve(
 }
 
 /// Percent-encodes a query parameter value (RFC 3986 unreserved characters kept), for links
-/// on landing pages and for test clients.
+/// on status pages and for test clients.
 pub fn query_escape(s: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(s.len());
@@ -196,15 +188,16 @@ mod tests {
     use prometheus_client::registry::Registry;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn serves_landing_and_metrics() {
+    async fn serves_status_page_and_metrics() {
         let mut reg = Registry::default();
         let g: Gauge = Gauge::default();
         g.set(42);
         reg.register("kit_test_value", "A value", g);
-        let app = router(
-            Arc::new(Exposition::uncached(reg)),
-            landing_page("kit test", "demo <page>", &[("/metrics", "Metrics")]),
-        );
+        let app = router(Arc::new(Exposition::uncached(reg)), || {
+            let mut p = crate::html::Page::new("kit test");
+            p.line(&["demo <page>".into()]);
+            p.finish()
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -240,6 +233,9 @@ mod tests {
         );
         assert!(m.body.contains("custos_http_connections_refused_total 0\n"));
         assert!(l.body.contains("demo &lt;page&gt;"));
+        assert_eq!(l.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(l.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(l.header("content-security-policy"), Some(crate::html::CSP));
         // Sent in parts, but with its exact length, and one `# EOF` at the very end.
         let om = tokio::task::spawn_blocking(move || {
             http_get(addr, "/metrics", Some("application/openmetrics-text")).unwrap()

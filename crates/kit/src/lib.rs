@@ -1,6 +1,7 @@
 //! custos-kit: what every custos binary shares, so each thing is done one way.
 //!
-//! - [`http`]: the one `/metrics` + landing-page server (axum), with content negotiation.
+//! - [`http`]: the one `/metrics` + status-page server (axum), with content negotiation.
+//! - [`html`]: the status page at `/`: escaping, tables with a row cap, ages, its headers.
 //! - [`exposition`]: encoding a prometheus-client registry as OpenMetrics or text 0.0.4.
 //! - [`logging`]: `-d/--debug` and optional journald.
 //! - [`shutdown`]: a future that resolves on SIGTERM/SIGINT.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod exposition;
 pub mod families;
+pub mod html;
 pub mod http;
 #[cfg(feature = "http-client")]
 pub mod http_client;

@@ -3,7 +3,7 @@
 //! client. Limits are shortened so each test takes about a second.
 
 use custos_kit::exposition::Exposition;
-use custos_kit::http::{landing_page, router, serve_listener, Limits};
+use custos_kit::http::{router, serve_listener, Limits};
 use custos_testkit::{http_get, wait_for};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -32,10 +32,9 @@ impl Server {
                 g,
             );
         }
-        let app = router(
-            Arc::new(Exposition::uncached(reg)),
-            landing_page("t", "t", &[]),
-        );
+        let app = router(Arc::new(Exposition::uncached(reg)), || {
+            custos_kit::html::Page::new("t").finish()
+        });
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();

@@ -9,6 +9,7 @@
 //! - [`metrics`]: state to metric families (the original's names, then the additions).
 //! - [`collector`]: the published snapshot and its prometheus-client collector.
 //! - [`refresh`]: talking to the helper on an interval.
+//! - [`status_page`]: the page at `/`, rendered from the published state.
 
 pub mod attrmap;
 pub mod collector;
@@ -18,5 +19,6 @@ pub mod metrics;
 pub mod model;
 pub mod refresh;
 pub mod state;
+pub mod status_page;
 
 pub use error::Error;

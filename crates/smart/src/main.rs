@@ -142,14 +142,12 @@ fn setup(cli: &Cli) -> anyhow::Result<(Refresher, Duration)> {
 async fn serve(refresher: Refresher, interval: Duration, addr: SocketAddr) -> anyhow::Result<()> {
     let store = collector::store();
     tokio::spawn(refresher.run(interval, Arc::clone(&store)));
-    let app = custos_kit::http::router(
-        Arc::new(collector::exposition(&store)),
-        custos_kit::http::landing_page(
-            "prometheus_smart_exporter",
-            "S.M.A.R.T. metrics of every drive, read by smart_exporter_helper.",
-            &[("/metrics", "Metrics")],
-        ),
-    );
+    let page_store = Arc::clone(&store);
+    let refresh = interval.clamp(Duration::from_secs(5), Duration::from_secs(300));
+    let page = move || {
+        custos_smart::status_page::render(&page_store, std::time::SystemTime::now(), refresh)
+    };
+    let app = custos_kit::http::router(Arc::new(collector::exposition(&store)), page);
     custos_kit::http::serve(addr, app, custos_kit::shutdown::signal())
         .await
         .context("HTTP server")

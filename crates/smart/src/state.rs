@@ -64,6 +64,8 @@ pub struct State {
     pub refreshes: u64,
     pub refresh_errors: u64,
     pub last_refresh: Option<SystemTime>,
+    /// When the helper last sent a whole report (the status page shows its age).
+    pub last_answer: Option<SystemTime>,
     pub refresh_duration: Option<Duration>,
     /// The helper's last scan, and its version.
     pub scan: Option<Scan>,
@@ -130,6 +132,7 @@ impl State {
         self.last_error = None;
         self.scan = Some(summary.scan);
         self.helper_version = Some(summary.helper_version);
+        self.last_answer = Some(now);
         self.finish(now, took);
     }
 

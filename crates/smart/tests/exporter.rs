@@ -324,8 +324,11 @@ fn drives_appear_before_a_hung_one_is_read() {
     helper(&socket, "smartctl", Duration::from_secs(8));
     let t = std::time::Instant::now();
     let mut exp = Exporter::start(&socket, dir.path(), &[]);
-    let m = exp.wait("the first drives", |m| {
-        m.value("smart_device_temperature_celsius", &port("/dev/sda"))
+    // The helper reads 4 drives at a time and /dev/sdg holds one slot until its timeout, so
+    // the drives after it in scan order (nvme0 is the second to last) come later than sda:
+    // wait for nvme0 itself, not for the first drive.
+    let m = exp.wait("the drives other than the hung one", |m| {
+        m.value("smart_access_error", &port("/dev/nvme0"))
             .map(|_| m.clone())
     });
     assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
@@ -335,6 +338,9 @@ fn drives_appear_before_a_hung_one_is_read() {
         m.value("smart_access_error", &port("/dev/nvme0")),
         Some(0.0)
     );
+    assert!(m
+        .value("smart_device_temperature_celsius", &port("/dev/sda"))
+        .is_some());
     // Then the sweep ends (and the stand-in's hung process is gone with the timeout).
     exp.wait("the hung drive's timeout", |m| {
         (m.value("smart_access_error", &port("/dev/sdg")) == Some(1.0)).then_some(())
@@ -364,8 +370,17 @@ fn no_helper_and_bad_config() {
     exp.wait("smart_system_error 1", |m| {
         (m.value("smart_system_error", &[]) == Some(1.0)).then_some(())
     });
-    let landing = http_get(exp.addr, "/", None).unwrap();
-    assert!(landing.body.contains("/metrics"));
+    // The status page says the helper does not answer, and why.
+    let page = http_get(exp.addr, "/", None).unwrap().body;
+    assert!(page.contains("href=\"/metrics\""), "{page}");
+    assert!(
+        page.contains("<span class=\"bad\">unreachable</span>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Last error: <span class=\"bad\">") && page.contains("nobody-listens"),
+        "{page}"
+    );
     drop(exp);
 
     let bad_map = dir.path().join("map.json");
@@ -396,4 +411,68 @@ fn no_helper_and_bad_config() {
             assert_eq!(err.matches("No such file").count(), 1, "{err}");
         }
     }
+}
+
+/// The status page, loaded in headless Chromium: every recorded drive with its model and
+/// serial as text, the failing NVMe marked FAILED, the hung drive with its read error.
+/// `CUSTOS_SCREENSHOTS=DIR` keeps the screenshot (scripts/screenshots.sh).
+#[test]
+fn status_page_in_a_real_browser() {
+    let Some(chromium) = custos_testkit::browser::Chromium::find() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipc");
+    helper(&socket, "smartctl", Duration::from_secs(2));
+    let mut exp = Exporter::start(&socket, dir.path(), &["--interval", "30"]);
+    exp.wait("the first refresh", |m| {
+        m.value("smart_access_error", &port("/dev/sdg"))
+    });
+    let url = format!("http://{}/", exp.addr);
+    let dom = chromium.dump_dom(&url);
+    for dev in ["sda", "sdb", "sdc", "sdd", "sde", "nvme0", "nvme1"] {
+        let f = fixture(dev);
+        let model = f["model_name"]
+            .as_str()
+            .or(f["scsi_model_name"].as_str())
+            .unwrap();
+        let cells = format!(
+            "<td>/dev/{dev}</td><td>{model}</td><td>{}</td>",
+            f["serial_number"].as_str().unwrap()
+        );
+        assert!(dom.contains(&cells), "{cells} not in the DOM:\n{dom}");
+        let temp = format!(
+            "<td class=\"num\">{} °C</td>",
+            f["temperature"]["current"].as_f64().unwrap()
+        );
+        assert!(dom.contains(&temp), "{dev}: {temp} not in the DOM");
+    }
+    // The failing NVMe; the SSD's wear attribute (normalized value) from its recorded table.
+    assert!(dom.contains("<td class=\"bad\">FAILED</td>"), "{dom}");
+    assert!(
+        dom.contains("<td class=\"num\">Wear_Leveling_Count 81</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("<td class=\"num\">0 % used</td>"), "{dom}");
+    // The hung drive: no data, and why.
+    let hung = dom
+        .split("<tr>")
+        .find(|r| r.starts_with("<td>/dev/sdg</td>"))
+        .unwrap_or_else(|| panic!("no /dev/sdg row:\n{dom}"));
+    assert!(
+        hung.contains("no data") && hung.contains("class=\"bad\""),
+        "{hung}"
+    );
+    assert!(dom.contains("reachable"), "{dom}");
+
+    let head = http_get(exp.addr, "/", None).expect("GET /");
+    assert_eq!(
+        head.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(head.header("x-content-type-options"), Some("nosniff"));
+
+    let png = chromium.screenshot(&url, &dir.path().join("smart.png"));
+    assert!(png.len() > 5_000, "a blank screenshot? {} bytes", png.len());
+    custos_testkit::browser::keep_screenshot("prometheus_smart_exporter", &png);
 }

@@ -72,6 +72,50 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+/// How one bounded request ended ([`fetch`]).
+pub enum Fetched {
+    /// No whole answer within the time allowed.
+    TimedOut,
+    /// No answer: refused, DNS, TLS, reset.
+    Failed(reqwest::Error),
+    /// An answer larger than allowed (not read further).
+    TooLarge,
+    /// The whole answer.
+    Answer(Answer),
+}
+
+/// Sends `req` on the shared runtime and reads its whole answer, within `timeout` and at
+/// most `max` bytes (a server streaming without end is cut off). For every direct API call
+/// of the crate (stores here, Azure's ARM in `source::azure`).
+pub fn fetch(req: reqwest::RequestBuilder, timeout: Duration, max: usize) -> Fetched {
+    let answer = runtime::block_on(async {
+        tokio::time::timeout(timeout, async {
+            let mut resp = req.send().await?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await? {
+                if body.len() + chunk.len() > max {
+                    return Ok(None);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>(Some(Answer {
+                status,
+                headers,
+                body,
+            }))
+        })
+        .await
+    });
+    match answer {
+        Err(_) => Fetched::TimedOut,
+        Ok(Err(e)) => Fetched::Failed(e),
+        Ok(Ok(None)) => Fetched::TooLarge,
+        Ok(Ok(Some(a))) => Fetched::Answer(a),
+    }
+}
+
 /// Where a request failed, for the error.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
@@ -115,38 +159,18 @@ impl Call<'_> {
         req: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<Answer, DestinationError> {
-        let answer = runtime::block_on(async {
-            tokio::time::timeout(timeout, async {
-                let mut resp = req.send().await?;
-                let status = resp.status();
-                let headers = resp.headers().clone();
-                let mut body = Vec::new();
-                while let Some(chunk) = resp.chunk().await? {
-                    if body.len() + chunk.len() > MAX_ANSWER {
-                        return Ok(None);
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok::<_, reqwest::Error>(Some(Answer {
-                    status,
-                    headers,
-                    body,
-                }))
-            })
-            .await
-        });
-        match answer {
-            Err(_) => Err(self.error(
+        match fetch(req, timeout, MAX_ANSWER) {
+            Fetched::TimedOut => Err(self.error(
                 ErrorKind::Other,
                 format!("no answer within {} s (stall_timeout)", timeout.as_secs()),
             )),
             // Names the endpoint, not the URL: its query can carry a token.
-            Ok(Err(e)) => Err(self.error(ErrorKind::Transient, cause::describe(&e))),
-            Ok(Ok(None)) => Err(self.error(
+            Fetched::Failed(e) => Err(self.error(ErrorKind::Transient, cause::describe(&e))),
+            Fetched::TooLarge => Err(self.error(
                 ErrorKind::Other,
                 format!("answer larger than {} MiB; refused", MAX_ANSWER >> 20),
             )),
-            Ok(Ok(Some(a))) => Ok(a),
+            Fetched::Answer(a) => Ok(a),
         }
     }
 

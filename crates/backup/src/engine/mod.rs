@@ -5,11 +5,13 @@
 //! - [`runner`]: runs a job: sources independent, destinations independent, the report.
 //! - [`pipeline`]: compression, OpenPGP encryption, hashing, tee to destinations.
 //! - [`fanout`]: one writer thread per destination behind a bounded queue.
-//! - [`retention`]: which copies to delete (never the newest good one).
+//! - [`retention`]: which copies to delete (never the newest good one); [`calendar`] holds
+//!   the calendar rules (`keep_daily`, ...).
 //! - [`report`]: errors of the layers below as typed failures; the summary table.
 //! - [`interrupt`]: SIGINT/SIGTERM cancel the run's token, writers abort, exit 130/143.
 //! - [`lock`]: one run of a job at a time (`flock` on the job file).
 
+pub(crate) mod calendar;
 pub(crate) mod fanout;
 pub(crate) mod interrupt;
 pub(crate) mod lock;

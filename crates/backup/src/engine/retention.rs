@@ -19,7 +19,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use chrono::{Local, TimeZone};
+
 use crate::destination::{Destination, DestinationError, ObjectInfo};
+use crate::engine::calendar::{self, Candidate, Rule};
 use crate::job::RetentionPolicy;
 use crate::naming::{self, RunStamp};
 
@@ -45,8 +48,39 @@ pub fn plan(
     now: SystemTime,
     current: Option<&str>,
 ) -> Vec<usize> {
+    decide(policy, copies, now, current, &Local)
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.delete)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What retention says of one copy: delete it, or the rules that keep it (empty when no
+/// rule is set: nothing is deleted then).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verdict {
+    pub delete: bool,
+    pub kept_by: Vec<Rule>,
+}
+
+/// [`plan`] with the reasons (for `backup prune --dry-run`), local time being `tz`'s.
+///
+/// The original's rules alone delete what either of them says (as in the original). With
+/// calendar keys too, a copy stays when the original's rules or a calendar rule keep it (a
+/// union: adding `keep_monthly` never removes more than before). Whatever the rules say,
+/// this run's copy, copies dated in the future and (without a current copy) the newest good
+/// copy stay.
+pub fn decide<Tz: TimeZone>(
+    policy: &RetentionPolicy,
+    copies: &[StoredCopy],
+    now: SystemTime,
+    current: Option<&str>,
+    tz: &Tz,
+) -> Vec<Verdict> {
+    let mut verdicts = vec![Verdict::default(); copies.len()];
     if !policy.is_active() || copies.is_empty() {
-        return Vec::new();
+        return verdicts;
     }
     let is_current = |i: usize| current == Some(copies[i].timestamp.as_str());
     // Newest first; ties broken by name so the outcome does not depend on listing order.
@@ -60,16 +94,91 @@ pub fn plan(
             .cmp(&copies[a].time)
             .then_with(|| copies[b].timestamp.cmp(&copies[a].timestamp))
     });
-    let has_current = (0..copies.len()).any(is_current);
+    let current_index = (0..copies.len()).find(|&i| is_current(i));
     let newest_good = order.iter().copied().find(|&i| copies[i].good);
 
     let mut delete = vec![false; copies.len()];
+    if policy.original_active() {
+        original(
+            policy,
+            copies,
+            &order,
+            current_index.is_some(),
+            now,
+            &mut delete,
+        );
+        let rule = if policy.copies > 0 {
+            Rule::Copies
+        } else {
+            Rule::Days
+        };
+        for &i in &order {
+            if !delete[i] {
+                verdicts[i].kept_by.push(rule);
+            }
+        }
+    } else {
+        // Only calendar rules: what they do not keep goes.
+        for &i in &order {
+            delete[i] = true;
+        }
+    }
+    if policy.calendar.is_active() {
+        // This run's copy is the newest: it takes its place in every bucket.
+        let candidates: Vec<Candidate> = current_index
+            .into_iter()
+            .chain(order.iter().copied())
+            .map(|i| Candidate {
+                index: i,
+                time: copies[i].time,
+                good: copies[i].good || Some(i) == current_index,
+            })
+            .collect();
+        for (i, rules) in calendar::keep(&policy.calendar, &candidates, tz) {
+            delete[i] = false;
+            verdicts[i].kept_by.extend(rules);
+        }
+    }
+    for (i, copy) in copies.iter().enumerate() {
+        if copy.time > now {
+            verdicts[i].kept_by.insert(0, Rule::Future);
+        }
+    }
+    if let Some(i) = current_index {
+        verdicts[i].kept_by.insert(0, Rule::ThisRun);
+    }
+    // Without this run's copy (retention run on its own), the newest good one stays.
+    if let (None, Some(i)) = (current_index, newest_good) {
+        if delete[i] {
+            delete[i] = false;
+            verdicts[i].kept_by.push(Rule::NewestGood);
+        }
+    }
+    for &i in &order {
+        verdicts[i].delete = delete[i];
+        if delete[i] {
+            verdicts[i].kept_by.clear();
+        }
+    }
+    verdicts
+}
+
+/// The original's two rules: `retention_copies: N` removes all but the newest N good copies
+/// (this run's copy takes one place), `retention_days: D` removes copies older than D whole
+/// days; either one removes.
+fn original(
+    policy: &RetentionPolicy,
+    copies: &[StoredCopy],
+    order: &[usize],
+    has_current: bool,
+    now: SystemTime,
+    delete: &mut [bool],
+) {
     if policy.copies > 0 {
-        // This run's copy takes one of the N places.
         let keep = policy.copies as usize - usize::from(has_current);
         // Good copies strictly newer than the one being looked at.
         let mut good_newer = 0usize;
-        for &i in &order {
+        for &i in order {
             if good_newer >= keep {
                 delete[i] = true;
             }
@@ -80,7 +189,7 @@ pub fn plan(
     }
     if policy.days > 0 {
         let limit = u64::from(policy.days);
-        for &i in &order {
+        for &i in order {
             let age_days = now
                 .duration_since(copies[i].time)
                 .unwrap_or(Duration::ZERO)
@@ -91,11 +200,6 @@ pub fn plan(
             }
         }
     }
-    // Without this run's copy (retention run on its own), the newest good one stays.
-    if let (false, Some(i)) = (has_current, newest_good) {
-        delete[i] = false;
-    }
-    (0..copies.len()).filter(|&i| delete[i]).collect()
 }
 
 /// Indices of the copies dated after `now`.
@@ -169,6 +273,33 @@ pub fn apply(
     now: SystemTime,
     current: Option<&str>,
 ) -> Result<Applied, DestinationError> {
+    let all = list_copies(destination, source_id)?;
+    let doomed = plan(policy, &all, now, current);
+    let mut applied = Applied {
+        removed: Vec::new(),
+        retained_good: all
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| c.good && !doomed.contains(i))
+            .count(),
+        future: future(&all, now)
+            .into_iter()
+            .map(|i| all[i].timestamp.clone())
+            .collect(),
+    };
+    for i in doomed {
+        remove(destination, source_id, &all[i])?;
+        applied.removed.push(all[i].timestamp.clone());
+    }
+    Ok(applied)
+}
+
+/// Lists `{source_id}/` at `destination` as copies; names that are not this source's copies
+/// are left out (and warned about: they are never deleted).
+pub fn list_copies(
+    destination: &dyn Destination,
+    source_id: &str,
+) -> Result<Vec<StoredCopy>, DestinationError> {
     let listing = destination.list(&format!("{source_id}/"))?;
     let (all, foreign) = copies(source_id, &listing);
     if !foreign.is_empty() {
@@ -193,34 +324,26 @@ pub fn apply(
             }
         );
     }
-    let doomed = plan(policy, &all, now, current);
-    let mut applied = Applied {
-        removed: Vec::new(),
-        retained_good: all
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| c.good && !doomed.contains(i))
-            .count(),
-        future: future(&all, now)
-            .into_iter()
-            .map(|i| all[i].timestamp.clone())
-            .collect(),
-    };
-    for i in doomed {
-        let copy = &all[i];
-        tracing::info!(
-            destination = destination.id(),
-            source = source_id,
-            copy = %copy.timestamp,
-            good = copy.good,
-            "retention: removing copy"
-        );
-        for object in &copy.objects {
-            destination.delete(object)?;
-        }
-        applied.removed.push(copy.timestamp.clone());
+    Ok(all)
+}
+
+/// Deletes every object of `copy` (sidecars first: a copy half deleted never looks good).
+pub fn remove(
+    destination: &dyn Destination,
+    source_id: &str,
+    copy: &StoredCopy,
+) -> Result<(), DestinationError> {
+    tracing::info!(
+        destination = destination.id(),
+        source = source_id,
+        copy = %copy.timestamp,
+        good = copy.good,
+        "retention: removing copy"
+    );
+    for object in &copy.objects {
+        destination.delete(object)?;
     }
-    Ok(applied)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -229,6 +352,15 @@ mod tests {
     use chrono::{Local, TimeDelta};
 
     const DAY: u64 = 86_400;
+
+    /// The original's two keys.
+    fn policy(copies: u32, days: u32) -> RetentionPolicy {
+        RetentionPolicy {
+            copies,
+            days,
+            ..Default::default()
+        }
+    }
 
     fn now() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000)
@@ -249,6 +381,112 @@ mod tests {
         idx.iter().map(|&i| copies[i].timestamp.clone()).collect()
     }
 
+    /// Good copies at local (UTC) times, named by their stamp.
+    fn at(stamps: &[&str]) -> Vec<StoredCopy> {
+        stamps
+            .iter()
+            .map(|s| {
+                let t = chrono::NaiveDateTime::parse_from_str(s, "%Y%m%d%H%M%S").unwrap();
+                StoredCopy {
+                    timestamp: s.to_string(),
+                    time: t.and_utc().into(),
+                    good: true,
+                    objects: vec![format!("src/{s}/src.tar.zst.gpg")],
+                }
+            })
+            .collect()
+    }
+
+    fn verdicts(
+        policy: &RetentionPolicy,
+        copies: &[StoredCopy],
+        now: &str,
+        current: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let now = chrono::NaiveDateTime::parse_from_str(now, "%Y%m%d%H%M%S")
+            .unwrap()
+            .and_utc()
+            .into();
+        decide(policy, copies, now, current, &chrono::Utc)
+            .iter()
+            .zip(copies)
+            .map(|(v, c)| {
+                let what = if v.delete {
+                    "delete".to_string()
+                } else {
+                    v.kept_by
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                (c.timestamp.clone(), what)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn calendar_and_original_rules_keep_the_union_and_say_why() {
+        let copies = at(&[
+            "20240331230000",
+            "20240331100000",
+            "20240315100000",
+            "20240229100000",
+            "20240131100000",
+            "20231231100000",
+        ]);
+        let mut p = policy(2, 0);
+        p.calendar.monthly = 3;
+        let v = verdicts(&p, &copies, "20240401000000", Some("20240331230000"));
+        assert_eq!(
+            v,
+            [
+                (
+                    "20240331230000".into(),
+                    "this run's copy, keep_monthly".into()
+                ),
+                ("20240331100000".into(), "retention_copies".into()),
+                ("20240315100000".into(), "delete".into()),
+                ("20240229100000".into(), "keep_monthly".into()),
+                ("20240131100000".into(), "keep_monthly".into()),
+                ("20231231100000".into(), "delete".into()),
+            ]
+        );
+        // Calendar keys alone: what they do not keep goes, but never this run's copy nor a
+        // copy dated in the future.
+        let mut p = RetentionPolicy::default();
+        p.calendar.last = 1;
+        let mut copies = at(&["20240402000000", "20240331230000", "20240331100000"]);
+        copies[0].good = false;
+        let v = verdicts(&p, &copies, "20240401000000", None);
+        assert_eq!(
+            v,
+            [
+                ("20240402000000".into(), "dated in the future".into()),
+                ("20240331230000".into(), "keep_last".into()),
+                ("20240331100000".into(), "delete".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn calendar_only_keeps_the_newest_good_copy_without_a_run() {
+        let mut p = RetentionPolicy::default();
+        p.calendar.within = Some("1d".parse().unwrap());
+        let mut copies = at(&["20240331100000", "20240301100000"]);
+        // The newest has no sidecar: within counts from the newest good copy (March 1), so
+        // the broken copy is also within; the good one stays as the newest good copy would.
+        copies[0].good = false;
+        let v = verdicts(&p, &copies, "20240401000000", None);
+        assert_eq!(
+            v,
+            [
+                ("20240331100000".into(), "keep_within 1d".into()),
+                ("20240301100000".into(), "keep_within 1d".into()),
+            ]
+        );
+    }
+
     #[test]
     fn no_policy_deletes_nothing() {
         let c = vec![copy(1, true), copy(100, true)];
@@ -258,7 +496,7 @@ mod tests {
     #[test]
     fn copies_keeps_the_newest_n() {
         let c = vec![copy(3, true), copy(0, true), copy(2, true), copy(1, true)];
-        let p = RetentionPolicy { copies: 2, days: 0 };
+        let p = policy(2, 0);
         assert_eq!(names(&c, &plan(&p, &c, now(), None)), ["ts-003", "ts-002"]);
     }
 
@@ -266,7 +504,7 @@ mod tests {
     fn days_removes_only_copies_older_than_d_whole_days() {
         // Ages: 6 days + 60 s (6 whole days), 7 days + 60 s (7), 8 days + 60 s (8).
         let c = vec![copy(6, true), copy(7, true), copy(8, true)];
-        let p = RetentionPolicy { copies: 0, days: 7 };
+        let p = policy(0, 7);
         assert_eq!(names(&c, &plan(&p, &c, now(), None)), ["ts-008"]);
     }
 
@@ -274,7 +512,7 @@ mod tests {
     fn both_rules_remove_the_union() {
         let c = vec![copy(0, true), copy(1, true), copy(2, true), copy(40, true)];
         // copies=3 removes ts-040; days=1 removes ts-002 and ts-040.
-        let p = RetentionPolicy { copies: 3, days: 1 };
+        let p = policy(3, 1);
         assert_eq!(names(&c, &plan(&p, &c, now(), None)), ["ts-002", "ts-040"]);
     }
 
@@ -282,7 +520,7 @@ mod tests {
     fn the_newest_good_copy_survives_every_rule() {
         // Only old copies, the newest of them good: days=7 would remove everything.
         let c = vec![copy(30, true), copy(31, true), copy(20, false)];
-        let p = RetentionPolicy { copies: 0, days: 7 };
+        let p = policy(0, 7);
         assert_eq!(names(&c, &plan(&p, &c, now(), None)), ["ts-031", "ts-020"]);
     }
 
@@ -296,14 +534,14 @@ mod tests {
             copy(3, true),
             copy(4, true),
         ];
-        let p = RetentionPolicy { copies: 2, days: 0 };
+        let p = policy(2, 0);
         assert_eq!(names(&c, &plan(&p, &c, now(), None)), ["ts-004"]);
     }
 
     #[test]
     fn incomplete_copies_beyond_the_window_go() {
         let c = vec![copy(0, true), copy(1, false), copy(2, true), copy(3, false)];
-        let p = RetentionPolicy { copies: 1, days: 0 };
+        let p = policy(1, 0);
         assert_eq!(
             names(&c, &plan(&p, &c, now(), None)),
             ["ts-001", "ts-002", "ts-003"]
@@ -314,7 +552,7 @@ mod tests {
     fn without_any_good_copy_the_copies_rule_removes_nothing() {
         // No good copy at all: copies=1 counts none, so nothing is beyond the window.
         let c = vec![copy(0, false), copy(1, false)];
-        let p = RetentionPolicy { copies: 1, days: 0 };
+        let p = policy(1, 0);
         assert!(plan(&p, &c, now(), None).is_empty());
     }
 
@@ -322,7 +560,7 @@ mod tests {
     fn future_timestamps_are_not_old() {
         let mut c = vec![copy(0, true)];
         c[0].time = now() + Duration::from_secs(3 * DAY);
-        let p = RetentionPolicy { copies: 0, days: 1 };
+        let p = policy(0, 1);
         assert!(plan(&p, &c, now(), None).is_empty());
     }
 
@@ -331,7 +569,7 @@ mod tests {
         let a = vec![copy(0, true), copy(1, true), copy(2, true)];
         let mut b = a.clone();
         b.reverse();
-        let p = RetentionPolicy { copies: 1, days: 0 };
+        let p = policy(1, 0);
         let mut na = names(&a, &plan(&p, &a, now(), None));
         let mut nb = names(&b, &plan(&p, &b, now(), None));
         na.sort();
@@ -414,8 +652,8 @@ mod tests {
             put(root, &format!("db/{s}/db.sql.zst.gpg.sha256"));
         }
         let dest = crate::destination::local::LocalDestination::new("local", root);
-        let policy = RetentionPolicy { copies: 1, days: 0 };
-        let applied = apply(&dest, "db", &policy, SystemTime::now(), None).unwrap();
+        let one = policy(1, 0);
+        let applied = apply(&dest, "db", &one, SystemTime::now(), None).unwrap();
         let mut removed = applied.removed.clone();
         removed.sort();
         let mut expected = vec![stamps[2].clone(), stamps[3].clone()];
@@ -434,8 +672,8 @@ mod tests {
         );
 
         // days=5 would remove the only good copy left (10 days old): it stays.
-        let policy = RetentionPolicy { copies: 0, days: 5 };
-        let applied = apply(&dest, "db", &policy, SystemTime::now(), None).unwrap();
+        let days_only = policy(0, 5);
+        let applied = apply(&dest, "db", &days_only, SystemTime::now(), None).unwrap();
         assert!(applied.removed.is_empty(), "{applied:?}");
         assert!(root
             .join(format!("db/{}/db.sql.zst.gpg", stamps[1]))
@@ -486,11 +724,11 @@ mod tests {
             copy(1, true),
             copy(2, true),
         ];
-        let p = RetentionPolicy { copies: 2, days: 0 };
+        let p = policy(2, 0);
         assert_eq!(names(&c, &plan(&p, &c, now(), Some("ts-000"))), ["ts-002"]);
         assert_eq!(names(&c, &future(&c, now())), ["f1", "f2"]);
         // copies: 1 keeps only this run's copy.
-        let p = RetentionPolicy { copies: 1, days: 0 };
+        let p = policy(1, 0);
         assert_eq!(
             names(&c, &plan(&p, &c, now(), Some("ts-000"))),
             ["ts-001", "ts-002"]
@@ -506,13 +744,13 @@ mod tests {
         c[0].time = now() - Duration::from_secs(3600);
         c[1].timestamp = "20261025024500".into();
         c[1].time = now() - Duration::from_secs(1500);
-        let p = RetentionPolicy { copies: 1, days: 0 };
+        let p = policy(1, 0);
         assert_eq!(
             names(&c, &plan(&p, &c, now(), Some("20261025021000"))),
             ["20261025024500"]
         );
         // days: 0-day-old copies are never older than D; this run's copy is never removed.
-        let p = RetentionPolicy { copies: 0, days: 1 };
+        let p = policy(0, 1);
         let later = now() + Duration::from_secs(30 * DAY);
         assert_eq!(plan(&p, &c, later, Some("20261025021000")), [1]);
     }

@@ -28,6 +28,9 @@ use custos_kit::config::{common, split, Entry, Secret};
 use crate::destination::{self, Destination, DestinationError};
 use crate::notify;
 
+mod retention;
+pub use retention::{Calendar, RetentionPolicy, Span};
+
 /// Compression applied before encryption (custos option `compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -136,22 +139,6 @@ impl SourceConfig {
     }
 }
 
-/// `retention_copies` and `retention_days` of one destination; 0 disables a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RetentionPolicy {
-    /// Keep the newest N good copies.
-    pub copies: u32,
-    /// Remove copies older than D whole days.
-    pub days: u32,
-}
-
-impl RetentionPolicy {
-    /// Whether any rule is set.
-    pub fn is_active(&self) -> bool {
-        self.copies > 0 || self.days > 0
-    }
-}
-
 /// One destination.
 #[derive(Debug, Clone)]
 pub struct DestinationConfig {
@@ -206,6 +193,13 @@ const DESTINATION_COMMON_KEYS: &[&str] = &[
     "type",
     "retention_copies",
     "retention_days",
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+    "keep_within",
     "stall_timeout",
     "upload_rate_limit",
 ];
@@ -295,6 +289,20 @@ struct RawDestinationCommon {
     retention_copies: Option<u32>,
     #[serde(default, deserialize_with = "count")]
     retention_days: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    keep_last: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    keep_hourly: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    keep_daily: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    keep_weekly: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    keep_monthly: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
+    keep_yearly: Option<u32>,
+    #[serde(default, deserialize_with = "retention::span")]
+    keep_within: Option<Span>,
     #[serde(default, deserialize_with = "count")]
     stall_timeout: Option<u32>,
     #[serde(default, deserialize_with = "count")]
@@ -460,6 +468,15 @@ fn parse_destination(
         retention: RetentionPolicy {
             copies: c.retention_copies.unwrap_or(0),
             days: c.retention_days.unwrap_or(0),
+            calendar: Calendar {
+                last: c.keep_last.unwrap_or(0),
+                hourly: c.keep_hourly.unwrap_or(0),
+                daily: c.keep_daily.unwrap_or(0),
+                weekly: c.keep_weekly.unwrap_or(0),
+                monthly: c.keep_monthly.unwrap_or(0),
+                yearly: c.keep_yearly.unwrap_or(0),
+                within: c.keep_within,
+            },
         },
         stall_timeout: c.stall_timeout.filter(|s| *s > 0),
         upload_rate_limit: c.upload_rate_limit.filter(|r| *r > 0),

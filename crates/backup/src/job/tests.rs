@@ -73,7 +73,13 @@ fn root_object_with_trailing_comma_parses_and_reports_the_line() {
     assert_eq!(s.compression, Compression::Zstd);
     assert_eq!(s.layout, Layout::Custos);
     let d = &job.destinations[0];
-    assert_eq!(d.retention, RetentionPolicy { copies: 7, days: 0 });
+    assert_eq!(
+        d.retention,
+        RetentionPolicy {
+            copies: 7,
+            ..Default::default()
+        }
+    );
     let DestinationSpec::Local(l) = &d.spec else {
         panic!()
     };
@@ -418,8 +424,8 @@ fn unknown_type_is_a_config_error_listing_known_types() {
     assert_eq!(
         e.to_string(),
         "/etc/backups/job.json: sources[0].type: invalid value \"folders\": unknown type, did you mean \"folder\"? \
-         implemented types: folder, mysql, pgsql (the original's azure-managed-disk, folder-ssh, \
-         lvm-ssh, mysql-ssh, rds, rds-pgsql, snapshot are not supported yet)"
+         implemented types: azure-managed-disk, btrfs, folder, mysql, pgsql (the original's \
+         folder-ssh, lvm-ssh, mysql-ssh, rds, rds-pgsql, snapshot are not supported yet)"
     );
     // The implemented types are listed apart from the ones not supported yet.
     let e = parse_err(
@@ -474,7 +480,8 @@ fn handlers_left_to_later_issues_parse_as_unsupported() {
         job.destinations[0].retention,
         RetentionPolicy {
             copies: 5,
-            days: 30
+            days: 30,
+            ..Default::default()
         }
     );
     // samba is implemented now: the original's example keys parse as its config.
@@ -528,7 +535,8 @@ fn minio_translates_to_s3_and_endpoints_are_checked() {
         job.destinations[0].retention,
         RetentionPolicy {
             copies: 5,
-            days: 30
+            days: 30,
+            ..Default::default()
         }
     );
     assert_eq!(job.destinations[0].stall_timeout, Some(60));

@@ -60,7 +60,7 @@ pub fn load(
         (!whole).then_some(request.database),
     )?;
     let object = copy.name.path();
-    if copy.name.payload == Payload::Tar {
+    if !matches!(copy.name.payload, Payload::Sql | Payload::Dump) {
         return Err(RestoreError::NotADump { object });
     }
     let dest = find_destination(destinations, &copy.destination).ok_or_else(|| {

@@ -13,6 +13,8 @@ use custos_kit::config::{Entry, Invalid, Validate};
 
 use crate::cancel::Cancel;
 
+pub mod azure;
+pub mod btrfs;
 pub mod databases;
 pub mod folder;
 pub mod mysql;
@@ -179,6 +181,8 @@ source_types! {
     "folder" => Folder(folder::FolderConfig),
     "mysql" => Mysql(mysql::MysqlConfig),
     "pgsql" => Pgsql(pgsql::PgsqlConfig),
+    "btrfs" => Btrfs(btrfs::BtrfsConfig),
+    "azure-managed-disk" => AzureManagedDisk(azure::AzureDiskConfig),
 }
 
 impl SourceSpec {
@@ -190,6 +194,5 @@ impl SourceSpec {
         "rds",
         "rds-pgsql",
         "snapshot",
-        "azure-managed-disk",
     ];
 }

@@ -113,12 +113,26 @@ pub fn run_check(
     credentials: Option<Credentials>,
     cancel: Cancel,
 ) -> Result<(), SourceError> {
-    let mut child = spawn_spec(what, cmd, credentials, cancel)
-        .stdout(Stdio::null())
+    let child = spawn_spec(what, cmd, credentials, cancel).stdout(Stdio::null());
+    run_to_end(child, CHECK_TIMEOUT)
+}
+
+/// Runs `cmd` to its end without registering it for cancellation, for a clean-up that must
+/// run even after a SIGINT/SIGTERM cancelled the producers (removing a snapshot); fails as
+/// [`run_check`] does.
+pub fn run_cleanup(what: &str, cmd: Command, timeout: Duration) -> Result<(), SourceError> {
+    let child = Spawn::new(what, cmd)
+        .on_stderr_line(log_line)
+        .stdout(Stdio::null());
+    run_to_end(child, timeout)
+}
+
+fn run_to_end(spawn: Spawn, timeout: Duration) -> Result<(), SourceError> {
+    let mut child = spawn
         .spawn()
         .map_err(|e| process_error(e, Retry::Transient))?;
     child
-        .wait_timeout(CHECK_TIMEOUT)
+        .wait_timeout(timeout)
         .and_then(custos_process::Exit::require_success)
         .map(drop)
         .map_err(|e| process_error(e, Retry::Transient))

@@ -10,6 +10,8 @@
 
 mod common;
 
+mod azure_disk;
+mod btrfs_source;
 mod databases;
 mod databases_each;
 mod faults;
@@ -24,3 +26,4 @@ mod retention_clock;
 mod run_control;
 mod saas_destinations;
 mod samba_destination;
+mod schedule;

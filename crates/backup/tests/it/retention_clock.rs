@@ -196,3 +196,91 @@ fn dst_fall_back_hour_keeps_this_runs_copy() {
     // And it is a real, verifiable copy.
     verify(&cfg).assert_code(0);
 }
+
+/// Calendar retention, in local time (`TZ=Europe/Berlin`): `backup prune --dry-run` says what
+/// would go and which rule keeps the rest, `backup prune` deletes exactly that. The DST
+/// fall-back hour's two readings of 02:xx on 2024-10-27 share one hourly bucket.
+#[test]
+fn prune_applies_calendar_rules_in_local_time_across_the_dst_change() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (_, dest) = job_with_retention(t.path(), 0);
+    let keep = [
+        "20241027033000",
+        "20241027024500",
+        "20241027013000",
+        "20241026220000",
+        "20240930120000",
+    ];
+    let gone = [
+        "20241027023000",
+        "20241026080000",
+        "20241020120000",
+        "20241001120000",
+    ];
+    for s in keep.iter().chain(&gone) {
+        plant(&dest, "files", s, true);
+    }
+    let mut d = local_destination("disk", &dest);
+    d["keep_hourly"] = 3.into();
+    d["keep_daily"] = 2.into();
+    d["keep_monthly"] = 2.into();
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", &t.path().join("src/data")))
+        .destination(d);
+    let cfg = job.write_as("calendar.json");
+    let berlin = [("TZ", std::ffi::OsStr::new("Europe/Berlin"))];
+
+    let dry = backup_with(
+        ["prune".as_ref(), "--dry-run".as_ref(), cfg.as_os_str()],
+        &berlin,
+        None,
+    );
+    dry.assert_code(0);
+    let out = dry.stdout_text();
+    let line = |stamp: &str| {
+        out.lines()
+            .find(|l| l.contains(stamp))
+            .unwrap_or_else(|| panic!("no row for {stamp} in:\n{out}"))
+            .to_owned()
+    };
+    assert!(
+        line("20241027033000").contains("keep_hourly, keep_daily, keep_monthly"),
+        "{out}"
+    );
+    assert!(line("20241027024500").contains("keep_hourly"), "{out}");
+    assert!(line("20241026220000").contains("keep_daily"), "{out}");
+    assert!(line("20240930120000").contains("keep_monthly"), "{out}");
+    for s in gone {
+        assert!(line(s).contains("would delete"), "{s}:\n{out}");
+    }
+    assert_eq!(
+        stamps(&dest, "files").len(),
+        keep.len() + gone.len(),
+        "a dry run deletes nothing"
+    );
+
+    let real = backup_with(["prune".as_ref(), cfg.as_os_str()], &berlin, None);
+    real.assert_code(0);
+    let mut want: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(stamps(&dest, "files"), want, "{}", real.describe());
+    assert_eq!(real.stdout_text().matches("deleted").count(), gone.len());
+}
+
+#[test]
+fn a_bad_keep_within_is_a_config_error_naming_the_key() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dest = t.path().join("dest");
+    let mut d = local_destination("disk", &dest);
+    d["keep_within"] = "2 weeks".into();
+    let mut job = Job::new(t.path());
+    job.source(folder_source("files", t.path())).destination(d);
+    let cfg = job.write();
+    let r = backup(["prune".as_ref(), "-n".as_ref(), cfg.as_os_str()]);
+    r.assert_code(2);
+    let err = r.stderr_text();
+    assert!(
+        err.contains("destinations[0].keep_within") && err.contains("\"2 weeks\""),
+        "{err}"
+    );
+}

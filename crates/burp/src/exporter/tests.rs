@@ -372,7 +372,7 @@ async fn http_metrics_and_probe() {
     running.replies.insert("c:".into(), data("running_c.json"));
     p.poll(&mut running, &store).await;
 
-    let app = crate::routes::router(Arc::clone(&store));
+    let app = crate::routes::router(Arc::clone(&store), Duration::from_secs(5));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -394,6 +394,25 @@ async fn http_metrics_and_probe() {
     assert!(none.body.contains("configured: one, two"), "{}", none.body);
     let landing = get("/").await.unwrap();
     assert!(landing.body.contains("/probe?server[]=two"));
+    // The status page shows what the pollers published, with its headers.
+    assert!(
+        landing.body.contains("<h2>Server two</h2>"),
+        "{}",
+        landing.body
+    );
+    assert!(
+        landing.body.contains("<td>testclient</td>"),
+        "{}",
+        landing.body
+    );
+    assert_eq!(
+        landing.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(
+        landing.header("content-security-policy"),
+        Some(custos_kit::html::CSP)
+    );
     server.abort();
 }
 

@@ -154,11 +154,11 @@ mod tests {
     proptest! {
         #[test]
         fn engine_names_round_trip(id in "[a-zA-Z0-9 ._-]{1,20}", secs in 0u32..86_400,
-                                   sidecar: bool, payload in 0..2usize, enc in 0..4usize) {
+                                   sidecar: bool, payload in 0..4usize, enc in 0..4usize) {
             prop_assume!(naming::valid_source_id(&id));
             let stamp = format!("20240102{:02}{:02}{:02}", secs / 3600, secs / 60 % 60, secs % 60);
             let suffix = ["", ".zst", ".gz", ".zst.gpg"][enc];
-            let mut engine = format!("{id}/{stamp}/{id}.{}{suffix}", ["tar", "sql"][payload]);
+            let mut engine = format!("{id}/{stamp}/{id}.{}{suffix}", ["tar", "sql", "disk", "btrfs"][payload]);
             if sidecar {
                 engine.push_str(".sha256");
             }

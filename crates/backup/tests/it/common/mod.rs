@@ -91,6 +91,17 @@ pub struct Run {
     pub stderr: Vec<u8>,
 }
 
+impl From<Output> for Run {
+    /// The outcome of a `backup` started by hand (to signal it, or under a wrapper).
+    fn from(out: Output) -> Run {
+        Run {
+            status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+    }
+}
+
 impl Run {
     pub fn code(&self) -> Option<i32> {
         self.status.code()

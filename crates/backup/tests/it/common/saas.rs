@@ -52,8 +52,8 @@ impl Drop for Fake {
     }
 }
 
-/// A CA and a certificate for [`HOSTS`] signed by it, in `dir`: (ca, cert, key).
-fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+/// A CA and a certificate for `hosts` signed by it, in `dir`: (ca, cert, key).
+pub fn pki(dir: &Path, hosts: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = rcgen::KeyPair::generate().expect("key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -63,7 +63,7 @@ fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca = ca_params.self_signed(&ca_key).expect("ca");
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = rcgen::KeyPair::generate().expect("key");
-    let names: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
+    let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
     let cert = rcgen::CertificateParams::new(names)
         .expect("params")
         .signed_by(&key, &issuer)
@@ -83,37 +83,25 @@ impl Fake {
     /// Starts the fake on a free port and waits until it answers.
     pub fn start() -> Fake {
         let certs = tempfile::tempdir().expect("tempdir");
-        let (_, cert, key) = pki(certs.path());
+        let (_, cert, key) = pki(certs.path(), HOSTS);
         // GDRIVE_EMAIL is `{name}@custos-test.iam.gserviceaccount.com` of this name.
         let sa = ServiceAccount::generate(certs.path(), "custos-test", GOOGLE_TOKEN_URI);
         let public = sa.public_pem;
         fs::create_dir(certs.path().join("no-dir")).expect("mkdir");
-        let mut child = Command::new("python3")
-            .arg(repo_root().join("crates/backup/tests/it/common/saas_fake.py"))
-            .args([&cert, &key])
-            .arg("--b2")
-            .arg(format!("{B2_KEY_ID}:{B2_KEY}:{B2_BUCKET}"))
-            .arg("--dropbox")
-            .arg(DROPBOX_TOKEN)
-            .arg("--gdrive")
-            .arg(format!(
-                "{GDRIVE_EMAIL}:{}:{GDRIVE_FOLDER}",
-                public.display()
-            ))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn saas_fake.py");
-        let mut out = child.stdout.take().expect("stdout");
-        let line = read_line(&mut out);
-        let port = line
-            .strip_prefix("port=")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("saas_fake.py did not start: {line:?}"));
-        let f = Fake { child, port, certs };
-        wait_until(Duration::from_secs(30), "the fake answers", || {
-            f.control("GET", "/_control/requests", b"").is_some()
-        });
-        f
+        let mut args: Vec<OsString> = vec![cert.into(), key.into()];
+        args.extend(
+            [
+                "--b2".to_owned(),
+                format!("{B2_KEY_ID}:{B2_KEY}:{B2_BUCKET}"),
+                "--dropbox".to_owned(),
+                DROPBOX_TOKEN.to_owned(),
+                "--gdrive".to_owned(),
+                format!("{GDRIVE_EMAIL}:{}:{GDRIVE_FOLDER}", public.display()),
+            ]
+            .map(OsString::from),
+        );
+        let (child, port) = start_fake("saas_fake.py", &args, "/_control/requests");
+        Fake { child, port, certs }
     }
 
     /// The service account key the fake's token endpoint accepts.
@@ -133,15 +121,7 @@ impl Fake {
     /// Environment that sends the binary's HTTPS through the fake and trusts only its CA
     /// (whatever proxy settings the caller's environment has).
     pub fn env(&self) -> Vec<(&'static str, OsString)> {
-        let proxy: OsString = format!("http://127.0.0.1:{}", self.port).into();
-        vec![
-            ("HTTPS_PROXY", proxy.clone()),
-            ("https_proxy", proxy),
-            ("NO_PROXY", OsString::new()),
-            ("no_proxy", OsString::new()),
-            ("SSL_CERT_FILE", self.certs.path().join("ca.pem").into()),
-            ("SSL_CERT_DIR", self.certs.path().join("no-dir").into()),
-        ]
+        proxy_env(self.port, self.certs.path())
     }
 
     /// `backup ARGS` with [`Fake::env`].
@@ -153,20 +133,7 @@ impl Fake {
 
     /// One plain request to the control API; the status and JSON answer.
     fn control(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, Value)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: control\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).ok()?;
-        s.write_all(body).ok()?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).ok()?;
-        let text = String::from_utf8_lossy(&resp);
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let status = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, serde_json::from_str(body).ok()?))
+        control(self.port, method, path, body)
     }
 
     fn control_ok(&self, method: &str, path: &str, body: &Value) -> Value {
@@ -236,6 +203,65 @@ impl Fake {
             &Value::Null,
         )
     }
+}
+
+/// Starts `python3 common/<script> ARGS` (a fake that prints `port=N` once it listens on
+/// 127.0.0.1) and waits until its control API answers `GET probe`: the child and the port.
+pub fn start_fake(script: &str, args: &[OsString], probe: &str) -> (Child, u16) {
+    let mut child = Command::new("python3")
+        .arg(
+            repo_root()
+                .join("crates/backup/tests/it/common")
+                .join(script),
+        )
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {script}: {e}"));
+    let mut out = child.stdout.take().expect("stdout");
+    let line = read_line(&mut out);
+    let port = line
+        .strip_prefix("port=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{script} did not start: {line:?}"));
+    wait_until(Duration::from_secs(30), "the fake answers", || {
+        control(port, "GET", probe, b"").is_some()
+    });
+    (child, port)
+}
+
+/// Environment that sends the binary's HTTPS through the fake on `port` and trusts only the
+/// test CA in `certs` (`ca.pem`; `no-dir` an empty folder), whatever proxy settings the
+/// caller's environment has.
+pub fn proxy_env(port: u16, certs: &Path) -> Vec<(&'static str, OsString)> {
+    let proxy: OsString = format!("http://127.0.0.1:{port}").into();
+    vec![
+        ("HTTPS_PROXY", proxy.clone()),
+        ("https_proxy", proxy),
+        ("NO_PROXY", OsString::new()),
+        ("no_proxy", OsString::new()),
+        ("SSL_CERT_FILE", certs.join("ca.pem").into()),
+        ("SSL_CERT_DIR", certs.join("no-dir").into()),
+    ]
+}
+
+/// One plain (not tunnelled) request to a fake's control API on `port`: the status and JSON
+/// answer, `None` when it does not answer.
+pub fn control(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, Value)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: control\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, serde_json::from_str(body).ok()?))
 }
 
 /// `(method, host, path)` of each request.

@@ -19,9 +19,11 @@ POST gdrive {expires_in} (lifetime of the access tokens issued from then on).
 usage: saas_fake.py CERT KEY --b2 KEY_ID:KEY:BUCKET --dropbox TOKEN
                     --gdrive CLIENT_EMAIL:PUBLIC_KEY_PEM:FOLDER_ID
 Prints `port=N` once listening on 127.0.0.1 (a free port)."""
-import argparse, base64, hashlib, json, re, ssl, subprocess, tempfile, threading, time
+import argparse, base64, hashlib, json, re, subprocess, tempfile, threading, time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tunnel import Answer, TunnelHandler, server_tls
 
 p = argparse.ArgumentParser()
 p.add_argument("cert"); p.add_argument("key")
@@ -35,8 +37,6 @@ B2_BUCKET_ID = "bkt0001"
 B2_TOKEN, B2_UPLOAD_TOKEN = "b2-acct-token-1", "b2-upload-token-1"
 B2_MIN_PART = 5 * 1000 * 1000
 
-TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-TLS.load_cert_chain(a.cert, a.key)
 
 lock = threading.Lock()
 record = []     # every API request, in order
@@ -66,37 +66,7 @@ def sha256(b):
 def now_ms():
     return int(time.time() * 1000)
 
-class Answer(Exception):
-    """An API answer: status, JSON (or bytes) body, extra headers."""
-    def __init__(self, status, body=None, headers=None):
-        self.status, self.body, self.headers = status, body, headers or {}
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    tunnel_host = None
-
-    def log_message(self, *args):
-        pass
-
-    def do_CONNECT(self):
-        host = self.path.rsplit(":", 1)[0]
-        self.send_response(200, "Connection established")
-        self.end_headers()
-        self.wfile.flush()
-        try:
-            tls = TLS.wrap_socket(self.connection, server_side=True)
-        except (ssl.SSLError, OSError):
-            self.close_connection = True
-            return
-        self.connection = tls
-        self.rfile = tls.makefile("rb")
-        self.wfile = tls.makefile("wb")
-        self.tunnel_host = host
-        self.close_connection = False
-        while not self.close_connection:
-            self.handle_one_request()
-        self.close_connection = True
-
+class Handler(TunnelHandler):
     def body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             out = b""
@@ -163,19 +133,6 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(ans.status, ans.body, ans.headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = handle_any
-
-    def reply(self, status, body, headers=None):
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        if not isinstance(body, bytes):
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        self.wfile.flush()
 
     def control(self, body):
         url = urllib.parse.urlsplit(self.path)
@@ -641,6 +598,7 @@ def drive(h, url, body):
                                           bytes(s["data"]))))
     google_error(400, "unknown call %s %s" % (h.command, path))
 
+Handler.tls = server_tls(a.cert, a.key)
 srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 srv.daemon_threads = True
 print("port=%d" % srv.server_address[1], flush=True)
