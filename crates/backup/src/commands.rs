@@ -1,5 +1,5 @@
 //! The commands, the library's only public surface (the CLI in `main.rs` is its one user):
-//! `run`, `list`, `restore`, `verify`, `prune` and `schedule`: which job, destinations and keys to use, and what
+//! `run`, `list`, `restore`, `verify`, `prune`, `schedule` and `status`: which job, destinations and keys to use, and what
 //! to print. `list`, `restore` and `verify` return an [`Outcome`] (the text for stdout and
 //! stderr, and whether anything failed), `run` a [`RunOutcome`], or a [`CommandError`]; the
 //! CLI prints the one and turns the other into an exit code.
@@ -17,6 +17,7 @@ use crate::naming::RunStamp;
 use crate::outcome::size_description;
 use crate::restore::{self, RestoreError, RestoreOptions, RestoreTarget, SidecarCheck};
 use crate::schedule::{self, Schedule};
+use crate::status;
 use crate::table;
 use custos_kit::config::Strictness;
 use custos_kit::logging::LogTail;
@@ -292,7 +293,7 @@ fn long_table(listing: &restore::Listing) -> String {
             c.name.stamp.to_string(),
             c.destination.clone(),
             size_description(c.size as f64),
-            age(c.age()),
+            status::age(c.age().num_seconds()),
             if c.has_sidecar { "yes" } else { "none" }.to_owned(),
             c.name.path(),
         ]);
@@ -315,7 +316,7 @@ fn side_by_side(coverage: &Coverage) -> String {
         let mut row = vec![
             r.source_id.clone(),
             r.stamp.to_string(),
-            age(r.stamp.age(now)),
+            status::age(r.stamp.age(now).num_seconds()),
         ];
         row.extend(r.cells.iter().map(|c| match c {
             Cell::Present {
@@ -588,6 +589,11 @@ pub fn verify(job: &Job, only: &[String], keys: &Keys) -> Result<Outcome, Comman
             .and_then(|(_, d)| d.clone())
     };
     let reports = restore::verify(&refs, &ids, &keys_for);
+    status::record(
+        &status::state_file(job),
+        &reports,
+        std::time::SystemTime::now(),
+    );
     let mut rows = vec![[
         "SOURCE".to_owned(),
         "DESTINATION".to_owned(),
@@ -598,9 +604,14 @@ pub fn verify(job: &Job, only: &[String], keys: &Keys) -> Result<Outcome, Comman
     ]];
     let mut failures = Vec::new();
     for r in &reports {
+        // `{id}:{database}` for a database of a per-database copy.
+        let label = match &r.database {
+            Some(db) => format!("{}:{}", r.source_id, crate::outcome::printable(db)),
+            None => r.source_id.clone(),
+        };
         match &r.result {
             Ok(v) => rows.push([
-                r.source_id.clone(),
+                label,
                 r.destination.clone(),
                 "ok".to_owned(),
                 v.copy.name.stamp.to_string(),
@@ -612,14 +623,14 @@ pub fn verify(job: &Job, only: &[String], keys: &Keys) -> Result<Outcome, Comman
             ]),
             Err(e) => {
                 rows.push([
-                    r.source_id.clone(),
+                    label.clone(),
                     r.destination.clone(),
                     "FAILED".to_owned(),
                     "-".to_owned(),
                     "-".to_owned(),
                     "-".to_owned(),
                 ]);
-                failures.push(format!("{} -> {}: {e}", r.source_id, r.destination));
+                failures.push(format!("{label} -> {}: {e}", r.destination));
             }
         }
     }
@@ -739,6 +750,57 @@ pub fn prune(job: &Job, request: PruneRequest<'_>) -> Result<Outcome, CommandErr
     })
 }
 
+/// What `backup status` is asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatusRequest<'a> {
+    /// JSON instead of the Nagios line and table.
+    pub json: bool,
+    /// Also write node_exporter's textfile format here (atomically).
+    pub textfile: Option<&'a Path>,
+}
+
+/// `backup status`: per source and destination the newest good copy, its age, size and last
+/// verify; `failed` when a copy is older than `max_age`, missing, or a destination could not
+/// be listed.
+pub fn status(job: &Job, request: StatusRequest<'_>) -> Outcome {
+    let job = &job.0;
+    let (dests, skipped) = destinations(job);
+    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
+    let mut listing = restore::list(&refs, None);
+    for d in &job.destinations {
+        if !dests.iter().any(|b| b.id() == d.id) {
+            listing.unlisted.push(d.id.clone());
+        }
+    }
+    let state = status::load_state(&status::state_file(job));
+    let assessed = status::assess(job, &listing, &state, status::now_local());
+    let mut out = Outcome {
+        stdout: if request.json {
+            serde_json::to_string_pretty(&assessed).unwrap_or_default() + "\n"
+        } else {
+            assessed.text()
+        },
+        failed: !assessed.ok,
+        ..Outcome::default()
+    };
+    if let Some(path) = request.textfile {
+        let name = job
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Err(e) = crate::notify::write_atomically(path, assessed.textfile(&name).as_bytes()) {
+            out.stderr.push_str(&format!("backup: {e}\n"));
+            out.failed = true;
+        }
+    }
+    let errors = listing.errors.iter().map(ToString::to_string);
+    for m in skipped.into_iter().chain(errors) {
+        out.stderr.push_str(&format!("backup: {m}\n"));
+    }
+    out
+}
+
 /// What `backup schedule` is asked for.
 #[derive(Debug, Clone)]
 pub struct ScheduleRequest<'a> {
@@ -828,29 +890,4 @@ fn systemctl(args: &[&str]) -> Result<(), custos_process::ProcessError> {
         .wait_timeout(Duration::from_secs(60))?
         .require_success()
         .map(drop)
-}
-
-/// `3d 4h`, `5h 12m`, `42m`.
-fn age(d: chrono::TimeDelta) -> String {
-    let mins = d.num_minutes().max(0);
-    let (days, hours, m) = (mins / 1440, (mins / 60) % 24, mins % 60);
-    if days > 0 {
-        format!("{days}d {hours}h")
-    } else if hours > 0 {
-        format!("{hours}h {m}m")
-    } else {
-        format!("{m}m")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_read_naturally() {
-        assert_eq!(age(chrono::TimeDelta::minutes(42)), "42m");
-        assert_eq!(age(chrono::TimeDelta::minutes(5 * 60 + 12)), "5h 12m");
-        assert_eq!(age(chrono::TimeDelta::hours(76)), "3d 4h");
-    }
 }

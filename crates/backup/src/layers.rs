@@ -16,6 +16,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("restore", 1),
     ("coverage", 1),
     ("schedule", 1),
+    ("status", 1),
     ("engine", 2),
     ("job", 3),
     ("source", 4),

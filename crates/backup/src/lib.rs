@@ -36,6 +36,7 @@ pub(crate) mod outcome;
 pub(crate) mod restore;
 pub(crate) mod schedule;
 pub(crate) mod source;
+pub(crate) mod status;
 pub(crate) mod table;
 
 #[cfg(test)]

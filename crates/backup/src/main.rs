@@ -14,7 +14,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use custos_backup::commands::{
     self, CommandError, Keys, ListRequest, Outcome, PruneRequest, RestoreRequest, RunRequest,
-    ScheduleRequest, Signals,
+    ScheduleRequest, Signals, StatusRequest,
 };
 use custos_kit::config::Strictness;
 use custos_kit::start::Failure;
@@ -119,6 +119,17 @@ enum Command {
         #[arg(long, short = 'n')]
         dry_run: bool,
     },
+    /// Per source and destination: the newest good copy, its age and size, the last verify;
+    /// exit 1 when one is older than max_age or missing (a Nagios/Icinga check).
+    Status {
+        config: PathBuf,
+        /// JSON instead of the summary line and table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the status for node_exporter's textfile collector to FILE.
+        #[arg(long, value_name = "FILE")]
+        textfile: Option<PathBuf>,
+    },
     /// Print the systemd service and timer (or a crontab line) that run the job on a
     /// schedule; --install writes them.
     Schedule {
@@ -157,7 +168,7 @@ struct KeyArgs {
 }
 
 const SUBCOMMANDS: &[&str] = &[
-    "run", "list", "restore", "verify", "prune", "schedule", "help",
+    "run", "list", "restore", "verify", "prune", "schedule", "status", "help",
 ];
 
 /// The CLI, with the options of `run` listed in the top-level help: the original's form
@@ -359,6 +370,18 @@ fn execute(
                 dry_run: *dry_run,
             };
             Ok(report(&commands::prune(&job, request)?))
+        }
+        Command::Status {
+            config,
+            json,
+            textfile,
+        } => {
+            let job = commands::load(config, strictness)?;
+            let request = StatusRequest {
+                json: *json,
+                textfile: textfile.as_deref(),
+            };
+            Ok(report(&commands::status(&job, request)))
         }
         Command::Schedule {
             config,

@@ -145,6 +145,8 @@ pub struct Restored {
 #[derive(Debug)]
 pub struct VerifyReport {
     pub source_id: String,
+    /// The database of a per-database copy (one report each).
+    pub database: Option<String>,
     pub destination: String,
     /// The copy checked (the newest at that destination), or the reason none could be.
     pub result: Result<Verified, RestoreError>,
@@ -457,22 +459,23 @@ pub fn verify(
     let mut reports = Vec::new();
     for source_id in source_ids {
         for d in destinations {
-            let report = |label: String, result| VerifyReport {
-                source_id: label,
+            let report = |database: Option<String>, result| VerifyReport {
+                source_id: source_id.clone(),
+                database,
                 destination: d.id().to_string(),
                 result,
             };
             match choose(&[*d], source_id, None, Some(d.id()), None) {
-                // A per-database copy: every database of it, each a report `{id}:{database}`.
+                // A per-database copy: every database of it, a report each.
                 Err(RestoreError::PerDatabase { databases, .. }) => {
                     for db in databases {
                         let result = choose(&[*d], source_id, None, Some(d.id()), Some(&db))
                             .and_then(|(copy, _)| verify_copy(*d, copy, keys));
-                        reports.push(report(format!("{source_id}:{db}"), result));
+                        reports.push(report(Some(db), result));
                     }
                 }
                 chosen => reports.push(report(
-                    source_id.clone(),
+                    None,
                     chosen.and_then(|(copy, _)| verify_copy(*d, copy, keys)),
                 )),
             }

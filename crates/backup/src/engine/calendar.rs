@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::SystemTime;
 
-use chrono::{DateTime, Datelike, Days, Months, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike, Utc};
 
 use crate::job::{Calendar, Span};
 
@@ -180,7 +180,7 @@ pub(crate) fn keep<Tz: TimeZone>(
         }
     }
     if let (Some(span), Some(newest)) = (calendar.within, good.first()) {
-        let limit = before(local(newest.time), span);
+        let limit = span.before(local(newest.time));
         for c in newest_first {
             if limit.is_none_or(|limit| local(c.time) > limit) {
                 kept.entry(c.index).or_default().push(Rule::Within(span));
@@ -188,15 +188,6 @@ pub(crate) fn keep<Tz: TimeZone>(
         }
     }
     kept
-}
-
-/// `t` minus `span` in calendar arithmetic (a month before March 31 is February's last day,
-/// as chrono clamps); `None` when that lies before the calendar's start (everything is within).
-fn before(t: NaiveDateTime, span: Span) -> Option<NaiveDateTime> {
-    let months = span.years.checked_mul(12)?.checked_add(span.months)?;
-    t.checked_sub_months(Months::new(months))?
-        .checked_sub_days(Days::new(u64::from(span.days)))?
-        .checked_sub_signed(TimeDelta::try_hours(i64::from(span.hours))?)
 }
 
 #[cfg(test)]

@@ -80,6 +80,8 @@ pub struct JobConfig {
     pub destinations: Vec<DestinationConfig>,
     /// Notifications in file order.
     pub notifications: Vec<NotificationConfig>,
+    /// custos `state_dir`: where `verify` records its results for `status`.
+    pub state_dir: Option<PathBuf>,
     /// Lines (1-based) of trailing commas that were tolerated.
     pub trailing_commas: Vec<usize>,
     /// Whether the file holds passwords/passphrases/credentials.
@@ -118,6 +120,9 @@ pub struct SourceConfig {
     /// 0: no limit). A dump waiting on a lock or a tar on a dead NFS mount must not hang the
     /// job, and cron must not pile runs on top of it.
     pub timeout: Option<u32>,
+    /// custos `max_age` (per source, else root): `backup status` fails when the newest good
+    /// copy at a destination is older, or missing.
+    pub max_age: Option<Span>,
     /// The type-specific part.
     pub spec: SourceSpec,
 }
@@ -186,6 +191,7 @@ const SOURCE_COMMON_KEYS: &[&str] = &[
     "layout",
     "keyring",
     "timeout",
+    "max_age",
 ];
 /// Keys every destination accepts, whatever its type.
 const DESTINATION_COMMON_KEYS: &[&str] = &[
@@ -246,6 +252,10 @@ struct RawJob {
     keyring: Option<PathBuf>,
     #[serde(default, deserialize_with = "count")]
     timeout: Option<u32>,
+    #[serde(default, deserialize_with = "retention::span")]
+    max_age: Option<Span>,
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -277,6 +287,8 @@ struct RawSourceCommon {
     keyring: Option<PathBuf>,
     #[serde(default, deserialize_with = "count")]
     timeout: Option<u32>,
+    #[serde(default, deserialize_with = "retention::span")]
+    max_age: Option<Span>,
 }
 
 #[derive(Deserialize)]
@@ -349,6 +361,7 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         layout: raw.layout,
         keyring: raw.keyring.clone(),
         timeout: raw.timeout,
+        max_age: raw.max_age,
     };
     let sources = raw
         .sources
@@ -381,6 +394,7 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
     Ok(JobConfig {
         file: file.to_owned(),
         hostname: raw.hostname.filter(|h| !h.is_empty()),
+        state_dir: raw.state_dir,
         sources,
         destinations,
         notifications,
@@ -397,6 +411,7 @@ struct RootDefaults {
     layout: Option<Layout>,
     keyring: Option<PathBuf>,
     timeout: Option<u32>,
+    max_age: Option<Span>,
 }
 
 fn parse_source(
@@ -440,6 +455,7 @@ fn parse_source(
         layout: c.layout.or(root.layout).unwrap_or_default(),
         keyring: c.keyring.or_else(|| root.keyring.clone()),
         timeout: c.timeout.or(root.timeout).filter(|t| *t > 0),
+        max_age: c.max_age.or(root.max_age),
         spec,
     })
 }

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use chrono::{Days, Months, NaiveDateTime, TimeDelta};
 use serde::{de, Deserialize, Deserializer};
 
 /// The retention rules of one destination; 0 (or absent) disables a rule.
@@ -115,6 +116,17 @@ impl std::str::FromStr for Span {
             return Err(bad("it is empty or zero"));
         }
         Ok(span)
+    }
+}
+
+impl Span {
+    /// `t` minus this span in calendar arithmetic (a month before March 31 is February's
+    /// last day, as chrono clamps); `None` when that lies before the calendar's start.
+    pub fn before(self, t: NaiveDateTime) -> Option<NaiveDateTime> {
+        let months = self.years.checked_mul(12)?.checked_add(self.months)?;
+        t.checked_sub_months(Months::new(months))?
+            .checked_sub_days(Days::new(u64::from(self.days)))?
+            .checked_sub_signed(TimeDelta::try_hours(i64::from(self.hours))?)
     }
 }
 

@@ -104,7 +104,8 @@ fn mysql_list_and_all_store_one_object_per_database_and_restore_under_a_new_name
     all["options"] = json!("--skip-routines");
     job.source(s.mysql_source("mya", json!([db, odd])))
         .source(all)
-        .destination(local_destination("disk", &dest));
+        .destination(local_destination("disk", &dest))
+        .set("state_dir", json!(t.path().join("state")));
     let cfg = job.write();
     // -v: the summary table even on success.
     let r = backup([OsStr::new("-v"), cfg.as_os_str()]);
@@ -191,6 +192,14 @@ fn mysql_list_and_all_store_one_object_per_database_and_restore_under_a_new_name
         "{}",
         v.describe()
     );
+    // status: the source's verify passed (every database of its newest copy did).
+    let st = backup([OsStr::new("status"), cfg.as_os_str()]);
+    let text = st.stdout_text();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("mya "))
+        .unwrap_or_else(|| panic!("no status row for mya: {}", st.describe()));
+    assert!(row.trim_end().ends_with(" ok"), "{row}\n{}", st.describe());
     // list: one copy per run (its objects summed); --long: a row per database's object.
     let l = list(&cfg);
     l.assert_code(0);

@@ -27,3 +27,4 @@ mod run_control;
 mod saas_destinations;
 mod samba_destination;
 mod schedule;
+mod status;

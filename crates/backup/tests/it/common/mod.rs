@@ -337,6 +337,8 @@ impl Job {
         root.insert("sources".into(), json!([]));
         root.insert("destinations".into(), json!([]));
         root.insert("notifications".into(), json!([]));
+        // `verify` records results here for `status` (not in the machine's /var/lib).
+        root.insert("state_dir".into(), json!(dir.join("state")));
         Job {
             dir: dir.to_owned(),
             root,
