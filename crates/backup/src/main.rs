@@ -77,9 +77,25 @@ enum Command {
         /// Destination id to read from; the first one (config order) that has the copy if absent.
         #[arg(long)]
         destination: Option<String>,
-        /// Target directory (created if missing), or `-` for the raw tar/dump on stdout.
-        #[arg(long)]
-        to: PathBuf,
+        /// Target directory (created if missing), or `-` for the raw tar/dump on stdout;
+        /// required unless --database loads the dump into the source's server.
+        #[arg(long, required_unless_present = "database")]
+        to: Option<PathBuf>,
+        /// One database of a per-database source (`dbname: all` or a list); without --to,
+        /// its dump is loaded into the source's server.
+        #[arg(long, value_name = "NAME")]
+        database: Option<String>,
+        /// Load into this database (created if missing) instead of NAME.
+        #[arg(
+            long = "as",
+            value_name = "NEW",
+            requires = "database",
+            conflicts_with = "to"
+        )]
+        into: Option<String>,
+        /// Load even into a database that exists and holds tables.
+        #[arg(long, requires = "database", conflicts_with = "to")]
+        force: bool,
         #[command(flatten)]
         keys: KeyArgs,
     },
@@ -316,6 +332,9 @@ fn execute(
             at,
             destination,
             to,
+            database,
+            into,
+            force,
             keys,
         } => {
             let job = commands::load(config, strictness)?;
@@ -323,7 +342,10 @@ fn execute(
                 source,
                 at: at.as_deref(),
                 destination: destination.as_deref(),
-                to,
+                to: to.as_deref(),
+                database: database.as_deref(),
+                into: into.as_deref(),
+                force: *force,
                 keys: &keys.keys(),
             };
             Ok(report(&commands::restore(&job, request, signals)?))
@@ -452,7 +474,7 @@ mod tests {
             (source.as_str(), at.as_deref(), destination.as_deref()),
             ("www", Some("20240102030405"), Some("disk"))
         );
-        assert_eq!(to, Path::new("-"));
+        assert_eq!(to.as_deref(), Some(Path::new("-")));
         let cli = parse(&[
             "backup", "verify", "job.json", "--source", "a", "--source", "b",
         ]);
@@ -475,6 +497,25 @@ mod tests {
         assert!(
             Cli::try_parse_from(args(&["backup", "restore", "job.json", "--source", "a"])).is_err()
         );
+        // --database alone loads into the server; --as and --force only with it, never
+        // with --to.
+        let ok = |a: &[&str]| Cli::try_parse_from(args(a)).is_ok();
+        let base = ["backup", "restore", "job.json", "--source", "a"];
+        assert!(ok(&[&base[..], &["--database", "shop"]].concat()));
+        assert!(ok(&[
+            &base[..],
+            &["--database", "shop", "--as", "x", "--force"]
+        ]
+        .concat()));
+        assert!(ok(
+            &[&base[..], &["--database", "shop", "--to", "-"]].concat()
+        ));
+        assert!(!ok(&[&base[..], &["--to", "-", "--as", "x"]].concat()));
+        assert!(!ok(&[
+            &base[..],
+            &["--database", "s", "--to", "-", "--force"]
+        ]
+        .concat()));
     }
 
     /// The flags (`-n`, `--dry-run`) of the arguments of `cmd` that are not hidden.

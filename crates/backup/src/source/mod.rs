@@ -16,6 +16,7 @@ use crate::cancel::Cancel;
 pub mod aws;
 pub mod azure;
 pub mod btrfs;
+pub mod databases;
 pub mod folder;
 pub mod folder_ssh;
 pub mod lvm_ssh;
@@ -166,6 +167,34 @@ pub trait Source: Send + Sync {
     /// its waits stop when `cancel` is cancelled.
     fn make(&self, _cancel: Cancel) -> Result<Vec<String>, SourceError> {
         Ok(Vec::new())
+    }
+
+    /// The databases dumped one object each (`dbname: all`, asked of the server now, or a
+    /// list); `None` for a source whose run makes one object with [`Source::open`].
+    fn databases(&self, _cancel: Cancel) -> Result<Option<Vec<String>>, SourceError> {
+        Ok(None)
+    }
+
+    /// The database server this source dumps, for `backup restore --database`; `None` for
+    /// a source that is no database.
+    fn server(&self) -> Option<&dyn databases::Server> {
+        None
+    }
+
+    /// Starts the dump of one database of [`Source::databases`], registered with `cancel`.
+    fn open_database(
+        &self,
+        database: &str,
+        _cancel: Cancel,
+    ) -> Result<Box<dyn SourceStream>, SourceError> {
+        Err(SourceError::Unavailable {
+            retry: Retry::Permanent,
+            message: format!(
+                "source '{}': type {} has no per-database dumps (database {database:?})",
+                self.id(),
+                self.kind()
+            ),
+        })
     }
 }
 

@@ -14,6 +14,7 @@ mod aws_sources;
 mod azure_disk;
 mod btrfs_source;
 mod databases;
+mod databases_each;
 mod faults;
 mod folder_roundtrip;
 mod gs_destination;
