@@ -259,7 +259,7 @@ impl Status {
             .iter()
             .map(|r| {
                 let labels = [
-                    metrics::label("job", job),
+                    metrics::label("backup_job", job),
                     metrics::label("source", &r.source),
                     metrics::label("destination", &r.destination),
                 ]
