@@ -14,7 +14,7 @@ use crate::destination::Destination;
 use crate::engine::{fanout, interrupt, lock, retention, runner};
 use crate::job::{self, JobConfig, Protection};
 use crate::naming::RunStamp;
-use crate::outcome::size_description;
+use crate::outcome::{printable, size_description};
 use crate::restore::{self, RestoreError, RestoreOptions, RestoreTarget, SidecarCheck};
 use crate::schedule::{self, Schedule};
 use crate::status;
@@ -370,6 +370,8 @@ pub struct RestoreRequest<'a> {
     pub into: Option<&'a str>,
     /// `--force`: load into a database that holds tables.
     pub force: bool,
+    /// `--path`: only these members of a folder copy.
+    pub paths: &'a [String],
     pub keys: &'a Keys,
 }
 
@@ -389,6 +391,11 @@ pub fn restore(
             (Some(_), _) if request.into.is_some() || request.force => {
                 return Err(CommandError::Usage(
                     "--as and --force load into the server: drop --to".into(),
+                ))
+            }
+            (Some(to), _) if !request.paths.is_empty() && to.as_os_str() == "-" => {
+                return Err(CommandError::Usage(
+                    "--path restores members into a directory: give --to DIR, not -".into(),
                 ))
             }
             (Some(to), _) => to,
@@ -426,6 +433,7 @@ pub fn restore(
                 .database
                 .filter(|d| single_database(job, request.source).as_deref() != Some(*d))
                 .map(str::to_owned),
+            paths: request.paths.to_vec(),
             target,
             decryption,
             cancel,
@@ -748,6 +756,81 @@ pub fn prune(job: &Job, request: PruneRequest<'_>) -> Result<Outcome, CommandErr
         failed: !failures.is_empty(),
         ..Outcome::default()
     })
+}
+
+/// What `backup ls` is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct LsRequest<'a> {
+    pub source: &'a str,
+    pub at: Option<&'a str>,
+    pub destination: Option<&'a str>,
+    pub keys: &'a Keys,
+}
+
+/// `backup ls`: the members of a folder copy, read from the stream (nothing is written);
+/// the copy is read to its end and its sidecar checked, so a damaged copy fails (exit 1).
+pub fn ls(job: &Job, request: LsRequest<'_>) -> Result<Outcome, CommandError> {
+    let job = &job.0;
+    let at = parse_at(request.at)?;
+    let decryption = decryption_for(job, request.source, request.keys)?;
+    let (dests, skipped) = destinations(job);
+    for m in &skipped {
+        tracing::warn!("{m}");
+    }
+    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
+    let options = RestoreOptions {
+        source_id: request.source.to_owned(),
+        at,
+        destination: request.destination.map(str::to_owned),
+        database: None,
+        paths: Vec::new(),
+        target: RestoreTarget::Writer(Box::new(std::io::sink())),
+        decryption,
+        cancel: Cancel::new(),
+    };
+    let mut rows = vec![[
+        "TYPE".to_owned(),
+        "SIZE".to_owned(),
+        "MODIFIED".to_owned(),
+        "PATH".to_owned(),
+    ]];
+    let listed = restore::members(&refs, &options, &mut |m| {
+        let when = m
+            .mtime
+            .and_then(|t| i64::try_from(t).ok())
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "-".to_owned());
+        // Names come from the archive: control characters are shown escaped.
+        let path = match &m.link {
+            Some(l) if m.kind == 'l' || m.kind == 'h' => {
+                format!("{} -> {}", printable(&m.path), printable(l))
+            }
+            _ => printable(&m.path),
+        };
+        rows.push([m.kind.to_string(), m.size.to_string(), when, path]);
+    });
+    match listed {
+        Ok(copy) => Ok(Outcome {
+            stdout: table::render(&rows, &[1]),
+            stderr: format!(
+                "backup: {} members of {} on {}\n",
+                rows.len() - 1,
+                copy.name.path(),
+                copy.destination
+            ),
+            ..Outcome::default()
+        }),
+        Err(error) => Err(CommandError::Restore {
+            source_id: request.source.to_owned(),
+            consequence: "the listing is incomplete".to_owned(),
+            error: Box::new(error),
+        }),
+    }
 }
 
 /// What `backup status` is asked for.

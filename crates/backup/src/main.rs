@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use custos_backup::commands::{
-    self, CommandError, Keys, ListRequest, Outcome, PruneRequest, RestoreRequest, RunRequest,
-    ScheduleRequest, Signals, StatusRequest,
+    self, CommandError, Keys, ListRequest, LsRequest, Outcome, PruneRequest, RestoreRequest,
+    RunRequest, ScheduleRequest, Signals, StatusRequest,
 };
 use custos_kit::config::Strictness;
 use custos_kit::start::Failure;
@@ -96,6 +96,25 @@ enum Command {
         /// Load even into a database that exists and holds tables.
         #[arg(long, requires = "database", conflicts_with = "to")]
         force: bool,
+        /// Only this file or directory of a folder copy (repeatable), e.g. etc/nginx; read
+        /// from the stream, nothing else is unpacked.
+        #[arg(long = "path", value_name = "PATTERN", requires = "to")]
+        paths: Vec<String>,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// List the members of a folder copy (type, size, time, path) without writing them.
+    Ls {
+        config: PathBuf,
+        /// Source id.
+        #[arg(long)]
+        source: String,
+        /// Run timestamp (YYYYmmddHHMMSS); the newest copy if absent.
+        #[arg(long)]
+        at: Option<String>,
+        /// Destination id to read from; the first that has the copy if absent.
+        #[arg(long)]
+        destination: Option<String>,
         #[command(flatten)]
         keys: KeyArgs,
     },
@@ -168,7 +187,7 @@ struct KeyArgs {
 }
 
 const SUBCOMMANDS: &[&str] = &[
-    "run", "list", "restore", "verify", "prune", "schedule", "status", "help",
+    "run", "list", "restore", "ls", "verify", "prune", "schedule", "status", "help",
 ];
 
 /// The CLI, with the options of `run` listed in the top-level help: the original's form
@@ -335,10 +354,12 @@ fn execute(
             database,
             into,
             force,
+            paths,
             keys,
         } => {
             let job = commands::load(config, strictness)?;
             let request = RestoreRequest {
+                paths,
                 source,
                 at: at.as_deref(),
                 destination: destination.as_deref(),
@@ -349,6 +370,22 @@ fn execute(
                 keys: &keys.keys(),
             };
             Ok(report(&commands::restore(&job, request, signals)?))
+        }
+        Command::Ls {
+            config,
+            source,
+            at,
+            destination,
+            keys,
+        } => {
+            let job = commands::load(config, strictness)?;
+            let request = LsRequest {
+                source,
+                at: at.as_deref(),
+                destination: destination.as_deref(),
+                keys: &keys.keys(),
+            };
+            Ok(report(&commands::ls(&job, request)?))
         }
         Command::Verify {
             config,

@@ -35,9 +35,11 @@ use crate::destination::{Destination, DestinationError};
 use crate::naming::{self, ObjectName, Payload, RunStamp};
 
 mod decode;
+mod select;
 mod server;
 mod unpack;
 use decode::{copy_payload, open_decoded, stream_failure, walk_tar, Counting, Decoded};
+pub(crate) use select::{Member, Selection};
 pub use server::{load, LoadRequest};
 use unpack::{Failure, Unpacker};
 
@@ -106,6 +108,8 @@ pub struct RestoreOptions {
     pub destination: Option<String>,
     /// One database of a per-database source (`dbname: all` or a list); required for them.
     pub database: Option<String>,
+    /// Only these members of a folder copy (`--path`); empty: all of it.
+    pub paths: Vec<String>,
     pub target: RestoreTarget,
     /// Needed for `.gpg` objects: the source's passphrase, a secret key file, or gpg.
     pub decryption: Option<Decryption>,
@@ -233,6 +237,12 @@ pub enum RestoreError {
         member: String,
         reason: String,
     },
+    /// `--path` names no member path, or the copy is no archive.
+    #[error("{0}")]
+    Selection(String),
+    /// `--path` patterns that matched no member of the copy (nothing was restored).
+    #[error("{object}: no member matches --path {paths}; nothing restored")]
+    NoSuchMember { object: String, paths: String },
     #[error("{object}: writing {path}: {source}")]
     Write {
         object: String,
@@ -388,6 +398,12 @@ pub fn restore(
         }
     })?;
     let object = copy.name.path();
+    let mut selection = Selection::new(&opts.paths).map_err(RestoreError::Selection)?;
+    if !selection.everything() && copy.name.payload != Payload::Tar {
+        return Err(RestoreError::Selection(format!(
+            "{object}: --path selects members of a folder copy; this copy is one file"
+        )));
+    }
     let expected = read_sidecar(dest, &copy)?;
     let mut decoded = open_decoded(dest, &copy, opts.decryption.as_ref(), expected.as_deref())?;
     match opts.target {
@@ -413,7 +429,7 @@ pub fn restore(
             let mut unpacker = Unpacker::new(&dir, &object, opts.cancel)?;
             let dump = OsString::from(dump_file_name(&copy.name));
             let unpacked = match copy.name.payload {
-                Payload::Tar => untar(&mut decoded, &mut unpacker),
+                Payload::Tar => untar(&mut decoded, &mut unpacker, &mut selection),
                 Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol | Payload::Dump => {
                     unpacker
                         .file(&dump, &mut decoded)
@@ -421,7 +437,15 @@ pub fn restore(
                 }
             };
             // Nothing is moved into place before the whole stream verified.
-            let verified = unpacked.and_then(|n| Ok((n, decoded.finish(expected.as_deref())?)));
+            let verified = unpacked
+                .and_then(|n| Ok((n, decoded.finish(expected.as_deref())?)))
+                .and_then(|v| match selection.unmatched() {
+                    none if none.is_empty() => Ok(v),
+                    missing => Err(RestoreError::NoSuchMember {
+                        object: object.clone(),
+                        paths: missing.join(", "),
+                    }),
+                });
             let (payload_bytes, (sha256, sidecar)) = match verified {
                 Ok(v) => v,
                 Err(e) => {
@@ -448,6 +472,43 @@ pub fn restore(
             })
         }
     }
+}
+
+/// Lists the members of a folder copy (chosen as [`restore`] chooses it) without writing
+/// anything, handing each to `each`; the whole object is read and its sidecar checked, so a
+/// listing of a damaged copy fails as a restore would.
+pub fn members(
+    destinations: &[&dyn Destination],
+    opts: &RestoreOptions,
+    each: &mut dyn FnMut(Member),
+) -> Result<Copy, RestoreError> {
+    let (copy, _) = choose(
+        destinations,
+        &opts.source_id,
+        opts.at,
+        opts.destination.as_deref(),
+        opts.database.as_deref(),
+    )?;
+    let object = copy.name.path();
+    if copy.name.payload != Payload::Tar {
+        return Err(RestoreError::Selection(format!(
+            "{object}: only folder copies have members; this copy is one file"
+        )));
+    }
+    let dest = find_destination(destinations, &copy.destination).ok_or_else(|| {
+        RestoreError::NotFound {
+            source_id: opts.source_id.clone(),
+            at: String::new(),
+            on: String::new(),
+        }
+    })?;
+    let expected = read_sidecar(dest, &copy)?;
+    let mut decoded = open_decoded(dest, &copy, opts.decryption.as_ref(), expected.as_deref())?;
+    if let Err(e) = select::walk_members(&mut decoded, each) {
+        return Err(decoded.read_failure(&e));
+    }
+    decoded.finish(expected.as_deref())?;
+    Ok(copy)
 }
 
 /// Verifies the newest copy of each source on each destination.
@@ -552,7 +613,12 @@ fn read_sidecar(d: &dyn Destination, copy: &Copy) -> Result<Option<String>, Rest
 }
 
 /// Unpacks a tar stream into the staging directory of `unpacker`; returns the stream's size.
-fn untar(decoded: &mut Decoded, unpacker: &mut Unpacker) -> Result<u64, RestoreError> {
+/// Unpacks the members `selection` wants (all, by default); the others are read past.
+fn untar(
+    decoded: &mut Decoded,
+    unpacker: &mut Unpacker,
+    selection: &mut Selection,
+) -> Result<u64, RestoreError> {
     let mut counting = Counting {
         inner: decoded,
         n: 0,
@@ -561,7 +627,9 @@ fn untar(decoded: &mut Decoded, unpacker: &mut Unpacker) -> Result<u64, RestoreE
         let mut archive = tar::Archive::new(&mut counting);
         for entry in archive.entries().map_err(Failure::Read)? {
             let mut entry = entry.map_err(Failure::Read)?;
-            unpacker.member(&mut entry)?;
+            if selection.wants(&entry.path_bytes()) {
+                unpacker.member(&mut entry)?;
+            }
         }
         Ok(())
     })();

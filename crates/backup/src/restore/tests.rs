@@ -158,6 +158,7 @@ fn opts(id: &str, target: RestoreTarget, dec: Option<Decryption>) -> RestoreOpti
         at: None,
         destination: None,
         database: None,
+        paths: Vec::new(),
         target,
         decryption: dec,
         cancel: Cancel::new(),
