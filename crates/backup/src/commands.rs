@@ -14,7 +14,7 @@ use crate::destination::Destination;
 use crate::engine::{fanout, interrupt, lock, retention, runner};
 use crate::job::{self, JobConfig, Protection};
 use crate::naming::RunStamp;
-use crate::outcome::size_description;
+use crate::outcome::{printable, size_description};
 use crate::restore::{self, RestoreError, RestoreOptions, RestoreTarget, SidecarCheck};
 use crate::schedule::{self, Schedule};
 use crate::status;
@@ -361,8 +361,17 @@ pub struct RestoreRequest<'a> {
     pub at: Option<&'a str>,
     /// Destination id to read from; the first one (config order) with the copy if absent.
     pub destination: Option<&'a str>,
-    /// Target directory, or `-` for the raw tar/dump on stdout.
-    pub to: &'a Path,
+    /// Target directory, or `-` for the raw tar/dump on stdout; `None` (with `database`):
+    /// load the dump into the source's server.
+    pub to: Option<&'a Path>,
+    /// One database of a per-database source.
+    pub database: Option<&'a str>,
+    /// `--as`: load into this database instead of `database`.
+    pub into: Option<&'a str>,
+    /// `--force`: load into a database that holds tables.
+    pub force: bool,
+    /// `--path`: only these members of a folder copy.
+    pub paths: &'a [String],
     pub keys: &'a Keys,
 }
 
@@ -376,29 +385,41 @@ pub fn restore(
     let job = &job.0;
     signals.watch();
     let cancel = signals.0;
-    let at = match request.at {
-        Some(s) => Some(RunStamp::parse(s).ok_or_else(|| {
-            CommandError::Usage(format!(
-                "--at {s:?}: expected YYYYmmddHHMMSS, as `backup list` shows"
-            ))
-        })?),
-        None => None,
-    };
+    let at = parse_at(request.at)?;
+    let to =
+        match (request.to, request.database) {
+            (Some(_), _) if request.into.is_some() || request.force => {
+                return Err(CommandError::Usage(
+                    "--as and --force load into the server: drop --to".into(),
+                ))
+            }
+            (Some(to), _) if !request.paths.is_empty() && to.as_os_str() == "-" => {
+                return Err(CommandError::Usage(
+                    "--path restores members into a directory: give --to DIR, not -".into(),
+                ))
+            }
+            (Some(to), _) => to,
+            (None, Some(database)) => return load_into_server(job, &request, database, at, cancel),
+            (None, None) => return Err(CommandError::Usage(
+                "--to DIR (or -) is required, unless --database NAME loads a dump into the server"
+                    .into(),
+            )),
+        };
     let decryption = decryption_for(job, request.source, request.keys)?;
     let (dests, skipped) = destinations(job);
     for m in &skipped {
         tracing::warn!("{m}");
     }
     let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
-    let (target, consequence) = if request.to.as_os_str() == "-" {
+    let (target, consequence) = if to.as_os_str() == "-" {
         (
             RestoreTarget::Writer(Box::new(std::io::stdout().lock())),
             "the output already written to stdout is unverified and must be discarded".to_owned(),
         )
     } else {
         (
-            RestoreTarget::Directory(request.to.to_path_buf()),
-            format!("nothing was restored into {}", request.to.display()),
+            RestoreTarget::Directory(to.to_path_buf()),
+            format!("nothing was restored into {}", to.display()),
         )
     };
     let done = restore::restore(
@@ -407,6 +428,12 @@ pub fn restore(
             source_id: request.source.to_owned(),
             at,
             destination: request.destination.map(str::to_owned),
+            // A pgsql source's one object is its one database's dump: no database filter.
+            database: request
+                .database
+                .filter(|d| single_database(job, request.source).as_deref() != Some(*d))
+                .map(str::to_owned),
+            paths: request.paths.to_vec(),
             target,
             decryption,
             cancel,
@@ -437,6 +464,106 @@ pub fn restore(
                     .map_or("stdout".to_owned(), |p| p.display().to_string()),
             ),
         ..Outcome::default()
+    })
+}
+
+/// `backup restore --database NAME [--as NEW] [--force]` without `--to`: checks the copy,
+/// then loads it into the source's own server with its credentials.
+fn load_into_server(
+    job: &JobConfig,
+    request: &RestoreRequest<'_>,
+    database: &str,
+    at: Option<RunStamp>,
+    cancel: Cancel,
+) -> Result<Outcome, CommandError> {
+    let into = request.into.unwrap_or(database);
+    if into.is_empty() || into.contains('\0') {
+        return Err(CommandError::Usage(format!(
+            "--as {into:?}: not a database name"
+        )));
+    }
+    let config = job
+        .sources
+        .iter()
+        .find(|s| s.id == request.source)
+        .ok_or_else(|| {
+            CommandError::Usage(format!(
+                "--source {:?}: no such source in the config (its server and credentials are needed)",
+                request.source
+            ))
+        })?;
+    let source = runner::build_source(config).map_err(|e| CommandError::Usage(e.to_string()))?;
+    let server = source.server().ok_or_else(|| {
+        CommandError::Usage(format!(
+            "--database: source {:?} is of type {}, not a database; use --to",
+            config.id, config.kind
+        ))
+    })?;
+    let decryption = decryption_for(job, request.source, request.keys)?;
+    let (dests, skipped) = destinations(job);
+    for m in &skipped {
+        tracing::warn!("{m}");
+    }
+    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
+    let done = restore::load(
+        &refs,
+        &restore::LoadRequest {
+            source_id: request.source,
+            database,
+            into,
+            at,
+            destination: request.destination,
+            decryption: decryption.as_ref(),
+            force: request.force,
+            cancel,
+        },
+        server,
+    )
+    .map_err(|error| CommandError::Restore {
+        source_id: request.source.to_owned(),
+        consequence: match error {
+            RestoreError::Server { .. } => format!("database {into:?} may hold part of the dump"),
+            _ => format!("nothing was loaded into database {into:?}"),
+        },
+        error: Box::new(error),
+    })?;
+    let check = match done.sidecar {
+        SidecarCheck::Match => "sha256 matches its sidecar",
+        SidecarCheck::Missing => "no sidecar to check",
+    };
+    Ok(Outcome {
+        stderr: format!(
+            "restored {} from {} ({} of payload) into database {into:?}{} on the server of source {:?}; {check}\n",
+            done.copy.name.path(),
+            done.copy.destination,
+            size_description(done.payload_bytes as f64),
+            if done.created { " (created)" } else { "" },
+            request.source,
+        ),
+        ..Outcome::default()
+    })
+}
+
+/// The database whose dump is the one object of source `id` ([`Server::single_database`]).
+///
+/// [`Server::single_database`]: crate::source::databases::Server::single_database
+fn single_database(job: &JobConfig, id: &str) -> Option<String> {
+    let config = job.sources.iter().find(|s| s.id == id)?;
+    let source = runner::build_source(config).ok()?;
+    source
+        .server()
+        .and_then(|s| s.single_database().map(str::to_owned))
+}
+
+/// `--at`, as `backup list` shows it.
+fn parse_at(at: Option<&str>) -> Result<Option<RunStamp>, CommandError> {
+    Ok(match at {
+        Some(s) => Some(RunStamp::parse(s).ok_or_else(|| {
+            CommandError::Usage(format!(
+                "--at {s:?}: expected YYYYmmddHHMMSS, as `backup list` shows"
+            ))
+        })?),
+        None => None,
     })
 }
 
@@ -485,9 +612,14 @@ pub fn verify(job: &Job, only: &[String], keys: &Keys) -> Result<Outcome, Comman
     ]];
     let mut failures = Vec::new();
     for r in &reports {
+        // `{id}:{database}` for a database of a per-database copy.
+        let label = match &r.database {
+            Some(db) => format!("{}:{}", r.source_id, crate::outcome::printable(db)),
+            None => r.source_id.clone(),
+        };
         match &r.result {
             Ok(v) => rows.push([
-                r.source_id.clone(),
+                label,
                 r.destination.clone(),
                 "ok".to_owned(),
                 v.copy.name.stamp.to_string(),
@@ -499,14 +631,14 @@ pub fn verify(job: &Job, only: &[String], keys: &Keys) -> Result<Outcome, Comman
             ]),
             Err(e) => {
                 rows.push([
-                    r.source_id.clone(),
+                    label.clone(),
                     r.destination.clone(),
                     "FAILED".to_owned(),
                     "-".to_owned(),
                     "-".to_owned(),
                     "-".to_owned(),
                 ]);
-                failures.push(format!("{} -> {}: {e}", r.source_id, r.destination));
+                failures.push(format!("{label} -> {}: {e}", r.destination));
             }
         }
     }
@@ -624,6 +756,81 @@ pub fn prune(job: &Job, request: PruneRequest<'_>) -> Result<Outcome, CommandErr
         failed: !failures.is_empty(),
         ..Outcome::default()
     })
+}
+
+/// What `backup ls` is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct LsRequest<'a> {
+    pub source: &'a str,
+    pub at: Option<&'a str>,
+    pub destination: Option<&'a str>,
+    pub keys: &'a Keys,
+}
+
+/// `backup ls`: the members of a folder copy, read from the stream (nothing is written);
+/// the copy is read to its end and its sidecar checked, so a damaged copy fails (exit 1).
+pub fn ls(job: &Job, request: LsRequest<'_>) -> Result<Outcome, CommandError> {
+    let job = &job.0;
+    let at = parse_at(request.at)?;
+    let decryption = decryption_for(job, request.source, request.keys)?;
+    let (dests, skipped) = destinations(job);
+    for m in &skipped {
+        tracing::warn!("{m}");
+    }
+    let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
+    let options = RestoreOptions {
+        source_id: request.source.to_owned(),
+        at,
+        destination: request.destination.map(str::to_owned),
+        database: None,
+        paths: Vec::new(),
+        target: RestoreTarget::Writer(Box::new(std::io::sink())),
+        decryption,
+        cancel: Cancel::new(),
+    };
+    let mut rows = vec![[
+        "TYPE".to_owned(),
+        "SIZE".to_owned(),
+        "MODIFIED".to_owned(),
+        "PATH".to_owned(),
+    ]];
+    let listed = restore::members(&refs, &options, &mut |m| {
+        let when = m
+            .mtime
+            .and_then(|t| i64::try_from(t).ok())
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "-".to_owned());
+        // Names come from the archive: control characters are shown escaped.
+        let path = match &m.link {
+            Some(l) if m.kind == 'l' || m.kind == 'h' => {
+                format!("{} -> {}", printable(&m.path), printable(l))
+            }
+            _ => printable(&m.path),
+        };
+        rows.push([m.kind.to_string(), m.size.to_string(), when, path]);
+    });
+    match listed {
+        Ok(copy) => Ok(Outcome {
+            stdout: table::render(&rows, &[1]),
+            stderr: format!(
+                "backup: {} members of {} on {}\n",
+                rows.len() - 1,
+                copy.name.path(),
+                copy.destination
+            ),
+            ..Outcome::default()
+        }),
+        Err(error) => Err(CommandError::Restore {
+            source_id: request.source.to_owned(),
+            consequence: "the listing is incomplete".to_owned(),
+            error: Box::new(error),
+        }),
+    }
 }
 
 /// What `backup status` is asked for.

@@ -194,6 +194,7 @@ mod tests {
             name: ObjectName {
                 source_id: source.into(),
                 stamp: RunStamp::parse(stamp).expect("stamp"),
+                database: None,
                 payload: Payload::Tar,
                 encoding: Encoding::CUSTOS,
             },

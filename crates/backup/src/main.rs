@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use custos_backup::commands::{
-    self, CommandError, Keys, ListRequest, Outcome, PruneRequest, RestoreRequest, RunRequest,
-    ScheduleRequest, Signals, StatusRequest,
+    self, CommandError, Keys, ListRequest, LsRequest, Outcome, PruneRequest, RestoreRequest,
+    RunRequest, ScheduleRequest, Signals, StatusRequest,
 };
 use custos_kit::config::Strictness;
 use custos_kit::start::Failure;
@@ -77,9 +77,44 @@ enum Command {
         /// Destination id to read from; the first one (config order) that has the copy if absent.
         #[arg(long)]
         destination: Option<String>,
-        /// Target directory (created if missing), or `-` for the raw tar/dump on stdout.
+        /// Target directory (created if missing), or `-` for the raw tar/dump on stdout;
+        /// required unless --database loads the dump into the source's server.
+        #[arg(long, required_unless_present = "database")]
+        to: Option<PathBuf>,
+        /// One database of a per-database source (`dbname: all` or a list); without --to,
+        /// its dump is loaded into the source's server.
+        #[arg(long, value_name = "NAME")]
+        database: Option<String>,
+        /// Load into this database (created if missing) instead of NAME.
+        #[arg(
+            long = "as",
+            value_name = "NEW",
+            requires = "database",
+            conflicts_with = "to"
+        )]
+        into: Option<String>,
+        /// Load even into a database that exists and holds tables.
+        #[arg(long, requires = "database", conflicts_with = "to")]
+        force: bool,
+        /// Only this file or directory of a folder copy (repeatable), e.g. etc/nginx; read
+        /// from the stream, nothing else is unpacked.
+        #[arg(long = "path", value_name = "PATTERN", requires = "to")]
+        paths: Vec<String>,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// List the members of a folder copy (type, size, time, path) without writing them.
+    Ls {
+        config: PathBuf,
+        /// Source id.
         #[arg(long)]
-        to: PathBuf,
+        source: String,
+        /// Run timestamp (YYYYmmddHHMMSS); the newest copy if absent.
+        #[arg(long)]
+        at: Option<String>,
+        /// Destination id to read from; the first that has the copy if absent.
+        #[arg(long)]
+        destination: Option<String>,
         #[command(flatten)]
         keys: KeyArgs,
     },
@@ -152,7 +187,7 @@ struct KeyArgs {
 }
 
 const SUBCOMMANDS: &[&str] = &[
-    "run", "list", "restore", "verify", "prune", "schedule", "status", "help",
+    "run", "list", "restore", "ls", "verify", "prune", "schedule", "status", "help",
 ];
 
 /// The CLI, with the options of `run` listed in the top-level help: the original's form
@@ -316,17 +351,41 @@ fn execute(
             at,
             destination,
             to,
+            database,
+            into,
+            force,
+            paths,
             keys,
         } => {
             let job = commands::load(config, strictness)?;
             let request = RestoreRequest {
+                paths,
                 source,
                 at: at.as_deref(),
                 destination: destination.as_deref(),
-                to,
+                to: to.as_deref(),
+                database: database.as_deref(),
+                into: into.as_deref(),
+                force: *force,
                 keys: &keys.keys(),
             };
             Ok(report(&commands::restore(&job, request, signals)?))
+        }
+        Command::Ls {
+            config,
+            source,
+            at,
+            destination,
+            keys,
+        } => {
+            let job = commands::load(config, strictness)?;
+            let request = LsRequest {
+                source,
+                at: at.as_deref(),
+                destination: destination.as_deref(),
+                keys: &keys.keys(),
+            };
+            Ok(report(&commands::ls(&job, request)?))
         }
         Command::Verify {
             config,
@@ -452,7 +511,7 @@ mod tests {
             (source.as_str(), at.as_deref(), destination.as_deref()),
             ("www", Some("20240102030405"), Some("disk"))
         );
-        assert_eq!(to, Path::new("-"));
+        assert_eq!(to.as_deref(), Some(Path::new("-")));
         let cli = parse(&[
             "backup", "verify", "job.json", "--source", "a", "--source", "b",
         ]);
@@ -475,6 +534,25 @@ mod tests {
         assert!(
             Cli::try_parse_from(args(&["backup", "restore", "job.json", "--source", "a"])).is_err()
         );
+        // --database alone loads into the server; --as and --force only with it, never
+        // with --to.
+        let ok = |a: &[&str]| Cli::try_parse_from(args(a)).is_ok();
+        let base = ["backup", "restore", "job.json", "--source", "a"];
+        assert!(ok(&[&base[..], &["--database", "shop"]].concat()));
+        assert!(ok(&[
+            &base[..],
+            &["--database", "shop", "--as", "x", "--force"]
+        ]
+        .concat()));
+        assert!(ok(
+            &[&base[..], &["--database", "shop", "--to", "-"]].concat()
+        ));
+        assert!(!ok(&[&base[..], &["--to", "-", "--as", "x"]].concat()));
+        assert!(!ok(&[
+            &base[..],
+            &["--database", "s", "--to", "-", "--force"]
+        ]
+        .concat()));
     }
 
     /// The flags (`-n`, `--dry-run`) of the arguments of `cmd` that are not hidden.

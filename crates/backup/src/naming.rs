@@ -7,9 +7,14 @@
 //!   (compression + `.gpg`): the suffix chain, which tells restore how to decode.
 //!   [`Encoding::CUSTOS`] = `.zst.gpg` (default), [`Encoding::ORIGINAL`] = `.gpg` (gpg's own
 //!   zlib inside), [`Encoding::COMPRESS_ONLY`] = `.gz`.
-//! - [`ObjectName`] is `{id}/{YYYYmmddHHMMSS}/{id}.{payload}{.zst|.gz|}{.gpg|}`;
+//! - [`ObjectName`] is `{id}/{YYYYmmddHHMMSS}/{id}.{payload}{.zst|.gz|}{.gpg|}`, or for one
+//!   database of a per-database source (`dbname: all` or a list)
+//!   `{id}/{YYYYmmddHHMMSS}/{id}.{database}.{payload}...` with the database name
+//!   percent-encoded ([`encode_database`]) so that it is one dot-free word of a file name;
 //!   [`ObjectName::path`] formats it, [`ObjectName::parse`] reads it back and returns `None`
-//!   for anything else in the tree (sidecars, temp files, foreign objects).
+//!   for anything else in the tree (sidecars, temp files, foreign objects). Names keep the
+//!   source id first so a run's folder never mistakes a foreign file for a copy, and a
+//!   copy made before per-database dumps existed parses as it always did.
 //! - Sidecars: [`sidecar_name`] (`{object}.sha256`), [`sidecar_body`] (sha256sum format:
 //!   `<hex>  <file>\n`, checkable with `sha256sum -c` from the object's directory),
 //!   [`parse_sidecar`], [`is_sidecar`].
@@ -90,6 +95,8 @@ pub enum Payload {
     Tar,
     /// An SQL dump (mysql, pgsql).
     Sql,
+    /// A PostgreSQL custom-format archive (`pg_dump -Fc`), restored with `pg_restore`.
+    Dump,
     /// A disk image (azure-managed-disk), restored as one file.
     Disk,
     /// A `btrfs send` stream (btrfs with `mode: send`), restored as one file for `btrfs receive`.
@@ -104,6 +111,7 @@ impl Payload {
         match self {
             Payload::Tar => "tar",
             Payload::Sql => "sql",
+            Payload::Dump => "dump",
             Payload::Disk => "disk",
             Payload::Btrfs => "btrfs",
             Payload::Vol => "vol",
@@ -115,6 +123,7 @@ impl Payload {
         match s {
             "tar" => Some(Payload::Tar),
             "sql" => Some(Payload::Sql),
+            "dump" => Some(Payload::Dump),
             "disk" => Some(Payload::Disk),
             "btrfs" => Some(Payload::Btrfs),
             "vol" => Some(Payload::Vol),
@@ -186,20 +195,77 @@ pub fn valid_source_id(id: &str) -> bool {
     !id.is_empty() && id != "." && id != ".." && !id.chars().any(|c| c == '/' || c.is_control())
 }
 
-/// One object's name, `{id}/{YYYYmmddHHMMSS}/{id}.{payload}{suffix}`.
+/// Longest file name (bytes) most file systems and object stores accept.
+pub const MAX_FILE_NAME: usize = 255;
+
+/// A database name as one word of a file name: ASCII letters, digits, `_` and `-` stay,
+/// every other byte (`.`, `%`, `/`, spaces, UTF-8) becomes `%XX`. Reversible
+/// ([`decode_database`]) and free of dots, so the suffix chain still parses from the right.
+pub fn encode_database(name: &str) -> String {
+    let mut s = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// The database name of an encoded word; `None` unless it is exactly what
+/// [`encode_database`] writes (so each name has one spelling).
+pub fn decode_database(word: &str) -> Option<String> {
+    let bytes = word.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = word.get(i + 1..i + 3)?;
+            if !hex
+                .bytes()
+                .all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(&h))
+            {
+                return None;
+            }
+            let v = u8::from_str_radix(hex, 16).ok()?;
+            if v.is_ascii_alphanumeric() || v == b'_' || v == b'-' {
+                return None;
+            }
+            out.push(v);
+            i += 3;
+        } else if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| !s.is_empty())
+}
+
+/// One object's name, `{id}/{YYYYmmddHHMMSS}/{id}[.{database}].{payload}{suffix}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectName {
     pub source_id: String,
     pub stamp: RunStamp,
+    /// The database of a per-database dump; `None` for a source's one object.
+    pub database: Option<String>,
     pub payload: Payload,
     pub encoding: Encoding,
 }
 
 impl ObjectName {
-    /// The last path component, e.g. `www.tar.zst.gpg`.
+    /// The last path component, e.g. `www.tar.zst.gpg` or `db.shop.sql.zst.gpg`.
     pub fn file_name(&self) -> String {
+        let database = self
+            .database
+            .as_deref()
+            .map(|d| format!(".{}", encode_database(d)))
+            .unwrap_or_default();
         format!(
-            "{}.{}{}",
+            "{}{database}.{}{}",
             self.source_id,
             self.payload.as_str(),
             self.encoding.suffix()
@@ -226,6 +292,30 @@ impl ObjectName {
         }
         let stamp = RunStamp::parse(stamp)?;
         let rest = file.strip_prefix(id)?.strip_prefix('.')?;
+        // `{payload}{suffix}` or `{database}.{payload}{suffix}`: a database word is never a
+        // payload word followed by a valid chain, so at most one reading fits.
+        if let Some((payload, encoding)) = Self::parse_chain(rest) {
+            return Some(Self {
+                source_id: id.to_string(),
+                stamp,
+                database: None,
+                payload,
+                encoding,
+            });
+        }
+        let (word, chain) = rest.split_once('.')?;
+        let (payload, encoding) = Self::parse_chain(chain)?;
+        Some(Self {
+            source_id: id.to_string(),
+            stamp,
+            database: Some(decode_database(word)?),
+            payload,
+            encoding,
+        })
+    }
+
+    /// `{payload}{.zst|.gz|}{.gpg|}`.
+    fn parse_chain(rest: &str) -> Option<(Payload, Encoding)> {
         let mut words = rest.split('.');
         let payload = Payload::from_suffix(words.next()?)?;
         let mut compression = Compression::None;
@@ -249,15 +339,13 @@ impl ObjectName {
         if next.is_some() {
             return None;
         }
-        Some(Self {
-            source_id: id.to_string(),
-            stamp,
+        Some((
             payload,
-            encoding: Encoding {
+            Encoding {
                 compression,
                 encrypted,
             },
-        })
+        ))
     }
 }
 
@@ -313,6 +401,7 @@ mod tests {
         let mut n = ObjectName {
             source_id: "www".into(),
             stamp: stamp("20240131235959"),
+            database: None,
             payload: Payload::Tar,
             encoding: Encoding::CUSTOS,
         };
@@ -336,6 +425,7 @@ mod tests {
             let n = ObjectName {
                 source_id: "vm".into(),
                 stamp: stamp("20240131235959"),
+                database: None,
                 payload,
                 encoding: Encoding::CUSTOS,
             };
@@ -364,6 +454,42 @@ mod tests {
             "x/db-1/20230102030405/db-1.sql.gpg",
             "README",
             "",
+        ] {
+            assert_eq!(ObjectName::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn per_database_names_sit_beside_single_object_names() {
+        let mut n = ObjectName {
+            source_id: "db".into(),
+            stamp: stamp("20240131235959"),
+            database: Some("shop.eu 100%".into()),
+            payload: Payload::Sql,
+            encoding: Encoding::CUSTOS,
+        };
+        assert_eq!(
+            n.path(),
+            "db/20240131235959/db.shop%2Eeu%20100%25.sql.zst.gpg"
+        );
+        assert_eq!(ObjectName::parse(&n.path()), Some(n.clone()));
+        // Databases named like payload or suffix words stay databases.
+        for db in ["sql", "dump", "tar", "zst", "gpg", "gz"] {
+            n.database = Some(db.into());
+            n.payload = Payload::Dump;
+            assert_eq!(ObjectName::parse(&n.path()), Some(n.clone()), "{db}");
+        }
+        // Older single-object copies keep parsing without a database.
+        let old = ObjectName::parse("db/20240131235959/db.sql.gpg").expect("parses");
+        assert_eq!(old.database, None);
+        // Not our spelling of a database: foreign.
+        for other in [
+            "db/20240131235959/db.a%2e.sql",
+            "db/20240131235959/db.%41.sql",
+            "db/20240131235959/db.a%2.sql",
+            "db/20240131235959/db.a b.sql",
+            "db/20240131235959/db..sql",
+            "db/20240131235959/db.x.y.sql",
         ] {
             assert_eq!(ObjectName::parse(other), None, "{other}");
         }
@@ -409,17 +535,26 @@ mod tests {
             secs in 0i64..4_000_000_000,
             sql in any::<bool>(),
             encoding in arb_encoding(),
+            database in proptest::option::of("\\PC{1,20}"),
         ) {
             prop_assume!(valid_source_id(&id));
             let dt = chrono::DateTime::from_timestamp(secs, 0).expect("in range").naive_utc();
             let name = ObjectName {
                 source_id: id,
                 stamp: RunStamp::from_datetime(dt),
+                database,
                 payload: if sql { Payload::Sql } else { Payload::Tar },
                 encoding,
             };
             prop_assert_eq!(ObjectName::parse(&name.path()), Some(name.clone()));
             prop_assert_eq!(ObjectName::parse(&name.sidecar()), None);
+        }
+
+        #[test]
+        fn database_names_round_trip_as_one_dot_free_word(db in "\\PC{1,30}") {
+            let word = encode_database(&db);
+            prop_assert!(!word.contains('.') && !word.contains('/'));
+            prop_assert_eq!(decode_database(&word), Some(db));
         }
 
         #[test]

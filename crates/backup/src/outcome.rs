@@ -163,12 +163,74 @@ pub struct SourceReport {
     pub object: Option<String>,
     /// The source itself failed (nothing stored anywhere), or its dry-run check failed.
     pub failure: Option<Failure>,
-    /// Per destination, in config order (empty on a dry run).
+    /// Per destination, in config order (empty on a dry run). For a per-database source a
+    /// destination failed when any database failed there.
     pub destinations: Vec<DestinationReport>,
     /// What a source without a payload made (EBS snapshot ids), instead of an object.
     pub made: Vec<String>,
     /// Resources the source created and could not release, each naming the resource.
     pub cleanup: Vec<Failure>,
+    /// A per-database source (`dbname: all` or a list): each database's own outcome, in the
+    /// order dumped; empty for a source that makes one object.
+    pub databases: Vec<DatabaseReport>,
+}
+
+/// A database name as messages and the summary show it: control characters (a name is
+/// outside input: `all` reads it from the server) escaped, so it cannot forge log lines or
+/// terminal output.
+pub fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// One database of a per-database source: its object, or why it is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseReport {
+    pub name: String,
+    /// The object name written.
+    pub object: Option<String>,
+    pub input_bytes: Option<u64>,
+    /// The object's size, when it is stored somewhere.
+    pub stored_bytes: Option<u64>,
+    pub sha256: Option<String>,
+    pub dump: Duration,
+    /// The dump failed: stored nowhere.
+    pub failure: Option<Failure>,
+    /// Per destination id: stored, or why not.
+    pub destinations: Vec<(String, Result<(), Failure>)>,
+}
+
+impl DatabaseReport {
+    /// A database with nothing done yet.
+    pub fn new(name: &str) -> Self {
+        DatabaseReport {
+            name: name.to_owned(),
+            object: None,
+            input_bytes: None,
+            stored_bytes: None,
+            sha256: None,
+            dump: Duration::ZERO,
+            failure: None,
+            destinations: Vec::new(),
+        }
+    }
+
+    /// Its failure at destination `id`: the dump's, else the upload's there.
+    pub fn failure_at(&self, id: &str) -> Option<&Failure> {
+        self.failure.as_ref().or_else(|| {
+            self.destinations
+                .iter()
+                .find(|(d, _)| d == id)
+                .and_then(|(_, r)| r.as_ref().err())
+        })
+    }
 }
 
 impl SourceReport {
@@ -190,6 +252,7 @@ impl SourceReport {
             destinations: Vec::new(),
             made: Vec::new(),
             cleanup: Vec::new(),
+            databases: Vec::new(),
         }
     }
 
@@ -340,4 +403,13 @@ pub fn size_description(n: f64) -> String {
 pub fn clock(d: Duration) -> String {
     let s = d.as_secs();
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(super::printable("shop.eu Grüße"), "shop.eu Grüße");
+        assert_eq!(super::printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+    }
 }

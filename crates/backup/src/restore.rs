@@ -35,8 +35,12 @@ use crate::destination::{Destination, DestinationError};
 use crate::naming::{self, ObjectName, Payload, RunStamp};
 
 mod decode;
+mod select;
+mod server;
 mod unpack;
 use decode::{copy_payload, open_decoded, stream_failure, walk_tar, Counting, Decoded};
+pub(crate) use select::{Member, Selection};
+pub use server::{load, LoadRequest};
 use unpack::{Failure, Unpacker};
 
 /// One stored copy of a source's backup.
@@ -102,6 +106,10 @@ pub struct RestoreOptions {
     pub at: Option<RunStamp>,
     /// A destination `id`; `None` for the first destination (config order) that has the copy.
     pub destination: Option<String>,
+    /// One database of a per-database source (`dbname: all` or a list); required for them.
+    pub database: Option<String>,
+    /// Only these members of a folder copy (`--path`); empty: all of it.
+    pub paths: Vec<String>,
     pub target: RestoreTarget,
     /// Needed for `.gpg` objects: the source's passphrase, a secret key file, or gpg.
     pub decryption: Option<Decryption>,
@@ -141,6 +149,8 @@ pub struct Restored {
 #[derive(Debug)]
 pub struct VerifyReport {
     pub source_id: String,
+    /// The database of a per-database copy (one report each).
+    pub database: Option<String>,
     pub destination: String,
     /// The copy checked (the newest at that destination), or the reason none could be.
     pub result: Result<Verified, RestoreError>,
@@ -170,6 +180,28 @@ pub enum RestoreError {
     },
     #[error(transparent)]
     Destination(#[from] DestinationError),
+    /// The copy holds one object per database: which one?
+    #[error("{copy} holds one dump per database ({}): choose one with --database NAME", databases.iter().map(|d| crate::outcome::printable(d)).collect::<Vec<_>>().join(", "))]
+    PerDatabase {
+        copy: String,
+        databases: Vec<String>,
+    },
+    /// `--database` on an object that is no database dump (a tar).
+    #[error("{object}: not a database dump")]
+    NotADump { object: String },
+    /// The database to load into already holds tables.
+    #[error(
+        "database {database:?} exists and is not empty; nothing was loaded: restore into a new \
+         database with --as NAME, or load over it with --force"
+    )]
+    NotEmpty { database: String },
+    /// The server refused or the client failed (creating, checking, loading `database`).
+    #[error("database {database:?}: {source}")]
+    Server {
+        database: String,
+        #[source]
+        source: crate::source::SourceError,
+    },
     #[error("{object}: the object is encrypted; give the source's passphrase or a secret key")]
     NeedKey { object: String },
     #[error("{object}: {source}")]
@@ -205,6 +237,12 @@ pub enum RestoreError {
         member: String,
         reason: String,
     },
+    /// `--path` names no member path, or the copy is no archive.
+    #[error("{0}")]
+    Selection(String),
+    /// `--path` patterns that matched no member of the copy (nothing was restored).
+    #[error("{object}: no member matches --path {paths}; nothing restored")]
+    NoSuchMember { object: String, paths: String },
     #[error("{object}: writing {path}: {source}")]
     Write {
         object: String,
@@ -267,6 +305,7 @@ fn choose(
     source_id: &str,
     at: Option<RunStamp>,
     destination: Option<&str>,
+    database: Option<&str>,
 ) -> Result<(Copy, Vec<String>), RestoreError> {
     let chosen: Vec<&dyn Destination> = destinations
         .iter()
@@ -275,7 +314,10 @@ fn choose(
         .collect();
     let not_found = |extra: String| RestoreError::NotFound {
         source_id: source_id.to_string(),
-        at: at.map(|t| format!(" at {t}")).unwrap_or_default(),
+        at: database
+            .map(|d| format!(" database {d:?}"))
+            .unwrap_or_default()
+            + &at.map(|t| format!(" at {t}")).unwrap_or_default(),
         on: match destination {
             Some(d) => format!(" on destination {d:?}{extra}"),
             None => extra,
@@ -286,8 +328,11 @@ fn choose(
     }
     let listing = list(&chosen, Some(source_id));
     let mut skipped = Vec::new();
-    let copy = listing.copies.into_iter().find(|c| {
-        if c.name.source_id != source_id {
+    let copies = listing.copies;
+    let copy = copies.iter().find(|c| {
+        if c.name.source_id != source_id
+            || database.is_some_and(|d| c.name.database.as_deref() != Some(d))
+        {
             return false;
         }
         match at {
@@ -300,7 +345,19 @@ fn choose(
         }
     });
     match copy {
-        Some(c) => Ok((c, skipped)),
+        // A per-database copy restores one database at a time.
+        Some(c) if database.is_none() && c.name.database.is_some() => {
+            let databases = copies
+                .iter()
+                .filter(|o| o.name.stamp == c.name.stamp && o.destination == c.destination)
+                .filter_map(|o| o.name.database.clone())
+                .collect();
+            Err(RestoreError::PerDatabase {
+                copy: format!("{}/{}/{}", c.destination, c.name.source_id, c.name.stamp),
+                databases,
+            })
+        }
+        Some(c) => Ok((c.clone(), skipped)),
         None => match listing.errors.into_iter().next() {
             // A destination could not be listed: that is the more useful error.
             Some(e) if chosen.len() == 1 => Err(RestoreError::Destination(e)),
@@ -327,6 +384,7 @@ pub fn restore(
         &opts.source_id,
         opts.at,
         opts.destination.as_deref(),
+        opts.database.as_deref(),
     )?;
     let skipped: Vec<String> = skipped
         .into_iter()
@@ -340,6 +398,12 @@ pub fn restore(
         }
     })?;
     let object = copy.name.path();
+    let mut selection = Selection::new(&opts.paths).map_err(RestoreError::Selection)?;
+    if !selection.everything() && copy.name.payload != Payload::Tar {
+        return Err(RestoreError::Selection(format!(
+            "{object}: --path selects members of a folder copy; this copy is one file"
+        )));
+    }
     let expected = read_sidecar(dest, &copy)?;
     let mut decoded = open_decoded(dest, &copy, opts.decryption.as_ref(), expected.as_deref())?;
     match opts.target {
@@ -363,19 +427,25 @@ pub fn restore(
         }
         RestoreTarget::Directory(dir) => {
             let mut unpacker = Unpacker::new(&dir, &object, opts.cancel)?;
-            let dump = OsString::from(format!(
-                "{}.{}",
-                copy.name.source_id,
-                copy.name.payload.as_str()
-            ));
+            let dump = OsString::from(dump_file_name(&copy.name));
             let unpacked = match copy.name.payload {
-                Payload::Tar => untar(&mut decoded, &mut unpacker),
-                Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol => unpacker
-                    .file(&dump, &mut decoded)
-                    .map_err(|f| stream_failure(&decoded, f)),
+                Payload::Tar => untar(&mut decoded, &mut unpacker, &mut selection),
+                Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol | Payload::Dump => {
+                    unpacker
+                        .file(&dump, &mut decoded)
+                        .map_err(|f| stream_failure(&decoded, f))
+                }
             };
             // Nothing is moved into place before the whole stream verified.
-            let verified = unpacked.and_then(|n| Ok((n, decoded.finish(expected.as_deref())?)));
+            let verified = unpacked
+                .and_then(|n| Ok((n, decoded.finish(expected.as_deref())?)))
+                .and_then(|v| match selection.unmatched() {
+                    none if none.is_empty() => Ok(v),
+                    missing => Err(RestoreError::NoSuchMember {
+                        object: object.clone(),
+                        paths: missing.join(", "),
+                    }),
+                });
             let (payload_bytes, (sha256, sidecar)) = match verified {
                 Ok(v) => v,
                 Err(e) => {
@@ -388,7 +458,9 @@ pub fn restore(
             unpacker.commit()?;
             let written_to = match copy.name.payload {
                 Payload::Tar => dir,
-                Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol => dir.join(dump),
+                Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol | Payload::Dump => {
+                    dir.join(dump)
+                }
             };
             Ok(Restored {
                 copy,
@@ -400,6 +472,43 @@ pub fn restore(
             })
         }
     }
+}
+
+/// Lists the members of a folder copy (chosen as [`restore`] chooses it) without writing
+/// anything, handing each to `each`; the whole object is read and its sidecar checked, so a
+/// listing of a damaged copy fails as a restore would.
+pub fn members(
+    destinations: &[&dyn Destination],
+    opts: &RestoreOptions,
+    each: &mut dyn FnMut(Member),
+) -> Result<Copy, RestoreError> {
+    let (copy, _) = choose(
+        destinations,
+        &opts.source_id,
+        opts.at,
+        opts.destination.as_deref(),
+        opts.database.as_deref(),
+    )?;
+    let object = copy.name.path();
+    if copy.name.payload != Payload::Tar {
+        return Err(RestoreError::Selection(format!(
+            "{object}: only folder copies have members; this copy is one file"
+        )));
+    }
+    let dest = find_destination(destinations, &copy.destination).ok_or_else(|| {
+        RestoreError::NotFound {
+            source_id: opts.source_id.clone(),
+            at: String::new(),
+            on: String::new(),
+        }
+    })?;
+    let expected = read_sidecar(dest, &copy)?;
+    let mut decoded = open_decoded(dest, &copy, opts.decryption.as_ref(), expected.as_deref())?;
+    if let Err(e) = select::walk_members(&mut decoded, each) {
+        return Err(decoded.read_failure(&e));
+    }
+    decoded.finish(expected.as_deref())?;
+    Ok(copy)
 }
 
 /// Verifies the newest copy of each source on each destination.
@@ -415,35 +524,51 @@ pub fn verify(
     let mut reports = Vec::new();
     for source_id in source_ids {
         for d in destinations {
-            let result = verify_one(*d, source_id, keys);
-            reports.push(VerifyReport {
+            let report = |database: Option<String>, result| VerifyReport {
                 source_id: source_id.clone(),
+                database,
                 destination: d.id().to_string(),
                 result,
-            });
+            };
+            match choose(&[*d], source_id, None, Some(d.id()), None) {
+                // A per-database copy: every database of it, a report each.
+                Err(RestoreError::PerDatabase { databases, .. }) => {
+                    for db in databases {
+                        let result = choose(&[*d], source_id, None, Some(d.id()), Some(&db))
+                            .and_then(|(copy, _)| verify_copy(*d, copy, keys));
+                        reports.push(report(Some(db), result));
+                    }
+                }
+                chosen => reports.push(report(
+                    None,
+                    chosen.and_then(|(copy, _)| verify_copy(*d, copy, keys)),
+                )),
+            }
         }
     }
     reports
 }
 
-fn verify_one(
+fn verify_copy(
     d: &dyn Destination,
-    source_id: &str,
+    copy: Copy,
     keys: &dyn Fn(&str) -> Option<Decryption>,
 ) -> Result<Verified, RestoreError> {
-    let (copy, _) = choose(&[d], source_id, None, Some(d.id()))?;
+    let source_id = copy.name.source_id.as_str();
     let object = copy.name.path();
     let expected = read_sidecar(d, &copy)?;
     let decryption = keys(source_id);
     let mut decoded = open_decoded(d, &copy, decryption.as_ref(), expected.as_deref())?;
     let payload_bytes = match copy.name.payload {
         Payload::Tar => walk_tar(&mut decoded)?,
-        Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol => copy_payload(
-            &mut decoded,
-            &mut io::sink(),
-            &object,
-            Path::new("/dev/null"),
-        )?,
+        Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol | Payload::Dump => {
+            copy_payload(
+                &mut decoded,
+                &mut io::sink(),
+                &object,
+                Path::new("/dev/null"),
+            )?
+        }
     };
     let (_, sidecar) = decoded.finish(expected.as_deref())?;
     Ok(Verified {
@@ -451,6 +576,16 @@ fn verify_one(
         sidecar,
         payload_bytes,
     })
+}
+
+/// The file a dump is restored to in a directory: the object's name without its
+/// compression and encryption suffixes (`db.sql`, `db.shop.dump`).
+fn dump_file_name(name: &ObjectName) -> String {
+    let file = name.file_name();
+    let suffix = name.encoding.suffix();
+    file.strip_suffix(suffix.as_str())
+        .unwrap_or(&file)
+        .to_owned()
 }
 
 /// The sidecar's digest, `None` when there is no sidecar.
@@ -478,23 +613,34 @@ fn read_sidecar(d: &dyn Destination, copy: &Copy) -> Result<Option<String>, Rest
 }
 
 /// Unpacks a tar stream into the staging directory of `unpacker`; returns the stream's size.
-fn untar(decoded: &mut Decoded, unpacker: &mut Unpacker) -> Result<u64, RestoreError> {
+/// Unpacks the members `selection` wants (all, by default); the others are read past.
+fn untar(
+    decoded: &mut Decoded,
+    unpacker: &mut Unpacker,
+    selection: &mut Selection,
+) -> Result<u64, RestoreError> {
     let mut counting = Counting {
         inner: decoded,
         n: 0,
     };
-    match unpack_members(&mut counting, unpacker) {
+    match unpack_members(&mut counting, unpacker, selection) {
         Ok(()) => Ok(counting.n),
         Err(f) => Err(stream_failure(counting.inner, f)),
     }
 }
 
-/// Every member of the tar stream `reader`, through `unpacker`.
-fn unpack_members(reader: impl Read, unpacker: &mut Unpacker) -> Result<(), Failure> {
+/// The members of the tar stream `reader` that `selection` wants, through `unpacker`.
+fn unpack_members(
+    reader: impl Read,
+    unpacker: &mut Unpacker,
+    selection: &mut Selection,
+) -> Result<(), Failure> {
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(Failure::Read)? {
         let mut entry = entry.map_err(Failure::Read)?;
-        unpacker.member(&mut entry)?;
+        if selection.wants(&entry.path_bytes()) {
+            unpacker.member(&mut entry)?;
+        }
     }
     Ok(())
 }
@@ -509,7 +655,7 @@ pub(crate) fn unpack_tar(
 ) -> Result<Vec<OsString>, RestoreError> {
     let object = "fuzz.tar";
     let mut unpacker = Unpacker::new(target, object, cancel)?.acting_as_non_root();
-    match unpack_members(archive, &mut unpacker) {
+    match unpack_members(archive, &mut unpacker, &mut Selection::default()) {
         Ok(()) => unpacker.commit(),
         Err(f) => {
             unpacker.discard();

@@ -66,11 +66,21 @@ pub fn load_state(path: &Path) -> VerifyState {
 pub fn record(path: &Path, reports: &[VerifyReport], now: SystemTime) {
     let mut state = load_state(path);
     let at = seconds(now) as i64;
+    // A per-database copy gives a report per database: the source's verify there passed
+    // only if every one did.
+    let mut failed = std::collections::BTreeSet::new();
     for r in reports {
         let (stamp, ok) = match &r.result {
             Ok(v) => (Some(v.copy.name.stamp.to_string()), true),
             Err(_) => (None, false),
         };
+        let key = (r.source_id.clone(), r.destination.clone());
+        if failed.contains(&key) {
+            continue;
+        }
+        if !ok {
+            failed.insert(key);
+        }
         state
             .entry(r.source_id.clone())
             .or_default()
@@ -249,7 +259,7 @@ impl Status {
             .iter()
             .map(|r| {
                 let labels = [
-                    metrics::label("job", job),
+                    metrics::label("backup_job", job),
                     metrics::label("source", &r.source),
                     metrics::label("destination", &r.destination),
                 ]

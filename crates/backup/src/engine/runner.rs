@@ -56,8 +56,6 @@ struct Target {
 /// entry fails, the others run.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("source '{id}': type '{kind}' is not yet supported")]
-    Unsupported { id: String, kind: String },
     #[error("source '{id}': no passphrase or recipients (and not compress_only)")]
     NoProtection { id: String },
     #[error("source '{id}': {source}")]
@@ -82,12 +80,7 @@ impl SetupError {
 
 /// Builds the source of a config entry.
 pub fn build_source(s: &SourceConfig) -> Result<Box<dyn Source>, SetupError> {
-    s.spec
-        .build(&s.id, &s.name)
-        .ok_or_else(|| SetupError::Unsupported {
-            id: s.id.clone(),
-            kind: s.kind.clone(),
-        })
+    Ok(s.spec.build(&s.id, &s.name))
 }
 
 /// The pipeline plan of a source: layout, compression, encryption keys (recipients are
@@ -349,56 +342,47 @@ fn run_source(
         release(source.as_ref(), &mut r);
         return finish_source(r, targets);
     }
+    let context = format!("source '{}'", s.id);
+    let databases = match source.databases(options.cancel) {
+        Ok(d) => d,
+        Err(e) => {
+            r.failure = Some(Failure::from_source(Stage::Source, &context, &e));
+            release(source.as_ref(), &mut r);
+            return finish_source(r, targets);
+        }
+    };
+    remove_abandoned(s, &usable);
+    if let Some(names) = databases {
+        databases::run(
+            &mut r,
+            s,
+            source.as_ref(),
+            &names,
+            (&plan, stamp),
+            &usable,
+            options,
+        );
+        release(source.as_ref(), &mut r);
+        return finish_source(r, targets);
+    }
     let object = ObjectName {
         source_id: s.id.clone(),
         stamp,
+        database: None,
         payload: Payload::from_suffix(source.suffix()).unwrap_or(Payload::Tar),
         encoding: plan.encoding,
     }
     .path();
     tracing::info!(source = %s.id, name = %s.name, kind = %s.kind, object = %object, "backing up");
-    // Half-written objects of this source's killed runs go first (space comes back before
-    // the new copy needs it). A failure here only costs space: log it and carry on.
-    let prefix = format!("{}/", s.id);
-    for t in &usable {
-        if let Ok(dest) = &t.built {
-            if let Err(e) = dest.remove_abandoned(&prefix) {
-                tracing::warn!(source = %s.id, destination = %t.config.id, "cannot remove partial objects of earlier runs: {e}");
-            }
-        }
+    let opened = source.open(options.cancel);
+    let (outcome, read) = stream(
+        opened, &s.id, s.timeout, &plan, &object, &usable, options, &context,
+    );
+    // A failed source still shows what it read before it failed.
+    if outcome.is_err() {
+        r.input_bytes = read.map(|(bytes, _)| bytes);
+        r.dump = read.map(|(_, d)| d).unwrap_or_default();
     }
-
-    let context = format!("source '{}'", s.id);
-    let outcome = match source.open(options.cancel) {
-        Ok(mut stream) => {
-            if let Some(secs) = s.timeout {
-                stream.set_timeout(Duration::from_secs(u64::from(secs)));
-            }
-            let progress = ProgressReport::new(&s.id, options.progress_bar);
-            let dests: Vec<&dyn Destination> = usable
-                .iter()
-                .filter_map(|t| t.built.as_ref().ok().map(|d| d.as_ref()))
-                .collect();
-            let cb = |n: u64| progress.update(n);
-            let result = pipeline::run(stream, &plan, &object, &dests, Some(&cb));
-            progress.finish();
-            // A failed source still shows what it read before it failed.
-            if result.is_err() {
-                r.input_bytes = Some(progress.read());
-                r.dump = progress.started.elapsed();
-            }
-            result.map_err(|e| match options.cancel.signal() {
-                Some(sig) => {
-                    let mut f = Failure::from_pipeline(&context, &e);
-                    f.message = format!("{context}: interrupted by signal {sig}: {e}");
-                    f.retryable = true;
-                    f
-                }
-                None => Failure::from_pipeline(&context, &e),
-            })
-        }
-        Err(e) => Err(Failure::from_source(Stage::Source, &context, &e)),
-    };
     // The stream has ended (or never started): what the source created goes now, before
     // retention, whatever happened (a signal included: the run still waits for this).
     release(source.as_ref(), &mut r);
@@ -478,6 +462,62 @@ fn cleanup_failure(source: &str, e: &crate::source::CleanupError) -> Failure {
     );
     log_result(source, "-", &Err(f.clone()));
     f
+}
+
+/// Half-written objects of this source's killed runs go first (space comes back before
+/// the new copy needs it). A failure here only costs space: log it and carry on.
+fn remove_abandoned(s: &SourceConfig, usable: &[&Target]) {
+    let prefix = format!("{}/", s.id);
+    for t in usable {
+        if let Ok(dest) = &t.built {
+            if let Err(e) = dest.remove_abandoned(&prefix) {
+                tracing::warn!(source = %s.id, destination = %t.config.id, "cannot remove partial objects of earlier runs: {e}");
+            }
+        }
+    }
+}
+
+/// Streams one opened source (or its failure to open) as `object` to every usable
+/// destination, within `timeout` seconds, showing progress as `label`; also returns what
+/// was read and for how long when the stream started (a failed source's summary row shows
+/// it).
+#[allow(clippy::too_many_arguments)]
+fn stream(
+    opened: Result<Box<dyn crate::source::SourceStream>, crate::source::SourceError>,
+    label: &str,
+    timeout: Option<u32>,
+    plan: &Plan,
+    object: &str,
+    usable: &[&Target],
+    options: &Options,
+    context: &str,
+) -> (Result<pipeline::Outcome, Failure>, Option<(u64, Duration)>) {
+    let mut stream = match opened {
+        Ok(stream) => stream,
+        Err(e) => return (Err(Failure::from_source(Stage::Source, context, &e)), None),
+    };
+    if let Some(secs) = timeout {
+        stream.set_timeout(Duration::from_secs(u64::from(secs)));
+    }
+    let progress = ProgressReport::new(label, options.progress_bar);
+    let dests: Vec<&dyn Destination> = usable
+        .iter()
+        .filter_map(|t| t.built.as_ref().ok().map(|d| d.as_ref()))
+        .collect();
+    let cb = |n: u64| progress.update(n);
+    let result = pipeline::run(stream, plan, object, &dests, Some(&cb));
+    progress.finish();
+    let read = Some((progress.read(), progress.started.elapsed()));
+    let result = result.map_err(|e| match options.cancel.signal() {
+        Some(sig) => {
+            let mut f = Failure::from_pipeline(context, &e);
+            f.message = format!("{context}: interrupted by signal {sig}: {e}");
+            f.retryable = true;
+            f
+        }
+        None => Failure::from_pipeline(context, &e),
+    });
+    (result, read)
 }
 
 fn apply_retention(
@@ -641,6 +681,8 @@ impl ProgressReport {
         }
     }
 }
+
+mod databases;
 
 #[cfg(test)]
 mod tests;

@@ -11,10 +11,8 @@
 //! is collected in [`JobConfig::unknown_keys`]: [`load`] warns about each, naming the nearest
 //! known key, or fails with `--strict`, through the kit's one rule.
 //!
-//! Source types that the original knows but custos does not implement yet (rds, ssh, ...)
-//! parse into an `Unsupported` variant: the job still runs and that entry fails with
-//! "type 'X' is not yet supported". A type nobody knows is a config error (a typo must not turn
-//! into a silently skipped backup, as it does in the original).
+//! Every source type of the original is implemented; a type nobody knows is a config error (a
+//! typo must not turn into a silently skipped backup, as it does in the original).
 
 use custos_kit::config::{ConfigError, Strictness, UnknownKey};
 use serde::Deserialize;
@@ -431,13 +429,7 @@ fn parse_source(
         unknown,
     };
     let Some(spec) = SourceSpec::parse(&c.kind, entry) else {
-        return Err(unknown_type(
-            file,
-            at,
-            &c.kind,
-            SourceSpec::TYPES,
-            SourceSpec::LATER,
-        ));
+        return Err(unknown_type(file, at, &c.kind, SourceSpec::TYPES));
     };
     let spec = spec?;
     Ok(SourceConfig {
@@ -476,7 +468,7 @@ fn parse_destination(
         unknown,
     };
     let Some(spec) = DestinationSpec::parse(&c.kind, entry) else {
-        return Err(unknown_type(file, at, &c.kind, DestinationSpec::TYPES, &[]));
+        return Err(unknown_type(file, at, &c.kind, DestinationSpec::TYPES));
     };
     let spec = spec?;
     Ok(DestinationConfig {
@@ -523,7 +515,7 @@ fn parse_notification(
 /// The error for a `type` nobody implements: the implemented types, apart from the original's
 /// types custos does not support yet (`later`, which parse and fail at run time), and the
 /// implemented type the value looks like a typo of.
-fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str], later: &[&str]) -> ConfigError {
+fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str]) -> ConfigError {
     let sorted = |types: &[&str]| {
         let mut v = types.to_vec();
         v.sort_unstable();
@@ -534,12 +526,6 @@ fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str], later: &[&str]
         None => "unknown type; implemented types: ".to_owned(),
     };
     reason.push_str(&sorted(have));
-    if !later.is_empty() {
-        reason.push_str(&format!(
-            " (the original's {} are not supported yet)",
-            sorted(later)
-        ));
-    }
     ConfigError::invalid(file, format!("{at}.type"), kind, reason)
 }
 
@@ -637,9 +623,6 @@ fn check_id(file: &Path, at: &str, id: &str) -> Result<(), ConfigError> {
 }
 
 fn validate_source(f: &Path, at: &str, s: &SourceConfig) -> Result<(), ConfigError> {
-    if matches!(s.spec, SourceSpec::Unsupported) {
-        return Ok(());
-    }
     if s.protection().is_none() && s.spec.payload() {
         return Err(ConfigError::invalid(
             f,

@@ -3,6 +3,7 @@
 //! written anew for these tests; keys, nesting and the trailing commas are the original's.
 
 use super::*;
+use crate::source::databases::DbName;
 
 fn parse_ok(text: &str) -> JobConfig {
     let job = parse(Path::new("/etc/backups/job.json"), text).unwrap_or_else(|e| panic!("{e}"));
@@ -260,7 +261,7 @@ fn mysql_example_compress_only_wins_and_keys_map() {
         panic!()
     };
     assert_eq!(m.dbhost.as_deref(), Some("localhost"));
-    assert_eq!(m.dbname, ["livecompany"]);
+    assert_eq!(m.dbname, DbName::One("livecompany".into()));
     assert_eq!(m.dbuser.as_deref(), Some("backups"));
     assert_eq!(
         m.dbpass.as_ref().map(Secret::expose),
@@ -287,7 +288,7 @@ fn mysql_several_databases_options_noevents_defaults_port() {
         other => panic!("{other:?}"),
     };
     let a = m(0);
-    assert_eq!(a.dbname, ["one", "two", "three"]);
+    assert_eq!(a.dbname, DbName::One("one two  three".into()));
     assert!(a.noevents);
     assert_eq!(a.options, ["--single-transaction", "--skip-triggers"]);
     assert_eq!(a.dbport, Some(3307));
@@ -297,11 +298,12 @@ fn mysql_several_databases_options_noevents_defaults_port() {
         Some(Path::new("/home/backups/.my.cnf"))
     );
     let b = m(1);
-    assert_eq!(b.dbname, ["x", "y"]);
+    // A list: one object per database (custos).
+    assert_eq!(b.dbname, DbName::Each(vec!["x".into(), "y".into()]));
     assert!(!b.noevents);
     assert_eq!(b.options, ["--where=id > 5"]);
     let c = m(2);
-    assert!(c.dbname.is_empty() && c.noevents);
+    assert!(c.dbname == DbName::Absent && c.noevents);
 }
 
 /// The README's pgsql example.
@@ -322,7 +324,7 @@ fn pgsql_example_parses() {
     let SourceSpec::Pgsql(p) = &job.sources[0].spec else {
         panic!()
     };
-    assert_eq!(p.dbname, "livecompany");
+    assert_eq!(p.dbname, DbName::One("livecompany".into()));
     assert_eq!(p.dbhost.as_deref(), Some("localhost"));
 }
 
@@ -425,7 +427,7 @@ fn unknown_type_is_a_config_error_listing_known_types() {
          implemented types: azure-managed-disk, btrfs, folder, folder-ssh, lvm-ssh, mysql, \
          mysql-ssh, pgsql, rds, rds-pgsql, snapshot"
     );
-    // The implemented types are listed apart from the ones not supported yet.
+    // The implemented types are listed.
     let e = parse_err(
         r#"{"sources": [{"id": "f", "type": "folder", "path": "/x", "passphrase": "p"}],
             "destinations": [{"id": "d", "type": "ftp"}]}"#,

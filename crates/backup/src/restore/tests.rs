@@ -146,6 +146,7 @@ fn name(id: &str, stamp: &str, payload: Payload, encoding: Encoding) -> ObjectNa
     ObjectName {
         source_id: id.into(),
         stamp: RunStamp::parse(stamp).expect("stamp"),
+        database: None,
         payload,
         encoding,
     }
@@ -156,6 +157,8 @@ fn opts(id: &str, target: RestoreTarget, dec: Option<Decryption>) -> RestoreOpti
         source_id: id.into(),
         at: None,
         destination: None,
+        database: None,
+        paths: Vec::new(),
         target,
         decryption: dec,
         cancel: Cancel::new(),

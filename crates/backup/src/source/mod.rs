@@ -16,6 +16,7 @@ use crate::cancel::Cancel;
 pub mod aws;
 pub mod azure;
 pub mod btrfs;
+pub mod databases;
 pub mod folder;
 pub mod folder_ssh;
 pub mod lvm_ssh;
@@ -167,6 +168,34 @@ pub trait Source: Send + Sync {
     fn make(&self, _cancel: Cancel) -> Result<Vec<String>, SourceError> {
         Ok(Vec::new())
     }
+
+    /// The databases dumped one object each (`dbname: all`, asked of the server now, or a
+    /// list); `None` for a source whose run makes one object with [`Source::open`].
+    fn databases(&self, _cancel: Cancel) -> Result<Option<Vec<String>>, SourceError> {
+        Ok(None)
+    }
+
+    /// The database server this source dumps, for `backup restore --database`; `None` for
+    /// a source that is no database.
+    fn server(&self) -> Option<&dyn databases::Server> {
+        None
+    }
+
+    /// Starts the dump of one database of [`Source::databases`], registered with `cancel`.
+    fn open_database(
+        &self,
+        database: &str,
+        _cancel: Cancel,
+    ) -> Result<Box<dyn SourceStream>, SourceError> {
+        Err(SourceError::Unavailable {
+            retry: Retry::Permanent,
+            message: format!(
+                "source '{}': type {} has no per-database dumps (database {database:?})",
+                self.id(),
+                self.kind()
+            ),
+        })
+    }
 }
 
 /// Declares [`SourceSpec`] from the list of `"type" => Variant(module)`: each module has a
@@ -177,8 +206,6 @@ macro_rules! source_types {
         #[derive(Debug, Clone)]
         pub enum SourceSpec {
             $($variant($config),)*
-            /// A type the original has and custos will implement later: fails at run time.
-            Unsupported,
         }
 
         impl SourceSpec {
@@ -189,7 +216,6 @@ macro_rules! source_types {
             pub fn parse(kind: &str, entry: Entry<'_>) -> Option<Result<SourceSpec, ConfigError>> {
                 match kind {
                     $($kind => Some(entry.take().map(SourceSpec::$variant)),)*
-                    k if Self::LATER.contains(&k) => Some(Ok(SourceSpec::Unsupported)),
                     _ => None,
                 }
             }
@@ -198,15 +224,13 @@ macro_rules! source_types {
             pub fn validate(&self) -> Result<(), Invalid> {
                 match self {
                     $(SourceSpec::$variant(c) => c.validate(),)*
-                    SourceSpec::Unsupported => Ok(()),
                 }
             }
 
-            /// The source; `None` for a type not implemented yet.
-            pub fn build(&self, id: &str, name: &str) -> Option<Box<dyn Source>> {
+            /// The source.
+            pub fn build(&self, id: &str, name: &str) -> Box<dyn Source> {
                 match self {
-                    $(SourceSpec::$variant(c) => Some(c.build(id, name)),)*
-                    SourceSpec::Unsupported => None,
+                    $(SourceSpec::$variant(c) => c.build(id, name),)*
                 }
             }
         }
@@ -233,7 +257,4 @@ impl SourceSpec {
     pub fn payload(&self) -> bool {
         !matches!(self, SourceSpec::Snapshot(_))
     }
-
-    /// Types of the original (2.5.0) that custos does not implement yet.
-    pub const LATER: &'static [&'static str] = &[];
 }

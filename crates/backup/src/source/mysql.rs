@@ -9,16 +9,23 @@
 //! line). As the original: `--routines`, `--events` unless `noevents`, then `options`, then
 //! `--databases NAME...` unless `options` already says `--all-databases`; with no `dbname` at
 //! all, `--all-databases`.
+//!
+//! custos: `dbname: all` or a list dumps one object per database (see [`super::databases`]);
+//! `all` lists the server's databases with the `mysql` client and skips `information_schema`,
+//! `performance_schema` and `sys` (the server's own, rebuilt by it; `mysql`, which holds
+//! users and grants, is kept). Each database is dumped without `--databases`, so its dump
+//! has no `CREATE DATABASE`/`USE` and loads into any database (`backup restore --database
+//! NAME --as NEW`).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::process::{
-    credentials, describe, run_check, ChildStream, Credentials, Verdict, CREDENTIALS_PATH,
-};
+use super::databases::{self, DbName, Loader, Server, LOADER_CREDENTIALS_PATH};
+use super::process::{credentials, run_check, Credentials, CREDENTIALS_PATH};
 use super::{Source, SourceError, SourceStream};
 use crate::cancel::Cancel;
+use crate::naming::Payload;
 use serde::Deserialize;
 
 use custos_kit::config::values::no_newline;
@@ -48,9 +55,10 @@ pub struct MysqlConfig {
     /// `dbpass`.
     #[serde(default)]
     pub dbpass: Option<Secret>,
-    /// `dbname`: one name, several separated by spaces, or a list; none = `--all-databases`.
-    #[serde(default, deserialize_with = "custos_kit::config::values::names")]
-    pub dbname: Vec<String>,
+    /// `dbname`: one name or several separated by spaces (one object, as the original);
+    /// `all` or a list: one object per database; none = `--all-databases` in one object.
+    #[serde(default, deserialize_with = "databases::dbname")]
+    pub dbname: DbName,
     /// `defaults`: an existing option file used instead of the generated one (then `dbuser`
     /// and `dbpass` are ignored, as in the original).
     #[serde(default)]
@@ -82,6 +90,16 @@ impl Validate for MysqlConfig {
                 "use the \"defaults\" key: --defaults* must be mysqldump's first argument",
             ));
         }
+        if self.dbname.per_database() {
+            let whole = ["--all-databases", "-A", "--databases", "-B"];
+            if let Some(o) = self.options.iter().find(|o| whole.contains(&o.as_str())) {
+                return Err(Invalid::new(
+                    "options",
+                    o,
+                    "dbname is `all` or a list (one object per database): drop this option",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -93,6 +111,7 @@ pub struct MysqlSource {
     name: String,
     config: MysqlConfig,
     program: OsString,
+    client: OsString,
 }
 
 impl MysqlSource {
@@ -103,6 +122,7 @@ impl MysqlSource {
             name: name.to_owned(),
             config: config.clone(),
             program: OsString::from("mysqldump"),
+            client: OsString::from("mysql"),
         }
     }
 
@@ -132,49 +152,73 @@ impl MysqlSource {
         s
     }
 
-    /// The arguments after `--defaults-file=...`: what to dump and how.
-    pub fn dump_args(&self) -> Vec<String> {
+    /// `--routines`, `--events` unless `noevents`, then `options`.
+    fn common_args(&self) -> Vec<String> {
         let c = &self.config;
-        let mut args = Vec::new();
-        if c.defaults.is_some() {
-            if let Some(h) = c.dbhost.as_deref().filter(|h| !h.is_empty()) {
-                args.push(format!("--host={h}"));
-            }
-            if let Some(p) = c.dbport {
-                args.push(format!("--port={p}"));
-            }
-        }
-        args.push("--routines".to_owned());
+        let mut args = vec!["--routines".to_owned()];
         if !c.noevents {
             args.push("--events".to_owned());
         }
         args.extend(c.options.iter().cloned());
+        args
+    }
+
+    /// The arguments after the connection: what to dump and how (the whole source; for a
+    /// per-database source this is what `--dry-run` checks).
+    pub fn dump_args(&self) -> Vec<String> {
+        let c = &self.config;
+        let mut args = self.common_args();
         let all = c
             .options
             .iter()
             .any(|o| o == "--all-databases" || o == "-A");
         if !all {
-            if c.dbname.is_empty() {
-                args.push("--all-databases".to_owned());
-            } else {
-                args.push("--databases".to_owned());
-                args.extend(c.dbname.iter().cloned());
+            match &c.dbname {
+                DbName::Absent | DbName::All => args.push("--all-databases".to_owned()),
+                DbName::One(names) => {
+                    args.push("--databases".to_owned());
+                    args.extend(names.split_whitespace().map(str::to_owned));
+                }
+                DbName::Each(names) => {
+                    args.push("--databases".to_owned());
+                    args.extend(names.iter().cloned());
+                }
             }
         }
         args
     }
 
-    /// The program's file name, for messages.
-    fn program_name(&self) -> String {
-        Path::new(&self.program)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "mysqldump".to_owned())
+    /// The arguments of one database's dump: no `--databases`, so no `CREATE DATABASE` or
+    /// `USE` in it; `--` so a name starting with `-` is a name.
+    pub fn database_args(&self, database: &str) -> Vec<String> {
+        let mut args = self.common_args();
+        args.push("--".to_owned());
+        args.push(database.to_owned());
+        args
     }
 
-    /// The command, and (unless `defaults` is set) the in-memory option file that must
+    /// The program's file name, for messages.
+    fn program_name(&self) -> String {
+        file_name(&self.program, "mysqldump")
+    }
+
+    /// The dump command, and (unless `defaults` is set) the in-memory option file that must
     /// become its stdin.
     fn command(&self, extra: &[&str]) -> Result<(Command, Option<Credentials>), SourceError> {
+        let (mut cmd, credentials) = self.connect(&self.program, CREDENTIALS_PATH)?;
+        cmd.args(extra);
+        cmd.args(self.dump_args());
+        Ok((cmd, credentials))
+    }
+
+    /// `program` (mysqldump or the client) with the connection: `--defaults-file=` first,
+    /// then host and port when `defaults` is set; and the in-memory option file that must
+    /// be handed to it (unless `defaults` is set), which it reads as `secret_path`.
+    pub fn connect(
+        &self,
+        program: &OsStr,
+        secret_path: &str,
+    ) -> Result<(Command, Option<Credentials>), SourceError> {
         let (defaults_file, credentials) = match &self.config.defaults {
             Some(path) => {
                 if self.config.dbuser.is_some() || self.config.dbpass.is_some() {
@@ -183,20 +227,50 @@ impl MysqlSource {
                 (path.as_os_str().to_owned(), None)
             }
             None => (
-                OsString::from(CREDENTIALS_PATH),
+                OsString::from(secret_path),
                 Some(credentials("custos-my.cnf", &self.option_file())?),
             ),
         };
-        let mut cmd = Command::new(&self.program);
+        let mut cmd = Command::new(program);
         let mut first = OsString::from("--defaults-file=");
         first.push(&defaults_file);
         cmd.arg(first);
-        cmd.args(extra);
-        cmd.args(self.dump_args());
+        if self.config.defaults.is_some() {
+            let c = &self.config;
+            if let Some(h) = c.dbhost.as_deref().filter(|h| !h.is_empty()) {
+                cmd.arg(format!("--host={h}"));
+            }
+            if let Some(p) = c.dbport {
+                cmd.arg(format!("--port={p}"));
+            }
+        }
         cmd.env_remove("MYSQL_PWD");
         Ok((cmd, credentials))
     }
+
+    /// The client, connected, in batch mode without column names (listing, loading).
+    pub fn client(&self) -> Result<(Command, Option<Credentials>), SourceError> {
+        let (mut cmd, credentials) = self.connect(&self.client, CREDENTIALS_PATH)?;
+        cmd.args(["--batch", "--skip-column-names"]);
+        Ok((cmd, credentials))
+    }
+
+    /// The client's file name, for messages.
+    pub fn client_name(&self) -> String {
+        file_name(&self.client, "mysql")
+    }
 }
+
+/// The file name of `program` (messages name programs, not paths).
+fn file_name(program: &OsStr, fallback: &str) -> String {
+    Path::new(program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+/// Databases the server keeps for itself: never dumped by `dbname: all`.
+pub const SYSTEM_DATABASES: &[&str] = &["information_schema", "performance_schema", "sys"];
 
 /// Quotes an option file value so that `#`, quotes, backslashes, spaces and control
 /// characters survive MariaDB's option file parser (`mysys/my_default.c`).
@@ -234,28 +308,95 @@ impl Source for MysqlSource {
         "sql"
     }
 
-    /// Connects and dumps nothing but headers: proves credentials, databases and privileges.
+    /// Connects and dumps nothing but headers: proves credentials, databases and privileges
+    /// (for `all`, after listing them).
     fn check(&self, cancel: Cancel) -> Result<(), SourceError> {
+        if self.config.dbname == DbName::All {
+            self.databases(cancel)?;
+        }
         let (cmd, credentials) = self.command(&CHECK_ARGS)?;
         run_check(&self.program_name(), cmd, credentials, cancel)
     }
 
     fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError> {
         let (cmd, credentials) = self.command(&[])?;
-        tracing::debug!(source = %self.id, command = %describe(&cmd), "dumping");
-        Ok(Box::new(ChildStream::spawn(
-            &self.program_name(),
-            cmd,
-            Verdict::zero_only,
-            credentials,
-            cancel,
-        )?))
+        databases::spawn_dump(&self.id, &self.program_name(), cmd, credentials, cancel)
+    }
+
+    fn server(&self) -> Option<&dyn Server> {
+        Some(self)
+    }
+
+    fn databases(&self, cancel: Cancel) -> Result<Option<Vec<String>>, SourceError> {
+        databases::select(&self.config.dbname, SYSTEM_DATABASES, || {
+            let (mut cmd, credentials) = self.client()?;
+            cmd.args([
+                "-e",
+                "SELECT HEX(SCHEMA_NAME) FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME",
+            ]);
+            databases::list(&self.client_name(), cmd, credentials, cancel)
+        })
+    }
+
+    fn open_database(
+        &self,
+        database: &str,
+        cancel: Cancel,
+    ) -> Result<Box<dyn SourceStream>, SourceError> {
+        let (mut cmd, credentials) = self.connect(&self.program, CREDENTIALS_PATH)?;
+        cmd.args(self.database_args(database));
+        databases::spawn_dump(&self.id, &self.program_name(), cmd, credentials, cancel)
+    }
+}
+
+/// `0x...`: a string literal for SQL that needs no quoting.
+fn hex_literal(s: &str) -> String {
+    format!("0x{}", hex::encode(s.as_bytes()))
+}
+
+/// `` `name` ``, backticks doubled: an identifier for SQL.
+fn identifier(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+impl Server for MysqlSource {
+    fn holds_data(&self, database: &str, cancel: Cancel) -> Result<Option<bool>, SourceError> {
+        let (mut cmd, credentials) = self.client()?;
+        let name = hex_literal(database);
+        cmd.arg("-e").arg(format!(
+            "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {name}), \
+             (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {name})"
+        ));
+        let out = databases::query(&self.client_name(), cmd, credentials, cancel)?;
+        databases::parse_holds_data(&self.client_name(), &out)
+    }
+
+    fn create(&self, database: &str, cancel: Cancel) -> Result<(), SourceError> {
+        let (mut cmd, credentials) = self.client()?;
+        cmd.arg("-e")
+            .arg(format!("CREATE DATABASE {}", identifier(database)));
+        databases::query(&self.client_name(), cmd, credentials, cancel).map(drop)
+    }
+
+    /// `mysql --database=NAME` reading the dump (a per-database dump has no `USE`, and its
+    /// `DROP TABLE IF EXISTS` replaces tables either way).
+    fn load(
+        &self,
+        database: &str,
+        _: Payload,
+        _: bool,
+        cancel: Cancel,
+    ) -> Result<Loader, SourceError> {
+        let (mut cmd, credentials) = self.connect(&self.client, LOADER_CREDENTIALS_PATH)?;
+        cmd.arg("--batch").arg(format!("--database={database}"));
+        Loader::spawn(&self.client_name(), &cmd, credentials, cancel)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::process::describe;
     use custos_kit::config::Secret;
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
@@ -266,7 +407,7 @@ mod tests {
             dbport: Some(3307),
             dbuser: Some("backups".into()),
             dbpass: Some(Secret::new("s3cr#t \"q\" \\x")),
-            dbname: vec!["livecompany".into()],
+            dbname: DbName::One("livecompany".into()),
             defaults: None,
             options: vec![],
             noevents: false,
@@ -283,7 +424,7 @@ mod tests {
 
         let mut c = config();
         c.noevents = true;
-        c.dbname = vec!["a".into(), "b".into()];
+        c.dbname = DbName::One("a b".into());
         c.options = vec!["--single-transaction".into(), "--skip-triggers".into()];
         assert_eq!(
             MysqlSource::new("db", "DB", &c).dump_args(),
@@ -305,7 +446,7 @@ mod tests {
         );
 
         let mut c = config();
-        c.dbname.clear();
+        c.dbname = DbName::Absent;
         assert_eq!(
             MysqlSource::new("db", "DB", &c).dump_args(),
             ["--routines", "--events", "--all-databases"]

@@ -68,7 +68,7 @@ impl MysqlSshConfig {
             dbport: self.dbport,
             dbuser: self.dbuser.clone(),
             dbpass: self.dbpass.clone(),
-            dbname: self.dbname.clone(),
+            dbname: crate::source::databases::DbName::one_object(&self.dbname),
             defaults: None,
             options: self.options.clone(),
             noevents: self.noevents,

@@ -127,7 +127,7 @@ impl RdsConfig {
             dbport: Some(port),
             dbuser: self.dbuser.clone(),
             dbpass: self.dbpass.clone(),
-            dbname: self.dbname.clone(),
+            dbname: crate::source::databases::DbName::one_object(&self.dbname),
             defaults: self.defaults.clone(),
             options: self.options.clone(),
             noevents: self.noevents,
@@ -140,7 +140,10 @@ impl RdsConfig {
             dbport: Some(port),
             dbuser: self.dbuser.clone(),
             dbpass: self.dbpass.clone(),
-            dbname: self.dbname.first().cloned().unwrap_or_default(),
+            dbname: crate::source::databases::DbName::One(
+                self.dbname.first().cloned().unwrap_or_default(),
+            ),
+            format: crate::source::pgsql::DumpFormat::Plain,
             defaults: self.defaults.clone(),
             options: self.options.clone(),
         }
@@ -704,12 +707,20 @@ mod tests {
         let m = c.mysql("10.0.0.5", 3310);
         assert_eq!(
             (m.dbhost.as_deref(), m.dbport, m.dbname.clone()),
-            (Some("10.0.0.5"), Some(3310), vec!["orders".to_string()])
+            (
+                Some("10.0.0.5"),
+                Some(3310),
+                crate::source::databases::DbName::One("orders".into())
+            )
         );
         let pg = c.pgsql("10.0.0.6", 5440);
         assert_eq!(
-            (pg.dbhost.as_deref(), pg.dbport, pg.dbname.as_str()),
-            (Some("10.0.0.6"), Some(5440), "orders")
+            (pg.dbhost.as_deref(), pg.dbport, pg.dbname.clone()),
+            (
+                Some("10.0.0.6"),
+                Some(5440),
+                crate::source::databases::DbName::One("orders".into())
+            )
         );
     }
 

@@ -19,7 +19,7 @@ use serde_json::json;
 
 const TOOLS: &[&str] = &["mysql", "mysqldump", "psql", "pg_dump"];
 
-fn setup(test: &str) -> Option<Services> {
+pub(crate) fn setup(test: &str) -> Option<Services> {
     let s = services(test)?;
     require_tools(test, TOOLS).then_some(s)
 }
@@ -361,7 +361,7 @@ fn pg_dump_failure_stores_nothing() {
 
 /// A client session holding a table lock until released, so a dump blocks at a known point
 /// (deterministic "while the dump runs" without timing guesses).
-struct Lock {
+pub(crate) struct Lock {
     child: Child,
     stdin: Option<ChildStdin>,
 }
@@ -396,7 +396,7 @@ impl Lock {
             stdin: Some(stdin),
         }
     }
-    fn mysql(s: &Services, db: &str, table: &str) -> Lock {
+    pub(crate) fn mysql(s: &Services, db: &str, table: &str) -> Lock {
         let mut c = s.mysql(db);
         c.arg("--unbuffered");
         Lock::hold(c, &format!("LOCK TABLES {table} WRITE;"))
@@ -407,7 +407,7 @@ impl Lock {
             &format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;"),
         )
     }
-    fn release(mut self) {
+    pub(crate) fn release(mut self) {
         self.stdin.take();
         let _ = self.child.wait();
     }

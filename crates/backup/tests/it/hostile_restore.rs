@@ -98,6 +98,11 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, i64, Vec<u8>)> {
 
 /// `backup restore CFG --source ID --to TARGET` with a deadline (a hang fails the test).
 fn restore_deadline(cfg: &Path, id: &str, target: &Path) -> Run {
+    restore_paths(cfg, id, target, &[])
+}
+
+/// A restore of only the members `paths` select (`--path`), under the deadline.
+fn restore_paths(cfg: &Path, id: &str, target: &Path, paths: &[&[u8]]) -> Run {
     let child = Command::new(bin())
         .args([
             "restore".as_ref(),
@@ -107,6 +112,11 @@ fn restore_deadline(cfg: &Path, id: &str, target: &Path) -> Run {
             "--to".as_ref(),
             target.as_os_str(),
         ])
+        .args(
+            paths
+                .iter()
+                .flat_map(|p| ["--path".as_ref(), std::ffi::OsStr::from_bytes(p)]),
+        )
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -219,12 +229,33 @@ fn hostile_archives_change_nothing_outside_the_target() {
     let cfg = job.write();
     let before = snapshot(&outside);
     let top_before = entries(t.path());
-    for (id, _, needles) in &cases {
+    // Each case twice: whole, and with --path selecting its hostile member (a partial
+    // restore has the same guarantees). The path names the member as stored, minus a leading
+    // `/` (a pattern is relative), or its first directory when it goes through one.
+    let selected = |id: &str| -> Vec<u8> {
+        let (_, tar, _) = cases.iter().find(|(c, _, _)| *c == id).expect("case");
+        let name = &tar[..100];
+        let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(100)];
+        let name = name.strip_prefix(b"/").unwrap_or(name);
+        match id {
+            "symlink-dir-then-member" | "dotdot-name" => name[..1].to_vec(),
+            _ => name.to_vec(),
+        }
+    };
+    let runs = cases
+        .iter()
+        .flat_map(|(id, _, needles)| [(*id, *needles, false), (*id, *needles, true)]);
+    for (id, needles, partial) in runs {
         let target = t.path().join(format!("target-{id}"));
-        let r = restore_deadline(&cfg, id, &target);
+        let r = if partial {
+            restore_paths(&cfg, id, &target, &[&selected(id)])
+        } else {
+            restore_deadline(&cfg, id, &target)
+        };
+        let id = &format!("{id}{}", if partial { " (--path)" } else { "" });
         assert_eq!(r.code(), Some(1), "{id}: expected exit 1\n{}", r.describe());
         let text = r.stderr_text();
-        for n in *needles {
+        for n in needles {
             assert!(
                 text.contains(n),
                 "{id}: message lacks {n:?}\n{}",

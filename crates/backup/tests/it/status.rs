@@ -104,10 +104,12 @@ fn status_reports_fresh_stale_missing_and_the_last_verify() {
 
     let prom = fs::read_to_string(t.path().join("status.prom")).expect("textfile");
     assert!(
-        prom.contains("backup_copy_ok{job=\"job\",source=\"files\",destination=\"a\"} 1\n")
-            && prom.contains("backup_copy_ok{job=\"job\",source=\"files\",destination=\"b\"} 0\n")
+        prom.contains("backup_copy_ok{backup_job=\"job\",source=\"files\",destination=\"a\"} 1\n")
             && prom.contains(
-                "backup_copy_verify_ok{job=\"job\",source=\"files\",destination=\"a\"} 1\n"
+                "backup_copy_ok{backup_job=\"job\",source=\"files\",destination=\"b\"} 0\n"
+            )
+            && prom.contains(
+                "backup_copy_verify_ok{backup_job=\"job\",source=\"files\",destination=\"a\"} 1\n"
             ),
         "{prom}"
     );

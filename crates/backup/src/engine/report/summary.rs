@@ -121,6 +121,10 @@ impl RunReport {
                 rows.push(row);
                 continue;
             }
+            if !s.databases.is_empty() {
+                rows.extend(database_rows(s));
+                continue;
+            }
             for d in &s.destinations {
                 let status = match (&s.failure, d.failure()) {
                     (_, Some(f)) => Status::Failed(f.message.clone()),
@@ -155,6 +159,40 @@ impl RunReport {
     pub fn table(&self) -> String {
         summary_table(&self.rows(), self.dry_run, &self.hostname, self.stamp)
     }
+}
+
+/// A per-database source: a row per database and destination, named `{id}:{database}`;
+/// retention (run once for the source) shows on its last database's rows.
+fn database_rows(s: &crate::outcome::SourceReport) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let last = s.databases.len().saturating_sub(1);
+    for (i, db) in s.databases.iter().enumerate() {
+        let label = format!("{}:{}", s.id, crate::outcome::printable(&db.name));
+        for d in &s.destinations {
+            let failure = db.failure_at(&d.id).or(match (i == last, &d.retention) {
+                (true, Some(Err(f))) => Some(f),
+                _ => None,
+            });
+            let status = match failure {
+                Some(f) => Status::Failed(f.message.clone()),
+                None => Status::Ok,
+            };
+            let mut row = Row::new(&label, &d.id, status);
+            row.object.clone_from(&db.object);
+            row.input_bytes = db.input_bytes;
+            row.stored_bytes = if db.failure_at(&d.id).is_none() {
+                db.stored_bytes
+            } else {
+                Some(0)
+            };
+            row.duration = db.dump;
+            if let (true, Some(Ok(r))) = (i == last, &d.retention) {
+                row.removed.clone_from(&r.removed);
+            }
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 /// Renders rows as the run summary (see [`RunReport::table`]).
