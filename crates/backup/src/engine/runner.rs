@@ -319,7 +319,7 @@ fn run_source(
         job: owner_job.to_owned(),
         source: s.id.clone(),
     };
-    match source.prepare(&owner) {
+    match source.prepare(&owner, options.cancel) {
         Ok(removed) => {
             for resource in removed {
                 tracing::info!(source = %s.id, %resource, "removed what a killed run left");
@@ -334,12 +334,12 @@ fn run_source(
         Ok(plan) => plan,
         Err(e) => {
             r.failure = Some(e.failure());
-            release(source.as_ref(), &mut r);
+            release(source.as_ref(), &mut r, options.cancel);
             return finish_source(r, targets);
         }
     };
     if usable.is_empty() {
-        release(source.as_ref(), &mut r);
+        release(source.as_ref(), &mut r, options.cancel);
         return finish_source(r, targets);
     }
     let context = format!("source '{}'", s.id);
@@ -347,7 +347,7 @@ fn run_source(
         Ok(d) => d,
         Err(e) => {
             r.failure = Some(Failure::from_source(Stage::Source, &context, &e));
-            release(source.as_ref(), &mut r);
+            release(source.as_ref(), &mut r, options.cancel);
             return finish_source(r, targets);
         }
     };
@@ -362,7 +362,7 @@ fn run_source(
             &usable,
             options,
         );
-        release(source.as_ref(), &mut r);
+        release(source.as_ref(), &mut r, options.cancel);
         return finish_source(r, targets);
     }
     let object = ObjectName {
@@ -385,7 +385,7 @@ fn run_source(
     }
     // The stream has ended (or never started): what the source created goes now, before
     // retention, whatever happened (a signal included: the run still waits for this).
-    release(source.as_ref(), &mut r);
+    release(source.as_ref(), &mut r, options.cancel);
     match outcome {
         Err(f) => r.failure = Some(f),
         Ok(out) => {
@@ -441,15 +441,15 @@ fn make_in_place(mut r: SourceReport, source: &dyn Source, cancel: Cancel) -> So
         }
     }
     r.dump = started.elapsed();
-    release(source, &mut r);
+    release(source, &mut r, cancel);
     r.ended = SystemTime::now();
     r
 }
 
 /// Runs the source's cleanup step; each resource it could not release is a failure of the
 /// source in the report (and the exit code), named.
-fn release(source: &dyn Source, r: &mut SourceReport) {
-    for e in source.cleanup() {
+fn release(source: &dyn Source, r: &mut SourceReport, cancel: Cancel) {
+    for e in source.cleanup(cancel) {
         r.cleanup.push(cleanup_failure(&r.id, &e));
     }
 }

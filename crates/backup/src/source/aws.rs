@@ -473,8 +473,9 @@ pub const TAG_JOB: &str = "custos:job";
 pub const TAG_SOURCE: &str = "custos:source";
 
 fn tag_value(v: &str) -> String {
-    let clean: String = v
-        .chars()
+    // AWS counts a tag value's 256 in characters.
+    v.chars()
+        .take(256)
         .map(|c| {
             if c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c) {
                 c
@@ -482,12 +483,7 @@ fn tag_value(v: &str) -> String {
                 '_'
             }
         })
-        .collect();
-    let mut end = clean.len();
-    while clean[..end].chars().count() > 256 {
-        end = clean[..end].char_indices().last().map_or(0, |(i, _)| i);
-    }
-    clean[..end].to_owned()
+        .collect()
 }
 
 /// A `<Tag><Key/><Value/></Tag>` (RDS) or `<item><key/><value/></item>` (EC2).

@@ -145,14 +145,15 @@ pub trait Source: Send + Sync {
     /// Begins a real run for `owner`, before `open`/`make`: removes what a killed run of the
     /// same owner left (found by its tags) and remembers `owner` to tag what this run
     /// creates. Returns the leftovers removed. Sources that create nothing keep this default.
-    fn prepare(&self, _owner: &Owner) -> Result<Vec<String>, CleanupError> {
+    fn prepare(&self, _owner: &Owner, _cancel: Cancel) -> Result<Vec<String>, CleanupError> {
         Ok(Vec::new())
     }
 
     /// Releases what this run created (a temporary instance). The engine always calls it
     /// once the stream ended or failed, after a timeout and after SIGINT/SIGTERM; each error
-    /// names a resource left behind.
-    fn cleanup(&self) -> Vec<CleanupError> {
+    /// names a resource left behind. After a signal (`cancel`) it tries once, within the
+    /// run's grace period.
+    fn cleanup(&self, _cancel: Cancel) -> Vec<CleanupError> {
         Vec::new()
     }
 

@@ -225,8 +225,6 @@ impl Validate for RdsPgsqlConfig {
 #[derive(Debug, Default)]
 struct State {
     owner: Option<Owner>,
-    /// The run's token, from `open` on: waits and delete retries stop when it is cancelled.
-    cancel: Option<Cancel>,
     /// The temporary instance, from the moment its restore may have started.
     instance: Option<String>,
 }
@@ -417,12 +415,17 @@ impl RdsSource {
     }
 
     /// Polls until `instance` is available; its endpoint.
-    fn wait_available(&self, api: &Api, instance: &str) -> Result<DbEndpoint, SourceError> {
+    fn wait_available(
+        &self,
+        api: &Api,
+        instance: &str,
+        cancel: Cancel,
+    ) -> Result<DbEndpoint, SourceError> {
         let what = self.resource(api, instance);
         let waiting = Waiting {
             timeout: self.config.wait(),
             poll: self.config.poll(),
-            cancel: self.state().cancel.unwrap_or_default(),
+            cancel,
         };
         let mut last = String::new();
         waiting.until(&what, || {
@@ -455,7 +458,7 @@ impl RdsSource {
     }
 
     /// Restores, waits, modifies, waits: the endpoint to dump from.
-    fn restore(&self, api: &Api) -> Result<DbEndpoint, SourceError> {
+    fn restore(&self, api: &Api, cancel: Cancel) -> Result<DbEndpoint, SourceError> {
         let snapshot = self.newest_snapshot(api)?;
         let instance = self.temporary_name();
         tracing::info!(source = %self.id, snapshot = %snapshot.identifier, %instance, "restoring a temporary RDS instance");
@@ -488,7 +491,7 @@ impl RdsSource {
                 return Err(e.into());
             }
         }
-        self.wait_available(api, &instance)?;
+        self.wait_available(api, &instance, cancel)?;
         let mut params = vec![
             p("DBInstanceIdentifier", instance.clone()),
             p("BackupRetentionPeriod", "0"),
@@ -502,12 +505,12 @@ impl RdsSource {
             None => {}
         }
         api.call::<Ignored>("ModifyDBInstance", &params)?;
-        self.wait_available(api, &instance)
+        self.wait_available(api, &instance, cancel)
     }
 
     /// Deletes `instance` (no final snapshot); gone already is fine. Transient failures are
     /// tried three times, unless the run was interrupted.
-    fn delete(&self, api: &Api, instance: &str) -> Result<(), CleanupError> {
+    fn delete(&self, api: &Api, instance: &str, cancel: Cancel) -> Result<(), CleanupError> {
         let params = [
             p("DBInstanceIdentifier", instance),
             p("SkipFinalSnapshot", "true"),
@@ -525,9 +528,7 @@ impl RdsSource {
                 // Interrupted: one try, within the signal's grace period (the next run
                 // deletes what is left).
                 Err(e)
-                    if e.retry() == Retry::Transient
-                        && attempt < 3
-                        && !self.state().cancel.is_some_and(Cancel::is_cancelled) =>
+                    if e.retry() == Retry::Transient && attempt < 3 && !cancel.is_cancelled() =>
                 {
                     tracing::warn!(source = %self.id, %instance, "delete failed, retrying: {e}");
                     std::thread::sleep(Duration::from_secs(attempt));
@@ -571,9 +572,8 @@ impl Source for RdsSource {
     }
 
     fn open(&self, cancel: Cancel) -> Result<Box<dyn SourceStream>, SourceError> {
-        self.state().cancel = Some(cancel);
         let api = self.api()?;
-        let endpoint = self.restore(&api)?;
+        let endpoint = self.restore(&api, cancel)?;
         let port = endpoint.port.unwrap_or(match self.engine {
             Engine::Mysql => 3306,
             Engine::Pgsql => 5432,
@@ -597,7 +597,7 @@ impl Source for RdsSource {
 
     /// Deletes this source's temporary instances that a killed run left (tagged with
     /// `owner`, named `tmp-`).
-    fn prepare(&self, owner: &Owner) -> Result<Vec<String>, CleanupError> {
+    fn prepare(&self, owner: &Owner, cancel: Cancel) -> Result<Vec<String>, CleanupError> {
         self.state().owner = Some(owner.clone());
         let api = self.api().map_err(|e| CleanupError {
             resource: format!("temporary RDS instances of source '{}'", self.id),
@@ -621,14 +621,14 @@ impl Source for RdsSource {
             }
             if i.status != "deleting" {
                 tracing::warn!(source = %self.id, instance = %i.identifier, "deleting the temporary RDS instance a killed run left");
-                self.delete(&api, &i.identifier)?;
+                self.delete(&api, &i.identifier, cancel)?;
             }
             removed.push(self.resource(&api, &i.identifier));
         }
         Ok(removed)
     }
 
-    fn cleanup(&self) -> Vec<CleanupError> {
+    fn cleanup(&self, cancel: Cancel) -> Vec<CleanupError> {
         let Some(instance) = self.state().instance.take() else {
             return Vec::new();
         };
@@ -639,7 +639,7 @@ impl Source for RdsSource {
                 message: format!("not deleted: {e}"),
                 retry: e.retry(),
             })
-            .and_then(|api| self.delete(&api, &instance));
+            .and_then(|api| self.delete(&api, &instance, cancel));
         result.err().into_iter().collect()
     }
 }

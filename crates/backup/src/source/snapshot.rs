@@ -422,7 +422,7 @@ impl Source for SnapshotSource {
         })
     }
 
-    fn prepare(&self, owner: &Owner) -> Result<Vec<String>, CleanupError> {
+    fn prepare(&self, owner: &Owner, _cancel: Cancel) -> Result<Vec<String>, CleanupError> {
         *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(owner.clone());
         Ok(Vec::new())
     }

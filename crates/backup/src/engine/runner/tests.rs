@@ -539,6 +539,7 @@ impl Source for std::sync::Arc<Owning> {
     fn prepare(
         &self,
         owner: &crate::source::Owner,
+        _: Cancel,
     ) -> Result<Vec<String>, crate::source::CleanupError> {
         self.note(&format!("prepare {}/{}", owner.job, owner.source));
         Err(crate::source::CleanupError {
@@ -547,7 +548,7 @@ impl Source for std::sync::Arc<Owning> {
             retry: crate::source::Retry::Permanent,
         })
     }
-    fn cleanup(&self) -> Vec<crate::source::CleanupError> {
+    fn cleanup(&self, _: Cancel) -> Vec<crate::source::CleanupError> {
         self.note("cleanup");
         vec![crate::source::CleanupError {
             resource: "RDS instance tmp-db-2".into(),
