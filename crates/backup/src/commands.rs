@@ -778,15 +778,11 @@ pub fn ls(job: &Job, request: LsRequest<'_>) -> Result<Outcome, CommandError> {
         tracing::warn!("{m}");
     }
     let refs: Vec<&dyn Destination> = dests.iter().map(|d| d.as_ref()).collect();
-    let options = RestoreOptions {
+    let options = restore::ListOptions {
         source_id: request.source.to_owned(),
         at,
         destination: request.destination.map(str::to_owned),
-        database: None,
-        paths: Vec::new(),
-        target: RestoreTarget::Writer(Box::new(std::io::sink())),
         decryption,
-        cancel: Cancel::new(),
     };
     let mut rows = vec![[
         "TYPE".to_owned(),

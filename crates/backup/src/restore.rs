@@ -117,6 +117,15 @@ pub struct RestoreOptions {
     pub cancel: Cancel,
 }
 
+/// Which copy [`members`] lists, chosen as [`restore`] chooses it.
+#[derive(Debug)]
+pub struct ListOptions {
+    pub source_id: String,
+    pub at: Option<RunStamp>,
+    pub destination: Option<String>,
+    pub decryption: Option<Decryption>,
+}
+
 /// How the sha256 sidecar compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SidecarCheck {
@@ -479,7 +488,7 @@ pub fn restore(
 /// listing of a damaged copy fails as a restore would.
 pub fn members(
     destinations: &[&dyn Destination],
-    opts: &RestoreOptions,
+    opts: &ListOptions,
     each: &mut dyn FnMut(Member),
 ) -> Result<Copy, RestoreError> {
     let (copy, _) = choose(
@@ -487,7 +496,7 @@ pub fn members(
         &opts.source_id,
         opts.at,
         opts.destination.as_deref(),
-        opts.database.as_deref(),
+        None,
     )?;
     let object = copy.name.path();
     if copy.name.payload != Payload::Tar {
@@ -504,9 +513,7 @@ pub fn members(
     })?;
     let expected = read_sidecar(dest, &copy)?;
     let mut decoded = open_decoded(dest, &copy, opts.decryption.as_ref(), expected.as_deref())?;
-    if let Err(e) = select::walk_members(&mut decoded, each) {
-        return Err(decoded.read_failure(&e));
-    }
+    walk_tar(&mut decoded, each)?;
     decoded.finish(expected.as_deref())?;
     Ok(copy)
 }
@@ -560,7 +567,7 @@ fn verify_copy(
     let decryption = keys(source_id);
     let mut decoded = open_decoded(d, &copy, decryption.as_ref(), expected.as_deref())?;
     let payload_bytes = match copy.name.payload {
-        Payload::Tar => walk_tar(&mut decoded)?,
+        Payload::Tar => walk_tar(&mut decoded, &mut |_| {})?,
         Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol | Payload::Dump => {
             copy_payload(
                 &mut decoded,

@@ -33,11 +33,8 @@ pub(crate) enum Rule {
     /// `retention_days` alone.
     Days,
     Last,
-    Hourly,
-    Daily,
-    Weekly,
-    Monthly,
-    Yearly,
+    /// `keep_hourly` ... `keep_yearly`.
+    Bucket(Bucket),
     /// A bucket rule with places left keeps the oldest copy.
     Oldest(Bucket),
     Within(Span),
@@ -82,16 +79,6 @@ impl Bucket {
         }
     }
 
-    fn rule(self) -> Rule {
-        match self {
-            Bucket::Hourly => Rule::Hourly,
-            Bucket::Daily => Rule::Daily,
-            Bucket::Weekly => Rule::Weekly,
-            Bucket::Monthly => Rule::Monthly,
-            Bucket::Yearly => Rule::Yearly,
-        }
-    }
-
     /// The bucket a local time falls in (year first, so buckets of different years differ).
     fn of(self, t: NaiveDateTime) -> (i32, u32, u32) {
         match self {
@@ -116,11 +103,7 @@ impl fmt::Display for Rule {
             Rule::Copies => f.write_str("retention_copies"),
             Rule::Days => f.write_str("retention_days"),
             Rule::Last => f.write_str("keep_last"),
-            Rule::Hourly => f.write_str("keep_hourly"),
-            Rule::Daily => f.write_str("keep_daily"),
-            Rule::Weekly => f.write_str("keep_weekly"),
-            Rule::Monthly => f.write_str("keep_monthly"),
-            Rule::Yearly => f.write_str("keep_yearly"),
+            Rule::Bucket(b) => f.write_str(b.key()),
             Rule::Oldest(b) => write!(f, "{} (oldest copy)", b.key()),
             Rule::Within(s) => write!(f, "keep_within {s}"),
         }
@@ -165,7 +148,7 @@ pub(crate) fn keep<Tz: TimeZone>(
             }
             let key = bucket.of(local(c.time));
             if last != Some(key) {
-                kept.entry(c.index).or_default().push(bucket.rule());
+                kept.entry(c.index).or_default().push(Rule::Bucket(bucket));
                 last = Some(key);
                 left -= 1;
             }
@@ -173,7 +156,7 @@ pub(crate) fn keep<Tz: TimeZone>(
         if left > 0 {
             if let Some(oldest) = good.last() {
                 let rules = kept.entry(oldest.index).or_default();
-                if !rules.contains(&bucket.rule()) {
+                if !rules.contains(&Rule::Bucket(bucket)) {
                     rules.push(Rule::Oldest(bucket));
                 }
             }

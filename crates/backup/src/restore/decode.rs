@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
+use super::select::Member;
 use super::unpack::Failure;
 use super::{Copy, RestoreError, SidecarCheck};
 use crate::crypto::{self, Decryption};
@@ -257,8 +258,13 @@ pub(super) fn stream_failure(decoded: &Decoded, f: Failure) -> RestoreError {
     }
 }
 
-/// Reads a tar stream entry by entry without writing anything; returns the bytes read.
-pub(super) fn walk_tar(decoded: &mut Decoded) -> Result<u64, RestoreError> {
+/// Reads the tar stream of `decoded` to its end without writing anything, handing each
+/// member to `each` (`verify` passes a no-op, `ls` prints them); the stream's size. A stream
+/// that is no tar archive is [`RestoreError::Corrupt`] saying so.
+pub(super) fn walk_tar(
+    decoded: &mut Decoded,
+    each: &mut dyn FnMut(Member),
+) -> Result<u64, RestoreError> {
     let mut counting = Counting {
         inner: decoded,
         n: 0,
@@ -267,7 +273,9 @@ pub(super) fn walk_tar(decoded: &mut Decoded) -> Result<u64, RestoreError> {
         let mut archive = tar::Archive::new(&mut counting);
         for entry in archive.entries()? {
             let mut entry = entry?;
+            let member = Member::of(&entry);
             io::copy(&mut entry, &mut io::sink())?;
+            each(member);
         }
         Ok(())
     })();

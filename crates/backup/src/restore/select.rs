@@ -1,5 +1,6 @@
 //! Partial restore and listing a copy: `restore --path PATTERN` picks members of a folder
-//! copy, `backup ls` lists them, both streaming (nothing is unpacked first).
+//! copy, `backup ls` lists them (through `decode::walk_tar`), both streaming (nothing is
+//! unpacked first).
 //!
 //! A pattern selects a member when its path components are a prefix of the member's (after
 //! `./` and leading or trailing `/` are dropped), as GNU tar selects members named on its
@@ -9,8 +10,6 @@
 //! restore.
 
 use std::io;
-
-use super::decode::Decoded;
 
 /// The members a restore is limited to; empty selects everything.
 #[derive(Debug, Default)]
@@ -91,53 +90,38 @@ pub struct Member {
     pub link: Option<String>,
 }
 
-/// Reads the tar stream of `decoded` to its end, handing each member to `each` without
-/// writing anything; the stream's size.
-pub(super) fn walk_members(
-    decoded: &mut Decoded,
-    each: &mut dyn FnMut(Member),
-) -> Result<u64, io::Error> {
-    let mut counting = super::decode::Counting {
-        inner: decoded,
-        n: 0,
-    };
-    {
-        let mut archive = tar::Archive::new(&mut counting);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let header = entry.header();
-            let t = header.entry_type();
-            let kind = if t.is_file() {
-                '-'
-            } else if t.is_dir() {
-                'd'
-            } else if t.is_symlink() {
-                'l'
-            } else if t.is_hard_link() {
-                'h'
-            } else if t.is_character_special() {
-                'c'
-            } else if t.is_block_special() {
-                'b'
-            } else if t.is_fifo() {
-                'p'
-            } else {
-                '?'
-            };
-            let member = Member {
-                kind,
-                size: header.size().unwrap_or(0),
-                mtime: header.mtime().ok(),
-                path: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
-                link: entry
-                    .link_name_bytes()
-                    .map(|l| String::from_utf8_lossy(&l).into_owned()),
-            };
-            io::copy(&mut entry, &mut io::sink())?;
-            each(member);
+impl Member {
+    /// The member `entry` describes (its data is not read).
+    pub(super) fn of<R: io::Read>(entry: &tar::Entry<'_, R>) -> Member {
+        let header = entry.header();
+        let t = header.entry_type();
+        let kind = if t.is_file() {
+            '-'
+        } else if t.is_dir() {
+            'd'
+        } else if t.is_symlink() {
+            'l'
+        } else if t.is_hard_link() {
+            'h'
+        } else if t.is_character_special() {
+            'c'
+        } else if t.is_block_special() {
+            'b'
+        } else if t.is_fifo() {
+            'p'
+        } else {
+            '?'
+        };
+        Member {
+            kind,
+            size: header.size().unwrap_or(0),
+            mtime: header.mtime().ok(),
+            path: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+            link: entry
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned()),
         }
     }
-    Ok(counting.n)
 }
 
 #[cfg(test)]
