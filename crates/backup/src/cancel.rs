@@ -9,7 +9,8 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use custos_process::Registry;
 
@@ -20,6 +21,8 @@ struct State {
     producers: Registry,
     /// The signal that cancelled (0: none).
     signal: AtomicI32,
+    /// When it cancelled (what is still to run after a signal fits in the time left).
+    at: OnceLock<Instant>,
     /// Staging directories of restores in progress, removed as a last resort.
     staging: Mutex<Vec<PathBuf>>,
 }
@@ -38,6 +41,7 @@ impl Cancel {
     /// Records `signal` and kills every registered producer's process group (and any
     /// registered later); how many groups were killed.
     pub(crate) fn cancel(self, signal: i32) -> usize {
+        let _ = self.0.at.set(Instant::now());
         self.0.signal.store(signal, Ordering::SeqCst);
         self.0.producers.cancel()
     }
@@ -48,6 +52,11 @@ impl Cancel {
             0 => None,
             n => Some(n),
         }
+    }
+
+    /// How long ago the signal came, if one did.
+    pub(crate) fn since(self) -> Option<Duration> {
+        self.0.at.get().map(Instant::elapsed)
     }
 
     /// Whether the command was cancelled (waits stop at once then).
@@ -106,10 +115,12 @@ mod tests {
         let b = a;
         let other = Cancel::new();
         assert_eq!(b.signal(), None);
+        assert_eq!(b.since(), None);
         let guard = b.remove_on_cancel(PathBuf::from("/tmp/x"));
         assert_eq!(a.staging(), vec![PathBuf::from("/tmp/x")]);
         assert_eq!(a.cancel(15), 0);
         assert_eq!(b.signal(), Some(15));
+        assert!(b.since().is_some_and(|d| d < Duration::from_secs(60)));
         assert!(b.producers().is_cancelled());
         assert_eq!(other.signal(), None, "tokens are independent");
         drop(guard);

@@ -30,6 +30,9 @@ pub enum Stage {
     /// Releasing what a source created (a temporary instance), or removing what a killed
     /// run left.
     Cleanup,
+    /// A `before`, `after` or `on_error` hook of the job or a source (a failed `before`
+    /// means the source was not run; a failed `after` never undoes a stored copy).
+    Hook,
 }
 
 impl Stage {
@@ -43,6 +46,7 @@ impl Stage {
             Stage::Retention => "retention",
             Stage::Notify => "notify",
             Stage::Cleanup => "cleanup",
+            Stage::Hook => "hook",
         }
     }
 }
@@ -170,6 +174,9 @@ pub struct SourceReport {
     pub made: Vec<String>,
     /// Resources the source created and could not release, each naming the resource.
     pub cleanup: Vec<Failure>,
+    /// `after`/`on_error` hooks (of the source, and of the job, which every source carries)
+    /// that failed: the copy stays stored, but the source counts as failed.
+    pub hooks: Vec<Failure>,
     /// A per-database source (`dbname: all` or a list): each database's own outcome, in the
     /// order dumped; empty for a source that makes one object.
     pub databases: Vec<DatabaseReport>,
@@ -252,6 +259,7 @@ impl SourceReport {
             destinations: Vec::new(),
             made: Vec::new(),
             cleanup: Vec::new(),
+            hooks: Vec::new(),
             databases: Vec::new(),
         }
     }
@@ -268,6 +276,7 @@ impl SourceReport {
             }
         }
         out.extend(self.cleanup.iter().map(|f| (None, f)));
+        out.extend(self.hooks.iter().map(|f| (None, f)));
         out
     }
 

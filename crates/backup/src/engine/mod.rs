@@ -5,6 +5,7 @@
 //! - [`runner`]: runs a job: sources independent, destinations independent, the report.
 //! - [`pipeline`]: compression, OpenPGP encryption, hashing, tee to destinations.
 //! - [`fanout`]: one writer thread per destination behind a bounded queue.
+//! - [`hooks`]: the job's and each source's `before`/`after`/`on_error` commands.
 //! - [`retention`]: which copies to delete (never the newest good one); [`calendar`] holds
 //!   the calendar rules (`keep_daily`, ...).
 //! - [`report`]: errors of the layers below as typed failures; the summary table.
@@ -13,6 +14,7 @@
 
 pub(crate) mod calendar;
 pub(crate) mod fanout;
+pub(crate) mod hooks;
 pub(crate) mod interrupt;
 pub(crate) mod lock;
 pub(crate) mod pipeline;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::cancel::Cancel;
 use crate::crypto::{self, Encryption};
 use crate::destination::Destination;
+use crate::engine::hooks::{self, RunHooks};
 use crate::engine::pipeline::{self, Plan};
 use crate::engine::report::FailureFrom;
 use crate::engine::retention;
@@ -181,6 +182,15 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
             });
         }
     }
+    // The job's `before` hooks run here; each source's hooks run around it.
+    let hooks = RunHooks::start(
+        job,
+        &file,
+        stamp,
+        &report.hostname,
+        options.dry_run,
+        options.cancel,
+    );
     for s in &job.sources {
         let r = if let Some(sig) = options.cancel.signal() {
             let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
@@ -196,10 +206,13 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
         } else if options.dry_run {
             check_source(s, options.cancel)
         } else {
-            run_source(s, build_source(s), &targets, stamp, options, &owner_job)
+            hooks.around_source(s, || {
+                run_source(s, build_source(s), &targets, stamp, options, &owner_job)
+            })
         };
         report.sources.push(r);
     }
+    hooks.finish(&mut report.sources);
     report.ended = std::time::SystemTime::now();
     if let Some(t) = &options.log_tail {
         report.log_tail = t.lines();
@@ -292,6 +305,7 @@ fn check_source(s: &SourceConfig, cancel: Cancel) -> SourceReport {
     });
     log_result(&s.id, "-", &result);
     r.failure = result.err();
+    r.hooks = hooks::check(&s.hooks, &format!("source '{}'", s.id));
     r.ended = std::time::SystemTime::now();
     r
 }

@@ -26,7 +26,9 @@ use custos_kit::config::{common, split, Entry, Secret};
 use crate::destination::{self, Destination, DestinationError};
 use crate::notify;
 
+mod hooks;
 mod retention;
+pub use hooks::{Hook, HookCommand, Hooks};
 pub use retention::{Calendar, RetentionPolicy, Span};
 
 /// Compression applied before encryption (custos option `compression`).
@@ -80,6 +82,8 @@ pub struct JobConfig {
     pub notifications: Vec<NotificationConfig>,
     /// custos `state_dir`: where `verify` records its results for `status`.
     pub state_dir: Option<PathBuf>,
+    /// custos `hooks` at the root: commands run before and after the whole job.
+    pub hooks: Hooks,
     /// Lines (1-based) of trailing commas that were tolerated.
     pub trailing_commas: Vec<usize>,
     /// Whether the file holds passwords/passphrases/credentials.
@@ -121,6 +125,8 @@ pub struct SourceConfig {
     /// custos `max_age` (per source, else root): `backup status` fails when the newest good
     /// copy at a destination is older, or missing.
     pub max_age: Option<Span>,
+    /// custos `hooks` of this source: commands run before and after its backup.
+    pub hooks: Hooks,
     /// The type-specific part.
     pub spec: SourceSpec,
 }
@@ -190,6 +196,7 @@ const SOURCE_COMMON_KEYS: &[&str] = &[
     "keyring",
     "timeout",
     "max_age",
+    "hooks",
 ];
 /// Keys every destination accepts, whatever its type.
 const DESTINATION_COMMON_KEYS: &[&str] = &[
@@ -254,6 +261,8 @@ struct RawJob {
     max_age: Option<Span>,
     #[serde(default)]
     state_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    hooks: hooks::RawHooks,
 }
 
 #[derive(Deserialize)]
@@ -287,6 +296,8 @@ struct RawSourceCommon {
     timeout: Option<u32>,
     #[serde(default, deserialize_with = "retention::span")]
     max_age: Option<Span>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    hooks: hooks::RawHooks,
 }
 
 #[derive(Deserialize)]
@@ -393,6 +404,7 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         file: file.to_owned(),
         hostname: raw.hostname.filter(|h| !h.is_empty()),
         state_dir: raw.state_dir,
+        hooks: hooks::resolve(file, "hooks", raw.hooks)?,
         sources,
         destinations,
         notifications,
@@ -432,6 +444,7 @@ fn parse_source(
         return Err(unknown_type(file, at, &c.kind, SourceSpec::TYPES));
     };
     let spec = spec?;
+    let hooks = hooks::resolve(file, &format!("{at}.hooks"), c.hooks)?;
     Ok(SourceConfig {
         name: c
             .name
@@ -448,6 +461,7 @@ fn parse_source(
         keyring: c.keyring.or_else(|| root.keyring.clone()),
         timeout: c.timeout.or(root.timeout).filter(|t| *t > 0),
         max_age: c.max_age.or(root.max_age),
+        hooks,
         spec,
     })
 }

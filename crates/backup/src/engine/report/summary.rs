@@ -106,6 +106,9 @@ impl RunReport {
                     Status::Failed(f.message.clone()),
                 ));
             }
+            for f in &s.hooks {
+                rows.push(Row::new(&s.id, "hook", Status::Failed(f.message.clone())));
+            }
             if self.dry_run || s.destinations.is_empty() {
                 let status = match &s.failure {
                     Some(f) => Status::Failed(f.message.clone()),
