@@ -18,6 +18,7 @@ mod databases_each;
 mod faults;
 mod folder_roundtrip;
 mod gs_destination;
+mod hooks;
 mod hostile_restore;
 mod lvm_ssh;
 mod notify_http;

@@ -120,16 +120,6 @@ impl Fixture {
     }
 }
 
-/// Gone, or a zombie nobody reaped yet: either way not running.
-fn not_running(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
 fn assert_no_object_and_no_partial(dest: &Path) {
     let left = files_under(dest);
     assert!(left.is_empty(), "objects or partial files left: {left:?}");

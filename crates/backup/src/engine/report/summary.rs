@@ -106,47 +106,10 @@ impl RunReport {
                     Status::Failed(f.message.clone()),
                 ));
             }
+            rows.extend(self.source_rows(s));
+            // After the copy's rows: a failed `after` hook never un-stores the copy.
             for f in &s.hooks {
                 rows.push(Row::new(&s.id, "hook", Status::Failed(f.message.clone())));
-            }
-            if self.dry_run || s.destinations.is_empty() {
-                let status = match &s.failure {
-                    Some(f) => Status::Failed(f.message.clone()),
-                    None if self.dry_run => Status::Checked,
-                    // A source without a payload: what it made is its result.
-                    None if !s.made.is_empty() => Status::Ok,
-                    None => Status::Failed(format!("source '{}': no destination", s.id)),
-                };
-                let mut row = Row::new(&s.id, "-", status);
-                if !s.made.is_empty() {
-                    row.object = Some(s.made.join(" "));
-                }
-                rows.push(row);
-                continue;
-            }
-            if !s.databases.is_empty() {
-                rows.extend(database_rows(s));
-                continue;
-            }
-            for d in &s.destinations {
-                let status = match (&s.failure, d.failure()) {
-                    (_, Some(f)) => Status::Failed(f.message.clone()),
-                    (Some(f), None) => Status::Failed(f.message.clone()),
-                    (None, None) => Status::Ok,
-                };
-                let stored = s.failure.is_none() && d.result.is_ok();
-                let mut row = Row::new(&s.id, &d.id, status);
-                if s.input_bytes.is_some() {
-                    row.object.clone_from(&s.object);
-                    row.input_bytes = s.input_bytes;
-                    // What was read, and that nothing of a failed copy was kept here.
-                    row.stored_bytes = if stored { s.stored_bytes } else { Some(0) };
-                    row.duration = s.dump;
-                }
-                if let Some(Ok(r)) = &d.retention {
-                    row.removed.clone_from(&r.removed);
-                }
-                rows.push(row);
             }
         }
         for n in &self.notifications {
@@ -154,6 +117,50 @@ impl RunReport {
                 &n.label,
                 Status::of(&n.result, Status::Ok),
             ));
+        }
+        rows
+    }
+
+    /// The rows of source `s`'s copy: one per destination (per database and destination
+    /// for a per-database source), or one for the source alone.
+    fn source_rows(&self, s: &crate::outcome::SourceReport) -> Vec<Row> {
+        if self.dry_run || s.destinations.is_empty() {
+            let status = match &s.failure {
+                Some(f) => Status::Failed(f.message.clone()),
+                None if self.dry_run => Status::Checked,
+                // A source without a payload: what it made is its result.
+                None if !s.made.is_empty() => Status::Ok,
+                None => Status::Failed(format!("source '{}': no destination", s.id)),
+            };
+            let mut row = Row::new(&s.id, "-", status);
+            if !s.made.is_empty() {
+                row.object = Some(s.made.join(" "));
+            }
+            return vec![row];
+        }
+        if !s.databases.is_empty() {
+            return database_rows(s);
+        }
+        let mut rows = Vec::new();
+        for d in &s.destinations {
+            let status = match (&s.failure, d.failure()) {
+                (_, Some(f)) => Status::Failed(f.message.clone()),
+                (Some(f), None) => Status::Failed(f.message.clone()),
+                (None, None) => Status::Ok,
+            };
+            let stored = s.failure.is_none() && d.result.is_ok();
+            let mut row = Row::new(&s.id, &d.id, status);
+            if s.input_bytes.is_some() {
+                row.object.clone_from(&s.object);
+                row.input_bytes = s.input_bytes;
+                // What was read, and that nothing of a failed copy was kept here.
+                row.stored_bytes = if stored { s.stored_bytes } else { Some(0) };
+                row.duration = s.dump;
+            }
+            if let Some(Ok(r)) = &d.retention {
+                row.removed.clone_from(&r.removed);
+            }
+            rows.push(row);
         }
         rows
     }

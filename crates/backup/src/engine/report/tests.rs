@@ -71,6 +71,35 @@ fn table_and_exit_code_are_views_of_the_typed_result() {
     assert_eq!(r.rows()[0].removed, ["20240101030405"]);
 }
 
+/// A failed `after` hook fails the source (and the exit code) but leaves its copy's row as
+/// it was: stored, then the hook's own row.
+#[test]
+fn a_failed_hook_is_its_own_row_after_the_stored_copy() {
+    let mut s = source_ok();
+    s.hooks.push(Failure::new(
+        Stage::Hook,
+        "source 'www': after hook sources[0].hooks.after[0] (sh) exited with status 3",
+        false,
+    ));
+    let r = report(vec![s]);
+    assert!(!r.backups_succeeded());
+    assert_eq!(r.exit_code(), 1);
+    let rows = r.rows();
+    assert_eq!(rows[0].status, summary::Status::Ok);
+    assert_eq!(rows[0].stored_bytes, Some(3 * 1024 * 1024));
+    assert_eq!(
+        (rows[1].source.as_str(), rows[1].destination.as_str()),
+        ("www", "hook")
+    );
+    assert!(r.table().contains(
+        "www -> hook: source 'www': after hook sources[0].hooks.after[0] (sh) exited with status 3"
+    ));
+    assert_eq!(
+        r.sources[0].error_text(),
+        "source 'www': after hook sources[0].hooks.after[0] (sh) exited with status 3"
+    );
+}
+
 #[test]
 fn a_failed_notifier_fails_the_exit_code_but_not_the_backups() {
     let mut r = report(vec![source_ok()]);

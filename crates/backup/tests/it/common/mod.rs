@@ -1299,14 +1299,35 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    Command::new(bin())
-        .args(args)
+    spawn_backup_with(args, &[])
+}
+
+/// [`spawn_backup`] with extra environment variables (a `PATH` with stand-ins first).
+pub fn spawn_backup_with<I, S>(args: I, env: &[(&str, &OsStr)]) -> Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn backup")
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn backup")
+}
+
+/// Whether process `pid` is not running: gone, or a zombie nobody reaped yet.
+pub fn not_running(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
 }
 
 /// [`listening_ports`] names the owner's listening sockets, not whoever can connect to them.
