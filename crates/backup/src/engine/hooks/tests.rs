@@ -285,3 +285,10 @@ fn the_tail_keeps_the_last_bytes_at_a_char_boundary() {
     assert!(text.len() <= TAIL && text.len() >= TAIL - 1);
     assert!(text.chars().all(|c| c == 'é'));
 }
+
+/// Sources may run on threads of their own: one `RunHooks` serves them all.
+#[test]
+fn run_hooks_can_be_shared_between_threads() {
+    fn shared<T: Sync>() {}
+    shared::<RunHooks<'static>>();
+}
