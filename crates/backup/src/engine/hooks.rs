@@ -21,14 +21,9 @@
 //! A dry run starts no hook: it checks that each `command`'s program is on PATH and that
 //! each `shell` script parses (`sh -n`).
 
-use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use custos_process::{Exit, ProcessError, Spawn};
@@ -37,24 +32,21 @@ use crate::cancel::Cancel;
 use crate::engine::interrupt::GRACE;
 use crate::job::{Hook, HookCommand, Hooks, JobConfig, SourceConfig};
 use crate::naming::RunStamp;
-use crate::outcome::{printable, Failure, SourceReport, Stage};
+use crate::outcome::{Failure, SourceReport, Stage};
+
+mod check;
+mod output;
+
+pub(crate) use check::check;
+use output::{with_output, Output};
 
 /// A hook's deadline when its entry sets no `timeout`: enough to stop or start a service or
 /// take a snapshot, short enough that a hung hook does not hold the job for long.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// After a signal, the part of the grace kept for the notifiers (5 s) and the exit.
 const RESERVE: Duration = Duration::from_secs(8);
-/// A hook's last output bytes kept for its failure message.
-const TAIL: usize = 2048;
-/// Longest line logged in one piece.
-const LINE_MAX: u64 = 4096;
-/// How long the output may go on once the hook exited (a background process it started can
-/// hold the pipe: its lines are still logged, but nobody waits for them).
-const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// `CUSTOS_ERROR` is cut to this many bytes.
 const ERROR_MAX: usize = 4096;
-/// `sh -n` (a dry run's syntax check of a `shell` hook) may take this long.
-const SYNTAX_CHECK: Duration = Duration::from_secs(10);
 
 /// Every variable a hook gets; removed from the inherited environment first, so a hook never
 /// sees a value left by whoever started `backup`.
@@ -411,32 +403,7 @@ fn io_error(label: &str, source: std::io::Error) -> ProcessError {
     }
 }
 
-/// `e` with the hook's last output as its stderr (the hook's stderr is not the process
-/// crate's tail: both streams go to one pipe that this module reads).
-fn with_output(e: ProcessError, tail: String) -> ProcessError {
-    match e {
-        ProcessError::Exited { program, code, .. } => ProcessError::Exited {
-            program,
-            code,
-            stderr: tail,
-        },
-        ProcessError::Signaled {
-            program, signal, ..
-        } => ProcessError::Signaled {
-            program,
-            signal,
-            stderr: tail,
-        },
-        ProcessError::TimedOut { program, after, .. } => ProcessError::TimedOut {
-            program,
-            after,
-            stderr: tail,
-        },
-        other => other,
-    }
-}
-
-fn log_failure(who: &str, f: &Failure) {
+pub(super) fn log_failure(who: &str, f: &Failure) {
     tracing::error!(
         who,
         stage = f.stage.as_str(),
@@ -444,152 +411,6 @@ fn log_failure(who: &str, f: &Failure) {
         "{}",
         f.message
     );
-}
-
-/// A hook's stdout and stderr: one pipe, read by a thread that logs each line and keeps the
-/// last [`TAIL`] bytes.
-struct Output {
-    tail: Arc<Mutex<Tail>>,
-    ended: mpsc::Receiver<()>,
-}
-
-impl Output {
-    /// The reader, and the write ends for the hook's stdout and stderr.
-    fn start(label: &str) -> std::io::Result<(Output, OwnedFd, OwnedFd)> {
-        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        let write2 = write.try_clone()?;
-        let tail = Arc::new(Mutex::new(Tail::default()));
-        let (tx, ended) = mpsc::channel();
-        let kept = tail.clone();
-        let label = label.to_owned();
-        std::thread::Builder::new()
-            .name("hook-output".into())
-            .spawn(move || {
-                drain(std::fs::File::from(read), &label, &kept);
-                let _ = tx.send(());
-            })?;
-        Ok((Output { tail, ended }, write, write2))
-    }
-
-    /// The last output, once the pipe closed or [`OUTPUT_GRACE`] passed.
-    fn finish(self) -> String {
-        let _ = self.ended.recv_timeout(OUTPUT_GRACE);
-        self.tail.lock().map(|t| t.text()).unwrap_or_default()
-    }
-}
-
-/// Logs every non-blank line of `r` (control characters escaped) until its end.
-fn drain(r: impl Read, label: &str, tail: &Mutex<Tail>) {
-    let mut r = BufReader::new(r);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match (&mut r).take(LINE_MAX).read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {
-                let text = printable(String::from_utf8_lossy(&line).trim_end());
-                if text.trim().is_empty() {
-                    continue;
-                }
-                tracing::info!(hook = %label, "{text}");
-                if let Ok(mut t) = tail.lock() {
-                    t.push(text);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-}
-
-/// The last lines of a hook's output, at most [`TAIL`] bytes.
-#[derive(Default)]
-struct Tail {
-    lines: VecDeque<String>,
-    bytes: usize,
-}
-
-impl Tail {
-    fn push(&mut self, line: String) {
-        self.bytes += line.len() + 1;
-        self.lines.push_back(line);
-        while self.bytes > TAIL && self.lines.len() > 1 {
-            if let Some(old) = self.lines.pop_front() {
-                self.bytes -= old.len() + 1;
-            }
-        }
-    }
-
-    /// The lines, newline-separated; a single longer line keeps its end, cut at a char
-    /// boundary.
-    fn text(&self) -> String {
-        let all = Vec::from(self.lines.clone()).join("\n");
-        let mut start = all.len().saturating_sub(TAIL);
-        while !all.is_char_boundary(start) {
-            start += 1;
-        }
-        all.get(start..).unwrap_or_default().to_owned()
-    }
-}
-
-/// A dry run's check of every hook in `hooks` (none is started): a `command`'s program is
-/// an executable file (on PATH unless it holds a `/`), a `shell` script parses (`sh -n`).
-pub(crate) fn check(hooks: &Hooks, who: &str) -> Vec<Failure> {
-    let failures: Vec<Failure> = hooks
-        .all()
-        .filter_map(|h| {
-            let problem = match &h.run {
-                HookCommand::Argv(_) => {
-                    let program = h.run.program();
-                    (!on_path(program)).then(|| {
-                        if program.contains('/') {
-                            format!("{program}: no such executable file")
-                        } else {
-                            format!("{program}: not found on PATH")
-                        }
-                    })
-                }
-                HookCommand::Shell(script) => shell_syntax(&h.at, script),
-            }?;
-            Some(Failure::new(
-                Stage::Hook,
-                format!("{who}: hook {}: {problem}", h.at),
-                false,
-            ))
-        })
-        .collect();
-    for f in &failures {
-        log_failure(who, f);
-    }
-    failures
-}
-
-/// Whether `program` names an executable file, as `execvp` would find it.
-fn on_path(program: &str) -> bool {
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        return executable(Path::new(program));
-    }
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| executable(&dir.join(program)))
-    })
-}
-
-/// Why `sh -n` rejects `script`, if it does.
-fn shell_syntax(at: &str, script: &str) -> Option<String> {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-n").arg("-c").arg(script);
-    let spawn = Spawn::new(format!("{at} (sh -n)"), cmd);
-    match custos_process::run(spawn, SYNTAX_CHECK, 4096) {
-        Ok(out) if out.exit.success() => None,
-        Ok(out) => Some(format!(
-            "not valid for /bin/sh: {}",
-            custos_process::one_line(&out.exit.stderr)
-        )),
-        Err(e) => Some(e.to_string()),
-    }
 }
 
 #[cfg(test)]

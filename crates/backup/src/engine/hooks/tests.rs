@@ -1,6 +1,7 @@
 //! Hooks run as real `/bin/sh` children that append to a file (the run itself is the
 //! integration tests' part: `tests/it/hooks.rs`).
 
+use super::output::{Tail, TAIL};
 use super::*;
 use crate::job::parse;
 use crate::outcome::DestinationReport;
