@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,6 +18,11 @@ use crate::ProcessError;
 
 /// stderr kept for messages unless [`Spawn::tail`] says otherwise.
 pub const DEFAULT_TAIL: usize = 2048;
+
+/// How long [`Child::wait`] waits for stderr's end once the child has exited: a background
+/// process it started can hold the pipe open for ever; its lines still reach the line hook,
+/// but nobody waits for them.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 /// What the child reads on stdin.
 #[derive(Debug, Default)]
@@ -42,6 +47,7 @@ pub struct Spawn {
     stderr: Option<Stdio>,
     tail: usize,
     hook: Option<LineHook>,
+    merged: bool,
     registry: Option<&'static Registry>,
 }
 
@@ -57,6 +63,7 @@ impl Spawn {
             stderr: None,
             tail: DEFAULT_TAIL,
             hook: None,
+            merged: false,
             registry: None,
         }
     }
@@ -91,6 +98,13 @@ impl Spawn {
         self
     }
 
+    /// stdout and stderr into one pipe, read as stderr is (line hook, tail): for a command
+    /// whose output is only for the log, in the order it was printed.
+    pub fn merge_output(mut self) -> Self {
+        self.merged = true;
+        self
+    }
+
     /// Registers the child in `registry` while it runs, so [`Registry::cancel`] kills it.
     pub fn registry(mut self, registry: &'static Registry) -> Self {
         self.registry = Some(registry);
@@ -108,9 +122,23 @@ impl Spawn {
             stderr,
             tail,
             hook,
+            merged,
             registry,
         } = self;
         let piped_stderr = stderr.is_none();
+        // Merged: both streams are the write end of one pipe, whose read end is stderr's.
+        let mut merged_read = None;
+        let (stdout, stderr) = if merged && piped_stderr {
+            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| ProcessError::spawn(&program, e.into()))?;
+            let write2 = write
+                .try_clone()
+                .map_err(|e| ProcessError::spawn(&program, e))?;
+            merged_read = Some(std::fs::File::from(read));
+            (Some(Stdio::from(write)), Some(Stdio::from(write2)))
+        } else {
+            (stdout, stderr)
+        };
         match stdin {
             Stdin::Null => cmd.stdin(Stdio::null()),
             Stdin::Piped => cmd.stdin(Stdio::piped()),
@@ -127,7 +155,14 @@ impl Spawn {
         // The Command owns a secret's descriptor: close it now, not when the child ends.
         drop(cmd);
         let mut inner = spawned.map_err(|e| ProcessError::spawn(&path, e))?;
-        let err = inner.stderr.take().filter(|_| piped_stderr);
+        let err: Option<Box<dyn io::Read + Send>> = match merged_read {
+            Some(read) => Some(Box::new(read)),
+            None => inner
+                .stderr
+                .take()
+                .filter(|_| piped_stderr)
+                .map(|e| Box::new(e) as Box<dyn io::Read + Send>),
+        };
         let mut child = Child {
             pgid: inner.id(),
             program,
@@ -140,14 +175,39 @@ impl Spawn {
         };
         if let Some(err) = err {
             let name = child.program.clone();
+            let kept = Arc::new(Mutex::new(Vec::new()));
+            let (done, ended) = mpsc::channel();
+            let shared = kept.clone();
             // No thread (resources exhausted): an error, and the child is killed on drop.
-            let reader = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("stderr-tail".into())
-                .spawn(move || tail::drain(err, tail, &name, hook))
+                .spawn(move || {
+                    tail::drain(err, tail, &name, hook, &shared);
+                    let _ = done.send(());
+                })
                 .map_err(|e| child.io("reading the stderr of", e))?;
-            child.stderr = Some(reader);
+            child.stderr = Some(Tail {
+                kept,
+                ended,
+                limit: tail,
+            });
         }
         Ok(child)
+    }
+}
+
+/// stderr's reader: the bytes it kept, and a signal when the stream ended.
+struct Tail {
+    kept: Arc<Mutex<Vec<u8>>>,
+    ended: mpsc::Receiver<()>,
+    limit: usize,
+}
+
+impl Tail {
+    /// The tail once the stream ended, or what arrived within [`OUTPUT_GRACE`].
+    fn finish(self) -> String {
+        let _ = self.ended.recv_timeout(OUTPUT_GRACE);
+        tail::text(&self.kept, self.limit)
     }
 }
 
@@ -191,7 +251,7 @@ pub struct Child {
     inner: std::process::Child,
     /// The child's pid, which is also its process group id.
     pgid: u32,
-    stderr: Option<JoinHandle<String>>,
+    stderr: Option<Tail>,
     watchdog: Option<Watchdog>,
     /// Set when the deadline killed the group.
     expired: Arc<AtomicBool>,
@@ -285,11 +345,7 @@ impl Child {
         let deadline = self.release();
         let status = self.inner.wait();
         self.reaped = true;
-        let stderr = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let stderr = self.stderr.take().map(Tail::finish).unwrap_or_default();
         let program = self.program.clone();
         let status = status.map_err(|e| self.io("waiting for", e))?;
         if self.expired.load(Ordering::SeqCst) {

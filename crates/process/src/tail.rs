@@ -1,33 +1,39 @@
 //! The last bytes a child printed on a stream, kept while the stream is drained to its end.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Mutex;
 
 /// Called with (program, line) for each non-blank line read (a caller's debug log).
 pub(crate) type LineHook = fn(&str, &str);
 
-/// Reads `r` to its end, keeping the last `limit` bytes as text: cut at a char boundary,
-/// invalid UTF-8 replaced. Lines go to `hook` as they arrive.
+/// Longest line handed to a [`LineHook`] in one piece.
+const LINE_MAX: u64 = 4096;
+
+/// Reads `r` to its end, keeping its last `limit` bytes in `kept` (trimmed in batches; the
+/// reader of `kept` cuts it with [`text`]). Lines go to `hook` as they arrive.
 pub(crate) fn drain(
-    mut r: impl Read,
+    r: impl Read,
     limit: usize,
     program: &str,
     hook: Option<LineHook>,
-) -> String {
-    let mut tail: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 4096];
+    kept: &Mutex<Vec<u8>>,
+) {
+    let mut r = BufReader::new(r);
+    let mut line = Vec::new();
     loop {
-        match r.read(&mut buf) {
+        line.clear();
+        match (&mut r).take(LINE_MAX).read_until(b'\n', &mut line) {
             Ok(0) => break,
-            Ok(n) => {
-                let chunk = buf.get(..n).unwrap_or_default();
+            Ok(_) => {
                 if let Some(hook) = hook {
-                    for line in String::from_utf8_lossy(chunk).lines() {
-                        if !line.trim().is_empty() {
-                            hook(program, line);
-                        }
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_end();
+                    if !text.trim().is_empty() {
+                        hook(program, text);
                     }
                 }
-                tail.extend_from_slice(chunk);
+                let Ok(mut tail) = kept.lock() else { break };
+                tail.extend_from_slice(&line);
                 // Trimmed in batches: each byte is moved at most a few times.
                 if tail.len() > limit.saturating_mul(2).max(4096) {
                     keep_last(&mut tail, limit);
@@ -37,6 +43,13 @@ pub(crate) fn drain(
             Err(_) => break,
         }
     }
+}
+
+/// The last `limit` bytes of `kept` as text: cut at a char boundary, invalid UTF-8 replaced.
+pub(crate) fn text(kept: &Mutex<Vec<u8>>, limit: usize) -> String {
+    let Ok(mut tail) = kept.lock() else {
+        return String::new();
+    };
     keep_last(&mut tail, limit);
     String::from_utf8_lossy(&tail).into_owned()
 }
@@ -66,6 +79,12 @@ pub fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn drain(r: impl Read, limit: usize, program: &str, hook: Option<LineHook>) -> String {
+        let kept = Mutex::new(Vec::new());
+        super::drain(r, limit, program, hook, &kept);
+        text(&kept, limit)
+    }
 
     #[test]
     fn keeps_the_tail_at_a_char_boundary() {

@@ -321,3 +321,43 @@ fn a_child_that_exited_in_time_is_not_timed_out_by_a_late_wait() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(c.wait().unwrap().code, 5);
 }
+
+#[test]
+fn merged_output_keeps_both_streams_in_order_and_goes_to_the_line_hook() {
+    static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    fn hook(program: &str, line: &str) {
+        LINES.lock().unwrap().push(format!("{program}: {line}"));
+    }
+    let mut child = Spawn::new("merged", sh("echo one; echo two >&2; echo three; exit 3"))
+        .merge_output()
+        .on_stderr_line(hook)
+        .spawn()
+        .unwrap();
+    assert!(child.stdout().is_none(), "stdout goes to the merged pipe");
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code, 3);
+    assert_eq!(exit.stderr, "one\ntwo\nthree\n");
+    assert_eq!(
+        *LINES.lock().unwrap(),
+        ["merged: one", "merged: two", "merged: three"]
+    );
+}
+
+#[test]
+fn a_background_process_holding_stderr_does_not_hang_wait() {
+    // The child exits at once; the `sleep` it leaves (in a new session, so killing the group
+    // does not reach it) keeps stderr's write end open for 30 s.
+    let mut child = spawn(
+        "leaves",
+        "echo before >&2; setsid sleep 30 >/dev/null & echo after >&2",
+    );
+    let started = Instant::now();
+    let exit = child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(exit.code, 0);
+    assert_eq!(exit.stderr, "before\nafter\n");
+}

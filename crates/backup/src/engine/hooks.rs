@@ -23,7 +23,7 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use custos_process::{Exit, ProcessError, Spawn};
@@ -32,19 +32,19 @@ use crate::cancel::Cancel;
 use crate::engine::interrupt::GRACE;
 use crate::job::{Hook, HookCommand, Hooks, JobConfig, SourceConfig};
 use crate::naming::RunStamp;
-use crate::outcome::{Failure, SourceReport, Stage};
+use crate::outcome::{printable, Failure, SourceReport, Stage};
 
 mod check;
-mod output;
 
 pub(crate) use check::check;
-use output::{with_output, Output};
 
 /// A hook's deadline when its entry sets no `timeout`: enough to stop or start a service or
 /// take a snapshot, short enough that a hung hook does not hold the job for long.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// After a signal, the part of the grace kept for the notifiers (5 s) and the exit.
 const RESERVE: Duration = Duration::from_secs(8);
+/// A hook's last output bytes kept for its failure message.
+const TAIL: usize = 2048;
 /// `CUSTOS_ERROR` is cut to this many bytes.
 const ERROR_MAX: usize = 4096;
 
@@ -344,24 +344,18 @@ fn run_one(h: &Hook, phase: Phase, who: &str, env: &Env, cancel: Cancel) -> Resu
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let (output, result) = match Output::start(&label) {
-        Err(e) => (None, Err(io_error(&label, e))),
-        Ok((output, stdout, stderr)) => {
-            let mut spawn = Spawn::new(label.clone(), cmd)
-                .stdout(Stdio::from(stdout))
-                .stderr(Stdio::from(stderr));
-            if phase == Phase::Before {
-                spawn = spawn.registry(cancel.producers());
-            }
-            // The spawn drops the command and with it this side's write ends.
-            let result = spawn
-                .spawn()
-                .and_then(|mut child| child.wait_timeout(timeout))
-                .and_then(Exit::require_success);
-            (Some(output), result)
-        }
-    };
-    let tail = output.map(Output::finish).unwrap_or_default();
+    // stdout and stderr in one pipe: every line to the log, the last ones for a failure.
+    let mut spawn = Spawn::new(label.clone(), cmd)
+        .merge_output()
+        .tail(TAIL)
+        .on_stderr_line(log_line);
+    if phase == Phase::Before {
+        spawn = spawn.registry(cancel.producers());
+    }
+    let result = spawn
+        .spawn()
+        .and_then(|mut child| child.wait_timeout(timeout))
+        .and_then(Exit::require_success);
     match result {
         Ok(_) => {
             tracing::info!(hook = %h.at, phase = phase.as_str(), "hook done");
@@ -373,7 +367,7 @@ fn run_one(h: &Hook, phase: Phase, who: &str, env: &Env, cancel: Cancel) -> Resu
         }
         Err(e) => {
             let retryable = matches!(e, ProcessError::TimedOut { .. });
-            Err(fail(with_output(e, tail).to_string(), retryable))
+            Err(fail(e.to_string(), retryable))
         }
     }
 }
@@ -395,12 +389,9 @@ fn command(run: &HookCommand) -> Command {
     }
 }
 
-fn io_error(label: &str, source: std::io::Error) -> ProcessError {
-    ProcessError::Io {
-        program: label.to_owned(),
-        context: "reading the output of",
-        source,
-    }
+/// A line a hook printed, to the log (never to the summary on stdout).
+fn log_line(label: &str, line: &str) {
+    tracing::info!(hook = %label, "{}", printable(line));
 }
 
 pub(super) fn log_failure(who: &str, f: &Failure) {

@@ -1,7 +1,6 @@
 //! Hooks run as real `/bin/sh` children that append to a file (the run itself is the
 //! integration tests' part: `tests/it/hooks.rs`).
 
-use super::output::{Tail, TAIL};
 use super::*;
 use crate::job::parse;
 use crate::outcome::DestinationReport;
@@ -269,22 +268,6 @@ fn a_dry_run_checks_programs_and_scripts_without_running_them() {
         messages[2]
     );
     assert!(!marker.exists(), "a dry run started a hook");
-}
-
-#[test]
-fn the_tail_keeps_the_last_bytes_at_a_char_boundary() {
-    let mut t = Tail::default();
-    for i in 0..1000 {
-        t.push(format!("line {i}"));
-    }
-    let text = t.text();
-    assert!(text.len() <= TAIL);
-    assert!(text.ends_with("line 998\nline 999"), "{text}");
-    let mut t = Tail::default();
-    t.push("é".repeat(TAIL));
-    let text = t.text();
-    assert!(text.len() <= TAIL && text.len() >= TAIL - 1);
-    assert!(text.chars().all(|c| c == 'é'));
 }
 
 /// Sources may run on threads of their own: one `RunHooks` serves them all.
