@@ -4,6 +4,8 @@
 //! never disagree. It sits below the handlers so that notifiers read it without depending on
 //! the engine (docs/ARCHITECTURE.md, "Layers").
 //!
+//! `backup verify` has its own result, [`Verification`], which notifiers read the same way.
+//!
 //! A failure is a [`Failure`]: the stage that failed, a message naming what failed (never a
 //! secret), and whether retrying the run may help (a refused connection may; a wrong
 //! passphrase will not).
@@ -30,6 +32,8 @@ pub enum Stage {
     /// Releasing what a source created (a temporary instance), or removing what a killed
     /// run left.
     Cleanup,
+    /// `backup verify`: reading a stored copy back.
+    Verify,
 }
 
 impl Stage {
@@ -43,6 +47,7 @@ impl Stage {
             Stage::Retention => "retention",
             Stage::Notify => "notify",
             Stage::Cleanup => "cleanup",
+            Stage::Verify => "verify",
         }
     }
 }
@@ -384,6 +389,91 @@ impl RunReport {
     /// config, is decided before a run starts).
     pub fn exit_code(&self) -> i32 {
         i32::from(!self.success())
+    }
+}
+
+/// What `backup verify` found: the notifiers' view of it, as [`RunReport`] is of a run.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// Host name for messages.
+    pub hostname: String,
+    /// `--sample`: the share of each source's copies read, in percent (`10`, `2.5`);
+    /// `None`: the newest copy only.
+    pub sample: Option<String>,
+    /// The sources verified, in config order.
+    pub sources: Vec<SourceVerification>,
+}
+
+/// One source: every copy read (or tried) at every destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceVerification {
+    pub id: String,
+    pub name: String,
+    /// The `type` from the config.
+    pub kind: String,
+    pub copies: Vec<CopyCheck>,
+}
+
+/// One copy (one database of a per-database copy) read back at one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyCheck {
+    /// The destination's `id`.
+    pub destination: String,
+    pub database: Option<String>,
+    /// The copy's run stamp, when one was found.
+    pub stamp: Option<RunStamp>,
+    /// The object's size, when it read back.
+    pub size: Option<u64>,
+    /// Read back with the sha256 of its sidecar, or why not.
+    pub result: Result<(), Failure>,
+}
+
+impl CopyCheck {
+    /// `disk 20261207020000` (`disk 20261207020000 shop` for a database; `disk` when no copy
+    /// was found).
+    pub fn label(&self) -> String {
+        let mut l = self.destination.clone();
+        if let Some(s) = self.stamp {
+            l.push_str(&format!(" {s}"));
+        }
+        if let Some(db) = &self.database {
+            l.push_str(&format!(" {}", printable(db)));
+        }
+        l
+    }
+}
+
+impl SourceVerification {
+    /// Every copy tried read back.
+    pub fn succeeded(&self) -> bool {
+        self.copies.iter().all(|c| c.result.is_ok())
+    }
+
+    /// Each failure with the copy it concerns, `; `-joined.
+    pub fn error_text(&self) -> String {
+        self.copies
+            .iter()
+            .filter_map(|c| c.result.as_ref().err().map(|f| (c, f)))
+            .map(|(c, f)| format!("{}: {}", c.label(), f.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// What was read: `3 copies read at disk, s3, a 10 % sample`.
+    pub fn summary(&self, sample: Option<&str>) -> String {
+        let mut at: Vec<&str> = Vec::new();
+        for c in &self.copies {
+            if !at.contains(&c.destination.as_str()) {
+                at.push(&c.destination);
+            }
+        }
+        let n = self.copies.len();
+        format!(
+            "{n} {} read at {}{}",
+            if n == 1 { "copy" } else { "copies" },
+            at.join(", "),
+            sample.map_or(String::new(), |p| format!(", a {p} % sample"))
+        )
     }
 }
 

@@ -27,6 +27,7 @@ mod schedule;
 mod status;
 mod verify;
 
+pub use crate::restore::Percent;
 pub use list::{list, ListRequest};
 pub use ls::{ls, LsRequest};
 pub use prune::{prune, PruneRequest};
@@ -34,7 +35,7 @@ pub use restore::{restore, RestoreRequest};
 pub use run::{run, RunOutcome, RunRequest};
 pub use schedule::{schedule, ScheduleRequest, SYSTEM_UNIT_DIR};
 pub use status::{status, StatusRequest};
-pub use verify::verify;
+pub use verify::{verify, VerifyRequest};
 
 /// How to open objects encrypted to `recipients` (passphrase sources use the config).
 #[derive(Debug, Clone, Default)]
