@@ -317,8 +317,27 @@ fn choose(
         return Err(not_found(" (no such destination in the config)".into()));
     }
     let listing = list(&chosen, Some(source_id));
+    match find_copy(&listing.copies, source_id, at, database)? {
+        Some(found) => Ok(found),
+        None => match listing.errors.into_iter().next() {
+            // A destination could not be listed: that is the more useful error.
+            Some(e) if chosen.len() == 1 => Err(RestoreError::Destination(e)),
+            Some(e) => Err(not_found(format!(" (and a destination failed: {e})"))),
+            None => Err(not_found(String::new())),
+        },
+    }
+}
+
+/// The copy of `source_id` (`database` of it) among `copies` (as [`list`] orders them):
+/// made `at`, or the newest not dated in the future; with the future copies passed over.
+/// A per-database copy asked for without `database` is [`RestoreError::PerDatabase`].
+fn find_copy(
+    copies: &[Copy],
+    source_id: &str,
+    at: Option<RunStamp>,
+    database: Option<&str>,
+) -> Result<Option<(Copy, Vec<String>)>, RestoreError> {
     let mut skipped = Vec::new();
-    let copies = listing.copies;
     let copy = copies.iter().find(|c| {
         if c.name.source_id != source_id
             || database.is_some_and(|d| c.name.database.as_deref() != Some(d))
@@ -347,13 +366,8 @@ fn choose(
                 databases,
             })
         }
-        Some(c) => Ok((c.clone(), skipped)),
-        None => match listing.errors.into_iter().next() {
-            // A destination could not be listed: that is the more useful error.
-            Some(e) if chosen.len() == 1 => Err(RestoreError::Destination(e)),
-            Some(e) => Err(not_found(format!(" (and a destination failed: {e})"))),
-            None => Err(not_found(String::new())),
-        },
+        Some(c) => Ok(Some((c.clone(), skipped))),
+        None => Ok(None),
     }
 }
 

@@ -31,7 +31,8 @@ impl SourceStream for Bytes {
     }
 }
 
-fn stream(data: Vec<u8>) -> Box<dyn SourceStream> {
+/// A source stream of `data` (the verify tests use it too).
+pub(super) fn stream(data: Vec<u8>) -> Box<dyn SourceStream> {
     Box::new(Bytes(io::Cursor::new(data)))
 }
 

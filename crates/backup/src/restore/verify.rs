@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::decode::{copy_payload, open_decoded, walk_tar};
 use super::sample::{self, Percent};
-use super::{choose, list, read_sidecar, Copy, RestoreError, SidecarCheck};
+use super::{choose, find_copy, list, read_sidecar, Copy, RestoreError, SidecarCheck};
 use crate::crypto::Decryption;
 use crate::destination::Destination;
 use crate::naming::{Payload, RunStamp};
@@ -63,54 +63,60 @@ pub fn verify(
     let mut reports = Vec::new();
     for source_id in source_ids {
         for d in destinations {
-            let stamps = match choice {
-                Choice::Newest => None,
-                Choice::Sample { share, seed } => match sampled(*d, source_id, share, seed) {
-                    Ok(stamps) => Some(stamps),
-                    Err(e) => {
-                        reports.push(VerifyReport {
-                            source_id: source_id.clone(),
-                            database: None,
-                            destination: d.id().to_string(),
-                            stamp: None,
-                            result: Err(e),
-                        });
-                        continue;
+            let d = *d;
+            let failed = |e| VerifyReport {
+                source_id: source_id.clone(),
+                database: None,
+                destination: d.id().to_string(),
+                stamp: None,
+                result: Err(e),
+            };
+            match choice {
+                Choice::Newest => verify_one(d, source_id, None, keys, &mut reports, &|db| {
+                    choose(&[d], source_id, None, Some(d.id()), db)
+                }),
+                Choice::Sample { share, seed } => match sampled(d, source_id, share, seed) {
+                    Err(e) => reports.push(failed(e)),
+                    // One listing serves every copy read.
+                    Ok((copies, stamps)) => {
+                        for at in stamps {
+                            verify_one(d, source_id, Some(at), keys, &mut reports, &|db| {
+                                find_copy(&copies, source_id, Some(at), db)?.ok_or_else(|| {
+                                    RestoreError::NotFound {
+                                        source_id: source_id.clone(),
+                                        at: format!(" at {at}"),
+                                        on: format!(" on destination {:?}", d.id()),
+                                    }
+                                })
+                            })
+                        }
                     }
                 },
-            };
-            match stamps {
-                None => verify_at(*d, source_id, None, keys, &mut reports),
-                Some(stamps) => {
-                    for at in stamps {
-                        verify_at(*d, source_id, Some(at), keys, &mut reports);
-                    }
-                }
             }
         }
     }
     reports
 }
 
-/// The run stamps of `source_id`'s copies at `d` that a sample of `share` reads, newest
-/// first.
+/// The copies of `source_id` at `d` and the run stamps of those a sample of `share` reads,
+/// newest first.
 fn sampled(
     d: &dyn Destination,
     source_id: &str,
     share: Percent,
     seed: u64,
-) -> Result<Vec<RunStamp>, RestoreError> {
+) -> Result<(Vec<Copy>, Vec<RunStamp>), RestoreError> {
     let listing = list(&[d], Some(source_id));
     if let Some(e) = listing.errors.into_iter().next() {
         return Err(RestoreError::Destination(e));
     }
-    // Newest first; the objects of one per-database copy share a stamp.
-    let mut stamps: Vec<RunStamp> = listing
+    let copies: Vec<Copy> = listing
         .copies
-        .iter()
+        .into_iter()
         .filter(|c| c.name.source_id == source_id)
-        .map(|c| c.name.stamp)
         .collect();
+    // Newest first; the objects of one per-database copy share a stamp.
+    let mut stamps: Vec<RunStamp> = copies.iter().map(|c| c.name.stamp).collect();
     stamps.dedup();
     if stamps.is_empty() {
         return Err(RestoreError::NotFound {
@@ -120,17 +126,21 @@ fn sampled(
         });
     }
     let chosen = sample::choose(stamps.len(), share, seed, source_id, d.id());
-    Ok(chosen.into_iter().map(|i| stamps[i]).collect())
+    Ok((copies, chosen.into_iter().map(|i| stamps[i]).collect()))
 }
 
-/// Verifies the copy of `source_id` at `d` made `at` (the newest when `None`), each database
-/// of a per-database copy on its own, adding a report per object read.
-fn verify_at(
+/// Where [`verify_one`] finds a copy: for a database of it, or for the whole copy (`None`).
+type Find<'a> = dyn Fn(Option<&str>) -> Result<(Copy, Vec<String>), RestoreError> + 'a;
+
+/// Verifies the copy of `source_id` at `d` that `find` finds (made `at`, when known), each
+/// database of a per-database copy on its own, adding a report per object read.
+fn verify_one(
     d: &dyn Destination,
     source_id: &str,
     at: Option<RunStamp>,
     keys: &dyn Fn(&str) -> Option<Decryption>,
     reports: &mut Vec<VerifyReport>,
+    find: &Find<'_>,
 ) {
     let mut report = |database: Option<String>,
                       chosen: Result<(Copy, Vec<String>), RestoreError>| {
@@ -143,11 +153,11 @@ fn verify_at(
             result: chosen.and_then(|(copy, _)| verify_copy(d, copy, keys)),
         });
     };
-    match choose(&[d], source_id, at, Some(d.id()), None) {
+    match find(None) {
         // A per-database copy: every database of it, a report each.
         Err(RestoreError::PerDatabase { databases, .. }) => {
             for db in databases {
-                let chosen = choose(&[d], source_id, at, Some(d.id()), Some(&db));
+                let chosen = find(Some(&db));
                 report(Some(db), chosen);
             }
         }
@@ -182,4 +192,84 @@ fn verify_copy(
         sidecar,
         payload_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::destination::local::LocalDestination;
+    use crate::engine::pipeline::{self, Plan};
+    use crate::naming::{Encoding, ObjectName};
+
+    #[test]
+    fn a_sample_reads_every_database_of_each_copy_it_picks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = LocalDestination::new("disk", dir.path().join("disk"));
+        std::fs::create_dir_all(local.root()).expect("mkdir");
+        // Five per-database copies of `db`, two databases each.
+        for day in 1..=5 {
+            for database in ["shop", "blog"] {
+                let name = ObjectName {
+                    source_id: "db".into(),
+                    stamp: RunStamp::parse(&format!("202401{day:02}000000")).expect("stamp"),
+                    database: Some(database.into()),
+                    payload: Payload::Sql,
+                    encoding: Encoding::COMPRESS_ONLY,
+                };
+                let dump = format!("-- {database} {day}\n").into_bytes();
+                pipeline::run(
+                    super::super::tests::stream(dump),
+                    &Plan::compress_only(),
+                    &name.path(),
+                    &[&local],
+                    None,
+                )
+                .expect("store");
+            }
+        }
+        let d = local;
+        let share: Percent = "40".parse().expect("share");
+        let reports = verify(
+            &[&d],
+            &["db".into()],
+            &|_| None,
+            Choice::Sample { share, seed: 3 },
+        );
+        // ceil(40 % of 5) = 2 copies, each database of each: 4 objects, newest first.
+        assert_eq!(reports.len(), 4, "{reports:#?}");
+        let stamps: Vec<RunStamp> = reports.iter().filter_map(|r| r.stamp).collect();
+        assert_eq!(stamps.len(), 4);
+        assert!(stamps[0] == stamps[1] && stamps[2] == stamps[3] && stamps[1] > stamps[2]);
+        for r in &reports {
+            let v = r.result.as_ref().expect("verified");
+            assert_eq!(Some(v.copy.name.stamp), r.stamp);
+            assert_eq!(v.copy.name.database, r.database);
+            assert_eq!(v.sidecar, SidecarCheck::Match);
+        }
+        let mut dbs: Vec<_> = reports.iter().filter_map(|r| r.database.clone()).collect();
+        dbs.sort();
+        assert_eq!(dbs, ["blog", "blog", "shop", "shop"]);
+
+        // The newest copy only: both of its databases.
+        let reports = verify(&[&d], &["db".into()], &|_| None, Choice::Newest);
+        assert_eq!(reports.len(), 2);
+        assert!(reports
+            .iter()
+            .all(|r| r.stamp == RunStamp::parse("20240105000000") && r.result.is_ok()));
+        // A source without copies: one failed report, no stamp.
+        let reports = verify(
+            &[&d],
+            &["none".into()],
+            &|_| None,
+            Choice::Sample { share, seed: 3 },
+        );
+        assert!(matches!(
+            reports.as_slice(),
+            [VerifyReport {
+                stamp: None,
+                result: Err(RestoreError::NotFound { .. }),
+                ..
+            }]
+        ));
+    }
 }
