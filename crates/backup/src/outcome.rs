@@ -449,12 +449,20 @@ impl SourceVerification {
         self.copies.iter().all(|c| c.result.is_ok())
     }
 
-    /// Each failure with the copy it concerns, `; `-joined.
+    /// Each failure with the copy it concerns, `; `-joined (a message that already starts
+    /// with the destination, about no copy in particular, is not prefixed again).
     pub fn error_text(&self) -> String {
         self.copies
             .iter()
             .filter_map(|c| c.result.as_ref().err().map(|f| (c, f)))
-            .map(|(c, f)| format!("{}: {}", c.label(), f.message))
+            .map(|(c, f)| {
+                let named = f.message.starts_with(&format!("{}:", c.destination));
+                if named && c.stamp.is_none() && c.database.is_none() {
+                    f.message.clone()
+                } else {
+                    format!("{}: {}", c.label(), f.message)
+                }
+            })
             .collect::<Vec<_>>()
             .join("; ")
     }
@@ -497,6 +505,39 @@ pub fn clock(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verify_names_each_failed_copy_once() {
+        let check = |destination: &str, stamp: Option<&str>, result| CopyCheck {
+            destination: destination.into(),
+            database: None,
+            stamp: stamp.and_then(RunStamp::parse),
+            size: None,
+            result,
+        };
+        let failed = |m: &str| Err(Failure::new(Stage::Verify, m, false));
+        let s = SourceVerification {
+            id: "www".into(),
+            name: "Web".into(),
+            kind: "folder".into(),
+            copies: vec![
+                check("disk", Some("20261207020000"), Ok(())),
+                check("disk", Some("20261201020000"), failed("www/x: corrupted")),
+                check("s3", None, failed("s3: connection refused")),
+            ],
+        };
+        assert!(!s.succeeded());
+        assert_eq!(
+            s.error_text(),
+            "disk 20261201020000: www/x: corrupted; s3: connection refused"
+        );
+        assert_eq!(
+            s.summary(Some("2.5")),
+            "3 copies read at disk, s3, a 2.5 % sample"
+        );
+    }
+
     #[test]
     fn printable_escapes_control_characters_only() {
         assert_eq!(super::printable("shop.eu Grüße"), "shop.eu Grüße");

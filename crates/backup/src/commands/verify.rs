@@ -82,10 +82,19 @@ pub fn verify(job: &Job, request: VerifyRequest<'_>) -> Result<Outcome, CommandE
         stdout.push_str(line);
         stdout.push('\n');
     }
+    // A destination that could not be built failed every source there, for the notifiers
+    // too (`skipped` holds their messages in config order).
+    let unbuilt: Vec<(&str, &String)> = job
+        .destinations
+        .iter()
+        .map(|d| d.id.as_str())
+        .filter(|id| !dests.iter().any(|b| b.id() == *id))
+        .zip(&skipped)
+        .collect();
     let verification = Verification {
         hostname: job.hostname(),
         sample: request.sample.map(|p| p.to_string()),
-        sources: by_source(job, &ids, &reports),
+        sources: by_source(job, &ids, &reports, &unbuilt),
     };
     let mut notify_failed = false;
     for n in notify::verified(&job.notifications, &verification) {
@@ -147,8 +156,14 @@ fn table_of(reports: &[VerifyReport]) -> (String, Vec<String>) {
     (table::render(&rows, &[4]), failures)
 }
 
-/// The notifiers' view: the reports of each source, in config order.
-fn by_source(job: &JobConfig, ids: &[String], reports: &[VerifyReport]) -> Vec<SourceVerification> {
+/// The notifiers' view: the reports of each source, in config order, and a failure at each
+/// destination that could not be built.
+fn by_source(
+    job: &JobConfig,
+    ids: &[String],
+    reports: &[VerifyReport],
+    unbuilt: &[(&str, &String)],
+) -> Vec<SourceVerification> {
     job.sources
         .iter()
         .filter(|s| ids.contains(&s.id))
@@ -166,6 +181,13 @@ fn by_source(job: &JobConfig, ids: &[String], reports: &[VerifyReport]) -> Vec<S
                     size: r.result.as_ref().ok().map(|v| v.copy.size),
                     result: r.result.as_ref().map(drop).map_err(failure),
                 })
+                .chain(unbuilt.iter().map(|(id, message)| CopyCheck {
+                    destination: (*id).to_owned(),
+                    database: None,
+                    stamp: None,
+                    size: None,
+                    result: Err(Failure::new(Stage::Setup, message.as_str(), false)),
+                }))
                 .collect(),
         })
         .collect()

@@ -338,7 +338,11 @@ fn the_verify_result_goes_to_the_notifiers() {
         assert!((chrono::Utc::now().timestamp() as f64 - ok_at).abs() < 120.0);
     }
 
-    // Every copy damaged: the verify fails, and says so everywhere.
+    // Every copy damaged, and a destination that cannot be built (its key file is missing):
+    // the verify fails, and says so everywhere.
+    job.destination(json!({"id": "cloud", "type": "gs", "bucket": "b",
+                           "gcs_creds_path": t.path().join("no-key.json")}));
+    let broken = job.write_as("broken.json");
     for o in objects(&store, "www") {
         let mut bytes = fs::read(&o).expect("read");
         let last = bytes.len() - 1;
@@ -346,18 +350,22 @@ fn the_verify_result_goes_to_the_notifiers() {
         fs::write(&o, bytes).expect("write");
     }
     let before = rx.at("/slack").len();
-    let run = sample(&cfg, &["--sample", "100"]);
+    let run = sample(&broken, &["--sample", "100"]);
     run.assert_code(1);
     let slack = rx.at("/slack");
     let text = slack[before..]
         .iter()
         .map(|r| r.json()["text"].as_str().unwrap_or_default().to_owned())
         .collect::<Vec<_>>();
-    let copies = objects(&store, "www").len();
+    // Each stored copy, and the destination that could not be built.
+    let copies = objects(&store, "www").len() + 1;
     assert_eq!(text.len(), 1, "{text:?}");
     assert!(
         text[0].starts_with(&format!(
-            "Verify of 'Web site' (folder) on 'testhost' failed ({copies} copies read at disk, a 100 % sample): disk "
+            "Verify of 'Web site' (folder) on 'testhost' failed ({copies} copies read at disk, cloud, a 100 % sample): disk "
+        )) && text[0].ends_with(&format!(
+            "; cloud: gcs_creds_path {}: cannot read: No such file or directory (os error 2)",
+            t.path().join("no-key.json").display()
         )),
         "{text:?}"
     );
