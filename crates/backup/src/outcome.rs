@@ -397,9 +397,9 @@ impl RunReport {
 pub struct Verification {
     /// Host name for messages.
     pub hostname: String,
-    /// `--sample`: the share of each source's copies read, in percent (`10`, `2.5`);
+    /// `--sample`: the share of each source's copies read, in percent (`10.0`, `2.5`);
     /// `None`: the newest copy only.
-    pub sample: Option<String>,
+    pub sample: Option<f64>,
     /// The sources verified, in config order.
     pub sources: Vec<SourceVerification>,
 }
@@ -468,7 +468,7 @@ impl SourceVerification {
     }
 
     /// What was read: `3 copies read at disk, s3, a 10 % sample`.
-    pub fn summary(&self, sample: Option<&str>) -> String {
+    pub fn summary(&self, sample: Option<f64>) -> String {
         let mut at: Vec<&str> = Vec::new();
         for c in &self.copies {
             if !at.contains(&c.destination.as_str()) {
@@ -533,7 +533,7 @@ mod tests {
             "disk 20261201020000: www/x: corrupted; s3: connection refused"
         );
         assert_eq!(
-            s.summary(Some("2.5")),
+            s.summary(Some(2.5)),
             "3 copies read at disk, s3, a 2.5 % sample"
         );
     }

@@ -93,7 +93,7 @@ pub fn verify(job: &Job, request: VerifyRequest<'_>) -> Result<Outcome, CommandE
         .collect();
     let verification = Verification {
         hostname: job.hostname(),
-        sample: request.sample.map(|p| p.to_string()),
+        sample: request.sample.map(Percent::as_f64),
         sources: by_source(job, &ids, &reports, &unbuilt),
     };
     let mut notify_failed = false;

@@ -82,7 +82,7 @@ pub fn verify_document(s: &SourceVerification, report: &Verification) -> Value {
         "source": {"id": s.id, "name": s.name, "type": s.kind},
         "hostname": report.hostname,
         "verify": {
-            "sample_percent": report.sample.as_deref().and_then(|p| p.parse::<f64>().ok()),
+            "sample_percent": report.sample,
             "copies": copies,
         },
     });

@@ -476,7 +476,7 @@ pub fn verify_text(s: &SourceVerification, report: &Verification) -> String {
         "Verify of '{}' ({}) on '{}'",
         s.name, s.kind, report.hostname
     );
-    let summary = s.summary(report.sample.as_deref());
+    let summary = s.summary(report.sample);
     if s.succeeded() {
         format!("{head} was successful: {summary}.")
     } else {

@@ -35,6 +35,13 @@ impl Percent {
     }
 }
 
+impl Percent {
+    /// The share in percent, for reports (`12.5`): exact to its two decimals as shown.
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.hundredths) / 100.0
+    }
+}
+
 impl fmt::Display for Percent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (whole, part) = (self.hundredths / 100, self.hundredths % 100);
@@ -154,6 +161,9 @@ mod tests {
         assert_eq!(p("2.05").to_string(), "2.05");
         assert_eq!(p("100").to_string(), "100");
         assert_eq!(p("0.5").of(1000), 5);
+        for s in ["0.01", "2.5", "10", "33.33", "66.67", "99.99", "100"] {
+            assert_eq!(p(s).as_f64().to_string(), s, "shown as written");
+        }
     }
 
     #[test]
