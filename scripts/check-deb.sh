@@ -72,10 +72,11 @@ done
 bash -c 'source /usr/share/bash-completion/completions/backup && complete -p backup' >/dev/null ||
 	fail "the bash completion of backup does not load"
 for u in burp_exporter.service haproxysessionmon.service prometheus_smart_exporter.service \
-	prometheus_smart_helper.service prometheus_smart_helper.socket backup@.service backup@.timer; do
+	prometheus_smart_helper.service prometheus_smart_helper.socket backup@.service backup@.timer \
+	backup-verify@.service backup-verify@.timer; do
 	[ -f "/lib/systemd/system/$u" ] || fail "unit $u not installed"
 done
-! grep -l /usr/local /lib/systemd/system/{burp_exporter,haproxysessionmon,prometheus_smart_*,backup@}* ||
+! grep -l /usr/local /lib/systemd/system/{burp_exporter,haproxysessionmon,prometheus_smart_*,backup@,backup-verify@}* ||
 	fail "an installed unit runs something from /usr/local"
 conffiles=$(dpkg-query -W -f='${Conffiles}\n' custos | awk 'NF { print $1 }' | sort)
 want=$(printf '%s\n' /etc/burp_exporter/burp_exporter.yaml /etc/custos/backup/quickstart.json \

@@ -11,7 +11,8 @@
 //! Modules form layers that only depend downward (docs/ARCHITECTURE.md, "Layers"; the test
 //! `layers::imports_only_point_down` enforces it):
 //! - the CLI (`main.rs`) uses only [`commands`], the one public module;
-//! - `commands`: `run`, `list`, `restore`, `verify`; `restore` (list / restore / verify) and
+//! - `commands` (a file per command): `run`, `list`, `restore`, `ls`, `verify`, `prune`,
+//!   `schedule`, `status`; `restore` (list / restore / verify) and
 //!   `coverage` (which copy is on which destination) serve them;
 //! - `engine`: runner, pipeline, fanout, retention, report (failures, summary table),
 //!   interrupt (signals cancel the token), lock;

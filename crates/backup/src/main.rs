@@ -14,7 +14,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use custos_backup::commands::{
     self, CommandError, Keys, ListRequest, LsRequest, Outcome, PruneRequest, RestoreRequest,
-    RunRequest, ScheduleRequest, Signals, StatusRequest,
+    RunRequest, ScheduleRequest, Signals, StatusRequest, VerifyRequest,
 };
 use custos_kit::config::Strictness;
 use custos_kit::start::Failure;
@@ -118,12 +118,20 @@ enum Command {
         #[command(flatten)]
         keys: KeyArgs,
     },
-    /// Read the newest copy of each source end to end and check its sha256 sidecar.
+    /// Read the newest copy of each source end to end and check its sha256 sidecar (with
+    /// --sample, a random share of all copies); the result goes to the job's notifiers.
     Verify {
         config: PathBuf,
         /// Only these source ids.
         #[arg(long)]
         source: Vec<String>,
+        /// Read this percentage (0 < PERCENT <= 100) of every source's copies at each
+        /// destination, chosen at random (at least one), instead of the newest.
+        #[arg(long, value_name = "PERCENT")]
+        sample: Option<commands::Percent>,
+        /// Seed of the --sample choice: the same seed reads the same copies again.
+        #[arg(long, value_name = "N", requires = "sample")]
+        seed: Option<u64>,
         #[command(flatten)]
         keys: KeyArgs,
     },
@@ -390,10 +398,18 @@ fn execute(
         Command::Verify {
             config,
             source,
+            sample,
+            seed,
             keys,
         } => {
             let job = commands::load(config, strictness)?;
-            Ok(report(&commands::verify(&job, source, &keys.keys())?))
+            let request = VerifyRequest {
+                only: source,
+                keys: &keys.keys(),
+                sample: *sample,
+                seed: *seed,
+            };
+            Ok(report(&commands::verify(&job, request)?))
         }
         Command::Prune {
             config,

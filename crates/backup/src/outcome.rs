@@ -4,6 +4,8 @@
 //! never disagree. It sits below the handlers so that notifiers read it without depending on
 //! the engine (docs/ARCHITECTURE.md, "Layers").
 //!
+//! `backup verify` has its own result, [`Verification`], which notifiers read the same way.
+//!
 //! A failure is a [`Failure`]: the stage that failed, a message naming what failed (never a
 //! secret), and whether retrying the run may help (a refused connection may; a wrong
 //! passphrase will not).
@@ -33,6 +35,8 @@ pub enum Stage {
     /// A `before`, `after` or `on_error` hook of the job or a source (a failed `before`
     /// means the source was not run; a failed `after` never undoes a stored copy).
     Hook,
+    /// `backup verify`: reading a stored copy back.
+    Verify,
 }
 
 impl Stage {
@@ -47,6 +51,7 @@ impl Stage {
             Stage::Notify => "notify",
             Stage::Cleanup => "cleanup",
             Stage::Hook => "hook",
+            Stage::Verify => "verify",
         }
     }
 }
@@ -396,6 +401,99 @@ impl RunReport {
     }
 }
 
+/// What `backup verify` found: the notifiers' view of it, as [`RunReport`] is of a run.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// Host name for messages.
+    pub hostname: String,
+    /// `--sample`: the share of each source's copies read, in percent (`10.0`, `2.5`);
+    /// `None`: the newest copy only.
+    pub sample: Option<f64>,
+    /// The sources verified, in config order.
+    pub sources: Vec<SourceVerification>,
+}
+
+/// One source: every copy read (or tried) at every destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceVerification {
+    pub id: String,
+    pub name: String,
+    /// The `type` from the config.
+    pub kind: String,
+    pub copies: Vec<CopyCheck>,
+}
+
+/// One copy (one database of a per-database copy) read back at one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyCheck {
+    /// The destination's `id`.
+    pub destination: String,
+    pub database: Option<String>,
+    /// The copy's run stamp, when one was found.
+    pub stamp: Option<RunStamp>,
+    /// The object's size, when it read back.
+    pub size: Option<u64>,
+    /// Read back with the sha256 of its sidecar, or why not.
+    pub result: Result<(), Failure>,
+}
+
+impl CopyCheck {
+    /// `disk 20261207020000` (`disk 20261207020000 shop` for a database; `disk` when no copy
+    /// was found).
+    pub fn label(&self) -> String {
+        let mut l = self.destination.clone();
+        if let Some(s) = self.stamp {
+            l.push_str(&format!(" {s}"));
+        }
+        if let Some(db) = &self.database {
+            l.push_str(&format!(" {}", printable(db)));
+        }
+        l
+    }
+}
+
+impl SourceVerification {
+    /// Every copy tried read back.
+    pub fn succeeded(&self) -> bool {
+        self.copies.iter().all(|c| c.result.is_ok())
+    }
+
+    /// Each failure with the copy it concerns, `; `-joined (a message that already starts
+    /// with the destination, about no copy in particular, is not prefixed again).
+    pub fn error_text(&self) -> String {
+        self.copies
+            .iter()
+            .filter_map(|c| c.result.as_ref().err().map(|f| (c, f)))
+            .map(|(c, f)| {
+                let named = f.message.starts_with(&format!("{}:", c.destination));
+                if named && c.stamp.is_none() && c.database.is_none() {
+                    f.message.clone()
+                } else {
+                    format!("{}: {}", c.label(), f.message)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// What was read: `3 copies read at disk, s3, a 10 % sample`.
+    pub fn summary(&self, sample: Option<f64>) -> String {
+        let mut at: Vec<&str> = Vec::new();
+        for c in &self.copies {
+            if !at.contains(&c.destination.as_str()) {
+                at.push(&c.destination);
+            }
+        }
+        let n = self.copies.len();
+        format!(
+            "{n} {} read at {}{}",
+            if n == 1 { "copy" } else { "copies" },
+            at.join(", "),
+            sample.map_or(String::new(), |p| format!(", a {p} % sample"))
+        )
+    }
+}
+
 /// The original's human size (`getSizeDescription`): `12.1 KB`, 1024-based.
 pub fn size_description(n: f64) -> String {
     let mut n = n;
@@ -416,6 +514,39 @@ pub fn clock(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verify_names_each_failed_copy_once() {
+        let check = |destination: &str, stamp: Option<&str>, result| CopyCheck {
+            destination: destination.into(),
+            database: None,
+            stamp: stamp.and_then(RunStamp::parse),
+            size: None,
+            result,
+        };
+        let failed = |m: &str| Err(Failure::new(Stage::Verify, m, false));
+        let s = SourceVerification {
+            id: "www".into(),
+            name: "Web".into(),
+            kind: "folder".into(),
+            copies: vec![
+                check("disk", Some("20261207020000"), Ok(())),
+                check("disk", Some("20261201020000"), failed("www/x: corrupted")),
+                check("s3", None, failed("s3: connection refused")),
+            ],
+        };
+        assert!(!s.succeeded());
+        assert_eq!(
+            s.error_text(),
+            "disk 20261201020000: www/x: corrupted; s3: connection refused"
+        );
+        assert_eq!(
+            s.summary(Some(2.5)),
+            "3 copies read at disk, s3, a 2.5 % sample"
+        );
+    }
+
     #[test]
     fn printable_escapes_control_characters_only() {
         assert_eq!(super::printable("shop.eu Grüße"), "shop.eu Grüße");

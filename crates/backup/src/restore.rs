@@ -9,9 +9,10 @@
 //!   timestamp or the newest; on `destination` or the first one that has it), then streams
 //!   open -> sha256 -> decrypt -> decompress -> untar into a directory (or writes the SQL dump
 //!   as `{dir}/{id}.sql`), or writes the payload to a writer (`--to -`: stdout).
-//! - [`verify`]`(&destinations, &source_ids, keys)` -> one [`VerifyReport`] per source and
-//!   destination: reads the newest copy end to end into a sink (tar payloads are walked entry by
-//!   entry) and compares the sha256 with the sidecar.
+//! - [`verify`]`(&destinations, &source_ids, keys, choice)` -> one [`VerifyReport`] per copy
+//!   read: the newest copy of each source at each destination, or a random share of all its
+//!   copies ([`Choice::Sample`], `sample.rs`), read end to end into a sink (tar payloads are
+//!   walked entry by entry) with the sha256 compared with the sidecar.
 //!
 //! Decoding is chosen from the object name's suffix chain ([`Encoding`]): `.gpg` needs a
 //! [`Decryption`]; `.zst` and `.gz` are decompressed; the original's `.tar.gpg` (gpg's zlib
@@ -35,13 +36,17 @@ use crate::destination::{Destination, DestinationError};
 use crate::naming::{self, ObjectName, Payload, RunStamp};
 
 mod decode;
+mod sample;
 mod select;
 mod server;
 mod unpack;
+mod verify;
 use decode::{copy_payload, open_decoded, stream_failure, walk_tar, Counting, Decoded};
+pub use sample::{random_seed, Percent};
 pub(crate) use select::{Member, Selection};
 pub use server::{load, LoadRequest};
 use unpack::{Failure, Unpacker};
+pub use verify::{verify, Choice, VerifyReport};
 
 /// One stored copy of a source's backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,30 +157,6 @@ pub struct Restored {
     pub written_to: Option<PathBuf>,
     /// Members that were not restored (device nodes as non-root), one line each.
     pub warnings: Vec<String>,
-}
-
-/// Result of verifying one source at one destination.
-#[derive(Debug)]
-pub struct VerifyReport {
-    pub source_id: String,
-    /// The database of a per-database copy (one report each).
-    pub database: Option<String>,
-    pub destination: String,
-    /// The copy checked (the newest at that destination), or the reason none could be.
-    pub result: Result<Verified, RestoreError>,
-}
-
-/// A copy that read back cleanly.
-#[derive(Debug)]
-pub struct Verified {
-    pub copy: Copy,
-    pub sidecar: SidecarCheck,
-    /// Payload bytes read back (tar stream or dump size).
-    #[allow(
-        dead_code,
-        reason = "the tests check that the whole payload was read back"
-    )]
-    pub payload_bytes: u64,
 }
 
 /// Restore, list or verify failed; each variant names the object or path concerned.
@@ -336,8 +317,27 @@ fn choose(
         return Err(not_found(" (no such destination in the config)".into()));
     }
     let listing = list(&chosen, Some(source_id));
+    match find_copy(&listing.copies, source_id, at, database)? {
+        Some(found) => Ok(found),
+        None => match listing.errors.into_iter().next() {
+            // A destination could not be listed: that is the more useful error.
+            Some(e) if chosen.len() == 1 => Err(RestoreError::Destination(e)),
+            Some(e) => Err(not_found(format!(" (and a destination failed: {e})"))),
+            None => Err(not_found(String::new())),
+        },
+    }
+}
+
+/// The copy of `source_id` (`database` of it) among `copies` (as [`list`] orders them):
+/// made `at`, or the newest not dated in the future; with the future copies passed over.
+/// A per-database copy asked for without `database` is [`RestoreError::PerDatabase`].
+fn find_copy(
+    copies: &[Copy],
+    source_id: &str,
+    at: Option<RunStamp>,
+    database: Option<&str>,
+) -> Result<Option<(Copy, Vec<String>)>, RestoreError> {
     let mut skipped = Vec::new();
-    let copies = listing.copies;
     let copy = copies.iter().find(|c| {
         if c.name.source_id != source_id
             || database.is_some_and(|d| c.name.database.as_deref() != Some(d))
@@ -366,13 +366,8 @@ fn choose(
                 databases,
             })
         }
-        Some(c) => Ok((c.clone(), skipped)),
-        None => match listing.errors.into_iter().next() {
-            // A destination could not be listed: that is the more useful error.
-            Some(e) if chosen.len() == 1 => Err(RestoreError::Destination(e)),
-            Some(e) => Err(not_found(format!(" (and a destination failed: {e})"))),
-            None => Err(not_found(String::new())),
-        },
+        Some(c) => Ok(Some((c.clone(), skipped))),
+        None => Ok(None),
     }
 }
 
@@ -516,73 +511,6 @@ pub fn members(
     walk_tar(&mut decoded, each)?;
     decoded.finish(expected.as_deref())?;
     Ok(copy)
-}
-
-/// Verifies the newest copy of each source on each destination.
-///
-/// `keys` gives the decryption for a source id (its passphrase from the config, or a secret
-/// key); `None` for a source whose objects are not encrypted. A destination without any copy of
-/// a source gets a [`RestoreError::NotFound`] report.
-pub fn verify(
-    destinations: &[&dyn Destination],
-    source_ids: &[String],
-    keys: &dyn Fn(&str) -> Option<Decryption>,
-) -> Vec<VerifyReport> {
-    let mut reports = Vec::new();
-    for source_id in source_ids {
-        for d in destinations {
-            let report = |database: Option<String>, result| VerifyReport {
-                source_id: source_id.clone(),
-                database,
-                destination: d.id().to_string(),
-                result,
-            };
-            match choose(&[*d], source_id, None, Some(d.id()), None) {
-                // A per-database copy: every database of it, a report each.
-                Err(RestoreError::PerDatabase { databases, .. }) => {
-                    for db in databases {
-                        let result = choose(&[*d], source_id, None, Some(d.id()), Some(&db))
-                            .and_then(|(copy, _)| verify_copy(*d, copy, keys));
-                        reports.push(report(Some(db), result));
-                    }
-                }
-                chosen => reports.push(report(
-                    None,
-                    chosen.and_then(|(copy, _)| verify_copy(*d, copy, keys)),
-                )),
-            }
-        }
-    }
-    reports
-}
-
-fn verify_copy(
-    d: &dyn Destination,
-    copy: Copy,
-    keys: &dyn Fn(&str) -> Option<Decryption>,
-) -> Result<Verified, RestoreError> {
-    let source_id = copy.name.source_id.as_str();
-    let object = copy.name.path();
-    let expected = read_sidecar(d, &copy)?;
-    let decryption = keys(source_id);
-    let mut decoded = open_decoded(d, &copy, decryption.as_ref(), expected.as_deref())?;
-    let payload_bytes = match copy.name.payload {
-        Payload::Tar => walk_tar(&mut decoded, &mut |_| {})?,
-        Payload::Sql | Payload::Disk | Payload::Btrfs | Payload::Vol | Payload::Dump => {
-            copy_payload(
-                &mut decoded,
-                &mut io::sink(),
-                &object,
-                Path::new("/dev/null"),
-            )?
-        }
-    };
-    let (_, sidecar) = decoded.finish(expected.as_deref())?;
-    Ok(Verified {
-        copy,
-        sidecar,
-        payload_bytes,
-    })
 }
 
 /// The file a dump is restored to in a directory: the object's name without its

@@ -66,16 +66,18 @@ pub fn load_state(path: &Path) -> VerifyState {
 pub fn record(path: &Path, reports: &[VerifyReport], now: SystemTime) {
     let mut state = load_state(path);
     let at = seconds(now) as i64;
-    // A per-database copy gives a report per database: the source's verify there passed
-    // only if every one did.
+    // A per-database copy gives a report per database, a sample a report per copy: the
+    // source's verify there passed only if every one did, and names the newest copy read
+    // (reports come newest first).
     let mut failed = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
     for r in reports {
         let (stamp, ok) = match &r.result {
             Ok(v) => (Some(v.copy.name.stamp.to_string()), true),
             Err(_) => (None, false),
         };
         let key = (r.source_id.clone(), r.destination.clone());
-        if failed.contains(&key) {
+        if failed.contains(&key) || (ok && !seen.insert(key.clone())) {
             continue;
         }
         if !ok {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
 use super::{Context, Delivery, Events, Notifier, StartInfo};
-use crate::outcome::RunReport;
+use crate::outcome::{RunReport, Verification};
 use custos_kit::config::Validate;
 
 /// `type: discord`.
@@ -48,6 +48,12 @@ impl Notifier for Discord {
     fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         Delivery::per_source(report, ctx.events, |s| {
             self.post(ctx, &super::outcome_text(s, &report.hostname))
+        })
+    }
+
+    fn verified(&self, ctx: &Context, report: &Verification) -> Delivery {
+        Delivery::per_verified_source(report, ctx.events, |s| {
+            self.post(ctx, &super::verify_text(s, report))
         })
     }
 }

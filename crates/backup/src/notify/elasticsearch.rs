@@ -3,6 +3,8 @@
 //! `POST /<index>/_doc`. Success documents carry the original's fields (`@timestamp`,
 //! `status`, `source{id,name}`, `hostname`, `stats{...}`); failure documents the same
 //! with `error` (the original left `@timestamp` off, so Kibana could not place them).
+//! `backup verify` sends a document per source too, `"event": "verify"`, with every copy
+//! read under `verify.copies` ([`verify_document`]).
 
 use chrono::format::{Item, StrftimeItems};
 use reqwest::Method;
@@ -11,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::http::{self, Credentials, Request, SecretUrl};
 use super::{Context, Delivery, Events, Notifier};
-use crate::outcome::{RunReport, SourceReport};
+use crate::outcome::{RunReport, SourceReport, SourceVerification, Verification};
 use custos_kit::config::{Invalid, Validate};
 
 /// `type: elasticsearch`.
@@ -57,6 +59,59 @@ pub fn document(s: &SourceReport, hostname: &str) -> Value {
     doc
 }
 
+/// The document for one source after `backup verify`.
+pub fn verify_document(s: &SourceVerification, report: &Verification) -> Value {
+    let copies: Vec<Value> = s
+        .copies
+        .iter()
+        .map(|c| {
+            json!({
+                "destination": c.destination,
+                "database": c.database,
+                "timestamp": c.stamp.map(|t| t.to_string()),
+                "size": c.size,
+                "ok": c.result.is_ok(),
+                "error": c.result.as_ref().err().map(|f| f.message.clone()),
+            })
+        })
+        .collect();
+    let mut doc = json!({
+        "@timestamp": iso(std::time::SystemTime::now()),
+        "event": "verify",
+        "status": if s.succeeded() { "success" } else { "failed" },
+        "source": {"id": s.id, "name": s.name, "type": s.kind},
+        "hostname": report.hostname,
+        "verify": {
+            "sample_percent": report.sample,
+            "copies": copies,
+        },
+    });
+    if !s.succeeded() {
+        doc["error"] = Value::String(s.error_text());
+    }
+    doc
+}
+
+impl Elasticsearch {
+    /// `POST /<index>/_doc` with `doc`; the index is `indexpattern` formatted now.
+    fn post(&self, ctx: &Context, index: &str, doc: &Value) -> Result<(), super::NotifyError> {
+        let mut url = self.url.0.clone();
+        if let Ok(mut p) = url.path_segments_mut() {
+            p.pop_if_empty().extend([index, "_doc"]);
+        }
+        let mut req = Request::json(Method::POST, url, doc);
+        req.basic = Credentials::given(&self.credentials);
+        http::send(ctx.client()?, ctx.timeout, req)
+    }
+
+    fn index(&self) -> String {
+        chrono::Local::now()
+            .format(&self.indexpattern)
+            .to_string()
+            .to_lowercase()
+    }
+}
+
 impl Validate for Elasticsearch {
     fn validate(&self) -> Result<(), Invalid> {
         let bad = StrftimeItems::new(&self.indexpattern).any(|i| matches!(i, Item::Error));
@@ -84,18 +139,16 @@ impl Notifier for Elasticsearch {
     }
 
     fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
-        let index = chrono::Local::now()
-            .format(&self.indexpattern)
-            .to_string()
-            .to_lowercase();
+        let index = self.index();
         Delivery::per_source(report, ctx.events, |s| {
-            let mut url = self.url.0.clone();
-            if let Ok(mut p) = url.path_segments_mut() {
-                p.pop_if_empty().extend([index.as_str(), "_doc"]);
-            }
-            let mut req = Request::json(Method::POST, url, &document(s, &report.hostname));
-            req.basic = Credentials::given(&self.credentials);
-            http::send(ctx.client()?, ctx.timeout, req)
+            self.post(ctx, &index, &document(s, &report.hostname))
+        })
+    }
+
+    fn verified(&self, ctx: &Context, report: &Verification) -> Delivery {
+        let index = self.index();
+        Delivery::per_verified_source(report, ctx.events, |s| {
+            self.post(ctx, &index, &verify_document(s, report))
         })
     }
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
 use super::{Context, Delivery, Events, Notifier, NotifyError};
-use crate::outcome::RunReport;
+use crate::outcome::{RunReport, Verification};
 use custos_kit::config::Secret;
 use custos_kit::config::Validate;
 
@@ -57,6 +57,14 @@ impl Matrix {
             ]);
         Ok(u)
     }
+
+    /// An `m.text` message.
+    fn post(&self, ctx: &Context, text: &str) -> Result<(), NotifyError> {
+        let body = json!({"msgtype": "m.text", "body": text});
+        let mut req = Request::json(Method::PUT, self.url()?, &body);
+        req.bearer = Some(&self.access_token);
+        http::send(ctx.client()?, ctx.timeout, req)
+    }
 }
 
 impl Validate for Matrix {}
@@ -68,11 +76,13 @@ impl Notifier for Matrix {
 
     fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         Delivery::per_source(report, ctx.events, |s| {
-            let body =
-                json!({"msgtype": "m.text", "body": super::outcome_text(s, &report.hostname)});
-            let mut req = Request::json(Method::PUT, self.url()?, &body);
-            req.bearer = Some(&self.access_token);
-            http::send(ctx.client()?, ctx.timeout, req)
+            self.post(ctx, &super::outcome_text(s, &report.hostname))
+        })
+    }
+
+    fn verified(&self, ctx: &Context, report: &Verification) -> Delivery {
+        Delivery::per_verified_source(report, ctx.events, |s| {
+            self.post(ctx, &super::verify_text(s, report))
         })
     }
 }

@@ -6,10 +6,14 @@
 //! kept exactly: a push gateway rejects a push whose types differ from a group it holds.
 //! Added: `backup_success` (1/0) and `backup_last_success_timestamp_seconds` /
 //! `backup_last_failure_timestamp_seconds`, so an alert can fire on a failed or stale backup.
+//!
+//! `backup verify` has metrics of its own ([`of_verification`]): `backup_verify_success`,
+//! `backup_verify_copies`, `backup_verify_failed_copies` and the time of the last passed or
+//! failed verify.
 
 use std::fmt::Write as _;
 
-use crate::outcome::SourceReport;
+use crate::outcome::{SourceReport, SourceVerification};
 
 /// A metric's value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,6 +105,43 @@ pub fn of_source(s: &SourceReport, now: f64, last_success: Option<f64>) -> Vec<M
         gauge(LAST_SUCCESS, LAST_SUCCESS_HELP, now),
         success,
     ]
+}
+
+/// The metrics of a source after `backup verify`; `now` in seconds since the epoch. A
+/// failure leaves out the last success time (a push that only adds keeps the earlier one).
+pub fn of_verification(s: &SourceVerification, now: f64) -> Vec<Metric> {
+    let failed = s.copies.iter().filter(|c| c.result.is_err()).count();
+    let mut m = vec![
+        gauge(
+            "backup_verify_success",
+            "1 if every copy of this source the last verify read back matched its sha256, else 0",
+            if failed == 0 { 1.0 } else { 0.0 },
+        ),
+        gauge(
+            "backup_verify_copies",
+            "Copies of this source the last verify read (or tried to), at every destination",
+            s.copies.len() as f64,
+        ),
+        gauge(
+            "backup_verify_failed_copies",
+            "Copies of this source the last verify could not read back intact",
+            failed as f64,
+        ),
+    ];
+    m.push(if failed == 0 {
+        gauge(
+            "backup_last_verify_success_timestamp_seconds",
+            "Time the last passed verify of this source ended, seconds since the epoch",
+            now,
+        )
+    } else {
+        gauge(
+            "backup_last_verify_failure_timestamp_seconds",
+            "Time the last failed verify of this source ended, seconds since the epoch",
+            now,
+        )
+    });
+    m
 }
 
 /// Renders sets of metrics, each with its label set (`source="www"` or empty), grouping

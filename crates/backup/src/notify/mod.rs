@@ -1,4 +1,6 @@
-//! Notifications: views of the [`RunReport`] sent to people and monitoring.
+//! Notifications: views of the [`RunReport`] sent to people and monitoring, and of a
+//! `backup verify`'s [`Verification`] (chat, mail, push gateway, Elasticsearch; a flag file,
+//! a dead-man's switch and the textfile, which speak of runs, skip it).
 //!
 //! Each type lives in its own module with its config struct (the keys of the original's README
 //! plus a few custos keys) and its [`Notifier`] implementation; [`HANDLERS`] maps the config's
@@ -20,7 +22,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::outcome::{
-    clock, size_description, Failure, NotificationReport, RunReport, SourceReport, Stage,
+    clock, size_description, Failure, NotificationReport, RunReport, SourceReport,
+    SourceVerification, Stage, Verification,
 };
 use custos_kit::config::{Entry, Invalid, Validate};
 
@@ -134,6 +137,12 @@ pub trait Notifier: Validate + fmt::Debug + Send + Sync {
     }
     /// The run is over: report it.
     fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery;
+    /// `backup verify` is over: report it, as a run's outcome (`notify_on_success`,
+    /// `notify_on_failure`). By default nothing is sent: a notifier that speaks of runs
+    /// only (a flag of the last good run, a dead-man's switch) must not take a verify for one.
+    fn verified(&self, _ctx: &Context, _report: &Verification) -> Delivery {
+        Delivery::default()
+    }
 }
 
 /// A source about to be backed up (for start messages).
@@ -176,11 +185,29 @@ impl Delivery {
     pub fn per_source(
         report: &RunReport,
         events: Events,
-        mut send: impl FnMut(&SourceReport) -> Result<(), NotifyError>,
+        send: impl FnMut(&SourceReport) -> Result<(), NotifyError>,
+    ) -> Delivery {
+        Self::per_outcome(&report.sources, SourceReport::succeeded, events, send)
+    }
+
+    /// One attempt per verified source whose outcome is among `events`.
+    pub fn per_verified_source(
+        report: &Verification,
+        events: Events,
+        send: impl FnMut(&SourceVerification) -> Result<(), NotifyError>,
+    ) -> Delivery {
+        Self::per_outcome(&report.sources, SourceVerification::succeeded, events, send)
+    }
+
+    fn per_outcome<T>(
+        items: &[T],
+        succeeded: impl Fn(&T) -> bool,
+        events: Events,
+        mut send: impl FnMut(&T) -> Result<(), NotifyError>,
     ) -> Delivery {
         let mut d = Delivery::default();
-        for s in &report.sources {
-            let wanted = if s.succeeded() {
+        for s in items {
+            let wanted = if succeeded(s) {
                 events.success
             } else {
                 events.failure
@@ -338,6 +365,20 @@ pub fn finish(
         .collect()
 }
 
+/// Reports a `backup verify` to every notifier at once, as [`finish`] reports a run.
+pub fn verified(
+    notifications: &[NotificationConfig],
+    report: &Verification,
+) -> Vec<NotificationReport> {
+    each(notifications, |n| {
+        let ctx = Context {
+            events: n.events,
+            timeout: n.timeout,
+        };
+        conclude(n, n.handler.verified(&ctx, report), "verify")
+    })
+}
+
 /// `f` for every notification, each on its own thread; the results in config order.
 fn each<T: Send>(
     notifications: &[NotificationConfig],
@@ -424,6 +465,22 @@ pub fn outcome_text(s: &SourceReport, hostname: &str) -> String {
         success_text(s, hostname)
     } else {
         failure_text(s, hostname)
+    }
+}
+
+/// A verified source's text: `Verify of 'Web' (folder) on 'host' was successful: 3 copies
+/// read at disk, s3, a 10 % sample.`, or `... failed (3 copies read at disk, s3):
+/// disk 20261207020000: {err}`.
+pub fn verify_text(s: &SourceVerification, report: &Verification) -> String {
+    let head = format!(
+        "Verify of '{}' ({}) on '{}'",
+        s.name, s.kind, report.hostname
+    );
+    let summary = s.summary(report.sample);
+    if s.succeeded() {
+        format!("{head} was successful: {summary}.")
+    } else {
+        format!("{head} failed ({summary}): {}", s.error_text())
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::http::{self, Request, SecretUrl};
 use super::{Context, Delivery, Events, Notifier, StartInfo};
-use crate::outcome::RunReport;
+use crate::outcome::{RunReport, Verification};
 use custos_kit::config::Validate;
 
 /// `type: slack`.
@@ -46,6 +46,13 @@ impl Notifier for Slack {
         Delivery::per_source(report, ctx.events, |s| {
             let icon = if s.succeeded() { ":+1:" } else { ":imp:" };
             self.post(ctx, &super::outcome_text(s, &report.hostname), icon)
+        })
+    }
+
+    fn verified(&self, ctx: &Context, report: &Verification) -> Delivery {
+        Delivery::per_verified_source(report, ctx.events, |s| {
+            let icon = if s.succeeded() { ":+1:" } else { ":imp:" };
+            self.post(ctx, &super::verify_text(s, report), icon)
         })
     }
 }

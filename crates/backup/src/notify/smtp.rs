@@ -1,7 +1,8 @@
 //! `smtp`: a mail per source to `success_to` / `failure_to` (`host`, `port`, `credentials`,
 //! `use_tls` = STARTTLS, `use_ssl` = implicit TLS). Unlike the original it logs in only when
 //! credentials are given, and sends proper `From`/`To`/`Subject`/`Date`/`Message-ID`
-//! headers besides the original's `X-Backup-Id`/`-Type`/`-Hostname`.
+//! headers besides the original's `X-Backup-Id`/`-Type`/`-Hostname`. `backup verify`
+//! mails the same recipients, a mail per source (`Verify of ...`).
 //!
 //! The original sent from the recipient's own address; custos `from` overrides that.
 //! custos `ca_file` (PEM) trusts a private CA for a relay with its own certificate.
@@ -24,7 +25,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::http::Credentials;
 use super::{Context, Delivery, Events, Notifier, NotifyError};
-use crate::outcome::{size_description, RunReport, SourceReport};
+use crate::outcome::{size_description, RunReport, SourceReport, SourceVerification, Verification};
 use custos_kit::config::values::{port, truthy};
 use custos_kit::config::{Invalid, Validate};
 
@@ -204,11 +205,6 @@ impl Smtp {
         hostname: &str,
         to: &[String],
     ) -> Result<Message, NotifyError> {
-        let mbox = |a: &str, key: &str| {
-            a.parse::<Mailbox>()
-                .map_err(|e| self.error(format!("{key} {a:?}: {e}"), false))
-        };
-        let from = mbox(self.from.as_deref().unwrap_or(&to[0]), "from")?;
         let (subject, body) = if s.succeeded() {
             (
                 format!(
@@ -231,6 +227,50 @@ impl Smtp {
                 ),
             )
         };
+        self.message(subject, body, (&s.id, &s.kind), hostname, to)
+    }
+
+    /// The mail about a verified source.
+    fn verify_mail(
+        &self,
+        s: &SourceVerification,
+        report: &Verification,
+        to: &[String],
+    ) -> Result<Message, NotifyError> {
+        let ok = s.succeeded();
+        let subject = format!(
+            "{}Verify of {} ({}) on {} {}",
+            if ok { "" } else { "ERROR: " },
+            s.name,
+            s.kind,
+            report.hostname,
+            if ok { "was successful" } else { "failed" }
+        );
+        let mut body = format!("{}\n\n", super::verify_text(s, report));
+        for c in &s.copies {
+            let how = match &c.result {
+                Ok(()) => format!("ok, {}", size_description(c.size.unwrap_or(0) as f64)),
+                Err(f) => format!("FAILED: {}", f.message),
+            };
+            body.push_str(&format!("{}: {how}\n", c.label()));
+        }
+        self.message(subject, body, (&s.id, &s.kind), &report.hostname, to)
+    }
+
+    /// A plain-text mail with the original's `X-Backup-*` headers for source `(id, kind)`.
+    fn message(
+        &self,
+        subject: String,
+        body: String,
+        (id, kind): (&str, &str),
+        hostname: &str,
+        to: &[String],
+    ) -> Result<Message, NotifyError> {
+        let mbox = |a: &str, key: &str| {
+            a.parse::<Mailbox>()
+                .map_err(|e| self.error(format!("{key} {a:?}: {e}"), false))
+        };
+        let from = mbox(self.from.as_deref().unwrap_or(&to[0]), "from")?;
         let mut m = Message::builder()
             .from(from)
             .subject(subject)
@@ -238,11 +278,11 @@ impl Smtp {
             .message_id(None)
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("X-Backup-Id"),
-                s.id.clone(),
+                id.to_owned(),
             ))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("X-Backup-Type"),
-                s.kind.clone(),
+                kind.to_owned(),
             ))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("X-Backup-Hostname"),
@@ -330,10 +370,38 @@ impl Notifier for Smtp {
     }
 
     fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
-        // One session for the run's mails; a new one after a failed transaction.
+        self.over_one_session(ctx, |send| {
+            Delivery::per_source(report, ctx.events, |s| {
+                send(s.succeeded(), &|to| self.mail(s, &report.hostname, to))
+            })
+        })
+    }
+
+    fn verified(&self, ctx: &Context, report: &Verification) -> Delivery {
+        self.over_one_session(ctx, |send| {
+            Delivery::per_verified_source(report, ctx.events, |s| {
+                send(s.succeeded(), &|to| self.verify_mail(s, report, to))
+            })
+        })
+    }
+}
+
+/// Sends one mail: to `success_to` when the first argument says it is good news, else to
+/// `failure_to` (none when that is empty), built for them by the second.
+type SendMail<'a> = dyn FnMut(bool, &dyn Fn(&[String]) -> Result<Message, NotifyError>) -> Result<(), NotifyError>
+    + 'a;
+
+impl Smtp {
+    /// Runs `mails` with a sender that keeps one session for all of them (a new one after a
+    /// failed transaction) and closes it at the end.
+    fn over_one_session(
+        &self,
+        ctx: &Context,
+        mails: impl FnOnce(&mut SendMail<'_>) -> Delivery,
+    ) -> Delivery {
         let mut session: Option<SmtpConnection> = None;
-        let delivery = Delivery::per_source(report, ctx.events, |s| {
-            let to = if s.succeeded() {
+        let delivery = mails(&mut |good, build| {
+            let to = if good {
                 &self.success_to
             } else {
                 &self.failure_to
@@ -341,7 +409,7 @@ impl Notifier for Smtp {
             if to.is_empty() {
                 return Ok(());
             }
-            let message = self.mail(s, &report.hostname, to)?;
+            let message = build(to)?;
             let conn = match session.take().filter(|c| !c.has_broken()) {
                 Some(c) => session.insert(c),
                 None => session.insert(self.session(ctx)?),

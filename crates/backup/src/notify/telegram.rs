@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::http::{self, Request};
 use super::{Context, Delivery, Events, Notifier, NotifyError};
-use crate::outcome::RunReport;
+use crate::outcome::{RunReport, Verification};
 use custos_kit::config::Secret;
 use custos_kit::config::{Invalid, Validate};
 
@@ -38,6 +38,16 @@ impl Telegram {
         .map_err(|_| {
             NotifyError::Setup("telegram: api_url with api_token is not a valid URL".into())
         })
+    }
+
+    /// A `sendMessage` to the chat.
+    fn post(&self, ctx: &Context, text: &str) -> Result<(), NotifyError> {
+        let body = json!({"chat_id": self.chat_id, "text": text});
+        http::send(
+            ctx.client()?,
+            ctx.timeout,
+            Request::json(Method::POST, self.url()?, &body),
+        )
     }
 }
 
@@ -72,15 +82,13 @@ impl Notifier for Telegram {
 
     fn finish(&self, ctx: &Context, report: &RunReport) -> Delivery {
         Delivery::per_source(report, ctx.events, |s| {
-            let body = json!({
-                "chat_id": self.chat_id,
-                "text": super::outcome_text(s, &report.hostname),
-            });
-            http::send(
-                ctx.client()?,
-                ctx.timeout,
-                Request::json(Method::POST, self.url()?, &body),
-            )
+            self.post(ctx, &super::outcome_text(s, &report.hostname))
+        })
+    }
+
+    fn verified(&self, ctx: &Context, report: &Verification) -> Delivery {
+        Delivery::per_verified_source(report, ctx.events, |s| {
+            self.post(ctx, &super::verify_text(s, report))
         })
     }
 }

@@ -31,7 +31,8 @@ impl SourceStream for Bytes {
     }
 }
 
-fn stream(data: Vec<u8>) -> Box<dyn SourceStream> {
+/// A source stream of `data` (the verify tests use it too).
+pub(super) fn stream(data: Vec<u8>) -> Box<dyn SourceStream> {
     Box::new(Bytes(io::Cursor::new(data)))
 }
 
@@ -396,7 +397,12 @@ fn verify_detects_corruption_and_checksum_mismatch() {
     )
     .expect("backup");
     let keys = |_: &str| Some(Decryption::Passphrase(pass.clone()));
-    let reports = verify(&[&a, &b], &["v".into(), "missing".into()], &keys);
+    let reports = verify(
+        &[&a, &b],
+        &["v".into(), "missing".into()],
+        &keys,
+        Choice::Newest,
+    );
     assert_eq!(reports.len(), 4);
     for r in &reports[..2] {
         let v = r.result.as_ref().expect("verified");
@@ -413,7 +419,7 @@ fn verify_detects_corruption_and_checksum_mismatch() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
     fs::write(&path, &bytes).expect("write");
-    let reports = verify(&[&a, &b], &["v".into()], &keys);
+    let reports = verify(&[&a, &b], &["v".into()], &keys, Choice::Newest);
     let err = reports[0].result.as_ref().expect_err("corrupted");
     assert!(err.to_string().contains(&n.path()), "{err}");
     assert!(
@@ -432,7 +438,7 @@ fn verify_detects_corruption_and_checksum_mismatch() {
         naming::sidecar_body(&"0".repeat(64), "v.sql.zst.gpg"),
     )
     .expect("write sidecar");
-    let reports = verify(&[&a], &["v".into()], &keys);
+    let reports = verify(&[&a], &["v".into()], &keys, Choice::Newest);
     assert!(
         matches!(
             reports[0].result,

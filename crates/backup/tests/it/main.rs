@@ -33,3 +33,4 @@ mod samba_destination;
 mod schedule;
 mod ssh_sources;
 mod status;
+mod verify_sample;

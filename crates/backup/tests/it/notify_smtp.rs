@@ -426,3 +426,56 @@ fn smtp_refuses_plaintext_auth_to_a_remote_host_unless_allowed() {
         (Some(true), Some(false))
     );
 }
+
+#[test]
+fn smtp_mails_a_verify_to_the_recipients_of_its_outcome() {
+    let Some(server) = Smtpd::start(&[]) else {
+        return;
+    };
+    let mut f = Fixture::new(false);
+    f.run(vec![]).assert_code(0);
+    f.job.set(
+        "notifications",
+        Value::Array(vec![smtp_notification(server.port, json!({}))]),
+    );
+    let cfg = f.job.write();
+    backup(["verify".as_ref(), cfg.as_os_str()]).assert_code(0);
+    let m = mails(server.path(), 1);
+    assert_eq!(m[0]["rcpt_tos"], json!(["archive@example.com"]));
+    // The body is quoted-printable: soft line breaks undone.
+    let unwrap = |raw: &str| raw.replace("=\r\n", "").replace("=\n", "");
+    let raw = unwrap(m[0]["data"].as_str().unwrap());
+    assert_eq!(
+        header(&raw, "Subject"),
+        Some("Verify of Web site (folder) on testhost was successful")
+    );
+    assert_eq!(header(&raw, "X-Backup-Id"), Some("www"));
+    assert!(
+        raw.contains(
+            "Verify of 'Web site' (folder) on 'testhost' was successful: 1 copy read at disk."
+        ),
+        "{raw}"
+    );
+    let object = only_object(&f.path("store"), "www");
+    let stamp = object
+        .parent()
+        .and_then(|p| p.file_name())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(raw.contains(&format!("disk {stamp}: ok, ")), "{raw}");
+
+    // A damaged copy: a mail to failure_to naming the copy and why.
+    let mut bytes = fs::read(&object).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&object, bytes).unwrap();
+    backup(["verify".as_ref(), cfg.as_os_str()]).assert_code(1);
+    let m = mails(server.path(), 2);
+    assert_eq!(m[1]["rcpt_tos"], json!(["sysadmin@example.com"]));
+    let raw = unwrap(m[1]["data"].as_str().unwrap());
+    assert_eq!(
+        header(&raw, "Subject"),
+        Some("ERROR: Verify of Web site (folder) on testhost failed")
+    );
+    assert!(raw.contains(&format!("disk {stamp}: FAILED: ")), "{raw}");
+}

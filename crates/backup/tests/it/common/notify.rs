@@ -2,8 +2,11 @@
 //! the message texts they produce, helpers to pick requests, and real servers as children.
 
 use std::fs;
-use std::path::PathBuf;
-use std::process::Child;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -94,4 +97,45 @@ pub fn value(text: &str, series: &str) -> f64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// GET over HTTP/1.0 (the reply ends at EOF).
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+const PUSHGATEWAY: &str = "/usr/bin/prometheus-pushgateway";
+
+/// Debian's push gateway on a port of its own, persisting nothing, and that port; `None`
+/// (after a loud skip message naming `test`) when it is not installed.
+pub fn push_gateway(test: &str) -> Option<(Server, u16)> {
+    if !Path::new(PUSHGATEWAY).exists() {
+        let msg = format!("{test}: needs Debian prometheus-pushgateway");
+        assert!(!services_required(), "CUSTOS_REQUIRE_SERVICES=1 but {msg}");
+        eprintln!("SKIP: {msg}");
+        return None;
+    }
+    // Port 0: the port it got is the one its listening socket has.
+    let mut child = Command::new(PUSHGATEWAY)
+        .args(["--web.listen-address=127.0.0.1:0", "--persistence.file="])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut port = None;
+    wait_until(Duration::from_secs(30), "the push gateway listens", || {
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "the push gateway exited"
+        );
+        port = listening_ports(child.id()).first().copied();
+        port.is_some()
+    });
+    Some((Server(child), port.expect("port")))
 }
