@@ -80,6 +80,9 @@ pub struct JobConfig {
     pub notifications: Vec<NotificationConfig>,
     /// custos `state_dir`: where `verify` records its results for `status`.
     pub state_dir: Option<PathBuf>,
+    /// custos `max_parallel_sources`: sources run at once (1..=[`MAX_PARALLEL_SOURCES`]);
+    /// absent: the engine's default (the number of cores).
+    pub max_parallel_sources: Option<u32>,
     /// Lines (1-based) of trailing commas that were tolerated.
     pub trailing_commas: Vec<usize>,
     /// Whether the file holds passwords/passphrases/credentials.
@@ -175,6 +178,10 @@ impl DestinationConfig {
     }
 }
 
+/// Most sources a job runs at once (`max_parallel_sources`): each running source holds a
+/// pipeline (its producer, ~5 threads, ~50 MB of buffers), so more than this is a typo.
+pub const MAX_PARALLEL_SOURCES: u32 = 64;
+
 /// Keys every source accepts, whatever its type.
 const SOURCE_COMMON_KEYS: &[&str] = &[
     "id",
@@ -254,6 +261,8 @@ struct RawJob {
     max_age: Option<Span>,
     #[serde(default)]
     state_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "count")]
+    max_parallel_sources: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -393,6 +402,7 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         file: file.to_owned(),
         hostname: raw.hostname.filter(|h| !h.is_empty()),
         state_dir: raw.state_dir,
+        max_parallel_sources: raw.max_parallel_sources,
         sources,
         destinations,
         notifications,
@@ -571,6 +581,19 @@ impl JobConfig {
                 "[]",
                 "no destinations: backups would be made and thrown away",
             ));
+        }
+        if let Some(n) = self.max_parallel_sources {
+            if !(1..=MAX_PARALLEL_SOURCES).contains(&n) {
+                return Err(ConfigError::invalid(
+                    f,
+                    "max_parallel_sources",
+                    n,
+                    format!(
+                        "must be 1 (one source after another) to {MAX_PARALLEL_SOURCES}; \
+                         leave it out to run as many at once as there are cores"
+                    ),
+                ));
+            }
         }
         let mut seen = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {

@@ -5,6 +5,7 @@ use crate::destination::local::LocalDestination;
 use crate::destination::{DestinationError, ObjectInfo, ObjectWriter};
 use crate::engine::report::summary::Status;
 use crate::job::parse;
+use crate::outcome::size_description;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -355,6 +356,7 @@ fn retention_never_runs_where_the_upload_failed() {
     let targets = vec![Target {
         config: j.destinations[0].clone(),
         built: Ok(Box::new(Shared(failing.clone()))),
+        uploads: Uploads::new(None),
     }];
     let source = run_source(
         &j.sources[0],

@@ -1299,14 +1299,49 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    Command::new(bin())
-        .args(args)
+    spawn_backup_with(args, &[])
+}
+
+/// [`spawn_backup`] with extra environment variables.
+pub fn spawn_backup_with<I, S>(args: I, env: &[(&str, &OsStr)]) -> Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn backup")
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn backup")
+}
+
+/// Writes `script` as the executable `dir/bin/NAME` (a stand-in for a program the binary
+/// runs) and returns a PATH that finds it first.
+pub fn stand_in(dir: &Path, name: &str, script: &str) -> OsString {
+    let bin_dir = dir.join("bin");
+    fs::create_dir_all(&bin_dir).expect("mkdir");
+    let file = bin_dir.join(name);
+    fs::write(&file, script).expect("write stand-in");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut path = OsString::from(&bin_dir);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    path
+}
+
+/// Gone, or a zombie nobody reaped yet: either way not running.
+pub fn not_running(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
 }
 
 /// [`listening_ports`] names the owner's listening sockets, not whoever can connect to them.
