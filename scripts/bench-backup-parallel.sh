@@ -65,13 +65,16 @@ run_row() {
     fi
 }
 echo "running 2 x ${GB} GiB, $REPEAT rounds ..." >&2
+# Each row starts with an empty destination and nothing dirty (measure syncs).
 for _ in $(seq 1 "$REPEAT"); do
     run_row "$N_SEQ" "$OUT/seq" "$BACKUP" "$WORK/seq.json"
+    rm -rf "${OUT:?}/seq"/*
     run_row "$N_PAR" "$OUT/par" "$BACKUP" "$WORK/par.json"
-    # Both objects must be there and whole: the parallel job's copies verify.
+    # Both copies are there and whole.
     "$BACKUP" verify "$WORK/par.json" >/dev/null 2>&1 || { echo "verify of the parallel run failed" >&2; FAILED=1; }
-    rm -rf "${OUT:?}/seq"/* "${OUT:?}/par"/*
-    run_row "$N_TWO" "$OUT/two" sh -c "'$BACKUP' '$WORK/one-a.json' & '$BACKUP' '$WORK/one-b.json' & wait"
+    rm -rf "${OUT:?}/par"/*
+    # The row fails when either process does.
+    run_row "$N_TWO" "$OUT/two" sh -c "'$BACKUP' '$WORK/one-a.json' & a=\$!; '$BACKUP' '$WORK/one-b.json'; b=\$?; wait \$a && [ \$b = 0 ]"
     rm -rf "${OUT:?}/two"/*
 done
 
