@@ -255,7 +255,7 @@ fn take_uploads<'a>(
 ) -> Result<Vec<Upload<'a>>, i32> {
     let uploads: Vec<&Uploads> = usable.iter().map(|t| &t.uploads).collect();
     parallel::take_all(&uploads, cancel, |i| {
-        let t = usable[i];
+        let Some(t) = usable.get(i) else { return };
         tracing::info!(
             source = id,
             destination = %t.config.id,
