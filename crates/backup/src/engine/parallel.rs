@@ -32,8 +32,8 @@ use crate::cancel::Cancel;
 /// How often a wait for an upload looks at the cancellation token.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
-/// Most zstd worker threads one pipeline gets (beyond this zstd -1 is faster than the
-/// single-threaded OpenPGP stage behind it).
+/// Most zstd worker threads one pipeline gets (the cap it had before sources ran in
+/// parallel; the OpenPGP stage behind zstd is one thread whatever zstd has).
 const MAX_ZSTD_THREADS: usize = 8;
 
 /// The cores of this machine (as the scheduler lets this process use them).
