@@ -42,6 +42,14 @@
 # folder-ssh source, against `ssh host tar c | zstd -1 | gpg -z0 -c`, the original's
 # `ssh host tar c | gpg -c`, and `backup` with the local folder source on the same input.
 # See scripts/bench-backup-ssh.sh.
+#
+#   scripts/bench-backup.sh --parallel [--gb N] [--repeat R] [--md FILE]
+#
+# Parallel sources instead (issue 20): two N GiB mixed folders in one job, encrypted, to a
+# local destination, with `max_parallel_sources` 1 and 2 (and two processes at once): wall
+# time, CPU and peak RSS; then a full restore of one copy against `restore --path` of one
+# small file of it. Deletes its inputs and outputs at the end. See
+# scripts/bench-backup-parallel.sh.
 set -euo pipefail
 
 GB=1
@@ -52,12 +60,14 @@ PREPARE_ONLY=0
 MD=""
 S3=0
 SSH_BENCH=0
+PARALLEL=0
 PORT=
 ORIGINAL=1
 while (($#)); do
     case $1 in
     --s3) S3=1; shift ;;
     --ssh) SSH_BENCH=1; shift ;;
+    --parallel) PARALLEL=1; shift ;;
     --port) PORT=$2; shift 2 ;;
     --no-original) ORIGINAL=0; shift ;;
     --gb) GB=$2; shift 2 ;;
@@ -217,6 +227,11 @@ if ((SSH_BENCH)); then
     chmod a+rx "$BENCH_DIR"
     # shellcheck source=scripts/bench-backup-ssh.sh
     source "$ROOT/scripts/bench-backup-ssh.sh"
+    exit $?
+fi
+if ((PARALLEL)); then
+    # shellcheck source=scripts/bench-backup-parallel.sh
+    source "$ROOT/scripts/bench-backup-parallel.sh"
     exit $?
 fi
 

@@ -212,6 +212,13 @@ impl Destination for Dropbox {
     fn delete(&self, name: &str) -> Result<(), DestinationError> {
         self.store.delete(name)
     }
+
+    /// One: a commit (`upload_session/finish`, `files/upload`, a delete) takes the write
+    /// lock of the whole Dropbox, and Dropbox refuses writes that overlap with
+    /// `too_many_write_operations` (its performance guide: serialise them or batch them).
+    fn max_uploads(&self) -> Option<std::num::NonZeroUsize> {
+        super::ONE_UPLOAD
+    }
 }
 
 /// One answer of `list_folder` / `list_folder/continue`.

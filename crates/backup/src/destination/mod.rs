@@ -8,6 +8,7 @@
 //! in [`runtime`].
 
 use std::io::{Read, Write};
+use std::num::NonZeroUsize;
 use std::time::{Duration, SystemTime};
 
 use custos_kit::config::ConfigError;
@@ -147,7 +148,16 @@ pub trait Destination: Send + Sync {
     fn upload_rate_limit(&self) -> Option<u64> {
         None
     }
+    /// How many copies this destination takes at once when a job's sources run in parallel
+    /// (`max_parallel_sources`): a source waits for a free upload before it starts. `None`:
+    /// as many as run; a type whose service serialises writes says so here.
+    fn max_uploads(&self) -> Option<NonZeroUsize> {
+        None
+    }
 }
+
+/// One upload at a time, for [`Destination::max_uploads`].
+pub const ONE_UPLOAD: Option<NonZeroUsize> = Some(NonZeroUsize::MIN);
 
 /// Default of the `stall_timeout` destination key.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);

@@ -150,6 +150,9 @@ impl Destination for Retrying {
     fn upload_rate_limit(&self) -> Option<u64> {
         self.upload_rate_limit
     }
+    fn max_uploads(&self) -> Option<std::num::NonZeroUsize> {
+        self.inner.max_uploads()
+    }
 }
 
 #[cfg(test)]

@@ -301,6 +301,14 @@ impl Destination for Samba {
     fn stall_timeout(&self) -> Duration {
         self.share.timeout
     }
+
+    /// One, as the original wrote: each upload is an smbclient session of its own, and SMB
+    /// servers cap the sessions of one user (Windows client editions take 20 connections
+    /// in all, NAS firmwares fewer), while a share is mostly one disk behind one link that
+    /// two streams would only split.
+    fn max_uploads(&self) -> Option<std::num::NonZeroUsize> {
+        super::ONE_UPLOAD
+    }
 }
 
 fn is_sidecar(file: &str) -> bool {

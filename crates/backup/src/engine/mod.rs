@@ -3,6 +3,8 @@
 //! below imports it (docs/ARCHITECTURE.md, "Layers").
 //!
 //! - [`runner`]: runs a job: sources independent, destinations independent, the report.
+//! - [`parallel`]: up to `max_parallel_sources` sources at once (report in config order),
+//!   each destination within the uploads it takes at once, the cores shared out.
 //! - [`pipeline`]: compression, OpenPGP encryption, hashing, tee to destinations.
 //! - [`fanout`]: one writer thread per destination behind a bounded queue.
 //! - [`hooks`]: the job's and each source's `before`/`after`/`on_error` commands.
@@ -17,6 +19,7 @@ pub(crate) mod fanout;
 pub(crate) mod hooks;
 pub(crate) mod interrupt;
 pub(crate) mod lock;
+pub(crate) mod parallel;
 pub(crate) mod pipeline;
 pub(crate) mod report;
 pub(crate) mod retention;

@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::crypto::{self, CryptoError, Encryption};
 use crate::destination::{Destination, DestinationError};
 use crate::engine::fanout::Feed;
+use crate::engine::parallel;
 use crate::naming::{self, Compression, Encoding};
 use crate::source::{SourceError, SourceStream};
 
@@ -73,7 +74,8 @@ impl Plan {
             encoding: Encoding::CUSTOS,
             encryption: Some(encryption),
             zstd_level: DEFAULT_ZSTD_LEVEL,
-            zstd_threads: default_threads(),
+            // This pipeline's share of the cores.
+            zstd_threads: parallel::zstd_threads(),
         }
     }
 
@@ -97,12 +99,6 @@ impl Plan {
             zstd_threads: 0,
         }
     }
-}
-
-fn default_threads() -> u32 {
-    std::thread::available_parallelism()
-        .map(|n| n.get().min(8) as u32)
-        .unwrap_or(2)
 }
 
 /// Progress callback: total bytes read from the source so far.

@@ -1,5 +1,5 @@
-//! Runs a job: every source in file order, each streamed once through the pipeline to every
-//! destination, then retention where the upload succeeded.
+//! Runs a job: every source, each streamed once through the pipeline to every destination,
+//! then retention where the upload succeeded.
 //!
 //! Failures stay where they happen: a source that fails does not stop the next one, a
 //! destination that fails does not stop the others (the original skipped every destination
@@ -9,18 +9,17 @@
 //! `notify_on_start`, first); their failures count in the exit code but never change a
 //! source's own result.
 //!
-//! Progress: a bar with bytes and rate when stderr is a terminal; otherwise structured log
-//! lines (`-v` shows them), so cron mails stay empty unless something went wrong.
+//! Sources run up to `max_parallel_sources` at once ([`parallel`]), each through its own
+//! pipeline; the report keeps config order. Progress: one line per running source on a
+//! terminal, log lines otherwise ([`progress`]).
 
-use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cancel::Cancel;
 use crate::crypto::{self, Encryption};
 use crate::destination::Destination;
 use crate::engine::hooks::{self, RunHooks};
+use crate::engine::parallel::{self, Upload, Uploads};
 use crate::engine::pipeline::{self, Plan};
 use crate::engine::report::FailureFrom;
 use crate::engine::retention;
@@ -28,10 +27,10 @@ use crate::job::{Compression, DestinationConfig, JobConfig, Layout, Protection, 
 use crate::naming::{self, Encoding, ObjectName, Payload, RunStamp};
 use crate::notify::{self, StartInfo};
 use crate::outcome::{
-    size_description, DestinationCheck, DestinationReport, Failure, Retention, RunReport,
-    SourceReport, Stage,
+    DestinationCheck, DestinationReport, Failure, Retention, RunReport, SourceReport, Stage,
 };
 use crate::source::{Owner, Retry, Source};
+use progress::ProgressReport;
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +50,8 @@ pub struct Options {
 struct Target {
     config: DestinationConfig,
     built: Result<Box<dyn Destination>, SetupError>,
+    /// Its uploads in flight, shared by the sources running at once.
+    uploads: Uploads,
 }
 
 /// A source or destination of the config that cannot be set up for this run; only that
@@ -117,9 +118,7 @@ pub fn build_plan(s: &SourceConfig) -> Result<Plan, SetupError> {
             },
             encryption: None,
             zstd_level: pipeline::DEFAULT_ZSTD_LEVEL,
-            zstd_threads: std::thread::available_parallelism()
-                .map(|n| n.get().min(8) as u32)
-                .unwrap_or(2),
+            zstd_threads: parallel::zstd_threads(),
         },
     };
     plan.encoding.compression = match s.compression {
@@ -191,17 +190,21 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
         options.dry_run,
         options.cancel,
     );
-    for s in &job.sources {
-        let r = if let Some(sig) = options.cancel.signal() {
+    let workers = parallel::workers(job.max_parallel_sources, job.sources.len());
+    if workers > 1 {
+        tracing::info!(
+            sources = job.sources.len(),
+            at_once = workers,
+            "running sources in parallel"
+        );
+    }
+    // Config order in the report, whatever order the sources end in.
+    report.sources = parallel::run_each(&job.sources, workers, |s| {
+        if let Some(sig) = options.cancel.signal() {
             let mut r = SourceReport::new(&s.id, &s.name, &s.kind);
-            r.failure = Some(Failure::new(
-                Stage::Source,
-                format!("not run: interrupted by signal {sig}"),
-                true,
-            ));
-            if let Some(f) = &r.failure {
-                log_result(&s.id, "-", &Err(f.clone()));
-            }
+            let f = not_run(sig);
+            log_result(&s.id, "-", &Err(f.clone()));
+            r.failure = Some(f);
             r
         } else if options.dry_run {
             check_source(s, options.cancel)
@@ -209,9 +212,8 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
             hooks.around_source(s, || {
                 run_source(s, build_source(s), &targets, stamp, options, &owner_job)
             })
-        };
-        report.sources.push(r);
-    }
+        }
+    });
     hooks.finish(&mut report.sources);
     report.ended = std::time::SystemTime::now();
     if let Some(t) = &options.log_tail {
@@ -235,11 +237,45 @@ pub fn run(job: &JobConfig, options: &Options) -> RunReport {
 fn build_targets(job: &JobConfig) -> Vec<Target> {
     job.destinations
         .iter()
-        .map(|d| Target {
-            config: d.clone(),
-            built: d.build().map_err(SetupError::from),
+        .map(|d| {
+            let built = d.build().map_err(SetupError::from);
+            let limit = built.as_ref().ok().and_then(|b| b.max_uploads());
+            Target {
+                config: d.clone(),
+                built,
+                uploads: Uploads::new(limit),
+            }
         })
         .collect()
+}
+
+/// A source a signal kept from starting.
+fn not_run(signal: i32) -> Failure {
+    Failure::new(
+        Stage::Source,
+        format!("not run: interrupted by signal {signal}"),
+        true,
+    )
+}
+
+/// One upload of each usable destination, for the source `id` (waits while a destination
+/// that takes few at once is busy with other sources); `Err(signal)` when a signal came
+/// meanwhile.
+fn take_uploads<'a>(
+    id: &str,
+    usable: &[&'a Target],
+    cancel: Cancel,
+) -> Result<Vec<Upload<'a>>, i32> {
+    let uploads: Vec<&Uploads> = usable.iter().map(|t| &t.uploads).collect();
+    parallel::take_all(&uploads, cancel, |i| {
+        let Some(t) = usable.get(i) else { return };
+        tracing::info!(
+            source = id,
+            destination = %t.config.id,
+            at_once = t.uploads.limit().map_or(0, |l| l.get()),
+            "waiting for the destination: it takes this many uploads at once"
+        );
+    })
 }
 
 /// This run's stamp: now, or, when a copy of any source already has that stamp at a
@@ -361,6 +397,15 @@ fn run_source(
         Ok(d) => d,
         Err(e) => {
             r.failure = Some(Failure::from_source(Stage::Source, &context, &e));
+            release(source.as_ref(), &mut r, options.cancel);
+            return finish_source(r, targets);
+        }
+    };
+    // Held until the copy and its retention are done.
+    let _uploads = match take_uploads(&s.id, &usable, options.cancel) {
+        Ok(held) => held,
+        Err(sig) => {
+            r.failure = Some(not_run(sig));
             release(source.as_ref(), &mut r, options.cancel);
             return finish_source(r, targets);
         }
@@ -629,74 +674,8 @@ fn warn_future(source: &str, destination: &str, stamps: &[String]) {
     }
 }
 
-/// Progress of one source: a bar on a terminal, a log line every 30 s otherwise.
-struct ProgressReport {
-    bar: Option<indicatif::ProgressBar>,
-    source: String,
-    started: Instant,
-    last_log: Mutex<Instant>,
-    /// Bytes read from the source so far (what a failed source's summary row shows).
-    read: AtomicU64,
-}
-
-/// Interval of progress log lines when there is no terminal.
-const LOG_EVERY: Duration = Duration::from_secs(30);
-
-impl ProgressReport {
-    fn new(source: &str, bar: bool) -> Self {
-        let bar = (bar && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new_spinner();
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{spinner} {prefix}: {bytes} read, {binary_bytes_per_sec}, {elapsed}",
-            ) {
-                b.set_style(style);
-            }
-            b.set_prefix(source.to_owned());
-            b.enable_steady_tick(Duration::from_millis(200));
-            b
-        });
-        ProgressReport {
-            bar,
-            source: source.to_owned(),
-            started: Instant::now(),
-            last_log: Mutex::new(Instant::now()),
-            read: AtomicU64::new(0),
-        }
-    }
-
-    fn read(&self) -> u64 {
-        self.read.load(Ordering::Relaxed)
-    }
-
-    fn update(&self, bytes: u64) {
-        self.read.store(bytes, Ordering::Relaxed);
-        if let Some(b) = &self.bar {
-            b.set_position(bytes);
-            return;
-        }
-        let Ok(mut last) = self.last_log.lock() else {
-            return;
-        };
-        if last.elapsed() >= LOG_EVERY {
-            *last = Instant::now();
-            let secs = self.started.elapsed().as_secs_f64().max(0.001);
-            tracing::info!(
-                source = %self.source,
-                bytes,
-                rate = %format!("{}/s", size_description(bytes as f64 / secs)),
-                "progress"
-            );
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
 mod databases;
+mod progress;
 
 #[cfg(test)]
 mod tests;

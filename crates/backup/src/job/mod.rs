@@ -84,6 +84,9 @@ pub struct JobConfig {
     pub state_dir: Option<PathBuf>,
     /// custos `hooks` at the root: commands run before and after the whole job.
     pub hooks: Hooks,
+    /// custos `max_parallel_sources`: sources run at once (1..=[`MAX_PARALLEL_SOURCES`]);
+    /// absent: the engine's default (the number of cores).
+    pub max_parallel_sources: Option<u32>,
     /// Lines (1-based) of trailing commas that were tolerated.
     pub trailing_commas: Vec<usize>,
     /// Whether the file holds passwords/passphrases/credentials.
@@ -181,6 +184,10 @@ impl DestinationConfig {
     }
 }
 
+/// Most sources a job runs at once (`max_parallel_sources`): each running source holds a
+/// pipeline (its producer, ~5 threads, ~50 MB of buffers), so more than this is a typo.
+pub const MAX_PARALLEL_SOURCES: u32 = 64;
+
 /// Keys every source accepts, whatever its type.
 const SOURCE_COMMON_KEYS: &[&str] = &[
     "id",
@@ -263,6 +270,8 @@ struct RawJob {
     state_dir: Option<PathBuf>,
     #[serde(default, deserialize_with = "null_as_default")]
     hooks: hooks::RawHooks,
+    #[serde(default, deserialize_with = "count")]
+    max_parallel_sources: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -405,6 +414,7 @@ pub fn parse(file: &Path, text: &str) -> Result<JobConfig, ConfigError> {
         hostname: raw.hostname.filter(|h| !h.is_empty()),
         state_dir: raw.state_dir,
         hooks: hooks::resolve(file, "hooks", raw.hooks)?,
+        max_parallel_sources: raw.max_parallel_sources,
         sources,
         destinations,
         notifications,
@@ -585,6 +595,19 @@ impl JobConfig {
                 "[]",
                 "no destinations: backups would be made and thrown away",
             ));
+        }
+        if let Some(n) = self.max_parallel_sources {
+            if !(1..=MAX_PARALLEL_SOURCES).contains(&n) {
+                return Err(ConfigError::invalid(
+                    f,
+                    "max_parallel_sources",
+                    n,
+                    format!(
+                        "must be 1 (one source after another) to {MAX_PARALLEL_SOURCES}; \
+                         leave it out to run as many at once as there are cores"
+                    ),
+                ));
+            }
         }
         let mut seen = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {

@@ -810,3 +810,34 @@ fn hostname_falls_back_to_the_system() {
     job.hostname = None;
     assert!(!job.hostname().is_empty());
 }
+
+/// `max_parallel_sources`: absent means the engine's default; 1 to 64 (also as text, as every
+/// count); 0, 65 and a non-number are errors naming the key and the value.
+#[test]
+fn max_parallel_sources_is_bounded() {
+    let with = |v: &str| {
+        format!(
+            r#"{{"max_parallel_sources": {v},
+                "sources": [{{"id": "f", "type": "folder", "path": "/x", "passphrase": "p"}}],
+                "destinations": [{{"id": "l", "type": "local", "path": "/b"}}]}}"#
+        )
+    };
+    assert_eq!(parse_ok(&with("null")).max_parallel_sources, None);
+    assert_eq!(parse_ok(&with("1")).max_parallel_sources, Some(1));
+    assert_eq!(parse_ok(&with("\"4\"")).max_parallel_sources, Some(4));
+    assert_eq!(parse_ok(&with("64")).max_parallel_sources, Some(64));
+    for (v, shown) in [("0", "\"0\""), ("65", "\"65\"")] {
+        let e = parse_err(&with(v));
+        assert_eq!(e.key(), Some("max_parallel_sources"), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("invalid value {shown}")) && text.contains("must be 1"),
+            "{text}"
+        );
+    }
+    let e = parse_err(&with("-2"));
+    assert!(
+        e.to_string().contains("max_parallel_sources") && e.to_string().contains("-2"),
+        "{e}"
+    );
+}

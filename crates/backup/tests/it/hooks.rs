@@ -74,7 +74,8 @@ fn hooks_run_in_order_with_the_runs_facts() {
     job.source(a)
         .source(b)
         .destination(local_destination("disk", &store))
-        .set("hooks", recorded(&log, "job"));
+        .set("hooks", recorded(&log, "job"))
+        .set("max_parallel_sources", json!(1));
     let cfg = job.write();
     let r = backup(["-v".as_ref(), cfg.as_os_str()]);
     r.assert_code(1);
@@ -127,6 +128,35 @@ fn hooks_run_in_order_with_the_runs_facts() {
     );
     assert!(!r.all_text().contains("uid="), "{}", r.describe());
     assert!(!r.stdout_text().contains("argv:"), "{}", r.describe());
+
+    // Sources at once: each source's hooks keep their order (and facts) around its own
+    // backup, and the job's hooks still come first and last.
+    let shape = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l.split('|').take(4).collect::<Vec<_>>().join("|"))
+            .collect()
+    };
+    let sequential = shape(lines(&log));
+    fs::remove_file(&log).expect("clear the hook log");
+    job.set("max_parallel_sources", json!(2));
+    let r = backup(["-v".as_ref(), job.write().as_os_str()]);
+    r.assert_code(1);
+    let parallel = shape(lines(&log));
+    let of = |all: &[String], tag: &str| -> Vec<String> {
+        all.iter()
+            .filter(|l| l.starts_with(&format!("{tag}|")))
+            .cloned()
+            .collect()
+    };
+    for tag in ["a", "b", "job"] {
+        assert_eq!(of(&parallel, tag), of(&sequential, tag), "{}", r.describe());
+    }
+    assert_eq!(parallel.first(), sequential.first(), "{}", r.describe());
+    assert_eq!(
+        parallel[parallel.len() - 2..],
+        sequential[sequential.len() - 2..]
+    );
 }
 
 /// A failing `before` skips its source only: the other source is stored, the run exits 1,
@@ -230,7 +260,9 @@ fn after_hooks_run_after_sigterm() {
         .set(
             "hooks",
             json!({"after": [record(&log, "job")], "on_error": [record(&log, "job")]}),
-        );
+        )
+        // One source after another: `b`'s `before` is the one a signal must not start.
+        .set("max_parallel_sources", json!(1));
     let cfg = job.write();
     let mut path = std::ffi::OsString::from(&bin_dir);
     path.push(":");

@@ -24,6 +24,7 @@ mod lvm_ssh;
 mod notify_http;
 mod notify_metrics;
 mod notify_smtp;
+mod parallel_sources;
 mod partial_restore;
 mod remote_destinations;
 mod retention_clock;

@@ -6,7 +6,6 @@ use crate::common;
 
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,11 +42,7 @@ struct Fixture {
 fn fixture(mode: &str, extra_root: Option<(&str, serde_json::Value)>) -> Fixture {
     let t = tempfile::tempdir().expect("tempdir");
     let dir = t.path().to_owned();
-    let bin_dir = dir.join("bin");
-    fs::create_dir_all(&bin_dir).expect("mkdir");
-    let script = bin_dir.join("mysqldump");
-    fs::write(&script, STANDIN).expect("write stand-in");
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = stand_in(&dir, "mysqldump", STANDIN);
     fs::write(dir.join("mode"), mode).expect("write mode");
     let dest = dir.join("dest");
     let mut job = Job::new(&dir);
@@ -60,9 +55,6 @@ fn fixture(mode: &str, extra_root: Option<(&str, serde_json::Value)>) -> Fixture
         job.set(k, v);
     }
     let cfg = job.write();
-    let mut path = OsString::from(&bin_dir);
-    path.push(":");
-    path.push(std::env::var_os("PATH").unwrap_or_default());
     Fixture {
         _t: t,
         dir,

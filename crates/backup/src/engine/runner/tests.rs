@@ -5,6 +5,7 @@ use crate::destination::local::LocalDestination;
 use crate::destination::{DestinationError, ObjectInfo, ObjectWriter};
 use crate::engine::report::summary::Status;
 use crate::job::parse;
+use crate::outcome::size_description;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -355,6 +356,7 @@ fn retention_never_runs_where_the_upload_failed() {
     let targets = vec![Target {
         config: j.destinations[0].clone(),
         built: Ok(Box::new(Shared(failing.clone()))),
+        uploads: Uploads::new(None),
     }];
     let source = run_source(
         &j.sources[0],
@@ -648,4 +650,139 @@ fn objects_under(store: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Objects of one destination being written now, and the most seen at once.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+/// A local destination that counts its writers in flight and takes `limit` at once.
+struct Counted {
+    inner: LocalDestination,
+    flight: std::sync::Arc<InFlight>,
+    limit: Option<std::num::NonZeroUsize>,
+}
+
+struct CountedWriter {
+    inner: Option<Box<dyn ObjectWriter>>,
+    flight: std::sync::Arc<InFlight>,
+}
+
+impl std::io::Write for CountedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.inner.as_mut() {
+            Some(w) => w.write(buf),
+            None => Ok(0),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.as_mut().map_or(Ok(()), |w| w.flush())
+    }
+}
+
+impl ObjectWriter for CountedWriter {
+    fn commit(mut self: Box<Self>) -> Result<(), DestinationError> {
+        match self.inner.take() {
+            Some(w) => w.commit(),
+            None => Ok(()),
+        }
+    }
+    fn abort(mut self: Box<Self>) {
+        if let Some(w) = self.inner.take() {
+            w.abort();
+        }
+    }
+}
+
+impl Drop for CountedWriter {
+    fn drop(&mut self) {
+        self.flight.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Destination for Counted {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn check(&self) -> Result<(), DestinationError> {
+        self.inner.check()
+    }
+    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>, DestinationError> {
+        let w = self.inner.create(name)?;
+        let n = self.flight.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.flight.most.fetch_max(n, Ordering::SeqCst);
+        // Long enough for the other sources to start writing too, if they may.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        Ok(Box::new(CountedWriter {
+            inner: Some(w),
+            flight: self.flight.clone(),
+        }))
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, DestinationError> {
+        self.inner.list(prefix)
+    }
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>, DestinationError> {
+        self.inner.open(name)
+    }
+    fn delete(&self, name: &str) -> Result<(), DestinationError> {
+        self.inner.delete(name)
+    }
+    fn max_uploads(&self) -> Option<std::num::NonZeroUsize> {
+        self.limit
+    }
+}
+
+/// Two sources at once to a destination that takes one upload at a time: never two of its
+/// objects in flight, and every copy stored; without the limit they do overlap.
+#[test]
+fn a_destination_gets_no_more_uploads_at_once_than_it_takes() {
+    let f = fixture();
+    let j = job(&format!(
+        r#"{{"max_parallel_sources": 2, "sources": [
+            {{"id": "a", "type": "folder", "path": "{0}", "passphrase": "p"}},
+            {{"id": "b", "type": "folder", "path": "{0}", "passphrase": "p"}}],
+          "destinations": [{{"id": "one", "type": "local", "path": "{1}"}}]}}"#,
+        f.data.display(),
+        f.store.display()
+    ));
+    for (limit, most) in [(crate::destination::ONE_UPLOAD, 1), (None, 2)] {
+        let flight = std::sync::Arc::new(InFlight::default());
+        let targets = vec![Target {
+            config: j.destinations[0].clone(),
+            built: Ok(Box::new(Counted {
+                inner: LocalDestination::new("one", &f.store),
+                flight: flight.clone(),
+                limit,
+            })),
+            uploads: Uploads::new(limit),
+        }];
+        let stamp = RunStamp::now();
+        let reports = parallel::run_each(&j.sources, 2, |s| {
+            run_source(
+                s,
+                build_source(s),
+                &targets,
+                stamp,
+                &Options::default(),
+                "job",
+            )
+        });
+        let ids: Vec<&str> = reports.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        for r in &reports {
+            assert!(
+                r.failure.is_none() && r.destinations[0].failure().is_none(),
+                "{r:?}"
+            );
+        }
+        assert_eq!(flight.most.load(Ordering::SeqCst), most, "limit {limit:?}");
+        std::fs::remove_dir_all(&f.store).unwrap();
+        std::fs::create_dir(&f.store).unwrap();
+    }
 }

@@ -1320,7 +1320,21 @@ where
     cmd.spawn().expect("spawn backup")
 }
 
-/// Whether process `pid` is not running: gone, or a zombie nobody reaped yet.
+/// Writes `script` as the executable `dir/bin/NAME` (a stand-in for a program the binary
+/// runs) and returns a PATH that finds it first.
+pub fn stand_in(dir: &Path, name: &str, script: &str) -> OsString {
+    let bin_dir = dir.join("bin");
+    fs::create_dir_all(&bin_dir).expect("mkdir");
+    let file = bin_dir.join(name);
+    fs::write(&file, script).expect("write stand-in");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut path = OsString::from(&bin_dir);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    path
+}
+
+/// Gone, or a zombie nobody reaped yet: either way not running.
 pub fn not_running(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
