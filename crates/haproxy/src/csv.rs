@@ -155,11 +155,8 @@ impl Columns {
         if field < self.split {
             keep(field, start, line.len());
         }
-        // The fields after the last one read are only counted (a vectorized byte count).
-        field += bytes[rest.min(bytes.len())..]
-            .iter()
-            .filter(|b| **b == b',')
-            .count();
+        // The fields after the last one read are only counted (memchr's vectorized count).
+        field += memchr::memchr_iter(b',', &bytes[rest.min(bytes.len())..]).count();
         if field + 1 != self.count {
             return None;
         }
@@ -365,7 +362,8 @@ impl Reader {
             return;
         }
         // Nearly every line has no quotes: it is read in one pass without copies.
-        let row = if line.contains('"') {
+        // memchr's vectorized search, not `str::contains` (a byte loop, a sixth of a row).
+        let row = if memchr::memchr(b'"', line.as_bytes()).is_some() {
             cols.row_of_fields(&split_fields(&line))
         } else {
             cols.row_of_line(&line)
