@@ -174,7 +174,7 @@ measure() { # tool size
 	used=$(cpu_delta "$work/cpu0-$tool-$size" "$work/cpu1-$tool-$size")
 	if [ "$tool" = custos ]; then polls=$((polls1 - polls0)); else polls=$((w1 - w0)); fi
 	local cpu_per_poll="-"
-	[ "$polls" -gt 0 ] && cpu_per_poll=$(awk -v c="$used" -v p="$polls" 'BEGIN { printf "%.5f", c / 1e9 / p }')
+	[ "$polls" -gt 0 ] && cpu_per_poll=$(awk -v c="$used" -v p="$polls" 'BEGIN { printf "%.6f", c / 1e9 / p }')
 	local cpu_total
 	cpu_total=$(awk -v c="$used" 'BEGIN { printf "%.3f", c / 1e9 }')
 

@@ -78,7 +78,8 @@ fn shared_client() -> Result<reqwest::Client, String> {
 pub enum Source {
     Http {
         client: reqwest::Client,
-        url: String,
+        /// Parsed once: reqwest would parse the text again at every fetch.
+        url: reqwest::Url,
         endpoint: String,
         auth: Option<(String, Secret)>,
     },
@@ -107,9 +108,10 @@ impl Source {
         } else {
             own_client(server).map_err(setup)?
         };
+        let url = reqwest::Url::parse(&server.endpoint).map_err(|e| setup(e.to_string()))?;
         Ok(Source::Http {
             client,
-            url: server.endpoint.clone(),
+            url,
             endpoint,
             auth: server.username.clone().map(|u| {
                 (
@@ -152,12 +154,12 @@ impl Source {
 
 async fn fetch_http(
     client: &reqwest::Client,
-    url: &str,
+    url: &reqwest::Url,
     auth: Option<&(String, Secret)>,
     endpoint: &str,
     page: &mut crate::csv::Reader,
 ) -> Result<(), FetchError> {
-    let mut req = client.get(url);
+    let mut req = client.get(url.clone());
     if let Some((user, pass)) = auth {
         req = req.basic_auth(user, Some(pass.expose()));
     }
