@@ -200,7 +200,13 @@ fn a_huge_page_is_cut_at_max_rows() {
         r.body.len(),
         mon.log()
     );
-    assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
+    // The peak with max-rows 10,000: about 16 MB to start with, plus about 2.5 KB a row for
+    // each snapshot alive at once (the one served and the one being built), the exposition
+    // being rendered, and a scrape's body still in flight. Measured (debug build): 20.8 MB
+    // at 2,000 rows, 28.2 MB at 5,000, 52-58 MB at 10,000 on a quiet machine, and 66 MB once
+    // under load 5-6 when a scrape overlapped a poll (the 64 MB this bound used to be). The
+    // page uncapped took 1.9 GB; the bound says memory follows the cap, not the page.
+    assert!(rss < 96 * 1024, "peak RSS {rss} KiB");
     assert!(r.body.len() < 8 << 20, "/metrics is {} bytes", r.body.len());
     assert!(mon.log().contains("more rows than max-rows"));
 }

@@ -379,9 +379,12 @@ fn faults_are_counted_and_the_rest_goes_on() {
     let prom_addr = SocketAddr::from(([127, 0, 0, 1], prom_port));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("sessions.log");
+    // Only `slow` has a timeout shorter than its stub's 3 s delay: the others get one a
+    // loaded machine cannot reach (a 0.4 s timeout for all once timed out the good server).
     let server = |id: &str, endpoint: &str, extra: &str| {
+        let timeout = if id == "slow" { "0.4" } else { "5" };
         format!(
-            "  {id}:\n    endpoint: \"{endpoint}\"\n    update-interval: 0.5\n    timeout: 0.4\n{extra}    backends: [log, graylog, probe, prom]\n"
+            "  {id}:\n    endpoint: \"{endpoint}\"\n    update-interval: 0.5\n    timeout: {timeout}\n{extra}    backends: [log, graylog, probe, prom]\n"
         )
     };
     let yaml = format!(
