@@ -7,7 +7,6 @@
 use crate::common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -236,18 +235,14 @@ fn after_hooks_run_after_sigterm() {
     let t = tempfile::tempdir().expect("tempdir");
     let dir = t.path();
     let log = dir.join("hooks.log");
-    let bin_dir = dir.join("bin");
-    fs::create_dir_all(&bin_dir).expect("mkdir");
-    let script = bin_dir.join("mysqldump");
-    fs::write(
-        &script,
-        format!(
+    let path = stand_in(
+        dir,
+        "mysqldump",
+        &format!(
             "#!/bin/sh\ntouch '{}/started'\nexec sleep 600\n",
             dir.display()
         ),
-    )
-    .expect("write stand-in");
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    );
     let mut job = Job::new(dir);
     job.source(json!({"id": "db", "type": "mysql", "dbname": "app",
                       "passphrase": PASSPHRASE, "hooks": recorded(&log, "db")}))
@@ -264,9 +259,6 @@ fn after_hooks_run_after_sigterm() {
         // One source after another: `b`'s `before` is the one a signal must not start.
         .set("max_parallel_sources", json!(1));
     let cfg = job.write();
-    let mut path = std::ffi::OsString::from(&bin_dir);
-    path.push(":");
-    path.push(std::env::var_os("PATH").unwrap_or_default());
     let child = spawn_backup_with([&cfg], &[("PATH", &path)]);
     wait_until(Duration::from_secs(60), "the stand-in to start", || {
         dir.join("started").exists()
