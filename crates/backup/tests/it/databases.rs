@@ -483,7 +483,10 @@ fn inspect_while_running(root: i32, name: &str, secrets: &[&str], tmpdir: &Path)
         stdin.display()
     );
     // The parent closes its copy right after spawning the dumper; on a busy machine we may
-    // look in between, so allow it a moment before calling it a leak.
+    // look in between, so allow it a moment before calling it a leak. Sources run at once
+    // (`max_parallel_sources`): another source's dumper holds its own credentials as its
+    // stdin, and only there (memfds are close-on-exec: no child inherits another's).
+    let dumper = |p: i32| matches!(comm(p).as_str(), "mysqldump" | "pg_dump");
     let holders = || -> Vec<String> {
         let mut found = Vec::new();
         for p in all_pids_under(root).into_iter().filter(|p| *p != pid) {
@@ -493,7 +496,8 @@ fn inspect_while_running(root: i32, name: &str, secrets: &[&str], tmpdir: &Path)
                 .flatten()
             {
                 let target = fs::read_link(fd.path()).unwrap_or_default();
-                if target.to_string_lossy().starts_with("/memfd:custos-") {
+                let own_stdin = dumper(p) && fd.file_name() == "0";
+                if !own_stdin && target.to_string_lossy().starts_with("/memfd:custos-") {
                     found.push(format!("pid {p} ({}) fd {:?}", comm(p), fd.file_name()));
                 }
             }
