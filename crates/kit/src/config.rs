@@ -32,7 +32,7 @@ mod missing;
 mod secret;
 mod unknown;
 pub mod values;
-pub use entry::{common, split, Entry, Invalid, Validate};
+pub use entry::{Entry, Invalid, Validate};
 pub use secret::Secret;
 use unknown::nearest_hint;
 pub use unknown::{

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use custos_kit::config::values::{count, equals_one, null_as_default, strip_trailing_commas};
-use custos_kit::config::{common, split, Entry, Secret};
+use custos_kit::config::{Entry, Secret};
 
 use crate::destination::{self, Destination, DestinationError};
 use crate::notify;
@@ -441,15 +441,8 @@ fn parse_source(
     root: &RootDefaults,
     unknown: &mut Vec<UnknownKey>,
 ) -> Result<SourceConfig, ConfigError> {
-    let (shared, specific) = split(file, at, value, SOURCE_COMMON_KEYS)?;
-    let c: RawSourceCommon = common(file, at, shared, &specific, unknown)?;
-    let entry = Entry {
-        file,
-        at,
-        keys: specific,
-        common_keys: SOURCE_COMMON_KEYS,
-        unknown,
-    };
+    let (c, entry): (RawSourceCommon, _) =
+        Entry::open(file, at, value, SOURCE_COMMON_KEYS, unknown)?;
     let Some(spec) = SourceSpec::parse(&c.kind, entry) else {
         return Err(unknown_type(file, at, &c.kind, SourceSpec::TYPES));
     };
@@ -482,15 +475,8 @@ fn parse_destination(
     value: Value,
     unknown: &mut Vec<UnknownKey>,
 ) -> Result<DestinationConfig, ConfigError> {
-    let (shared, specific) = split(file, at, value, DESTINATION_COMMON_KEYS)?;
-    let c: RawDestinationCommon = common(file, at, shared, &specific, unknown)?;
-    let entry = Entry {
-        file,
-        at,
-        keys: specific,
-        common_keys: DESTINATION_COMMON_KEYS,
-        unknown,
-    };
+    let (c, entry): (RawDestinationCommon, _) =
+        Entry::open(file, at, value, DESTINATION_COMMON_KEYS, unknown)?;
     let Some(spec) = DestinationSpec::parse(&c.kind, entry) else {
         return Err(unknown_type(file, at, &c.kind, DestinationSpec::TYPES));
     };
@@ -522,23 +508,12 @@ fn parse_notification(
     value: Value,
     unknown: &mut Vec<UnknownKey>,
 ) -> Result<NotificationConfig, ConfigError> {
-    let (shared, keys) = split(file, at, value, notify::COMMON_KEYS)?;
-    let c: notify::CommonKeys = common(file, at, shared, &keys, unknown)?;
-    notify::build(
-        c,
-        Entry {
-            file,
-            at,
-            keys,
-            common_keys: notify::COMMON_KEYS,
-            unknown,
-        },
-    )
+    let (c, entry) = Entry::open(file, at, value, notify::COMMON_KEYS, unknown)?;
+    notify::build(c, entry)
 }
 
-/// The error for a `type` nobody implements: the implemented types, apart from the original's
-/// types custos does not support yet (`later`, which parse and fail at run time), and the
-/// implemented type the value looks like a typo of.
+/// The error for a `type` nobody implements: the implemented types, and the one the value
+/// looks like a typo of.
 fn unknown_type(file: &Path, at: &str, kind: &str, have: &[&str]) -> ConfigError {
     let sorted = |types: &[&str]| {
         let mut v = types.to_vec();

@@ -21,7 +21,7 @@ pub mod prometheus;
 pub mod prtg;
 
 use crate::sample::Batch;
-use custos_kit::config::{common, split, ConfigError, Entry, UnknownKey, Validate};
+use custos_kit::config::{ConfigError, Entry, UnknownKey, Validate};
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::future::Future;
@@ -153,15 +153,7 @@ impl Backend {
         unknown: &mut Vec<UnknownKey>,
     ) -> Result<Backend, ConfigError> {
         let at = format!("backends.{id}");
-        let (head, keys) = split(file, &at, keys, COMMON_KEYS)?;
-        let Common { kind } = common(file, &at, head, &keys, unknown)?;
-        let entry = Entry {
-            file,
-            at: &at,
-            keys,
-            common_keys: COMMON_KEYS,
-            unknown,
-        };
+        let (Common { kind }, entry) = Entry::open(file, &at, keys, COMMON_KEYS, unknown)?;
         match Backend::take(&kind, entry, text) {
             Some(Ok(b)) => Ok(b),
             Some(Err(e)) => Err(match e.missing_key() {

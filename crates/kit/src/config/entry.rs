@@ -55,6 +55,32 @@ pub struct Entry<'a> {
     pub unknown: &'a mut Vec<UnknownKey>,
 }
 
+impl<'a> Entry<'a> {
+    /// Opens one entry of a list (a source, a sink): the keys every entry of its kind has,
+    /// deserialized as `C`, and the entry holding the keys of its type for the type's own
+    /// config to [`Entry::take`].
+    pub fn open<C: DeserializeOwned>(
+        file: &'a Path,
+        at: &'a str,
+        value: Value,
+        common_keys: &'static [&'static str],
+        unknown: &'a mut Vec<UnknownKey>,
+    ) -> Result<(C, Entry<'a>), ConfigError> {
+        let (shared, keys) = split(file, at, value, common_keys)?;
+        let c = common(file, at, shared, &keys, unknown)?;
+        Ok((
+            c,
+            Entry {
+                file,
+                at,
+                keys,
+                common_keys,
+                unknown,
+            },
+        ))
+    }
+}
+
 impl Entry<'_> {
     /// Deserializes the type's keys.
     pub fn take<T: DeserializeOwned>(self) -> Result<T, ConfigError> {
@@ -93,12 +119,7 @@ impl Entry<'_> {
 type Parts = (Map<String, Value>, Map<String, Value>);
 
 /// Splits an entry into the keys all entries share and the keys of its type.
-pub fn split(
-    file: &Path,
-    at: &str,
-    value: Value,
-    common_keys: &[&str],
-) -> Result<Parts, ConfigError> {
+fn split(file: &Path, at: &str, value: Value, common_keys: &[&str]) -> Result<Parts, ConfigError> {
     let Value::Object(map) = value else {
         return Err(ConfigError::Parse {
             file: file.to_owned(),
@@ -114,7 +135,7 @@ pub fn split(
 
 /// Deserializes the keys every entry of a kind has; a required one that is missing while a
 /// key of the type's part (`others`) looks like it is reported as that typo (`tpye`).
-pub fn common<T: DeserializeOwned>(
+fn common<T: DeserializeOwned>(
     file: &Path,
     at: &str,
     map: Map<String, Value>,
